@@ -1,0 +1,52 @@
+"""Array-namespace helpers: the same kernel code runs on NumPy and CuPy arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["get_namespace", "to_numpy", "cupy_available"]
+
+
+def _cupy():
+    try:
+        import cupy  # noqa: F401
+
+        return cupy
+    except Exception:  # ImportError, or a CUDA runtime that fails to load
+        return None
+
+
+def cupy_available() -> bool:
+    """True when CuPy imports and sees at least one GPU."""
+    cp = _cupy()
+    if cp is None:
+        return False
+    try:
+        return cp.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def get_namespace(*arrays):
+    """Return ``cupy`` if any of ``arrays`` is a CuPy array, else ``numpy``."""
+    for a in arrays:
+        mod = type(a).__module__
+        if mod.startswith("cupy"):
+            import cupy
+
+            return cupy
+    return np
+
+
+def to_numpy(a):
+    """Return ``a`` as a NumPy array (copies from the GPU when needed)."""
+    if type(a).__module__.startswith("cupy"):
+        return a.get()
+    return np.asarray(a)
+
+
+def asarray_like(a, xp, dtype=None):
+    """Move ``a`` to the namespace ``xp`` (NumPy or CuPy) with an optional dtype."""
+    if xp is np:
+        return np.asarray(to_numpy(a), dtype=dtype)
+    return xp.asarray(a, dtype=dtype)

@@ -1,0 +1,34 @@
+"""The package's exceptions and warnings, in one module.
+
+Every error names the offending argument and the value seen.
+"""
+
+from sklearn.exceptions import ConvergenceWarning
+
+__all__ = [
+    "ConvergenceWarning",
+    "IllPosedModelError",
+    "SolverError",
+    "BoundConditionError",
+]
+
+
+class IllPosedModelError(ValueError):
+    """No sufficient well-posedness condition holds for the model's A.
+
+    Raised by the fixed-point kernel and by :class:`~lifted_idl.ImplicitModel` when neither
+    ``lambda_PF(|A|) < 1`` [IDL Thm 2.2], nor ``mu_inf(A) < 1`` [NEMON], nor a DAG structure
+    (strictly triangular up to permutation) certifies a unique equilibrium. Pass
+    ``check_wellposed=False`` to try the iteration anyway.
+    """
+
+
+class SolverError(RuntimeError):
+    """A convex subproblem (cvxpy or a fast solver) failed or was infeasible.
+
+    The fitted model is left as it was before the failed step.
+    """
+
+
+class BoundConditionError(ValueError):
+    """A robustness bound was asked for where its theorem's condition does not hold."""

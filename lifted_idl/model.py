@@ -1,0 +1,374 @@
+r"""The implicit model :math:`\hat y = Cx + Du + c`, :math:`x = \phi(Ax + Bu + b)` [IDL §2]."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import kernel
+from ._array import get_namespace, to_numpy
+from .activations import Activation, get_activation
+from .exceptions import IllPosedModelError
+from .wellposedness import WellPosedness, dag_levels, is_well_posed, pf_eigenvalue
+
+__all__ = ["ImplicitModel"]
+
+_FLOATS = (np.float32, np.float64)
+
+
+def _check_matrix(name, M, shape=None, ndim=2):
+    if M is None:
+        raise ValueError(f"{name} is required")
+    xp = get_namespace(M)
+    if xp is np:
+        M = np.asarray(M)
+    if M.dtype.kind not in "fiub":
+        raise ValueError(f"{name} must be a real numeric array; got dtype {M.dtype}")
+    if M.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D; got shape {M.shape}")
+    if shape is not None:
+        for k, (got, want) in enumerate(zip(M.shape, shape)):
+            if want is not None and got != want:
+                raise ValueError(
+                    f"{name} has shape {M.shape}; expected {tuple(s if s is not None else '*' for s in shape)} "
+                    f"(dimension {k} must be {want})"
+                )
+    if not bool(xp.all(xp.isfinite(M))):
+        raise ValueError(f"{name} contains NaN or inf")
+    return M
+
+
+class ImplicitModel:
+    r"""An implicit model: :math:`\hat y = Cx + Du + c` with :math:`x = \phi(Ax + Bu + b)`.
+
+    Parameters
+    ----------
+    A : array of shape (n, n)
+    B : array of shape (n, p)
+    C : array of shape (q, n)
+    D : array of shape (q, p)
+    b : array of shape (n,), optional
+        State bias.
+    c : array of shape (q,), optional
+        Output bias.
+    activation : str or Activation, default="relu"
+        Componentwise ("relu", "leaky_relu", "tanh", "sigmoid", "identity") or a
+        :class:`~lifted_idl.activations.Blockwise` map.
+    factors : tuple (L, R), optional
+        Low-rank factors with ``A = L @ R.T`` (theory §5); the kernel then iterates in
+        :math:`O(mnk)`. Build with :meth:`from_low_rank`.
+
+    Notes
+    -----
+    Parameters keep the floating dtype they are given (float32 or float64; integers become
+    float64). Inference runs in the dtype of the input when it is float32 or float64, so float32
+    data stays float32. The well-posedness certificate (theory §1) is computed once, on first
+    use, and cached; the model pickles as its arrays and settings only.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from lifted_idl import ImplicitModel
+    >>> A = np.array([[0.0, 0.5], [0.0, 0.0]]); B = np.eye(2); C = np.ones((1, 2)); D = np.zeros((1, 2))
+    >>> ImplicitModel(A, B, C, D).predict(np.array([[1.0, 2.0]]))
+    array([[4.]])
+    """
+
+    def __init__(self, A, B, C, D, b=None, c=None, activation="relu", factors=None):
+        A = _check_matrix("A", A)
+        n = A.shape[0]
+        A = _check_matrix("A", A, (n, n))
+        B = _check_matrix("B", B, (n, None))
+        p = B.shape[1]
+        C = _check_matrix("C", C, (None, n))
+        q = C.shape[0]
+        D = _check_matrix("D", D, (q, p))
+        if b is not None:
+            b = _check_matrix("b", b, (n,), ndim=1)
+        if c is not None:
+            c = _check_matrix("c", c, (q,), ndim=1)
+        act = get_activation(activation)
+        if not isinstance(act, Activation):  # pragma: no cover - get_activation guarantees it
+            raise ValueError(f"activation={activation!r} is not an Activation")
+        if getattr(act, "size", n) != n:
+            raise ValueError(
+                f"activation covers {act.size} states but A has n={n}; they must agree"
+            )
+        arrays = [A, B, C, D] + [v for v in (b, c) if v is not None]
+        dtype = np.result_type(*[a.dtype for a in arrays])
+        if dtype not in _FLOATS:
+            dtype = np.dtype(np.float64)
+        xp = get_namespace(A)
+        cast = (lambda M: None if M is None else M.astype(dtype, copy=False))
+        self.A, self.B, self.C, self.D = cast(A), cast(B), cast(C), cast(D)
+        self.b, self.c = cast(b), cast(c)
+        self.activation = act
+        if factors is not None:
+            L, R = factors
+            k = np.shape(L)[1] if np.ndim(L) == 2 else None
+            L = _check_matrix("L", L, (n, k))
+            R = _check_matrix("R", R, (n, k))
+            if float(xp.abs(L @ R.T - self.A).max(initial=0.0)) > 1e-6 * max(
+                1.0, float(xp.abs(self.A).max(initial=0.0))
+            ):
+                raise ValueError("factors (L, R) do not reproduce A = L @ R.T")
+            factors = (cast(L), cast(R))
+        self.factors = factors
+        self._cache = {}
+
+    # ------------------------------------------------------------------------------------------
+    @classmethod
+    def from_low_rank(cls, L, R, B, C, D, b=None, c=None, activation="relu"):
+        r"""Model with :math:`A = L R^\top` (theory §5), solved in the k-dimensional form."""
+        xp = get_namespace(L)
+        L = _check_matrix("L", L)
+        R = _check_matrix("R", R, L.shape)
+        A = xp.asarray(L) @ xp.asarray(R).T
+        return cls(A, B, C, D, b=b, c=c, activation=activation, factors=(L, R))
+
+    @property
+    def n_states(self) -> int:
+        return self.A.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.B.shape[1]
+
+    @property
+    def n_outputs(self) -> int:
+        return self.C.shape[0]
+
+    @property
+    def dtype(self):
+        return self.A.dtype
+
+    def replace(self, **changes) -> ImplicitModel:
+        """A new model with some of ``A, B, C, D, b, c, activation`` replaced."""
+        params = dict(A=self.A, B=self.B, C=self.C, D=self.D, b=self.b, c=self.c,
+                      activation=self.activation)
+        unknown = set(changes) - set(params)
+        if unknown:
+            raise ValueError(f"replace() got unknown parameter(s) {sorted(unknown)}")
+        params.update(changes)
+        return type(self)(**params)
+
+    def astype(self, dtype) -> ImplicitModel:
+        """The same model with parameters cast to ``dtype`` (float32 or float64)."""
+        dtype = np.dtype(dtype)
+        if dtype not in _FLOATS:
+            raise ValueError(f"dtype must be float32 or float64; got dtype={dtype}")
+        if dtype == self.dtype:
+            return self
+        f = self.factors
+        return type(self)(
+            *(M.astype(dtype) for M in (self.A, self.B, self.C, self.D)),
+            b=None if self.b is None else self.b.astype(dtype),
+            c=None if self.c is None else self.c.astype(dtype),
+            activation=self.activation,
+            factors=None if f is None else (f[0].astype(dtype), f[1].astype(dtype)),
+        )
+
+    def to_numpy(self) -> ImplicitModel:
+        """The same model with NumPy arrays (from CuPy ones, say)."""
+        f = self.factors
+        return type(self)(
+            *(to_numpy(M) for M in (self.A, self.B, self.C, self.D)),
+            b=None if self.b is None else to_numpy(self.b),
+            c=None if self.c is None else to_numpy(self.c),
+            activation=self.activation,
+            factors=None if f is None else (to_numpy(f[0]), to_numpy(f[1])),
+        )
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def well_posedness(self) -> WellPosedness:
+        """The certificate of theory §1 that holds for A (computed once, then cached)."""
+        wp = self._cache.get("wp")
+        if wp is None:
+            wp = is_well_posed(to_numpy(self.A), self.activation)
+            self._cache["wp"] = wp
+        return wp
+
+    @property
+    def is_well_posed(self) -> bool:
+        return self.well_posedness.well_posed
+
+    def _levels(self):
+        lv = self._cache.get("levels")
+        if lv is None:
+            lv = dag_levels(to_numpy(self.A))
+            if lv is not None and not self.activation.componentwise:
+                lv = None  # blockwise maps: keep to the iterative path
+            self._cache["levels"] = lv if lv is not None else False
+        return lv or None
+
+    def _params_for(self, dtype, xp):
+        key = ("params", np.dtype(dtype).str, xp.__name__)
+        P = self._cache.get(key)
+        if P is None:
+            def conv(M):
+                if M is None:
+                    return None
+                if xp is np:
+                    return np.asarray(to_numpy(M), dtype=dtype)
+                return xp.asarray(M, dtype=dtype)
+
+            P = {k: conv(getattr(self, k)) for k in ("A", "B", "C", "D", "b", "c")}
+            if self.factors is not None:
+                P["factors"] = (conv(self.factors[0]), conv(self.factors[1]))
+            self._cache[key] = P
+        return P
+
+    def _check_input(self, U, name="U"):
+        xp = get_namespace(U)
+        if xp is np:
+            if hasattr(U, "toarray") or type(U).__module__.startswith("scipy.sparse"):
+                raise TypeError(
+                    f"{name} is a sparse matrix; ImplicitModel needs a dense array "
+                    "(call .toarray())"
+                )
+            U = np.asarray(U)
+        if U.dtype.kind not in "fiub":
+            raise ValueError(f"{name} must be numeric; got dtype {U.dtype}")
+        if U.ndim != 2:
+            raise ValueError(
+                f"{name} must be 2-D with shape (n_samples, {self.n_features}); got shape "
+                f"{U.shape}"
+            )
+        if U.shape[1] != self.n_features:
+            raise ValueError(
+                f"{name} has {U.shape[1]} features; the model expects {self.n_features}"
+            )
+        if not bool(xp.all(xp.isfinite(U))):
+            raise ValueError(f"{name} contains NaN or inf")
+        dtype = U.dtype if U.dtype in _FLOATS else self.dtype
+        return U.astype(dtype, copy=False), xp
+
+    def solve(self, U, method="auto", tol=None, max_iter=None, X0=None, force=False,
+              batch_size=None, warn=True) -> kernel.FixedPointResult:
+        """Solve the equilibrium for inputs ``U`` and return the kernel's full result.
+
+        Parameters
+        ----------
+        U : array of shape (m, p)
+        method : {"auto", "picard", "averaged", "triangular", "lowrank", "anderson"}
+            ``"auto"`` picks back-substitution for DAG-structured A, the low-rank iteration when
+            factors are known, Picard under the inf-norm or PF certificate, and the averaged
+            iteration under the :math:`\\mu_\\infty` certificate.
+        tol : float, optional
+            Per-sample relative tolerance (default 1e-10 in float64, 1e-5 in float32).
+        max_iter : int, optional
+        X0 : array of shape (m, n), optional
+            Warm start.
+        force : bool, default=False
+            Iterate even when no well-posedness certificate holds (otherwise
+            :class:`~lifted_idl.exceptions.IllPosedModelError` is raised).
+        batch_size : int, optional
+            Solve in chunks of this many samples to bound memory.
+        """
+        U, xp = self._check_input(U)
+        wp = self.well_posedness
+        if not wp.well_posed and not force:
+            raise IllPosedModelError(
+                f"No well-posedness certificate holds for this A: lambda_PF = {wp.value:.6g} "
+                f">= 1 and mu_inf(A) >= 1 (n = {self.n_states}). Rescale or project A "
+                "(lifted_idl.wellposedness.project_inf_norm_ball), or pass force=True to "
+                "iterate anyway."
+            )
+        if batch_size is not None:
+            if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+                raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
+            if U.shape[0] > batch_size:
+                return self._solve_chunked(U, xp, method, tol, max_iter, X0, force,
+                                           batch_size, warn)
+        P = self._params_for(U.dtype, xp)
+        Z0 = U @ P["B"].T
+        if P["b"] is not None:
+            Z0 += P["b"]
+        if method == "auto":
+            if self._levels() is not None:
+                method = "triangular"
+            elif self.factors is not None:
+                method = "lowrank"
+            elif wp.certificate == "mu_inf":
+                method = "averaged"
+            else:
+                method = "picard"
+        if method == "triangular":
+            levels = self._levels()
+            if levels is None:
+                raise ValueError(
+                    "method='triangular' needs A strictly triangular up to a permutation"
+                )
+        else:
+            levels = None
+        if method == "averaged":
+            alpha = wp.alpha if wp.certificate == "mu_inf" else 1.0
+        else:
+            alpha = 1.0
+        if X0 is not None:
+            X0 = _check_matrix("X0", X0, (U.shape[0], self.n_states))
+        if max_iter is None:
+            c = wp.contraction if wp.well_posed else 0.99
+            t = default_tol = kernel.default_tol(U.dtype) if tol is None else tol
+            # enough iterations for a contraction c to reach tol, with a generous margin
+            need = np.log(max(default_tol, 1e-300)) / np.log(min(max(c, 1e-3), 0.9999))
+            max_iter = int(min(max(3 * need + 50, 100), 100000))
+            del t
+        return kernel.solve(P["A"], Z0, self.activation, method, tol=tol, max_iter=max_iter,
+                            X0=X0, alpha=alpha, levels=levels, factors=P.get("factors"),
+                            warn=warn)
+
+    def _solve_chunked(self, U, xp, method, tol, max_iter, X0, force, batch_size, warn):
+        m = U.shape[0]
+        X = xp.empty((m, self.n_states), dtype=U.dtype)
+        n_iter, residual, n_unconv = 0, 0.0, 0
+        used = method
+        for s in range(0, m, batch_size):
+            sl = slice(s, min(s + batch_size, m))
+            r = self.solve(U[sl], method, tol, max_iter, None if X0 is None else X0[sl],
+                           force, None, warn)
+            X[sl] = r.X
+            n_iter = max(n_iter, r.n_iter)
+            residual = max(residual, r.residual)
+            n_unconv += r.n_unconverged
+            used = r.method
+        return kernel.FixedPointResult(X, n_iter, residual, n_unconv == 0, n_unconv, used)
+
+    def equilibrium(self, U, **kwargs):
+        """The hidden states :math:`x(u)`, shape (m, n); keyword arguments as :meth:`solve`."""
+        return self.solve(U, **kwargs).X
+
+    def output(self, X, U):
+        """:math:`\\hat y = X C^\\top + U D^\\top + c` for given states (no solve)."""
+        U, xp = self._check_input(U)
+        P = self._params_for(U.dtype, xp)
+        Y = X @ P["C"].T + U @ P["D"].T
+        if P["c"] is not None:
+            Y += P["c"]
+        return Y
+
+    def predict(self, U, **kwargs):
+        """Outputs :math:`\\hat y(u)`, shape (m, q); keyword arguments as :meth:`solve`."""
+        X = self.equilibrium(U, **kwargs)
+        return self.output(X, U)
+
+    # ------------------------------------------------------------------------------------------
+    def pf_eigenvalue(self) -> float:
+        return pf_eigenvalue(to_numpy(self.A), self.activation)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_cache"] = {}
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._cache = {}
+
+    def __repr__(self):
+        return (
+            f"ImplicitModel(n={self.n_states}, p={self.n_features}, q={self.n_outputs}, "
+            f"activation={self.activation!r}, dtype={self.dtype})"
+        )
