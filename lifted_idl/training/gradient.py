@@ -1,0 +1,839 @@
+r"""Projected gradient training with implicit differentiation [IDL §6.2], theory §7.
+
+The problem is [IDL (6.3)]
+
+.. math::
+
+    \min_{A,B,b,C,D,c}\ \mathcal L\big(Y, \hat Y\big) + \mathrm{pen}_{AB}([A\ B])
+    + \mathrm{pen}_{CD}([C\ D])
+    \quad\text{s.t.}\quad X = \phi(A X + B U + b),\ \ \hat Y = C X + D U + c,
+    \ \ \|A\|_\infty \le \kappa,
+
+with :math:`\kappa < 1`, so that every iterate is well-posed (theory §1).
+
+Gradients (row layout). Samples are rows: ``U`` is ``(m, p)``, ``X`` is ``(m, n)`` and
+:math:`G = \nabla_{\hat Y}\mathcal L` is ``(m, q)``. With :math:`Z = X A^\top + U B^\top + b` and
+:math:`\Psi = \phi'(Z)` (``(m, n)``, entries in ``[0, 1]`` for a CONE map), the adjoint
+:math:`V = \nabla_Z \mathcal L` solves the matrix equilibrium [IDL (6.5)]
+
+.. math:: V = \Psi \odot (V A + G C),
+
+the row-layout transpose of :math:`V = \Psi\circ(A^\top V + C^\top G)`; it is computed by the
+fixed-point iteration [IDL (6.6)]. Then, by [IDL §6.2] (the outer-product formula preceding
+(6.4)),
+
+.. math::
+
+    \nabla_A = V^\top X,\quad \nabla_B = V^\top U,\quad \nabla_b = V^\top \mathbf 1,\quad
+    \nabla_C = G^\top X,\quad \nabla_D = G^\top U,\quad \nabla_c = G^\top \mathbf 1.
+
+After every step, A is projected onto :math:`\{\|A\|_\infty \le \kappa\}` [IDL (6.7)], theory §2,
+with :func:`lifted_idl.wellposedness.project_inf_norm_ball`.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+import warnings
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from .. import kernel
+from .._array import get_namespace
+from ..activations import get_activation
+from ..exceptions import ConvergenceWarning, IllPosedModelError
+from ..losses import Loss, get_loss
+from ..model import ImplicitModel
+from ..penalties import NoPenalty, Penalty, get_penalty
+from ..wellposedness import project_inf_norm_ball
+
+__all__ = ["solve_adjoint", "implicit_gradients", "fit_gradient"]
+
+_PARAMS = ("A", "B", "b", "C", "D", "c")
+_FLOATS = (np.float32, np.float64)
+
+
+# ----------------------------------------------------------------------------------------------
+# the adjoint equilibrium [IDL (6.5)-(6.6)]
+# ----------------------------------------------------------------------------------------------
+def solve_adjoint(A, Psi, R, *, alpha: float = 1.0, tol: float | None = None,
+                  max_iter: int = 500, V0=None, min_iter: int = 0,
+                  warn: bool = True) -> kernel.FixedPointResult:
+    r"""Solve the adjoint equilibrium :math:`V = \Psi \odot (V A) + R` by fixed-point iteration.
+
+    With :math:`R = \Psi \odot (G C)` this is [IDL (6.5)] in the row layout (one sample per
+    row): for each sample, :math:`v = \Psi (A^\top v + C^\top g)`, i.e.
+    :math:`(I - \Psi A^\top) v = \Psi C^\top g`. The iteration [IDL (6.6)], averaged with step
+    :math:`\alpha`,
+
+    .. math:: V \leftarrow (1 - \alpha) V + \alpha\,\big(\Psi \odot (V A) + R\big),
+
+    converges for every well-posed A (theory §1):
+
+    * :math:`\|A\|_\infty < 1`, :math:`\alpha = 1`: each row map :math:`v \mapsto \Psi A^\top v`
+      contracts in the l1 norm, :math:`\|\Psi A^\top\|_1 = \|A\Psi\|_\infty \le \|A\|_\infty`;
+    * :math:`\lambda_{PF}(|A|) < 1`, :math:`\alpha = 1`: spectral radius of
+      :math:`\Psi A^\top` at most :math:`\lambda_{PF}(|A|)` [IDL Thm 2.2];
+    * :math:`\mu_\infty(A) < 1` with the NE-MON step :math:`\alpha = 1/(1 + \max_i
+      \max(-a_{ii}, 0))` [NEMON]: the iteration matrix :math:`(1-\alpha) I + \alpha\Psi A^\top`
+      has the spectrum of :math:`(1-\alpha) I + \alpha \Psi A`, whose inf-norm is at most
+      :math:`1 - \alpha(1 - \max(\mu_\infty(A), 0))` since :math:`0 \le \psi_i \le 1`
+      (theory §1);
+    * strictly triangular A (a DAG, [IDL §3]): :math:`\Psi A^\top` is nilpotent and the
+      iteration is exact after as many steps as the DAG has levels.
+
+    Parameters
+    ----------
+    A : array of shape (n, n)
+    Psi : array of shape (m, n)
+        Derivatives :math:`\phi'(Z)` at the equilibrium, one row per sample.
+    R : array of shape (m, n)
+        Right-hand side, :math:`\Psi \odot (G C)`.
+    alpha : float, default=1.0
+        Averaging step in ``(0, 1]``.
+    tol : float, optional
+        Stop when :math:`\|V^{t+1} - V^t\|_F \le \mathrm{tol}\cdot\|V^{t+1}\|_F` (the whole
+        matrix: the gradients are sums over samples). Default: 1e-10 in float64, 1e-5 in
+        float32.
+    max_iter : int, default=500
+    V0 : array of shape (m, n), optional
+        Warm start (zeros by default).
+    min_iter : int, default=0
+        Iterations run before the stopping test is first evaluated (the test costs about a
+        third of an iteration; a training loop passes the count its previous step needed).
+    warn : bool, default=True
+        Emit a :class:`~lifted_idl.exceptions.ConvergenceWarning` when the tolerance is not met.
+
+    Returns
+    -------
+    FixedPointResult
+        ``X`` holds V; ``method`` is ``"adjoint"``; ``residual`` is the last relative step.
+    """
+    A = np.asarray(A)
+    Psi = np.asarray(Psi)
+    R = np.asarray(R)
+    if A.ndim != 2 or A.shape[0] != A.shape[1]:
+        raise ValueError(f"A must be a square 2-D array; got shape {A.shape}")
+    n = A.shape[0]
+    if Psi.ndim != 2 or Psi.shape[1] != n:
+        raise ValueError(f"Psi must have shape (m, {n}); got shape {Psi.shape}")
+    if R.shape != Psi.shape:
+        raise ValueError(f"R must have the shape of Psi {Psi.shape}; got shape {R.shape}")
+    if not isinstance(alpha, numbers.Real) or not 0 < alpha <= 1:
+        raise ValueError(f"alpha must lie in (0, 1]; got alpha={alpha!r}")
+    if not isinstance(max_iter, numbers.Integral) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive int; got max_iter={max_iter!r}")
+    if not isinstance(min_iter, numbers.Integral) or min_iter < 0:
+        raise ValueError(f"min_iter must be an int >= 0; got min_iter={min_iter!r}")
+    dtype = np.result_type(A.dtype, Psi.dtype, R.dtype)
+    if dtype not in _FLOATS:
+        dtype = np.dtype(np.float64)
+    tol = kernel.default_tol(dtype) if tol is None else float(tol)
+    if not tol >= 0:
+        raise ValueError(f"tol must be >= 0; got tol={tol!r}")
+    if V0 is None:
+        V = R.astype(dtype, copy=True)  # the first Picard iterate from V = 0
+        n_done = 1
+    else:
+        V0 = np.asarray(V0)
+        if V0.shape != R.shape:
+            raise ValueError(f"V0 must have shape {R.shape}; got shape {V0.shape}")
+        V = V0.astype(dtype, copy=True)
+        n_done = 0
+    if V.size == 0:
+        return kernel.FixedPointResult(V, 0, 0.0, True, 0, "adjoint")
+    A = A.astype(dtype, copy=False)
+    Psi = Psi.astype(dtype, copy=False)
+    R = R.astype(dtype, copy=False)
+    W = np.empty_like(V)
+    a = dtype.type(alpha)
+    averaged = alpha != 1
+    residual = math.inf
+    converged = False
+    it = n_done
+    while it < max_iter:
+        it += 1
+        np.matmul(V, A, out=W)
+        W *= Psi
+        W += R
+        if averaged:
+            W -= V
+            W *= a
+            W += V
+        V, W = W, V
+        if it < min_iter:
+            continue
+        np.subtract(V, W, out=W)  # W now holds the step
+        step = math.sqrt(float(np.vdot(W, W)))
+        scale = math.sqrt(float(np.vdot(V, V)))
+        if not (math.isfinite(step) and math.isfinite(scale)):
+            residual = math.inf
+            break
+        if step <= tol * scale:
+            residual = step / scale if scale > 0 else 0.0
+            converged = True
+            break
+        residual = step / scale if scale > 0 else math.inf
+    n_unconv = 0 if converged else V.shape[0]
+    res = kernel.FixedPointResult(V, it, residual, converged, n_unconv, "adjoint")
+    if warn and not converged:
+        warnings.warn(
+            f"Adjoint fixed-point iteration [IDL (6.6)] did not converge in max_iter={max_iter} "
+            f"iterations: relative step {residual:.3e} > tol={tol:.1e}.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return res
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------
+def _check_activation(act):
+    if not act.componentwise:
+        raise ValueError(
+            f"activation={act!r} is not componentwise; implicit differentiation here needs a "
+            "diagonal Jacobian phi'(z) [IDL §6.2]"
+        )
+    return act
+
+
+def _check_data(model: ImplicitModel, U, Y):
+    """Validate U and Y against the model; return float arrays in the model's dtype."""
+    dtype = model.dtype
+    U = np.asarray(U)
+    if U.dtype.kind not in "fiub":
+        raise ValueError(f"U must be numeric; got dtype {U.dtype}")
+    if U.ndim != 2 or U.shape[1] != model.n_features:
+        raise ValueError(
+            f"U must have shape (m, {model.n_features}) (the model's p); got shape {U.shape}"
+        )
+    Y = np.asarray(Y)
+    if Y.dtype.kind not in "fiub":
+        raise ValueError(f"Y must be numeric; got dtype {Y.dtype}")
+    q = model.n_outputs
+    if Y.ndim == 1 and q == 1:
+        Y = Y[:, None]
+    if Y.ndim != 2 or Y.shape != (U.shape[0], q):
+        raise ValueError(
+            f"Y must have shape ({U.shape[0]}, {q}) (samples of U, outputs of the model); got "
+            f"shape {Y.shape}"
+        )
+    if U.shape[0] == 0:
+        raise ValueError("U has no samples (m = 0)")
+    U = U.astype(dtype, copy=False)
+    Y = Y.astype(dtype, copy=False)
+    for name, M in (("U", U), ("Y", Y)):
+        if not np.all(np.isfinite(M)):
+            raise ValueError(f"{name} contains NaN or inf")
+    return U, Y
+
+
+def _default_max_iter(tol: float, contraction: float) -> int:
+    """Enough iterations for a contraction ``contraction`` to reach ``tol``, with a margin."""
+    c = min(max(contraction, 1e-3), 0.9999)
+    need = math.log(max(tol, 1e-300)) / math.log(c)
+    return int(min(max(3 * need + 50, 100), 100000))
+
+
+def _picard_batch(A, Z0, act, X0, tol, max_iter, min_iter=0):
+    r"""Warm-started Picard :math:`X \leftarrow \phi(X A^\top + Z_0)` for training steps.
+
+    The same iteration as :func:`lifted_idl.kernel.picard`, with a whole-batch criterion
+    :math:`\|X^{t+1} - X^t\|_F \le \mathrm{tol}\,\|X^{t+1}\|_F` instead of the kernel's
+    per-sample one: a training step needs the batch gradient, a sum over samples, not
+    subset-invariant answers, and the per-row norms the kernel computes cost several times the
+    matrix product at the sizes of a training step. It converges when
+    :math:`\gamma\|A\|_\infty < 1` (theory §1), which :func:`fit_gradient` enforces. The
+    test is skipped for the first ``min_iter`` iterations.
+
+    Returns ``(X, converged, n_iter)``.
+    """
+    AT = np.ascontiguousarray(A.T)
+    X = np.array(X0, dtype=Z0.dtype, copy=True)
+    W = np.empty_like(X)
+    for it in range(1, max_iter + 1):
+        np.matmul(X, AT, out=W)
+        W += Z0
+        act(W, out=W)
+        X, W = W, X
+        if it < min_iter:
+            continue
+        np.subtract(X, W, out=W)
+        step = float(np.vdot(W, W))
+        scale = float(np.vdot(X, X))
+        if step <= tol * tol * scale:
+            return X, True, it
+        if not math.isfinite(step):
+            break
+    return X, False, max_iter
+
+
+def _backward(P, act, U, Y, X, loss, Z0, *, alpha, tol, max_iter, V0=None, min_iter=0,
+              warn=True, out=None):
+    """Loss value, adjoint and gradients at the equilibrium ``X`` (row layout, theory §7).
+
+    ``P`` maps names to the parameter arrays (``b``/``c`` may be None); ``Z0 = U B^T + b``.
+    Gradients are written into ``out`` (a dict of arrays of the parameters' shapes) when given.
+    """
+    A, C = P["A"], P["C"]
+    Z = X @ A.T
+    Z += Z0
+    Yhat = X @ C.T
+    Yhat += U @ P["D"].T
+    if P["c"] is not None:
+        Yhat += P["c"]
+    value = loss.value(Y, Yhat)
+    G = loss.grad(Y, Yhat)
+    Psi = act.derivative(Z)
+    R = G @ C
+    R *= Psi
+    res = solve_adjoint(A, Psi, R, alpha=alpha, tol=tol, max_iter=max_iter, V0=V0,
+                        min_iter=min_iter, warn=warn)
+    V = res.X
+    if out is None:
+        out = {
+            "A": np.empty_like(A), "B": np.empty_like(P["B"]), "b": np.empty(A.shape[0], A.dtype),
+            "C": np.empty_like(C), "D": np.empty_like(P["D"]), "c": np.empty(C.shape[0], A.dtype),
+        }
+    np.matmul(V.T, X, out=out["A"])
+    np.matmul(V.T, U, out=out["B"])
+    V.sum(axis=0, out=out["b"])
+    np.matmul(G.T, X, out=out["C"])
+    np.matmul(G.T, U, out=out["D"])
+    G.sum(axis=0, out=out["c"])
+    return value, out, res
+
+
+# ----------------------------------------------------------------------------------------------
+# public: gradients
+# ----------------------------------------------------------------------------------------------
+def implicit_gradients(model: ImplicitModel, U, Y, loss: str | Loss, X=None,
+                       tol: float | None = None,
+                       max_iter: int | None = None) -> tuple[float, dict]:
+    r"""Loss and its gradients with respect to every parameter, by implicit differentiation.
+
+    Computes :math:`\mathcal L(Y, \hat Y)` with :math:`\hat Y = X C^\top + U D^\top + c` at the
+    equilibrium :math:`X = \phi(X A^\top + U B^\top + b)` and the gradients of [IDL §6.2]
+    (theory §7), in the row layout,
+
+    .. math::
+
+        V = \Psi \odot (V A + G C),\qquad \Psi = \phi'(Z),\ G = \nabla_{\hat Y}\mathcal L,
+
+        \nabla_A = V^\top X,\ \nabla_B = V^\top U,\ \nabla_b = V^\top\mathbf 1,\
+        \nabla_C = G^\top X,\ \nabla_D = G^\top U,\ \nabla_c = G^\top\mathbf 1,
+
+    with V the adjoint of [IDL (6.5)], solved by the fixed-point iteration [IDL (6.6)]
+    (:func:`solve_adjoint`).
+
+    Parameters
+    ----------
+    model : ImplicitModel
+        A well-posed model with a componentwise activation.
+    U : array of shape (m, p)
+    Y : array of shape (m, q)
+        Targets (one-hot rows for the cross-entropy); shape ``(m,)`` is accepted when q = 1.
+    loss : str or Loss
+        ``"squared"``, ``"cross_entropy"`` or a :class:`~lifted_idl.losses.Loss` (averaged over
+        samples, so the gradients are too).
+    X : array of shape (m, n), optional
+        The equilibrium states, when already known; otherwise ``model.solve(U)`` computes them
+        (through the fixed-point kernel).
+    tol : float, optional
+        Relative tolerance of the forward solve and of the adjoint iteration (default 1e-10 in
+        float64, 1e-5 in float32).
+    max_iter : int, optional
+        Iteration cap for both; by default derived from the model's contraction factor.
+
+    Returns
+    -------
+    loss_value : float
+    grads : dict
+        Keys ``"A", "B", "b", "C", "D", "c"``, arrays of the parameters' shapes. A bias that
+        is ``None`` in the model is treated as zeros: its gradient is still returned (the
+        gradient at zero).
+
+    Raises
+    ------
+    IllPosedModelError
+        When no well-posedness certificate holds for A (theory §1).
+    ValueError
+        For shapes that do not match the model, non-finite data or a non-componentwise
+        activation.
+
+    Warns
+    -----
+    ConvergenceWarning
+        When the forward or the adjoint iteration does not reach ``tol``.
+    """
+    if not isinstance(model, ImplicitModel):
+        raise ValueError(f"model must be an ImplicitModel; got {type(model).__name__}")
+    loss = get_loss(loss)
+    act = _check_activation(model.activation)
+    if get_namespace(model.A) is not np:
+        model = model.to_numpy()  # keeps the cached certificate of a NumPy model otherwise
+    U, Y = _check_data(model, U, Y)
+    wp = model.well_posedness
+    if not wp.well_posed:
+        raise IllPosedModelError(
+            f"No well-posedness certificate holds for this A (lambda_PF = {wp.value:.6g}); the "
+            "adjoint equation [IDL (6.5)] need not have a unique solution"
+        )
+    if max_iter is not None and (not isinstance(max_iter, numbers.Integral) or max_iter < 1):
+        raise ValueError(f"max_iter must be a positive int; got max_iter={max_iter!r}")
+    if tol is not None and not (isinstance(tol, numbers.Real) and tol >= 0):
+        raise ValueError(f"tol must be a float >= 0; got tol={tol!r}")
+    if X is None:
+        X = model.solve(U, tol=tol, max_iter=max_iter).X
+    else:
+        X = np.asarray(X)
+        if X.shape != (U.shape[0], model.n_states):
+            raise ValueError(
+                f"X must have shape ({U.shape[0]}, {model.n_states}); got shape {X.shape}"
+            )
+        if not np.all(np.isfinite(X)):
+            raise ValueError("X contains NaN or inf")
+        X = X.astype(model.dtype, copy=False)
+    P = {k: getattr(model, k) for k in _PARAMS}
+    Z0 = U @ P["B"].T
+    if P["b"] is not None:
+        Z0 += P["b"]
+    atol = kernel.default_tol(model.dtype) if tol is None else float(tol)
+    if max_iter is None:
+        if wp.certificate == "dag":
+            max_iter = model.n_states + 2  # nilpotent: exact after at most n steps
+        else:
+            max_iter = _default_max_iter(atol, wp.contraction)
+    value, grads, _ = _backward(P, act, U, Y, X, loss, Z0, alpha=wp.alpha, tol=atol,
+                                max_iter=max_iter)
+    return value, grads
+
+
+# ----------------------------------------------------------------------------------------------
+# public: training
+# ----------------------------------------------------------------------------------------------
+def _check_penalty(pen, name):
+    if pen is None:
+        return NoPenalty()
+    if isinstance(pen, Penalty):
+        return pen
+    if isinstance(pen, str):
+        return get_penalty(pen, 0.0)
+    raise ValueError(f"{name} must be None, a penalty name or a Penalty; got {pen!r}")
+
+
+def _check_int(value, name, low):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}; got {name}={value!r}")
+    return int(value)
+
+
+class _Params:
+    """All parameters in one flat buffer, with views ``A, B, b, C, D, c``.
+
+    ``[A B]`` and ``[C D]`` are contiguous blocks so penalties act on them without copies, and
+    the optimizer updates the whole vector in a handful of vectorised operations.
+    """
+
+    def __init__(self, n, p, q, dtype):
+        self.n, self.p, self.q = n, p, q
+        sizes = (n * (n + p), n, q * (n + p), q)
+        self.flat = np.zeros(sum(sizes), dtype=dtype)
+        self.views(self.flat, self)
+
+    def views(self, flat, target):
+        n, p, q = self.n, self.p, self.q
+        k1 = n * (n + p)
+        k2 = k1 + n
+        k3 = k2 + q * (n + p)
+        target.AB = flat[:k1].reshape(n, n + p)
+        target.b = flat[k1:k2]
+        target.CD = flat[k2:k3].reshape(q, n + p)
+        target.c = flat[k3:]
+        target.A, target.B = target.AB[:, :n], target.AB[:, n:]
+        target.C, target.D = target.CD[:, :n], target.CD[:, n:]
+        return target
+
+    def as_dict(self, obj=None):
+        obj = self if obj is None else obj
+        return {k: getattr(obj, k) for k in _PARAMS}
+
+
+class _Views:
+    pass
+
+
+def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
+                 pen_ab: Penalty | str | None = None, pen_cd: Penalty | str | None = None,
+                 max_iter: int = 200, batch_size: int | None = None, optimizer: str = "adam",
+                 learning_rate: float = 1e-2, tol: float = 1e-6, n_iter_no_change: int = 10,
+                 random_state=None, verbose: int = 0, callback=None, train_bias: bool = True,
+                 solver_tol: float | None = None) -> tuple[ImplicitModel, dict]:
+    r"""Train every parameter by (stochastic) projected gradient [IDL §6.2], theory §7.
+
+    Minimises [IDL (6.3)] with biases and penalties,
+
+    .. math::
+
+        \min\ \mathcal L(Y, X C^\top + U D^\top + c) + \mathrm{pen}_{AB}([A\ B])
+        + \mathrm{pen}_{CD}([C\ D])
+        \ \ \text{s.t.}\ \ X = \phi(X A^\top + U B^\top + b),\ \ \|A\|_\infty \le \kappa.
+
+    Each step computes the minibatch gradients by implicit differentiation
+    (:func:`implicit_gradients`: forward Picard solve, adjoint [IDL (6.5)-(6.6)]), adds the
+    gradients of smooth penalties, takes an Adam or plain gradient step on all of
+    ``A, B, b, C, D, c``, applies the prox of non-smooth penalties (l1), then projects A onto
+    :math:`\{\|A\|_\infty \le \kappa\}` [IDL (6.7)] (theory §2). Every iterate is therefore
+    well-posed, and Picard contracts with factor at most :math:`\gamma\kappa` (theory §1).
+
+    Parameters
+    ----------
+    model : ImplicitModel
+        Initial model (not modified). A componentwise activation with Lipschitz constant
+        :math:`\gamma` such that :math:`\gamma\kappa < 1` is required. Its A is first projected
+        onto the ball, so the first iterate is feasible too.
+    U : array of shape (m, p)
+    Y : array of shape (m, q)
+        Shape ``(m,)`` is accepted when q = 1.
+    loss : str or Loss
+        ``"squared"``, ``"cross_entropy"`` or a :class:`~lifted_idl.losses.Loss`.
+    kappa : float
+        Radius of the well-posedness constraint, in (0, 1).
+    pen_ab, pen_cd : Penalty or str, optional
+        Penalties on ``[A B]`` and on ``[C D]`` (biases are not penalised). Smooth ones
+        (``penalty.smooth``) enter through their gradient, others (l1) through a proximal step
+        after the gradient step. With Adam the prox uses the optimizer's diagonal metric, i.e.
+        per-entry steps :math:`\eta/(\sqrt{\hat v} + \epsilon)`, so its fixed points satisfy the
+        optimality conditions of the penalised problem; with SGD the step is
+        ``learning_rate``. The penalty's ``prox`` must accept an array of steps (the package's
+        penalties do).
+    max_iter : int, default=200
+        Maximum number of epochs (passes over the data).
+    batch_size : int, optional
+        Minibatch size; ``None`` (or a size of at least m) means full-batch steps. Minibatches
+        are drawn from a fresh permutation every epoch.
+    optimizer : {"adam", "sgd"}, default="adam"
+        Adam (:math:`\beta_1 = 0.9`, :math:`\beta_2 = 0.999`, :math:`\epsilon = 10^{-8}`) or
+        plain gradient steps of size ``learning_rate``.
+    learning_rate : float, default=1e-2
+    tol : float, default=1e-6
+        Training stops when the epoch objective has not decreased by more than
+        ``tol`` times the best objective so far for ``n_iter_no_change`` consecutive epochs.
+    n_iter_no_change : int, default=10
+    random_state : int, RandomState or None
+        Seeds the minibatch permutations; with an int two fits are identical.
+    verbose : int, default=0
+        ``1`` prints the objective every 10 epochs and at the end, ``2`` or more every epoch.
+    callback : callable, optional
+        Called after every step (after the projection) as ``callback(info)`` with a dict
+        holding ``"epoch"``, ``"step"``, ``"batch_loss"`` (the minibatch loss before the step)
+        and copies of the parameters ``"A", "B", "b", "C", "D", "c"``.
+    train_bias : bool, default=True
+        Whether to train ``b`` and ``c``. When True, a bias that is ``None`` in ``model``
+        starts at zero and is returned as an array; when False the biases keep their values
+        (``None`` stays ``None``).
+    solver_tol : float, optional
+        Relative tolerance (Frobenius norm over the batch) of the forward and adjoint
+        fixed-point solves in each step; default 1e-8 in float64, 1e-5 in float32. Both are
+        warm-started from the previous step's solution for the same samples, so a step
+        usually needs only a few iterations.
+
+    Returns
+    -------
+    model : ImplicitModel
+        A new model holding the **last iterate** (not the best one seen). Low-rank factors of
+        the input model are not carried over (A changes).
+    history : dict
+        ``"loss"``: the full training objective (loss plus penalties, on all of U) after each
+        epoch; ``"loss_initial"``: the objective of the (projected) initial model;
+        ``"n_iter"``: epochs run; ``"n_steps"``: gradient steps; ``"converged"``: whether the
+        stopping rule fired before ``max_iter``; ``"solver_failures"``: number of forward or
+        adjoint solves that missed ``solver_tol``; ``"forward_iter"``, ``"adjoint_iter"``: mean
+        fixed-point iterations per solve; ``"time"``: wall-clock seconds.
+
+    Raises
+    ------
+    ValueError
+        For an argument out of range (named in the message), mismatched shapes or a
+        non-componentwise activation.
+    FloatingPointError
+        When the loss or its gradient overflows (a learning rate far too large).
+
+    Warns
+    -----
+    ConvergenceWarning
+        When ``max_iter`` epochs end without meeting the stopping rule, or when some
+        fixed-point solves missed their tolerance.
+
+    Notes
+    -----
+    Runs on NumPy arrays (a CuPy model is copied to the host). Each step's forward solve is a
+    warm-started Picard iteration with a whole-batch stopping test, and the adjoint iteration
+    is warm-started from the previous adjoint of the same samples.
+    """
+    t_start = time.perf_counter()
+    if not isinstance(model, ImplicitModel):
+        raise ValueError(f"model must be an ImplicitModel; got {type(model).__name__}")
+    loss = get_loss(loss)
+    act = _check_activation(get_activation(model.activation))
+    if isinstance(kappa, bool) or not isinstance(kappa, numbers.Real) or not 0 < kappa < 1:
+        raise ValueError(f"kappa must lie in (0, 1); got kappa={kappa!r}")
+    lip = float(np.max(act.state_lipschitz(model.n_states), initial=0.0))
+    contraction = float(kappa) * lip
+    if contraction >= 1:
+        raise ValueError(
+            f"kappa * lipschitz(activation) = {contraction:.4g} >= 1: ||A||_inf <= kappa does "
+            f"not certify well-posedness for activation={act!r}; got kappa={kappa!r}"
+        )
+    pen_ab = _check_penalty(pen_ab, "pen_ab")
+    pen_cd = _check_penalty(pen_cd, "pen_cd")
+    max_iter = _check_int(max_iter, "max_iter", 1)
+    n_iter_no_change = _check_int(n_iter_no_change, "n_iter_no_change", 1)
+    if batch_size is not None:
+        batch_size = _check_int(batch_size, "batch_size", 1)
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd'; got optimizer={optimizer!r}")
+    if (isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real)
+            or not math.isfinite(learning_rate) or learning_rate <= 0):
+        raise ValueError(f"learning_rate must be a finite float > 0; got "
+                         f"learning_rate={learning_rate!r}")
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol >= 0:
+        raise ValueError(f"tol must be a float >= 0; got tol={tol!r}")
+    if solver_tol is not None and (not isinstance(solver_tol, numbers.Real)
+                                   or not solver_tol > 0):
+        raise ValueError(f"solver_tol must be a float > 0; got solver_tol={solver_tol!r}")
+    verbose = _check_int(verbose, "verbose", 0)
+    if callback is not None and not callable(callback):
+        raise ValueError(f"callback must be callable; got callback={callback!r}")
+    rng = check_random_state(random_state)
+
+    if get_namespace(model.A) is not np:
+        model = model.to_numpy()
+    U, Y = _check_data(model, U, Y)
+    m = U.shape[0]
+    n, p, q = model.n_states, model.n_features, model.n_outputs
+    dtype = model.dtype
+    full_batch = batch_size is None or batch_size >= m
+    if full_batch:
+        batch_size = m
+    if solver_tol is None:
+        stol = 1e-5 if dtype == np.float32 else 1e-8
+    else:
+        stol = float(solver_tol)
+    fwd_max_iter = _default_max_iter(stol, contraction)
+    adj_max_iter = fwd_max_iter
+
+    # ---- parameters in one flat buffer (copies: the input model is never touched) -------
+    par = _Params(n, p, q, dtype)
+    par.A[...] = project_inf_norm_ball(model.A, kappa)
+    par.B[...] = model.B
+    par.C[...] = model.C
+    par.D[...] = model.D
+    if model.b is not None:
+        par.b[...] = model.b
+    if model.c is not None:
+        par.c[...] = model.c
+    P = par.as_dict()
+    gflat = np.zeros_like(par.flat)
+    grad = par.views(gflat, _Views())
+    gdict = par.as_dict(grad)
+    adam = optimizer == "adam"
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    m1 = np.zeros_like(par.flat)  # Adam moments
+    m2 = np.zeros_like(par.flat)
+    buf = np.empty_like(par.flat)
+    den = np.empty_like(par.flat)
+    steps = par.views(buf, _Views())  # per-entry prox steps, written into buf
+    ab_smooth = pen_ab.smooth and not isinstance(pen_ab, NoPenalty)
+    cd_smooth = pen_cd.smooth and not isinstance(pen_cd, NoPenalty)
+    ab_prox = not pen_ab.smooth
+    cd_prox = not pen_cd.smooth
+    lr = float(learning_rate)
+
+    X_cache = np.zeros((m, n), dtype=dtype)  # warm starts, one row per sample
+    V_cache = np.zeros((m, n), dtype=dtype)
+    counters = {"failures": 0, "steps": 0, "fwd_iter": 0, "adj_iter": 0, "fwd_solves": 0,
+                "adj_solves": 0, "fwd_last": 0, "adj_last": 0}
+
+    def forward(Ub, X0, in_step=True):
+        Z0 = Ub @ par.B.T
+        Z0 += par.b
+        # skip the stopping test for the iterations the previous step needed, less two
+        X, ok, it = _picard_batch(par.A, Z0, act, X0, stol, fwd_max_iter,
+                                  counters["fwd_last"] - 2 if in_step else 0)
+        if in_step:
+            counters["fwd_last"] = it
+        counters["fwd_iter"] += it
+        counters["fwd_solves"] += 1
+        if not ok:
+            counters["failures"] += 1
+        return X, Z0
+
+    def objective(value):
+        return value + pen_ab.value(par.AB) + pen_cd.value(par.CD)
+
+    def full_objective():
+        X, _ = forward(U, X_cache, in_step=False)
+        X_cache[...] = X
+        Yhat = X @ par.C.T
+        Yhat += U @ par.D.T
+        Yhat += par.c
+        return objective(loss.value(Y, Yhat))
+
+    def gradient(Ub, Yb, idx):
+        """Loss value at the current parameters on a batch; gradients into ``grad``."""
+        X0 = X_cache if idx is None else X_cache[idx]
+        V0 = V_cache if idx is None else V_cache[idx]
+        X, Z0 = forward(Ub, X0)
+        value, _, res = _backward(P, act, Ub, Yb, X, loss, Z0, alpha=1.0, tol=stol,
+                                  max_iter=adj_max_iter, V0=V0,
+                                  min_iter=max(counters["adj_last"] - 2, 0), warn=False,
+                                  out=gdict)
+        counters["adj_last"] = res.n_iter
+        counters["adj_iter"] += res.n_iter
+        counters["adj_solves"] += 1
+        if not res.converged:
+            counters["failures"] += 1
+        if idx is None:
+            X_cache[...] = X
+            V_cache[...] = res.X
+        else:
+            X_cache[idx] = X
+            V_cache[idx] = res.X
+        if not train_bias:
+            grad.b[...] = 0
+            grad.c[...] = 0
+        if ab_smooth:
+            grad.AB[...] += pen_ab.grad(par.AB)
+        if cd_smooth:
+            grad.CD[...] += pen_cd.grad(par.CD)
+        if not (math.isfinite(value) and math.isfinite(float(np.vdot(gflat, gflat)))):
+            raise FloatingPointError(
+                f"the loss or its gradient overflowed (loss = {value}) after "
+                f"{counters['steps']} steps; lower learning_rate (got "
+                f"learning_rate={learning_rate!r})"
+            )
+        return value
+
+    def step(epoch, batch_value):
+        counters["steps"] += 1
+        t = counters["steps"]
+        if adam:
+            # m1 <- b1 m1 + (1-b1) g ; m2 <- b2 m2 + (1-b2) g^2
+            np.multiply(m1, beta1, out=m1)
+            np.multiply(gflat, 1 - beta1, out=buf)
+            np.add(m1, buf, out=m1)
+            np.multiply(gflat, gflat, out=buf)
+            np.multiply(buf, 1 - beta2, out=buf)
+            np.multiply(m2, beta2, out=m2)
+            np.add(m2, buf, out=m2)
+            # den = sqrt(v_hat) + eps ; theta <- theta - lr m_hat / den
+            np.sqrt(m2, out=den)
+            np.multiply(den, 1 / math.sqrt(1 - beta2 ** t), out=den)
+            np.add(den, eps, out=den)
+            np.divide(m1, den, out=buf)
+            np.multiply(buf, lr / (1 - beta1 ** t), out=buf)
+            np.subtract(par.flat, buf, out=par.flat)
+            if ab_prox or cd_prox:
+                np.divide(lr, den, out=buf)  # the prox in Adam's diagonal metric
+        else:
+            np.multiply(gflat, lr, out=buf)
+            np.subtract(par.flat, buf, out=par.flat)
+            buf.fill(lr)
+        if ab_prox:
+            par.AB[...] = pen_ab.prox(par.AB, steps.AB)
+        if cd_prox:
+            par.CD[...] = pen_cd.prox(par.CD, steps.CD)
+        par.A[...] = project_inf_norm_ball(par.A, kappa)
+        if callback is not None:
+            info = {"epoch": epoch, "step": t, "batch_loss": batch_value}
+            info.update({k: v.copy() for k, v in par.as_dict().items()})
+            callback(info)
+
+    history_loss: list[float] = []
+    best = math.inf
+    no_change = 0
+    converged = False
+    epoch = 0
+
+    def record(obj, epoch):
+        """Record the objective after ``epoch``; return True when the stopping rule fires."""
+        nonlocal best, no_change
+        history_loss.append(obj)
+        if verbose >= 2 or (verbose == 1 and epoch % 10 == 0):
+            print(f"[fit_gradient] epoch {epoch:5d}  objective = {obj:.8g}")
+        if not math.isfinite(obj):
+            raise FloatingPointError(
+                f"the training objective became {obj} at epoch {epoch}; lower learning_rate "
+                f"(got learning_rate={learning_rate!r})"
+            )
+        if obj >= best - tol * abs(best):
+            no_change += 1
+        else:
+            no_change = 0
+        best = min(best, obj)
+        return no_change >= n_iter_no_change
+
+    if full_batch:
+        value = gradient(U, Y, None)
+        loss_initial = objective(value)
+        for epoch in range(1, max_iter + 1):
+            step(epoch, value)
+            value = gradient(U, Y, None)  # at the new iterate: objective after this epoch
+            if record(objective(value), epoch):
+                converged = True
+                break
+    else:
+        loss_initial = full_objective()
+        for epoch in range(1, max_iter + 1):
+            order = rng.permutation(m)
+            for s in range(0, m, batch_size):
+                idx = order[s:s + batch_size]
+                value = gradient(U[idx], Y[idx], idx)
+                step(epoch, value)
+            if record(full_objective(), epoch):
+                converged = True
+                break
+    n_iter = epoch
+    failures = counters["failures"]
+    n_steps = counters["steps"]
+    if verbose == 1 and n_iter % 10:
+        print(f"[fit_gradient] epoch {n_iter:5d}  objective = {history_loss[-1]:.8g}")
+    if not converged:
+        warnings.warn(
+            f"fit_gradient stopped at max_iter={max_iter} epochs before the objective "
+            f"stalled (tol={tol:g}, n_iter_no_change={n_iter_no_change}); the last iterate is "
+            "returned. Increase max_iter or the learning rate.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    if failures:
+        warnings.warn(
+            f"{failures} forward/adjoint fixed-point solve(s) missed solver_tol={stol:.1e} "
+            f"within {fwd_max_iter} iterations; gradients may be inexact.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    keep_b = train_bias or model.b is not None
+    keep_c = train_bias or model.c is not None
+    new = ImplicitModel(
+        par.A.copy(), par.B.copy(), par.C.copy(), par.D.copy(),
+        b=par.b.copy() if keep_b else None, c=par.c.copy() if keep_c else None,
+        activation=model.activation,
+    )
+    history = {
+        "loss": history_loss,
+        "loss_initial": loss_initial,
+        "n_iter": n_iter,
+        "n_steps": n_steps,
+        "converged": converged,
+        "solver_failures": failures,
+        "forward_iter": counters["fwd_iter"] / max(counters["fwd_solves"], 1),
+        "adjoint_iter": counters["adj_iter"] / max(counters["adj_solves"], 1),
+        "time": time.perf_counter() - t_start,
+    }
+    return new, history
