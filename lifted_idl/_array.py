@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["get_namespace", "to_numpy", "cupy_available"]
+__all__ = ["get_namespace", "to_numpy", "cupy_available", "asarray_like", "check_finite"]
 
 
 def _cupy():
@@ -50,3 +50,18 @@ def asarray_like(a, xp, dtype=None):
     if xp is np:
         return np.asarray(to_numpy(a), dtype=dtype)
     return xp.asarray(a, dtype=dtype)
+
+
+def check_finite(name: str, M, xp=None) -> None:
+    """Raise ``ValueError`` naming ``name`` and the first NaN/inf entry (index and value)."""
+    xp = get_namespace(M) if xp is None else xp
+    ok = xp.isfinite(M)
+    if bool(ok.all()):
+        return
+    bad = to_numpy(xp.argwhere(~ok)[0]).tolist()
+    where = tuple(int(i) for i in bad)
+    val = to_numpy(M[where] if where else M)
+    raise ValueError(
+        f"{name} must be finite; got {name}[{', '.join(map(str, where))}] = {float(val)!r} "
+        f"({int(to_numpy((~ok).sum()))} non-finite entries)"
+    )

@@ -50,6 +50,9 @@ class Activation:
         True for maps applied to each state separately.
     norm : float
         The norm in which ``lipschitz`` holds (``inf`` for componentwise maps).
+    nonnegative : bool
+        The range lies in :math:`[0, \\infty)` (ReLU, sigmoid, softmax); the fixed-point kernel
+        then needs one reduction instead of two for the row norms of an iterate.
     """
 
     name = "activation"
@@ -57,6 +60,7 @@ class Activation:
     positively_homogeneous = False
     componentwise = True
     norm = np.inf
+    nonnegative = False
 
     # --- value and derivative -------------------------------------------------------------
     def __call__(self, Z, out=None):  # pragma: no cover - abstract
@@ -68,6 +72,16 @@ class Activation:
     def state_lipschitz(self, n: int) -> np.ndarray:
         """Per-state Lipschitz constants, a vector of length ``n``."""
         return np.full(n, float(self.lipschitz))
+
+    def subset(self, idx) -> Activation:
+        """The activation acting on the states ``idx`` only (increasing indices).
+
+        A componentwise map is the same on any subset, so this returns ``self``;
+        :class:`Blockwise` and :class:`BlockSoftmax` override it. Used by the exact
+        back-substitution of the kernel, which evaluates one topological level at a time, and by
+        row-separable training blocks that handle one state at a time.
+        """
+        return self
 
     # --- Fenchel divergence ---------------------------------------------------------------
     has_fenchel = True
@@ -129,6 +143,7 @@ class ReLU(Activation):
 
     name = "relu"
     positively_homogeneous = True
+    nonnegative = True
 
     def __call__(self, Z, out=None):
         xp = get_namespace(Z)
@@ -261,6 +276,7 @@ class Sigmoid(Activation):
 
     name = "sigmoid"
     lipschitz = 0.25
+    nonnegative = True
 
     def __call__(self, Z, out=None):
         xp = get_namespace(Z)
@@ -352,6 +368,7 @@ class BlockSoftmax(Activation):
     componentwise = False
     norm = 2.0
     has_fenchel = False
+    nonnegative = True
 
     def __call__(self, Z, out=None):
         xp = get_namespace(Z)
@@ -364,6 +381,16 @@ class BlockSoftmax(Activation):
 
     def derivative(self, Z):
         raise TypeError("BlockSoftmax has a full Jacobian, not a componentwise derivative")
+
+    def subset(self, idx) -> Activation:
+        """Only the whole block: softmax does not act on part of its states separately."""
+        idx = np.asarray(idx)
+        if idx.ndim != 1 or np.any(np.diff(idx) != 1) or (idx.size and idx[0] != 0):
+            raise ValueError(
+                "BlockSoftmax acts on its whole block; a subset must be all of its states "
+                f"0..size-1 in order; got idx={idx!r}"
+            )
+        return self
 
 
 class Blockwise(Activation):
@@ -396,6 +423,11 @@ class Blockwise(Activation):
                 raise ValueError(f"Blockwise block size must be a non-negative int; got {size!r}")
             act = get_activation(act)
             if isinstance(act, Blockwise):
+                if size != act.size:
+                    raise ValueError(
+                        f"Blockwise block of size {size} holds a nested Blockwise covering "
+                        f"{act.size} states; they must agree"
+                    )
                 parsed.extend(act.blocks)
             elif size > 0:
                 parsed.append((int(size), act))
@@ -412,6 +444,7 @@ class Blockwise(Activation):
         self.positively_homogeneous = all(a.positively_homogeneous for _, a in self.blocks)
         self.lipschitz = max((a.lipschitz for _, a in self.blocks), default=1.0)
         self.has_fenchel = all(a.has_fenchel for _, a in self.blocks)
+        self.nonnegative = all(a.nonnegative for _, a in self.blocks)
 
     @property
     def slices(self):
@@ -444,6 +477,39 @@ class Blockwise(Activation):
             out[:, sl] = act.derivative(Z[:, sl])
         return out
 
+    def subset(self, idx) -> Activation:
+        """The blockwise map restricted to the states ``idx`` (increasing indices).
+
+        Componentwise blocks may be cut anywhere; a genuine block (softmax) must be taken whole.
+        The result is a :class:`Blockwise` over ``len(idx)`` states, in the order of ``idx``.
+
+        Raises
+        ------
+        ValueError
+            If ``idx`` is not increasing, leaves the range, or cuts a genuine block.
+        """
+        idx = np.asarray(idx)
+        if idx.ndim != 1 or (idx.size and (idx[0] < 0 or idx[-1] >= self.size)) or np.any(
+            np.diff(idx) <= 0
+        ):
+            raise ValueError(
+                f"subset needs increasing state indices in [0, {self.size}); got idx={idx!r}"
+            )
+        sizes = np.array([s for s, _ in self.blocks], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        which = np.searchsorted(np.cumsum(sizes), idx, side="right")  # block of each state
+        blocks, counts = np.unique(which, return_counts=True)
+        out = []
+        for blk, cnt in zip(blocks.tolist(), counts.tolist(), strict=True):
+            act = self.blocks[blk][1]
+            if not act.componentwise and cnt != sizes[blk]:
+                raise ValueError(
+                    f"subset cuts the {act!r} block of states {starts[blk]}.."
+                    f"{starts[blk] + sizes[blk] - 1}: a genuine block must be taken whole"
+                )
+            out.append((cnt, act))
+        return Blockwise(out)
+
     def state_lipschitz(self, n):
         if n != self.size:
             raise ValueError(f"Blockwise activation covers {self.size} states; asked for {n}")
@@ -464,6 +530,24 @@ class Blockwise(Activation):
 
     def inverse(self, X):
         return self._blockwise_apply("inverse", X)
+
+    @staticmethod
+    def _cols(expr, sl):
+        return expr[sl] if len(expr.shape) == 1 else expr[:, sl]
+
+    def f_cvxpy(self, z):
+        """Sum over blocks of each block's potential (a scalar cvxpy expression)."""
+        import cvxpy as cp
+
+        self._check(z)
+        return sum(cp.sum(act.f_cvxpy(self._cols(z, sl))) for sl, act in self.slices)
+
+    def f_conj_cvxpy(self, x):
+        """Sum over blocks of each block's conjugate (a scalar cvxpy expression)."""
+        import cvxpy as cp
+
+        self._check(x)
+        return sum(cp.sum(act.f_conj_cvxpy(self._cols(x, sl))) for sl, act in self.slices)
 
     def __repr__(self):
         return f"Blockwise({list(self.blocks)!r})"

@@ -7,17 +7,26 @@ import numbers
 import numpy as np
 
 from . import kernel
-from ._array import get_namespace, to_numpy
+from ._array import check_finite, get_namespace, to_numpy
 from .activations import Activation, get_activation
 from .exceptions import IllPosedModelError
-from .wellposedness import WellPosedness, dag_levels, is_well_posed, pf_eigenvalue
+from .wellposedness import (
+    WellPosedness,
+    averaged_step,
+    dag_levels,
+    is_well_posed,
+    mu_inf,
+    pf_eigenvalue,
+)
 
 __all__ = ["ImplicitModel"]
 
 _FLOATS = (np.float32, np.float64)
+_PARAMS = ("A", "B", "C", "D", "b", "c", "activation", "factors")
 
 
 def _check_matrix(name, M, shape=None, ndim=2):
+    """Validate a parameter: numeric, ``ndim``-D, of ``shape`` (None = any), finite."""
     if M is None:
         raise ValueError(f"{name} is required")
     xp = get_namespace(M)
@@ -28,19 +37,24 @@ def _check_matrix(name, M, shape=None, ndim=2):
     if M.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D; got shape {M.shape}")
     if shape is not None:
-        for k, (got, want) in enumerate(zip(M.shape, shape)):
+        for k, (got, want) in enumerate(zip(M.shape, shape, strict=True)):
             if want is not None and got != want:
+                expected = tuple(s if s is not None else "*" for s in shape)
                 raise ValueError(
-                    f"{name} has shape {M.shape}; expected {tuple(s if s is not None else '*' for s in shape)} "
+                    f"{name} has shape {M.shape}; expected {expected} "
                     f"(dimension {k} must be {want})"
                 )
-    if not bool(xp.all(xp.isfinite(M))):
-        raise ValueError(f"{name} contains NaN or inf")
+    check_finite(name, M, xp)
     return M
 
 
 class ImplicitModel:
     r"""An implicit model: :math:`\hat y = Cx + Du + c` with :math:`x = \phi(Ax + Bu + b)`.
+
+    The papers' model [IDL §2] in the sklearn row convention: for inputs ``U`` of shape
+    ``(m, p)`` the states are ``X`` of shape ``(m, n)`` with
+    :math:`X = \phi(X A^\top + U B^\top + b)` and the outputs are
+    :math:`\hat Y = X C^\top + U D^\top + c`, shape ``(m, q)``.
 
     Parameters
     ----------
@@ -59,18 +73,27 @@ class ImplicitModel:
         Low-rank factors with ``A = L @ R.T`` (theory §5); the kernel then iterates in
         :math:`O(mnk)`. Build with :meth:`from_low_rank`.
 
+    Raises
+    ------
+    ValueError
+        For a parameter of the wrong shape or dtype, or holding NaN or inf (the message names
+        it and shows the value seen).
+
     Notes
     -----
-    Parameters keep the floating dtype they are given (float32 or float64; integers become
-    float64). Inference runs in the dtype of the input when it is float32 or float64, so float32
-    data stays float32. The well-posedness certificate (theory §1) is computed once, on first
-    use, and cached; the model pickles as its arrays and settings only.
+    Parameters are copied and keep the floating dtype they are given (float32 or float64;
+    integers become float64; mixed inputs take the wider type). Inference runs in the dtype of
+    the input when it is float32 or float64, so float32 data stays float32. The well-posedness
+    certificate (theory §1) is computed once, on first use, and cached; assigning a parameter
+    attribute clears the cache (treat the arrays as immutable — use :meth:`replace`). The model
+    pickles as its arrays and settings only.
 
     Examples
     --------
     >>> import numpy as np
     >>> from lifted_idl import ImplicitModel
-    >>> A = np.array([[0.0, 0.5], [0.0, 0.0]]); B = np.eye(2); C = np.ones((1, 2)); D = np.zeros((1, 2))
+    >>> A = np.array([[0.0, 0.5], [0.0, 0.0]])
+    >>> B, C, D = np.eye(2), np.ones((1, 2)), np.zeros((1, 2))
     >>> ImplicitModel(A, B, C, D).predict(np.array([[1.0, 2.0]]))
     array([[4.]])
     """
@@ -100,27 +123,40 @@ class ImplicitModel:
         if dtype not in _FLOATS:
             dtype = np.dtype(np.float64)
         xp = get_namespace(A)
-        cast = (lambda M: None if M is None else M.astype(dtype, copy=False))
+
+        def cast(M):
+            return None if M is None else xp.array(M, dtype=dtype, copy=True)
+
+        object.__setattr__(self, "_cache", {})
         self.A, self.B, self.C, self.D = cast(A), cast(B), cast(C), cast(D)
         self.b, self.c = cast(b), cast(c)
         self.activation = act
         if factors is not None:
-            L, R = factors
-            k = np.shape(L)[1] if np.ndim(L) == 2 else None
-            L = _check_matrix("L", L, (n, k))
-            R = _check_matrix("R", R, (n, k))
-            if float(xp.abs(L @ R.T - self.A).max(initial=0.0)) > 1e-6 * max(
-                1.0, float(xp.abs(self.A).max(initial=0.0))
-            ):
-                raise ValueError("factors (L, R) do not reproduce A = L @ R.T")
+            try:
+                L, R = factors
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"factors must be a pair (L, R) with A = L @ R.T; got {type(factors)}"
+                ) from None
+            L = _check_matrix("L", L, (n, None))
+            R = _check_matrix("R", R, L.shape)
+            err = float(xp.abs(L @ R.T - self.A).max()) if n else 0.0
+            if err > 1e-6 * max(1.0, float(xp.abs(self.A).max()) if n else 0.0):
+                raise ValueError(
+                    f"factors (L, R) do not reproduce A = L @ R.T: max error {err:.3g}"
+                )
             factors = (cast(L), cast(R))
         self.factors = factors
-        self._cache = {}
+
+    def __setattr__(self, name, value):
+        if name in _PARAMS:
+            self.__dict__.get("_cache", {}).clear()
+        object.__setattr__(self, name, value)
 
     # ------------------------------------------------------------------------------------------
     @classmethod
-    def from_low_rank(cls, L, R, B, C, D, b=None, c=None, activation="relu"):
-        r"""Model with :math:`A = L R^\top` (theory §5), solved in the k-dimensional form."""
+    def from_low_rank(cls, L, R, B, C, D, b=None, c=None, activation="relu") -> ImplicitModel:
+        r"""Model with :math:`A = L R^\top` (theory §5), solved in :math:`O(mnk)` per step."""
         xp = get_namespace(L)
         L = _check_matrix("L", L)
         R = _check_matrix("R", R, L.shape)
@@ -144,9 +180,14 @@ class ImplicitModel:
         return self.A.dtype
 
     def replace(self, **changes) -> ImplicitModel:
-        """A new model with some of ``A, B, C, D, b, c, activation`` replaced."""
+        """A new model with some of ``A, B, C, D, b, c, activation, factors`` replaced.
+
+        Low-rank factors are kept unless A is replaced (then pass new ``factors`` to keep the
+        low-rank solver).
+        """
         params = dict(A=self.A, B=self.B, C=self.C, D=self.D, b=self.b, c=self.c,
-                      activation=self.activation)
+                      activation=self.activation,
+                      factors=None if "A" in changes else self.factors)
         unknown = set(changes) - set(params)
         if unknown:
             raise ValueError(f"replace() got unknown parameter(s) {sorted(unknown)}")
@@ -183,10 +224,22 @@ class ImplicitModel:
     # ------------------------------------------------------------------------------------------
     @property
     def well_posedness(self) -> WellPosedness:
-        """The certificate of theory §1 that holds for A (computed once, then cached)."""
+        """The certificate of theory §1 that holds for A (computed once, then cached).
+
+        See :func:`lifted_idl.wellposedness.is_well_posed`. For a low-rank model where no
+        certificate holds for the full A, :math:`\\lambda_{PF}(|R|^\\top\\mathrm{diag}(\\gamma)
+        |L|) < 1` (theory §5) is tried last and reported as ``"lowrank"``.
+        """
         wp = self._cache.get("wp")
         if wp is None:
             wp = is_well_posed(to_numpy(self.A), self.activation)
+            if not wp.well_posed and self.factors is not None and self.activation.componentwise:
+                L, R = (np.abs(np.asarray(to_numpy(M), dtype=np.float64)) for M in self.factors)
+                g = self.activation.state_lipschitz(self.n_states)
+                M = R.T @ (g[:, None] * L)
+                lam = float(np.max(np.abs(np.linalg.eigvals(M)), initial=0.0))
+                if lam < 1:
+                    wp = WellPosedness(True, "lowrank", lam, lam)
             self._cache["wp"] = wp
         return wp
 
@@ -197,9 +250,7 @@ class ImplicitModel:
     def _levels(self):
         lv = self._cache.get("levels")
         if lv is None:
-            lv = dag_levels(to_numpy(self.A))
-            if lv is not None and not self.activation.componentwise:
-                lv = None  # blockwise maps: keep to the iterative path
+            lv = dag_levels(to_numpy(self.A), activation=self.activation)
             self._cache["levels"] = lv if lv is not None else False
         return lv or None
 
@@ -238,27 +289,39 @@ class ImplicitModel:
             )
         if U.shape[1] != self.n_features:
             raise ValueError(
-                f"{name} has {U.shape[1]} features; the model expects {self.n_features}"
+                f"{name} has {U.shape[1]} features (shape {U.shape}); the model expects "
+                f"{self.n_features}"
             )
-        if not bool(xp.all(xp.isfinite(U))):
-            raise ValueError(f"{name} contains NaN or inf")
+        check_finite(name, U, xp)
         dtype = U.dtype if U.dtype in _FLOATS else self.dtype
         return U.astype(dtype, copy=False), xp
 
+    def _default_max_iter(self, wp: WellPosedness, tol: float) -> int:
+        """Iterations for the certified contraction c to reach ``tol``, with a 3× margin."""
+        c = wp.contraction if wp.well_posed else 0.99
+        c = min(max(c, 1e-3), 0.9999)
+        need = np.log(max(tol, 1e-300)) / np.log(c)
+        if wp.certificate == "dag":  # Picard on a nilpotent A is exact after depth + 1 steps
+            need = max(need, self.n_states + 2)
+        return int(min(max(3 * need + 50, 100), 100000))
+
     def solve(self, U, method="auto", tol=None, max_iter=None, X0=None, force=False,
-              batch_size=None, warn=True) -> kernel.FixedPointResult:
+              batch_size=None, warn=True, alpha=None) -> kernel.FixedPointResult:
         """Solve the equilibrium for inputs ``U`` and return the kernel's full result.
 
         Parameters
         ----------
         U : array of shape (m, p)
         method : {"auto", "picard", "averaged", "triangular", "lowrank", "anderson"}
-            ``"auto"`` picks back-substitution for DAG-structured A, the low-rank iteration when
-            factors are known, Picard under the inf-norm or PF certificate, and the averaged
-            iteration under the :math:`\\mu_\\infty` certificate.
+            ``"auto"`` picks exact back-substitution for DAG-structured A [IDL §3], the low-rank
+            iteration when factors are known (theory §5), Picard under the inf-norm or PF
+            certificate [IDL Thm 2.2], and the averaged iteration under the
+            :math:`\\mu_\\infty` certificate [NEMON]. ``"anderson"`` is opt-in, for slowly
+            contracting problems (see :mod:`lifted_idl.kernel`).
         tol : float, optional
             Per-sample relative tolerance (default 1e-10 in float64, 1e-5 in float32).
         max_iter : int, optional
+            Default: enough for the certified contraction factor to reach ``tol``, times 3.
         X0 : array of shape (m, n), optional
             Warm start.
         force : bool, default=False
@@ -266,26 +329,39 @@ class ImplicitModel:
             :class:`~lifted_idl.exceptions.IllPosedModelError` is raised).
         batch_size : int, optional
             Solve in chunks of this many samples to bound memory.
+        warn : bool, default=True
+            Raise a :class:`~lifted_idl.exceptions.ConvergenceWarning` when a sample does not
+            converge (the result's ``converged`` and ``residual`` say so either way).
+        alpha : float, optional
+            Step of the averaged iteration; default: the NE-MON step
+            :func:`~lifted_idl.wellposedness.averaged_step` when :math:`\\mu_\\infty(A\\Gamma)
+            < 1`, else 1.
+
+        Returns
+        -------
+        FixedPointResult
         """
         U, xp = self._check_input(U)
         wp = self.well_posedness
         if not wp.well_posed and not force:
             raise IllPosedModelError(
                 f"No well-posedness certificate holds for this A: lambda_PF = {wp.value:.6g} "
-                f">= 1 and mu_inf(A) >= 1 (n = {self.n_states}). Rescale or project A "
-                "(lifted_idl.wellposedness.project_inf_norm_ball), or pass force=True to "
-                "iterate anyway."
+                f">= 1, mu_inf >= 1 and A is not triangular (n = {self.n_states}). Rescale or "
+                "project A (lifted_idl.wellposedness.project_inf_norm_ball), or pass "
+                "force=True to iterate anyway."
             )
+        valid = ("auto",) + kernel.METHODS
+        if method not in valid:
+            raise ValueError(f"method must be one of {valid}; got method={method!r}")
         if batch_size is not None:
-            if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            if (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
+                    or batch_size < 1):
                 raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
             if U.shape[0] > batch_size:
                 return self._solve_chunked(U, xp, method, tol, max_iter, X0, force,
-                                           batch_size, warn)
-        P = self._params_for(U.dtype, xp)
-        Z0 = U @ P["B"].T
-        if P["b"] is not None:
-            Z0 += P["b"]
+                                           batch_size, warn, alpha)
+        if X0 is not None:
+            X0 = _check_matrix("X0", X0, (U.shape[0], self.n_states))
         if method == "auto":
             if self._levels() is not None:
                 method = "triangular"
@@ -295,32 +371,39 @@ class ImplicitModel:
                 method = "averaged"
             else:
                 method = "picard"
+        levels = None
         if method == "triangular":
             levels = self._levels()
             if levels is None:
                 raise ValueError(
-                    "method='triangular' needs A strictly triangular up to a permutation"
+                    "method='triangular' needs A strictly (block-)triangular up to a permutation"
                 )
-        else:
-            levels = None
-        if method == "averaged":
-            alpha = wp.alpha if wp.certificate == "mu_inf" else 1.0
-        else:
-            alpha = 1.0
-        if X0 is not None:
-            X0 = _check_matrix("X0", X0, (U.shape[0], self.n_states))
-        if max_iter is None:
-            c = wp.contraction if wp.well_posed else 0.99
-            t = default_tol = kernel.default_tol(U.dtype) if tol is None else tol
-            # enough iterations for a contraction c to reach tol, with a generous margin
-            need = np.log(max(default_tol, 1e-300)) / np.log(min(max(c, 1e-3), 0.9999))
-            max_iter = int(min(max(3 * need + 50, 100), 100000))
-            del t
+        if method == "lowrank" and self.factors is None:
+            raise ValueError("method='lowrank' needs a model built with factors (L, R)")
+        if method == "averaged" and alpha is None:
+            alpha = wp.alpha if wp.certificate == "mu_inf" else self._nemon_alpha()
+        P = self._params_for(U.dtype, xp)
+        Z0 = U @ P["B"].T
+        if P["b"] is not None:
+            Z0 += P["b"]
+        if max_iter is None and method != "triangular":
+            eff_tol = kernel.default_tol(U.dtype) if tol is None else float(tol)
+            max_iter = self._default_max_iter(wp, eff_tol)
         return kernel.solve(P["A"], Z0, self.activation, method, tol=tol, max_iter=max_iter,
-                            X0=X0, alpha=alpha, levels=levels, factors=P.get("factors"),
-                            warn=warn)
+                            X0=X0, alpha=1.0 if alpha is None else alpha, levels=levels,
+                            factors=P.get("factors"), warn=warn, force=True)
 
-    def _solve_chunked(self, U, xp, method, tol, max_iter, X0, force, batch_size, warn):
+    def _nemon_alpha(self) -> float:
+        a = self._cache.get("alpha")
+        if a is None:
+            A = np.asarray(to_numpy(self.A), dtype=np.float64)
+            if self.activation.componentwise:
+                A = A * self.activation.state_lipschitz(self.n_states)[None, :]
+            a = averaged_step(A)[0] if mu_inf(A) < 1 else 1.0
+            self._cache["alpha"] = a
+        return a
+
+    def _solve_chunked(self, U, xp, method, tol, max_iter, X0, force, batch_size, warn, alpha):
         m = U.shape[0]
         X = xp.empty((m, self.n_states), dtype=U.dtype)
         n_iter, residual, n_unconv = 0, 0.0, 0
@@ -328,7 +411,7 @@ class ImplicitModel:
         for s in range(0, m, batch_size):
             sl = slice(s, min(s + batch_size, m))
             r = self.solve(U[sl], method, tol, max_iter, None if X0 is None else X0[sl],
-                           force, None, warn)
+                           force, None, warn, alpha)
             X[sl] = r.X
             n_iter = max(n_iter, r.n_iter)
             residual = max(residual, r.residual)
@@ -341,8 +424,14 @@ class ImplicitModel:
         return self.solve(U, **kwargs).X
 
     def output(self, X, U):
-        """:math:`\\hat y = X C^\\top + U D^\\top + c` for given states (no solve)."""
+        """:math:`\\hat Y = X C^\\top + U D^\\top + c` for given states ``X`` (no solve)."""
         U, xp = self._check_input(U)
+        shape = getattr(X, "shape", None)
+        if shape != (U.shape[0], self.n_states):
+            raise ValueError(
+                f"X has shape {shape}; expected {(U.shape[0], self.n_states)} "
+                "(one state row per row of U)"
+            )
         P = self._params_for(U.dtype, xp)
         Y = X @ P["C"].T + U @ P["D"].T
         if P["c"] is not None:
@@ -356,6 +445,8 @@ class ImplicitModel:
 
     # ------------------------------------------------------------------------------------------
     def pf_eigenvalue(self) -> float:
+        """:math:`\\lambda_{PF}(\\mathrm{diag}(\\gamma)|A|)` or :math:`\\lambda_{PF}(N(A,\\gamma))`
+        (theory §1)."""
         return pf_eigenvalue(to_numpy(self.A), self.activation)
 
     def __getstate__(self):
@@ -365,7 +456,7 @@ class ImplicitModel:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._cache = {}
+        self.__dict__["_cache"] = {}
 
     def __repr__(self):
         return (

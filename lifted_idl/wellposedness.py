@@ -4,57 +4,83 @@ Implements theory §1–3:
 
 * :func:`inf_norm`, :func:`pf_eigenvalue` (of :math:`|A|`, or of :math:`N(A,\gamma)` for
   blockwise activations [IDL §2.3]), :func:`mu_inf` [NEMON];
+* :func:`dag_levels`, the topological levels of a strictly (block-)triangular A [IDL §3];
 * :func:`is_well_posed`, which reports the first sufficient condition that holds;
 * :func:`project_inf_norm_ball`, the exact row-wise projection onto
   :math:`\{A : \|A\|_\infty \le \kappa\}` [IDL §6.2];
 * :func:`rescale_to_inf_norm`, the PF diagonal scaling of [IDL §2.5];
-* :func:`nemon_parametrize`, the NE-MON parametrization of :math:`\mu_\infty(A) \le \gamma`.
+* :func:`nemon_parametrize` / :func:`nemon_parameter`, the NE-MON parametrization of
+  :math:`\mu_\infty(A) \le \gamma` and its inverse.
 """
 
 from __future__ import annotations
 
 import numbers
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from ._array import get_namespace, to_numpy
-from .activations import get_activation
-from .exceptions import IllPosedModelError
+from ._array import check_finite, get_namespace, to_numpy
+from .activations import Activation, Blockwise, get_activation
+from .exceptions import ConvergenceWarning, IllPosedModelError
 
 __all__ = [
     "inf_norm",
     "pf_eigenvalue",
     "mu_inf",
+    "block_gain_matrix",
     "dag_levels",
     "WellPosedness",
     "is_well_posed",
     "project_inf_norm_ball",
     "rescale_to_inf_norm",
     "nemon_parametrize",
+    "nemon_parameter",
     "averaged_step",
 ]
 
 
-def _as_square(A, name="A"):
-    A = np.asarray(to_numpy(A), dtype=float)
-    if A.ndim != 2 or A.shape[0] != A.shape[1]:
-        raise ValueError(f"{name} must be a square 2-D array; got shape {A.shape}")
-    if not np.all(np.isfinite(A)):
-        raise ValueError(f"{name} contains NaN or inf")
+def _as_matrix(A, name: str = "A", square: bool = True) -> np.ndarray:
+    """``A`` as a finite float64 NumPy matrix (copied from the GPU when needed)."""
+    A = np.asarray(to_numpy(A))
+    if A.dtype.kind not in "fiub":
+        raise ValueError(f"{name} must be a real numeric array; got dtype {A.dtype}")
+    if A.ndim != 2 or (square and A.shape[0] != A.shape[1]):
+        kind = "a square 2-D" if square else "a 2-D"
+        raise ValueError(f"{name} must be {kind} array; got shape {A.shape}")
+    A = A.astype(np.float64, copy=False)
+    check_finite(name, A)
     return A
 
 
 def inf_norm(A) -> float:
-    r""":math:`\|A\|_\infty = \max_i \sum_j |A_{ij}|` (theory §1)."""
-    A = _as_square(A)
+    r"""Induced infinity norm :math:`\|A\|_\infty = \max_i \sum_j |A_{ij}|` (theory §1).
+
+    Parameters
+    ----------
+    A : array of shape (n, d)
+        Any real matrix (square for the well-posedness condition :math:`\|A\|_\infty < 1`,
+        rectangular for B or C in the Lipschitz bounds of theory §6).
+
+    Returns
+    -------
+    float
+        0 for a matrix with no rows.
+    """
+    A = _as_matrix(A, square=False)
     return float(np.abs(A).sum(axis=1).max(initial=0.0))
 
 
 def mu_inf(A) -> float:
-    r"""The l-infinity matrix measure :math:`\mu_\infty(A) = \max_i (a_{ii} + \sum_{j \ne i}
-    |a_{ij}|)` [NEMON] (theory §1). Always :math:`\le \|A\|_\infty`."""
-    A = _as_square(A)
+    r"""The l-infinity matrix measure [NEMON] (theory §1),
+
+    .. math:: \mu_\infty(A) = \max_i \Big(a_{ii} + \sum_{j \ne i} |a_{ij}|\Big)
+              \le \|A\|_\infty .
+
+    Returns ``-inf`` for an empty matrix.
+    """
+    A = _as_matrix(A)
     if A.shape[0] == 0:
         return -np.inf
     d = np.diag(A)
@@ -67,10 +93,29 @@ def _spectral_radius_nonneg(M: np.ndarray) -> float:
     return float(np.max(np.abs(np.linalg.eigvals(M))))
 
 
+def _dual(p: float) -> float:
+    if p == 1:
+        return np.inf
+    if p == np.inf:
+        return 1.0
+    return p / (p - 1.0)
+
+
 def _block_norm(M: np.ndarray, p_in: float, p_out: float) -> float:
-    """Induced norm ``||M||_{p_in -> p_out}`` for p in {1, 2, inf}; an upper bound otherwise."""
+    r"""Induced norm :math:`\|M\|_{p_{in} \to p_{out}}`; exact for a single row or column.
+
+    A single column maps a scalar, so the norm is the :math:`p_{out}` norm of the column; a
+    single row gives the dual :math:`p_{in}^*` norm of the row. Otherwise exact for equal norms
+    in {1, 2, inf} and for (2→inf), (1→2), (1→inf); a norm-equivalence upper bound for
+    (inf→2), (2→1), (inf→1) (sound for the PF certificate, possibly conservative).
+    """
     if M.size == 0:
         return 0.0
+    k_out, k_in = M.shape
+    if k_in == 1:
+        return float(np.linalg.norm(M[:, 0], ord=p_out))
+    if k_out == 1:
+        return float(np.linalg.norm(M[0], ord=_dual(p_in)))
     if p_in == p_out:
         if p_in == np.inf:
             return float(np.abs(M).sum(axis=1).max())
@@ -78,8 +123,6 @@ def _block_norm(M: np.ndarray, p_in: float, p_out: float) -> float:
             return float(np.abs(M).sum(axis=0).max())
         if p_in == 2:
             return float(np.linalg.norm(M, 2))
-    # mixed norms: ||M||_{a->b} <= ||M||_{a->a} * c(a,b), c the norm-equivalence constant on R^k
-    k_out, k_in = M.shape
     if p_in == 2 and p_out == np.inf:
         return float(np.linalg.norm(M, axis=1).max())  # exact: max row 2-norm
     if p_in == np.inf and p_out == 2:
@@ -95,73 +138,139 @@ def _block_norm(M: np.ndarray, p_in: float, p_out: float) -> float:
     raise ValueError(f"unsupported block norms p_in={p_in}, p_out={p_out}")
 
 
+def _units(act: Activation, n: int):
+    """Partition of the states into units: single states for componentwise maps, whole blocks
+    for genuine (BLIP) blocks. Returns ``(starts, stops, gammas, norms)`` lists."""
+    if act.componentwise:
+        g = act.state_lipschitz(n)
+        return list(range(n)), list(range(1, n + 1)), list(g), [np.inf] * n
+    wrapped = act if isinstance(act, Blockwise) else Blockwise([(n, act)])
+    if wrapped.size != n:
+        raise ValueError(f"activation covers {wrapped.size} states but A has n={n}")
+    starts, stops, gammas, norms = [], [], [], []
+    start = 0
+    for size, sub in wrapped.blocks:
+        if sub.componentwise:
+            for k in range(size):
+                starts.append(start + k)
+                stops.append(start + k + 1)
+                gammas.append(float(sub.lipschitz))
+                norms.append(np.inf)
+        else:
+            starts.append(start)
+            stops.append(start + size)
+            gammas.append(float(sub.lipschitz))
+            norms.append(float(sub.norm))
+        start += size
+    return starts, stops, gammas, norms
+
+
 def block_gain_matrix(A, activation) -> np.ndarray:
-    r"""The matrix whose PF eigenvalue certifies well-posedness.
+    r"""The nonnegative matrix whose PF eigenvalue certifies well-posedness (theory §1).
 
     For componentwise activations: :math:`\mathrm{diag}(\gamma)|A|`. For a blockwise activation
-    with a non-componentwise block: the L×L matrix :math:`N(A,\gamma)_{ij} = \gamma_i
-    \|A_{ij}\|_{p_j \to p_i}` [IDL §2.3], with componentwise blocks split into single states.
+    with a genuine (non-componentwise) block: the :math:`L \times L` matrix
+
+    .. math:: N(A,\gamma)_{ij} = \gamma_i \|A_{ij}\|_{p_j \to p_i}
+
+    [IDL §2.3, Thm 2.5], with componentwise blocks split into single states (tighter).
     """
-    A = _as_square(A)
+    A = _as_matrix(A)
     act = get_activation(activation)
     n = A.shape[0]
     if act.componentwise:
         return act.state_lipschitz(n)[:, None] * np.abs(A)
-    # split componentwise blocks into 1x1 blocks (tighter), keep genuine blocks whole
-    bounds, gammas, norms = [], [], []
-    start = 0
-    for size, sub in act.blocks:
-        if sub.componentwise:
-            for k in range(size):
-                bounds.append((start + k, start + k + 1))
-                gammas.append(sub.lipschitz)
-                norms.append(np.inf)
-        else:
-            bounds.append((start, start + size))
-            gammas.append(sub.lipschitz)
-            norms.append(sub.norm)
-        start += size
-    L = len(bounds)
+    starts, stops, gammas, norms = _units(act, n)
+    L = len(starts)
+    genuine = [u for u in range(L) if norms[u] != np.inf or stops[u] - starts[u] != 1]
+    single = np.setdiff1d(np.arange(L), genuine)
+    st = np.asarray(starts, dtype=np.intp)
+    gam = np.asarray(gammas, dtype=np.float64)
     N = np.empty((L, L))
-    for i, (a0, a1) in enumerate(bounds):
-        for j, (b0, b1) in enumerate(bounds):
-            N[i, j] = gammas[i] * _block_norm(A[a0:a1, b0:b1], norms[j], norms[i])
+    # single componentwise states: gamma_i |A_ij| (all norms of a scalar agree)
+    N[np.ix_(single, single)] = gam[single, None] * np.abs(A[np.ix_(st[single], st[single])])
+
+    def entry(i, j):
+        sub = A[starts[i]:stops[i], starts[j]:stops[j]]
+        return gammas[i] * _block_norm(sub, norms[j], norms[i])
+
+    for i in genuine:
+        for j in range(L):
+            N[i, j] = entry(i, j)
+    for j in genuine:
+        for i in single:
+            N[i, j] = entry(i, j)
     return N
 
 
 def pf_eigenvalue(A, activation="relu") -> float:
     r"""Perron–Frobenius eigenvalue of :math:`\mathrm{diag}(\gamma)|A|`, or of
-    :math:`N(A, \gamma)` for blockwise activations (theory §1, [IDL Thm 2.2]).
+    :math:`N(A, \gamma)` for blockwise activations (theory §1, [IDL Thm 2.2, Thm 2.5]).
 
-    For ReLU, tanh and leaky ReLU (:math:`\gamma = 1`) this is :math:`\lambda_{PF}(|A|)`.
+    For ReLU, leaky ReLU and tanh (:math:`\gamma = 1`) this is :math:`\lambda_{PF}(|A|)`;
+    well-posedness holds when it is below 1.
     """
     return _spectral_radius_nonneg(block_gain_matrix(A, activation))
 
 
-def dag_levels(A, tol: float = 0.0):
-    """Topological levels of the dependency graph of ``A`` (state i depends on j if A_ij ≠ 0).
+def _kahn_levels(dep: np.ndarray):
+    """Levels of a DAG given ``dep[i, j]`` (i depends on j); ``None`` if there is a cycle."""
+    U = dep.shape[0]
+    remaining = dep.sum(axis=1)
+    done = np.zeros(U, dtype=bool)
+    ready = remaining == 0
+    levels = []
+    while True:
+        r = np.flatnonzero(ready)
+        if r.size == 0:
+            break
+        levels.append(r)
+        done[r] = True
+        remaining = remaining - dep[:, r].sum(axis=1)
+        ready = (remaining == 0) & ~done
+    return levels if bool(done.all()) else None
 
-    Returns a list of index arrays, in evaluation order, when the graph is acyclic (A is
-    strictly upper triangular up to a permutation: a feed-forward network [IDL §3]); ``None``
-    otherwise. States of one level depend only on earlier levels, so back-substitution solves the
-    equilibrium exactly in ``len(levels)`` passes.
+
+def dag_levels(A, tol: float = 0.0, activation=None):
+    r"""Topological levels of the dependency graph of ``A`` (state i depends on j if
+    :math:`|A_{ij}| > \mathrm{tol}`).
+
+    Parameters
+    ----------
+    A : array of shape (n, n)
+    tol : float, default=0.0
+        Entries of magnitude at most ``tol`` are ignored.
+    activation : str or Activation, optional
+        With a blockwise activation holding genuine (non-componentwise) blocks, each such block
+        is one node of the graph: it must be evaluated whole, so an entry of A inside a genuine
+        block is a self-loop.
+
+    Returns
+    -------
+    list of int arrays, or None
+        The levels in evaluation order (increasing state indices within a level) when the graph
+        is acyclic — A strictly upper (block-)triangular up to a permutation, a feed-forward
+        network [IDL §3, Thm 2.7] — else ``None``. States of a level depend only on earlier
+        levels, so back-substitution solves the equilibrium exactly, one level at a time. Cost
+        :math:`O(n^2)`.
     """
-    A = _as_square(A)
+    A = _as_matrix(A)
     n = A.shape[0]
     dep = np.abs(A) > tol
-    if np.any(np.diag(dep)):
+    act = None if activation is None else get_activation(activation)
+    if act is None or act.componentwise:
+        return _kahn_levels(dep)
+    starts, stops, _, _ = _units(act, n)
+    st = np.asarray(starts, dtype=np.intp)
+    if n == 0:
+        return []
+    udep = np.logical_or.reduceat(np.logical_or.reduceat(dep, st, axis=0), st, axis=1)
+    ulev = _kahn_levels(udep)
+    if ulev is None:
         return None
-    done = np.zeros(n, dtype=bool)
-    levels = []
-    while not done.all():
-        pending = ~done
-        # ready: pending states all of whose dependencies are done
-        ready = pending & ~dep[:, pending].any(axis=1)
-        if not ready.any():
-            return None
-        levels.append(np.flatnonzero(ready))
-        done |= ready
-    return levels
+    return [
+        np.concatenate([np.arange(starts[u], stops[u]) for u in lev]) for lev in ulev
+    ]
 
 
 @dataclass(frozen=True)
@@ -175,13 +284,13 @@ class WellPosedness:
         ``"dag"`` (strictly triangular up to permutation: exact back-substitution),
         ``"inf_norm"`` (:math:`\\|\\mathrm{diag}(\\gamma) A\\|_\\infty < 1`, Picard contracts in
         the inf-norm), ``"pf"`` (:math:`\\lambda_{PF} < 1` [IDL Thm 2.2], Picard contracts in a
-        weighted inf-norm), ``"mu_inf"`` (:math:`\\mu_\\infty(A) < 1` [NEMON], averaged
-        iteration), or ``None``.
+        weighted inf-norm), ``"mu_inf"`` (:math:`\\mu_\\infty(A\\,\\mathrm{diag}(\\gamma)) < 1`
+        [NEMON], averaged iteration), or ``None``.
     value : float
-        The certified quantity (0 for ``"dag"``).
+        The certified quantity (0 for ``"dag"``; :math:`\\lambda_{PF}` when none holds).
     contraction : float
         Contraction factor of the iteration the certificate selects (Picard, or averaged with
-        ``alpha`` for ``"mu_inf"``).
+        ``alpha`` for ``"mu_inf"``); ``inf`` when none holds.
     alpha : float
         Averaging step for the Krasnosel'skii–Mann iteration (1 means plain Picard).
     """
@@ -199,10 +308,15 @@ class WellPosedness:
 def averaged_step(A) -> tuple[float, float]:
     r"""NE-MON step and contraction factor for :math:`\mu_\infty(A) < 1` (theory §1).
 
-    Returns :math:`(\alpha, c)` with :math:`\alpha = 1/(1 + \max_i \max(-a_{ii}, 0))` and
-    :math:`c = 1 - (1 - \max(\mu_\infty(A), 0))\,\alpha`.
+    Returns
+    -------
+    alpha, c : float
+        :math:`\alpha = 1/(1 + \max_i \max(-a_{ii}, 0))` and
+        :math:`c = 1 - (1 - \max(\mu_\infty(A), 0))\,\alpha`, the inf-norm contraction factor
+        of :math:`x \leftarrow (1-\alpha)x + \alpha\phi(Ax + b)` for slopes of
+        :math:`\phi` in [0, 1].
     """
-    A = _as_square(A)
+    A = _as_matrix(A)
     neg = float(np.maximum(-np.diag(A), 0).max(initial=0.0))
     alpha = 1.0 / (1.0 + neg)
     c = 1.0 - (1.0 - max(mu_inf(A), 0.0)) * alpha
@@ -210,7 +324,7 @@ def averaged_step(A) -> tuple[float, float]:
 
 
 def is_well_posed(A, activation="relu") -> WellPosedness:
-    """Check the sufficient well-posedness conditions of theory §1 in order of cost.
+    r"""Check the sufficient well-posedness conditions of theory §1 in order of cost.
 
     Parameters
     ----------
@@ -224,13 +338,17 @@ def is_well_posed(A, activation="relu") -> WellPosedness:
 
     Notes
     -----
-    Order: DAG structure (exact), :math:`\\|\\mathrm{diag}(\\gamma)|A|\\|_\\infty < 1`,
-    :math:`\\lambda_{PF} < 1` [IDL Thm 2.2], then :math:`\\mu_\\infty(A) < 1` [NEMON]; the last
-    holds for componentwise activations with slopes in [0, 1].
+    Order: DAG structure (exact, [IDL Thm 2.7]);
+    :math:`\|\mathrm{diag}(\gamma)|A|\|_\infty < 1` (componentwise maps);
+    :math:`\lambda_{PF}(\mathrm{diag}(\gamma)|A|) < 1` or :math:`\lambda_{PF}(N(A,\gamma)) < 1`
+    [IDL Thm 2.2, Thm 2.5]; then, for componentwise monotone maps with slopes in
+    :math:`[0, \gamma_j]`, :math:`\mu_\infty(A\Gamma) < 1` with :math:`\Gamma =
+    \mathrm{diag}(\gamma)` [NEMON] (write :math:`x = \Gamma y`, so :math:`y = \psi(A\Gamma y + b)`
+    with slopes of :math:`\psi` in [0, 1]). This last test allows very negative diagonals.
     """
-    A = _as_square(A)
+    A = _as_matrix(A)
     act = get_activation(activation)
-    if dag_levels(A) is not None:
+    if dag_levels(A, activation=act) is not None:
         return WellPosedness(True, "dag", 0.0, 0.0)
     G = block_gain_matrix(A, act)
     row = float(G.sum(axis=1).max(initial=0.0))
@@ -239,10 +357,11 @@ def is_well_posed(A, activation="relu") -> WellPosedness:
     lam = _spectral_radius_nonneg(G)
     if lam < 1:
         return WellPosedness(True, "pf", lam, lam)
-    if act.componentwise and act.lipschitz <= 1:
-        mu = mu_inf(A)
+    if act.componentwise:
+        AG = A * act.state_lipschitz(A.shape[0])[None, :]
+        mu = mu_inf(AG)
         if mu < 1:
-            alpha, c = averaged_step(A)
+            alpha, c = averaged_step(AG)
             return WellPosedness(True, "mu_inf", mu, c, alpha)
     return WellPosedness(False, None, lam, np.inf)
 
@@ -251,96 +370,163 @@ def is_well_posed(A, activation="relu") -> WellPosedness:
 # projection onto the inf-norm ball (theory §2)
 # ----------------------------------------------------------------------------------------------
 def _check_kappa(kappa, n_rows):
-    k = np.asarray(kappa, dtype=float)
+    try:
+        k = np.asarray(kappa, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"kappa must be a real number or array; got kappa={kappa!r}") from None
     if k.ndim > 1 or (k.ndim == 1 and k.shape[0] != n_rows):
-        raise ValueError(f"kappa must be a scalar or have one entry per row; got shape {k.shape}")
+        raise ValueError(
+            f"kappa must be a scalar or have one entry per row ({n_rows}); got shape {k.shape}"
+        )
     if not np.all(np.isfinite(k)) or np.any(k < 0):
         raise ValueError(f"kappa must be finite and >= 0; got kappa={kappa!r}")
     return k
 
 
-def project_inf_norm_ball(A, kappa, method: str = "sort", tol: float = 1e-12, max_iter: int = 100):
-    r"""Euclidean projection of ``A`` onto :math:`\{A : \|A\|_\infty \le \kappa\}`.
+def project_inf_norm_ball(A, kappa, method: str = "sort", tol: float = 1e-12,
+                          max_iter: int = 100):
+    r"""Euclidean projection of ``A`` onto :math:`\{A : \|A\|_\infty \le \kappa\}` [IDL §6.2].
 
-    The problem is separable across rows [IDL §6.2]: each row :math:`a` is projected onto the
-    l1 ball of radius :math:`\kappa`, i.e. soft-thresholded, :math:`a \mapsto \mathrm{sign}(a)
-    \max(|a| - \theta, 0)`, with :math:`\theta \ge 0` the root of
-    :math:`\sum_j \max(|a_j| - \theta, 0) = \kappa` (theory §2).
+    The problem
+
+    .. math:: \min_{A'} \tfrac12\|A' - A\|_F^2 \quad \text{s.t.} \quad
+              \textstyle\sum_j |A'_{ij}| \le \kappa_i \ \ \forall i
+
+    is separable across rows: each row :math:`a` is projected onto the l1 ball of radius
+    :math:`\kappa_i`, i.e. soft-thresholded, :math:`a \mapsto \mathrm{sign}(a)\max(|a| -
+    \theta, 0)`, with :math:`\theta \ge 0` the root of :math:`\sum_j \max(|a_j| - \theta, 0) =
+    \kappa_i` (:math:`\theta = 0` for rows already inside; theory §2).
 
     Parameters
     ----------
     A : array of shape (n, d)
-        Rows to project (NumPy or CuPy).
+        Rows to project (NumPy or CuPy; float32 stays float32, integers become float64).
     kappa : float or array of shape (n,)
-        Radius, one for all rows or one per row.
+        Radius, one for all rows or one per row, finite and :math:`\ge 0`.
     method : {"sort", "bisection"}
-        ``"sort"``: exact, sort-based (Duchi et al. 2008), vectorized across rows.
-        ``"bisection"``: the paper's vectorized bisection on θ, accurate to ``tol``.
+        ``"sort"`` (default): exact (Duchi et al. 2008), all rows at once: one row-wise sort, one
+        cumulative sum, and a vectorized binary search over the breakpoints (no Python loop over
+        rows). ``"bisection"``: the paper's vectorized bisection on :math:`\theta` over
+        :math:`[0, \max_j |a_j|]`, stopped when the bracket is below ``tol`` times
+        :math:`\max_j|a_j|`; it returns the feasible end of the bracket, so rows never leave the
+        ball.
+    tol : float, default=1e-12
+        Relative bracket width for ``"bisection"`` (floored at 4 machine epsilons of the
+        dtype).
+    max_iter : int, default=100
+        Bisection steps at most (a ``ConvergenceWarning`` is raised if the bracket is still
+        wider than ``tol``).
 
     Returns
     -------
-    array of shape (n, d), the same dtype and namespace as ``A``.
+    array of shape (n, d), in the namespace of ``A``.
     """
     xp = get_namespace(A)
+    if xp is np:
+        A = np.asarray(A)
     if getattr(A, "ndim", None) != 2:
         raise ValueError(f"A must be a 2-D array; got shape {getattr(A, 'shape', None)}")
-    if not bool(xp.all(xp.isfinite(A))):
-        raise ValueError("A contains NaN or inf")
+    if A.dtype.kind not in "fiub":
+        raise ValueError(f"A must be a real numeric array; got dtype {A.dtype}")
+    check_finite("A", A, xp)
     if method not in ("sort", "bisection"):
         raise ValueError(f"method must be 'sort' or 'bisection'; got method={method!r}")
+    if method == "bisection":
+        if not isinstance(tol, numbers.Real) or not tol > 0:
+            raise ValueError(f"tol must be a positive number; got tol={tol!r}")
+        if not isinstance(max_iter, numbers.Integral) or max_iter < 1:
+            raise ValueError(f"max_iter must be a positive int; got max_iter={max_iter!r}")
     n, d = A.shape
     k_np = _check_kappa(kappa, n)
-    dtype = A.dtype if A.dtype in (np.float32, np.float64) else np.float64
+    dtype = A.dtype if A.dtype in (np.float32, np.float64) else np.dtype(np.float64)
     A = A.astype(dtype, copy=False)
     absA = xp.abs(A)
-    rows = absA.sum(axis=1)
     kap = xp.asarray(k_np, dtype=dtype)
-    outside = rows > kap
-    if not bool(outside.any()):
+    outside = absA.sum(axis=1) > kap
+    n_out = int(outside.sum())
+    if n_out == 0:
         return A.copy()
-    # work only on the rows outside the ball
-    idx = xp.flatnonzero(outside)
-    sub = absA[idx]
-    ksub = kap[idx] if kap.ndim else kap
+    if n_out == n:
+        idx, sub, rowsA, ksub = None, absA, A, kap
+    else:
+        idx = xp.flatnonzero(outside)
+        sub, rowsA = absA[idx], A[idx]
+        ksub = kap[idx] if kap.ndim else kap
+    if ksub.ndim == 0:
+        ksub = xp.full(sub.shape[0], float(k_np), dtype=dtype)
     if method == "sort":
         theta = _theta_sort(sub, ksub, xp)
     else:
-        theta = _theta_bisection(sub, ksub, xp, tol, max_iter)
+        theta = _theta_bisection(sub, ksub, xp, float(tol), int(max_iter))
+    # soft thresholding a - clip(a, -theta, theta) = sign(a) max(|a| - theta, 0)
+    th = theta[:, None]
+    shrunk = xp.maximum(rowsA, -th)
+    xp.minimum(shrunk, th, out=shrunk)
+    xp.subtract(rowsA, shrunk, out=shrunk)
+    if idx is None:
+        return shrunk
     out = A.copy()
-    shrunk = xp.maximum(sub - theta[:, None], 0)
-    out[idx] = xp.copysign(shrunk, A[idx])
+    out[idx] = shrunk
     return out
 
 
 def _theta_sort(absA, kappa, xp):
-    """Threshold θ per row by sorting (rows are known to lie outside the ball)."""
+    r"""Threshold :math:`\theta` per row (rows known to lie outside the ball); sorts ``absA``
+    in place.
+
+    With :math:`s_1 \ge s_2 \ge \dots` the sorted magnitudes and :math:`c_j = \sum_{i \le j}
+    s_i`, the test :math:`g(j) = j s_j - c_j + \kappa > 0` holds exactly for
+    :math:`j \le \rho`; then :math:`\theta = (c_\rho - \kappa)/\rho` (:math:`\theta = s_1` when
+    :math:`\kappa = 0`). :math:`\rho` is found by a binary search run on all rows at once.
+    """
     n, d = absA.shape
-    S = xp.sort(absA, axis=1)[:, ::-1]  # descending view
-    css = xp.cumsum(S, axis=1)
-    css -= kappa[:, None] if getattr(kappa, "ndim", 0) else kappa
-    j = xp.arange(1, d + 1, dtype=absA.dtype)
-    # largest j with S_j > (css_j - kappa)/j  (condition is monotone in j)
-    cond = S * j > css
-    rho = d - 1 - xp.argmax(cond[:, ::-1], axis=1)
-    theta = css[xp.arange(n), rho] / (rho + 1).astype(absA.dtype)
+    absA.sort(axis=1)  # ascending, in place
+    desc = absA[:, ::-1]
+    css = xp.cumsum(desc, axis=1)
+    rows = xp.arange(n)
+    lo = xp.zeros(n, dtype=xp.int64)  # g(lo) holds (g(0) by convention)
+    hi = xp.full(n, d + 1, dtype=xp.int64)  # g(hi) fails (g(d + 1) by convention)
+    for _ in range(int(np.ceil(np.log2(d + 2))) + 1):
+        mid = (lo + hi) // 2
+        midc = xp.clip(mid, 1, d)
+        ok = absA[rows, d - midc] * midc.astype(absA.dtype) > css[rows, midc - 1] - kappa
+        step = (hi - lo) > 1
+        lo = xp.where(step & ok, mid, lo)
+        hi = xp.where(step & ~ok, mid, hi)
+    rho = lo
+    rhoc = xp.maximum(rho, 1)
+    theta = (css[rows, rhoc - 1] - kappa) / rhoc.astype(absA.dtype)
+    theta = xp.where(rho > 0, theta, absA[:, d - 1])
     return xp.maximum(theta, 0)
 
 
 def _theta_bisection(absA, kappa, xp, tol, max_iter):
-    """The paper's vectorized bisection on θ over [0, max_j |a_j|]."""
-    k = kappa[:, None] if getattr(kappa, "ndim", 0) else kappa
+    """The paper's vectorized bisection on θ over [0, max_j |a_j|]; returns the feasible end."""
     lo = xp.zeros(absA.shape[0], dtype=absA.dtype)
     hi = absA.max(axis=1)
-    scale = xp.maximum(hi, 1)
+    # a bracket cannot shrink below a few ulps of max|a| (float32: tol is floored at 4 eps)
+    tol = max(tol, 4 * float(np.finfo(absA.dtype).eps))
+    width = tol * hi
+    buf = xp.empty_like(absA)
     for _ in range(max_iter):
         mid = 0.5 * (lo + hi)
-        s = xp.maximum(absA - mid[:, None], 0).sum(axis=1, keepdims=True)
-        above = (s > k)[:, 0]
+        xp.subtract(absA, mid[:, None], out=buf)
+        xp.maximum(buf, 0, out=buf)
+        above = buf.sum(axis=1) > kappa
         lo = xp.where(above, mid, lo)
         hi = xp.where(above, hi, mid)
-        if bool(((hi - lo) <= tol * scale).all()):
+        if bool(((hi - lo) <= width).all()):
             break
-    return 0.5 * (lo + hi)
+    else:
+        gap = float(((hi - lo) / xp.maximum(width, xp.finfo(absA.dtype).tiny)).max())
+        warnings.warn(
+            f"project_inf_norm_ball(method='bisection') stopped at max_iter={max_iter} with a "
+            f"bracket {gap:.3g} times wider than tol={tol:g}; the result is feasible but not "
+            "the exact projection",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    return hi
 
 
 # ----------------------------------------------------------------------------------------------
@@ -349,27 +535,43 @@ def _theta_bisection(absA, kappa, xp, tol, max_iter):
 def rescale_to_inf_norm(model):
     r"""Equivalent model with :math:`\|A'\|_\infty < 1`, by the PF diagonal scaling [IDL §2.5].
 
-    With :math:`s = (I - |A|)^{-1} 1` and :math:`S = \mathrm{diag}(s)`:
-    :math:`A' = S^{-1} A S`, :math:`B' = S^{-1} B`, :math:`b' = S^{-1} b`, :math:`C' = C S`,
-    :math:`D' = D`. Then :math:`\|A'\|_\infty = \max_i (1 - 1/s_i) < 1` (theory §3) and the
-    predictions are unchanged because the activation is positively homogeneous.
+    With :math:`s = (I - |A|)^{-1} \mathbf 1 \ (\ge 1)` and :math:`S = \mathrm{diag}(s)`:
+
+    .. math:: A' = S^{-1} A S,\quad B' = S^{-1} B,\quad b' = S^{-1} b,\quad C' = C S,\quad
+              D' = D,
+
+    so that :math:`\|A'\|_\infty = \max_i (1 - 1/s_i) < 1` (because :math:`|A| s = s -
+    \mathbf 1`; theory §3) and the states become :math:`x' = S^{-1}x`. The predictions are
+    unchanged because a positively homogeneous componentwise activation commutes with positive
+    diagonal scaling. Low-rank factors are rescaled too (:math:`L' = S^{-1}L`, :math:`R' = SR`).
+
+    Parameters
+    ----------
+    model : ImplicitModel
+
+    Returns
+    -------
+    ImplicitModel
+        In the dtype and array namespace of ``model``.
 
     Raises
     ------
     IllPosedModelError
         If :math:`\lambda_{PF}(|A|) \ge 1`.
     ValueError
-        If the activation is not positively homogeneous (tanh, sigmoid).
+        If the activation is not positively homogeneous and componentwise (tanh, sigmoid,
+        softmax).
     """
     act = model.activation
     if not act.positively_homogeneous or not act.componentwise:
         raise ValueError(
-            f"rescale_to_inf_norm needs a positively homogeneous componentwise activation; "
+            "rescale_to_inf_norm needs a positively homogeneous componentwise activation; "
             f"got activation={act!r}"
         )
-    A = np.asarray(model.A, dtype=np.float64)
+    xp = get_namespace(model.A)
+    A = _as_matrix(model.A)
     n = A.shape[0]
-    lam = pf_eigenvalue(A, "relu")
+    lam = _spectral_radius_nonneg(np.abs(A))
     if lam >= 1:
         raise IllPosedModelError(
             f"rescale_to_inf_norm needs lambda_PF(|A|) < 1; got lambda_PF(|A|) = {lam:.6g}"
@@ -377,33 +579,85 @@ def rescale_to_inf_norm(model):
     s = np.linalg.solve(np.eye(n) - np.abs(A), np.ones(n))
     s = np.maximum(s, 1.0)  # s >= 1 in exact arithmetic
     dt = model.dtype
-    return model.replace(
-        A=(A * s[None, :] / s[:, None]).astype(dt),
-        B=(np.asarray(model.B, dtype=np.float64) / s[:, None]).astype(dt),
-        C=(np.asarray(model.C, dtype=np.float64) * s[None, :]).astype(dt),
-        b=None if model.b is None else (np.asarray(model.b, np.float64) / s).astype(dt),
+
+    def back(M):
+        return xp.asarray(M.astype(dt))
+
+    def f64(M):
+        return np.asarray(to_numpy(M), dtype=np.float64)
+
+    changes = dict(
+        A=back(A * s[None, :] / s[:, None]),
+        B=back(f64(model.B) / s[:, None]),
+        C=back(f64(model.C) * s[None, :]),
+        b=None if model.b is None else back(f64(model.b) / s),
     )
+    if getattr(model, "factors", None) is not None:
+        L, R = model.factors
+        changes["factors"] = (back(f64(L) / s[:, None]), back(f64(R) * s[:, None]))
+    return model.replace(**changes)
+
+
+def _check_gamma(gamma):
+    if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not np.isfinite(gamma):
+        raise ValueError(f"gamma must be a finite real number; got gamma={gamma!r}")
+    return float(gamma)
 
 
 def nemon_parametrize(T, gamma: float):
-    r"""NE-MON parametrization: :math:`A = T - \mathrm{diag}(|T|\mathbf 1) + \gamma I`.
+    r"""NE-MON parametrization (theory §1, **fix** of the [NEMON] slide):
 
-    Every such A satisfies :math:`\mu_\infty(A) \le \gamma`, and every A with
-    :math:`\mu_\infty(A) \le \gamma` arises this way (take :math:`T = A` off the diagonal and
-    :math:`t_{ii} = a_{ii} - \gamma + \sum_{j\ne i}|a_{ij}|` when that is :math:`\le 0`) — the
-    corrected form of the [NEMON] slide (theory §1, **fix**).
+    .. math:: A = T - \mathrm{diag}(|T|\mathbf 1) + \gamma I .
+
+    Every such A satisfies :math:`\mu_\infty(A) \le \gamma`: row i gives
+    :math:`a_{ii} + \sum_{j\ne i}|a_{ij}| = t_{ii} - |t_{ii}| + \gamma \le \gamma`. Conversely
+    every A with :math:`\mu_\infty(A) \le \gamma` arises this way (:func:`nemon_parameter`).
 
     Parameters
     ----------
     T : array of shape (n, n)
-        Unconstrained parameter.
+        Unconstrained parameter (NumPy or CuPy).
     gamma : float
         Bound on the matrix measure; :math:`\gamma < 1` gives a well-posed model.
+
+    Returns
+    -------
+    A : array of shape (n, n), the dtype and namespace of ``T``.
     """
     xp = get_namespace(T)
+    if xp is np:
+        T = np.asarray(T)
+    if getattr(T, "dtype", None) is not None and T.dtype.kind in "iub":
+        T = T.astype(np.float64)
     if getattr(T, "ndim", None) != 2 or T.shape[0] != T.shape[1]:
         raise ValueError(f"T must be a square 2-D array; got shape {getattr(T, 'shape', None)}")
-    if not isinstance(gamma, numbers.Real) or not np.isfinite(gamma):
-        raise ValueError(f"gamma must be a finite real number; got gamma={gamma!r}")
+    check_finite("T", T, xp)
+    gamma = _check_gamma(gamma)
     n = T.shape[0]
     return T - xp.diag(xp.abs(T).sum(axis=1)) + gamma * xp.eye(n, dtype=T.dtype)
+
+
+def nemon_parameter(A, gamma: float) -> np.ndarray:
+    r"""A parameter T with ``nemon_parametrize(T, gamma) == A`` (the inverse map).
+
+    Off the diagonal :math:`t_{ij} = a_{ij}`; on it, with :math:`r_i = a_{ii} - \gamma +
+    \sum_{j \ne i}|a_{ij}| \le 0`, :math:`t_{ii} = r_i / 2` (then :math:`t_{ii} - |t_{ii}| =
+    r_i`).
+
+    Raises
+    ------
+    ValueError
+        If :math:`\mu_\infty(A) > \gamma` (no such T exists).
+    """
+    A = _as_matrix(A)
+    gamma = _check_gamma(gamma)
+    d = np.diag(A)
+    r = d - gamma + np.abs(A).sum(axis=1) - np.abs(d)
+    if r.size and r.max() > 1e-12 * max(1.0, abs(gamma)):
+        raise ValueError(
+            f"nemon_parameter needs mu_inf(A) <= gamma; got mu_inf(A) = {mu_inf(A):.6g} > "
+            f"gamma = {gamma:.6g}"
+        )
+    T = A.copy()
+    np.fill_diagonal(T, np.minimum(r, 0.0) / 2)
+    return T
