@@ -115,9 +115,6 @@ def test_cascade_mixed_activations_dag_parts_via_picard():
                                atol=ATOL, rtol=0)
 
 
-@pytest.mark.xfail(raises=ValueError, strict=True,
-                   reason="kernel.back_substitution applies a componentwise Blockwise map to "
-                          "one level's columns only; see the report of issue 2 item 7")
 def test_cascade_mixed_activations_dag_parts_auto():
     rng = np.random.default_rng(4)
     m1 = rand_model(rng, 4, 3, 2, act="tanh", dag=True)
