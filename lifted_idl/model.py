@@ -7,7 +7,7 @@ import numbers
 import numpy as np
 
 from . import kernel
-from ._array import check_finite, get_namespace, to_numpy
+from ._array import check_finite, cupy_available, get_namespace, to_numpy
 from .activations import Activation, get_activation
 from .exceptions import IllPosedModelError
 from .wellposedness import (
@@ -305,8 +305,26 @@ class ImplicitModel:
             need = max(need, self.n_states + 2)
         return int(min(max(3 * need + 50, 100), 100000))
 
+    @staticmethod
+    def _to_device(U, device):
+        """Move ``U`` to ``device`` ("cpu", "cuda", or None to keep it where it is)."""
+        if device is None:
+            return U
+        if device == "cpu":
+            return to_numpy(U)
+        if device == "cuda":
+            if not cupy_available():
+                raise ValueError(
+                    "device='cuda' needs CuPy and a visible GPU (pip install lifted_idl[gpu]); "
+                    "none was found"
+                )
+            import cupy
+
+            return cupy.asarray(U)
+        raise ValueError(f"device must be None, 'cpu' or 'cuda'; got device={device!r}")
+
     def solve(self, U, method="auto", tol=None, max_iter=None, X0=None, force=False,
-              batch_size=None, warn=True, alpha=None) -> kernel.FixedPointResult:
+              batch_size=None, warn=True, alpha=None, device=None) -> kernel.FixedPointResult:
         """Solve the equilibrium for inputs ``U`` and return the kernel's full result.
 
         Parameters
@@ -336,12 +354,16 @@ class ImplicitModel:
             Step of the averaged iteration; default: the NE-MON step
             :func:`~lifted_idl.wellposedness.averaged_step` when :math:`\\mu_\\infty(A\\Gamma)
             < 1`, else 1.
+        device : {None, "cpu", "cuda"}, optional
+            Where to compute: None keeps the input's array library (NumPy or CuPy), "cuda"
+            moves ``U`` to the GPU with CuPy, "cpu" to NumPy. The states come back on that
+            device.
 
         Returns
         -------
         FixedPointResult
         """
-        U, xp = self._check_input(U)
+        U, xp = self._check_input(self._to_device(U, device))
         wp = self.well_posedness
         if not wp.well_posed and not force:
             raise IllPosedModelError(
@@ -439,7 +461,9 @@ class ImplicitModel:
         return Y
 
     def predict(self, U, **kwargs):
-        """Outputs :math:`\\hat y(u)`, shape (m, q); keyword arguments as :meth:`solve`."""
+        """Outputs :math:`\\hat y(u)`, shape (m, q); keyword arguments as :meth:`solve`
+        (``device="cuda"`` runs on the GPU and returns a CuPy array)."""
+        U = self._to_device(U, kwargs.pop("device", None))
         X = self.equilibrium(U, **kwargs)
         return self.output(X, U)
 

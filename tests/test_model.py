@@ -240,3 +240,27 @@ def test_nonconvergence_in_the_model_warns(rng, random_A):
     with pytest.warns(ConvergenceWarning, match="relative residual"):
         res = model.solve(U, max_iter=5)
     assert not res.converged and res.n_unconverged == 4
+
+
+def test_device_argument():
+    """device="cpu" returns NumPy from any input; "cuda" without a GPU is refused clearly;
+    an unknown device is named."""
+    from lifted_idl._array import cupy_available
+
+    rng = np.random.default_rng(0)
+    A = 0.3 * rng.standard_normal((4, 4)) / 4
+    M = ImplicitModel(A, rng.standard_normal((4, 3)), rng.standard_normal((2, 4)),
+                      rng.standard_normal((2, 3)))
+    U = rng.standard_normal((5, 3))
+    np.testing.assert_array_equal(M.predict(U, device="cpu"), M.predict(U))
+    with pytest.raises(ValueError, match="device"):
+        M.predict(U, device="tpu")
+    if cupy_available():
+        import cupy
+
+        out = M.predict(U, device="cuda")
+        assert isinstance(out, cupy.ndarray)
+        np.testing.assert_allclose(cupy.asnumpy(out), M.predict(U), rtol=1e-10, atol=1e-12)
+    else:
+        with pytest.raises(ValueError, match="CuPy"):
+            M.predict(U, device="cuda")
