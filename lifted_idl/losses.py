@@ -29,6 +29,18 @@ class Loss:
         """cvxpy expression of :meth:`value` for an affine expression ``Yhat_expr``."""
         raise TypeError(f"{type(self).__name__} does not define a cvxpy form")
 
+    def sample_values(self, Y, Yhat):  # pragma: no cover - abstract
+        r"""Per-sample losses :math:`\ell(y_s, \hat y_s)`, shape (m,); :meth:`value` is their
+        mean."""
+        raise TypeError(f"{type(self).__name__} does not define sample_values")
+
+    def sample_hessians(self, Y, Yhat):  # pragma: no cover - abstract
+        r"""Per-sample Hessians :math:`\nabla^2_{\hat y}\ell(y_s, \hat y_s)`, shape (m, q, q).
+
+        The Hessian of :meth:`value` is block diagonal with these blocks divided by m.
+        """
+        raise TypeError(f"{type(self).__name__} does not define sample_hessians")
+
     def __repr__(self):
         return f"{type(self).__name__}()"
 
@@ -51,6 +63,14 @@ class SquaredLoss(Loss):
 
         return 0.5 * cp.sum_squares(Yhat_expr - Y) / max(Y.shape[0], 1)
 
+    def sample_values(self, Y, Yhat):
+        R = Yhat - Y
+        return 0.5 * np.einsum("ij,ij->i", R, R)
+
+    def sample_hessians(self, Y, Yhat):
+        m, q = Yhat.shape
+        return np.broadcast_to(np.eye(q), (m, q, q))
+
 
 class SoftmaxCrossEntropy(Loss):
     r""":math:`\frac1m\sum_s \mathrm{logsumexp}(\hat y_s) - y_s^\top\hat y_s`; ``Y`` one-hot."""
@@ -71,6 +91,17 @@ class SoftmaxCrossEntropy(Loss):
 
         m = max(Y.shape[0], 1)
         return (cp.sum(cp.log_sum_exp(Yhat_expr, axis=1)) - cp.sum(cp.multiply(Y, Yhat_expr))) / m
+
+    def sample_values(self, Y, Yhat):
+        return logsumexp(Yhat, axis=1) - (Y * Yhat).sum(axis=1)
+
+    def sample_hessians(self, Y, Yhat):
+        r""":math:`\mathrm{diag}(s) - ss^\top` with :math:`s = \mathrm{softmax}(\hat y_s)`."""
+        S = softmax(Yhat, axis=1)
+        H = -S[:, :, None] * S[:, None, :]
+        i = np.arange(S.shape[1])
+        H[:, i, i] += S
+        return H
 
 
 def get_loss(loss) -> Loss:

@@ -1,0 +1,38 @@
+r"""The four convex blocks of block-coordinate descent on the Fenchel relaxation (theory §7).
+
+Each block minimises the relaxed, lifted objective (arXiv (11), row layout, data terms averaged
+over the m samples) exactly over its own variables, all others fixed:
+
+* :func:`solve_cd` — (C, D, c): a (regularised) linear or softmax fit of Y on [P U];
+* :func:`solve_ab` — (A, B, b): the state equation in divergence, s.t. :math:`\|A\|_\infty \le
+  \kappa`;
+* :func:`solve_x` — X: states between the state equation and the proxies;
+* :func:`solve_p` — P: proxies between the output fit, the state equation and X, in
+  :math:`\mathrm{dom} f^*`.
+
+Every solver takes ``method="fast"`` (vectorised NumPy/SciPy, the default) or ``"cvxpy"`` (one
+reference problem over all of the block's variables, solved by Clarabel), ``tol``, ``max_iter``
+and ``init``; with ``init`` the returned objective is never above the objective at ``init``.
+:func:`relaxed_objective` evaluates the whole objective term by term; :func:`cd_objective`,
+:func:`ab_objective`, :func:`x_objective`, :func:`p_objective` the part each block changes.
+"""
+
+from ._common import BlockResult
+from .ab import solve_ab
+from .cd import solve_cd
+from .objective import ab_objective, cd_objective, p_objective, relaxed_objective, x_objective
+from .p import solve_p
+from .x import solve_x
+
+__all__ = [
+    "BlockResult",
+    "solve_cd",
+    "solve_ab",
+    "solve_x",
+    "solve_p",
+    "relaxed_objective",
+    "cd_objective",
+    "ab_objective",
+    "x_objective",
+    "p_objective",
+]

@@ -1,0 +1,174 @@
+"""Speed of the four BCD blocks: the fast solvers against the cvxpy formulation (same process).
+
+Run ``python benchmarks/bench_blocks.py`` (add ``--quick`` for n = 20 only). For each block and
+size it prints the fast solver's time (median of 3, warm-started from a perturbed point as in the
+BCD loop, and cold), the cvxpy/Clarabel time (build + solve, one run), the relative objective gap
+(fast - cvxpy) / |cvxpy| (negative: the fast answer is lower) and the speed-up ratio
+cvxpy / fast. For the (A, B) block it also times the first-order baseline (FISTA with per-row
+steps and restarts) that the semismooth Newton solver replaced, and for X both the accelerated
+gradient and the Newton solver.
+
+Data: a teacher implicit ReLU (or tanh) model with ||A||_inf = 0.5, inputs N(0, I), m = 500,
+p = 10; X and P are the teacher's equilibrium plus noise (P in dom f*), per-state weights
+lam ~ U[0.1, 2], mu = 0.5, kappa = 0.9.
+
+BLAS is limited to one thread (threadpoolctl): on a small shared machine, multithreaded OpenBLAS
+makes the many small products of these solvers 10-100x slower and the timings meaningless.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from lifted_idl import ImplicitModel
+from lifted_idl.activations import ReLU, Tanh
+from lifted_idl.blocks import solve_ab, solve_cd, solve_p, solve_x
+from lifted_idl.blocks.ab import _ab_fista
+from lifted_idl.blocks.objective import _ab_objective
+from lifted_idl.blocks.x import _x_agd, _x_newton
+from lifted_idl.losses import SoftmaxCrossEntropy, SquaredLoss
+from lifted_idl.penalties import L1Penalty, L2Penalty, NoPenalty
+from lifted_idl.wellposedness import project_inf_norm_ball
+
+
+def make(m, n, p, q, act, seed=0, classify=False):
+    rng = np.random.default_rng(seed)
+    U = rng.standard_normal((m, p))
+    A = project_inf_norm_ball(rng.standard_normal((n, n)), 0.5)
+    B = rng.standard_normal((n, p)) / np.sqrt(p)
+    b = 0.1 * rng.standard_normal(n)
+    C = rng.standard_normal((q, n))
+    D = rng.standard_normal((q, p))
+    model = ImplicitModel(A, B, C, D, b=b, activation=act)
+    Xs = model.equilibrium(U)
+    Yhat = model.predict(U)
+    if classify:
+        # noisy labels: not linearly separable, so the unpenalised cross-entropy has a minimiser
+        Y = np.eye(q)[np.argmax(Yhat + 2.0 * Yhat.std() * rng.standard_normal(Yhat.shape),
+                                axis=1)]
+    else:
+        Y = Yhat + 0.1 * Yhat.std() * rng.standard_normal(Yhat.shape)
+    noise = 0.1 * rng.standard_normal((m, n))
+    if isinstance(act, ReLU):
+        P = np.maximum(Xs + noise, 0.0)
+    else:
+        P = np.tanh(np.arctanh(np.clip(Xs, -0.99, 0.99)) + noise)
+    X = Xs + 0.1 * rng.standard_normal((m, n))
+    lam = rng.uniform(0.1, 2.0, n)
+    A0 = project_inf_norm_ball(A + 0.05 * rng.standard_normal((n, n)), 0.9)
+    B0 = B + 0.05 * rng.standard_normal(B.shape)
+    return dict(U=U, A=A, B=B, b=b, C=C, D=D, c=np.zeros(q), X=X, P=P, Y=Y, lam=lam, mu=0.5,
+                kappa=0.9, init_ab=(A0, B0, b), act=act)
+
+
+def make_loop_like(m, n, p, seed=1, rank=4):
+    """An (A, B) instance shaped like the ones the BCD loop produces: a constant input column
+    (the appended bias), states that are ReLU features of U through a nearly low-rank map (so
+    the states are strongly correlated given U: an ill-conditioned design), small per-state
+    weights, and every row of A on the kappa ball at the optimum."""
+    rng = np.random.default_rng(seed)
+    U = np.hstack([rng.standard_normal((m, p - 1)), np.ones((m, 1))])
+    W = (rng.standard_normal((n, rank)) @ rng.standard_normal((rank, p))
+         + 0.3 * rng.standard_normal((n, p))) / np.sqrt(p)
+    X = np.maximum(U @ W.T, 0.0)
+    P = np.maximum(X + 0.3 * rng.standard_normal((m, n)), 0.0)
+    lam = 1e-3 + 0.6 * rng.random(n) ** 3
+    A0 = project_inf_norm_ball(rng.standard_normal((n, n)), 0.9)
+    return (X, U, P, lam, 0.9, ReLU(), NoPenalty()), (A0, W, np.zeros(n))
+
+
+def timed(fn, reps=3):
+    times, out = [], None
+    for _ in range(reps):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), out
+
+
+def report(name, t_fast, t_cold, t_ref, obj_fast, obj_ref, extra=""):
+    gap = (obj_fast - obj_ref) / max(abs(obj_ref), 1e-300)
+    print(f"{name:<38} fast {t_fast * 1e3:8.1f} ms  cold {t_cold * 1e3:8.1f} ms  "
+          f"cvxpy {t_ref * 1e3:9.1f} ms  ratio {t_ref / t_fast:8.1f}x  gap {gap:+.1e}{extra}",
+          flush=True)
+
+
+def bench_size(n, act, with_cvxpy=True):
+    m, p = 500, 10
+    tag = f"m={m} n={n} p={p} {type(act).__name__}"
+    d = make(m, n, p, 1, act)
+    # ---- (A, B, b)
+    for pen in (NoPenalty(), L2Penalty(1e-3), L1Penalty(1e-3)):
+        args = (d["X"], d["U"], d["P"], d["lam"], d["kappa"], act, pen)
+        tf, rf = timed(lambda args=args: solve_ab(*args, init=d["init_ab"]))
+        tc, _ = timed(lambda args=args: solve_ab(*args), reps=1)
+        tr, rr = timed(lambda args=args: solve_ab(*args, method="cvxpy"), reps=1)
+        tfi, out = timed(lambda args=args: _ab_fista(*args, True, d["init_ab"], 1e-8, 20000),
+                         reps=1)
+        A, B, b = out[:3]
+        fobj = _ab_objective(*args, A, B, b)
+        extra = (f"  | FISTA {tfi * 1e3:.0f} ms ({out[3]} it, gap "
+                 f"{(fobj - rf.objective) / abs(rf.objective):+.0e}): newton/fista speed-up "
+                 f"{tfi / tf:.1f}x")
+        report(f"AB {pen!r} {tag}", tf, tc, tr, rf.objective, rr.objective, extra)
+    if isinstance(act, ReLU):
+        args, init = make_loop_like(m, n, p)
+        tf, rf = timed(lambda: solve_ab(*args, init=init))
+        tc, _ = timed(lambda: solve_ab(*args), reps=1)
+        tr, rr = timed(lambda: solve_ab(*args, method="cvxpy"), reps=1)
+        tfi, out = timed(lambda: _ab_fista(*args, True, init, 1e-8, 20000), reps=1)
+        fobj = _ab_objective(*args, *out[:3])
+        extra = (f"  | FISTA {tfi * 1e3:.0f} ms ({out[3]} it, gap "
+                 f"{(fobj - rf.objective) / abs(rf.objective):+.0e}): newton/fista speed-up "
+                 f"{tfi / tf:.1f}x")
+        report(f"AB loop-like m={m} n={n} p={p} ReLU", tf, tc, tr, rf.objective, rr.objective,
+               extra)
+    # ---- X
+    for lam_scale in (1.0, 100.0):
+        lam = d["lam"] * lam_scale
+        args = (d["A"], d["B"], d["b"], d["U"], d["P"], lam, d["mu"], act)
+        tf, rf = timed(lambda args=args: solve_x(*args, init=d["X"]))
+        tc, _ = timed(lambda args=args: solve_x(*args), reps=1)
+        tr, rr = timed(lambda args=args: solve_x(*args, method="cvxpy"), reps=1)
+        ta, outa = timed(lambda args=args: _x_agd(*args, d["X"], 1e-8, 100000), reps=1)
+        tn, outn = timed(lambda args=args: _x_newton(*args, d["X"], 1e-8, 2000), reps=1)
+        extra = (f"  | {rf.solver}; AGD {ta * 1e3:.0f} ms ({outa[1]} it), Newton "
+                 f"{tn * 1e3:.0f} ms ({outn[1]} it)")
+        report(f"X lam*{lam_scale:g} {tag}", tf, tc, tr, rf.objective, rr.objective, extra)
+    # ---- P and (C, D, c), squared loss (q = 1) and cross-entropy (q = 3)
+    for loss, q in ((SquaredLoss(), 1), (SoftmaxCrossEntropy(), 3)):
+        e = make(m, n, p, q, act, classify=q > 1)
+        pargs = [e[k] for k in ("A", "B", "b", "C", "D", "c", "X", "U", "Y", "lam", "mu")]
+        tf, rf = timed(lambda pargs=pargs, loss=loss, P0=e["P"]: solve_p(*pargs, act, loss,
+                                                                         init=P0))
+        tc, _ = timed(lambda pargs=pargs, loss=loss: solve_p(*pargs, act, loss), reps=1)
+        tr, rr = timed(lambda pargs=pargs, loss=loss: solve_p(*pargs, act, loss,
+                                                              method="cvxpy"), reps=1)
+        report(f"P {loss.name} q={q} {tag}", tf, tc, tr, rf.objective, rr.objective)
+        if not isinstance(act, ReLU):
+            continue
+        for pen in (NoPenalty(), L2Penalty(1e-3), L1Penalty(1e-3)):
+            cargs = (e["P"], e["U"], e["Y"], loss, pen)
+            tc0, r0 = timed(lambda cargs=cargs: solve_cd(*cargs), reps=1)
+            init = (r0.value[0] * 0.9, r0.value[1] * 0.9, r0.value[2])
+            tf, rf = timed(lambda cargs=cargs, init=init: solve_cd(*cargs, init=init))
+            tr, rr = timed(lambda cargs=cargs: solve_cd(*cargs, method="cvxpy"), reps=1)
+            report(f"CD {loss.name} {pen!r} q={q} {tag}", tf, tc0, tr, rf.objective,
+                   rr.objective, f"  | {rf.solver}")
+
+
+def main(argv):
+    sizes = [20] if "--quick" in argv else [20, 50]
+    with threadpool_limits(1):
+        for n in sizes:
+            bench_size(n, ReLU())
+        bench_size(20, Tanh())
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,242 @@
+"""Shared pieces of the BCD blocks: the result type, input checks, and the cvxpy plumbing.
+
+The cvxpy reference formulations are built on every call with the data as constants and
+solved by Clarabel; nothing cvxpy-related outlives the call. A DPP form (data as
+``cvxpy.Parameter``, built once and re-solved) was measured first and dropped: products such as
+``Parameter @ Variable`` over the m × n pre-activations took 8–14 GB and 15–20 s to
+canonicalise at m = 500, n = 20 (the X block ran out of memory), against well under a second
+for the constant-data build.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..activations import Activation, LeakyReLU, ReLU, Sigmoid, Tanh, get_activation
+from ..exceptions import ConvergenceWarning, SolverError
+from ..penalties import L1Penalty, L2Penalty, NoPenalty, Penalty, get_penalty
+
+__all__ = ["BlockResult"]
+
+
+@dataclass
+class BlockResult:
+    """What one block solve returns.
+
+    Attributes
+    ----------
+    value : tuple or ndarray
+        The block's new variables: ``(C, D, c)``, ``(A, B, b)``, ``X`` or ``P``.
+    objective : float
+        The block's objective (the terms of the relaxed objective that involve the block's
+        variables) evaluated at ``value``.
+    n_iter : int
+        Iterations of the solver (0 for a closed form).
+    converged : bool
+        Whether the solver met its tolerance. The caller warns when it did not.
+    solver : str
+        ``"closed_form"``, ``"cd"`` (coordinate descent), ``"newton_cg"``, ``"lbfgsb"``,
+        ``"newton"``, ``"agd"`` (accelerated gradient), ``"cvxpy:CLARABEL"``, or ``"init"`` when
+        the starting point was kept because the solve did not improve on it.
+    """
+
+    value: tuple | np.ndarray
+    objective: float
+    n_iter: int
+    converged: bool
+    solver: str
+
+
+# --------------------------------------------------------------------------------------------
+# input checks
+# --------------------------------------------------------------------------------------------
+def as_matrix(name: str, M, shape=None, ndim: int = 2) -> np.ndarray:
+    """``M`` as a finite float64 array of the given shape, or a ValueError naming ``name``."""
+    if M is None:
+        raise ValueError(f"{name} is required; got None")
+    try:
+        M = np.asarray(M, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a real numeric array; got {type(M).__name__}") from exc
+    if M.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D; got shape {M.shape}")
+    if shape is not None:
+        for got, want in zip(M.shape, shape, strict=True):
+            if want is not None and got != want:
+                expect = tuple("*" if s is None else s for s in shape)
+                raise ValueError(f"{name} has shape {M.shape}; expected {expect}")
+    if not np.all(np.isfinite(M)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return M
+
+
+def as_vector(name: str, v, size: int, default_zero: bool = True) -> np.ndarray:
+    """A bias vector of length ``size`` (``None`` means zeros when ``default_zero``)."""
+    if v is None:
+        if default_zero:
+            return np.zeros(size)
+        raise ValueError(f"{name} is required; got None")
+    return as_matrix(name, np.reshape(np.asarray(v, dtype=np.float64), (-1,)), (size,), ndim=1)
+
+
+def as_lam(lam, n: int) -> np.ndarray:
+    """Per-state weights ``lam`` (a positive scalar or a positive vector of length ``n``)."""
+    if isinstance(lam, numbers.Real) or np.ndim(lam) == 0:
+        lam = np.full(n, float(lam))
+    lam = as_matrix("lam", lam, (n,), ndim=1)
+    if np.any(lam <= 0):
+        raise ValueError(f"lam must be > 0 entrywise; got min(lam)={lam.min()!r}")
+    return lam
+
+
+def as_positive(name: str, v, upper: float | None = None, strict_upper: bool = True) -> float:
+    """A finite positive float (optionally below ``upper``), or a ValueError naming ``name``."""
+    if not isinstance(v, numbers.Real) or not np.isfinite(v) or v <= 0:
+        raise ValueError(f"{name} must be a finite number > 0; got {name}={v!r}")
+    if upper is not None and (v >= upper if strict_upper else v > upper):
+        raise ValueError(f"{name} must be < {upper}; got {name}={v!r}")
+    return float(v)
+
+
+def check_options(method: str, tol, max_iter) -> None:
+    if method not in ("fast", "cvxpy"):
+        raise ValueError(f"method must be 'fast' or 'cvxpy'; got method={method!r}")
+    if not isinstance(tol, numbers.Real) or not np.isfinite(tol) or tol <= 0:
+        raise ValueError(f"tol must be a finite number > 0; got tol={tol!r}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive int; got max_iter={max_iter!r}")
+
+
+_KNOWN_ACTIVATIONS = (ReLU, Tanh, Sigmoid, LeakyReLU)
+
+
+def get_fenchel_activation(activation, block: str) -> Activation:
+    """An activation whose Fenchel divergence the blocks handle (componentwise, with f, f*)."""
+    act = get_activation(activation)
+    if not act.componentwise or not act.has_fenchel or type(act).__name__ == "Blockwise":
+        raise ValueError(
+            f"the {block} block needs a componentwise activation with a Fenchel divergence; "
+            f"got activation={act!r}"
+        )
+    if not isinstance(act, _KNOWN_ACTIVATIONS):
+        raise ValueError(
+            f"the {block} block supports the ReLU, tanh, sigmoid and leaky-ReLU divergences; "
+            f"got activation={act!r}"
+        )
+    return act
+
+
+def get_block_penalty(penalty, name: str) -> Penalty:
+    pen = get_penalty(penalty)
+    if not isinstance(pen, (NoPenalty, L2Penalty, L1Penalty)):
+        raise ValueError(
+            f"{name} must be a NoPenalty, L2Penalty or L1Penalty (their prox takes a column of "
+            f"per-row steps); got {name}={pen!r}"
+        )
+    return pen
+
+
+def domain_interval(act: Activation) -> tuple[float, float, bool]:
+    """``(low, high, closed_low)``: the domain of :math:`f^*` (where the divergence is finite).
+
+    ReLU: :math:`[0, \\infty)`; tanh: :math:`(-1, 1)`; sigmoid: :math:`(0, 1)`; leaky ReLU:
+    the whole line.
+    """
+    if isinstance(act, ReLU):
+        return 0.0, np.inf, True
+    if isinstance(act, Tanh):
+        return -1.0, 1.0, False
+    if isinstance(act, Sigmoid):
+        return 0.0, 1.0, False
+    return -np.inf, np.inf, False
+
+
+def check_domain(name: str, P: np.ndarray, act: Activation) -> None:
+    r"""``P`` must lie in :math:`\mathrm{dom} f^*` (the interior for tanh/sigmoid)."""
+    low, high, closed = domain_interval(act)
+    bad_low = (P < low) if closed else (P <= low)
+    bad = bad_low | (P >= high)
+    if np.any(bad):
+        k = int(np.flatnonzero(bad.ravel())[0])
+        lo = "[" if closed else "("
+        raise ValueError(
+            f"{name} must lie in the domain {lo}{low}, {high}) of f* for {act!r}; got "
+            f"{name}.flat[{k}]={P.ravel()[k]!r}"
+        )
+
+
+def solve_cvxpy(problem, block: str, tol: float, max_iter: int) -> tuple[bool, int]:
+    """Solve with Clarabel; raise SolverError on failure, warn on an inaccurate solution.
+
+    Returns ``(converged, n_iter)``.
+    """
+    import cvxpy as cp
+
+    eps = float(min(max(tol, 1e-10), 1e-6))
+    opts = {"tol_gap_abs": eps, "tol_gap_rel": eps, "tol_feas": eps,
+            "max_iter": int(max(min(max_iter, 500), 50))}
+    n_iter = 0
+    # Clarabel sometimes stalls just short of its tolerances on exponential cones (tanh,
+    # cross-entropy) and reports "almost solved"; shorter interior-point steps fix that.
+    for extra in ({}, {"max_step_fraction": 0.9}):
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+                problem.solve(solver=cp.CLARABEL, **opts, **extra)
+        except cp.error.SolverError as exc:
+            raise SolverError(f"{block} block: cvxpy/CLARABEL failed: {exc}") from exc
+        n_iter += int(getattr(problem.solver_stats, "num_iters", 0) or 0)
+        if problem.status != cp.OPTIMAL_INACCURATE:
+            break
+    status = problem.status
+    if status == cp.OPTIMAL:
+        return True, n_iter
+    if status == cp.OPTIMAL_INACCURATE:
+        warnings.warn(f"{block} block: cvxpy/CLARABEL returned status {status!r}",
+                      ConvergenceWarning, stacklevel=3)
+        return False, n_iter
+    raise SolverError(f"{block} block: cvxpy/CLARABEL returned status {status!r}")
+
+
+def keep_better(result: BlockResult, init_value, init_objective: float | None) -> BlockResult:
+    """Return ``result``, or the initial point when the solve ended above its objective."""
+    if init_objective is None or not np.isfinite(init_objective):
+        return result
+    if not result.objective <= init_objective:
+        return BlockResult(init_value, float(init_objective), result.n_iter, result.converged,
+                           "init")
+    return result
+
+
+def penalty_prox(pen: Penalty, W: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Prox of ``pen`` with a per-row step (``steps`` of shape (rows, 1))."""
+    if isinstance(pen, NoPenalty) or pen.alpha == 0.0:
+        return W
+    return pen.prox(W, steps)
+
+
+def project_l1_rows(V: np.ndarray, kappa: float) -> np.ndarray:
+    r"""Project every row of ``V`` onto :math:`\{a : \|a\|_1 \le \kappa\}`, in place.
+
+    The exact sort-based soft-thresholding of theory §2 (the same map as
+    :func:`lifted_idl.wellposedness.project_inf_norm_ball`), without its input validation:
+    it runs inside the solvers' inner loops on arrays already checked.
+    """
+    absV = np.abs(V)
+    outside = absV.sum(axis=1) > kappa
+    if not outside.any():
+        return V
+    sub = absV[outside]
+    S = -np.sort(-sub, axis=1)
+    css = np.cumsum(S, axis=1)
+    css -= kappa
+    j = np.arange(1, S.shape[1] + 1, dtype=np.float64)
+    cond = S * j > css
+    rho = S.shape[1] - 1 - np.argmax(cond[:, ::-1], axis=1)
+    theta = css[np.arange(S.shape[0]), rho] / (rho + 1.0)
+    V[outside] = np.copysign(np.maximum(sub - theta[:, None], 0.0), V[outside])
+    return V

@@ -1,0 +1,259 @@
+r"""The relaxed, lifted training objective and the part of it that each BCD block changes.
+
+Row layout (samples in rows), data terms averaged over the :math:`m` samples (theory §7, the
+scaled relaxation (11) of arXiv §4.1):
+
+.. math::
+
+    J = \mathcal L(Y, PC^\top + UD^\top + \mathbf 1 c^\top)
+      + \frac1m \sum_{i=1}^n \lambda_i \sum_{s=1}^m F_\phi(P_{si}, Z_{si})
+      + \frac{\mu}{2m}\|X - P\|_F^2 + \mathrm{Pen}_{AB}([A\ B]) + \mathrm{Pen}_{CD}([C\ D]),
+
+with :math:`Z = XA^\top + UB^\top + \mathbf 1 b^\top` and the Fenchel divergence
+:math:`F_\phi(x, z) = f^*(x) + f(z) - xz \ge 0` (zero iff :math:`x = \phi(z)`), subject to
+:math:`\|A\|_\infty \le \kappa` and :math:`P \in \mathrm{dom} f^*`. Biases are not penalised.
+
+Each block objective is the sum of the terms of :math:`J` that involve the block's variables
+(whole terms, so e.g. the divergence keeps its :math:`f^*(P)` part in the (A, B) block):
+
+* (C, D, c): loss + :math:`\mathrm{Pen}_{CD}`;
+* (A, B, b): divergence + :math:`\mathrm{Pen}_{AB}` (``+inf`` when :math:`\|A\|_\infty > \kappa`);
+* X: divergence + coupling;
+* P: loss + divergence + coupling (``+inf`` outside :math:`\mathrm{dom} f^*`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..losses import get_loss
+from ._common import (
+    as_lam,
+    as_matrix,
+    as_positive,
+    as_vector,
+    get_block_penalty,
+    get_fenchel_activation,
+)
+
+__all__ = [
+    "relaxed_objective",
+    "cd_objective",
+    "ab_objective",
+    "x_objective",
+    "p_objective",
+]
+
+#: relative slack allowed on :math:`\|A\|_\infty \le \kappa` (rounding of the projection)
+KAPPA_SLACK = 1e-10
+
+
+# --------------------------------------------------------------------------------------------
+# unchecked kernels (float64 arrays of consistent shapes)
+# --------------------------------------------------------------------------------------------
+def _pre_activation(X, U, A, B, b):
+    Z = X @ A.T
+    Z += U @ B.T
+    Z += b
+    return Z
+
+
+def _divergence(act, P, Z, lam):
+    r""":math:`\frac1m\sum_i \lambda_i \sum_s F(P_{si}, Z_{si})`."""
+    F = act.fenchel(P, Z)
+    return float((F.sum(axis=0) @ lam)) / max(P.shape[0], 1)
+
+
+def _coupling(X, P, mu):
+    R = X - P
+    return 0.5 * mu * float(np.vdot(R, R)) / max(X.shape[0], 1)
+
+
+def _output(P, U, C, D, c):
+    Yhat = P @ C.T
+    Yhat += U @ D.T
+    Yhat += c
+    return Yhat
+
+
+def _ab_feasible(A, kappa):
+    return float(np.abs(A).sum(axis=1).max(initial=0.0)) <= kappa * (1 + KAPPA_SLACK) + 1e-300
+
+
+# --------------------------------------------------------------------------------------------
+# checked, public objectives
+# --------------------------------------------------------------------------------------------
+def relaxed_objective(A, B, b, C, D, c, X, P, U, Y, lam, mu, activation, loss, pen_ab,
+                      pen_cd) -> dict:
+    r"""The relaxed lifted objective :math:`J` of theory §7 (arXiv (11)), term by term.
+
+    .. math::
+
+        J = \underbrace{\mathcal L(Y, PC^\top + UD^\top + c)}_{\texttt{loss}}
+          + \underbrace{\tfrac1m\textstyle\sum_i\lambda_i\sum_s F_\phi(P_{si}, Z_{si})}_
+            {\texttt{divergence}}
+          + \underbrace{\tfrac{\mu}{2m}\|X - P\|_F^2}_{\texttt{coupling}}
+          + \underbrace{\mathrm{Pen}_{AB}([A\ B]) + \mathrm{Pen}_{CD}([C\ D])}_{\texttt{penalty}}
+
+    with :math:`Z = XA^\top + UB^\top + b`.
+
+    Parameters
+    ----------
+    A, B, b : arrays of shapes (n, n), (n, p), (n,) or None
+    C, D, c : arrays of shapes (q, n), (q, p), (q,) or None
+    X, P : arrays of shape (m, n)
+    U : array of shape (m, p)
+    Y : array of shape (m, q)
+    lam : float or array of shape (n,)
+        Per-state divergence weights, > 0.
+    mu : float
+        Coupling weight, > 0.
+    activation, loss, pen_ab, pen_cd : instances or names
+        See :func:`~lifted_idl.activations.get_activation`, :func:`~lifted_idl.losses.get_loss`,
+        :func:`~lifted_idl.penalties.get_penalty`.
+
+    Returns
+    -------
+    dict with keys ``total``, ``loss``, ``divergence``, ``coupling``, ``penalty`` (floats). The
+    divergence is ``inf`` when :math:`P \notin \mathrm{dom} f^*`. The constraint
+    :math:`\|A\|_\infty \le \kappa` is not part of :math:`J` and is not checked here.
+
+    Notes
+    -----
+    The divergence (Fenchel–Young inequality), the coupling and the penalties are
+    :math:`\ge 0`, and so are both losses provided. The divergence and the coupling vanish
+    exactly when :math:`P = X = \phi(XA^\top + UB^\top + b)`, i.e. at the true equilibrium,
+    where :math:`J` is the training objective of the implicit model.
+    """
+    act = get_fenchel_activation(activation, "relaxed objective")
+    loss = get_loss(loss)
+    pen_ab = get_block_penalty(pen_ab, "pen_ab")
+    pen_cd = get_block_penalty(pen_cd, "pen_cd")
+    U = as_matrix("U", U)
+    m, p = U.shape
+    A = as_matrix("A", A)
+    n = A.shape[0]
+    A = as_matrix("A", A, (n, n))
+    B = as_matrix("B", B, (n, p))
+    b = as_vector("b", b, n)
+    Y = as_matrix("Y", Y, (m, None))
+    q = Y.shape[1]
+    C = as_matrix("C", C, (q, n))
+    D = as_matrix("D", D, (q, p))
+    c = as_vector("c", c, q)
+    X = as_matrix("X", X, (m, n))
+    P = as_matrix("P", P, (m, n))
+    lam = as_lam(lam, n)
+    mu = as_positive("mu", mu)
+    Z = _pre_activation(X, U, A, B, b)
+    lo = loss.value(Y, _output(P, U, C, D, c))
+    dv = _divergence(act, P, Z, lam)
+    cp_ = _coupling(X, P, mu)
+    pen = pen_ab.value(np.hstack([A, B])) + pen_cd.value(np.hstack([C, D]))
+    return {"total": lo + dv + cp_ + pen, "loss": lo, "divergence": dv, "coupling": cp_,
+            "penalty": pen}
+
+
+def cd_objective(P, U, Y, loss, penalty, C, D, c=None) -> float:
+    r"""Objective of the (C, D, c) block: :math:`\mathcal L(Y, PC^\top + UD^\top + c) +
+    \mathrm{Pen}_{CD}([C\ D])` (theory §7, arXiv (12))."""
+    loss = get_loss(loss)
+    pen = get_block_penalty(penalty, "penalty")
+    U = as_matrix("U", U)
+    m, p = U.shape
+    P = as_matrix("P", P, (m, None))
+    n = P.shape[1]
+    Y = as_matrix("Y", Y, (m, None))
+    q = Y.shape[1]
+    C = as_matrix("C", C, (q, n))
+    D = as_matrix("D", D, (q, p))
+    c = as_vector("c", c, q)
+    return _cd_objective(P, U, Y, loss, pen, C, D, c)
+
+
+def _cd_objective(P, U, Y, loss, pen, C, D, c):
+    return loss.value(Y, _output(P, U, C, D, c)) + pen.value(np.hstack([C, D]))
+
+
+def ab_objective(X, U, P, lam, kappa, activation, penalty, A, B, b=None) -> float:
+    r"""Objective of the (A, B, b) block (theory §7, arXiv (13)):
+    :math:`\frac1m\sum_i\lambda_i\sum_s F_\phi(P_{si}, Z_{si}) + \mathrm{Pen}_{AB}([A\ B])`,
+    ``+inf`` when :math:`\|A\|_\infty > \kappa` (up to a relative slack of 1e-10)."""
+    act = get_fenchel_activation(activation, "(A, B)")
+    pen = get_block_penalty(penalty, "penalty")
+    U = as_matrix("U", U)
+    m, p = U.shape
+    X = as_matrix("X", X, (m, None))
+    n = X.shape[1]
+    P = as_matrix("P", P, (m, n))
+    lam = as_lam(lam, n)
+    kappa = as_positive("kappa", kappa)
+    A = as_matrix("A", A, (n, n))
+    B = as_matrix("B", B, (n, p))
+    b = as_vector("b", b, n)
+    return _ab_objective(X, U, P, lam, kappa, act, pen, A, B, b)
+
+
+def _ab_objective(X, U, P, lam, kappa, act, pen, A, B, b):
+    if not _ab_feasible(A, kappa):
+        return np.inf
+    Z = _pre_activation(X, U, A, B, b)
+    return _divergence(act, P, Z, lam) + pen.value(np.hstack([A, B]))
+
+
+def x_objective(A, B, b, U, P, lam, mu, activation, X) -> float:
+    r"""Objective of the X block (theory §7, arXiv (14)):
+    :math:`\frac1m\sum_i\lambda_i\sum_s F_\phi(P_{si}, Z_{si}) + \frac{\mu}{2m}\|X - P\|_F^2`."""
+    act = get_fenchel_activation(activation, "X")
+    U = as_matrix("U", U)
+    m, p = U.shape
+    A = as_matrix("A", A)
+    n = A.shape[0]
+    A = as_matrix("A", A, (n, n))
+    B = as_matrix("B", B, (n, p))
+    b = as_vector("b", b, n)
+    P = as_matrix("P", P, (m, n))
+    X = as_matrix("X", X, (m, n))
+    lam = as_lam(lam, n)
+    mu = as_positive("mu", mu)
+    return _x_objective(A, B, b, U, P, lam, mu, act, X)
+
+
+def _x_objective(A, B, b, U, P, lam, mu, act, X):
+    Z = _pre_activation(X, U, A, B, b)
+    return _divergence(act, P, Z, lam) + _coupling(X, P, mu)
+
+
+def p_objective(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, P) -> float:
+    r"""Objective of the P block (theory §7, arXiv (15)):
+    :math:`\mathcal L(Y, PC^\top + UD^\top + c) + \frac1m\sum_i\lambda_i\sum_s
+    F_\phi(P_{si}, Z_{si}) + \frac{\mu}{2m}\|X - P\|_F^2`, ``+inf`` outside
+    :math:`\mathrm{dom} f^*`."""
+    act = get_fenchel_activation(activation, "P")
+    loss = get_loss(loss)
+    U = as_matrix("U", U)
+    m, p = U.shape
+    A = as_matrix("A", A)
+    n = A.shape[0]
+    A = as_matrix("A", A, (n, n))
+    B = as_matrix("B", B, (n, p))
+    b = as_vector("b", b, n)
+    Y = as_matrix("Y", Y, (m, None))
+    q = Y.shape[1]
+    C = as_matrix("C", C, (q, n))
+    D = as_matrix("D", D, (q, p))
+    c = as_vector("c", c, q)
+    X = as_matrix("X", X, (m, n))
+    P = as_matrix("P", P, (m, n))
+    lam = as_lam(lam, n)
+    mu = as_positive("mu", mu)
+    Z = _pre_activation(X, U, A, B, b)
+    return _p_objective(Z, C, U @ D.T + c, X, Y, lam, mu, act, loss, P)
+
+
+def _p_objective(Z, C, E, X, Y, lam, mu, act, loss, P):
+    """P-block objective with ``Z`` and the constant output part ``E = UD^T + c`` precomputed."""
+    dv = _divergence(act, P, Z, lam)
+    if not np.isfinite(dv):
+        return np.inf
+    return loss.value(Y, P @ C.T + E) + dv + _coupling(X, P, mu)
