@@ -1,0 +1,326 @@
+r"""Block-coordinate descent on the Fenchel-divergence relaxation (theory §7, arXiv §4.2).
+
+The relaxed, lifted problem (row layout, data terms averaged over the m samples) is
+
+.. math::
+
+    \min_{A,B,b,C,D,c,X,P}\; \mathcal L(Y, PC^\top + UD^\top + c)
+      + \frac1m\sum_i \lambda_i \sum_s F_\phi(P_{si}, Z_{si})
+      + \frac{\mu}{2m}\|X - P\|_F^2 + \mathrm{Pen}_{AB} + \mathrm{Pen}_{CD}
+    \quad\text{s.t. } \|A\|_\infty \le \kappa,\; P \in \mathrm{dom} f^*,
+
+with :math:`Z = XA^\top + UB^\top + b`. Each block — (C,D,c), P, X, (A,B,b) — is a convex
+program solved exactly (:mod:`lifted_idl.blocks`), so the relaxed objective never increases
+across block steps at fixed :math:`(\lambda, \mu)` (Xu & Yin 2013). A plain alternation over the
+four blocks stalls far from a good model (``../shared/docs/training-notes.md``: test RMSE 3.5 on
+the teacher against 1.2 for an MLP); :func:`fit_bcd` therefore runs *anchored* rounds: each
+round re-anchors (X, P) at the true equilibrium of the current weights, where the relaxation is
+exact, and then takes the P and (A, B, b) block steps (see :func:`fit_bcd`). Per-state weights
+:math:`\lambda_i \propto \lambda(\|C_{:,i}\|^2 + \epsilon)` scale the divergence by the loss
+curvature of each state (arXiv §4.1 scales :math:`\lambda` per layer for the same reason).
+Continuation on :math:`\lambda` is adaptive: a round that does not lower the true training
+objective is undone and :math:`\lambda` grows (smaller steps), an accepted round lets it shrink.
+Of the accepted rounds, the model with the lowest training (or validation) objective is
+returned.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import blocks
+from ..exceptions import ConvergenceWarning
+from ..model import ImplicitModel
+from ..wellposedness import project_inf_norm_ball
+
+__all__ = ["BCDHistory", "random_feature_init", "fit_bcd", "true_objective"]
+
+
+@dataclass
+class BCDHistory:
+    """What a BCD fit did.
+
+    Attributes
+    ----------
+    relaxed : list of (round, block, lam_scale, objective)
+        The relaxed objective at the anchor and after every block step of every round (also of
+        rejected rounds). Within a round (fixed ``lam_scale``) it is non-increasing.
+    train_loss : list of float
+        The true training objective (loss at the true equilibrium, after refitting (C, D, c),
+        plus penalties) of the current weights after every round; entry 0 is the
+        initialisation. Non-increasing: rejected rounds leave it unchanged.
+    lam : list of float
+        The divergence weight used in every round.
+    accepted : list of bool
+        Whether each round was accepted.
+    validation_loss : list of float
+        The loss on held-out data after every round, when validation data were given.
+    n_iter : int
+        Rounds run.
+    converged : bool
+    best_round : int
+        The round whose model was returned.
+    n_extrapolated : int
+        Rounds whose extrapolated point was kept.
+    time : float
+        Seconds.
+    """
+
+    relaxed: list = field(default_factory=list)
+    train_loss: list = field(default_factory=list)
+    validation_loss: list = field(default_factory=list)
+    n_iter: int = 0
+    converged: bool = False
+    best_round: int = 0
+    n_extrapolated: int = 0
+    lam: list = field(default_factory=list)
+    accepted: list = field(default_factory=list)
+    time: float = 0.0
+    block_warnings: list = field(default_factory=list)
+
+
+def random_feature_init(U, n_hidden, activation, random_state, kappa, scale=1.0):
+    r"""Random-feature initialisation: :math:`A = 0`, :math:`B \sim \mathcal N(0, s^2/p)`, b small.
+
+    With A = 0 the equilibrium is the explicit random-feature map :math:`x = \phi(Bu + b)`.
+    """
+    rng = np.random.default_rng(random_state) if not isinstance(
+        random_state, np.random.Generator) else random_state
+    m, p = U.shape
+    B = rng.standard_normal((n_hidden, p)) * (scale / np.sqrt(max(p, 1)))
+    b = rng.uniform(-0.5, 0.5, n_hidden) * scale
+    A = np.zeros((n_hidden, n_hidden))
+    return A, B, b
+
+
+def true_objective(model, U, Y, loss, pen_ab, pen_cd, X=None):
+    """Training objective of the real model: loss at the equilibrium plus penalties."""
+    if X is None:
+        X = model.equilibrium(U)
+    Yhat = model.output(X, U)
+    return (loss.value(Y, Yhat) + pen_ab.value(np.hstack([model.A, model.B]))
+            + pen_cd.value(np.hstack([model.C, model.D])))
+
+
+def _lam_vector(C, lam_scale, eps=1e-2):
+    w = (C * C).sum(axis=0)
+    w = w / max(w.mean(), 1e-12)
+    return lam_scale * (w + eps)
+
+
+def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_model=None,
+            lam=0.1, lam_increase=4.0, lam_decrease=0.5, lam_min=1e-3, lam_max=1e4, mu=0.1,
+            per_state_lam=True, x_step=False, extrapolation=0.8, max_iter=30, tol=1e-4,
+            n_iter_no_change=5, block_solver="fast", fit_intercept=True, validation=None,
+            random_state=None, verbose=0, callback=None):
+    r"""Train an implicit model by block-coordinate descent on the relaxation (theory §7).
+
+    Each round
+
+    1. **anchors** the lifted variables at the true equilibrium of the current weights,
+       :math:`X = P = X^*`, :math:`X^* = \phi(AX^* + BU + b)`, with the (C, D, c) block solved
+       there (the refit of [IDL §7.1]); at the anchor the relaxed objective equals the true
+       training objective;
+    2. solves the **P block** (targets for the states: a proximal step of the loss in state
+       space, :math:`P \in \mathrm{dom} f^*`), optionally the **X block**, then the
+       **(A, B, b) block** (fit :math:`\phi(XA^\top + UB^\top + b)` to P in Fenchel divergence,
+       :math:`\|A\|_\infty \le \kappa`). These block steps never increase the relaxed objective;
+    3. re-anchors at the new weights and **accepts** the round if the true training objective
+       decreased; otherwise the round is undone and :math:`\lambda` is multiplied by
+       ``lam_increase`` (smaller steps: the targets P stay closer to the equilibrium). An
+       accepted round divides :math:`\lambda` by ``1/lam_decrease``. This adaptive continuation
+       on :math:`\lambda` acts like the damping of Levenberg–Marquardt, and makes the true
+       training objective non-increasing over the rounds.
+
+    Anchoring X at the equilibrium instead of minimising over X is what lets BCD make progress:
+    with X free, the (A, B) block lowers the relaxed objective by copying the states through A
+    (X ≈ P), a stationary point far from a good model (``../shared/docs/training-notes.md``;
+    ``x_step=True`` restores that plain alternation for comparison).
+
+    Parameters
+    ----------
+    U : ndarray of shape (m, p)
+    Y : ndarray of shape (m, q)
+        Targets (one-hot rows for the cross-entropy loss).
+    loss : Loss
+    n_hidden : int
+        State dimension n.
+    kappa : float
+        Bound :math:`\|A\|_\infty \le \kappa < 1`.
+    activation : Activation
+    pen_ab, pen_cd : Penalty
+        Penalties on ``[A B]`` and ``[C D]``.
+    init_model : ImplicitModel, optional
+        Start from this model (e.g. :func:`lifted_idl.compose.from_mlp`) instead of random
+        features; its A is projected onto the :math:`\kappa` ball first.
+    lam : float
+        Initial weight of the divergence term.
+    lam_increase, lam_decrease, lam_min, lam_max : float
+        Adaptive continuation: factor on a rejected / accepted round, and the range of
+        :math:`\lambda`. Training stops when a round is rejected at ``lam_max``.
+    mu : float
+        Weight of the coupling :math:`\tfrac{\mu}{2m}\|X - P\|^2`.
+    per_state_lam : bool
+        Scale :math:`\lambda_i` by the loss curvature of state i, :math:`\|C_{:,i}\|^2`.
+    x_step : bool
+        Also minimise over X inside a round (the plain alternation of arXiv §4.2).
+    extrapolation : float
+        Weight :math:`\beta` of the extrapolated point :math:`W + \beta(W - W_{\mathrm{prev}})`
+        of the accepted (A, B, b) sequence (A re-projected), tried after every accepted round
+        and kept only when its true training objective is lower (block updates with
+        extrapolation, Xu & Yin 2013). 0 disables it.
+    max_iter : int
+        Maximum number of rounds.
+    tol, n_iter_no_change : float, int
+        Converged when the selection score (training objective, or validation loss) has
+        improved by less than ``tol`` (relative) over the last ``n_iter_no_change`` rounds.
+    block_solver : {"fast", "cvxpy"}
+    fit_intercept : bool
+    validation : tuple (U_val, Y_val), optional
+        Held-out data: the returned round, and convergence, are then judged on the validation
+        loss instead of the training objective (early stopping).
+    random_state : int, Generator or None
+    verbose : int
+    callback : callable, optional
+        ``callback(round, model, history)`` after each round.
+
+    Returns
+    -------
+    model : ImplicitModel
+        The accepted round with the lowest training objective (validation loss when given).
+    history : BCDHistory
+    """
+    t0 = time.perf_counter()
+    U = np.ascontiguousarray(U, dtype=np.float64)
+    Y = np.ascontiguousarray(Y, dtype=np.float64)
+    m, p = U.shape
+    q = Y.shape[1]
+    hist = BCDHistory()
+    if init_model is None:
+        A, B, b = random_feature_init(U, n_hidden, activation, random_state, kappa)
+    else:
+        A = project_inf_norm_ball(np.asarray(init_model.A, dtype=np.float64), kappa)
+        B = np.array(init_model.B, dtype=np.float64)
+        b = (np.zeros(A.shape[0]) if init_model.b is None
+             else np.array(init_model.b, dtype=np.float64))
+    n = A.shape[0]
+
+    def make_model(A, B, b, C, D, c):
+        return ImplicitModel(A, B, C, D, b=b, c=c if fit_intercept else None,
+                             activation=activation)
+
+    def anchor(A, B, b, X0, init_cd):
+        """True equilibrium of (A, B, b) and the (C, D, c) block solved on it."""
+        proto = ImplicitModel(A, B, np.zeros((q, n)), np.zeros((q, p)), b=b,
+                              activation=activation)
+        res = proto.solve(U, X0=X0, warn=False)
+        if not res.converged:
+            hist.block_warnings.append((hist.n_iter, "equilibrium"))
+        r = blocks.solve_cd(res.X, U, Y, loss, pen_cd, fit_intercept=fit_intercept,
+                            init=init_cd, method=block_solver)
+        if not r.converged:
+            hist.block_warnings.append((hist.n_iter, "CD"))
+        C, D, c = r.value
+        model = make_model(A, B, b, C, D, c)
+        obj = true_objective(model, U, Y, loss, pen_ab, pen_cd, res.X)
+        return (A, B, b), res.X, (C, D, c), model, obj
+
+    def J(W, CD, X, P, lamv):
+        return blocks.relaxed_objective(*W, *CD, X, P, U, Y, lamv, mu, activation, loss,
+                                        pen_ab, pen_cd)["total"]
+
+    def note(res, name):
+        if not res.converged:
+            hist.block_warnings.append((hist.n_iter + 1, name))
+
+    def selection_score(model, obj):
+        if validation is None:
+            return obj
+        v = loss.value(validation[1], model.predict(validation[0], warn=False))
+        hist.validation_loss.append(v)
+        return v
+
+    state = anchor(A, B, b, None, None)
+    W, X, CD, model, obj = state
+    hist.train_loss.append(obj)
+    best = (selection_score(model, obj), model, 0)
+    scores = [best[0]]
+    lam_scale = float(lam)
+    w_prev = None
+    stalled = False
+    for it in range(1, max_iter + 1):
+        hist.n_iter = it
+        hist.lam.append(lam_scale)
+        lamv = _lam_vector(CD[0], lam_scale) if per_state_lam else np.full(n, lam_scale)
+        P = X.copy()
+        Xr = X
+        hist.relaxed.append((it, "anchor", lam_scale, J(W, CD, Xr, P, lamv)))
+        r = blocks.solve_p(*W, *CD, Xr, U, Y, lamv, mu, activation, loss, init=P,
+                           method=block_solver)
+        P = r.value
+        note(r, "P")
+        hist.relaxed.append((it, "P", lam_scale, J(W, CD, Xr, P, lamv)))
+        if x_step:
+            r = blocks.solve_x(*W, U, P, lamv, mu, activation, init=Xr, method=block_solver)
+            Xr = r.value
+            note(r, "X")
+            hist.relaxed.append((it, "X", lam_scale, J(W, CD, Xr, P, lamv)))
+        r = blocks.solve_ab(Xr, U, P, lamv, kappa, activation, pen_ab, init=W,
+                            method=block_solver)
+        note(r, "AB")
+        hist.relaxed.append((it, "AB", lam_scale, J(r.value, CD, Xr, P, lamv)))
+        cand = anchor(*r.value, X, CD)
+        if cand[4] < obj:
+            if extrapolation > 0 and w_prev is not None:
+                Wn = cand[0]
+                At = project_inf_norm_ball(Wn[0] + extrapolation * (Wn[0] - w_prev[0]), kappa)
+                trial = anchor(At, Wn[1] + extrapolation * (Wn[1] - w_prev[1]),
+                               Wn[2] + extrapolation * (Wn[2] - w_prev[2]), cand[1], cand[2])
+                if trial[4] < cand[4]:
+                    cand = trial
+                    hist.n_extrapolated += 1
+            w_prev = W
+            W, X, CD, model, obj = cand
+            hist.accepted.append(True)
+            lam_scale = max(lam_scale * lam_decrease, lam_min)
+        else:
+            hist.accepted.append(False)
+            if lam_scale >= lam_max:
+                stalled = True
+            lam_scale = min(lam_scale * lam_increase, lam_max)
+        hist.train_loss.append(obj)
+        score = selection_score(model, obj) if hist.accepted[-1] else scores[-1]
+        if validation is not None and not hist.accepted[-1]:
+            hist.validation_loss.append(score)
+        scores.append(score)
+        if score < best[0]:
+            best = (score, model, it)
+        if verbose:
+            extra = "" if validation is None else f"  validation {score:.6g}"
+            print(f"[BCD] round {it:3d}  lam={hist.lam[-1]:9.3g}  "
+                  f"{'accepted' if hist.accepted[-1] else 'rejected'}  "
+                  f"training objective {obj:.6g}{extra}  best {best[0]:.6g} (round {best[2]})",
+                  flush=True)
+        if callback is not None:
+            callback(it, model, hist)
+        if stalled:
+            hist.converged = True
+            break
+        k = n_iter_no_change
+        if it >= k and sum(hist.accepted[-k:]) > 0:
+            past = min(scores[: it - k + 1])
+            if past - best[0] <= tol * abs(past):
+                hist.converged = True
+                break
+    else:
+        warnings.warn(
+            f"BCD stopped at max_iter={max_iter} rounds while the objective was still improving "
+            f"by more than tol={tol:g} over {n_iter_no_change} rounds; the best round "
+            f"({best[2]}) is returned.", ConvergenceWarning, stacklevel=2)
+    hist.best_round = best[2]
+    hist.time = time.perf_counter() - t0
+    return best[1], hist

@@ -1,0 +1,118 @@
+"""Properties of the block-coordinate descent loop (theory §7)."""
+
+import numpy as np
+import pytest
+
+from lifted_idl import ConvergenceWarning
+from lifted_idl.activations import get_activation
+from lifted_idl.datasets import make_teacher
+from lifted_idl.losses import SoftmaxCrossEntropy, SquaredLoss
+from lifted_idl.penalties import L2Penalty
+from lifted_idl.training.bcd import fit_bcd, true_objective
+
+
+@pytest.fixture(scope="module")
+def data():
+    U, y, Ut, yt, _ = make_teacher(120, 60, n_features=4, n_hidden=6, random_state=2)
+    s = y.std()
+    return U, (y / s)[:, None], Ut, (yt / s)[:, None]
+
+
+def _fit(data, **kw):
+    U, Y, _, _ = data
+    args = dict(n_hidden=6, kappa=0.9, activation=get_activation("relu"),
+                pen_ab=L2Penalty(1e-3), pen_cd=L2Penalty(1e-3), max_iter=6, random_state=0)
+    args.update(kw)
+    return fit_bcd(U, Y, SquaredLoss(), **args)
+
+
+@pytest.mark.parametrize("x_step", [False, True])
+def test_relaxed_objective_never_increases_within_a_round(data, x_step):
+    _, hist = _fit(data, x_step=x_step)
+    rounds = {}
+    for it, block, lam, val in hist.relaxed:
+        rounds.setdefault(it, []).append((block, lam, val))
+    assert len(rounds) == hist.n_iter
+    for it, steps in rounds.items():
+        assert len({lam for _, lam, _ in steps}) == 1  # fixed lambda inside a round
+        vals = [v for _, _, v in steps]
+        for a, b in zip(vals, vals[1:]):
+            assert b <= a + 1e-10 * max(1.0, abs(a)), (it, steps)
+
+
+def test_anchor_equals_true_objective(data):
+    """At the anchor X = P = equilibrium the relaxed objective is the true objective."""
+    _, hist = _fit(data)
+    anchors = [v for it, block, _, v in hist.relaxed if block == "anchor"]
+    np.testing.assert_allclose(anchors, hist.train_loss[: len(anchors)], rtol=1e-8)
+
+
+def test_true_objective_monotone_and_lambda_adapts(data):
+    """Rejected rounds leave the weights unchanged and raise lambda; accepted ones lower it."""
+    _, hist = _fit(data, max_iter=8, lam=1e-3, lam_min=1e-4)
+    tl = hist.train_loss
+    assert all(b <= a for a, b in zip(tl, tl[1:]))
+    for k, acc in enumerate(hist.accepted[:-1]):
+        if acc:
+            assert hist.lam[k + 1] == pytest.approx(max(hist.lam[k] * 0.5, 1e-4))
+            assert tl[k + 1] < tl[k]
+        else:
+            assert hist.lam[k + 1] == pytest.approx(hist.lam[k] * 4)
+            assert tl[k + 1] == tl[k]
+
+
+def test_returned_model_is_the_best_round_and_beats_init(data):
+    U, Y, _, _ = data
+    model, hist = _fit(data, max_iter=8)
+    obj = true_objective(model, U, Y, SquaredLoss(), L2Penalty(1e-3), L2Penalty(1e-3))
+    assert obj == pytest.approx(min(hist.train_loss), rel=1e-8)
+    assert obj < 0.9 * hist.train_loss[0]
+    assert np.abs(model.A).sum(axis=1).max() <= 0.9 + 1e-12
+
+
+def test_final_cd_is_optimal_on_the_true_equilibrium(data):
+    """(C, D, c) solves the ridge problem on X*: its gradient vanishes (KKT)."""
+    U, Y, _, _ = data
+    model, _ = _fit(data)
+    X = model.equilibrium(U)
+    R = model.output(X, U) - Y
+    m = U.shape[0]
+    gC = R.T @ X / m + 1e-3 * model.C
+    gD = R.T @ U / m + 1e-3 * model.D
+    gc = R.sum(axis=0) / m
+    for g in (gC, gD, gc):
+        assert np.abs(g).max() < 1e-7
+
+
+def test_validation_selects_the_best_validation_round(data):
+    U, Y, Ut, Yt = data
+    model, hist = _fit(data, validation=(Ut, Yt), max_iter=6, n_iter_no_change=10)
+    assert len(hist.validation_loss) == hist.n_iter + 1
+    v = SquaredLoss().value(Yt, model.predict(Ut))
+    assert v == pytest.approx(min(hist.validation_loss), rel=1e-8)
+    assert hist.validation_loss[hist.best_round] == min(hist.validation_loss)
+
+
+def test_cross_entropy_training_lowers_the_loss():
+    rng = np.random.default_rng(0)
+    U = rng.standard_normal((90, 3))
+    labels = (U[:, 0] ** 2 + U[:, 1] > 0.8).astype(int) + (U[:, 2] > 0.5)
+    Y = np.eye(3)[labels]
+    model, hist = fit_bcd(U, Y, SoftmaxCrossEntropy(), n_hidden=6, kappa=0.8,
+                          activation=get_activation("relu"), pen_ab=L2Penalty(1e-3),
+                          pen_cd=L2Penalty(1e-3), max_iter=5, random_state=0)
+    assert min(hist.train_loss) < hist.train_loss[0]
+    assert np.argmax(model.predict(U), axis=1).tolist() != [0] * 90
+
+
+def test_max_iter_reached_warns(data):
+    with pytest.warns(ConvergenceWarning, match="max_iter"):
+        _, hist = _fit(data, max_iter=2, tol=0.0)
+    assert not hist.converged
+
+
+def test_cvxpy_blocks_give_the_same_first_round(data):
+    U, Y, _, _ = data
+    m_fast, h_fast = _fit(data, max_iter=1)
+    m_cvx, h_cvx = _fit(data, max_iter=1, block_solver="cvxpy")
+    np.testing.assert_allclose(h_cvx.train_loss, h_fast.train_loss, rtol=1e-4)
