@@ -6,7 +6,12 @@ The model is :math:`\\hat y = Cx + Du`, with the hidden state solving the equili
 
 __version__ = "0.1.0"
 
-from .exceptions import ConvergenceWarning, IllPosedModelError, SolverError  # noqa: E402
+from .exceptions import (  # noqa: E402
+    BoundConditionError,
+    ConvergenceWarning,
+    IllPosedModelError,
+    SolverError,
+)
 from .model import ImplicitModel  # noqa: E402
 
 __all__ = [
@@ -14,5 +19,10 @@ __all__ = [
     "ConvergenceWarning",
     "IllPosedModelError",
     "SolverError",
+    "BoundConditionError",
     "__version__",
 ]
+
+from .estimators import ImplicitClassifier, ImplicitRegressor  # noqa: E402
+
+__all__ += ["ImplicitRegressor", "ImplicitClassifier"]

@@ -1,0 +1,418 @@
+r"""scikit-learn estimators: :class:`ImplicitRegressor` and :class:`ImplicitClassifier`.
+
+They validate data and parameters, standardise inputs (and regression targets), call one of the
+training functions of :mod:`lifted_idl.training`, and fold the standardisation back into the
+fitted :class:`~lifted_idl.ImplicitModel`, so ``model_`` acts on the raw features:
+
+.. math:: \hat y = Cx + Du + c, \qquad x = \phi(Ax + Bu + b) \quad [IDL\ (2.1)].
+
+Solvers (theory §7):
+
+``"bcd"``
+    block-coordinate descent on the Fenchel-divergence relaxation
+    (:func:`lifted_idl.training.bcd.fit_bcd`);
+``"gradient"``
+    projected gradient with implicit differentiation [IDL §6.2]
+    (:func:`lifted_idl.training.gradient.fit_gradient`);
+``"bcd+gradient"``
+    BCD, then gradient fine-tuning from the BCD model.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .activations import Activation, get_activation
+from .exceptions import ConvergenceWarning
+from .losses import SoftmaxCrossEntropy, SquaredLoss
+from .model import ImplicitModel
+from .penalties import get_penalty
+
+__all__ = ["ImplicitRegressor", "ImplicitClassifier"]
+
+
+def _fold_standardisation(model: ImplicitModel, mean_u, scale_u, mean_y=None, scale_y=None):
+    r"""Model on raw inputs/targets from one trained on :math:`(u - \bar u)/s_u`, :math:`(y -
+    \bar y)/s_y`: :math:`B' = B\,\mathrm{diag}(1/s_u)`, :math:`b' = b - B'\bar u`, likewise D, c;
+    then C, D, c scaled by :math:`s_y` and :math:`\bar y` added to c."""
+    B = model.B / scale_u
+    D = model.D / scale_u
+    b = (np.zeros(model.n_states) if model.b is None else model.b) - B @ mean_u
+    c = (np.zeros(model.n_outputs) if model.c is None else model.c) - D @ mean_u
+    C = model.C
+    if scale_y is not None:
+        C = C * scale_y[:, None]
+        D = D * scale_y[:, None]
+        c = c * scale_y + mean_y
+    return ImplicitModel(model.A, B, C, D, b=b, c=c, activation=model.activation,
+                         factors=model.factors)
+
+
+class _BaseImplicit(BaseEstimator):
+    _parameter_constraints: dict = {
+        "n_hidden": [Interval(numbers.Integral, 1, None, closed="left")],
+        "kappa": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "activation": [StrOptions({"relu", "tanh", "leaky_relu"}), Activation],
+        "solver": [StrOptions({"bcd", "gradient", "bcd+gradient"})],
+        "penalty": [StrOptions({"l2", "l1", "none"})],
+        "alpha": [Interval(numbers.Real, 0, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "gradient_max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "lam": [Interval(numbers.Real, 0, None, closed="neither")],
+        "mu": [Interval(numbers.Real, 0, None, closed="neither")],
+        "block_solver": [StrOptions({"fast", "cvxpy"})],
+        "random_state": ["random_state"],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+        "n_jobs": [None, Interval(numbers.Integral, 1, None, closed="left")],
+    }
+
+    def __init__(self, n_hidden=20, *, kappa=0.9, activation="relu", solver="bcd",
+                 penalty="l2", alpha=1e-4, max_iter=30, gradient_max_iter=300,
+                 learning_rate=1e-2, batch_size="auto", tol=1e-4, n_iter_no_change=5,
+                 early_stopping=False, validation_fraction=0.1, lam=0.1, mu=0.1,
+                 block_solver="fast", random_state=None, warm_start=False, verbose=0,
+                 n_jobs=None):
+        self.n_hidden = n_hidden
+        self.kappa = kappa
+        self.activation = activation
+        self.solver = solver
+        self.penalty = penalty
+        self.alpha = alpha
+        self.max_iter = max_iter
+        self.gradient_max_iter = gradient_max_iter
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.lam = lam
+        self.mu = mu
+        self.block_solver = block_solver
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.n_jobs = n_jobs
+
+    # ------------------------------------------------------------------------------------------
+    def _fit(self, X, Y, loss, stratify=None):
+        """Train on standardised data; returns (model on standardised data, record)."""
+        from sklearn.utils import check_random_state
+        from threadpoolctl import threadpool_limits
+
+        from .training.bcd import fit_bcd
+
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        act = get_activation(self.activation)
+        pen = get_penalty(self.penalty, self.alpha)
+        init = None
+        if self.warm_start and hasattr(self, "_scaled_model"):
+            init = self._scaled_model
+            if init.n_states != self.n_hidden or init.n_features != X.shape[1]:
+                init = None
+        record = {"loss_curve": [], "n_iter": 0, "converged": True}
+        validation = None
+        if self.early_stopping:
+            from sklearn.model_selection import train_test_split
+
+            X, Xv, Y, Yv = train_test_split(X, Y, test_size=self.validation_fraction,
+                                            random_state=seed, stratify=stratify)
+            if X.shape[0] < 2 or Xv.shape[0] < 1:
+                raise ValueError(
+                    f"early_stopping with validation_fraction={self.validation_fraction} "
+                    f"leaves {X.shape[0]} training and {Xv.shape[0]} validation samples"
+                )
+            validation = (Xv, Yv)
+        with threadpool_limits(self.n_jobs or 1), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            model = init
+            if self.solver in ("bcd", "bcd+gradient"):
+                model, hist = fit_bcd(
+                    X, Y, loss, n_hidden=self.n_hidden, kappa=self.kappa, activation=act,
+                    pen_ab=pen, pen_cd=pen, init_model=init, lam=self.lam, mu=self.mu,
+                    max_iter=self.max_iter, tol=self.tol,
+                    n_iter_no_change=self.n_iter_no_change, block_solver=self.block_solver,
+                    validation=validation, random_state=seed, verbose=self.verbose)
+                record["loss_curve"] += list(hist.train_loss)
+                record["n_iter"] += hist.n_iter
+                record["converged"] &= hist.converged
+                record["bcd_history"] = hist
+            if self.solver in ("gradient", "bcd+gradient"):
+                from .training.gradient import fit_gradient
+
+                if model is None:
+                    model = self._random_feature_model(X, Y, loss, act, pen, seed)
+                bs = None if self.batch_size == "auto" and X.shape[0] <= 1000 else (
+                    200 if self.batch_size == "auto" else int(self.batch_size))
+                model, ghist = fit_gradient(
+                    model, X, Y, loss, kappa=self.kappa, pen_ab=pen, pen_cd=pen,
+                    max_iter=self.gradient_max_iter, batch_size=bs,
+                    learning_rate=self.learning_rate, tol=self.tol, random_state=seed,
+                    verbose=self.verbose)
+                record["loss_curve"] += list(ghist["loss"])
+                record["n_iter"] += int(ghist["n_iter"])
+                record["converged"] &= bool(ghist["converged"])
+        for w in caught:  # re-issue, and record, convergence problems
+            if issubclass(w.category, ConvergenceWarning):
+                record["converged"] = False
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return model, record
+
+    def _random_feature_model(self, X, Y, loss, act, pen, seed):
+        from . import blocks
+        from .training.bcd import random_feature_init
+
+        A, B, b = random_feature_init(X, self.n_hidden, act, seed, self.kappa)
+        proto = ImplicitModel(A, B, np.zeros((Y.shape[1], self.n_hidden)),
+                              np.zeros((Y.shape[1], X.shape[1])), b=b, activation=act)
+        Xs = proto.equilibrium(X)
+        C, D, c = blocks.solve_cd(Xs, X, Y, loss, pen).value
+        return proto.replace(C=C, D=D, c=c)
+
+    def _store(self, model_scaled, record, mean_u, scale_u, mean_y=None, scale_y=None):
+        self._scaled_model = model_scaled
+        self.model_ = _fold_standardisation(model_scaled, mean_u, scale_u, mean_y, scale_y)
+        self.loss_curve_ = list(record["loss_curve"])
+        self.n_iter_ = max(int(record["n_iter"]), 1)
+        self.converged_ = bool(record["converged"])
+        if "bcd_history" in record:
+            self.bcd_history_ = record["bcd_history"]
+
+    @staticmethod
+    def _standardise(X):
+        mean = X.mean(axis=0)
+        scale = X.std(axis=0)
+        scale[scale < 1e-12 * np.maximum(np.abs(mean), 1)] = 1.0
+        return mean, scale
+
+    def _check_min_samples(self, X):
+        if X.shape[0] < 2:
+            raise ValueError(
+                f"Found {X.shape[0]} sample(s) (n_samples = {X.shape[0]}); "
+                f"{type(self).__name__} needs at least 2 samples."
+            )
+
+    @property
+    def feature_importances_(self):
+        r"""Column norms :math:`\|[B; D] e_j\|_2` of the fitted model (on standardised inputs)."""
+        check_is_fitted(self)
+        M = self._scaled_model
+        return np.linalg.norm(np.vstack([M.B, M.D]), axis=0)
+
+    def _decision(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return self.model_.predict(X)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        tags.non_deterministic = False
+        return tags
+
+
+_DOC_PARAMS = r"""
+    Parameters
+    ----------
+    n_hidden : int, default=20
+        State dimension n.
+    kappa : float in (0, 1), default=0.9
+        Well-posedness margin: training keeps :math:`\|A\|_\infty \le \kappa` (theory §1).
+    activation : {"relu", "tanh", "leaky_relu"} or Activation, default="relu"
+    solver : {"bcd", "gradient", "bcd+gradient"}, default="bcd"
+        Block-coordinate descent on the Fenchel relaxation, projected gradient with implicit
+        differentiation, or BCD followed by gradient fine-tuning (theory §7).
+    penalty : {"l2", "l1", "none"}, default="l2"
+        Penalty on ``[A B]`` and on ``[C D]`` (biases are not penalised).
+    alpha : float, default=1e-4
+        Penalty strength.
+    max_iter : int, default=30
+        BCD rounds (one pass over the four blocks each).
+    gradient_max_iter : int, default=300
+        Epochs of the gradient solver / fine-tuning stage.
+    learning_rate : float, default=1e-2
+        Adam step size of the gradient solver.
+    batch_size : int or "auto", default="auto"
+        Minibatch size of the gradient solver ("auto": full batch up to 1000 samples, else 200).
+    tol : float, default=1e-4
+        Relative decrease below which a solver stops.
+    n_iter_no_change : int, default=5
+        Rounds/epochs without an improvement of ``tol`` before stopping.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data (stratified for classifiers) and
+        return the round with the lowest validation loss.
+    validation_fraction : float, default=0.1
+    lam, mu : float, default=0.1
+        Initial weight of the Fenchel divergence and of the coupling term of the relaxation.
+    block_solver : {"fast", "cvxpy"}, default="fast"
+        Solve every BCD block with its fast exact solver or with its cvxpy formulation.
+    random_state : int, RandomState instance or None, default=None
+    warm_start : bool, default=False
+        Start from the previous fit's model when its shape matches.
+    verbose : int, default=0
+        Print progress of the solvers.
+    n_jobs : int or None, default=None
+        BLAS threads for the linear algebra of a fit (None means 1: the block solvers do many
+        small products, which extra threads slow down on few cores).
+"""
+
+_DOC_ATTRS = r"""
+    Attributes
+    ----------
+    model_ : ImplicitModel
+        The fitted model, acting on raw features.
+    n_iter_ : int
+        Iterations run (BCD rounds plus gradient epochs).
+    loss_curve_ : list of float
+        True training objective after every BCD round / gradient epoch (standardised scale).
+    converged_ : bool
+        Whether every solver stage met its tolerance (also recorded when warnings are lost in
+        parallel workers).
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Defined when X has string feature names.
+    feature_importances_ : ndarray of shape (n_features_in_,)
+        Column norms of ``[B; D]`` on standardised inputs, for ``SelectFromModel``.
+"""
+
+
+class ImplicitRegressor(RegressorMixin, _BaseImplicit):
+    __doc__ = (
+        r"""Implicit-model regressor with the squared loss, single or multi-output.
+
+    Minimises :math:`\frac{1}{2m}\|Y - \hat Y\|_F^2 + \mathrm{Pen}` over implicit models with
+    :math:`\|A\|_\infty \le \kappa` (theory §7).
+    """
+        + _DOC_PARAMS
+        + _DOC_ATTRS
+        + r"""
+    Examples
+    --------
+    >>> from sklearn.datasets import make_regression
+    >>> from lifted_idl import ImplicitRegressor
+    >>> X, y = make_regression(200, 5, noise=1.0, random_state=0)
+    >>> reg = ImplicitRegressor(n_hidden=10, random_state=0).fit(X, y)
+    >>> reg.score(X, y) > 0.9
+    True
+    """
+    )
+
+    def fit(self, X, y):
+        """Fit the model to data ``X`` (n_samples, n_features) and targets ``y``."""
+        self._validate_params()
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
+                             dtype=[np.float64, np.float32])
+        self._check_min_samples(X)
+        y = np.asarray(y, dtype=np.float64)
+        self._y_ndim = y.ndim
+        Y = y.reshape(-1, 1) if y.ndim == 1 else y
+        mean_u, scale_u = self._standardise(X.astype(np.float64))
+        mean_y = Y.mean(axis=0)
+        scale_y = Y.std(axis=0)
+        if np.any(scale_y == 0):
+            raise ValueError(
+                "y is constant (zero variance in target column(s) "
+                f"{np.flatnonzero(scale_y == 0).tolist()}); a constant target needs no model"
+            )
+        Us = (X - mean_u) / scale_u
+        Ys = (Y - mean_y) / scale_y
+        model, record = self._fit(Us, Ys, SquaredLoss())
+        self._store(model, record, mean_u, scale_u, mean_y, scale_y)
+        return self
+
+    def predict(self, X):
+        """Predictions, shape (n_samples,) or (n_samples, n_outputs); float32 stays float32."""
+        Y = self._decision(X)
+        return Y[:, 0] if self._y_ndim == 1 else Y
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        return tags
+
+
+class ImplicitClassifier(ClassifierMixin, _BaseImplicit):
+    __doc__ = (
+        r"""Implicit-model classifier with the softmax cross-entropy loss.
+
+    One logit per class (also for two classes): :math:`\frac1m\sum_s \mathrm{logsumexp}(\hat
+    y_s) - y_s^\top \hat y_s + \mathrm{Pen}` with :math:`\|A\|_\infty \le \kappa` (theory §7).
+    """
+        + _DOC_PARAMS
+        + _DOC_ATTRS
+        + r"""
+    classes_ : ndarray of shape (n_classes,)
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from lifted_idl import ImplicitClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = ImplicitClassifier(n_hidden=10, random_state=0).fit(X, y)
+    >>> clf.score(X, y) > 0.9
+    True
+    """
+    )
+
+    def fit(self, X, y):
+        """Fit the classifier to data ``X`` and labels ``y`` (any hashable labels)."""
+        self._validate_params()
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        check_classification_targets(y)
+        if type_of_target(y) not in ("binary", "multiclass"):
+            raise ValueError(f"Unknown label type: {type_of_target(y)!r}")
+        self._check_min_samples(X)
+        lb = LabelBinarizer()
+        Y = lb.fit_transform(y)
+        classes = lb.classes_
+        if classes.shape[0] < 2:
+            raise ValueError(
+                f"The classifier needs at least 2 classes; got 1 class ({classes[0]!r})"
+            )
+        if classes.shape[0] == 2:
+            Y = np.hstack([1 - Y, Y])
+        mean_u, scale_u = self._standardise(X.astype(np.float64))
+        Us = (X - mean_u) / scale_u
+        model, record = self._fit(Us, Y.astype(np.float64), SoftmaxCrossEntropy(),
+                                  stratify=y if self.early_stopping else None)
+        self.classes_ = classes
+        self._store(model, record, mean_u, scale_u)
+        return self
+
+    def decision_function(self, X):
+        """Logits (n_samples, n_classes); for two classes, the logit difference (n_samples,)."""
+        Z = self._decision(X)
+        return Z[:, 1] - Z[:, 0] if Z.shape[1] == 2 else Z
+
+    def predict_proba(self, X):
+        """Class probabilities, the softmax of the logits."""
+        from scipy.special import softmax
+
+        Z = self._decision(X)
+        return softmax(Z, axis=1)
+
+    def predict_log_proba(self, X):
+        from scipy.special import log_softmax
+
+        return log_softmax(self._decision(X), axis=1)
+
+    def predict(self, X):
+        Z = self._decision(X)
+        return self.classes_[np.argmax(Z, axis=1)]

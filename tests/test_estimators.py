@@ -1,0 +1,221 @@
+"""Estimator behaviour beyond the sklearn checks: pipelines, search, pickling, bad input."""
+
+import pickle
+import pickletools
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.base import clone
+from sklearn.datasets import load_iris, make_classification
+from sklearn.feature_selection import SelectFromModel
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from lifted_idl import (
+    ConvergenceWarning,
+    ImplicitClassifier,
+    ImplicitModel,
+    ImplicitRegressor,
+    SolverError,
+)
+from lifted_idl.datasets import make_teacher
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    return make_teacher(200, 200, n_features=5, n_hidden=8, random_state=1)
+
+
+def test_regressor_beats_its_initialisation(teacher):
+    U, y, Ut, yt, _ = teacher
+    reg = ImplicitRegressor(n_hidden=10, max_iter=15, random_state=0).fit(U, y)
+    hist = reg.bcd_history_
+    # the returned model's training objective is below the random-feature initialisation's
+    assert min(hist.train_loss) < 0.8 * hist.train_loss[0]
+    assert isinstance(reg.model_, ImplicitModel)
+    assert reg.model_.well_posedness.well_posed
+    assert np.abs(reg.model_.A).sum(axis=1).max() <= 0.9 + 1e-9
+    assert reg.score(Ut, yt) > 0.5
+
+
+def test_model_acts_on_raw_features(teacher):
+    U, y, Ut, yt, _ = teacher
+    reg = ImplicitRegressor(n_hidden=6, max_iter=3, random_state=0).fit(U * 10 + 3, y)
+    np.testing.assert_allclose(reg.model_.predict(Ut * 10 + 3)[:, 0], reg.predict(Ut * 10 + 3),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_multioutput_regression(teacher):
+    U, y, _, _, _ = teacher
+    Y = np.column_stack([y, -2 * y + 1])
+    reg = ImplicitRegressor(n_hidden=6, max_iter=3, random_state=0).fit(U, Y)
+    assert reg.predict(U).shape == (U.shape[0], 2)
+    assert reg.model_.n_outputs == 2
+
+
+def test_classifier_string_labels_and_proba():
+    X, y = load_iris(return_X_y=True)
+    names = np.array(["setosa", "versicolor", "virginica"])[y]
+    clf = ImplicitClassifier(n_hidden=8, max_iter=5, random_state=0).fit(X, names)
+    assert set(clf.classes_) == set(names)
+    P = clf.predict_proba(X)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-12)
+    assert np.all(clf.predict(X) == clf.classes_[P.argmax(axis=1)])
+    assert clf.score(X, names) > 0.9
+
+
+def test_binary_decision_function_is_logit_difference():
+    X, y = make_classification(120, 6, random_state=0)
+    clf = ImplicitClassifier(n_hidden=6, max_iter=4, random_state=0).fit(X, y)
+    d = clf.decision_function(X)
+    Z = clf.model_.predict(X)
+    assert d.shape == (120,)
+    np.testing.assert_allclose(d, Z[:, 1] - Z[:, 0], rtol=1e-12, atol=1e-12)
+    assert np.all((d > 0) == (clf.predict_proba(X)[:, 1] > 0.5))
+
+
+def test_float32_stays_float32(teacher):
+    U, y, _, _, _ = teacher
+    reg = ImplicitRegressor(n_hidden=6, max_iter=3, random_state=0).fit(U.astype(np.float32), y)
+    out = reg.predict(U.astype(np.float32))
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, reg.predict(U), rtol=1e-3, atol=1e-3)
+
+
+def test_pipeline_gridsearch_clone_pickle(teacher):
+    U, y, Ut, yt, _ = teacher
+    pipe = make_pipeline(StandardScaler(), ImplicitRegressor(max_iter=3, random_state=0))
+    gs = GridSearchCV(pipe, {"implicitregressor__n_hidden": [4, 8]}, cv=2, n_jobs=2)
+    gs.fit(U, y)
+    assert gs.best_params_["implicitregressor__n_hidden"] in (4, 8)
+    best = gs.best_estimator_
+    again = pickle.loads(pickle.dumps(best))
+    np.testing.assert_array_equal(again.predict(Ut), best.predict(Ut))
+    c = clone(best)
+    assert not hasattr(c[-1], "model_")
+    # converged_ is recorded even though worker warnings are lost
+    assert isinstance(best[-1].converged_, bool)
+
+
+def test_pickle_is_small_and_holds_no_cvxpy(teacher):
+    U, y, _, _, _ = teacher
+    reg = ImplicitRegressor(n_hidden=6, max_iter=2, block_solver="cvxpy", random_state=0).fit(U, y)
+    blob = pickle.dumps(reg)
+    # no cvxpy object is pickled: no global from a cvxpy module (the string "cvxpy" itself is
+    # the block_solver parameter's value)
+    globals_ = [op[1] for op in pickletools.genops(blob) if op[0].name in ("GLOBAL",)]
+    strings = [op[1] for op in pickletools.genops(blob) if isinstance(op[1], str)]
+    assert not any(str(g).startswith("cvxpy") for g in globals_)
+    assert not any(s.startswith("cvxpy.") for s in strings)
+    assert len(blob) < 200_000
+
+
+def test_random_state_reproducible(teacher):
+    U, y, _, _, _ = teacher
+    a = ImplicitRegressor(n_hidden=6, max_iter=3, random_state=3).fit(U, y).predict(U)
+    b = ImplicitRegressor(n_hidden=6, max_iter=3, random_state=3).fit(U, y).predict(U)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_warm_start_continues(teacher):
+    U, y, _, _, _ = teacher
+    reg = ImplicitRegressor(n_hidden=6, max_iter=2, warm_start=True, random_state=0).fit(U, y)
+    first = reg.loss_curve_[-1]
+    reg.fit(U, y)
+    assert min(reg.loss_curve_) <= first + 1e-9
+
+
+def test_verbose_reports_progress(teacher, capsys):
+    U, y, _, _, _ = teacher
+    ImplicitRegressor(n_hidden=4, max_iter=2, verbose=1, random_state=0).fit(U, y)
+    out = capsys.readouterr().out
+    assert "round" in out
+
+
+def test_feature_importances_select_from_model():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 6))
+    y = 3 * X[:, 0] - 2 * X[:, 1] + 0.01 * rng.standard_normal(200)
+    reg = ImplicitRegressor(n_hidden=6, max_iter=5, random_state=0).fit(X, y)
+    imp = reg.feature_importances_
+    assert imp.shape == (6,)
+    assert set(np.argsort(imp)[-2:]) == {0, 1}
+    sel = SelectFromModel(reg, prefit=True, threshold="mean")
+    assert sel.transform(X).shape[1] >= 2
+
+
+@pytest.mark.parametrize(
+    "X, y, match",
+    [
+        (np.array([[np.nan, 1.0], [1.0, 2.0], [0.0, 1.0]]), [1.0, 2.0, 3.0], "NaN"),
+        (np.array([[np.inf, 1.0], [1.0, 2.0], [0.0, 1.0]]), [1.0, 2.0, 3.0], "infinity"),
+        (np.ones((3, 2)), [1.0, 2.0], "inconsistent numbers of samples"),
+        (np.ones((1, 2)), [1.0], "1 sample"),
+        (np.arange(6.0).reshape(3, 2), [1.0, 1.0, 1.0], "constant"),
+        (np.arange(6.0), [1.0, 2.0, 3.0], "2D array"),
+    ],
+)
+def test_regressor_bad_input(X, y, match):
+    with pytest.raises(ValueError, match=match):
+        ImplicitRegressor(max_iter=1).fit(X, y)
+
+
+def test_classifier_single_class_and_continuous_target():
+    X = np.arange(12.0).reshape(6, 2)
+    with pytest.raises(ValueError, match="class"):
+        ImplicitClassifier(max_iter=1).fit(X, np.zeros(6))
+    with pytest.raises(ValueError, match="Unknown label type"):
+        ImplicitClassifier(max_iter=1).fit(X, np.linspace(0, 1, 6))
+
+
+def test_sparse_input_rejected_clearly(teacher):
+    U, y, _, _, _ = teacher
+    with pytest.raises(TypeError, match="[Ss]parse"):
+        ImplicitRegressor(max_iter=1).fit(sp.csr_matrix(U), y)
+
+
+def test_wrong_feature_count_at_predict(teacher):
+    U, y, _, _, _ = teacher
+    reg = ImplicitRegressor(n_hidden=4, max_iter=1, random_state=0).fit(U, y)
+    with pytest.raises(ValueError, match="features"):
+        reg.predict(U[:, :3])
+
+
+def test_invalid_parameters_named():
+    X = np.random.default_rng(0).standard_normal((20, 3))
+    y = X[:, 0]
+    with pytest.raises(ValueError, match="kappa"):
+        ImplicitRegressor(kappa=1.5).fit(X, y)
+    with pytest.raises(ValueError, match="solver"):
+        ImplicitRegressor(solver="sgd").fit(X, y)
+
+
+def test_failed_block_leaves_fitted_model_intact(teacher, monkeypatch):
+    U, y, Ut, _, _ = teacher
+    reg = ImplicitRegressor(n_hidden=6, max_iter=2, random_state=0).fit(U, y)
+    before = reg.predict(Ut).copy()
+    model_before = reg.model_
+    from lifted_idl import blocks
+
+    def boom(*a, **k):
+        raise SolverError("(A,B) block: solver status 'infeasible'")
+
+    monkeypatch.setattr(blocks, "solve_ab", boom)
+    with pytest.raises(SolverError, match="infeasible"):
+        reg.fit(U, y)
+    assert reg.model_ is model_before
+    np.testing.assert_array_equal(reg.predict(Ut), before)
+
+
+def test_nonconvergence_recorded(teacher):
+    U, y, _, _, _ = teacher
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        reg = ImplicitRegressor(n_hidden=6, max_iter=1, tol=0.0, random_state=0).fit(U, y)
+    assert not reg.converged_
+    assert any(issubclass(w.category, ConvergenceWarning) for w in rec)
