@@ -1,0 +1,299 @@
+"""Tests of the ``lifted-idl`` command (lifted_idl.cli), run in-process on tiny data.
+
+Checks: a fit -> predict round trip reproduces the saved estimator's predictions; the task is
+detected from the target column; analyze prints the certificate and the same Lipschitz bound and
+certified accuracy as lifted_idl.robustness, and writes a PNG; experiments are discovered and
+run; every bad input exits with status 2 and a one-line message naming the culprit.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+
+from lifted_idl.cli import _detect_task, main
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--n-hidden", "4", "--max-iter", "2", "-q"]
+# the gradient solver is the quick one for these tiny fits; BCD runs in the regression fixture
+FAST = ["--n-hidden", "4", "--solver", "gradient", "--gradient-max-iter", "15", "-q"]
+
+
+def write_csv(path: Path, header, rows) -> Path:
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def read_csv(path: Path):
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    return rows[0], rows[1:]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """Tiny regression and classification CSV files, and a model fitted on each."""
+    d = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    U = rng.standard_normal((40, 3))
+    y = U @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.standard_normal(40)
+    reg_csv = write_csv(d / "reg.csv", ["a", "b", "c", "y"],
+                        [[repr(float(x)) for x in u] + [repr(float(t))]
+                         for u, t in zip(U, y, strict=True)])
+    centres = np.array([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0]])
+    lab = np.repeat([0, 1, 2], 15)
+    V = centres[lab] + 0.5 * rng.standard_normal((45, 3))
+    names = np.array(["cat", "dog", "eel"])
+    clf_csv = write_csv(d / "clf.csv", ["f1", "f2", "f3", "animal"],
+                        [[repr(float(x)) for x in v] + [names[k]]
+                         for v, k in zip(V, lab, strict=True)])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(d)
+        assert main(["fit", "--csv", str(reg_csv), "--target", "y", "--out",
+                     str(d / "reg.joblib"), *TINY]) == 0
+        assert main(["fit", "--csv", str(clf_csv), "--target", "animal", "--out",
+                     str(d / "clf.joblib"), *FAST]) == 0
+    return {"dir": d, "reg_csv": reg_csv, "clf_csv": clf_csv, "U": U, "V": V,
+            "labels": names[lab], "reg": d / "reg.joblib", "clf": d / "clf.joblib"}
+
+
+def test_fit_writes_model_and_summary(work):
+    s = json.loads(work["reg"].with_suffix(".json").read_text())
+    assert s["task"] == "regression" and s["estimator"] == "ImplicitRegressor"
+    assert s["feature_names"] == ["a", "b", "c"] and s["target"] == "y"
+    assert s["n_train"] + s["n_test"] == 40 and s["n_test"] == 10
+    assert s["params"]["n_hidden"] == 4 and s["params"]["max_iter"] == 2
+    assert s["params"]["solver"] == "bcd" and s["n_iter"] <= 2
+    bundle = joblib.load(work["reg"])
+    est = bundle["estimator"]
+    assert s["test_scores"]["r2"] == pytest.approx(
+        est.score(*_test_split(work["U"], _col(work["reg_csv"], "y"), s)))
+    c = json.loads(work["clf"].with_suffix(".json").read_text())
+    assert c["task"] == "classification"  # detected from text labels
+    assert c["classes"] == ["cat", "dog", "eel"]
+
+
+def _col(path, name):
+    header, rows = read_csv(path)
+    return np.array([float(r[header.index(name)]) for r in rows])
+
+
+def _test_split(X, y, summary):
+    from sklearn.model_selection import train_test_split
+
+    _, Xte, _, yte = train_test_split(X, y, test_size=summary["data"]["test_size"],
+                                      random_state=summary["data"]["random_state"])
+    return Xte, yte
+
+
+def test_predict_round_trip_regression(work, capsys):
+    out = work["dir"] / "pred_reg.csv"
+    assert main(["predict", "--model", str(work["reg"]), "--csv", str(work["reg_csv"]),
+                 "--out", str(out)]) == 0
+    header, rows = read_csv(out)
+    assert header == ["prediction"]
+    got = np.array([float(r[0]) for r in rows])
+    est = joblib.load(work["reg"])["estimator"]
+    np.testing.assert_array_equal(got, est.predict(work["U"]))  # repr round-trips exactly
+
+
+def test_predict_ignores_an_empty_target_column_and_reads_bare_estimators(work, tmp_path):
+    header, rows = read_csv(work["reg_csv"])
+    blank = write_csv(tmp_path / "new.csv", header, [r[:-1] + [""] for r in rows])
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--model", str(work["reg"]), "--csv", str(blank), "--out",
+                 str(out)]) == 0
+    est = joblib.load(work["reg"])["estimator"]
+    got = np.array([float(r[0]) for r in read_csv(out)[1]])
+    np.testing.assert_array_equal(got, est.predict(work["U"]))
+    # an estimator saved with joblib.dump (no column names): the CSV's columns in order
+    bare = tmp_path / "bare.joblib"
+    joblib.dump(est, bare)
+    features_only = write_csv(tmp_path / "f.csv", header[:-1], [r[:-1] for r in rows])
+    assert main(["predict", "--model", str(bare), "--csv", str(features_only), "--out",
+                 str(out)]) == 0
+    got = np.array([float(r[0]) for r in read_csv(out)[1]])
+    np.testing.assert_array_equal(got, est.predict(work["U"]))
+
+
+def test_predict_round_trip_classifier_to_stdout(work, capsys):
+    # columns in another order and an extra column: features are found by name
+    header, rows = read_csv(work["clf_csv"])
+    order = [2, 0, 3, 1]
+    shuffled = write_csv(work["dir"] / "shuffled.csv", [header[j] for j in order] + ["note"],
+                         [[r[j] for j in order] + ["x"] for r in rows])
+    assert main(["predict", "--model", str(work["clf"]), "--csv", str(shuffled),
+                 "--proba"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "prediction,proba_cat,proba_dog,proba_eel"
+    est = joblib.load(work["clf"])["estimator"]
+    pred = [ln.split(",")[0] for ln in lines[1:]]
+    assert pred == list(est.predict(work["V"]))
+    proba = np.array([[float(v) for v in ln.split(",")[1:]] for ln in lines[1:]])
+    np.testing.assert_array_equal(proba, est.predict_proba(work["V"]))
+    assert np.mean(np.array(pred) == work["labels"]) > 0.8  # the tiny model did learn
+
+
+def test_analyze_classifier(work, capsys):
+    from lifted_idl.robustness import certified_accuracy, lipschitz_bound
+
+    out_dir = work["dir"] / "analysis"
+    assert main(["analyze", "--model", str(work["clf"]), "--csv", str(work["clf_csv"]),
+                 "--eps", "0.01", "--out-dir", str(out_dir)]) == 0
+    text = capsys.readouterr().out
+    est = joblib.load(work["clf"])["estimator"]
+    wp = est.model_.well_posedness
+    assert f"certificate {wp.certificate}" in text
+    png = out_dir / "sensitivity.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = json.loads((out_dir / "analysis.json").read_text())
+    assert report["lipschitz"]["sensitivity, l_inf"] == pytest.approx(
+        lipschitz_bound(est.model_))
+    acc = certified_accuracy(est, work["V"], work["labels"], 0.01)
+    assert report["certified_accuracy"]["value"] == pytest.approx(acc)
+    assert "certified accuracy at eps = 0.01" in text
+    assert np.array(report["sensitivity_matrix"]).shape == (3, 3)
+
+
+def test_fit_builtin_dataset_then_analyze_uses_its_test_split(tmp_path, capsys):
+    model = tmp_path / "ff.joblib"
+    assert main(["fit", "--dataset", "function_fit", "--out", str(model), *FAST]) == 0
+    assert "test score: R^2 =" in capsys.readouterr().out
+    assert main(["analyze", "--model", str(model), "--out-dir", str(tmp_path / "a")]) == 0
+    text = capsys.readouterr().out
+    assert "test split of data set 'function_fit' (1000 samples)" in text
+    assert (tmp_path / "a" / "sensitivity.png").exists()
+
+
+@pytest.mark.parametrize("labels,task", [
+    (np.repeat([0.0, 1.0, 2.0], 10), "classification"),
+    (np.linspace(0, 1, 30), "regression"),
+    (np.arange(30.0), "regression"),  # integers, but every value distinct
+    (np.array(["a", "b"] * 5, dtype=object), "classification"),
+])
+def test_detect_task(labels, task):
+    assert _detect_task(labels) == task
+
+
+def test_python_m_lifted_idl_fit_default_dataset(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    r = subprocess.run([sys.executable, "-m", "lifted_idl", "fit", "--solver", "gradient",
+                        "--gradient-max-iter", "20"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "data set 'diabetes' (the default)" in r.stdout
+    assert "test score: R^2 =" in r.stdout
+    assert "[fit_gradient] epoch" in r.stdout  # verbose progress is on by default
+    summary = json.loads((tmp_path / "lifted_idl_model.json").read_text())
+    assert summary["data"]["name"] == "diabetes" and summary["n_test"] == 111
+    assert (tmp_path / "lifted_idl_model.joblib").stat().st_size > 0
+
+
+# ----------------------------------------------------------------------------------------------
+# experiments
+# ----------------------------------------------------------------------------------------------
+@pytest.fixture
+def exp_dir(tmp_path):
+    d = tmp_path / "experiments"
+    d.mkdir()
+    (d / "demo.py").write_text(
+        '"""Writes a marker file."""\n'
+        "import json\n\n"
+        "from _helper import VALUE\n\n\n"
+        "def main(out_dir):\n"
+        "    (out_dir / 'result.json').write_text(json.dumps({'value': VALUE}))\n"
+        "    return {'value': VALUE}\n"
+    )
+    (d / "_helper.py").write_text("VALUE = 42\n")
+    (d / "no_main.py").write_text('"""Has no entry point."""\nX = 1\n')
+    return d
+
+
+def test_experiment_list_and_run(exp_dir, tmp_path, capsys):
+    assert main(["experiment", "--list", "--experiments-dir", str(exp_dir)]) == 0
+    listing = capsys.readouterr().out
+    assert "demo" in listing and "Writes a marker file." in listing
+    assert "_helper" not in listing
+    out = tmp_path / "res"
+    assert main(["experiment", "demo", "--out-dir", str(out), "--experiments-dir",
+                 str(exp_dir)]) == 0
+    assert json.loads((out / "result.json").read_text()) == {"value": 42}
+    assert str(exp_dir) not in sys.path  # the helper path is removed again
+
+
+# ----------------------------------------------------------------------------------------------
+# errors: exit status 2 and a message naming the problem
+# ----------------------------------------------------------------------------------------------
+def _error_cases(work, exp_dir, tmp_path):
+    d = work["dir"]
+    bad_feat = write_csv(tmp_path / "badfeat.csv", ["a", "b", "y"],
+                         [["1", "x", "2"], ["3", "4", "5"], ["5", "6", "7"]])
+    hole = write_csv(tmp_path / "hole.csv", ["a", "y"], [["1", "2"], ["", "3"], ["4", "5"]])
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("a,b,y\n1,2,3\n4,5\n")
+    no_c = write_csv(tmp_path / "no_c.csv", ["a", "b", "y"], [["1", "2", "3"]])
+    text_y = write_csv(tmp_path / "text_y.csv", ["a", "y"], [["1", "u"], ["2", "v"]] * 3)
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(bytes(range(256)))
+    not_model = tmp_path / "not_model.joblib"
+    joblib.dump({"hello": 1}, not_model)
+    rc = str(work["reg_csv"])
+    return [
+        (["fit", "--csv", str(tmp_path / "nope.csv"), "--target", "y"], "file not found"),
+        (["fit", "--csv", rc, "--target", "zz"], "target column 'zz' not found"),
+        (["fit", "--csv", rc], "--csv needs --target"),
+        (["fit", "--csv", str(bad_feat), "--target", "y"], "column 'b' is not numeric"),
+        (["fit", "--csv", str(hole), "--target", "y"], "missing value in feature column 'a'"),
+        (["fit", "--csv", str(ragged), "--target", "y"], "line 3: 2 fields"),
+        (["fit", "--csv", str(binary), "--target", "y"], "not a UTF-8 text CSV"),
+        (["fit", "--csv", str(text_y), "--target", "y", "--task", "regression"],
+         "is not numeric; regression needs numbers"),
+        (["fit", "--csv", rc, "--target", "y", "--features", "a,q"], "missing feature column"
+         " 'q'"),
+        (["fit", "--dataset", "mnist"], "unknown data set 'mnist'; available: digits"),
+        (["fit", "--dataset", "iris", "--task", "regression"], "is a classification task"),
+        (["fit", "--csv", rc, "--target", "y", "--kappa", "1.5"], "'kappa' parameter"),
+        (["fit", "--csv", rc, "--target", "y", "--test-size", "1.5"], "--test-size"),
+        (["fit", "--solver", "adam"], "invalid choice: 'adam'"),
+        (["predict", "--model", str(work["reg"]), "--csv", str(no_c)],
+         "missing feature column 'c'"),
+        (["predict", "--model", str(tmp_path / "none.joblib"), "--csv", rc],
+         "model file not found"),
+        (["predict", "--model", rc, "--csv", rc], "cannot load a model from"),
+        (["predict", "--model", str(not_model), "--csv", rc], "not a fitted lifted_idl"),
+        (["predict", "--model", str(work["reg"]), "--csv", rc, "--proba"], "needs a classifier"),
+        (["analyze", "--model", str(work["reg"]), "--dataset", "iris"],
+         "has 4 features; the model expects 3"),
+        (["analyze", "--model", str(work["clf"]), "--csv", rc], "column 'animal' not found"),
+        (["experiment", "nothing", "--experiments-dir", str(exp_dir)],
+         "unknown experiment 'nothing'"),
+        (["experiment", "no_main", "--experiments-dir", str(exp_dir)], "has no main(out_dir)"),
+        (["experiment", "demo", "--experiments-dir", str(d / "missing")],
+         "experiments directory not found"),
+        ([], "usage: lifted-idl"),
+    ]
+
+
+def test_errors_exit_2_with_message(work, exp_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for argv, message in _error_cases(work, exp_dir, tmp_path):
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code == 2, (argv, err)
+        assert message in err, (argv, err)
+        assert "Traceback" not in err, argv
+    # the unknown experiment's message lists the available ones
+    main(["experiment", "nothing", "--experiments-dir", str(exp_dir)])
+    assert "available: demo, no_main" in capsys.readouterr().err
