@@ -82,7 +82,7 @@ class _BaseImplicit(BaseEstimator):
     }
 
     def __init__(self, n_hidden=20, *, kappa=0.9, activation="relu", solver="bcd",
-                 penalty="l2", alpha=1e-4, max_iter=30, gradient_max_iter=300,
+                 penalty="l2", alpha=1e-4, max_iter=100, gradient_max_iter=300,
                  learning_rate=1e-2, batch_size="auto", tol=1e-4, n_iter_no_change=5,
                  early_stopping=False, validation_fraction=0.1, lam=0.1, mu=0.1,
                  block_solver="fast", random_state=None, warm_start=False, verbose=0,
@@ -160,11 +160,17 @@ class _BaseImplicit(BaseEstimator):
                     model = self._random_feature_model(X, Y, loss, act, pen, seed)
                 bs = None if self.batch_size == "auto" and X.shape[0] <= 1000 else (
                     200 if self.batch_size == "auto" else int(self.batch_size))
-                model, ghist = fit_gradient(
+                tuned, ghist = fit_gradient(
                     model, X, Y, loss, kappa=self.kappa, pen_ab=pen, pen_cd=pen,
                     max_iter=self.gradient_max_iter, batch_size=bs,
                     learning_rate=self.learning_rate, tol=self.tol, random_state=seed,
                     verbose=self.verbose)
+                # fit_gradient returns its last iterate; a fine-tuning stage that ends above
+                # its starting objective (steps too long for an already fitted model) is
+                # discarded rather than allowed to undo the BCD stage
+                if not (self.solver == "bcd+gradient"
+                        and ghist["loss"][-1] > ghist["loss_initial"]):
+                    model = tuned
                 record["loss_curve"] += list(ghist["loss"])
                 record["n_iter"] += int(ghist["n_iter"])
                 record["converged"] &= bool(ghist["converged"])
@@ -242,8 +248,8 @@ _DOC_PARAMS = r"""
         Penalty on ``[A B]`` and on ``[C D]`` (biases are not penalised).
     alpha : float, default=1e-4
         Penalty strength.
-    max_iter : int, default=30
-        BCD rounds (one pass over the four blocks each).
+    max_iter : int, default=100
+        Maximum number of BCD rounds (see :func:`lifted_idl.training.bcd.fit_bcd`).
     gradient_max_iter : int, default=300
         Epochs of the gradient solver / fine-tuning stage.
     learning_rate : float, default=1e-2
