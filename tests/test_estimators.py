@@ -219,3 +219,22 @@ def test_nonconvergence_recorded(teacher):
         reg = ImplicitRegressor(n_hidden=6, max_iter=1, tol=0.0, random_state=0).fit(U, y)
     assert not reg.converged_
     assert any(issubclass(w.category, ConvergenceWarning) for w in rec)
+
+
+def test_finetuning_that_ends_uphill_keeps_the_bcd_model(teacher, monkeypatch):
+    """bcd+gradient never returns a model worse (in training objective) than its BCD stage."""
+    U, y, _, _, _ = teacher
+    import lifted_idl.training.gradient as gradient_module
+
+    def uphill(model, *args, **kwargs):
+        worse = model.replace(C=np.zeros_like(model.C))
+        return worse, {"loss": [10.0], "loss_initial": 1.0, "n_iter": 1, "converged": True}
+
+    bcd_only = ImplicitRegressor(n_hidden=5, max_iter=3, random_state=0).fit(U, y)
+    monkeypatch.setattr(gradient_module, "fit_gradient", uphill)
+    both = ImplicitRegressor(n_hidden=5, max_iter=3, solver="bcd+gradient",
+                             random_state=0).fit(U, y)
+    np.testing.assert_array_equal(both.predict(U), bcd_only.predict(U))
+    # the gradient solver alone has nothing to fall back on: it takes the result
+    grad = ImplicitRegressor(n_hidden=5, solver="gradient", random_state=0).fit(U, y)
+    assert np.all(grad.model_.C == 0)
