@@ -385,8 +385,7 @@ def _estimator(task: str, args) -> object:
     cls = ImplicitClassifier if task == "classification" else ImplicitRegressor
     params = {dest: getattr(args, dest) for _, dest, _, _, _ in _EST_OPTIONS
               if getattr(args, dest) is not None}
-    if args.early_stopping:
-        params["early_stopping"] = True
+    params["early_stopping"] = bool(args.early_stopping)
     params["random_state"] = args.random_state
     params["verbose"] = 0 if args.quiet else 1
     return cls(**params)
@@ -867,8 +866,12 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, dest, typ, choices, text in _EST_OPTIONS:
         est.add_argument(flag, dest=dest, type=typ, choices=choices, default=None, help=text,
                          metavar="{" + ",".join(choices) + "}" if choices else dest.upper())
-    est.add_argument("--early-stopping", action="store_true",
-                     help="hold out a validation split and keep the best round")
+    est.add_argument("--early-stopping", dest="early_stopping", action="store_true",
+                     default=True,
+                     help="hold out a validation split and keep the best round (the default)")
+    est.add_argument("--no-early-stopping", dest="early_stopping", action="store_false",
+                     help="train on the whole training split and keep the round with the "
+                          "lowest training objective")
     est.add_argument("--random-state", type=int, default=DEFAULT_SEED,
                      help="seed of the split and of the solver (default %(default)s)")
     fit.add_argument("--out", default=DEFAULT_MODEL, metavar="PATH",
