@@ -115,7 +115,8 @@ def _lam_vector(C, lam_scale, eps=1e-2):
 def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_model=None,
             lam=0.1, lam_increase=4.0, lam_decrease=0.5, lam_min=1e-3, lam_max=1e4, mu=0.1,
             per_state_lam=True, x_step=False, extrapolation=0.8, max_iter=30, tol=1e-4,
-            n_iter_no_change=5, block_solver="fast", block_tol=1e-6, fit_intercept=True,
+            n_iter_no_change=5, block_solver="fast", block_tol=1e-6, block_max_iter=100,
+            fit_intercept=True,
             validation=None,
             random_state=None, verbose=0, callback=None):
     r"""Train an implicit model by block-coordinate descent on the relaxation (theory §7).
@@ -180,10 +181,10 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
         Converged when the selection score (training objective, or validation loss) has
         improved by less than ``tol`` (relative) over the last ``n_iter_no_change`` rounds.
     block_solver : {"fast", "cvxpy"}
-    block_tol : float
-        Tolerance passed to every block solver. Each block's answer never ends above its
-        starting point whatever the tolerance, so the monotonicity above holds exactly; a
-        tolerance of 1e-6 is ample for the outer loop.
+    block_tol, block_max_iter : float, int
+        Tolerance and iteration cap passed to every block solver. A block's answer never ends
+        above its starting point whatever these are, so the monotonicity above holds exactly;
+        the outer loop needs descent, not 1e-8 accuracy, from each block.
     fit_intercept : bool
     validation : tuple (U_val, Y_val), optional
         Held-out data: the returned round, and convergence, are then judged on the validation
@@ -226,7 +227,8 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
         if not res.converged:
             hist.block_warnings.append((hist.n_iter, "equilibrium"))
         r = blocks.solve_cd(res.X, U, Y, loss, pen_cd, fit_intercept=fit_intercept,
-                            init=init_cd, method=block_solver, tol=block_tol)
+                            init=init_cd, method=block_solver, tol=block_tol,
+                            max_iter=block_max_iter)
         if not r.converged:
             hist.block_warnings.append((hist.n_iter, "CD"))
         C, D, c = r.value
@@ -265,17 +267,18 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
         Xr = X
         hist.relaxed.append((it, "anchor", lam_scale, J(W, CD, Xr, P, lamv)))
         r = blocks.solve_p(*W, *CD, Xr, U, Y, lamv, mu, activation, loss, init=P,
-                           method=block_solver, tol=block_tol)
+                           method=block_solver, tol=block_tol, max_iter=block_max_iter)
         P = r.value
         note(r, "P")
         hist.relaxed.append((it, "P", lam_scale, J(W, CD, Xr, P, lamv)))
         if x_step:
-            r = blocks.solve_x(*W, U, P, lamv, mu, activation, init=Xr, method=block_solver)
+            r = blocks.solve_x(*W, U, P, lamv, mu, activation, init=Xr, method=block_solver,
+                               tol=block_tol, max_iter=block_max_iter)
             Xr = r.value
             note(r, "X")
             hist.relaxed.append((it, "X", lam_scale, J(W, CD, Xr, P, lamv)))
         r = blocks.solve_ab(Xr, U, P, lamv, kappa, activation, pen_ab, init=W,
-                            method=block_solver, tol=block_tol)
+                            method=block_solver, tol=block_tol, max_iter=block_max_iter)
         note(r, "AB")
         hist.relaxed.append((it, "AB", lam_scale, J(r.value, CD, Xr, P, lamv)))
         cand = anchor(*r.value, X, CD)
