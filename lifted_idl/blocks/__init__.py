@@ -5,7 +5,8 @@ over the m samples) exactly over its own variables, all others fixed:
 
 * :func:`solve_cd` — (C, D, c): a (regularised) linear or softmax fit of Y on [P U];
 * :func:`solve_ab` — (A, B, b): the state equation in divergence, s.t. :math:`\|A\|_\infty \le
-  \kappa`;
+  \kappa`; :func:`solve_ab_robust` — its robust counterpart for box input uncertainty
+  (arXiv §5.3);
 * :func:`solve_x` — X: states between the state equation and the proxies;
 * :func:`solve_p` — P: proxies between the output fit, the state equation and X, in
   :math:`\mathrm{dom} f^*`.
@@ -19,6 +20,7 @@ and ``init``; with ``init`` the returned objective is never above the objective 
 
 from ._common import BlockResult
 from .ab import solve_ab
+from .ab_robust import ab_robust_objective, solve_ab_robust
 from .cd import solve_cd
 from .objective import ab_objective, cd_objective, p_objective, relaxed_objective, x_objective
 from .p import solve_p
@@ -28,6 +30,8 @@ __all__ = [
     "BlockResult",
     "solve_cd",
     "solve_ab",
+    "solve_ab_robust",
+    "ab_robust_objective",
     "solve_x",
     "solve_p",
     "relaxed_objective",

@@ -29,6 +29,12 @@ from .lp import (
     lp_output_bound,
     lp_state_bound,
 )
+from .training import (
+    InputScaledPenalty,
+    LipschitzSurrogatePenalty,
+    SensitivityPenalty,
+    project_mu_inf,
+)
 
 __all__ = [
     "sensitivity_matrix",
@@ -49,4 +55,8 @@ __all__ = [
     "certified_radius",
     "lp_certify",
     "certified_accuracy",
+    "LipschitzSurrogatePenalty",
+    "SensitivityPenalty",
+    "InputScaledPenalty",
+    "project_mu_inf",
 ]

@@ -28,7 +28,12 @@ fixed-point iteration [IDL (6.6)]. Then, by [IDL §6.2] (the outer-product formu
     \nabla_C = G^\top X,\quad \nabla_D = G^\top U,\quad \nabla_c = G^\top \mathbf 1.
 
 After every step, A is projected onto :math:`\{\|A\|_\infty \le \kappa\}` [IDL (6.7)], theory §2,
-with :func:`lifted_idl.wellposedness.project_inf_norm_ball`.
+with :func:`lifted_idl.wellposedness.project_inf_norm_ball`, or, with ``constraint="mu_inf"``,
+onto the NE-MON set :math:`\{\mu_\infty(A) \le \kappa\}` [NEMON] (theory §1) with
+:func:`lifted_idl.robustness.training.project_mu_inf`; the forward and adjoint iterations are then
+the averaged ones of theory §1. Robust training adds a ``model_penalty`` on (A, B, C, D), e.g. the
+Lipschitz surrogate [IDL (4.7)] or the sensitivity penalty of theory §6
+(:mod:`lifted_idl.robustness.training`).
 """
 
 from __future__ import annotations
@@ -48,7 +53,8 @@ from ..exceptions import ConvergenceWarning, IllPosedModelError
 from ..losses import Loss, get_loss
 from ..model import ImplicitModel
 from ..penalties import NoPenalty, Penalty, get_penalty
-from ..wellposedness import project_inf_norm_ball
+from ..robustness.training import project_mu_inf
+from ..wellposedness import averaged_step, project_inf_norm_ball
 
 __all__ = ["solve_adjoint", "implicit_gradients", "fit_gradient"]
 
@@ -239,7 +245,7 @@ def _default_max_iter(tol: float, contraction: float) -> int:
     return int(min(max(3 * need + 50, 100), 100000))
 
 
-def _picard_batch(A, Z0, act, X0, tol, max_iter, min_iter=0):
+def _picard_batch(A, Z0, act, X0, tol, max_iter, min_iter=0, alpha=1.0):
     r"""Warm-started Picard :math:`X \leftarrow \phi(X A^\top + Z_0)` for training steps.
 
     The same iteration as :func:`lifted_idl.kernel.picard`, with a whole-batch criterion
@@ -250,15 +256,29 @@ def _picard_batch(A, Z0, act, X0, tol, max_iter, min_iter=0):
     :math:`\gamma\|A\|_\infty < 1` (theory §1), which :func:`fit_gradient` enforces. The
     test is skipped for the first ``min_iter`` iterations.
 
+    With ``alpha < 1`` it is the averaged (Krasnosel'skii–Mann) iteration
+    :math:`X \leftarrow (1 - \alpha)X + \alpha\phi(XA^\top + Z_0)` that contracts under the
+    NE-MON certificate :math:`\mu_\infty(A\Gamma) < 1` with the step of
+    :func:`~lifted_idl.wellposedness.averaged_step` (theory §1); the test is then on the
+    residual :math:`\|\phi(XA^\top + Z_0) - X\|_F = \|X^{t+1} - X^t\|_F/\alpha`.
+
     Returns ``(X, converged, n_iter)``.
     """
     AT = np.ascontiguousarray(A.T)
     X = np.array(X0, dtype=Z0.dtype, copy=True)
     W = np.empty_like(X)
+    averaged = alpha != 1.0
+    if averaged:
+        a = Z0.dtype.type(alpha)
+        tol = tol * alpha
     for it in range(1, max_iter + 1):
         np.matmul(X, AT, out=W)
         W += Z0
         act(W, out=W)
+        if averaged:
+            W -= X
+            W *= a
+            W += X
         X, W = W, X
         if it < min_iter:
             continue
@@ -426,6 +446,24 @@ def _check_penalty(pen, name):
     raise ValueError(f"{name} must be None, a penalty name or a Penalty; got {pen!r}")
 
 
+def _check_model_penalty(pen, constraint):
+    """``pen`` is None or has callable ``value`` and ``grad``, valid under ``constraint``."""
+    if pen is None:
+        return
+    if not (callable(getattr(pen, "value", None)) and callable(getattr(pen, "grad", None))):
+        raise ValueError(
+            "model_penalty must be None or an object with value(params) and grad(params) "
+            f"(e.g. lifted_idl.robustness.training.LipschitzSurrogatePenalty); got "
+            f"model_penalty={pen!r}"
+        )
+    allowed = getattr(pen, "constraints", None)
+    if allowed is not None and constraint not in allowed:
+        raise ValueError(
+            f"model_penalty={pen!r} is only defined under constraint in {tuple(allowed)}; got "
+            f"constraint={constraint!r}"
+        )
+
+
 def _check_int(value, name, low):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ValueError(f"{name} must be an int >= {low}; got {name}={value!r}")
@@ -472,7 +510,8 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
                  max_iter: int = 200, batch_size: int | None = None, optimizer: str = "adam",
                  learning_rate: float = 1e-2, tol: float = 1e-6, n_iter_no_change: int = 10,
                  random_state=None, verbose: int = 0, callback=None, train_bias: bool = True,
-                 solver_tol: float | None = None) -> tuple[ImplicitModel, dict]:
+                 solver_tol: float | None = None, model_penalty=None,
+                 constraint: str = "inf_norm") -> tuple[ImplicitModel, dict]:
     r"""Train every parameter by (stochastic) projected gradient [IDL §6.2], theory §7.
 
     Minimises [IDL (6.3)] with biases and penalties,
@@ -480,15 +519,25 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
     .. math::
 
         \min\ \mathcal L(Y, X C^\top + U D^\top + c) + \mathrm{pen}_{AB}([A\ B])
-        + \mathrm{pen}_{CD}([C\ D])
-        \ \ \text{s.t.}\ \ X = \phi(X A^\top + U B^\top + b),\ \ \|A\|_\infty \le \kappa.
+        + \mathrm{pen}_{CD}([C\ D]) + \mathrm{pen}_{M}(A, B, C, D)
+        \ \ \text{s.t.}\ \ X = \phi(X A^\top + U B^\top + b),\ \ A \in \mathcal K,
+
+    with :math:`\mathcal K = \{\|A\|_\infty \le \kappa\}` (``constraint="inf_norm"``,
+    [IDL (6.7)]) or :math:`\mathcal K = \{\mu_\infty(A) \le \kappa\}` (``constraint="mu_inf"``,
+    [NEMON]), and :math:`\mathrm{pen}_M` an optional penalty on the whole model
+    (``model_penalty``, e.g. the Lipschitz surrogate [IDL (4.7)] of
+    :class:`~lifted_idl.robustness.training.LipschitzSurrogatePenalty`; theory §6).
 
     Each step computes the minibatch gradients by implicit differentiation
     (:func:`implicit_gradients`: forward Picard solve, adjoint [IDL (6.5)-(6.6)]), adds the
-    gradients of smooth penalties, takes an Adam or plain gradient step on all of
-    ``A, B, b, C, D, c``, applies the prox of non-smooth penalties (l1), then projects A onto
-    :math:`\{\|A\|_\infty \le \kappa\}` [IDL (6.7)] (theory §2). Every iterate is therefore
-    well-posed, and Picard contracts with factor at most :math:`\gamma\kappa` (theory §1).
+    gradients of smooth penalties and of ``model_penalty``, takes an Adam or plain gradient
+    step on all of ``A, B, b, C, D, c``, applies the prox of non-smooth penalties (l1), then
+    projects A onto :math:`\mathcal K` (theory §2 for the inf-norm ball,
+    :func:`~lifted_idl.robustness.training.project_mu_inf` for the matrix-measure set). Every
+    iterate is therefore well-posed: under ``"inf_norm"`` Picard contracts with factor at most
+    :math:`\gamma\kappa`; under ``"mu_inf"`` the forward and adjoint iterations are the
+    averaged ones of theory §1, with the NE-MON step
+    :math:`\alpha = 1/(1 + \max_i\max(-\gamma a_{ii}, 0))` recomputed after every projection.
 
     Parameters
     ----------
@@ -540,7 +589,22 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
         Relative tolerance (Frobenius norm over the batch) of the forward and adjoint
         fixed-point solves in each step; default 1e-8 in float64, 1e-5 in float32. Both are
         warm-started from the previous step's solution for the same samples, so a step
-        usually needs only a few iterations.
+        usually needs only a few iterations. (Under ``"mu_inf"`` the test is on the residual,
+        i.e. on the averaged step divided by :math:`\alpha`.)
+    model_penalty : object, optional
+        A penalty on the model parameters with ``value(params) -> float`` and
+        ``grad(params) -> dict`` (keys ``"A", "B", "C", "D"``; ``params`` is a dict of the
+        current arrays), such as
+        :class:`~lifted_idl.robustness.training.LipschitzSurrogatePenalty` or
+        :class:`~lifted_idl.robustness.training.SensitivityPenalty`. Its value enters the
+        objective (and ``history["loss"]``) and its (sub)gradient the step; the minibatch
+        loss is an average over samples, so the penalty is applied once per step at full
+        weight. If it has an attribute ``constraints``, ``constraint`` must be one of them.
+    constraint : {"inf_norm", "mu_inf"}, default="inf_norm"
+        The well-posedness set :math:`\mathcal K` A is projected onto after every step:
+        :math:`\|A\|_\infty \le \kappa` [IDL (6.7)] or :math:`\mu_\infty(A) \le \kappa`
+        [NEMON] (less conservative: rows may have large negative diagonals, so
+        :math:`\|A\|_\infty` can exceed 1).
 
     Returns
     -------
@@ -553,7 +617,9 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
         ``"n_iter"``: epochs run; ``"n_steps"``: gradient steps; ``"converged"``: whether the
         stopping rule fired before ``max_iter``; ``"solver_failures"``: number of forward or
         adjoint solves that missed ``solver_tol``; ``"forward_iter"``, ``"adjoint_iter"``: mean
-        fixed-point iterations per solve; ``"time"``: wall-clock seconds.
+        fixed-point iterations per solve; ``"time"``: wall-clock seconds;
+        ``"model_penalty"``: the value of ``model_penalty`` at the returned model (0.0 when
+        there is none); ``"constraint"``: the constraint used.
 
     Raises
     ------
@@ -591,6 +657,10 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
         )
     pen_ab = _check_penalty(pen_ab, "pen_ab")
     pen_cd = _check_penalty(pen_cd, "pen_cd")
+    if constraint not in ("inf_norm", "mu_inf"):
+        raise ValueError(
+            f"constraint must be 'inf_norm' or 'mu_inf'; got constraint={constraint!r}")
+    _check_model_penalty(model_penalty, constraint)
     max_iter = _check_int(max_iter, "max_iter", 1)
     n_iter_no_change = _check_int(n_iter_no_change, "n_iter_no_change", 1)
     if batch_size is not None:
@@ -625,11 +695,21 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
     else:
         stol = float(solver_tol)
     fwd_max_iter = _default_max_iter(stol, contraction)
-    adj_max_iter = fwd_max_iter
+    mu_mode = constraint == "mu_inf"
+    project = project_mu_inf if mu_mode else project_inf_norm_ball
+    # NE-MON step and contraction (theory §1), recomputed after every projection under mu_inf
+    iteration = {"alpha": 1.0, "max_iter": fwd_max_iter}
+
+    def set_iteration():
+        if not mu_mode:
+            return
+        alpha, c = averaged_step(lip * np.asarray(par.A, dtype=np.float64))
+        iteration["alpha"] = alpha
+        iteration["max_iter"] = _default_max_iter(stol, c)
 
     # ---- parameters in one flat buffer (copies: the input model is never touched) -------
     par = _Params(n, p, q, dtype)
-    par.A[...] = project_inf_norm_ball(model.A, kappa)
+    par.A[...] = project(model.A, kappa)
     par.B[...] = model.B
     par.C[...] = model.C
     par.D[...] = model.D
@@ -654,6 +734,12 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
     cd_prox = not pen_cd.smooth
     lr = float(learning_rate)
 
+    set_iteration()
+    has_mpen = model_penalty is not None
+
+    def mpen_value():
+        return float(model_penalty.value(P)) if has_mpen else 0.0
+
     X_cache = np.zeros((m, n), dtype=dtype)  # warm starts, one row per sample
     V_cache = np.zeros((m, n), dtype=dtype)
     counters = {"failures": 0, "steps": 0, "fwd_iter": 0, "adj_iter": 0, "fwd_solves": 0,
@@ -663,8 +749,9 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
         Z0 = Ub @ par.B.T
         Z0 += par.b
         # skip the stopping test for the iterations the previous step needed, less two
-        X, ok, it = _picard_batch(par.A, Z0, act, X0, stol, fwd_max_iter,
-                                  counters["fwd_last"] - 2 if in_step else 0)
+        X, ok, it = _picard_batch(par.A, Z0, act, X0, stol, iteration["max_iter"],
+                                  counters["fwd_last"] - 2 if in_step else 0,
+                                  alpha=iteration["alpha"])
         if in_step:
             counters["fwd_last"] = it
         counters["fwd_iter"] += it
@@ -674,7 +761,7 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
         return X, Z0
 
     def objective(value):
-        return value + pen_ab.value(par.AB) + pen_cd.value(par.CD)
+        return value + pen_ab.value(par.AB) + pen_cd.value(par.CD) + mpen_value()
 
     def full_objective():
         X, _ = forward(U, X_cache, in_step=False)
@@ -689,8 +776,9 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
         X0 = X_cache if idx is None else X_cache[idx]
         V0 = V_cache if idx is None else V_cache[idx]
         X, Z0 = forward(Ub, X0)
-        value, _, res = _backward(P, act, Ub, Yb, X, loss, Z0, alpha=1.0, tol=stol,
-                                  max_iter=adj_max_iter, V0=V0,
+        alpha = iteration["alpha"]
+        value, _, res = _backward(P, act, Ub, Yb, X, loss, Z0, alpha=alpha, tol=stol * alpha,
+                                  max_iter=iteration["max_iter"], V0=V0,
                                   min_iter=max(counters["adj_last"] - 2, 0), warn=False,
                                   out=gdict)
         counters["adj_last"] = res.n_iter
@@ -711,6 +799,13 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
             grad.AB[...] += pen_ab.grad(par.AB)
         if cd_smooth:
             grad.CD[...] += pen_cd.grad(par.CD)
+        if has_mpen:
+            gm = model_penalty.grad(P)
+            for key in ("A", "B", "C", "D"):
+                g = gm.get(key) if isinstance(gm, dict) else None
+                if g is None:
+                    continue
+                getattr(grad, key)[...] += g
         if not (math.isfinite(value) and math.isfinite(float(np.vdot(gflat, gflat)))):
             raise FloatingPointError(
                 f"the loss or its gradient overflowed (loss = {value}) after "
@@ -748,7 +843,8 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
             par.AB[...] = pen_ab.prox(par.AB, steps.AB)
         if cd_prox:
             par.CD[...] = pen_cd.prox(par.CD, steps.CD)
-        par.A[...] = project_inf_norm_ball(par.A, kappa)
+        par.A[...] = project(par.A, kappa)
+        set_iteration()
         if callback is not None:
             info = {"epoch": epoch, "step": t, "batch_loss": batch_value}
             info.update({k: v.copy() for k, v in par.as_dict().items()})
@@ -814,7 +910,7 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
     if failures:
         warnings.warn(
             f"{failures} forward/adjoint fixed-point solve(s) missed solver_tol={stol:.1e} "
-            f"within {fwd_max_iter} iterations; gradients may be inexact.",
+            f"within {iteration['max_iter']} iterations; gradients may be inexact.",
             ConvergenceWarning,
             stacklevel=2,
         )
@@ -835,5 +931,7 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
         "forward_iter": counters["fwd_iter"] / max(counters["fwd_solves"], 1),
         "adjoint_iter": counters["adj_iter"] / max(counters["adj_solves"], 1),
         "time": time.perf_counter() - t_start,
+        "model_penalty": mpen_value(),
+        "constraint": constraint,
     }
     return new, history

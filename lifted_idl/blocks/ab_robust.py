@@ -1,0 +1,597 @@
+r"""The robust-counterpart (A, B, b) block for box input uncertainty (ReLU), theory §7.
+
+Robust counterpart [arXiv §5.3]: the inputs are only known to lie in the box
+:math:`\{\hat u + \delta : |\delta| \le \sigma\}` (arXiv (16)), independently per sample. For a
+fixed state X the pre-activation of state i at sample s, :math:`z_{si}(\delta) = \hat z_{si} +
+b_i^\top\delta` with :math:`\hat Z = XA^\top + \hat UB^\top + \mathbf 1 b^\top`, ranges over
+the interval :math:`[\hat z_{si} - r_i,\ \hat z_{si} + r_i]`, :math:`r = |B|\sigma`: the worst
+case **adds** :math:`|B|\sigma` to the pre-activation (and subtracts it on the other side). The
+robust LP relaxation of arXiv §5.3 writes this as the constraint
+:math:`X \ge AX + B\hat U + |B|\sigma\mathbf 1^\top` (theory §7).
+
+This module carries the same idea into the Fenchel-divergence (A, B) block of BCD (theory §7,
+arXiv (13)). For ReLU and a proxy :math:`x \ge 0`, the divergence
+:math:`F(x, z) = \tfrac12 x^2 + \tfrac12 z_+^2 - xz` splits into a nondecreasing and a
+nonincreasing convex part of z,
+
+.. math::
+
+    F(x, z) = F^+(x, z) + F^-(x, z), \qquad F^+(x, z) = \tfrac12 (z - x)_+^2, \qquad
+    F^-(x, z) = h_x(x - z),
+
+    h_x(t) = \begin{cases} 0 & t \le 0 \\ \tfrac12 t^2 & 0 \le t \le x \\
+             x t - \tfrac12 x^2 & t \ge x \end{cases}
+
+(:math:`F^+` is the squared violation of :math:`x \ge z`, the LP-relaxation side;
+:math:`F^-` penalises :math:`z` below :math:`x`). Each part has its worst case over the box
+at one end of the interval, so
+
+.. math::
+
+    \sup_{|\delta| \le \sigma} F^+(x, z(\delta)) = \tfrac12(\hat z + r - x)_+^2,\qquad
+    \sup_{|\delta| \le \sigma} F^-(x, z(\delta)) = h_x(x - \hat z + r).
+
+**The block's objective** (row layout, samples in rows, data term averaged over m) is
+
+.. math::
+
+    J_\sigma(A, B, b) = \frac1m \sum_{i=1}^n \lambda_i \sum_{s=1}^m
+      \Big[\tfrac12\big(\hat Z_{si} + r_i - P_{si}\big)_+^2
+           + h_{P_{si}}\big(P_{si} - \hat Z_{si} + r_i\big)\Big]
+      + \mathrm{Pen}([A\ B])
+    \quad\text{s.t.}\quad \|A\|_\infty \le \kappa,
+
+with :math:`\hat Z = XA^\top + UB^\top + \mathbf 1b^\top` (U the nominal inputs) and
+:math:`r = |B|\sigma`. Properties:
+
+* :math:`\sigma = 0` gives exactly the objective of :func:`~lifted_idl.blocks.solve_ab` (the
+  divergence with its :math:`f^*(P)` part);
+* it is convex in (A, B, b): :math:`\hat Z + r` is convex and :math:`(\cdot)_+^2` is convex
+  nondecreasing; :math:`P - \hat Z + r` is convex and :math:`h_P` is convex nondecreasing;
+* it is the sum of the worst cases of the two parts, so it upper-bounds the exact worst-case
+  divergence :math:`\sup_\delta F` (the max of the two end values) and equals it for every
+  entry whose interval :math:`[\hat z - r, \hat z + r]` does not contain :math:`P_{si}`; it is
+  at most twice it.
+
+Fast solver (``method="fast"``): the problem separates across rows of :math:`[A\ B\ b]`; all
+rows are solved at once by a working-set (face) Newton method, as
+:func:`~lifted_idl.blocks.solve_ab`. With :math:`B = B^+ - B^-`, :math:`B^\pm \ge 0`,
+:math:`|B|` becomes :math:`B^+ + B^-` (exact at the optimum, :math:`J_\sigma` being
+nondecreasing in r) and the objective is :math:`C^1` and piecewise quadratic with an exact
+proximal map for the constraints; its proximal-gradient step gives the stopping test and a
+guaranteed-descent fallback. On a face (signs of b fixed) :math:`r` is linear, and the Newton
+step uses the generalised Hessian of the piecewise quadratic. The design is centred when the
+bias is free (an exact reparametrisation).
+
+The cvxpy formulation (``method="cvxpy"``) states :math:`J_\sigma` directly in (A, B, b),
+with ``abs(B) @ sigma`` for r, :math:`F^+` as ``square(pos(.))`` and :math:`F^-` as
+:math:`\tfrac12 P^2\,\mathrm{huber}(\mathrm{pos}(t)/P)` (zero where P = 0), and is solved by
+Clarabel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..activations import ReLU
+from ..penalties import L1Penalty, L2Penalty
+from ..wellposedness import project_inf_norm_ball
+from ._common import (
+    BlockResult,
+    as_lam,
+    as_matrix,
+    as_positive,
+    as_vector,
+    check_domain,
+    check_options,
+    get_block_penalty,
+    get_fenchel_activation,
+    keep_better,
+    project_l1_rows,
+    solve_cvxpy,
+)
+
+__all__ = ["solve_ab_robust", "ab_robust_objective"]
+
+#: relative slack on ||A||_inf <= kappa when evaluating the objective (rounding)
+_KAPPA_SLACK = 1e-10
+
+
+# --------------------------------------------------------------------------------------------
+# checks
+# --------------------------------------------------------------------------------------------
+def _check_sigma(sigma, p: int) -> np.ndarray:
+    try:
+        s = np.asarray(sigma, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"sigma must be a number or an array of shape ({p},); got "
+                         f"sigma={sigma!r}") from None
+    if s.ndim > 1 or (s.ndim == 1 and s.shape[0] != p):
+        raise ValueError(f"sigma must be a scalar or have shape ({p},); got shape {s.shape}")
+    if not np.all(np.isfinite(s)) or np.any(s < 0):
+        raise ValueError(f"sigma must be finite and >= 0; got sigma={sigma!r}")
+    return np.array(np.broadcast_to(s, (p,)), dtype=np.float64)
+
+
+def _check(X, U, P, lam, kappa, activation, penalty, sigma, init):
+    act = get_fenchel_activation(activation, "robust (A, B)")
+    if not isinstance(act, ReLU):
+        raise ValueError(
+            "the robust-counterpart (A, B) block is written for ReLU (arXiv §5.3); got "
+            f"activation={act!r}"
+        )
+    pen = get_block_penalty(penalty, "penalty")
+    U = as_matrix("U", U)
+    m, p = U.shape
+    if m < 1:
+        raise ValueError(f"U must have at least one sample; got shape {U.shape}")
+    X = as_matrix("X", X, (m, None))
+    n = X.shape[1]
+    P = as_matrix("P", P, (m, n))
+    check_domain("P", P, act)
+    lam = as_lam(lam, n)
+    kappa = as_positive("kappa", kappa)
+    sigma = _check_sigma(sigma, p)
+    if init is not None:
+        try:
+            A0, B0, b0 = init
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"init must be a tuple (A, B, b); got {type(init).__name__}") from None
+        init = (as_matrix("init A", A0, (n, n)), as_matrix("init B", B0, (n, p)),
+                as_vector("init b", b0, n))
+    return X, U, P, lam, kappa, act, pen, sigma, init
+
+
+# --------------------------------------------------------------------------------------------
+# objective
+# --------------------------------------------------------------------------------------------
+def _split_terms(P, Z, R):
+    r"""Entrywise :math:`\tfrac12(Z + R - P)_+^2` and :math:`h_P(P - Z + R)` (R broadcast)."""
+    up = np.maximum(Z + R - P, 0.0)
+    t = P - Z + R
+    tc = np.clip(t, 0.0, P)  # h_P(t) = tc * t - tc^2 / 2 covers all three pieces
+    down = tc * t - 0.5 * tc * tc
+    return 0.5 * up * up, down
+
+
+def _objective(X, U, P, lam, kappa, pen, sigma, A, B, b):
+    if float(np.abs(A).sum(axis=1).max(initial=0.0)) > kappa * (1 + _KAPPA_SLACK) + 1e-300:
+        return np.inf
+    Z = X @ A.T + U @ B.T + b
+    R = np.abs(B) @ sigma
+    up, down = _split_terms(P, Z, R)
+    m = X.shape[0]
+    return float(((up + down).sum(axis=0) * lam).sum() / m) + pen.value(np.hstack([A, B]))
+
+
+def ab_robust_objective(X, U, P, lam, kappa, activation, penalty, sigma, A, B, b) -> float:
+    r"""The robust block objective :math:`J_\sigma(A, B, b)` of the module docstring.
+
+    ``+inf`` when :math:`\|A\|_\infty > \kappa`. Arguments as :func:`solve_ab_robust`, with
+    ``A, B, b`` of shapes (n, n), (n, p), (n,) (``b=None`` means zeros).
+    """
+    X, U, P, lam, kappa, _, pen, sigma, _ = _check(X, U, P, lam, kappa, activation, penalty,
+                                                   sigma, None)
+    n, p = X.shape[1], U.shape[1]
+    A = as_matrix("A", A, (n, n))
+    B = as_matrix("B", B, (n, p))
+    b = as_vector("b", b, n)
+    return _objective(X, U, P, lam, kappa, pen, sigma, A, B, b)
+
+
+# --------------------------------------------------------------------------------------------
+# public solver
+# --------------------------------------------------------------------------------------------
+def solve_ab_robust(X, U, P, lam, kappa, activation, penalty, sigma, *, fit_bias: bool = True,
+                    init=None, method: str = "fast", tol: float = 1e-8,
+                    max_iter: int = 2000) -> BlockResult:
+    r"""Solve the robust-counterpart (A, B, b) block (module docstring; arXiv §5.3, theory §7).
+
+    .. math::
+
+        \min_{A, B, b}\ \frac1m\sum_{i, s}\lambda_i\Big[\tfrac12\big(\hat Z_{si} + r_i -
+        P_{si}\big)_+^2 + h_{P_{si}}\big(P_{si} - \hat Z_{si} + r_i\big)\Big] +
+        \mathrm{Pen}([A\ B]) \quad\text{s.t.}\quad \|A\|_\infty \le \kappa,
+
+    :math:`\hat Z = XA^\top + UB^\top + \mathbf 1b^\top`, :math:`r = |B|\sigma`, :math:`h_x` the
+    Huber-like function of the module docstring: the sum of the worst cases, over
+    :math:`|u_s - \hat u_s| \le \sigma`, of the two monotone parts of the ReLU Fenchel
+    divergence :math:`F(P_{si}, z_{si}(u_s))`. With ``sigma=0`` it is the problem of
+    :func:`~lifted_idl.blocks.solve_ab`.
+
+    Parameters
+    ----------
+    X : ndarray of shape (m, n)
+        States (fixed).
+    U : ndarray of shape (m, p)
+        Nominal inputs :math:`\hat U`.
+    P : ndarray of shape (m, n)
+        Proxy states (the targets of the state equation), ``>= 0``.
+    lam : float or ndarray of shape (n,)
+        Per-state divergence weights, > 0.
+    kappa : float
+        Bound on :math:`\|A\|_\infty` (> 0; < 1 for well-posedness).
+    activation : Activation or str
+        ReLU only.
+    penalty : Penalty or str
+        NoPenalty, L2Penalty or L1Penalty on ``[A B]`` (b is not penalised).
+    sigma : float or ndarray of shape (p,)
+        Half-widths of the input box, ``>= 0``, in the units of U.
+    fit_bias : bool, default=True
+        Fit b; otherwise b = 0.
+    init : tuple (A, B, b), optional
+        Warm start (A is projected onto the ball first). The returned objective is never above
+        the objective at ``init``.
+    method : {"fast", "cvxpy"}
+    tol : float, default=1e-8
+        FISTA stops when every row's proximal-gradient step is below ``tol * max(1, max|W|)``;
+        cvxpy: Clarabel's tolerances (clipped to [1e-10, 1e-6]).
+    max_iter : int, default=2000
+
+    Returns
+    -------
+    BlockResult
+        ``value = (A, B, b)``; ``objective`` is :math:`J_\sigma` at it
+        (:func:`ab_robust_objective`); ``solver`` is ``"fista"``, ``"cvxpy:CLARABEL"`` or
+        ``"init"``.
+
+    Raises
+    ------
+    ValueError
+        Bad shapes, NaN/inf, negative ``P`` or ``sigma``, an activation other than ReLU.
+    SolverError
+        The cvxpy solve failed.
+    """
+    check_options(method, tol, max_iter)
+    X, U, P, lam, kappa, _, pen, sigma, init = _check(X, U, P, lam, kappa, activation, penalty,
+                                                      sigma, init)
+    n = X.shape[1]
+    if init is not None and not fit_bias:
+        init = (init[0], init[1], np.zeros(n))
+    init_obj = None
+    if init is not None:
+        init_obj = _objective(X, U, P, lam, kappa, pen, sigma, *init)
+    if method == "cvxpy":
+        A, B, b, n_iter, conv = _cvxpy(X, U, P, lam, kappa, pen, sigma, fit_bias, tol,
+                                       max_iter)
+        solver = "cvxpy:CLARABEL"
+    else:
+        A, B, b, n_iter, conv = _newton(X, U, P, lam, kappa, pen, sigma, fit_bias, init, tol,
+                                        max_iter)
+        solver = "newton"
+    obj = _objective(X, U, P, lam, kappa, pen, sigma, A, B, b)
+    res = BlockResult((A, B, b), float(obj), int(n_iter), bool(conv), solver)
+    return keep_better(res, init, init_obj)
+
+
+# --------------------------------------------------------------------------------------------
+# fast solver: face Newton in (A, B, b), with proximal-gradient steps on the split B+ - B-
+# --------------------------------------------------------------------------------------------
+class _Rows:
+    r"""The row problems in the centred parametrisation :math:`w_i = [a_i,\ b_i,\ \beta_i]`.
+
+    Row i: :math:`\frac{\lambda_i}{m}\sum_s [\tfrac12(z_s + r - P_{si})_+^2 + h_{P_{si}}(P_{si} -
+    z_s + r)] + \mathrm{pen}(a_i, b_i)`, :math:`z = X_c a + U_c b + \beta`,
+    :math:`r = \sigma^\top|b|`, over :math:`\|a\|_1 \le \kappa`. The split form
+    :math:`v_i = [a_i,\ b_i^+,\ b_i^-,\ \beta_i]` (:math:`r = \sigma^\top(b^+ + b^-)`,
+    :math:`b^\pm \ge 0`) is smooth up to the l1 parts and the constraints, which have an exact
+    proximal map; its proximal-gradient step is the stopping test and the guaranteed-descent
+    fallback of :func:`_newton`.
+    """
+
+    def __init__(self, Xc, Uc, P, lam, kappa, pen, sigma, fit_bias):
+        self.Xc, self.Uc, self.P, self.lam, self.kappa = Xc, Uc, P, lam, kappa
+        self.sigma, self.fit_bias = sigma, fit_bias
+        self.m, self.n = Xc.shape
+        self.p = Uc.shape[1]
+        self.Mt = np.hstack([Xc, Uc] + ([np.ones((self.m, 1))] if fit_bias else []))
+        self.alpha = pen.alpha
+        self.l1 = isinstance(pen, L1Penalty) and pen.alpha > 0
+        self.l2 = isinstance(pen, L2Penalty) and pen.alpha > 0
+
+    # ---- the original variables
+    def pieces(self, W, rows, r=None):
+        """``(Z, r, up, down)`` at rows ``W``; ``r`` defaults to :math:`\\sigma^\top|b|`."""
+        n, p = self.n, self.p
+        Z = self.Mt @ W.T
+        if r is None:
+            r = np.abs(W[:, n:n + p]) @ self.sigma
+        Pr = self.P[:, rows]
+        up = np.maximum(Z + r - Pr, 0.0)
+        t = Pr - Z + r
+        down = np.clip(t, 0.0, Pr)
+        return Z, r, up, down, t
+
+    def values(self, W, rows):
+        """True row objectives (with :math:`|b|`) at rows ``W``."""
+        n, p = self.n, self.p
+        _, _, up, down, t = self.pieces(W, rows)
+        v = (0.5 * up * up + down * t - 0.5 * down * down).sum(axis=0) * (self.lam[rows] / self.m)
+        if self.l2:
+            v += 0.5 * self.alpha * (W[:, :n + p] ** 2).sum(axis=1)
+        elif self.l1:
+            v += self.alpha * np.abs(W[:, :n + p]).sum(axis=1)
+        return v
+
+    # ---- the split variables
+    def to_split(self, W):
+        n, p = self.n, self.p
+        b = W[:, n:n + p]
+        return np.hstack([W[:, :n], np.maximum(b, 0.0), np.maximum(-b, 0.0), W[:, n + p:]])
+
+    def from_split(self, V):
+        n, p = self.n, self.p
+        return np.hstack([V[:, :n], V[:, n:n + p] - V[:, n + p:n + 2 * p], V[:, n + 2 * p:]])
+
+    def split_grad(self, V, rows):
+        """Gradient of the smooth part of the split row objective (ridge and B-l1 included)."""
+        n, p = self.n, self.p
+        W = self.from_split(V)
+        r = (V[:, n:n + p] + V[:, n + p:n + 2 * p]) @ self.sigma
+        _, _, up, down, _ = self.pieces(W, rows, r)
+        w = self.lam[rows] / self.m
+        Gz = (up - down) * w
+        gr = (up + down).sum(axis=0) * w
+        gW = Gz.T @ self.Mt
+        g = np.empty_like(V)
+        g[:, :n] = gW[:, :n]
+        g[:, n:n + p] = gW[:, n:n + p] + gr[:, None] * self.sigma
+        g[:, n + p:n + 2 * p] = -gW[:, n:n + p] + gr[:, None] * self.sigma
+        g[:, n + 2 * p:] = gW[:, n + p:]
+        if self.l2:
+            g[:, :n] += self.alpha * V[:, :n]
+            db = self.alpha * W[:, n:n + p]
+            g[:, n:n + p] += db
+            g[:, n + p:n + 2 * p] -= db
+        elif self.l1:
+            g[:, n:n + 2 * p] += self.alpha
+        return g
+
+    def split_prox(self, V, steps):
+        r"""Prox of the A-l1 part, the ball and :math:`b^\pm \ge 0`, per-row ``steps``."""
+        n, p = self.n, self.p
+        if self.l1:
+            thr = steps * self.alpha
+            V[:, :n] = np.sign(V[:, :n]) * np.maximum(np.abs(V[:, :n]) - thr, 0.0)
+        V[:, :n] = project_l1_rows(V[:, :n], self.kappa)
+        np.maximum(V[:, n:n + 2 * p], 0.0, out=V[:, n:n + 2 * p])
+        return V
+
+
+def _weighted_grams(M, Dw):
+    r""":math:`M^\top\mathrm{diag}(D_{:,i})M` for every column i of ``Dw`` (batched, in chunks)."""
+    m, d = M.shape
+    r = Dw.shape[1]
+    out = np.empty((r, d, d))
+    chunk = max(1, int(4_000_000 // max(m * d, 1)))
+    Mt = M.T
+    for s in range(0, r, chunk):
+        Dc = Dw[:, s:s + chunk]
+        out[s:s + Dc.shape[1]] = (Mt[None, :, :] * Dc.T[:, None, :]) @ M
+    return out
+
+
+def _newton(X, U, P, lam, kappa, pen, sigma, fit_bias, init, tol, max_iter):
+    r"""Working-set (face) Newton method on all rows at once (as :func:`solve_ab`'s solver).
+
+    Each iteration, on the rows not yet converged:
+
+    1. the proximal-gradient point of the split problem (step :math:`1/L_i`, :math:`L_i` a
+       bound on the curvature) gives the stopping test and a guaranteed-descent fallback (the
+       true objective at :math:`b = b^+ - b^-` is at most the split one);
+    2. the working face, from a proximal step scaled by the Hessian (the mean curvature of
+       the A part, the diagonal for :math:`b^\pm`): the support of a (and whether
+       :math:`\|a\|_1 = \kappa`), the support of b with its signs :math:`s` (on the face
+       :math:`r = \sum_j\sigma_j s_j b_j` is linear);
+    3. a Newton step on the face: the generalised Hessian of the piecewise-quadratic row
+       objective, :math:`\frac{\lambda_i}m\sum_s [\mathbb 1_{up}k^+_s k^{+\top}_s +
+       \mathbb 1_{down}k^-_s k^{-\top}_s]` with :math:`k^\pm_s = [x_s,\ u_s \pm \sigma\odot s,
+       1]`, written as one weighted Gram matrix of :math:`[x_s, u_s, 1]` plus rank-two
+       corrections, and one equality-constrained KKT solve per row;
+    4. a per-row Armijo search on the true objective along the projection arc (b kept in its
+       face orthant, a in the ball); rows where it fails take a proximal-gradient step with an
+       adaptive step size, or the :math:`1/L_i` point of 1.
+    """
+    m, n = X.shape
+    p = U.shape[1]
+    if fit_bias:
+        xbar, ubar = X.mean(axis=0), U.mean(axis=0)
+    else:
+        xbar, ubar = np.zeros(n), np.zeros(p)
+    rp = _Rows(X - xbar, U - ubar, P, lam, kappa, pen, sigma, fit_bias)
+    Mt = rp.Mt
+    d = Mt.shape[1]  # n + p (+ 1)
+    npen = n + p
+    # curvature bound of the split problem: rows k^{+/-} = [x, u +/- sigma, -u +/- sigma, 1]
+    ones = Mt[:, npen:]
+    Kp = np.hstack([rp.Xc, rp.Uc + sigma, -rp.Uc + sigma, ones])
+    Km = np.hstack([rp.Xc, rp.Uc - sigma, -rp.Uc - sigma, ones])
+    sQ = float(np.linalg.eigvalsh(Kp.T @ Kp + Km.T @ Km)[-1])
+    L = lam * max(sQ, 1e-300) / m + (2.0 * rp.alpha if rp.l2 else 0.0)
+    steps = 1.0 / L
+    W = np.zeros((n, d))
+    if init is not None:
+        A0 = project_inf_norm_ball(init[0], kappa)
+        W[:, :n] = A0
+        W[:, n:npen] = init[1]
+        if fit_bias:
+            W[:, npen] = init[2] + A0 @ xbar + init[1] @ ubar
+    work = np.arange(n)
+    eye = np.eye(d + 1)
+    idx_d = np.arange(d)
+    is_pen = idx_d < npen
+    sig_full = np.zeros(d)
+    sig_full[n:npen] = sigma
+    converged = False
+    n_iter = 0
+    f_cur = rp.values(W, work)
+    t_fb = 4.0 * steps  # adaptive fallback steps
+    for k in range(1, max_iter + 1):
+        n_iter = k
+        Wr = W[work]
+        # ---- 1. proximal-gradient point of the split problem: test and fallback
+        Sr = rp.to_split(Wr)
+        st = steps[work][:, None]
+        gS0 = rp.split_grad(Sr, work)
+        Sh = rp.split_prox(Sr - st * gS0, st)
+        res = np.abs(Sh - Sr).max(axis=1)
+        done = res <= tol * np.maximum(1.0, np.abs(Sr).max(axis=1))
+        if done.all():
+            converged = True
+            break
+        keep = ~done
+        work, Wr, Sh, Sr, gS0 = work[keep], Wr[keep], Sh[keep], Sr[keep], gS0[keep]
+        fr = f_cur[work]
+        r = work.size
+        Wh = rp.from_split(Sh)
+        # ---- pieces at the current point (true r)
+        _, _, up, down, t = rp.pieces(Wr, work)
+        wl = lam[work] / m
+        act_up = (up > 0) * wl
+        act_dn = ((t > 0) & (t < rp.P[:, work])) * wl
+        Gz = (up - down) * wl
+        gr = (up + down).sum(axis=0) * wl
+        g0 = Gz.T @ Mt  # gradient through z
+        G = _weighted_grams(Mt, act_up + act_dn)
+        vp = act_up.T @ Mt  # sum_s 1_up k_s (weighted)
+        vm = act_dn.T @ Mt
+        Np = act_up.sum(axis=0)
+        Nm = act_dn.sum(axis=0)
+        # ---- 2. face from a scaled proximal step
+        diag = G[:, idx_d, idx_d] + (Np + Nm)[:, None] * sig_full ** 2
+        if rp.l2:
+            diag = diag + rp.alpha * is_pen
+        # one step for the A part (the ball needs a common step): its mean curvature; one per
+        # coordinate for b+, b- (separable constraints): a diagonal-Newton step
+        t_a = (n / np.maximum(diag[:, :n].sum(axis=1), 1e-300))[:, None]
+        T = np.empty_like(Sr)
+        T[:, :n] = t_a
+        db = 1.0 / np.maximum(diag[:, n:npen], 1e-300)
+        T[:, n:npen] = db
+        T[:, npen:npen + p] = db
+        T[:, npen + p:] = 0.0
+        V = Sr - T * gS0
+        V = rp.split_prox(V, t_a)
+        Vw = rp.from_split(V)
+        sgn = np.sign(Vw)
+        free = np.ones((r, d), dtype=bool)
+        free[:, :npen] = Vw[:, :npen] != 0
+        on_ball = np.abs(V[:, :n]).sum(axis=1) >= kappa * (1 - 1e-9)
+        # ---- 3. Newton step on the face: e = [0, sigma * s, 0] shifts k to k^{+/-}
+        E = sgn * sig_full
+        gf = g0 + gr[:, None] * E
+        H = G + (vp - vm)[:, :, None] * E[:, None, :] + E[:, :, None] * (vp - vm)[:, None, :]
+        H += (Np + Nm)[:, None, None] * E[:, :, None] * E[:, None, :]
+        if rp.l2:
+            H[:, idx_d[is_pen], idx_d[is_pen]] += rp.alpha
+            gf = gf + rp.alpha * Wr * is_pen
+        elif rp.l1:
+            gf = gf + rp.alpha * sgn * is_pen
+        cvec = np.zeros((r, d))
+        cvec[:, :n] = sgn[:, :n]
+        cvec[~on_ball] = 0.0
+        dH = H[:, idx_d, idx_d]
+        reg = 1e-10 * np.maximum(dH.max(axis=1), 1e-300)
+        K = np.zeros((r, d + 1, d + 1))
+        K[:, :d, :d] = H
+        K[:, idx_d, idx_d] += reg[:, None]
+        K[:, :d, d] = cvec
+        K[:, d, :d] = cvec
+        dz = np.where(free, 0.0, -Wr)  # fixed coordinates move to 0
+        rhs_top = -gf - (H @ dz[:, :, None])[:, :, 0]
+        rhs_c = np.where(on_ball, kappa - (cvec * Wr).sum(axis=1), 0.0)
+        fixed = np.concatenate([~free, ~on_ball[:, None]], axis=1)
+        K = np.where(fixed[:, :, None] | fixed[:, None, :], eye, K)
+        rhs = np.concatenate([np.where(free, rhs_top, 0.0), rhs_c[:, None]], axis=1)
+        with np.errstate(all="ignore"):
+            try:
+                sol = np.linalg.solve(K, rhs[:, :, None])[:, :, 0]
+            except np.linalg.LinAlgError:
+                sol = (np.linalg.pinv(K) @ rhs[:, :, None])[:, :, 0]
+        delta = np.where(free, sol[:, :d], dz)
+        bad = ~np.isfinite(delta).all(axis=1)  # a singular face: take the proximal direction
+        delta[bad] = (Wh - Wr)[bad]
+        big = 10.0 * (np.maximum(1.0, np.abs(Wr).max(axis=1)) + kappa)
+        delta *= np.minimum(1.0, big / np.maximum(np.abs(delta).max(axis=1), 1e-300))[:, None]
+        gd = np.minimum((gf * delta).sum(axis=1), 0.0)
+        # ---- 4. per-row Armijo search on the true objective; fall back to the prox point
+        Wn = Wh
+        fn = np.full(r, np.nan)
+        a = np.ones(r)
+        todo = np.arange(r)
+        for _ in range(10):
+            Wt = Wr[todo] + a[todo, None] * delta[todo]
+            # projection arc: b stays in its face orthant (|b| is linear there), a in the ball
+            Wt[:, n:npen] *= (Wt[:, n:npen] * sgn[todo, n:npen]) > 0
+            Wt[:, :n] = project_l1_rows(Wt[:, :n], kappa)
+            ft = rp.values(Wt, work[todo])
+            ok = ft <= fr[todo] + 1e-4 * a[todo] * gd[todo] + 1e-15 * np.abs(fr[todo])
+            acc = todo[ok]
+            Wn[acc] = Wt[ok]
+            fn[acc] = ft[ok]
+            todo = todo[~ok]
+            if todo.size == 0:
+                break
+            a[todo] *= 0.5
+        if todo.size:
+            # proximal-gradient step with an adaptive step (doubled after each success, back to
+            # 1/L_i on failure): curvature is often far below L_i on nearly inactive states
+            wt = work[todo]
+            tt = t_fb[wt][:, None]
+            Sn = rp.split_prox(Sr[todo] - tt * gS0[todo], tt)
+            Wt = rp.from_split(Sn)
+            ft = rp.values(Wt, wt)
+            dS = Sn - Sr[todo]
+            bound = (fr[todo] + (gS0[todo] * dS).sum(axis=1)
+                     + (dS * dS).sum(axis=1) / (2 * tt[:, 0]))
+            ok = ft <= bound
+            acc = todo[ok]
+            Wn[acc] = Wt[ok]
+            fn[acc] = ft[ok]
+            t_fb[wt[ok]] *= 2.0
+            t_fb[wt[~ok]] = steps[wt[~ok]]
+            todo = todo[~ok]  # these keep the 1/L_i point
+            fn[todo] = rp.values(Wn[todo], work[todo])
+        W[work] = Wn
+        f_cur[work] = fn
+    A = np.ascontiguousarray(W[:, :n])
+    B = np.ascontiguousarray(W[:, n:npen])
+    b = W[:, npen] - A @ xbar - B @ ubar if fit_bias else np.zeros(n)
+    return A, B, b, n_iter, converged
+
+
+# --------------------------------------------------------------------------------------------
+# cvxpy formulation of the same problem
+# --------------------------------------------------------------------------------------------
+def _cvxpy(X, U, P, lam, kappa, pen, sigma, fit_bias, tol, max_iter):
+    import cvxpy as cp
+
+    m, n = X.shape
+    p = U.shape[1]
+    M = np.hstack([X, U])
+    W = cp.Variable((n, n + p), name="W")
+    Z = M @ W.T
+    b = None
+    if fit_bias:
+        b = cp.Variable(n, name="b")
+        Z = Z + np.ones((m, 1)) @ cp.reshape(b, (1, n), order="C")
+    r = cp.abs(W[:, n:]) @ sigma  # |B| sigma, shape (n,)
+    R = np.ones((m, 1)) @ cp.reshape(r, (1, n), order="C")
+    lam_rows = np.tile(lam, (m, 1))
+    up = cp.sum(cp.multiply(0.5 * lam_rows, cp.square(cp.pos(Z + R - P))))
+    pos_p = P > 0
+    inv_p = np.where(pos_p, 1.0 / np.where(pos_p, P, 1.0), 0.0)
+    # h_P(t) = P^2/2 * huber(t_+/P, 1) for P > 0, and 0 for P = 0
+    down = cp.sum(cp.multiply(0.5 * lam_rows * P * P,
+                              cp.huber(cp.multiply(inv_p, cp.pos(P - Z + R)), 1.0)))
+    prob = cp.Problem(cp.Minimize((up + down) / m + pen.cvxpy(W)),
+                      [cp.sum(cp.abs(W[:, :n]), axis=1) <= kappa])
+    conv, n_iter = solve_cvxpy(prob, "robust (A, B)", tol, max_iter)
+    Wv = np.array(W.value, dtype=np.float64)
+    A = Wv[:, :n]
+    if float(np.abs(A).sum(axis=1).max(initial=0.0)) > kappa * (1 + _KAPPA_SLACK):
+        A = project_inf_norm_ball(A, kappa)  # interior-point rounding: back onto the ball
+    B = np.ascontiguousarray(Wv[:, n:])
+    bv = np.array(b.value, dtype=np.float64).reshape(n) if fit_bias else np.zeros(n)
+    return np.ascontiguousarray(A), B, bv, n_iter, conv
