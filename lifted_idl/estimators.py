@@ -79,6 +79,11 @@ class _BaseImplicit(BaseEstimator):
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
         "n_jobs": [None, Interval(numbers.Integral, 1, None, closed="left")],
+        "robust": [None, StrOptions({"lipschitz", "sensitivity"})],
+        "robust_alpha": [Interval(numbers.Real, 0, None, closed="left")],
+        "robust_smoothing": [Interval(numbers.Real, 0, None, closed="left")],
+        "constraint": [StrOptions({"inf_norm", "mu_inf"})],
+        "robust_sigma": [None, Interval(numbers.Real, 0, None, closed="left")],
     }
 
     def __init__(self, n_hidden=20, *, kappa=0.9, activation="relu", solver="bcd",
@@ -86,7 +91,8 @@ class _BaseImplicit(BaseEstimator):
                  learning_rate=1e-2, batch_size="auto", tol=1e-4, n_iter_no_change=5,
                  early_stopping=False, validation_fraction=0.1, lam=0.1, mu=0.1,
                  block_solver="fast", random_state=None, warm_start=False, verbose=0,
-                 n_jobs=None):
+                 n_jobs=None, robust=None, robust_alpha=0.0, robust_smoothing=0.1,
+                 constraint="inf_norm", robust_sigma=None):
         self.n_hidden = n_hidden
         self.kappa = kappa
         self.activation = activation
@@ -108,15 +114,58 @@ class _BaseImplicit(BaseEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
         self.n_jobs = n_jobs
+        self.robust = robust
+        self.robust_alpha = robust_alpha
+        self.robust_smoothing = robust_smoothing
+        self.constraint = constraint
+        self.robust_sigma = robust_sigma
 
     # ------------------------------------------------------------------------------------------
-    def _fit(self, X, Y, loss, stratify=None):
+    def _check_robust_options(self):
+        gradient_stage = self.solver in ("gradient", "bcd+gradient")
+        if self.robust is not None and not gradient_stage:
+            raise ValueError(
+                f"robust={self.robust!r} is a penalty of the gradient solver; use "
+                f"solver='gradient' or 'bcd+gradient' (got solver={self.solver!r})"
+            )
+        if self.constraint == "mu_inf" and not gradient_stage:
+            raise ValueError(
+                "constraint='mu_inf' is enforced by the gradient solver (BCD keeps "
+                "||A||_inf <= kappa, a subset); use solver='gradient' or 'bcd+gradient' "
+                f"(got solver={self.solver!r})"
+            )
+        if self.robust_sigma is not None and self.solver == "gradient":
+            raise ValueError(
+                "robust_sigma selects the robust-counterpart (A,B) step of BCD; use "
+                "solver='bcd' or 'bcd+gradient' (got solver='gradient')"
+            )
+
+    def _model_penalty(self, scale_u):
+        """The robustness penalty on the raw-feature model, or None (theory §6, [IDL (4.7)])."""
+        if self.robust is None or self.robust_alpha == 0:
+            return None
+        from .robustness.training import (
+            InputScaledPenalty,
+            LipschitzSurrogatePenalty,
+            SensitivityPenalty,
+        )
+
+        if self.robust == "lipschitz":
+            measure = "mu_inf" if self.constraint == "mu_inf" else "inf_norm"
+            pen = LipschitzSurrogatePenalty(self.robust_alpha, measure=measure,
+                                            smoothing=self.robust_smoothing)
+        else:
+            pen = SensitivityPenalty(self.robust_alpha)
+        return InputScaledPenalty(pen, scale_u)
+
+    def _fit(self, X, Y, loss, stratify=None, scale_u=None):
         """Train on standardised data; returns (model on standardised data, record)."""
         from sklearn.utils import check_random_state
         from threadpoolctl import threadpool_limits
 
         from .training.bcd import fit_bcd
 
+        self._check_robust_options()
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         act = get_activation(self.activation)
@@ -148,7 +197,9 @@ class _BaseImplicit(BaseEstimator):
                     pen_ab=pen, pen_cd=pen, init_model=init, lam=self.lam, mu=self.mu,
                     max_iter=self.max_iter, tol=self.tol,
                     n_iter_no_change=self.n_iter_no_change, block_solver=self.block_solver,
-                    validation=validation, random_state=seed, verbose=self.verbose)
+                    validation=validation, random_state=seed, verbose=self.verbose,
+                    robust_sigma=(None if self.robust_sigma is None
+                                  else self.robust_sigma / scale_u))
                 record["loss_curve"] += list(hist.train_loss)
                 record["n_iter"] += hist.n_iter
                 record["converged"] &= hist.converged
@@ -164,7 +215,8 @@ class _BaseImplicit(BaseEstimator):
                     model, X, Y, loss, kappa=self.kappa, pen_ab=pen, pen_cd=pen,
                     max_iter=self.gradient_max_iter, batch_size=bs,
                     learning_rate=self.learning_rate, tol=self.tol, random_state=seed,
-                    verbose=self.verbose)
+                    verbose=self.verbose, model_penalty=self._model_penalty(scale_u),
+                    constraint=self.constraint)
                 # fit_gradient returns its last iterate; a fine-tuning stage that ends above
                 # its starting objective (steps too long for an already fitted model) is
                 # discarded rather than allowed to undo the BCD stage
@@ -273,6 +325,22 @@ _DOC_PARAMS = r"""
         Start from the previous fit's model when its shape matches.
     verbose : int, default=0
         Print progress of the solvers.
+    robust : {None, "lipschitz", "sensitivity"}, default=None
+        Robustness penalty of the gradient solver, on the model acting on raw features: the
+        convex Lipschitz surrogate :math:`\tfrac12(\|B\|_\infty^2 + \|C\|_\infty^2)/(1 -
+        \|A\|_\infty) + \|D\|_\infty` [IDL (4.7)] or :math:`\|S\|_\infty`, S the
+        sensitivity matrix (theory §6); see :mod:`lifted_idl.robustness.training`.
+    robust_alpha : float, default=0.0
+        Strength of the robustness penalty.
+    robust_smoothing : float, default=0.1
+        Log-sum-exp smoothing of the row maxima in the Lipschitz surrogate (still an upper
+        bound; 0 gives the exact, non-smooth penalty).
+    constraint : {"inf_norm", "mu_inf"}, default="inf_norm"
+        Well-posedness constraint of the gradient solver: :math:`\|A\|_\infty \le \kappa`,
+        or the NE-MON matrix measure :math:`\mu_\infty(A) \le \kappa` [NEMON] (a larger set).
+    robust_sigma : float or None, default=None
+        Box uncertainty on the raw features: BCD then takes the robust-counterpart (A, B)
+        step (arXiv §5.3, :func:`lifted_idl.blocks.solve_ab_robust`; ReLU only).
     n_jobs : int or None, default=None
         BLAS threads for the linear algebra of a fit (None means 1: the block solvers do many
         small products, which extra threads slow down on few cores).
@@ -338,7 +406,7 @@ class ImplicitRegressor(RegressorMixin, _BaseImplicit):
             )
         Us = (X - mean_u) / scale_u
         Ys = (Y - mean_y) / scale_y
-        model, record = self._fit(Us, Ys, SquaredLoss())
+        model, record = self._fit(Us, Ys, SquaredLoss(), scale_u=scale_u)
         self._store(model, record, mean_u, scale_u, mean_y, scale_y)
         return self
 
@@ -397,7 +465,7 @@ class ImplicitClassifier(ClassifierMixin, _BaseImplicit):
         mean_u, scale_u = self._standardise(X.astype(np.float64))
         Us = (X - mean_u) / scale_u
         model, record = self._fit(Us, Y.astype(np.float64), SoftmaxCrossEntropy(),
-                                  stratify=y if self.early_stopping else None)
+                                  stratify=y if self.early_stopping else None, scale_u=scale_u)
         self.classes_ = classes
         self._store(model, record, mean_u, scale_u)
         return self

@@ -238,3 +238,53 @@ def test_finetuning_that_ends_uphill_keeps_the_bcd_model(teacher, monkeypatch):
     # the gradient solver alone has nothing to fall back on: it takes the result
     grad = ImplicitRegressor(n_hidden=5, solver="gradient", random_state=0).fit(U, y)
     assert np.all(grad.model_.C == 0)
+
+
+def test_robust_penalty_lowers_the_lipschitz_bound():
+    """A Lipschitz-penalised classifier has a smaller certified-radius denominator (||S||_inf)."""
+    from lifted_idl.robustness import lipschitz_bound
+
+    X, y = load_iris(return_X_y=True)
+    kw = dict(n_hidden=8, solver="gradient", gradient_max_iter=150, random_state=0)
+    plain = ImplicitClassifier(**kw).fit(X, y)
+    robust = ImplicitClassifier(robust="lipschitz", robust_alpha=0.05, **kw).fit(X, y)
+    assert lipschitz_bound(robust) < 0.5 * lipschitz_bound(plain)
+    assert robust.score(X, y) > 0.8
+
+
+def test_mu_inf_constraint_holds_on_the_fitted_model():
+    from lifted_idl.wellposedness import mu_inf
+
+    X, y = load_iris(return_X_y=True)
+    clf = ImplicitClassifier(n_hidden=6, solver="gradient", gradient_max_iter=60,
+                             constraint="mu_inf", kappa=0.5, random_state=0).fit(X, y)
+    assert mu_inf(clf.model_.A) <= 0.5 + 1e-9
+    assert clf.model_.well_posedness.well_posed
+
+
+def test_robust_sigma_uses_the_robust_block(teacher, monkeypatch):
+    U, y, _, _, _ = teacher
+    from lifted_idl import blocks
+
+    calls = []
+    original = blocks.solve_ab_robust
+
+    def spy(*args, **kwargs):
+        calls.append(args[7])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(blocks, "solve_ab_robust", spy)
+    ImplicitRegressor(n_hidden=5, max_iter=2, robust_sigma=0.1, random_state=0).fit(U, y)
+    assert calls
+    # sigma is given in raw units and passed in standardised units
+    np.testing.assert_allclose(calls[0], 0.1 / U.std(axis=0), rtol=1e-12)
+
+
+def test_robust_options_need_their_solver():
+    X, y = load_iris(return_X_y=True)
+    with pytest.raises(ValueError, match="gradient solver"):
+        ImplicitClassifier(robust="lipschitz", robust_alpha=0.1).fit(X, y)
+    with pytest.raises(ValueError, match="mu_inf"):
+        ImplicitClassifier(constraint="mu_inf").fit(X, y)
+    with pytest.raises(ValueError, match="robust_sigma"):
+        ImplicitClassifier(solver="gradient", robust_sigma=0.1).fit(X, y)

@@ -116,8 +116,7 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
             lam=0.1, lam_increase=4.0, lam_decrease=0.5, lam_min=1e-3, lam_max=1e4, mu=0.1,
             per_state_lam=True, x_step=False, extrapolation=0.8, max_iter=30, tol=1e-4,
             n_iter_no_change=5, block_solver="fast", block_tol=1e-6, block_max_iter=100,
-            fit_intercept=True,
-            validation=None,
+            fit_intercept=True, validation=None, robust_sigma=None,
             random_state=None, verbose=0, callback=None):
     r"""Train an implicit model by block-coordinate descent on the relaxation (theory §7).
 
@@ -186,6 +185,10 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
         above its starting point whatever these are, so the monotonicity above holds exactly;
         the outer loop needs descent, not 1e-8 accuracy, from each block.
     fit_intercept : bool
+    robust_sigma : float or ndarray of shape (p,), optional
+        Box uncertainty on the (standardised) inputs: the (A, B, b) step is then the robust
+        counterpart :func:`lifted_idl.blocks.solve_ab_robust` (arXiv §5.3; ReLU). Rounds are
+        still accepted on the nominal training objective.
     validation : tuple (U_val, Y_val), optional
         Held-out data: the returned round, and convergence, are then judged on the validation
         loss instead of the training objective (early stopping).
@@ -277,8 +280,13 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
             Xr = r.value
             note(r, "X")
             hist.relaxed.append((it, "X", lam_scale, J(W, CD, Xr, P, lamv)))
-        r = blocks.solve_ab(Xr, U, P, lamv, kappa, activation, pen_ab, init=W,
-                            method=block_solver, tol=block_tol, max_iter=block_max_iter)
+        if robust_sigma is None:
+            r = blocks.solve_ab(Xr, U, P, lamv, kappa, activation, pen_ab, init=W,
+                                method=block_solver, tol=block_tol, max_iter=block_max_iter)
+        else:
+            r = blocks.solve_ab_robust(Xr, U, P, lamv, kappa, activation, pen_ab, robust_sigma,
+                                       init=W, method=block_solver, tol=block_tol,
+                                       max_iter=block_max_iter)
         note(r, "AB")
         hist.relaxed.append((it, "AB", lam_scale, J(r.value, CD, Xr, P, lamv)))
         cand = anchor(*r.value, X, CD)
