@@ -2,7 +2,8 @@
 
 For each data set it fits, with the same number of hidden units,
 
-* ``init``: the random-feature initialisation alone, (C, D, c) refit on its equilibrium;
+* ``init``: the random-feature initialisation alone, (C, D, c) refit on its
+  equilibrium;
 * ``bcd``, ``gradient``, ``bcd+gradient``: :class:`ImplicitRegressor` / :class:`ImplicitClassifier`;
 * ``mlp``: ``MLPRegressor`` / ``MLPClassifier`` (inputs standardised, early stopping off).
 
@@ -55,10 +56,10 @@ def init_only(est, U, y):
     est = est.set_params(solver="bcd", max_iter=1)
     # max_iter=1 runs one round; the history keeps round 0 (the initialisation), and the
     # estimator returns the best round, so re-fit the initial model explicitly:
+    from lifted_idl.activations import get_activation
     from lifted_idl.estimators import _fold_standardisation
     from lifted_idl.losses import SoftmaxCrossEntropy, SquaredLoss
     from lifted_idl.penalties import get_penalty
-    from lifted_idl.activations import get_activation
 
     est.fit(U, y)  # sets scaling, classes_, n_features_in_
     mean_u, scale_u = est._standardise(np.asarray(U, dtype=float))
