@@ -4,7 +4,8 @@ For each data set it fits, with the same number of hidden units,
 
 * ``init``: the random-feature initialisation alone, (C, D, c) refit on its
   equilibrium;
-* ``bcd``, ``gradient``, ``bcd+gradient``: :class:`ImplicitRegressor` / :class:`ImplicitClassifier`;
+* ``bcd``, ``gradient``, ``bcd+gradient``: :class:`ImplicitRegressor` /
+  :class:`ImplicitClassifier`;
 * ``mlp``: ``MLPRegressor`` / ``MLPClassifier`` (inputs standardised, early stopping off).
 
 Scores: test RMSE for regression (lower is better), test accuracy for classification. Each
@@ -89,7 +90,8 @@ def run(datasets, seeds, solvers):
             Mlp = MLPRegressor if task == "regression" else MLPClassifier
             results = {}
             t = time.perf_counter()
-            mlp = make_pipeline(StandardScaler(), Mlp(hidden_layer_sizes=(n,), max_iter=2000, random_state=seed))
+            mlp = make_pipeline(StandardScaler(),
+                                Mlp(hidden_layer_sizes=(n,), max_iter=2000, random_state=seed))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 mlp.fit(U, y)
