@@ -36,7 +36,7 @@ def test_relaxed_objective_never_increases_within_a_round(data, x_step):
     for it, steps in rounds.items():
         assert len({lam for _, lam, _ in steps}) == 1  # fixed lambda inside a round
         vals = [v for _, _, v in steps]
-        for a, b in zip(vals, vals[1:]):
+        for a, b in zip(vals, vals[1:], strict=False):
             assert b <= a + 1e-10 * max(1.0, abs(a)), (it, steps)
 
 
@@ -51,7 +51,7 @@ def test_true_objective_monotone_and_lambda_adapts(data):
     """Rejected rounds leave the weights unchanged and raise lambda; accepted ones lower it."""
     _, hist = _fit(data, max_iter=8, lam=1e-3, lam_min=1e-4)
     tl = hist.train_loss
-    assert all(b <= a for a, b in zip(tl, tl[1:]))
+    assert all(b <= a for a, b in zip(tl, tl[1:], strict=False))
     for k, acc in enumerate(hist.accepted[:-1]):
         if acc:
             assert hist.lam[k + 1] == pytest.approx(max(hist.lam[k] * 0.5, 1e-4))
