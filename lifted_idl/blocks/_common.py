@@ -18,7 +18,15 @@ import numpy as np
 
 from ..activations import Activation, LeakyReLU, ReLU, Sigmoid, Tanh, get_activation
 from ..exceptions import ConvergenceWarning, SolverError
-from ..penalties import L1Penalty, L2Penalty, NoPenalty, Penalty, get_penalty
+from ..penalties import (
+    GroupPenalty,
+    L1Penalty,
+    L2Penalty,
+    NoPenalty,
+    PartialGroupPenalty,
+    Penalty,
+    get_penalty,
+)
 
 __all__ = ["BlockResult"]
 
@@ -130,14 +138,34 @@ def get_fenchel_activation(activation, block: str) -> Activation:
     return act
 
 
-def get_block_penalty(penalty, name: str) -> Penalty:
-    pen = get_penalty(penalty)
-    if not isinstance(pen, (NoPenalty, L2Penalty, L1Penalty)):
+def get_block_penalty(penalty, name: str, allow_group: bool = False) -> Penalty:
+    """The block penalty: NoPenalty, L2Penalty or L1Penalty, and with ``allow_group`` also a
+    :class:`~lifted_idl.penalties.PartialGroupPenalty` (one block's view of [IDL (5.1)])."""
+    if isinstance(penalty, GroupPenalty):
         raise ValueError(
-            f"{name} must be a NoPenalty, L2Penalty or L1Penalty (their prox takes a column of "
-            f"per-row steps); got {name}={pen!r}"
+            f"{name} must be a penalty on this block's matrix; the group penalty [IDL (5.1)] "
+            f"couples B and D: pass {name}=group.for_ab(D) to the (A, B) block or "
+            f"group.for_cd(B) to the (C, D) block; got {name}={penalty!r}"
+        )
+    pen = get_penalty(penalty)
+    allowed = (NoPenalty, L2Penalty, L1Penalty) + ((PartialGroupPenalty,) if allow_group else ())
+    if not isinstance(pen, allowed):
+        extra = " or PartialGroupPenalty" if allow_group else ""
+        raise ValueError(
+            f"{name} must be a NoPenalty, L2Penalty{',' if allow_group else ' or'} "
+            f"L1Penalty{extra}; got {name}={pen!r}"
         )
     return pen
+
+
+def check_group_columns(pen: Penalty, p: int, name: str) -> None:
+    """A PartialGroupPenalty must have one group per input feature (p)."""
+    if isinstance(pen, PartialGroupPenalty) and pen.n_groups != p:
+        other = "D" if pen.block == "ab" else "B"
+        raise ValueError(
+            f"{name} is a group penalty with {pen.n_groups} groups (its fixed {other} has "
+            f"{pen.n_groups} columns) but U has p={p} features"
+        )
 
 
 def domain_interval(act: Activation) -> tuple[float, float, bool]:

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..penalties import L1Penalty, L2Penalty
+from ..penalties import L1Penalty, L2Penalty, NoPenalty, PartialGroupPenalty
 from ..wellposedness import project_inf_norm_ball
 from ._common import (
     BlockResult,
@@ -60,6 +60,7 @@ from ._common import (
     as_positive,
     as_vector,
     check_domain,
+    check_group_columns,
     check_options,
     get_block_penalty,
     get_fenchel_activation,
@@ -75,11 +76,12 @@ __all__ = ["solve_ab"]
 
 def _check(X, U, P, lam, kappa, activation, penalty, init):
     act = get_fenchel_activation(activation, "(A, B)")
-    pen = get_block_penalty(penalty, "penalty")
+    pen = get_block_penalty(penalty, "penalty", allow_group=True)
     U = as_matrix("U", U)
     m, p = U.shape
     if m < 1:
         raise ValueError(f"U must have at least one sample; got shape {U.shape}")
+    check_group_columns(pen, p, "penalty")
     X = as_matrix("X", X, (m, None))
     n = X.shape[1]
     P = as_matrix("P", P, (m, n))
@@ -157,7 +159,12 @@ def solve_ab(X, U, P, lam, kappa, activation, penalty, *, fit_bias: bool = True,
         A, B, b, n_iter, conv = _ab_cvxpy(X, U, P, lam, kappa, act, pen, fit_bias, tol,
                                           max_iter)
         solver = "cvxpy:CLARABEL"
+    elif isinstance(pen, PartialGroupPenalty) and pen.alpha > 0:
+        A, B, b, n_iter, conv, solver = _ab_group(X, U, P, lam, kappa, act, pen, fit_bias,
+                                                  init, tol, max_iter)
     else:
+        if isinstance(pen, PartialGroupPenalty):  # strength 0: no penalty
+            pen = NoPenalty()
         A, B, b, n_iter, conv = _ab_newton(X, U, P, lam, kappa, act, pen, fit_bias, init, tol,
                                            max_iter)
         solver = "newton"
@@ -546,3 +553,333 @@ def _ab_cvxpy(X, U, P, lam, kappa, act, pen, fit_bias, tol, max_iter):
     B = np.ascontiguousarray(Wv[:, n:])
     bv = np.array(b.value, dtype=np.float64).reshape(n) if fit_bias else np.zeros(n)
     return np.ascontiguousarray(A), B, bv, n_iter, conv
+
+
+# --------------------------------------------------------------------------------------------
+# the group penalty [IDL (5.1)]: rows coupled through the columns of B
+# --------------------------------------------------------------------------------------------
+class _GroupAB:
+    r"""The (A, B, b) block with a :class:`~lifted_idl.penalties.PartialGroupPenalty` on B.
+
+    In the internal (centred) parametrisation :math:`W = [A\ B\ b']` the objective is
+    :math:`\sum_i \frac{\lambda_i}{m}\sum_s [f(z_{si}) - P_{si}z_{si}] + \alpha\sum_j
+    \|(B e_j; F e_j)\|_r` over :math:`\|A_{i,:}\|_1 \le \kappa` (the :math:`f^*(P)` part of the
+    divergence left out). The penalty couples the rows, so unlike :func:`_ab_newton` the rows
+    are not solved independently; the constraint (rows of A) and the penalty (columns of B)
+    still act on disjoint entries, so the prox of their sum is the pair of exact proxes, also
+    in any diagonal metric that is constant on every row of A and every column of B.
+    """
+
+    def __init__(self, X, U, P, lam, kappa, act, pen, fit_bias):
+        m, n = X.shape
+        p = U.shape[1]
+        self.m, self.n, self.p, self.npen = m, n, p, n + p
+        self.M, self.mbar = _design(X, U, fit_bias)
+        self.d = self.M.shape[1]
+        self.lam, self.kappa, self.act, self.pen = lam, kappa, act, pen
+        self.rows = _ABRows(self.M, P, lam, kappa, act, NoPenalty(), n, n + p)
+        self.all = np.arange(n)
+        self.M2 = self.M * self.M
+        sM = float(np.linalg.eigvalsh(self.M.T @ self.M)[-1]) if self.d else 0.0
+        self.ridge = pen.ridge  # on A, in the smooth part
+        # per-row Lipschitz constants of the smooth gradient, and the safe steps: 1/L_i on the
+        # row-separable entries (A, bias), 1/max_i L_i on the columns of B (one step a group)
+        self.L = np.maximum(lam * float(act.lipschitz) * max(sM, 1e-300) / m + self.ridge,
+                            1e-300)
+        self.safe_row = 1.0 / self.L
+        self.safe_col = float(1.0 / self.L.max())
+
+    def value(self, W, Z=None):
+        v, Z = self.rows.values(W, self.all, Z)
+        f = float(v.sum()) + self.pen.value_part(W[:, self.n:self.npen])
+        if self.ridge:
+            f += 0.5 * self.ridge * float(np.vdot(W[:, :self.n], W[:, :self.n]))
+        return f, Z
+
+    def grad(self, W, Z=None):
+        """Gradient of the smooth part (data term and the ridge on A)."""
+        g, Z = self.rows.grad(W, self.all, Z, ridge=False)
+        if self.ridge:
+            g[:, :self.n] += self.ridge * W[:, :self.n]
+        return g, Z
+
+    def prox(self, V, row_steps, col_steps):
+        """Prox of ball + group at ``V`` in the metric (row steps on A, column steps on B)."""
+        n, npen = self.n, self.npen
+        V[:, :n] = project_l1_rows(V[:, :n], self.kappa)
+        V[:, n:npen] = self.pen.prox_part(V[:, n:npen], col_steps)
+        return V
+
+    def step(self, W, g, row_steps, col_steps):
+        """The proximal-gradient point with per-row steps (A, bias) and per-column steps (B)."""
+        n, npen = self.n, self.npen
+        V = W - row_steps[:, None] * g
+        V[:, n:npen] = W[:, n:npen] - col_steps[None, :] * g[:, n:npen]
+        return self.prox(V, row_steps, col_steps)
+
+    def metric_steps(self, Z):
+        r"""Inverse mean curvatures: :math:`d/\mathrm{tr}H_i` per row, :math:`n/\sum_i
+        (H_i)_{jj}` per column of B (never below the safe steps); also the Hessian diagonal."""
+        Dw = self.act.derivative(Z)
+        Dw *= self.lam / self.m
+        hd = Dw.T @ self.M2  # (n, d): diagonals of the row Hessians
+        hd[:, :self.n] += self.ridge
+        tr = hd.sum(axis=1)
+        row = np.where(tr > 0, self.d / np.maximum(tr, 1e-300), self.safe_row)
+        row = np.maximum(row, self.safe_row)
+        cs = hd[:, self.n:self.npen].sum(axis=0)
+        col = np.where(cs > 0, self.n / np.maximum(cs, 1e-300), self.safe_col)
+        col = np.maximum(col, self.safe_col)
+        return row, col, Dw
+
+    def residual(self, W, g, Z):
+        """Scaled prox-gradient residual (the stopping test) and the prox point."""
+        row, col, Dw = self.metric_steps(Z)
+        V = self.step(W, g, row, col)
+        res = float(np.abs(V - W).max(initial=0.0))
+        return res, V, row, col, Dw
+
+
+def _ab_group(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter):
+    """Dispatch: face Newton for the l2 group norm, FISTA for the l-inf one."""
+    prob = _GroupAB(X, U, P, lam, kappa, act, pen, fit_bias)
+    if init is None:
+        W = np.zeros((prob.n, prob.d))
+    else:
+        W = _to_internal(project_inf_norm_ball(init[0], kappa), init[1], init[2], prob.mbar,
+                         fit_bias)
+    if pen.ord == 2:
+        W, n_iter, conv = _ab_group_newton(prob, W, tol, max_iter)
+        solver = "group_newton"
+    else:
+        W, n_iter, conv = _ab_group_fista(prob, W, tol, max_iter)
+        solver = "group_fista"
+    A, B, b = _from_internal(W, prob.n, prob.p, prob.mbar, fit_bias)
+    return A, B, b, n_iter, conv, solver
+
+
+def _ab_group_fista(prob: _GroupAB, W, tol, max_iter, check_every: int = 5):
+    r"""Accelerated proximal gradient (FISTA with function-value restarts) for the group block.
+
+    Steps :math:`1/L_i` on row i's A entries and bias and :math:`1/\max_i L_i` on the columns
+    of B (the descent lemma holds in this diagonal metric since the data Hessian is block
+    diagonal by rows with :math:`H_i \preceq L_i I`). Stops when the prox-gradient residual in
+    the mean-curvature metric (:meth:`_GroupAB.residual`) is below ``tol * max(1, max|W|)``,
+    tested every ``check_every`` iterations.
+    """
+    row, col = prob.safe_row, np.full(prob.p, prob.safe_col)
+    f_cur, Z = prob.value(W)
+    Wy, t = W.copy(), 1.0
+    Zy = Z
+    converged = False
+    n_iter = 0
+    for k in range(1, max_iter + 1):
+        n_iter = k
+        g, _ = prob.grad(Wy, Zy)
+        Wn = prob.step(Wy, g, row, col)
+        fn, Zn = prob.value(Wn)
+        if fn > f_cur:  # restart: a plain prox-gradient step from the last iterate
+            g, _ = prob.grad(W, Z)
+            Wn = prob.step(W, g, row, col)
+            fn, Zn = prob.value(Wn)
+            t = 1.0
+            Wy, Zy = Wn, Zn
+        else:
+            t_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
+            Wy = Wn + ((t - 1.0) / t_new) * (Wn - W)
+            Zy = None
+            t = t_new
+        W, Z, f_cur = Wn, Zn, fn
+        if Zy is None:
+            Zy = prob.M @ Wy.T
+        if k % check_every == 0 or k == max_iter:
+            gW, _ = prob.grad(W, Z)
+            res = prob.residual(W, gW, Z)[0]
+            if res <= tol * max(1.0, float(np.abs(W).max(initial=0.0))):
+                converged = True
+                break
+    return W, n_iter, converged
+
+
+def _group_trial(prob: _GroupAB, Wt, WB, bn):
+    """A trial point on the projection arc: rows of A onto the ball, and the group analogue
+    of the orthant projection: a column of B that the step takes through zero (against its
+    current direction ``WB``) stops at zero."""
+    n, npen = prob.n, prob.npen
+    Wt[:, :n] = project_l1_rows(Wt[:, :n], prob.kappa)
+    cross = ((Wt[:, n:npen] * WB).sum(axis=0) <= 0) & (bn > 0)
+    Wt[:, n:npen][:, cross] = 0.0
+    return Wt
+
+
+def _group_search(prob: _GroupAB, W, f_cur, gf, direction, WB, bn):
+    """Armijo backtracking on the whole objective along the projection arc of ``direction``;
+    returns ``(a, W_new, f_new, Z_new)``, or ``(0, None, inf, None)`` when it fails."""
+    gd = min(float((gf * direction).sum()), 0.0)
+    a = 1.0
+    if np.abs(direction).max(initial=0.0) > 0:
+        for _ in range(12):
+            Wt = _group_trial(prob, W + a * direction, WB, bn)
+            ft, Zt = prob.value(Wt)
+            if ft <= f_cur + 1e-4 * a * gd + 1e-15 * abs(f_cur):
+                return a, Wt, ft, Zt
+            a *= 0.5
+    return 0.0, None, np.inf, None
+
+
+def _ab_group_newton(prob: _GroupAB, W, tol, max_iter):
+    r"""Face Newton method for the l2 group norm on all rows at once.
+
+    Each iteration:
+
+    1. the prox-gradient point :math:`v` in the mean-curvature metric (steps
+       :math:`d/\mathrm{tr}H_i` on row i, :math:`n/\sum_i (H_i)_{jj}` on column j of B) gives
+       the stopping test and the working face: zero entries of A, zero columns of B, the rows
+       of A on the ball;
+    2. on the face the penalty :math:`\alpha\sum_j\rho_j`, :math:`\rho_j = \|(B e_j; F e_j)\|_2`
+       is smooth with Hessian :math:`\alpha(I/\rho_j - b_jb_j^\top/\rho_j^3)` on column j: the
+       Newton matrix is the per-row KKT matrices of :func:`_ab_newton` (plus the diagonal
+       :math:`\alpha/\rho_j`) minus one rank-one term per free column, solved by the Woodbury
+       identity with one :math:`(d+1)\times(d+1)` inverse per row and a k × k system (k free
+       columns). A column entering the face (b_j = 0, F e_j = 0) is linearised at its prox
+       point;
+    3. one Armijo search along the projection arc on the whole objective; if it fails, the
+       proximal-gradient step with the safe steps of :func:`_ab_group_fista` (a guaranteed
+       descent) and a larger Levenberg–Marquardt damping.
+    """
+    n, p, d, npen = prob.n, prob.p, prob.d, prob.npen
+    kappa = prob.kappa
+    alpha = prob.pen.alpha
+    delta = prob.pen.fixed_norms
+    hess = _RowHessians(prob.M, n)
+    eye = np.eye(d + 1)
+    idx_d = np.arange(d)
+    damp = 0.0
+    stalled = 0
+    converged = False
+    n_iter = 0
+    f_cur, Z = prob.value(W)
+    for k in range(1, max_iter + 1):
+        n_iter = k
+        g, _ = prob.grad(W, Z)
+        res, V, row, col, Dw = prob.residual(W, g, Z)
+        if res <= tol * max(1.0, float(np.abs(W).max(initial=0.0))):
+            converged = True
+            break
+        H = hess.update(prob.all, Dw)
+        if prob.ridge:
+            H[:, idx_d[:n], idx_d[:n]] += prob.ridge
+        # ---- working face
+        free = np.ones((n, d), dtype=bool)
+        free[:, :n] = V[:, :n] != 0
+        VB = V[:, n:npen]
+        fcol = np.any(VB != 0, axis=0) | (delta > 0)
+        free[:, n:npen] = fcol[None, :]
+        sig = np.sign(V[:, :n])
+        on_ball = np.abs(V[:, :n]).sum(axis=1) >= kappa * (1 - 1e-9)
+        cvec = np.zeros((n, d))
+        cvec[:, :n] = sig
+        cvec[~on_ball] = 0.0
+        # ---- smooth penalty on the free columns, linearised at b (or at v when entering)
+        WB = W[:, n:npen]
+        bn = np.sqrt((WB * WB).sum(axis=0))
+        entering = fcol & (bn == 0) & (delta == 0)
+        Bt = np.where(entering[None, :], VB, WB)
+        rho = np.sqrt((Bt * Bt).sum(axis=0) + delta * delta)
+        diag = H[:, idx_d, idx_d]
+        # groups whose penalty curvature alpha/rho dwarfs the data's (norm near 0) are frozen
+        # for this step: their Newton move is negligible and the prox fallback handles them
+        frozen = fcol & (alpha > 1e12 * max(float(diag.mean()), 1e-300) * rho)
+        fcol = fcol & ~frozen
+        free[:, n:npen] = fcol[None, :]
+        J = np.flatnonzero(fcol)
+        gf = g.copy()
+        gf[:, n + J] += alpha * Bt[:, J] / rho[J]
+        # ---- per-row KKT matrices (A-ball faces, fixed entries), diagonal group term
+        mean_curv = np.maximum(diag.sum(axis=1) / d, 1e-300)
+        reg = 1e-10 * np.maximum(diag.max(axis=1), 1e-300) + damp * mean_curv
+        K = np.zeros((n, d + 1, d + 1))
+        K[:, :d, :d] = H
+        K[:, idx_d, idx_d] += reg[:, None]
+        K[:, n + J, n + J] += (alpha / rho[J])[None, :]
+        K[:, :d, d] = cvec
+        K[:, d, :d] = cvec
+        dz = np.where(free, 0.0, -W)
+        dz[:, n:npen][:, frozen] = 0.0
+        rhs_top = -gf - (H @ dz[:, :, None])[:, :, 0]
+        rhs_c = np.where(on_ball, kappa - (cvec * W).sum(axis=1), 0.0)
+        fixed = np.concatenate([~free, ~on_ball[:, None]], axis=1)
+        K = np.where(fixed[:, :, None] | fixed[:, None, :], eye, K)
+        rhs = np.concatenate([np.where(free, rhs_top, 0.0), rhs_c[:, None]], axis=1)
+        with np.errstate(all="ignore"):
+            try:
+                Kinv = np.linalg.inv(K)
+            except np.linalg.LinAlgError:
+                Kinv = np.linalg.pinv(K)
+            y0 = (Kinv @ rhs[:, :, None])[:, :, 0]
+            if J.size:
+                # Woodbury for K - sum_j u_j u_j^T, u_j = sqrt(alpha/rho_j^3) (b_j (x) e_{n+j})
+                sq = np.sqrt(alpha / rho[J])
+                Ub = (Bt[:, J] / rho[J]) * sq[None, :]  # (n, k): the row-i entry of u_j
+                Q = Kinv[:, :, n + J] * Ub[:, None, :]  # (n, d+1, k) = Kinv u (per row)
+                Sm = np.eye(J.size) - np.einsum("ij,ijl->jl", Ub, Q[:, n + J, :])
+                wv = np.einsum("ij,ij->j", Ub, y0[:, n + J])
+                try:
+                    zv = np.linalg.solve(Sm, wv)
+                except np.linalg.LinAlgError:
+                    zv = np.linalg.lstsq(Sm, wv, rcond=None)[0]
+                sol = y0 + (Q @ zv[None, :, None])[:, :, 0]
+            else:
+                sol = y0
+        delta_W = np.where(free, sol[:, :d], dz)
+        if not np.isfinite(delta_W).all():
+            delta_W = np.zeros_like(W)
+        big = 10.0 * (max(1.0, float(np.abs(W).max(initial=0.0))) + kappa)
+        delta_W *= min(1.0, big / max(float(np.abs(delta_W).max(initial=0.0)), 1e-300))
+        # ---- step length: an Armijo search on the whole objective along the projection arc
+        # of delta; when it does not take the full step, also along that of diag(a) delta
+        # with per-row lengths a_i (the data terms separate across rows: each row's own
+        # Armijo step, its share of the penalty counted by the linearisation), keeping the
+        # better point. Fall back to the safe prox step when both searches fail.
+        a, Wt, ft, Zt = _group_search(prob, W, f_cur, gf, delta_W, WB, bn)
+        if a < 1.0:
+            gdr = np.minimum((gf * delta_W).sum(axis=1), 0.0)
+            pen_lin = ((gf - g) * delta_W).sum(axis=1)
+            fr = prob.rows.values(W, prob.all, Z)[0]
+            ar = np.ones(n)
+            todo = np.flatnonzero(np.abs(delta_W).max(axis=1) > 0)
+            for _ in range(12):
+                if todo.size == 0:
+                    break
+                Wr = _group_trial(prob, W + ar[:, None] * delta_W, WB, bn)[todo]
+                fr_t = prob.rows.values(Wr, todo)[0]
+                ok = fr_t + ar[todo] * pen_lin[todo] <= fr[todo] + 1e-4 * ar[todo] * gdr[
+                    todo] + 1e-15 * np.abs(fr[todo])
+                todo = todo[~ok]
+                ar[todo] *= 0.5
+            ar[todo] = 0.0
+            a2, Wt2, ft2, Zt2 = _group_search(prob, W, f_cur, gf, ar[:, None] * delta_W, WB,
+                                              bn)
+            if ft2 < ft:
+                a, Wt, ft, Zt = a2 * float(ar.max()), Wt2, ft2, Zt2
+        # a step that does not decrease the objective (the projections undid it) counts as a
+        # failed search, unless it halves the prox-gradient residual (a flat direction the
+        # objective cannot resolve at its rounding level)
+        accepted = Wt is not None and (ft < f_cur - 1e-15 * abs(f_cur) or (
+            prob.residual(Wt, prob.grad(Wt, Zt)[0], Zt)[0] <= 0.5 * res))
+        if accepted:
+            damp = damp * 0.1 if a >= 1.0 else damp
+            if damp < 1e-8:
+                damp = 0.0
+        else:
+            damp = min(max(damp * 10.0, 1e-4), 1e8)
+            Wt = prob.step(W, g, prob.safe_row, np.full(p, prob.safe_col))
+            ft, Zt = prob.value(Wt)
+            if not ft < f_cur:  # no step decreases f: the objective is at its rounding level
+                stalled += 1
+                if stalled >= 3:
+                    break
+                continue
+            stalled = 0
+        W, f_cur, Z = Wt, ft, Zt
+    return W, n_iter, converged

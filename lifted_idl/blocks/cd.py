@@ -20,6 +20,12 @@ Fast solvers (``method="fast"``):
 * cross-entropy, no penalty or ridge: trust-region Newton-CG (SciPy ``trust-ncg``, exact
   Hessian-vector products) on :math:`(W, c)` in whitened coordinates (the centred design's
   Gram matrix becomes :math:`mI`), typically 5-15 Newton iterations;
+* the group penalty [IDL (5.1)] seen by this block (:meth:`GroupPenalty.for_cd
+  <lifted_idl.penalties.GroupPenalty.for_cd>`: :math:`\alpha\sum_j\|(De_j; Be_j)\|_r`, B
+  fixed): for the squared loss, C is eliminated in closed form and FISTA runs on D against the
+  Schur complement of the Gram matrix (:func:`_cd_group_squared`); for the cross-entropy a face
+  Newton method (l2 group norm, :func:`_cd_group_newton`) or FISTA (l-inf,
+  :func:`_cd_group_fista`), all with the exact group prox;
 * cross-entropy, l1: L-BFGS-B on the split :math:`W = W^+ - W^-`, :math:`W^\pm \ge 0`, whose
   objective :math:`\mathcal L + \alpha\,\mathbf 1^\top(W^+ + W^-)` is smooth (the split is
   exact at the optimum, where :math:`W^+ \odot W^- = 0`), with the design columns scaled to unit
@@ -44,11 +50,12 @@ import scipy.optimize
 from scipy.special import logsumexp, softmax
 
 from ..losses import SoftmaxCrossEntropy, SquaredLoss, get_loss
-from ..penalties import L1Penalty, L2Penalty
+from ..penalties import L1Penalty, L2Penalty, NoPenalty, PartialGroupPenalty
 from ._common import (
     BlockResult,
     as_matrix,
     as_vector,
+    check_group_columns,
     check_options,
     get_block_penalty,
     keep_better,
@@ -64,11 +71,15 @@ def _check(P, U, Y, loss, penalty, init):
     if not isinstance(loss, (SquaredLoss, SoftmaxCrossEntropy)):
         raise ValueError(f"the (C, D) block supports SquaredLoss and SoftmaxCrossEntropy; got "
                          f"loss={loss!r}")
-    pen = get_block_penalty(penalty, "penalty")
+    pen = get_block_penalty(penalty, "penalty", allow_group=True)
     U = as_matrix("U", U)
     m, p = U.shape
     if m < 1:
         raise ValueError(f"U must have at least one sample; got shape {U.shape}")
+    check_group_columns(pen, p, "penalty")
+    if isinstance(pen, PartialGroupPenalty) and pen.block != "cd":
+        raise ValueError(f"penalty is the (A, B) block's view of the group penalty; the (C, D) "
+                         f"block needs group.for_cd(B); got penalty={pen!r}")
     P = as_matrix("P", P, (m, None))
     Y = as_matrix("Y", Y, (m, None))
     n, q = P.shape[1], Y.shape[1]
@@ -103,7 +114,9 @@ def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
         :class:`~lifted_idl.losses.SquaredLoss` or
         :class:`~lifted_idl.losses.SoftmaxCrossEntropy`.
     penalty : Penalty or str
-        NoPenalty, L2Penalty or L1Penalty on ``[C D]`` (the intercept is not penalised).
+        NoPenalty, L2Penalty or L1Penalty on ``[C D]`` (the intercept is not penalised), or
+        the group penalty's view of this block, ``GroupPenalty(alpha, ord).for_cd(B)``
+        (:math:`\alpha\sum_j\|(De_j; Be_j)\|_r` [IDL (5.1)] with B fixed).
     fit_intercept : bool, default=True
         Fit :math:`c`; otherwise :math:`c = 0`.
     init : tuple (C, D, c), optional
@@ -111,9 +124,10 @@ def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
     method : {"fast", "cvxpy"}
     tol : float, default=1e-8
         Iterative solvers: gradient tolerance (Newton-CG: its norm in whitened coordinates;
-        L-BFGS-B: the largest projected-gradient entry) or relative duality gap (coordinate
-        descent); cvxpy: Clarabel's gap/feasibility tolerances
-        (clipped to [1e-10, 1e-6]).
+        L-BFGS-B: the largest projected-gradient entry), relative duality gap (coordinate
+        descent), or the prox-gradient residual with per-column steps :math:`1/H_{jj}`
+        relative to ``max(1, max|W|)`` (group penalty); cvxpy: Clarabel's gap/feasibility
+        tolerances (clipped to [1e-10, 1e-6]).
     max_iter : int, default=1000
 
     Returns
@@ -135,10 +149,27 @@ def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
         init = (init[0], init[1], np.zeros(q))
     init_obj = None if init is None else _cd_objective(P, U, Y, loss, pen, *init)
     M = np.hstack([P, U])
+    if isinstance(pen, PartialGroupPenalty) and pen.alpha == 0 and method != "cvxpy":
+        pen = NoPenalty()
     if method == "cvxpy":
         W, c, n_iter, conv = _cd_cvxpy(M, Y, loss, pen, fit_intercept, tol, max_iter)
         solver = "cvxpy:CLARABEL"
-    elif isinstance(loss, SquaredLoss) and not isinstance(pen, L1Penalty):
+    elif isinstance(pen, PartialGroupPenalty) and pen.alpha > 0:
+        W0 = None if init is None else np.hstack([init[0], init[1]])
+        c0 = None if init is None else init[2]
+        if isinstance(loss, SquaredLoss):
+            W, c, n_iter, conv = _cd_group_squared(M, Y, pen, fit_intercept, W0, tol, max_iter)
+            solver = "group_schur_fista"
+        elif pen.ord == 2:
+            W, c, n_iter, conv = _cd_group_newton(M, Y, loss, pen, fit_intercept, W0, c0, tol,
+                                                  max_iter)
+            solver = "group_newton"
+        else:
+            W, c, n_iter, conv = _cd_group_fista(M, Y, loss, pen, fit_intercept, W0, c0, tol,
+                                                 max_iter)
+            solver = "group_fista"
+    elif isinstance(loss, SquaredLoss) and not isinstance(pen, (L1Penalty,
+                                                                  PartialGroupPenalty)):
         W, c = _ridge_closed_form(M, Y, pen.alpha if isinstance(pen, L2Penalty) else 0.0,
                                   fit_intercept)
         n_iter, conv, solver = 0, True, "closed_form"
@@ -347,6 +378,430 @@ def _softmax_l1_lbfgsb(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter):
               float(np.abs(G.sum(axis=0)).max(initial=0.0)) if fit_intercept else 0.0)
     conv = bool(res.success) or kkt <= 10 * tol
     return W, np.array(c, dtype=np.float64), int(res.nit), conv
+
+
+# --------------------------------------------------------------------------------------------
+# the group penalty [IDL (5.1)]
+# --------------------------------------------------------------------------------------------
+def _cd_group_fista(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter,
+                    check_every: int = 5):
+    r"""FISTA (function-value restarts) for :math:`\mathcal L(Y, MW^\top + c) +
+    \alpha\sum_j\|(W_{:,n+j}; F e_j)\|_r` (the group penalty with B fixed).
+
+    The intercept is removed by centring for the squared loss (the loss then runs on the Gram
+    matrix :math:`M_c^\top M_c/m`, :math:`O(qd^2)` a step) and is a free variable against
+    the centred design otherwise. The step is :math:`1/L`,
+    :math:`L = \beta\lambda_{\max}(M_c^\top M_c/m)` (:math:`\beta` the loss smoothness,
+    1 for the squared loss and 1/2 for the cross-entropy; with the intercept column the
+    eigenvalue is at least 1). The prox of the unpenalised C columns is the identity and of the
+    D columns the exact group prox (:class:`~lifted_idl.penalties.PartialGroupPenalty`).
+    Stops when the prox-gradient residual with per-column steps :math:`1/(\beta G_{jj})`
+    (inverse curvature of column j) is at most ``tol * max(1, max|W|)``.
+    """
+    m, d = M.shape
+    q = Y.shape[1]
+    p = pen.n_groups
+    k0 = d - p
+    squared = isinstance(loss, SquaredLoss)
+    beta = float(getattr(loss, "smoothness", 1.0))
+    if fit_intercept:
+        mbar = M.mean(axis=0)
+        Mc = M - mbar
+    else:
+        mbar = np.zeros(d)
+        Mc = M
+    G = Mc.T @ Mc / m
+    free_c = fit_intercept and not squared
+    ridge = pen.ridge  # on the C columns, in the smooth part
+    L = beta * max(float(np.linalg.eigvalsh(G)[-1]) if d else 0.0, 1.0 if free_c else 0.0)
+    L = max(L + ridge, 1e-300)
+    t = 1.0 / L
+    gdiag = beta * np.diag(G).copy()
+    gdiag[:k0] += ridge
+    col_steps = np.where(gdiag > 0, 1.0 / np.maximum(gdiag, 1e-300), t)
+    col_steps = np.maximum(col_steps, t)
+    if squared:
+        Yc = Y - Y.mean(axis=0) if fit_intercept else Y
+        YM = Yc.T @ Mc / m  # (q, d)
+        y2 = 0.5 * float(np.vdot(Yc, Yc)) / m
+
+        def smooth(W, c):
+            WG = W @ G
+            f = 0.5 * float(np.vdot(W, WG)) - float(np.vdot(W, YM)) + y2
+            return f, WG - YM, None
+    else:
+        def smooth(W, c):
+            Yh = Mc @ W.T
+            Yh += c
+            f = loss.value(Y, Yh)
+            R = loss.grad(Y, Yh)
+            return f, R.T @ Mc, R.sum(axis=0)
+
+    def value(W, c):
+        f, gW, gc = smooth(W, c)
+        return f + pen.value_part(W[:, k0:]), gW, gc
+
+    if ridge:
+        plain = smooth
+
+        def smooth(W, c):
+            f, gW, gc = plain(W, c)
+            C = W[:, :k0]
+            gW = gW.copy()
+            gW[:, :k0] += ridge * C
+            return f + 0.5 * ridge * float(np.vdot(C, C)), gW, gc
+
+    def prox_step(W, gW, steps_cols):
+        V = W - gW * steps_cols[None, :]
+        V[:, k0:] = pen.prox_part(V[:, k0:], steps_cols[k0:])
+        return V
+
+    W = np.zeros((q, d)) if W0 is None else np.array(W0, dtype=np.float64)
+    c = np.zeros(q)
+    if free_c:
+        c = (np.zeros(q) if c0 is None else np.asarray(c0, dtype=np.float64)) + W @ mbar
+    tvec = np.full(d, t)
+    f_cur, _, _ = value(W, c)
+    Wy, cy, theta = W.copy(), c.copy(), 1.0
+    converged = False
+    n_iter = 0
+    for k in range(1, max_iter + 1):
+        n_iter = k
+        _, gW, gc = smooth(Wy, cy)
+        Wn = prox_step(Wy, gW, tvec)
+        cn = cy - t * gc if free_c else cy
+        fn = value(Wn, cn)[0]
+        if fn > f_cur:  # restart from the last iterate with a plain prox-gradient step
+            _, gW, gc = smooth(W, c)
+            Wn = prox_step(W, gW, tvec)
+            cn = c - t * gc if free_c else c
+            fn = value(Wn, cn)[0]
+            theta = 1.0
+            Wy, cy = Wn, cn
+        else:
+            th_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * theta * theta))
+            mom = (theta - 1.0) / th_new
+            Wy = Wn + mom * (Wn - W)
+            cy = cn + mom * (cn - c) if free_c else cn
+            theta = th_new
+        W, c, f_cur = Wn, cn, fn
+        if k % check_every == 0 or k == max_iter:
+            _, gW, gc = smooth(W, c)
+            V = prox_step(W, gW, col_steps)
+            res = float(np.abs(V - W).max(initial=0.0))
+            if free_c:
+                res = max(res, float(np.abs(gc).max(initial=0.0)) / beta)
+            if res <= tol * max(1.0, float(np.abs(W).max(initial=0.0))):
+                converged = True
+                break
+    if squared:
+        c = (Y.mean(axis=0) - W @ mbar) if fit_intercept else np.zeros(q)
+    elif fit_intercept:
+        c = c - W @ mbar
+    return W, np.asarray(c, dtype=np.float64), n_iter, converged
+
+
+class _GroupCD:
+    r"""The (C, D, c) block with a :class:`~lifted_idl.penalties.PartialGroupPenalty` on D.
+
+    Variables :math:`V = [W\ c']` (the intercept column only for the cross-entropy with an
+    intercept, against the centred design; the squared loss drops the intercept by centring and
+    works on the Gram matrix :math:`G = M_c^\top M_c/m`).
+    """
+
+    def __init__(self, M, Y, loss, pen, fit_intercept):
+        m, d = M.shape
+        self.m, self.d, self.q = m, d, Y.shape[1]
+        self.p = pen.n_groups
+        self.k0 = d - self.p
+        self.loss, self.pen, self.Y = loss, pen, Y
+        self.squared = isinstance(loss, SquaredLoss)
+        self.beta = float(getattr(loss, "smoothness", 1.0))
+        self.fit_intercept = fit_intercept
+        self.mbar = M.mean(axis=0) if fit_intercept else np.zeros(d)
+        Mc = M - self.mbar if fit_intercept else M
+        self.free_c = fit_intercept and not self.squared
+        self.Mx = np.hstack([Mc, np.ones((m, 1))]) if self.free_c else Mc
+        self.dx = self.Mx.shape[1]
+        self.G = self.Mx.T @ self.Mx / m
+        self.ridge = pen.ridge  # on the C columns
+        L = self.beta * (float(np.linalg.eigvalsh(self.G)[-1]) if self.dx else 0.0)
+        L += self.ridge
+        self.t_safe = 1.0 / max(L, 1e-300)
+        gd = self.beta * np.diag(self.G)
+        gd[:self.k0] += self.ridge
+        st = np.where(gd > 0, 1.0 / np.maximum(gd, 1e-300), self.t_safe)
+        self.col_steps = np.maximum(st, self.t_safe)
+        if self.squared:
+            Yc = Y - Y.mean(axis=0) if fit_intercept else Y
+            self.YM = Yc.T @ self.Mx / m
+            self.y2 = 0.5 * float(np.vdot(Yc, Yc)) / m
+
+    def smooth(self, V):
+        """Loss (plus the ridge on C) value and gradient (q, dx)."""
+        if self.squared:
+            VG = V @ self.G
+            f = 0.5 * float(np.vdot(V, VG)) - float(np.vdot(V, self.YM)) + self.y2
+            g = VG - self.YM
+        else:
+            Yh = self.Mx @ V.T
+            f = self.loss.value(self.Y, Yh)
+            g = self.loss.grad(self.Y, Yh).T @ self.Mx
+        if self.ridge:
+            C = V[:, :self.k0]
+            f += 0.5 * self.ridge * float(np.vdot(C, C))
+            g[:, :self.k0] += self.ridge * C
+        return f, g
+
+    def value(self, V):
+        return self.smooth(V)[0] + self.pen.value_part(V[:, self.k0:self.k0 + self.p])
+
+    def hessian(self, V):
+        """Hessian of the loss in ``vec(V)`` (row-major: output k, column j at k*dx + j)."""
+        q, dx = self.q, self.dx
+        if self.squared:
+            H = np.kron(np.eye(q), self.G)
+        else:
+            S = softmax(self.Mx @ V.T, axis=1)
+            H4 = np.empty((q, dx, q, dx))
+            for k in range(q):
+                for l_ in range(k, q):
+                    w = S[:, k] * ((k == l_) - S[:, l_])
+                    blk = (self.Mx * w[:, None]).T @ self.Mx / self.m
+                    H4[k, :, l_, :] = blk
+                    H4[l_, :, k, :] = blk.T
+            H = H4.reshape(q * dx, q * dx)
+        if self.ridge:
+            idx = (np.arange(q)[:, None] * dx + np.arange(self.k0)[None, :]).ravel()
+            H[idx, idx] += self.ridge
+        return H
+
+    def prox_step(self, V, g, steps):
+        """Prox-gradient point with one step per column (the C columns, whose ridge is in the
+        smooth part, and the intercept have no prox; the D columns go through the exact group
+        prox)."""
+        k0, p = self.k0, self.p
+        Vn = V - g * steps[None, :]
+        Vn[:, k0:k0 + p] = self.pen.prox_part(Vn[:, k0:k0 + p], steps[k0:k0 + p])
+        return Vn
+
+    def to_internal(self, W, c):
+        V = np.array(W, dtype=np.float64)
+        if self.free_c:
+            V = np.hstack([V, (c + W @ self.mbar)[:, None]])
+        return V
+
+    def from_internal(self, V):
+        W = np.ascontiguousarray(V[:, :self.d])
+        if self.squared:
+            c = (self.Y.mean(axis=0) - W @ self.mbar) if self.fit_intercept else np.zeros(self.q)
+        elif self.free_c:
+            c = V[:, self.d] - W @ self.mbar
+        else:
+            c = np.zeros(self.q)
+        return W, np.asarray(c, dtype=np.float64)
+
+
+def _cd_group_squared(M, Y, pen, fit_intercept, W0, tol, max_iter, check_every: int = 5):
+    r"""Squared loss with the group penalty on D: C eliminated exactly, FISTA on D.
+
+    With :math:`G = M_c^\top M_c/m`, :math:`R = Y_c^\top M_c/m` (centred, so the intercept is
+    :math:`\bar y - W\bar m`) and :math:`\beta` the ridge on C, the objective
+    :math:`\tfrac12\mathrm{tr}(WGW^\top) - \mathrm{tr}(WR^\top) + \tfrac\beta2\|C\|^2 +
+    \alpha\sum_j\rho_j(D)` is quadratic in the unpenalised C, minimised at
+    :math:`C = (R_C - DG_{DC})K`, :math:`K = (G_{CC} + \beta I)^{+}` (pseudo-inverse: the
+    minimum-norm C when the states are collinear). What is left is a group lasso in D with the
+    Schur complement :math:`S = G_{DD} - G_{DC}KG_{CD}` (the Gram matrix of the inputs with the
+    states projected out) and the linear term :math:`R_D - R_CKG_{CD}`. Eliminating C removes
+    the ill-conditioning of strongly correlated states (and the flat directions where a state
+    is an affine function of the inputs); FISTA with function-value restarts and the exact group
+    prox then solves the reduced problem, stopping when the prox-gradient residual with
+    per-column steps :math:`1/S_{jj}` is at most ``tol * max(1, max|W|)``.
+    """
+    m, d = M.shape
+    q = Y.shape[1]
+    p = pen.n_groups
+    k0 = d - p
+    if fit_intercept:
+        mbar, ybar = M.mean(axis=0), Y.mean(axis=0)
+        Mc, Yc = M - mbar, Y - ybar
+    else:
+        mbar, ybar = np.zeros(d), np.zeros(q)
+        Mc, Yc = M, Y
+    G = Mc.T @ Mc / m
+    R = Yc.T @ Mc / m
+    Gcc = G[:k0, :k0] + pen.ridge * np.eye(k0)
+    Gcd = G[:k0, k0:]
+    if k0:
+        ev, Q = np.linalg.eigh(Gcc)
+        keep = ev > max(float(ev[-1]), 1e-300) * k0 * np.finfo(float).eps
+        K = (Q[:, keep] / ev[keep]) @ Q[:, keep].T
+    else:
+        K = np.zeros((0, 0))
+    KGcd = K @ Gcd
+    S = G[k0:, k0:] - Gcd.T @ KGcd
+    S = 0.5 * (S + S.T)
+    Rd = R[:, k0:] - R[:, :k0] @ KGcd
+    L = max(float(np.linalg.eigvalsh(S)[-1]) if p else 0.0, 1e-300)
+    t = 1.0 / L
+    sd = np.diag(S).copy()
+    col_steps = np.maximum(np.where(sd > 0, 1.0 / np.maximum(sd, 1e-300), t), t)
+
+    def smooth(D):
+        DS = D @ S
+        return 0.5 * float(np.vdot(D, DS)) - float(np.vdot(D, Rd)), DS - Rd
+
+    def value(D):
+        return smooth(D)[0] + pen.value_part(D)
+
+    D = np.zeros((q, p)) if W0 is None else np.array(W0[:, k0:], dtype=np.float64)
+    f_cur = value(D)
+    Dy, theta = D.copy(), 1.0
+    converged = False
+    n_iter = 0
+    tvec = np.full(p, t)
+    for k in range(1, max_iter + 1):
+        n_iter = k
+        _, g = smooth(Dy)
+        Dn = pen.prox_part(Dy - t * g, tvec)
+        fn = value(Dn)
+        if fn > f_cur:  # restart: a plain prox-gradient step from the last iterate
+            _, g = smooth(D)
+            Dn = pen.prox_part(D - t * g, tvec)
+            fn = value(Dn)
+            theta = 1.0
+            Dy = Dn
+        else:
+            th_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * theta * theta))
+            Dy = Dn + ((theta - 1.0) / th_new) * (Dn - D)
+            theta = th_new
+        D, f_cur = Dn, fn
+        if k % check_every == 0 or k == max_iter:
+            _, g = smooth(D)
+            res = float(np.abs(pen.prox_part(D - g * col_steps, col_steps) - D).max(initial=0.0))
+            C = (R[:, :k0] - D @ Gcd.T) @ K
+            scale = max(1.0, float(np.abs(D).max(initial=0.0)),
+                        float(np.abs(C).max(initial=0.0)))
+            if res <= tol * scale:
+                converged = True
+                break
+    C = (R[:, :k0] - D @ Gcd.T) @ K
+    W = np.hstack([C, D])
+    c = ybar - W @ mbar if fit_intercept else np.zeros(q)
+    return W, c, n_iter, converged
+
+
+def _residual_halved(prob: _GroupCD, V, Vp, Vt) -> bool:
+    """Whether the prox-gradient residual at ``Vt`` is at most half of that at ``V``."""
+    _, gt = prob.smooth(Vt)
+    rt = float(np.abs(prob.prox_step(Vt, gt, prob.col_steps) - Vt).max(initial=0.0))
+    return rt <= 0.5 * float(np.abs(Vp - V).max(initial=0.0))
+
+
+def _cd_group_newton(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter):
+    r"""Face Newton method for the (C, D, c) block with the l2 group norm on D.
+
+    Each iteration: the prox-gradient point with one step per column (inverse curvature
+    :math:`1/(\beta G_{jj})`) gives the stopping test (``tol * max(1, max|W|)``) and the
+    working face (the groups it keeps; the others move to zero). On the face the penalty
+    :math:`\alpha\sum_j\sqrt{\|W_{:,n+j}\|^2 + \|Be_j\|^2}` is smooth; the Newton step solves
+    the loss Hessian (:math:`I_q\otimes G` for the squared loss, the softmax Hessian otherwise)
+    plus the penalty Hessian :math:`\alpha(I/\rho_j - w_jw_j^\top/\rho_j^3)` on the free
+    variables. An Armijo search along the step (a group that the step takes through zero stops
+    at zero) is accepted on decrease; otherwise the prox-gradient step with :math:`1/L` (a
+    guaranteed descent) and a larger Levenberg–Marquardt damping.
+    """
+    prob = _GroupCD(M, Y, loss, pen, fit_intercept)
+    q, dx, k0, p = prob.q, prob.dx, prob.k0, prob.p
+    alpha, delta = pen.alpha, pen.fixed_norms
+    if W0 is None:
+        V = np.zeros((q, dx))
+    else:
+        V = prob.to_internal(W0, np.zeros(q) if c0 is None else np.asarray(c0, float))
+    cols = np.arange(k0, k0 + p)
+    f_cur = prob.value(V)
+    damp = 0.0
+    stalled = 0
+    converged = False
+    n_iter = 0
+    for k in range(1, max_iter + 1):
+        n_iter = k
+        _, g = prob.smooth(V)
+        Vp = prob.prox_step(V, g, prob.col_steps)
+        if float(np.abs(Vp - V).max(initial=0.0)) <= tol * max(
+                1.0, float(np.abs(V).max(initial=0.0))):
+            converged = True
+            break
+        VD = V[:, cols]
+        bn = np.sqrt((VD * VD).sum(axis=0))
+        fcol = np.any(Vp[:, cols] != 0, axis=0) | (delta > 0)
+        entering = fcol & (bn == 0) & (delta == 0)
+        Dt = np.where(entering[None, :], Vp[:, cols], VD)
+        rho = np.sqrt((Dt * Dt).sum(axis=0) + delta * delta)
+        H = prob.hessian(V)
+        Hd = np.diag(H)
+        # groups whose penalty curvature alpha/rho dwarfs the loss's (norm near 0) are frozen
+        # for this step: their Newton move is negligible and the prox fallback handles them
+        frozen = fcol & (alpha > 1e12 * max(float(Hd.mean()) if Hd.size else 0.0,
+                                            1e-300) * rho)
+        J = np.flatnonzero(fcol & ~frozen)
+        gf = g.copy()
+        gf[:, cols[J]] += alpha * Dt[:, J] / rho[J]
+        free = np.ones((q, dx), dtype=bool)
+        free[:, cols] = (fcol & ~frozen)[None, :]
+        for j in J:  # penalty Hessian of group j (couples the outputs in column j)
+            idx = np.arange(q) * dx + cols[j]
+            u = Dt[:, j] / rho[j]
+            H[np.ix_(idx, idx)] += (alpha / rho[j]) * (np.eye(q) - np.outer(u, u))
+        fv = free.ravel()
+        dz = np.where(free, 0.0, -V)
+        dz[:, cols[frozen]] = 0.0
+        dz = dz.ravel()
+        reg = 1e-12 * max(float(Hd.max(initial=0.0)), 1e-300) + damp * max(
+            float(Hd.mean()) if Hd.size else 0.0, 1e-300)
+        step = dz.copy()
+        if fv.any():
+            Hff = H[np.ix_(fv, fv)] + reg * np.eye(int(fv.sum()))
+            rhs = -gf.ravel()[fv] - H[np.ix_(fv, ~fv)] @ dz[~fv]
+            try:
+                step[fv] = scipy.linalg.solve(Hff, rhs, assume_a="sym", check_finite=False)
+            except (np.linalg.LinAlgError, ValueError):
+                step[fv] = np.linalg.lstsq(Hff, rhs, rcond=None)[0]
+        Delta = step.reshape(q, dx)
+        if not np.isfinite(Delta).all():
+            Delta = np.zeros_like(V)
+        gd = min(float((gf * Delta).sum()), 0.0)
+        accepted = False
+        a = 1.0
+        if np.abs(Delta).max(initial=0.0) > 0:
+            for _ in range(30):
+                Vt = V + a * Delta
+                cross = ((Vt[:, cols] * VD).sum(axis=0) <= 0) & (bn > 0)
+                Vt[:, cols[cross]] = 0.0
+                ft = prob.value(Vt)
+                if ft <= f_cur + 1e-4 * a * gd + 1e-15 * abs(f_cur):
+                    # a decrease, or a change at the rounding level of f that halves the
+                    # prox-gradient residual (flat directions the objective cannot resolve)
+                    accepted = ft < f_cur - 1e-15 * abs(f_cur) or _residual_halved(prob, V, Vp,
+                                                                                   Vt)
+                    break
+                a *= 0.5
+        if accepted:
+            damp = damp * 0.1 if (a >= 1.0 and damp >= 1e-10) else (0.0 if a >= 1.0 else damp)
+        else:
+            damp = min(max(damp * 10.0, 1e-6), 1e8)
+            Vt = prob.prox_step(V, g, np.full(dx, prob.t_safe))
+            ft = prob.value(Vt)
+            if not ft < f_cur:  # no step decreases f: the objective is at its rounding level
+                stalled += 1
+                if stalled >= 3:
+                    break
+                Vt, ft = V, f_cur
+            else:
+                stalled = 0
+        V, f_cur = Vt, ft
+    W, c = prob.from_internal(V)
+    return W, c, n_iter, converged
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,6 +12,9 @@ scaled relaxation (11) of arXiv §4.1):
 with :math:`Z = XA^\top + UB^\top + \mathbf 1 b^\top` and the Fenchel divergence
 :math:`F_\phi(x, z) = f^*(x) + f(z) - xz \ge 0` (zero iff :math:`x = \phi(z)`), subject to
 :math:`\|A\|_\infty \le \kappa` and :math:`P \in \mathrm{dom} f^*`. Biases are not penalised.
+The group penalty :math:`\mathcal P(B, D)` of [IDL (5.1)] couples the two penalty terms: it
+enters as ``pen_group`` (once), or through one block's view of it (``group.for_ab(D)`` as
+:math:`\mathrm{Pen}_{AB}`, whose value at the fixed D is the whole :math:`\mathcal P(B, D)`).
 
 Each block objective is the sum of the terms of :math:`J` that involve the block's variables
 (whole terms, so e.g. the divergence keeps its :math:`f^*(P)` part in the (A, B) block):
@@ -27,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..losses import get_loss
+from ..penalties import GroupPenalty
 from ._common import (
     as_lam,
     as_matrix,
@@ -84,7 +88,7 @@ def _ab_feasible(A, kappa):
 # checked, public objectives
 # --------------------------------------------------------------------------------------------
 def relaxed_objective(A, B, b, C, D, c, X, P, U, Y, lam, mu, activation, loss, pen_ab,
-                      pen_cd) -> dict:
+                      pen_cd, *, pen_group: GroupPenalty | None = None) -> dict:
     r"""The relaxed lifted objective :math:`J` of theory §7 (arXiv (11)), term by term.
 
     .. math::
@@ -110,7 +114,13 @@ def relaxed_objective(A, B, b, C, D, c, X, P, U, Y, lam, mu, activation, loss, p
         Coupling weight, > 0.
     activation, loss, pen_ab, pen_cd : instances or names
         See :func:`~lifted_idl.activations.get_activation`, :func:`~lifted_idl.losses.get_loss`,
-        :func:`~lifted_idl.penalties.get_penalty`.
+        :func:`~lifted_idl.penalties.get_penalty`. ``pen_ab`` may also be one block's view of
+        the group penalty (``group.for_ab(D)``, whose value is the whole
+        :math:`\mathcal P(B, D)` of [IDL (5.1)]; then pass ``pen_cd=None``), and ``pen_cd``
+        likewise ``group.for_cd(B)``.
+    pen_group : GroupPenalty, optional
+        The group penalty :math:`\mathcal P(B, D)` of [IDL (5.1)] (theory §5), added once to
+        the ``penalty`` term (on top of ``pen_ab`` and ``pen_cd``).
 
     Returns
     -------
@@ -127,8 +137,10 @@ def relaxed_objective(A, B, b, C, D, c, X, P, U, Y, lam, mu, activation, loss, p
     """
     act = get_fenchel_activation(activation, "relaxed objective")
     loss = get_loss(loss)
-    pen_ab = get_block_penalty(pen_ab, "pen_ab")
-    pen_cd = get_block_penalty(pen_cd, "pen_cd")
+    pen_ab = get_block_penalty(pen_ab, "pen_ab", allow_group=True)
+    pen_cd = get_block_penalty(pen_cd, "pen_cd", allow_group=True)
+    if pen_group is not None and not isinstance(pen_group, GroupPenalty):
+        raise ValueError(f"pen_group must be a GroupPenalty or None; got pen_group={pen_group!r}")
     U = as_matrix("U", U)
     m, p = U.shape
     A = as_matrix("A", A)
@@ -150,6 +162,8 @@ def relaxed_objective(A, B, b, C, D, c, X, P, U, Y, lam, mu, activation, loss, p
     dv = _divergence(act, P, Z, lam)
     cp_ = _coupling(X, P, mu)
     pen = pen_ab.value(np.hstack([A, B])) + pen_cd.value(np.hstack([C, D]))
+    if pen_group is not None:
+        pen += pen_group.value(B, D)
     return {"total": lo + dv + cp_ + pen, "loss": lo, "divergence": dv, "coupling": cp_,
             "penalty": pen}
 
@@ -158,7 +172,7 @@ def cd_objective(P, U, Y, loss, penalty, C, D, c=None) -> float:
     r"""Objective of the (C, D, c) block: :math:`\mathcal L(Y, PC^\top + UD^\top + c) +
     \mathrm{Pen}_{CD}([C\ D])` (theory §7, arXiv (12))."""
     loss = get_loss(loss)
-    pen = get_block_penalty(penalty, "penalty")
+    pen = get_block_penalty(penalty, "penalty", allow_group=True)
     U = as_matrix("U", U)
     m, p = U.shape
     P = as_matrix("P", P, (m, None))
@@ -180,7 +194,7 @@ def ab_objective(X, U, P, lam, kappa, activation, penalty, A, B, b=None) -> floa
     :math:`\frac1m\sum_i\lambda_i\sum_s F_\phi(P_{si}, Z_{si}) + \mathrm{Pen}_{AB}([A\ B])`,
     ``+inf`` when :math:`\|A\|_\infty > \kappa` (up to a relative slack of 1e-10)."""
     act = get_fenchel_activation(activation, "(A, B)")
-    pen = get_block_penalty(penalty, "penalty")
+    pen = get_block_penalty(penalty, "penalty", allow_group=True)
     U = as_matrix("U", U)
     m, p = U.shape
     X = as_matrix("X", X, (m, None))
