@@ -441,8 +441,10 @@ class PartialGroupPenalty(Penalty):
         k = W.shape[1] - self.n_groups
         expr = cp.Constant(0.0)
         if self.n_groups and self.alpha > 0:
+            # the fixed part enters through its column norms only:
+            # ||(v, f)||_2 = ||(v, ||f||_2)||_2 and max(||v||_inf, ||f||_inf)
             V = W[:, k:]
-            S = cp.vstack([V, self.fixed]) if self.fixed.shape[0] else V
+            S = cp.vstack([V, self.fixed_norms[None, :]])
             if self.ord == 2:
                 expr = self.alpha * cp.sum(cp.norm(S, 2, axis=0))
             else:
