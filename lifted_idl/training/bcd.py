@@ -35,6 +35,7 @@ import numpy as np
 from .. import blocks
 from ..exceptions import ConvergenceWarning
 from ..model import ImplicitModel
+from ..penalties import NoPenalty
 from ..wellposedness import project_inf_norm_ball
 
 __all__ = ["BCDHistory", "random_feature_init", "fit_bcd", "true_objective"]
@@ -116,8 +117,8 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
             lam=0.1, lam_increase=4.0, lam_decrease=0.5, lam_min=1e-3, lam_max=1e4, mu=0.1,
             per_state_lam=True, x_step=False, extrapolation=0.8, max_iter=30, tol=1e-4,
             n_iter_no_change=5, block_solver="fast", block_tol=1e-6, block_max_iter=100,
-            fit_intercept=True, validation=None, robust_sigma=None,
-            random_state=None, verbose=0, callback=None):
+            fit_intercept=True, validation=None, robust_sigma=None, group=None, c_ridge=0.0,
+            n_jobs=None, random_state=None, verbose=0, callback=None):
     r"""Train an implicit model by block-coordinate descent on the relaxation (theory §7).
 
     Each round
@@ -185,6 +186,18 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
         above its starting point whatever these are, so the monotonicity above holds exactly;
         the outer loop needs descent, not 1e-8 accuracy, from each block.
     fit_intercept : bool
+    group : GroupPenalty, optional
+        The feature-selection penalty :math:`\mathcal P(B, D) = \alpha\sum_j \|[B; D]e_j\|_r`
+        of [IDL (5.1)], on top of ``pen_ab`` and ``pen_cd``. It couples the two weight blocks:
+        the (C, D, c) step sees it with B fixed (:meth:`GroupPenalty.for_cd`), the (A, B, b)
+        step with D fixed (:meth:`GroupPenalty.for_ab`); both are convex, exact block steps of
+        the same objective, which therefore still never increases.
+    c_ridge : float
+        With ``group``: a ridge :math:`\tfrac{\beta}{2}\|C\|_F^2` that keeps the (C, D, c)
+        step bounded (for ReLU, :math:`(B, b, C) \to (sB, sb, C/s)` would otherwise shrink the
+        penalty without changing the predictions).
+    n_jobs : int, optional
+        Passed to the (A, B, b) block solver (rows solved in parallel).
     robust_sigma : float or ndarray of shape (p,), optional
         Box uncertainty on the (standardised) inputs: the (A, B, b) step is then the robust
         counterpart :func:`lifted_idl.blocks.solve_ab_robust` (arXiv §5.3; ReLU). Rounds are
@@ -218,6 +231,24 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
              else np.array(init_model.b, dtype=np.float64))
     n = A.shape[0]
 
+    if group is not None and not group.alpha and not c_ridge:
+        group = None
+    if group is not None:
+        if not isinstance(pen_ab, NoPenalty) or not isinstance(pen_cd, NoPenalty):
+            raise ValueError("group cannot be combined with pen_ab/pen_cd: pass NoPenalty() for "
+                             "both (the group penalty already acts on B and D)")
+
+    def cd_penalty(B):
+        return pen_cd if group is None else group.for_cd(B, ridge=c_ridge)
+
+    def ab_penalty(D):
+        return pen_ab if group is None else group.for_ab(D)
+
+    def group_value(B, C, D):
+        if group is None:
+            return 0.0
+        return group.value(B, D) + 0.5 * c_ridge * float(np.vdot(C, C))
+
     def make_model(A, B, b, C, D, c):
         return ImplicitModel(A, B, C, D, b=b, c=c if fit_intercept else None,
                              activation=activation)
@@ -229,19 +260,19 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
         res = proto.solve(U, X0=X0, warn=False)
         if not res.converged:
             hist.block_warnings.append((hist.n_iter, "equilibrium"))
-        r = blocks.solve_cd(res.X, U, Y, loss, pen_cd, fit_intercept=fit_intercept,
+        r = blocks.solve_cd(res.X, U, Y, loss, cd_penalty(B), fit_intercept=fit_intercept,
                             init=init_cd, method=block_solver, tol=block_tol,
                             max_iter=block_max_iter)
         if not r.converged:
             hist.block_warnings.append((hist.n_iter, "CD"))
         C, D, c = r.value
         model = make_model(A, B, b, C, D, c)
-        obj = true_objective(model, U, Y, loss, pen_ab, pen_cd, res.X)
+        obj = true_objective(model, U, Y, loss, pen_ab, pen_cd, res.X) + group_value(B, C, D)
         return (A, B, b), res.X, (C, D, c), model, obj
 
     def J(W, CD, X, P, lamv):
         return blocks.relaxed_objective(*W, *CD, X, P, U, Y, lamv, mu, activation, loss,
-                                        pen_ab, pen_cd)["total"]
+                                        pen_ab, pen_cd)["total"] + group_value(W[1], *CD[:2])
 
     def note(res, name):
         if not res.converged:
@@ -254,6 +285,7 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
         hist.validation_loss.append(v)
         return v
 
+    ab_kw = {} if n_jobs in (None, 1) else {"n_jobs": n_jobs}
     state = anchor(A, B, b, None, None)
     W, X, CD, model, obj = state
     hist.train_loss.append(obj)
@@ -281,12 +313,13 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
             note(r, "X")
             hist.relaxed.append((it, "X", lam_scale, J(W, CD, Xr, P, lamv)))
         if robust_sigma is None:
-            r = blocks.solve_ab(Xr, U, P, lamv, kappa, activation, pen_ab, init=W,
-                                method=block_solver, tol=block_tol, max_iter=block_max_iter)
+            r = blocks.solve_ab(Xr, U, P, lamv, kappa, activation, ab_penalty(CD[1]), init=W,
+                                method=block_solver, tol=block_tol, max_iter=block_max_iter,
+                                **ab_kw)
         else:
-            r = blocks.solve_ab_robust(Xr, U, P, lamv, kappa, activation, pen_ab, robust_sigma,
-                                       init=W, method=block_solver, tol=block_tol,
-                                       max_iter=block_max_iter)
+            r = blocks.solve_ab_robust(Xr, U, P, lamv, kappa, activation, ab_penalty(CD[1]),
+                                       robust_sigma, init=W, method=block_solver, tol=block_tol,
+                                       max_iter=block_max_iter, **ab_kw)
         note(r, "AB")
         hist.relaxed.append((it, "AB", lam_scale, J(r.value, CD, Xr, P, lamv)))
         cand = anchor(*r.value, X, CD)
