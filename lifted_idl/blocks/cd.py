@@ -304,11 +304,16 @@ def _softmax_ridge_newton(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter):
         gW = G.T @ Mt + Wt * pw
         return f, np.concatenate([gW.ravel(), G.sum(axis=0)[:ni]])
 
+    cache = {"v": None, "S": None}
+
     def hessp(v, s):
-        Wt, c = unpack(v)
-        Z = Mt @ Wt.T
-        Z += c
-        S = softmax(Z, axis=1)
+        # trust-ncg asks for many products at the same point: keep its softmax
+        if cache["v"] is None or not np.array_equal(cache["v"], v):
+            Wt, c = unpack(v)
+            Z = Mt @ Wt.T
+            Z += c
+            cache["v"], cache["S"] = v.copy(), softmax(Z, axis=1)
+        S = cache["S"]
         sW, sc = unpack(s)
         dZ = Mt @ sW.T
         dZ += sc
