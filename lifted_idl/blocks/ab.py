@@ -28,7 +28,9 @@ Armijo search along the projection arc, and falls back to a proximal-gradient st
 iteration descends. Rows stop individually. On ReLU instances shaped like the BCD loop's (states
 strongly correlated given U, all rows on the ball) it needs 10-60 iterations where FISTA
 (:func:`_ab_fista`, per-row steps, momentum and gradient restarts, kept as the measured
-baseline) needs 250-2000; ``benchmarks/bench_blocks.py`` prints both.
+baseline) needs 250-2000; ``benchmarks/bench_blocks.py`` prints both. The rows being
+independent, ``n_jobs`` splits them into contiguous chunks solved in parallel threads, each by
+the same method; the face-Newton routines are shared with the robust block (:mod:`._newton`).
 
 The cvxpy formulation (``method="cvxpy"``) is one problem over all rows (never one problem per
 row), built with the data as constants and solved by Clarabel (see :mod:`._common` for why not
@@ -55,21 +57,31 @@ from ..penalties import L1Penalty, L2Penalty, NoPenalty, PartialGroupPenalty
 from ..wellposedness import project_inf_norm_ball
 from ._common import (
     BlockResult,
-    as_lam,
-    as_matrix,
-    as_positive,
-    as_vector,
-    check_domain,
-    check_group_columns,
+    ab_cvxpy_solve,
+    ab_cvxpy_variables,
+    check_ab_data,
+    check_ab_init,
+    check_n_jobs,
     check_options,
     get_block_penalty,
     get_fenchel_activation,
     keep_better,
     penalty_prox,
     project_l1_rows,
-    solve_cvxpy,
+    solve_row_chunks,
 )
-from .objective import _ab_feasible, _ab_objective
+from ._newton import (
+    RowHessians,
+    armijo_rows,
+    ball_face,
+    cap_rows,
+    design,
+    face_kkt,
+    from_internal,
+    solve_face,
+    to_internal,
+)
+from .objective import _ab_objective
 
 __all__ = ["solve_ab"]
 
@@ -77,30 +89,14 @@ __all__ = ["solve_ab"]
 def _check(X, U, P, lam, kappa, activation, penalty, init):
     act = get_fenchel_activation(activation, "(A, B)")
     pen = get_block_penalty(penalty, "penalty", allow_group=True)
-    U = as_matrix("U", U)
-    m, p = U.shape
-    if m < 1:
-        raise ValueError(f"U must have at least one sample; got shape {U.shape}")
-    check_group_columns(pen, p, "penalty")
-    X = as_matrix("X", X, (m, None))
-    n = X.shape[1]
-    P = as_matrix("P", P, (m, n))
-    check_domain("P", P, act)
-    lam = as_lam(lam, n)
-    kappa = as_positive("kappa", kappa)
-    if init is not None:
-        try:
-            A0, B0, b0 = init
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"init must be a tuple (A, B, b); got {type(init).__name__}") from None
-        init = (as_matrix("init A", A0, (n, n)), as_matrix("init B", B0, (n, p)),
-                as_vector("init b", b0, n))
+    X, U, P, lam, kappa = check_ab_data(X, U, P, lam, kappa, act, pen)
+    init = check_ab_init(init, X.shape[1], U.shape[1])
     return X, U, P, lam, kappa, act, pen, init
 
 
 def solve_ab(X, U, P, lam, kappa, activation, penalty, *, fit_bias: bool = True, init=None,
-             method: str = "fast", tol: float = 1e-8, max_iter: int = 2000) -> BlockResult:
+             method: str = "fast", tol: float = 1e-8, max_iter: int = 2000,
+             n_jobs: int | None = None) -> BlockResult:
     r"""Solve the (A, B, b) block exactly (theory §7, arXiv (13)).
 
     .. math::
@@ -134,6 +130,17 @@ def solve_ab(X, U, P, lam, kappa, activation, penalty, *, fit_bias: bool = True,
         :math:`\|\mathrm{prox}_t(w - t\nabla) - w\|_\infty`, is below
         ``tol * max(1, max|w|)``; cvxpy: Clarabel's tolerances (clipped to [1e-10, 1e-6]).
     max_iter : int, default=2000
+    n_jobs : int, optional
+        Solve the rows of ``[A B b]`` in parallel: ``None`` or 1 solves all rows at once in
+        this thread; an int > 1 splits them into that many contiguous chunks (at most one per
+        row), each solved by the same vectorised Newton method on its own rows, in parallel
+        threads with BLAS limited to one thread each; -1 uses all cores. The rows are
+        independent problems, so the solution is the sequential one up to rounding;
+        ``n_iter`` is the largest of the chunks' and ``converged`` requires every chunk to
+        converge. Ignored (sequential) where the rows are not separable, for a
+        :class:`~lifted_idl.penalties.PartialGroupPenalty` of strength > 0 (it couples the
+        rows through the columns of B), and by ``method="cvxpy"`` (one problem over all
+        rows).
 
     Returns
     -------
@@ -143,11 +150,13 @@ def solve_ab(X, U, P, lam, kappa, activation, penalty, *, fit_bias: bool = True,
     Raises
     ------
     ValueError
-        Bad shapes, NaN/inf, ``P`` outside the domain of :math:`f^*`, unsupported activation.
+        Bad shapes, NaN/inf, ``P`` outside the domain of :math:`f^*`, unsupported activation,
+        ``n_jobs`` not None, an int >= 1 or -1.
     SolverError
         The cvxpy solve failed or was infeasible.
     """
     check_options(method, tol, max_iter)
+    n_workers = check_n_jobs(n_jobs)
     X, U, P, lam, kappa, act, pen, init = _check(X, U, P, lam, kappa, activation, penalty, init)
     n = X.shape[1]
     if init is not None and not fit_bias:
@@ -166,7 +175,7 @@ def solve_ab(X, U, P, lam, kappa, activation, penalty, *, fit_bias: bool = True,
         if isinstance(pen, PartialGroupPenalty):  # strength 0: no penalty
             pen = NoPenalty()
         A, B, b, n_iter, conv = _ab_newton(X, U, P, lam, kappa, act, pen, fit_bias, init, tol,
-                                           max_iter)
+                                           max_iter, n_workers)
         solver = "newton"
     obj = _ab_objective(X, U, P, lam, kappa, act, pen, A, B, b)
     res = BlockResult((A, B, b), float(obj), int(n_iter), bool(conv), solver)
@@ -250,83 +259,6 @@ def _ab_fista(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter):
 # --------------------------------------------------------------------------------------------
 # face Newton (the default fast solver)
 # --------------------------------------------------------------------------------------------
-def _design(X, U, fit_bias):
-    """``[X U]`` centred plus a column of ones (free bias), or ``[X U]``; and the column means."""
-    M = np.hstack([X, U])
-    if not fit_bias:
-        return M, np.zeros(M.shape[1])
-    mbar = M.mean(axis=0)
-    M -= mbar
-    return np.hstack([M, np.ones((M.shape[0], 1))]), mbar
-
-
-def _to_internal(A, B, b, mbar, fit_bias):
-    W = np.hstack([A, B])
-    if fit_bias:
-        W = np.hstack([W, (b + W @ mbar)[:, None]])
-    return W
-
-
-def _from_internal(W, n, p, mbar, fit_bias):
-    A = np.ascontiguousarray(W[:, :n])
-    B = np.ascontiguousarray(W[:, n:n + p])
-    b = W[:, n + p] - W[:, :n + p] @ mbar if fit_bias else np.zeros(W.shape[0])
-    return A, B, b
-
-
-class _RowHessians:
-    r"""Generalised Hessians :math:`H_i = M^\top\mathrm{diag}(D_{:,i})M` of the row problems.
-
-    Kept in packed (upper-triangle) form, one per row, and updated from the previous iteration's
-    weights: :math:`H_i \mathrel{+}= \sum_{s} \Delta D_{si}\, m_s m_s^\top` over the samples
-    whose weight changed, one GEMM against the Khatri-Rao rows
-    :math:`k_s = \mathrm{vech}(m_s m_s^\top)`. For ReLU few samples change sign between Newton
-    iterations, so this is much cheaper than recomputing; tanh recomputes.
-    """
-
-    def __init__(self, M, n):
-        m, d = M.shape
-        self.M, self.d = M, d
-        self.iu = np.triu_indices(d)
-        self.small = m * self.iu[0].size <= 4_000_000
-        self.Kr = M[:, self.iu[0]] * M[:, self.iu[1]] if self.small else None
-        self.packed = np.zeros((n, self.iu[0].size))
-        self.D = np.zeros((m, n))
-
-    def _packed_products(self, Dw, Msub):
-        r"""Packed :math:`M_S^\top\mathrm{diag}(D_{S,i})M_S` for the samples ``Msub``."""
-        out = np.empty((Dw.shape[1], self.iu[0].size))
-        Mt = Msub.T
-        chunk = max(1, int(4_000_000 // max(Msub.size, 1)))
-        for s in range(0, Dw.shape[1], chunk):
-            Dc = Dw[:, s:s + chunk]
-            full = (Mt[None, :, :] * Dc.T[:, None, :]) @ Msub
-            out[s:s + Dc.shape[1]] = full[:, self.iu[0], self.iu[1]]
-        return out
-
-    def update(self, rows, Dw):
-        """Dense Hessians (len(rows), d, d) for the new weights ``Dw`` (m, len(rows))."""
-        dD = Dw - self.D[:, rows]
-        changed = np.flatnonzero(np.any(dD != 0, axis=1))
-        if changed.size == 0:
-            pass
-        elif changed.size < 0.5 * dD.shape[0]:
-            if self.small:
-                self.packed[rows] += dD[changed].T @ self.Kr[changed]
-            else:
-                self.packed[rows] += self._packed_products(dD[changed], self.M[changed])
-        elif self.small:
-            self.packed[rows] = Dw.T @ self.Kr
-        else:
-            self.packed[rows] = self._packed_products(Dw, self.M)
-        self.D[:, rows] = Dw
-        H = np.empty((rows.size, self.d, self.d))
-        pk = self.packed[rows]
-        H[:, self.iu[0], self.iu[1]] = pk
-        H[:, self.iu[1], self.iu[0]] = pk
-        return H
-
-
 class _ABRows:
     r"""The row problems of the (A, B, b) block in the internal (centred) parametrisation.
 
@@ -376,8 +308,51 @@ class _ABRows:
         return V
 
 
-def _ab_newton(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter):
-    r"""Semismooth (face) Newton method on all rows at once.
+def _ab_newton(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter, n_workers=1):
+    r"""Semismooth (face) Newton method on all rows at once (:func:`_ab_newton_rows`), or on
+    ``n_workers`` contiguous chunks of rows in parallel (:func:`~._common.solve_row_chunks`).
+
+    The design, its curvature bound and the starting point are built once and shared by the
+    chunks; each chunk gets its own columns of ``P``, weights and rows of the start.
+    Returns ``(A, B, b, n_iter, converged)``.
+    """
+    m, n = X.shape
+    p = U.shape[1]
+    npen = n + p
+    M, mbar = design(X, U, fit_bias)
+    d = M.shape[1]
+    Mc = M[:, :npen]
+    sM = float(np.linalg.eigvalsh(Mc.T @ Mc)[-1]) if npen else 0.0
+    if fit_bias:
+        sM = max(sM, float(m))
+    steps = m / (lam * float(act.lipschitz) * max(sM, 1e-300))
+    if init is None:
+        W = np.zeros((n, d))
+    else:
+        W = to_internal(project_inf_norm_ball(init[0], kappa), init[1], init[2], mbar,
+                        fit_bias)
+    rn2 = np.einsum("sj,sj->s", M, M)
+    Kr = RowHessians.khatri_rao(M) if n_workers > 1 else None
+
+    def task(rows):
+        return _ab_newton_rows, (M, P[:, rows], lam[rows], steps[rows], rn2, kappa, act, pen, n,
+                                 npen, W[rows], tol, max_iter, Kr)
+
+    W, n_iter, converged = solve_row_chunks(task, n, n_workers)
+    A, B, b = from_internal(W, n, p, mbar, fit_bias)
+    return A, B, b, n_iter, converged
+
+
+def _ab_newton_rows(M, P, lam, steps, rn2, kappa, act, pen, n, npen, W, tol, max_iter,
+                    Kr=None):
+    r"""Semismooth (face) Newton method on the rows ``W`` (r, d) of the internal parameters.
+
+    The rows share the design ``M`` (m, d) (:func:`~._newton.design`), its squared row norms
+    ``rn2`` and, optionally, the Khatri-Rao rows ``Kr`` of :class:`~._newton.RowHessians`;
+    each row has its own column of ``P`` (m, r), weight ``lam`` (r,) and safe step ``steps``
+    (r,) (the proximal-gradient step :math:`1/L_i`). ``n`` is the number of states (columns of
+    A), ``npen`` that of the penalised columns ``[A B]``. Returns ``(W, n_iter, converged)``;
+    ``W`` is updated in place.
 
     Optimality of row i is the fixed point :math:`w = \mathrm{prox}_t(w - t\nabla)` for any
     step :math:`t > 0` (prox of the penalty and the ball). Each iteration, on the rows not yet
@@ -399,30 +374,15 @@ def _ab_newton(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter):
     For ReLU the objective is piecewise quadratic: once the face and the sign pattern of z are
     right the step is exact, so the iteration ends at the solution up to rounding.
     """
-    m, n = X.shape
-    p = U.shape[1]
-    npen = n + p
-    M, mbar = _design(X, U, fit_bias)
-    d = M.shape[1]
+    m, d = M.shape
+    n_rows = W.shape[0]
     rp = _ABRows(M, P, lam, kappa, act, pen, n, npen)
-    Mc = M[:, :npen]
-    sM = float(np.linalg.eigvalsh(Mc.T @ Mc)[-1]) if npen else 0.0
-    if fit_bias:
-        sM = max(sM, float(m))
-    steps = m / (lam * float(act.lipschitz) * max(sM, 1e-300))
-    if init is None:
-        W = np.zeros((n, d))
-    else:
-        W = _to_internal(project_inf_norm_ball(init[0], kappa), init[1], init[2], mbar,
-                         fit_bias)
-    hess = _RowHessians(M, n)
-    rn2 = np.einsum("sj,sj->s", M, M)
-    work = np.arange(n)
-    eye = np.eye(d + 1)
+    hess = RowHessians(M, n_rows, Kr)
+    work = np.arange(n_rows)
     idx_pen = np.arange(npen)
     idx_d = np.arange(d)
     is_pen = idx_d < npen
-    damp = np.zeros(n)  # Levenberg-Marquardt damping, relative to the mean curvature
+    damp = np.zeros(n_rows)  # Levenberg-Marquardt damping, relative to the mean curvature
     converged = False
     n_iter = 0
     f_cur, Z = rp.values(W, work)
@@ -456,61 +416,32 @@ def _ab_newton(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter):
             g = g + rp.alpha * Wr * is_pen
         diag = H[:, idx_d, idx_d]
         # ---- the working face, from v
-        sig = np.sign(V)
         free = np.ones((r, d), dtype=bool)
         free[:, :n] = V[:, :n] != 0
         gf = g.copy()
         if rp.l1:
             free[:, n:npen] = V[:, n:npen] != 0
-            gf[:, :npen] += rp.alpha * sig[:, :npen]
-        on_ball = np.abs(V[:, :n]).sum(axis=1) >= kappa * (1 - 1e-9)
-        cvec = np.zeros((r, d))
-        cvec[:, :n] = sig[:, :n]
-        cvec[~on_ball] = 0.0
+            gf[:, :npen] += rp.alpha * np.sign(V[:, :npen])
+        on_ball, cvec = ball_face(V[:, :n], d, kappa)
         # ---- Newton step on the face: leaving entries go to 0, c^T (w + delta) = kappa
         mean_curv = np.maximum(diag.sum(axis=1) / d, 1e-300)
         reg = 1e-10 * np.maximum(diag.max(axis=1), 1e-300) + damp[work] * mean_curv
-        K = np.zeros((r, d + 1, d + 1))
-        K[:, :d, :d] = H
-        K[:, idx_d, idx_d] += reg[:, None]
-        K[:, :d, d] = cvec
-        K[:, d, :d] = cvec
-        dz = np.where(free, 0.0, -Wr)
-        rhs_top = -gf - (H @ dz[:, :, None])[:, :, 0]
-        rhs_c = np.where(on_ball, kappa - (cvec * Wr).sum(axis=1), 0.0)
-        fixed = np.concatenate([~free, ~on_ball[:, None]], axis=1)
-        K = np.where(fixed[:, :, None] | fixed[:, None, :], eye, K)
-        rhs = np.concatenate([np.where(free, rhs_top, 0.0), rhs_c[:, None]], axis=1)
-        with np.errstate(all="ignore"):
-            try:
-                sol = np.linalg.solve(K, rhs[:, :, None])[:, :, 0]
-            except np.linalg.LinAlgError:
-                sol = (np.linalg.pinv(K) @ rhs[:, :, None])[:, :, 0]
-        delta = np.where(free, sol[:, :d], dz)
+        K, rhs, dz = face_kkt(H, reg, cvec, free, on_ball, gf, Wr, kappa)
+        delta = solve_face(K, rhs, free, dz)
         delta[~np.isfinite(delta).all(axis=1)] = 0.0  # a singular face: take the fallback
-        # keep the first trial point within a sane distance (the A part lives in a ball)
-        big = 10.0 * (np.maximum(1.0, np.abs(Wr).max(axis=1)) + kappa)
-        delta *= np.minimum(1.0, big / np.maximum(np.abs(delta).max(axis=1), 1e-300))[:, None]
+        cap_rows(delta, Wr, kappa)
         gd = np.minimum((gf * delta).sum(axis=1), 0.0)
         # ---- per-row Armijo search along the projection arc; fall back to the prox point
         Wn = Wh
         fn = np.full(r, np.nan)
         Zn = np.empty((m, r))
-        a = np.ones(r)
-        todo = np.flatnonzero(np.abs(delta).max(axis=1) > 0)
-        for _ in range(10):
-            if todo.size == 0:
-                break
-            Wt = Wr[todo] + a[todo, None] * delta[todo]
+
+        def trial(Wt, rows, work=work):
             Wt[:, :n] = project_l1_rows(Wt[:, :n], kappa)
-            ft, Zt = rp.values(Wt, work[todo])
-            ok = ft <= fr[todo] + 1e-4 * a[todo] * gd[todo] + 1e-15 * np.abs(fr[todo])
-            acc = todo[ok]
-            Wn[acc] = Wt[ok]
-            fn[acc] = ft[ok]
-            Zn[:, acc] = Zt[:, ok]
-            todo = todo[~ok]
-            a[todo] *= 0.5
+            return rp.values(Wt, work[rows])
+
+        todo = np.flatnonzero(np.abs(delta).max(axis=1) > 0)
+        a, _ = armijo_rows(Wr, delta, fr, gd, todo, trial, Wn, fn, Zn)
         failed = np.isnan(fn)
         # adapt the damping: relax it after a full step, raise it after a failed search
         dw = damp[work]
@@ -524,35 +455,19 @@ def _ab_newton(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter):
         W[work] = Wn
         f_cur[work] = fn
         Z = Zn
-    A, B, b = _from_internal(W, n, p, mbar, fit_bias)
-    return A, B, b, n_iter, converged
+    return W, n_iter, converged
 
 
 def _ab_cvxpy(X, U, P, lam, kappa, act, pen, fit_bias, tol, max_iter):
+    """The cvxpy formulation (one problem over all rows); ``(A, B, b, n_iter, converged)``."""
     import cvxpy as cp
 
-    m, n = X.shape
-    p = U.shape[1]
-    M = np.hstack([X, U])
-    W = cp.Variable((n, n + p), name="W")
-    Z = M @ W.T
-    b = None
-    if fit_bias:
-        b = cp.Variable(n, name="b")
-        Z = Z + np.ones((m, 1)) @ cp.reshape(b, (1, n), order="C")
+    m = X.shape[0]
+    W, b, Z = ab_cvxpy_variables(X, U, fit_bias)
     lam_rows = np.tile(lam, (m, 1))
     # f*(P) is constant here; it is added back by the numpy objective
     div = cp.sum(cp.multiply(lam_rows, act.f_cvxpy(Z))) - cp.sum(cp.multiply(lam_rows * P, Z))
-    prob = cp.Problem(cp.Minimize(div / m + pen.cvxpy(W)),
-                      [cp.sum(cp.abs(W[:, :n]), axis=1) <= kappa])
-    conv, n_iter = solve_cvxpy(prob, "(A, B)", tol, max_iter)
-    Wv = np.array(W.value, dtype=np.float64)
-    A = Wv[:, :n]
-    if not _ab_feasible(A, kappa):  # interior-point rounding: back onto the ball
-        A = project_inf_norm_ball(A, kappa)
-    B = np.ascontiguousarray(Wv[:, n:])
-    bv = np.array(b.value, dtype=np.float64).reshape(n) if fit_bias else np.zeros(n)
-    return np.ascontiguousarray(A), B, bv, n_iter, conv
+    return ab_cvxpy_solve(div / m + pen.cvxpy(W), W, b, kappa, "(A, B)", tol, max_iter)
 
 
 # --------------------------------------------------------------------------------------------
@@ -574,7 +489,7 @@ class _GroupAB:
         m, n = X.shape
         p = U.shape[1]
         self.m, self.n, self.p, self.npen = m, n, p, n + p
-        self.M, self.mbar = _design(X, U, fit_bias)
+        self.M, self.mbar = design(X, U, fit_bias)
         self.d = self.M.shape[1]
         self.lam, self.kappa, self.act, self.pen = lam, kappa, act, pen
         self.rows = _ABRows(self.M, P, lam, kappa, act, NoPenalty(), n, n + p)
@@ -646,15 +561,15 @@ def _ab_group(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter):
     if init is None:
         W = np.zeros((prob.n, prob.d))
     else:
-        W = _to_internal(project_inf_norm_ball(init[0], kappa), init[1], init[2], prob.mbar,
-                         fit_bias)
+        W = to_internal(project_inf_norm_ball(init[0], kappa), init[1], init[2], prob.mbar,
+                        fit_bias)
     if pen.ord == 2:
         W, n_iter, conv = _ab_group_newton(prob, W, tol, max_iter)
         solver = "group_newton"
     else:
         W, n_iter, conv = _ab_group_fista(prob, W, tol, max_iter)
         solver = "group_fista"
-    A, B, b = _from_internal(W, prob.n, prob.p, prob.mbar, fit_bias)
+    A, B, b = from_internal(W, prob.n, prob.p, prob.mbar, fit_bias)
     return A, B, b, n_iter, conv, solver
 
 
@@ -751,8 +666,7 @@ def _ab_group_newton(prob: _GroupAB, W, tol, max_iter):
     kappa = prob.kappa
     alpha = prob.pen.alpha
     delta = prob.pen.fixed_norms
-    hess = _RowHessians(prob.M, n)
-    eye = np.eye(d + 1)
+    hess = RowHessians(prob.M, n)
     idx_d = np.arange(d)
     damp = 0.0
     stalled = 0
@@ -775,11 +689,7 @@ def _ab_group_newton(prob: _GroupAB, W, tol, max_iter):
         VB = V[:, n:npen]
         fcol = np.any(VB != 0, axis=0) | (delta > 0)
         free[:, n:npen] = fcol[None, :]
-        sig = np.sign(V[:, :n])
-        on_ball = np.abs(V[:, :n]).sum(axis=1) >= kappa * (1 - 1e-9)
-        cvec = np.zeros((n, d))
-        cvec[:, :n] = sig
-        cvec[~on_ball] = 0.0
+        on_ball, cvec = ball_face(V[:, :n], d, kappa)
         # ---- smooth penalty on the free columns, linearised at b (or at v when entering)
         WB = W[:, n:npen]
         bn = np.sqrt((WB * WB).sum(axis=0))
@@ -798,19 +708,12 @@ def _ab_group_newton(prob: _GroupAB, W, tol, max_iter):
         # ---- per-row KKT matrices (A-ball faces, fixed entries), diagonal group term
         mean_curv = np.maximum(diag.sum(axis=1) / d, 1e-300)
         reg = 1e-10 * np.maximum(diag.max(axis=1), 1e-300) + damp * mean_curv
-        K = np.zeros((n, d + 1, d + 1))
-        K[:, :d, :d] = H
-        K[:, idx_d, idx_d] += reg[:, None]
-        K[:, n + J, n + J] += (alpha / rho[J])[None, :]
-        K[:, :d, d] = cvec
-        K[:, d, :d] = cvec
+        group_diag = np.zeros(d)
+        group_diag[n + J] = alpha / rho[J]
         dz = np.where(free, 0.0, -W)
         dz[:, n:npen][:, frozen] = 0.0
-        rhs_top = -gf - (H @ dz[:, :, None])[:, :, 0]
-        rhs_c = np.where(on_ball, kappa - (cvec * W).sum(axis=1), 0.0)
-        fixed = np.concatenate([~free, ~on_ball[:, None]], axis=1)
-        K = np.where(fixed[:, :, None] | fixed[:, None, :], eye, K)
-        rhs = np.concatenate([np.where(free, rhs_top, 0.0), rhs_c[:, None]], axis=1)
+        K, rhs, dz = face_kkt(H, reg, cvec, free, on_ball, gf, W, kappa, dz=dz,
+                              extra_diag=group_diag)
         with np.errstate(all="ignore"):
             try:
                 Kinv = np.linalg.inv(K)

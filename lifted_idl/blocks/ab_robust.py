@@ -61,7 +61,9 @@ nondecreasing in r) and the objective is :math:`C^1` and piecewise quadratic wit
 proximal map for the constraints; its proximal-gradient step gives the stopping test and a
 guaranteed-descent fallback. On a face (signs of b fixed) :math:`r` is linear, and the Newton
 step uses the generalised Hessian of the piecewise quadratic. The design is centred when the
-bias is free (an exact reparametrisation).
+bias is free (an exact reparametrisation). The face, the KKT solve, the step cap and the
+per-row search are the routines of :mod:`._newton` that :func:`~lifted_idl.blocks.solve_ab`
+uses too; ``n_jobs`` solves chunks of rows in parallel.
 
 The cvxpy formulation (``method="cvxpy"``) states :math:`J_\sigma` directly in (A, B, b),
 with ``abs(B) @ sigma`` for r, :math:`F^+` as ``square(pos(.))`` and :math:`F^-` as
@@ -78,17 +80,30 @@ from ..penalties import L1Penalty, L2Penalty
 from ..wellposedness import project_inf_norm_ball
 from ._common import (
     BlockResult,
-    as_lam,
+    ab_cvxpy_solve,
+    ab_cvxpy_variables,
     as_matrix,
-    as_positive,
     as_vector,
-    check_domain,
+    check_ab_data,
+    check_ab_init,
+    check_n_jobs,
     check_options,
     get_block_penalty,
     get_fenchel_activation,
     keep_better,
     project_l1_rows,
-    solve_cvxpy,
+    solve_row_chunks,
+)
+from ._newton import (
+    armijo_rows,
+    ball_face,
+    cap_rows,
+    design,
+    face_kkt,
+    from_internal,
+    solve_face,
+    to_internal,
+    weighted_grams,
 )
 
 __all__ = ["solve_ab_robust", "ab_robust_objective"]
@@ -121,25 +136,9 @@ def _check(X, U, P, lam, kappa, activation, penalty, sigma, init):
             f"activation={act!r}"
         )
     pen = get_block_penalty(penalty, "penalty")
-    U = as_matrix("U", U)
-    m, p = U.shape
-    if m < 1:
-        raise ValueError(f"U must have at least one sample; got shape {U.shape}")
-    X = as_matrix("X", X, (m, None))
-    n = X.shape[1]
-    P = as_matrix("P", P, (m, n))
-    check_domain("P", P, act)
-    lam = as_lam(lam, n)
-    kappa = as_positive("kappa", kappa)
-    sigma = _check_sigma(sigma, p)
-    if init is not None:
-        try:
-            A0, B0, b0 = init
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"init must be a tuple (A, B, b); got {type(init).__name__}") from None
-        init = (as_matrix("init A", A0, (n, n)), as_matrix("init B", B0, (n, p)),
-                as_vector("init b", b0, n))
+    X, U, P, lam, kappa = check_ab_data(X, U, P, lam, kappa, act, pen)
+    sigma = _check_sigma(sigma, U.shape[1])
+    init = check_ab_init(init, X.shape[1], U.shape[1])
     return X, U, P, lam, kappa, act, pen, sigma, init
 
 
@@ -184,8 +183,8 @@ def ab_robust_objective(X, U, P, lam, kappa, activation, penalty, sigma, A, B, b
 # public solver
 # --------------------------------------------------------------------------------------------
 def solve_ab_robust(X, U, P, lam, kappa, activation, penalty, sigma, *, fit_bias: bool = True,
-                    init=None, method: str = "fast", tol: float = 1e-8,
-                    max_iter: int = 2000) -> BlockResult:
+                    init=None, method: str = "fast", tol: float = 1e-8, max_iter: int = 2000,
+                    n_jobs: int | None = None) -> BlockResult:
     r"""Solve the robust-counterpart (A, B, b) block (module docstring; arXiv §5.3, theory §7).
 
     .. math::
@@ -225,25 +224,35 @@ def solve_ab_robust(X, U, P, lam, kappa, activation, penalty, sigma, *, fit_bias
         the objective at ``init``.
     method : {"fast", "cvxpy"}
     tol : float, default=1e-8
-        FISTA stops when every row's proximal-gradient step is below ``tol * max(1, max|W|)``;
-        cvxpy: Clarabel's tolerances (clipped to [1e-10, 1e-6]).
+        A row has converged when its proximal-gradient step (split problem, step
+        :math:`1/L_i`) is below ``tol * max(1, max|w|)``; cvxpy: Clarabel's tolerances
+        (clipped to [1e-10, 1e-6]).
     max_iter : int, default=2000
+    n_jobs : int, optional
+        Solve the rows of ``[A B b]`` (independent problems) in parallel, as in
+        :func:`~lifted_idl.blocks.solve_ab`: ``None`` or 1 all rows at once in this thread, an
+        int > 1 that many contiguous chunks of rows in parallel threads (BLAS limited to one
+        thread each), -1 all cores; the solution is the sequential one up to rounding,
+        ``n_iter`` the largest of the chunks' and ``converged`` requires every chunk to
+        converge. Ignored by ``method="cvxpy"``.
 
     Returns
     -------
     BlockResult
         ``value = (A, B, b)``; ``objective`` is :math:`J_\sigma` at it
-        (:func:`ab_robust_objective`); ``solver`` is ``"fista"``, ``"cvxpy:CLARABEL"`` or
+        (:func:`ab_robust_objective`); ``solver`` is ``"newton"``, ``"cvxpy:CLARABEL"`` or
         ``"init"``.
 
     Raises
     ------
     ValueError
-        Bad shapes, NaN/inf, negative ``P`` or ``sigma``, an activation other than ReLU.
+        Bad shapes, NaN/inf, negative ``P`` or ``sigma``, an activation other than ReLU,
+        ``n_jobs`` not None, an int >= 1 or -1.
     SolverError
         The cvxpy solve failed.
     """
     check_options(method, tol, max_iter)
+    n_workers = check_n_jobs(n_jobs)
     X, U, P, lam, kappa, _, pen, sigma, init = _check(X, U, P, lam, kappa, activation, penalty,
                                                       sigma, init)
     n = X.shape[1]
@@ -258,7 +267,7 @@ def solve_ab_robust(X, U, P, lam, kappa, activation, penalty, sigma, *, fit_bias
         solver = "cvxpy:CLARABEL"
     else:
         A, B, b, n_iter, conv = _newton(X, U, P, lam, kappa, pen, sigma, fit_bias, init, tol,
-                                        max_iter)
+                                        max_iter, n_workers)
         solver = "newton"
     obj = _objective(X, U, P, lam, kappa, pen, sigma, A, B, b)
     res = BlockResult((A, B, b), float(obj), int(n_iter), bool(conv), solver)
@@ -271,6 +280,9 @@ def solve_ab_robust(X, U, P, lam, kappa, activation, penalty, sigma, *, fit_bias
 class _Rows:
     r"""The row problems in the centred parametrisation :math:`w_i = [a_i,\ b_i,\ \beta_i]`.
 
+    ``Mt`` is the design :math:`[X_c\ U_c\ \mathbf 1]` (no ones without a bias), ``P`` and
+    ``lam`` the columns and weights of the rows at hand (``rows`` below index them).
+
     Row i: :math:`\frac{\lambda_i}{m}\sum_s [\tfrac12(z_s + r - P_{si})_+^2 + h_{P_{si}}(P_{si} -
     z_s + r)] + \mathrm{pen}(a_i, b_i)`, :math:`z = X_c a + U_c b + \beta`,
     :math:`r = \sigma^\top|b|`, over :math:`\|a\|_1 \le \kappa`. The split form
@@ -280,12 +292,9 @@ class _Rows:
     fallback of :func:`_newton`.
     """
 
-    def __init__(self, Xc, Uc, P, lam, kappa, pen, sigma, fit_bias):
-        self.Xc, self.Uc, self.P, self.lam, self.kappa = Xc, Uc, P, lam, kappa
-        self.sigma, self.fit_bias = sigma, fit_bias
-        self.m, self.n = Xc.shape
-        self.p = Uc.shape[1]
-        self.Mt = np.hstack([Xc, Uc] + ([np.ones((self.m, 1))] if fit_bias else []))
+    def __init__(self, Mt, n, p, P, lam, kappa, pen, sigma):
+        self.Mt, self.P, self.lam, self.kappa, self.sigma = Mt, P, lam, kappa, sigma
+        self.m, self.n, self.p = Mt.shape[0], n, p
         self.alpha = pen.alpha
         self.l1 = isinstance(pen, L1Penalty) and pen.alpha > 0
         self.l2 = isinstance(pen, L2Penalty) and pen.alpha > 0
@@ -359,21 +368,48 @@ class _Rows:
         return V
 
 
-def _weighted_grams(M, Dw):
-    r""":math:`M^\top\mathrm{diag}(D_{:,i})M` for every column i of ``Dw`` (batched, in chunks)."""
-    m, d = M.shape
-    r = Dw.shape[1]
-    out = np.empty((r, d, d))
-    chunk = max(1, int(4_000_000 // max(m * d, 1)))
-    Mt = M.T
-    for s in range(0, r, chunk):
-        Dc = Dw[:, s:s + chunk]
-        out[s:s + Dc.shape[1]] = (Mt[None, :, :] * Dc.T[:, None, :]) @ M
-    return out
+def _newton(X, U, P, lam, kappa, pen, sigma, fit_bias, init, tol, max_iter, n_workers=1):
+    r"""Face Newton method on all rows at once (:func:`_newton_rows`), or on ``n_workers``
+    contiguous chunks of rows in parallel (:func:`~._common.solve_row_chunks`).
+
+    The centred design, the curvature bound and the starting point are built once and shared
+    by the chunks. Returns ``(A, B, b, n_iter, converged)``.
+    """
+    m, n = X.shape
+    p = U.shape[1]
+    npen = n + p
+    Mt, mbar = design(X, U, fit_bias)  # [X - xbar, U - ubar (, 1)]
+    Xc, Uc = Mt[:, :n], Mt[:, n:npen]
+    # curvature bound of the split problem: rows k^{+/-} = [x, u +/- sigma, -u +/- sigma, 1]
+    ones = Mt[:, npen:]
+    Kp = np.hstack([Xc, Uc + sigma, -Uc + sigma, ones])
+    Km = np.hstack([Xc, Uc - sigma, -Uc - sigma, ones])
+    sQ = float(np.linalg.eigvalsh(Kp.T @ Kp + Km.T @ Km)[-1])
+    l2 = isinstance(pen, L2Penalty) and pen.alpha > 0
+    L = lam * max(sQ, 1e-300) / m + (2.0 * pen.alpha if l2 else 0.0)
+    steps = 1.0 / L
+    if init is None:
+        W = np.zeros((n, Mt.shape[1]))
+    else:
+        W = to_internal(project_inf_norm_ball(init[0], kappa), init[1], init[2], mbar,
+                        fit_bias)
+
+    def task(rows):
+        return _newton_rows, (Mt, n, p, P[:, rows], lam[rows], steps[rows], kappa, pen, sigma,
+                              W[rows], tol, max_iter)
+
+    W, n_iter, converged = solve_row_chunks(task, n, n_workers)
+    A, B, b = from_internal(W, n, p, mbar, fit_bias)
+    return A, B, b, n_iter, converged
 
 
-def _newton(X, U, P, lam, kappa, pen, sigma, fit_bias, init, tol, max_iter):
-    r"""Working-set (face) Newton method on all rows at once (as :func:`solve_ab`'s solver).
+def _newton_rows(Mt, n, p, P, lam, steps, kappa, pen, sigma, W, tol, max_iter):
+    r"""Working-set (face) Newton method on the rows ``W`` (r, d) (as :func:`solve_ab`'s solver).
+
+    The rows share the design ``Mt`` (m, d) of :class:`_Rows`; each has its own column of
+    ``P`` (m, r), weight ``lam`` (r,) and safe step ``steps`` (r,) (:math:`1/L_i`). ``n`` and
+    ``p`` are the numbers of states and inputs. Returns ``(W, n_iter, converged)``; ``W`` is
+    updated in place.
 
     Each iteration, on the rows not yet converged:
 
@@ -393,32 +429,10 @@ def _newton(X, U, P, lam, kappa, pen, sigma, fit_bias, init, tol, max_iter):
        face orthant, a in the ball); rows where it fails take a proximal-gradient step with an
        adaptive step size, or the :math:`1/L_i` point of 1.
     """
-    m, n = X.shape
-    p = U.shape[1]
-    if fit_bias:
-        xbar, ubar = X.mean(axis=0), U.mean(axis=0)
-    else:
-        xbar, ubar = np.zeros(n), np.zeros(p)
-    rp = _Rows(X - xbar, U - ubar, P, lam, kappa, pen, sigma, fit_bias)
-    Mt = rp.Mt
-    d = Mt.shape[1]  # n + p (+ 1)
+    rp = _Rows(Mt, n, p, P, lam, kappa, pen, sigma)
+    m, d = Mt.shape
     npen = n + p
-    # curvature bound of the split problem: rows k^{+/-} = [x, u +/- sigma, -u +/- sigma, 1]
-    ones = Mt[:, npen:]
-    Kp = np.hstack([rp.Xc, rp.Uc + sigma, -rp.Uc + sigma, ones])
-    Km = np.hstack([rp.Xc, rp.Uc - sigma, -rp.Uc - sigma, ones])
-    sQ = float(np.linalg.eigvalsh(Kp.T @ Kp + Km.T @ Km)[-1])
-    L = lam * max(sQ, 1e-300) / m + (2.0 * rp.alpha if rp.l2 else 0.0)
-    steps = 1.0 / L
-    W = np.zeros((n, d))
-    if init is not None:
-        A0 = project_inf_norm_ball(init[0], kappa)
-        W[:, :n] = A0
-        W[:, n:npen] = init[1]
-        if fit_bias:
-            W[:, npen] = init[2] + A0 @ xbar + init[1] @ ubar
-    work = np.arange(n)
-    eye = np.eye(d + 1)
+    work = np.arange(W.shape[0])
     idx_d = np.arange(d)
     is_pen = idx_d < npen
     sig_full = np.zeros(d)
@@ -453,7 +467,7 @@ def _newton(X, U, P, lam, kappa, pen, sigma, fit_bias, init, tol, max_iter):
         Gz = (up - down) * wl
         gr = (up + down).sum(axis=0) * wl
         g0 = Gz.T @ Mt  # gradient through z
-        G = _weighted_grams(Mt, act_up + act_dn)
+        G = weighted_grams(Mt, act_up + act_dn)
         vp = act_up.T @ Mt  # sum_s 1_up k_s (weighted)
         vm = act_dn.T @ Mt
         Np = act_up.sum(axis=0)
@@ -477,7 +491,7 @@ def _newton(X, U, P, lam, kappa, pen, sigma, fit_bias, init, tol, max_iter):
         sgn = np.sign(Vw)
         free = np.ones((r, d), dtype=bool)
         free[:, :npen] = Vw[:, :npen] != 0
-        on_ball = np.abs(V[:, :n]).sum(axis=1) >= kappa * (1 - 1e-9)
+        on_ball, cvec = ball_face(V[:, :n], d, kappa)
         # ---- 3. Newton step on the face: e = [0, sigma * s, 0] shifts k to k^{+/-}
         E = sgn * sig_full
         gf = g0 + gr[:, None] * E
@@ -488,52 +502,26 @@ def _newton(X, U, P, lam, kappa, pen, sigma, fit_bias, init, tol, max_iter):
             gf = gf + rp.alpha * Wr * is_pen
         elif rp.l1:
             gf = gf + rp.alpha * sgn * is_pen
-        cvec = np.zeros((r, d))
-        cvec[:, :n] = sgn[:, :n]
-        cvec[~on_ball] = 0.0
         dH = H[:, idx_d, idx_d]
         reg = 1e-10 * np.maximum(dH.max(axis=1), 1e-300)
-        K = np.zeros((r, d + 1, d + 1))
-        K[:, :d, :d] = H
-        K[:, idx_d, idx_d] += reg[:, None]
-        K[:, :d, d] = cvec
-        K[:, d, :d] = cvec
-        dz = np.where(free, 0.0, -Wr)  # fixed coordinates move to 0
-        rhs_top = -gf - (H @ dz[:, :, None])[:, :, 0]
-        rhs_c = np.where(on_ball, kappa - (cvec * Wr).sum(axis=1), 0.0)
-        fixed = np.concatenate([~free, ~on_ball[:, None]], axis=1)
-        K = np.where(fixed[:, :, None] | fixed[:, None, :], eye, K)
-        rhs = np.concatenate([np.where(free, rhs_top, 0.0), rhs_c[:, None]], axis=1)
-        with np.errstate(all="ignore"):
-            try:
-                sol = np.linalg.solve(K, rhs[:, :, None])[:, :, 0]
-            except np.linalg.LinAlgError:
-                sol = (np.linalg.pinv(K) @ rhs[:, :, None])[:, :, 0]
-        delta = np.where(free, sol[:, :d], dz)
+        # fixed coordinates move to 0
+        K, rhs, dz = face_kkt(H, reg, cvec, free, on_ball, gf, Wr, kappa)
+        delta = solve_face(K, rhs, free, dz)
         bad = ~np.isfinite(delta).all(axis=1)  # a singular face: take the proximal direction
         delta[bad] = (Wh - Wr)[bad]
-        big = 10.0 * (np.maximum(1.0, np.abs(Wr).max(axis=1)) + kappa)
-        delta *= np.minimum(1.0, big / np.maximum(np.abs(delta).max(axis=1), 1e-300))[:, None]
+        cap_rows(delta, Wr, kappa)
         gd = np.minimum((gf * delta).sum(axis=1), 0.0)
         # ---- 4. per-row Armijo search on the true objective; fall back to the prox point
         Wn = Wh
         fn = np.full(r, np.nan)
-        a = np.ones(r)
-        todo = np.arange(r)
-        for _ in range(10):
-            Wt = Wr[todo] + a[todo, None] * delta[todo]
+
+        def trial(Wt, rows, work=work, sgn=sgn):
             # projection arc: b stays in its face orthant (|b| is linear there), a in the ball
-            Wt[:, n:npen] *= (Wt[:, n:npen] * sgn[todo, n:npen]) > 0
+            Wt[:, n:npen] *= (Wt[:, n:npen] * sgn[rows, n:npen]) > 0
             Wt[:, :n] = project_l1_rows(Wt[:, :n], kappa)
-            ft = rp.values(Wt, work[todo])
-            ok = ft <= fr[todo] + 1e-4 * a[todo] * gd[todo] + 1e-15 * np.abs(fr[todo])
-            acc = todo[ok]
-            Wn[acc] = Wt[ok]
-            fn[acc] = ft[ok]
-            todo = todo[~ok]
-            if todo.size == 0:
-                break
-            a[todo] *= 0.5
+            return rp.values(Wt, work[rows]), None
+
+        _, todo = armijo_rows(Wr, delta, fr, gd, np.arange(r), trial, Wn, fn)
         if todo.size:
             # proximal-gradient step with an adaptive step (doubled after each success, back to
             # 1/L_i on failure): curvature is often far below L_i on nearly inactive states
@@ -555,27 +543,18 @@ def _newton(X, U, P, lam, kappa, pen, sigma, fit_bias, init, tol, max_iter):
             fn[todo] = rp.values(Wn[todo], work[todo])
         W[work] = Wn
         f_cur[work] = fn
-    A = np.ascontiguousarray(W[:, :n])
-    B = np.ascontiguousarray(W[:, n:npen])
-    b = W[:, npen] - A @ xbar - B @ ubar if fit_bias else np.zeros(n)
-    return A, B, b, n_iter, converged
+    return W, n_iter, converged
 
 
 # --------------------------------------------------------------------------------------------
 # cvxpy formulation of the same problem
 # --------------------------------------------------------------------------------------------
 def _cvxpy(X, U, P, lam, kappa, pen, sigma, fit_bias, tol, max_iter):
+    """The cvxpy formulation (one problem over all rows); ``(A, B, b, n_iter, converged)``."""
     import cvxpy as cp
 
     m, n = X.shape
-    p = U.shape[1]
-    M = np.hstack([X, U])
-    W = cp.Variable((n, n + p), name="W")
-    Z = M @ W.T
-    b = None
-    if fit_bias:
-        b = cp.Variable(n, name="b")
-        Z = Z + np.ones((m, 1)) @ cp.reshape(b, (1, n), order="C")
+    W, b, Z = ab_cvxpy_variables(X, U, fit_bias)
     r = cp.abs(W[:, n:]) @ sigma  # |B| sigma, shape (n,)
     R = np.ones((m, 1)) @ cp.reshape(r, (1, n), order="C")
     lam_rows = np.tile(lam, (m, 1))
@@ -585,13 +564,5 @@ def _cvxpy(X, U, P, lam, kappa, pen, sigma, fit_bias, tol, max_iter):
     # h_P(t) = P^2/2 * huber(t_+/P, 1) for P > 0, and 0 for P = 0
     down = cp.sum(cp.multiply(0.5 * lam_rows * P * P,
                               cp.huber(cp.multiply(inv_p, cp.pos(P - Z + R)), 1.0)))
-    prob = cp.Problem(cp.Minimize((up + down) / m + pen.cvxpy(W)),
-                      [cp.sum(cp.abs(W[:, :n]), axis=1) <= kappa])
-    conv, n_iter = solve_cvxpy(prob, "robust (A, B)", tol, max_iter)
-    Wv = np.array(W.value, dtype=np.float64)
-    A = Wv[:, :n]
-    if float(np.abs(A).sum(axis=1).max(initial=0.0)) > kappa * (1 + _KAPPA_SLACK):
-        A = project_inf_norm_ball(A, kappa)  # interior-point rounding: back onto the ball
-    B = np.ascontiguousarray(Wv[:, n:])
-    bv = np.array(b.value, dtype=np.float64).reshape(n) if fit_bias else np.zeros(n)
-    return np.ascontiguousarray(A), B, bv, n_iter, conv
+    return ab_cvxpy_solve((up + down) / m + pen.cvxpy(W), W, b, kappa, "robust (A, B)", tol,
+                          max_iter)
