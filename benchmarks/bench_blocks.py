@@ -1,12 +1,21 @@
 """Speed of the four BCD blocks: the fast solvers against the cvxpy formulation (same process).
 
-Run ``python benchmarks/bench_blocks.py`` (add ``--quick`` for n = 20 only). For each block and
-size it prints the fast solver's time (median of 3, warm-started from a perturbed point as in the
-BCD loop, and cold), the cvxpy/Clarabel time (build + solve, one run), the relative objective gap
+Run ``python benchmarks/bench_blocks.py`` (add ``--quick`` for n = 20 only, ``--parallel`` for
+the parallel (A, B) section alone). For each block and size it prints the fast solver's time
+(median of 3, warm-started from a perturbed point as in the BCD loop, and cold), the
+cvxpy/Clarabel time (build + solve, one run), the relative objective gap
 (fast - cvxpy) / |cvxpy| (negative: the fast answer is lower) and the speed-up ratio
 cvxpy / fast. For the (A, B) block it also times the first-order baseline (FISTA with per-row
 steps and restarts) that the semismooth Newton solver replaced, and for X both the accelerated
 gradient and the Newton solver.
+
+Parallel rows of the (A, B) block (``solve_ab(..., n_jobs=2)`` against ``n_jobs=1``), at
+m = 2000, n = 100, p = 64, cold starts: the loop-like ReLU instance below, the teacher instance
+with an l2 penalty (ReLU) and with tanh. Rounds interleave n_jobs = 1, n_jobs = 2 with joblib
+threads (the default backend) and n_jobs = 2 with loky processes (after one warm-up call that
+starts the workers, whose cost is printed separately). The speed-up is the ratio of the fastest
+rounds, t(n_jobs=1) / t(n_jobs=2), with the median of the per-round ratios in brackets, and
+the relative objective gap of each parallel answer to the sequential one.
 
 Data: a teacher implicit ReLU (or tanh) model with ||A||_inf = 0.5, inputs N(0, I), m = 500,
 p = 10; X and P are the teacher's equilibrium plus noise (P in dom f*), per-state weights
@@ -27,7 +36,7 @@ from threadpoolctl import threadpool_limits
 
 from lifted_idl import ImplicitModel
 from lifted_idl.activations import ReLU, Tanh
-from lifted_idl.blocks import solve_ab, solve_cd, solve_p, solve_x
+from lifted_idl.blocks import _common, solve_ab, solve_cd, solve_p, solve_x
 from lifted_idl.blocks.ab import _ab_fista
 from lifted_idl.blocks.objective import _ab_objective
 from lifted_idl.blocks.x import _x_agd, _x_newton
@@ -162,12 +171,56 @@ def bench_size(n, act, with_cvxpy=True):
                    rr.objective, f"  | {rf.solver}")
 
 
+def bench_ab_parallel(rounds=5, m=2000, n=100, p=64):
+    """solve_ab with n_jobs = 2 (threads, and loky processes) against n_jobs = 1."""
+    loop_args, _ = make_loop_like(m, n, p)
+    cases = [("loop-like ReLU none", loop_args)]
+    for act, pen in ((ReLU(), L2Penalty(1e-3)), (Tanh(), L2Penalty(1e-3))):
+        d = make(m, n, p, 1, act)
+        cases.append((f"teacher {type(act).__name__} {pen!r}",
+                      (d["X"], d["U"], d["P"], d["lam"], d["kappa"], act, pen)))
+
+    def run(args, n_jobs, backend):
+        _common.ROW_BACKEND = backend
+        try:
+            t = time.perf_counter()
+            res = solve_ab(*args, n_jobs=n_jobs)
+            return time.perf_counter() - t, res
+        finally:
+            _common.ROW_BACKEND = "threading"
+
+    for name, args in cases:
+        t_start, _ = run(args, 2, "loky")  # starts (or reuses) the loky workers
+        configs = [(1, "threading"), (2, "threading"), (2, "loky")]
+        times = {c: [] for c in configs}
+        results = {}
+        for k in range(rounds):
+            order = configs if k % 2 == 0 else configs[::-1]
+            for cfg in order:
+                t, res = run(args, *cfg)
+                times[cfg].append(t)
+                results[cfg] = res
+        seq = results[(1, "threading")]
+        t1 = times[(1, "threading")]
+        line = (f"AB parallel {name} m={m} n={n} p={p}: n_jobs=1 {min(t1):.2f} s "
+                f"({seq.n_iter} it)")
+        for cfg in configs[1:]:
+            tk = times[cfg]
+            ratios = [a / b for a, b in zip(t1, tk, strict=True)]
+            gap = abs(results[cfg].objective - seq.objective) / abs(seq.objective)
+            line += (f" | n_jobs=2 {cfg[1]} {min(tk):.2f} s, speed-up {min(t1) / min(tk):.2f}x "
+                     f"({statistics.median(ratios):.2f}x), gap {gap:.0e}")
+        print(line + f" | loky start-up call {t_start:.2f} s", flush=True)
+
+
 def main(argv):
     sizes = [20] if "--quick" in argv else [20, 50]
     with threadpool_limits(1):
-        for n in sizes:
-            bench_size(n, ReLU())
-        bench_size(20, Tanh())
+        if "--parallel" not in argv:
+            for n in sizes:
+                bench_size(n, ReLU())
+            bench_size(20, Tanh())
+        bench_ab_parallel()
 
 
 if __name__ == "__main__":
