@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_blocks import ab_fixed_point_residual as fixed_point_residual
 from threadpoolctl import threadpool_info
 
 import lifted_idl.blocks.ab as ab_module
@@ -52,29 +53,6 @@ def instance(seed, act, m=60, n=10, p=4, kappa=0.5, slow_half=False):
     if slow_half:
         lam[n // 2:] *= 1e-2
     return X, U, P, lam, kappa
-
-
-def fixed_point_residual(X, U, P, lam, kappa, act, pen, A, B, b, fit_bias=True):
-    """|W - Proj(prox(W - t grad))| of the (A, B, b) block with a per-row step t (independent
-    of the solver; zero exactly at a minimiser)."""
-    m = X.shape[0]
-    n = A.shape[0]
-    Z = X @ A.T + U @ B.T + b
-    G = (act(Z) - P) * (lam / m)
-    W = np.hstack([A, B])
-    gW = G.T @ np.hstack([X, U])
-    if isinstance(pen, L2Penalty):
-        gW = gW + pen.alpha * W
-    M1 = np.hstack([X, U, np.ones((m, 1))])
-    t = (m / (lam * np.linalg.norm(M1, 2) ** 2))[:, None]
-    V = W - t * gW
-    if isinstance(pen, L1Penalty):
-        V = np.sign(V) * np.maximum(np.abs(V) - t * pen.alpha, 0.0)
-    V[:, :n] = project_inf_norm_ball(V[:, :n], kappa)
-    res = float(np.abs(V - W).max())
-    if fit_bias:
-        res = max(res, float(np.abs(t[:, 0] * G.sum(axis=0)).max()))
-    return res
 
 
 @pytest.fixture
