@@ -33,7 +33,10 @@ onto the NE-MON set :math:`\{\mu_\infty(A) \le \kappa\}` [NEMON] (theory §1) wi
 :func:`lifted_idl.robustness.training.project_mu_inf`; the forward and adjoint iterations are then
 the averaged ones of theory §1. Robust training adds a ``model_penalty`` on (A, B, C, D), e.g. the
 Lipschitz surrogate [IDL (4.7)] or the sensitivity penalty of theory §6
-(:mod:`lifted_idl.robustness.training`).
+(:mod:`lifted_idl.robustness.training`). Feature selection adds the group penalty of
+[IDL (5.1)] (theory §5) through its exact joint prox on ``(B, D)`` after every step
+(``group=``; proximal gradient, with Adam's metric shared within each feature group), so
+unused features get exactly zero columns.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ from ..activations import get_activation
 from ..exceptions import ConvergenceWarning, IllPosedModelError
 from ..losses import Loss, get_loss
 from ..model import ImplicitModel
-from ..penalties import NoPenalty, Penalty, get_penalty
+from ..penalties import GroupPenalty, NoPenalty, Penalty, get_penalty
 from ..robustness.training import project_mu_inf
 from ..wellposedness import averaged_step, project_inf_norm_ball
 
@@ -511,7 +514,8 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
                  learning_rate: float = 1e-2, tol: float = 1e-6, n_iter_no_change: int = 10,
                  random_state=None, verbose: int = 0, callback=None, train_bias: bool = True,
                  solver_tol: float | None = None, model_penalty=None,
-                 constraint: str = "inf_norm") -> tuple[ImplicitModel, dict]:
+                 constraint: str = "inf_norm", group: GroupPenalty | None = None,
+                 c_ridge: float = 0.0) -> tuple[ImplicitModel, dict]:
     r"""Train every parameter by (stochastic) projected gradient [IDL §6.2], theory §7.
 
     Minimises [IDL (6.3)] with biases and penalties,
@@ -520,19 +524,25 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
 
         \min\ \mathcal L(Y, X C^\top + U D^\top + c) + \mathrm{pen}_{AB}([A\ B])
         + \mathrm{pen}_{CD}([C\ D]) + \mathrm{pen}_{M}(A, B, C, D)
-        \ \ \text{s.t.}\ \ X = \phi(X A^\top + U B^\top + b),\ \ A \in \mathcal K,
+        + \alpha_g \sum_{j=1}^p \left\|\begin{pmatrix} B \\ D \end{pmatrix} e_j\right\|_r
+        + \frac{\beta}{2}\|C\|_F^2
+
+        \text{s.t.}\ \ X = \phi(X A^\top + U B^\top + b),\ \ A \in \mathcal K,
 
     with :math:`\mathcal K = \{\|A\|_\infty \le \kappa\}` (``constraint="inf_norm"``,
     [IDL (6.7)]) or :math:`\mathcal K = \{\mu_\infty(A) \le \kappa\}` (``constraint="mu_inf"``,
-    [NEMON]), and :math:`\mathrm{pen}_M` an optional penalty on the whole model
+    [NEMON]), :math:`\mathrm{pen}_M` an optional penalty on the whole model
     (``model_penalty``, e.g. the Lipschitz surrogate [IDL (4.7)] of
-    :class:`~lifted_idl.robustness.training.LipschitzSurrogatePenalty`; theory §6).
+    :class:`~lifted_idl.robustness.training.LipschitzSurrogatePenalty`; theory §6), and the
+    optional feature-selection penalty of [IDL (5.1)] (``group``, theory §5) with its ridge
+    :math:`\beta` on C (``c_ridge``).
 
     Each step computes the minibatch gradients by implicit differentiation
     (:func:`implicit_gradients`: forward Picard solve, adjoint [IDL (6.5)-(6.6)]), adds the
     gradients of smooth penalties and of ``model_penalty``, takes an Adam or plain gradient
-    step on all of ``A, B, b, C, D, c``, applies the prox of non-smooth penalties (l1), then
-    projects A onto :math:`\mathcal K` (theory §2 for the inf-norm ball,
+    step on all of ``A, B, b, C, D, c``, applies the prox of non-smooth penalties (l1, and
+    the exact joint prox :func:`~lifted_idl.penalties.group_prox` of the group penalty on
+    ``(B, D)``), then projects A onto :math:`\mathcal K` (theory §2 for the inf-norm ball,
     :func:`~lifted_idl.robustness.training.project_mu_inf` for the matrix-measure set). Every
     iterate is therefore well-posed: under ``"inf_norm"`` Picard contracts with factor at most
     :math:`\gamma\kappa`; under ``"mu_inf"`` the forward and adjoint iterations are the
@@ -605,6 +615,28 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
         :math:`\|A\|_\infty \le \kappa` [IDL (6.7)] or :math:`\mu_\infty(A) \le \kappa`
         [NEMON] (less conservative: rows may have large negative diagonals, so
         :math:`\|A\|_\infty` can exceed 1).
+    group : GroupPenalty, optional
+        The feature-selection penalty :math:`\alpha_g\sum_j\|[B; D]e_j\|_r` of [IDL (5.1)]
+        (theory §5), applied by its exact joint prox after every step (proximal gradient), so
+        unused features get **exactly zero** columns of ``[B; D]``. Adam's per-entry metric
+        would make that prox inexact (it is not separable across a group with unequal
+        weights), so for the entries of ``B`` and ``D`` the Adam denominator is shared within
+        each feature group j: :math:`\sqrt{\bar v_j} + \epsilon` with :math:`\bar v_j` the
+        mean of the bias-corrected second moments over the :math:`n + q` entries of column j
+        of ``[B; D]`` (a group-wise diagonal metric). The prox of step
+        :math:`\eta_j = \eta/(\sqrt{\bar v_j} + \epsilon)` is then exact in that metric, and a
+        fixed point of the iteration satisfies the group-lasso optimality condition
+        :math:`-\nabla_{(B,D)e_j}\mathcal L \in \alpha_g\,\partial\|[B; D]e_j\|_r` for every j
+        (``tests/test_gradient_group.py`` checks it). With ``optimizer="sgd"`` it is the
+        plain proximal gradient method with step ``learning_rate``. ``pen_ab`` and ``pen_cd``
+        must then be smooth (or none): the prox of a sum is not the composition of the
+        proxes in general.
+    c_ridge : float, default=0.0
+        :math:`\beta \ge 0`, a ridge :math:`\tfrac{\beta}{2}\|C\|_F^2` (a smooth term, in the
+        gradient and in the objective). With ``group`` and a positively homogeneous
+        activation (ReLU), :math:`(B, b, C) \to (sB, sb, C/s)` keeps the predictions and
+        lowers the group penalty as :math:`s \to 0`; the ridge gives the problem a minimiser
+        (:meth:`~lifted_idl.penalties.GroupPenalty.for_cd`).
 
     Returns
     -------
@@ -619,7 +651,8 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
         adjoint solves that missed ``solver_tol``; ``"forward_iter"``, ``"adjoint_iter"``: mean
         fixed-point iterations per solve; ``"time"``: wall-clock seconds;
         ``"model_penalty"``: the value of ``model_penalty`` at the returned model (0.0 when
-        there is none); ``"constraint"``: the constraint used.
+        there is none); ``"constraint"``: the constraint used; ``"group_penalty"``: the
+        group penalty plus the C ridge at the returned model (0.0 without ``group``).
 
     Raises
     ------
@@ -661,6 +694,16 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
         raise ValueError(
             f"constraint must be 'inf_norm' or 'mu_inf'; got constraint={constraint!r}")
     _check_model_penalty(model_penalty, constraint)
+    if group is not None and not isinstance(group, GroupPenalty):
+        raise ValueError(f"group must be None or a GroupPenalty; got group={group!r}")
+    if group is not None and not (pen_ab.smooth and pen_cd.smooth):
+        raise ValueError(
+            "group cannot be combined with a non-smooth pen_ab/pen_cd (the prox of the sum is "
+            f"not the composition of the proxes); got pen_ab={pen_ab!r}, pen_cd={pen_cd!r}")
+    if (isinstance(c_ridge, bool) or not isinstance(c_ridge, numbers.Real)
+            or not math.isfinite(c_ridge) or c_ridge < 0):
+        raise ValueError(f"c_ridge must be a finite float >= 0; got c_ridge={c_ridge!r}")
+    c_ridge = float(c_ridge)
     max_iter = _check_int(max_iter, "max_iter", 1)
     n_iter_no_change = _check_int(n_iter_no_change, "n_iter_no_change", 1)
     if batch_size is not None:
@@ -733,6 +776,10 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
     ab_prox = not pen_ab.smooth
     cd_prox = not pen_cd.smooth
     lr = float(learning_rate)
+    has_group = group is not None
+    m2v = par.views(m2, _Views())  # views of the second moments and of the denominators
+    denv = par.views(den, _Views())
+    group_rows = n + q
 
     set_iteration()
     has_mpen = model_penalty is not None
@@ -760,8 +807,13 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
             counters["failures"] += 1
         return X, Z0
 
+    def group_value():
+        v = 0.5 * c_ridge * float(np.vdot(par.C, par.C)) if c_ridge else 0.0
+        return v + group.value(par.B, par.D) if has_group else v
+
     def objective(value):
-        return value + pen_ab.value(par.AB) + pen_cd.value(par.CD) + mpen_value()
+        return (value + pen_ab.value(par.AB) + pen_cd.value(par.CD) + mpen_value()
+                + group_value())
 
     def full_objective():
         X, _ = forward(U, X_cache, in_step=False)
@@ -799,6 +851,8 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
             grad.AB[...] += pen_ab.grad(par.AB)
         if cd_smooth:
             grad.CD[...] += pen_cd.grad(par.CD)
+        if c_ridge:
+            grad.C[...] += c_ridge * par.C
         if has_mpen:
             gm = model_penalty.grad(P)
             for key in ("A", "B", "C", "D"):
@@ -829,7 +883,16 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
             # den = sqrt(v_hat) + eps ; theta <- theta - lr m_hat / den
             np.sqrt(m2, out=den)
             np.multiply(den, 1 / math.sqrt(1 - beta2 ** t), out=den)
+            if has_group:
+                # one denominator per feature group j of [B; D]: the RMS of its second
+                # moments, so that the group prox below is exact in Adam's metric
+                vbar = m2v.B.sum(axis=0)
+                vbar += m2v.D.sum(axis=0)
+                gden = np.sqrt(vbar / (group_rows * (1 - beta2 ** t))) + eps
             np.add(den, eps, out=den)
+            if has_group:
+                denv.B[...] = gden
+                denv.D[...] = gden
             np.divide(m1, den, out=buf)
             np.multiply(buf, lr / (1 - beta1 ** t), out=buf)
             np.subtract(par.flat, buf, out=par.flat)
@@ -843,6 +906,11 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
             par.AB[...] = pen_ab.prox(par.AB, steps.AB)
         if cd_prox:
             par.CD[...] = pen_cd.prox(par.CD, steps.CD)
+        if has_group:
+            gstep = lr / gden if adam else lr
+            Bn, Dn = group.prox(par.B, par.D, gstep)
+            par.B[...] = Bn
+            par.D[...] = Dn
         par.A[...] = project(par.A, kappa)
         set_iteration()
         if callback is not None:
@@ -933,5 +1001,6 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
         "time": time.perf_counter() - t_start,
         "model_penalty": mpen_value(),
         "constraint": constraint,
+        "group_penalty": group_value(),
     }
     return new, history
