@@ -26,7 +26,7 @@ import warnings
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -34,7 +34,7 @@ from .activations import Activation, get_activation
 from .exceptions import ConvergenceWarning
 from .losses import SoftmaxCrossEntropy, SquaredLoss
 from .model import ImplicitModel
-from .penalties import get_penalty
+from .penalties import GroupPenalty, NoPenalty, get_penalty
 
 __all__ = ["ImplicitRegressor", "ImplicitClassifier"]
 
@@ -62,8 +62,10 @@ class _BaseImplicit(BaseEstimator):
         "kappa": [Interval(numbers.Real, 0, 1, closed="neither")],
         "activation": [StrOptions({"relu", "tanh", "leaky_relu"}), Activation],
         "solver": [StrOptions({"bcd", "gradient", "bcd+gradient"})],
-        "penalty": [StrOptions({"l2", "l1", "none"})],
+        "penalty": [StrOptions({"l2", "l1", "group", "none"})],
         "alpha": [Interval(numbers.Real, 0, None, closed="left")],
+        "group_ord": [Options(numbers.Real, {2, np.inf}), StrOptions({"inf"})],
+        "c_ridge": [None, Interval(numbers.Real, 0, None, closed="left")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "gradient_max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -87,9 +89,10 @@ class _BaseImplicit(BaseEstimator):
     }
 
     def __init__(self, n_hidden=20, *, kappa=0.9, activation="relu", solver="bcd",
-                 penalty="l2", alpha=1e-4, max_iter=100, gradient_max_iter=300,
+                 penalty="l2", alpha=1e-4, group_ord=2, c_ridge=None, max_iter=100,
+                 gradient_max_iter=300,
                  learning_rate=1e-2, batch_size="auto", tol=1e-4, n_iter_no_change=5,
-                 early_stopping=False, validation_fraction=0.1, lam=0.1, mu=0.1,
+                 early_stopping=False, validation_fraction=0.1, lam=0.1, mu=1e-3,
                  block_solver="fast", random_state=None, warm_start=False, verbose=0,
                  n_jobs=None, robust=None, robust_alpha=0.0, robust_smoothing=0.1,
                  constraint="inf_norm", robust_sigma=None):
@@ -99,6 +102,8 @@ class _BaseImplicit(BaseEstimator):
         self.solver = solver
         self.penalty = penalty
         self.alpha = alpha
+        self.group_ord = group_ord
+        self.c_ridge = c_ridge
         self.max_iter = max_iter
         self.gradient_max_iter = gradient_max_iter
         self.learning_rate = learning_rate
@@ -169,7 +174,10 @@ class _BaseImplicit(BaseEstimator):
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         act = get_activation(self.activation)
-        pen = get_penalty(self.penalty, self.alpha)
+        pen, group = self._penalties()
+        c_ridge = 0.0
+        if group is not None:
+            c_ridge = float(self.alpha if self.c_ridge is None else self.c_ridge)
         init = None
         if self.warm_start and hasattr(self, "_scaled_model"):
             init = self._scaled_model
@@ -194,10 +202,12 @@ class _BaseImplicit(BaseEstimator):
             if self.solver in ("bcd", "bcd+gradient"):
                 model, hist = fit_bcd(
                     X, Y, loss, n_hidden=self.n_hidden, kappa=self.kappa, activation=act,
-                    pen_ab=pen, pen_cd=pen, init_model=init, lam=self.lam, mu=self.mu,
+                    pen_ab=pen, pen_cd=pen, group=group, c_ridge=c_ridge,
+                    init_model=init, lam=self.lam, mu=self.mu,
                     max_iter=self.max_iter, tol=self.tol,
                     n_iter_no_change=self.n_iter_no_change, block_solver=self.block_solver,
                     validation=validation, random_state=seed, verbose=self.verbose,
+                    n_jobs=self.n_jobs,
                     robust_sigma=(None if self.robust_sigma is None
                                   else self.robust_sigma / scale_u))
                 record["loss_curve"] += list(hist.train_loss)
@@ -208,7 +218,8 @@ class _BaseImplicit(BaseEstimator):
                 from .training.gradient import fit_gradient
 
                 if model is None:
-                    model = self._random_feature_model(X, Y, loss, act, pen, seed)
+                    model = self._random_feature_model(X, Y, loss, act, pen, seed, group,
+                                                       c_ridge)
                 bs = None if self.batch_size == "auto" and X.shape[0] <= 1000 else (
                     200 if self.batch_size == "auto" else int(self.batch_size))
                 tuned, ghist = fit_gradient(
@@ -216,7 +227,7 @@ class _BaseImplicit(BaseEstimator):
                     max_iter=self.gradient_max_iter, batch_size=bs,
                     learning_rate=self.learning_rate, tol=self.tol, random_state=seed,
                     verbose=self.verbose, model_penalty=self._model_penalty(scale_u),
-                    constraint=self.constraint)
+                    constraint=self.constraint, group=group, c_ridge=c_ridge)
                 # fit_gradient returns its last iterate; a fine-tuning stage that ends above
                 # its starting objective (steps too long for an already fitted model) is
                 # discarded rather than allowed to undo the BCD stage
@@ -232,7 +243,19 @@ class _BaseImplicit(BaseEstimator):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return model, record
 
-    def _random_feature_model(self, X, Y, loss, act, pen, seed):
+    def _penalties(self):
+        r"""The penalty on ``[A B]`` and on ``[C D]``, and the group penalty (or None).
+
+        With ``penalty="group"``: no penalty on the blocks, and
+        :math:`\alpha\sum_j\|[B; D]e_j\|_r` [IDL (5.1)], :math:`r` = ``group_ord``, on the
+        weights of the standardised features (plus the ridge ``c_ridge`` on C, added by the
+        solvers)."""
+        if self.penalty == "group":
+            ord_ = np.inf if self.group_ord == "inf" else self.group_ord
+            return NoPenalty(), GroupPenalty(self.alpha, ord_)
+        return get_penalty(self.penalty, self.alpha), None
+
+    def _random_feature_model(self, X, Y, loss, act, pen, seed, group=None, c_ridge=0.0):
         from . import blocks
         from .training.bcd import random_feature_init
 
@@ -240,6 +263,8 @@ class _BaseImplicit(BaseEstimator):
         proto = ImplicitModel(A, B, np.zeros((Y.shape[1], self.n_hidden)),
                               np.zeros((Y.shape[1], X.shape[1])), b=b, activation=act)
         Xs = proto.equilibrium(X)
+        if group is not None:
+            pen = group.for_cd(B, ridge=c_ridge)
         C, D, c = blocks.solve_cd(Xs, X, Y, loss, pen).value
         return proto.replace(C=C, D=D, c=c)
 
@@ -268,7 +293,12 @@ class _BaseImplicit(BaseEstimator):
 
     @property
     def feature_importances_(self):
-        r"""Column norms :math:`\|[B; D] e_j\|_2` of the fitted model (on standardised inputs)."""
+        r"""Column norms :math:`\|[B; D] e_j\|_2` of the model fitted on standardised inputs
+        (and, for the regressor, standardised targets): the weights the penalty acts on,
+        unchanged by a change of units of a feature. ``model_`` (raw features) has the
+        columns :math:`B e_j / s_j` and :math:`D e_j\, s_y / s_j`, so its zero columns are
+        the same; a ``penalty="group"`` fit by the gradient solver makes them exactly zero
+        for the features it does not use."""
         check_is_fitted(self)
         M = self._scaled_model
         return np.linalg.norm(np.vstack([M.B, M.D]), axis=0)
@@ -296,10 +326,36 @@ _DOC_PARAMS = r"""
     solver : {"bcd", "gradient", "bcd+gradient"}, default="bcd"
         Block-coordinate descent on the Fenchel relaxation, projected gradient with implicit
         differentiation, or BCD followed by gradient fine-tuning (theory §7).
-    penalty : {"l2", "l1", "none"}, default="l2"
-        Penalty on ``[A B]`` and on ``[C D]`` (biases are not penalised).
+    penalty : {"l2", "l1", "group", "none"}, default="l2"
+        Penalty on ``[A B]`` and on ``[C D]`` (biases are not penalised), or ``"group"``:
+        the feature-selection penalty of [IDL (5.1)] (theory §5),
+
+        .. math:: \alpha \sum_{j=1}^p \left\|\begin{pmatrix} B \\ D \end{pmatrix} e_j
+                  \right\|_r + \frac{\beta}{2}\|C\|_F^2
+
+        (r is ``group_ord``, :math:`\beta` is ``c_ridge``) on the weights of the
+        **standardised** features (the inputs are standardised inside ``fit``), with no other
+        penalty on A, B, C, D. The gradient solver applies it by its exact joint prox
+        (:func:`lifted_idl.penalties.group_prox`, see
+        :func:`~lifted_idl.training.gradient.fit_gradient`), so unused features get exactly
+        zero columns, i.e. exactly zero ``feature_importances_``: use ``solver="gradient"``
+        or ``"bcd+gradient"`` for feature selection. BCD sees the penalty one block at a time
+        with the other block's part fixed (:func:`~lifted_idl.training.bcd.fit_bcd`): a
+        column of B then reaches exactly zero only once its part in D is zero, and vice
+        versa, so under ``solver="bcd"`` unused columns shrink over the rounds (for r = 2)
+        but are in general not exactly zero, and for r = ∞, where the block's penalty is flat
+        below the other part's norm, they need not shrink at all.
     alpha : float, default=1e-4
-        Penalty strength.
+        Penalty strength (with ``penalty="group"``, the group weight :math:`\alpha`).
+    group_ord : {2, "inf"}, default=2
+        The column norm r of ``penalty="group"`` (``np.inf`` is accepted for ``"inf"``);
+        ignored by the other penalties.
+    c_ridge : float or None, default=None
+        With ``penalty="group"``: the ridge :math:`\beta` on C (None: :math:`\beta = \alpha`).
+        For a positively homogeneous activation (ReLU) the rescaling
+        :math:`(B, b, C) \to (sB, sb, C/s)` keeps the predictions and lowers the group
+        penalty as :math:`s \to 0`; the ridge gives the problem a minimiser
+        (:meth:`lifted_idl.penalties.GroupPenalty.for_cd`). Ignored by the other penalties.
     max_iter : int, default=100
         Maximum number of BCD rounds (see :func:`lifted_idl.training.bcd.fit_bcd`).
     gradient_max_iter : int, default=300
@@ -316,8 +372,11 @@ _DOC_PARAMS = r"""
         Hold out ``validation_fraction`` of the training data (stratified for classifiers) and
         return the round with the lowest validation loss.
     validation_fraction : float, default=0.1
-    lam, mu : float, default=0.1
-        Initial weight of the Fenchel divergence and of the coupling term of the relaxation.
+    lam : float, default=0.1
+        Initial weight of the Fenchel divergence of the relaxation (adapted during BCD).
+    mu : float, default=1e-3
+        Weight of the coupling term :math:`\tfrac{\mu}{2m}\|X - P\|^2` of the relaxation
+        (see :func:`lifted_idl.training.bcd.fit_bcd` for why it is small).
     block_solver : {"fast", "cvxpy"}, default="fast"
         Solve every BCD block with its fast exact solver or with its cvxpy formulation.
     random_state : int, RandomState instance or None, default=None
@@ -342,8 +401,10 @@ _DOC_PARAMS = r"""
         Box uncertainty on the raw features: BCD then takes the robust-counterpart (A, B)
         step (arXiv §5.3, :func:`lifted_idl.blocks.solve_ab_robust`; ReLU only).
     n_jobs : int or None, default=None
-        BLAS threads for the linear algebra of a fit (None means 1: the block solvers do many
-        small products, which extra threads slow down on few cores).
+        Threads for one fit: the rows of the (A, B, b) block of BCD are solved in ``n_jobs``
+        parallel chunks (same answer as sequentially), and the rest of the linear algebra
+        uses ``n_jobs`` BLAS threads. None means 1: the block solvers do many small products,
+        which extra threads slow down on few cores.
 """
 
 _DOC_ATTRS = r"""
@@ -362,7 +423,10 @@ _DOC_ATTRS = r"""
     feature_names_in_ : ndarray of str
         Defined when X has string feature names.
     feature_importances_ : ndarray of shape (n_features_in_,)
-        Column norms of ``[B; D]`` on standardised inputs, for ``SelectFromModel``.
+        Column norms :math:`\|[B; D]e_j\|_2` of the model on the **standardised** features
+        (the weights the penalty acts on), for ``SelectFromModel``: a change of units of a
+        feature does not change its importance. ``model_`` (raw features) has the same zero
+        columns.
 """
 
 

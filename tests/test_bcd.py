@@ -136,7 +136,7 @@ def test_group_penalty_in_bcd_keeps_descent(ord):
                           pen_cd=NoPenalty(), group=group, c_ridge=1e-2, max_iter=15,
                           random_state=0)
     rounds = {}
-    for it, block, lam, val in hist.relaxed:
+    for it, _block, _lam, val in hist.relaxed:
         rounds.setdefault(it, []).append(val)
     for vals in rounds.values():
         for a, b in zip(vals, vals[1:], strict=False):
