@@ -559,10 +559,10 @@ class SmoothedGroupPenalty:
     :math:`\alpha [B; D]e_j/\sqrt{\|[B; D]e_j\|^2 + \epsilon^2}`. It has the
     ``value(params)`` / ``grad(params)`` interface (``params`` a dict with keys ``"B"`` and
     ``"D"``; ``grad`` returns those two keys) that
-    :func:`~lifted_idl.training.gradient.fit_gradient` takes as ``model_penalty``: a way to train
-    with the group penalty by gradient steps until the exact joint prox (:func:`group_prox`) is
-    wired into the optimizer. It does not produce exact zeros; read the support from the column
-    norms.
+    :func:`~lifted_idl.training.gradient.fit_gradient` takes as ``model_penalty``, for combining
+    the group penalty with other smooth penalties. It does not produce exact zeros; for those,
+    pass the penalty itself as ``fit_gradient(..., group=GroupPenalty(...))``, which applies the
+    exact joint prox (:func:`group_prox`) after every step.
 
     Parameters
     ----------
