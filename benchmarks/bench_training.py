@@ -5,7 +5,9 @@ For each data set it fits, with the same number of hidden units,
 * ``init``: the random-feature initialisation alone, (C, D, c) refit on its
   equilibrium;
 * ``bcd``, ``gradient``, ``bcd+gradient``: :class:`ImplicitRegressor` /
-  :class:`ImplicitClassifier`;
+  :class:`ImplicitClassifier` with their defaults;
+* ``bcd-es`` (only when asked for with ``--solvers``): BCD with ``early_stopping=True`` (the
+  round is chosen on a 10 % validation split);
 * ``mlp``: ``MLPRegressor`` / ``MLPClassifier`` (inputs standardised, early stopping off).
 
 Scores: test RMSE for regression (lower is better), test accuracy for classification. Each
@@ -103,6 +105,8 @@ def run(datasets, seeds, solvers):
                     warnings.simplefilter("ignore", ConvergenceWarning)
                     if solver == "init":
                         init_only(est, U, y)
+                    elif solver == "bcd-es":  # BCD with the round chosen on a validation split
+                        est.set_params(solver="bcd", early_stopping=True).fit(U, y)
                     else:
                         est.set_params(solver=solver).fit(U, y)
                 results[solver] = (score(est, Ut, yt, task), time.perf_counter() - t)
