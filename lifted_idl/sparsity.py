@@ -659,8 +659,11 @@ class _Anchored:
             X = st["X"]
             P = solve_p(*st["AB"], *st["CD"], X, self.U, self.Y, lamv, self.mu, self.act,
                         self.loss, init=X.copy()).value
-            A, B, b = self.ab_step(X, P, lamv, st["AB"], st["CD"])
-            cand = self.anchor(A, B, b, X0=X, cd_init=st["CD"])
+            out = self.ab_step(X, P, lamv, st["AB"], st["CD"])
+            # an ab_step may also return the (C, D, c) its joint step ended at, as the start of
+            # the anchor's (C, D, c) solve
+            (A, B, b), cd_init = (out if len(out) == 2 else (out, st["CD"]))
+            cand = self.anchor(A, B, b, X0=X, cd_init=cd_init)
             if cand["obj"] < st["obj"]:
                 st = cand
                 n_acc += 1
@@ -955,14 +958,11 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
     (:meth:`~lifted_idl.penalties.GroupPenalty.for_ab`), the (C, D, c) step at the anchor with B
     fixed (:meth:`~lifted_idl.penalties.GroupPenalty.for_cd`); each
     is convex and solved exactly (:func:`~lifted_idl.blocks.solve_ab`,
-    :func:`~lifted_idl.blocks.solve_cd`). A round is accepted iff the penalised training
-    objective decreased.
-
-    A group j reaches exactly zero in a block step only when the other block's part of it is
-    already zero; otherwise the alternation shrinks it geometrically (a block step maps a part
-    of norm :math:`\epsilon` to one of norm about :math:`\epsilon\,g/\sqrt{\alpha^2 - g^2}`
-    when the block's loss gradient on the group has norm :math:`g < \alpha`), so read the
-    support from ``column_norms`` with a threshold.
+    :func:`~lifted_idl.blocks.solve_cd`). After the (A, B, b) step, a joint (B, D) block step
+    (proximal gradient with the exact joint prox, as in
+    :func:`~lifted_idl.training.bcd.fit_bcd`) zeroes whole columns: the two one-sided steps
+    alone only shrink a group whose other part is nonzero. A round is accepted iff the
+    penalised training objective decreased.
 
     As an optimiser of this nonconvex problem the anchored BCD is weaker than gradient
     training: in ``experiments/model_recovery.py`` (p = 100, m = 400, 5 rounds per strength) it
@@ -1009,7 +1009,7 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
     from .activations import get_activation
     from .blocks import solve_ab, solve_cd
     from .penalties import GroupPenalty
-    from .training.bcd import random_feature_init
+    from .training.bcd import _group_bd_step, random_feature_init
     U, Y, U_val, Y_val, loss, classes = _path_data(U, Y, task, U_val, Y_val)
     al = np.asarray(alphas, dtype=np.float64)
     if al.ndim != 1 or al.size == 0 or not np.all(np.isfinite(al)) or np.any(al < 0):
@@ -1035,7 +1035,11 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
         return solve_cd(X, U, Y, loss, pen, init=init).value
 
     def ab_step(X, P, lamv, AB, CD):
-        return solve_ab(X, U, P, lamv, kappa, act, group["pen"].for_ab(CD[1]), init=AB).value
+        W = solve_ab(X, U, P, lamv, kappa, act, group["pen"].for_ab(CD[1]), init=AB).value
+        if group["pen"].alpha <= 0:
+            return W
+        # the joint (B, D) block step: the one that zeroes whole columns (as in fit_bcd)
+        return _group_bd_step(W, CD, X, P, U, Y, lamv, loss, act, group["pen"])
 
     def penalty(A, B, C, D):
         return group["pen"].value(B, D) + 0.5 * c_ridge * float(np.vdot(C, C))

@@ -194,3 +194,19 @@ def test_group_path_objective_and_collapse(data):
     assert path[0].column_norms.max() < 1e-3 * np.linalg.norm(B0, axis=0).max()
     assert path[1].column_norms.max() > 0.1
     assert path[1].train_loss < path[0].train_loss
+
+
+def test_group_path_zeroes_noise_features_exactly():
+    """The joint (B, D) step of the BCD path sets the columns of pure-noise inputs exactly to
+    zero (the one-sided block steps alone could only shrink them) and keeps the informative
+    ones."""
+    rng = np.random.default_rng(0)
+    U = rng.standard_normal((150, 6))
+    y = 3 * U[:, 0] - 2 * U[:, 1] + np.maximum(U[:, 0], 0) + 0.1 * rng.standard_normal(150)
+    y = (y - y.mean()) / y.std()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        (pt,) = group_lasso_path(U, y, [0.05], n_hidden=N_HIDDEN, random_state=0, n_rounds=10,
+                                 c_ridge=1e-2)
+    norms = pt.column_norms
+    assert np.all(norms[2:] == 0.0) and np.all(norms[:2] > 1e-2), norms
