@@ -81,11 +81,9 @@ seen seeds; seeds 10–19 also carry the earlier rules, since their paths are co
 Run ``python experiments/model_recovery.py`` or ``lifted-idl experiment model_recovery``;
 writes ``model_recovery.json`` and ``model_recovery.png`` into ``experiments/results/``.
 ``--no-bcd`` recomputes the gradient trainer only (all seeds, with the relaxed rule) and
-carries the BCD results over unchanged from the existing results file (the relaxed-rule run
-did so: the BCD trainer's code was being changed in the working tree at the time, and the
-relaxed rule concerns the gradient trainer only; the carried BCD results therefore predate the
-joint (B, D) prox block step that commit 210aa6e added to ``fit_bcd``); the file before that
-run is kept under ``previous_run``.
+carries the BCD results over unchanged from the existing results file. The committed results
+come from a full run (BCD included, with the joint (B, D) prox step of ``group_lasso_path``);
+the summary of the file before the relaxed rule was added is kept under ``previous_run``.
 """
 
 from __future__ import annotations
