@@ -218,45 +218,68 @@ def _prox_l2_fixed(V, delta, t):
     r"""Exact prox of :math:`v \mapsto t\|(v, d)\|_2` with :math:`\|d\|_2 = \delta`, per column.
 
     The minimiser is :math:`x = v\,\rho/(\rho + t)` with :math:`\rho = \|(x, d)\|_2`; for
-    :math:`\delta = 0` the block soft threshold, for :math:`\delta > 0` the unique root in
-    :math:`(\max(0, a - t), \sqrt{a^2 + \delta^2}]` (:math:`a = \|v\|_2`) of the increasing
-    :math:`h(\rho) = \rho^2[(\rho + t)^2 - a^2] - \delta^2(\rho + t)^2`, found by a
-    safeguarded Newton iteration on all columns at once.
+    :math:`\delta = 0` the block soft threshold. For :math:`\delta > 0`, :math:`\rho` is the
+    unique positive root of :math:`\rho^2[(\rho + t)^2 - a^2] = \delta^2(\rho + t)^2`
+    (:math:`a = \|v\|_2`), i.e. of
+
+    .. math:: L(y) = \log\rho + \tfrac12\log(y + (t - a)_+) + \tfrac12\log(\rho + t + a)
+              - \log(\rho + t) - \log\delta = 0, \qquad \rho = y + (a - t)_+ ,
+
+    increasing in :math:`y > 0` (the factorisation
+    :math:`(\rho + t)^2 - a^2 = (\rho + t - a)(\rho + t + a)` removes the cancellation near
+    :math:`a = t`). In :math:`x = \log y` the slope of :math:`L` stays within about
+    :math:`[\tfrac12, 2]` over the whole range (every regime is a power law: :math:`\rho
+    \propto \delta`, :math:`\rho^{3/2} \propto \delta`, :math:`y \propto \delta^2`), so a
+    Newton iteration in :math:`x`, safeguarded by bisection in the bracket
+    :math:`\rho \in [\max(\delta, a - t), \|(a, \delta)\|]`, converges in a few steps
+    whatever the scales (columns of norm 1e-14 or 1e-300 included) on all columns at once.
     """
-    a = _column_norms(V, 2.0)
+    # column norms without underflow (entries below 1e-154 square to 0)
+    big = np.abs(V).max(axis=0, initial=0.0)
+    Vs = V / np.where(big > 0, big, 1.0)
+    a = big * np.sqrt(np.einsum("ij,ij->j", Vs, Vs))
     shrink = np.ones_like(a)
     zero_d = delta <= 0
     with np.errstate(divide="ignore", invalid="ignore"):
         shrink[zero_d] = np.where(a[zero_d] > t[zero_d], 1.0 - t[zero_d] / a[zero_d], 0.0)
-    todo = ~zero_d & (t > 0)
-    if todo.any():
-        aa, dd, tt = a[todo], delta[todo], t[todo]
-        R = np.sqrt(aa * aa + dd * dd)
-        ah, dh, th = aa / R, dd / R, tt / R  # scaled: the root lies in (0, 1]
-        lo = np.maximum(ah - th, 0.0)
-        hi = np.ones_like(ah)
-        rho = hi.copy()
-        done = np.zeros(rho.shape, dtype=bool)
-        eps = 8 * np.finfo(float).eps
-        for _ in range(200):
-            s = rho + th
-            h = rho * rho * (s * s - ah * ah) - dh * dh * s * s
-            dh_ = 2 * rho * (s * s - ah * ah) + 2 * rho * rho * s - 2 * dh * dh * s
-            # converged: h at rounding level (the size of its terms), or a collapsed bracket;
-            # converged columns are frozen
-            size = rho * rho * (s * s + ah * ah) + dh * dh * s * s
-            done |= (np.abs(h) <= eps * size) | (hi - lo <= eps * hi)
+    todo = ~zero_d & (t > 0) & (a > 0)
+    if not todo.any():
+        return V * shrink
+    aa, dd, tt = a[todo], delta[todo], t[todo]
+    base = np.maximum(aa - tt, 0.0)  # rho = y + base
+    gap = np.maximum(tt - aa, 0.0)  # rho + t - a = y + gap
+    s = aa + tt
+    log_d = np.log(dd)
+    R = np.hypot(aa, dd)
+    # bracket for y: rho <= ||(a, delta)||; rho >= delta (a <= t), and for a > t
+    # y = delta^2 (rho + t)^2 / (rho^2 (rho + t + a)) >= delta^2 / (R + t + a)
+    y_hi = np.maximum(R - base, 1e-300)
+    y_lo = np.where(aa <= tt, dd, dd * (dd / (R + s)))
+    y_lo = np.minimum(np.maximum(y_lo, 1e-300), y_hi)
+    with np.errstate(divide="ignore", over="ignore", under="ignore"):
+        xl, xh = np.log(y_lo), np.log(y_hi)
+        x = 0.5 * (xl + xh)
+        done = np.zeros(x.shape, dtype=bool)
+        for _ in range(100):
+            y = np.exp(x)
+            rho = y + base
+            L = (np.log(rho) + 0.5 * np.log(y + gap) + 0.5 * np.log(rho + s) - np.log(rho + tt)
+                 - log_d)
+            dL = y * (1.0 / rho + 0.5 / (y + gap) + 0.5 / (rho + s) - 1.0 / (rho + tt))
+            xl = np.where(L < 0, x, xl)
+            xh = np.where(L > 0, x, xh)
+            with np.errstate(invalid="ignore"):
+                newton = x - L / dL
+            tiny = 1e-15 + 8.0 * np.spacing(np.abs(x))
+            done |= (L == 0) | (np.abs(newton - x) <= tiny) | (xh - xl <= tiny)
             if done.all():
                 break
-            lo = np.where(h < 0, rho, lo)
-            hi = np.where(h > 0, rho, hi)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                new = rho - h / dh_
-            bad = ~np.isfinite(new) | (new <= lo) | (new >= hi)
-            new = np.where(bad, 0.5 * (lo + hi), new)
-            done |= np.abs(new - rho) <= eps * rho
-            rho = np.where(done, rho, new)
-        shrink[todo] = rho / (rho + th)
+            new = np.clip(newton, xl, xh)
+            # a Newton point past the end of the bracket where x already is: bisect
+            bad = ~np.isfinite(newton) | (new == x)
+            x = np.where(done, x, np.where(bad, 0.5 * (xl + xh), new))
+        rho = np.exp(x) + base
+    shrink[todo] = rho / (rho + tt)
     return V * shrink
 
 
