@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import blocks
+from ..blocks.objective import _divergence
 from ..exceptions import ConvergenceWarning
 from ..model import ImplicitModel
 from ..penalties import NoPenalty
@@ -134,9 +135,7 @@ def _group_bd_step(W, CD, X, P, U, Y, lamv, loss, activation, group, max_steps=5
 
     def smooth(B, D):
         Z = base + U @ B.T
-        val = loss.value(Y, out + U @ D.T) + float(
-            activation.fenchel(P, Z).sum(axis=0) @ lamv) / m
-        return val, Z
+        return loss.value(Y, out + U @ D.T) + _divergence(activation, P, Z, lamv), Z
 
     f, Z = smooth(B, D)
     F = f + group.value(B, D)
