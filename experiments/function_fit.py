@@ -262,7 +262,7 @@ def main(out_dir="experiments/results"):
         common = dict(n_hidden=N_STATES, kappa=KAPPA, activation="relu", penalty="l2",
                       alpha=1e-6, tol=1e-4, n_iter_no_change=5, random_state=SEEDS[0])
         configs = {
-            "bcd": dict(solver="bcd", max_iter=20, lam=0.1, mu=0.1),
+            "bcd": dict(solver="bcd", max_iter=20, lam=0.1, lam_min=1e-3, mu=0.1),
             "gradient": dict(solver="gradient", gradient_max_iter=2000, learning_rate=1e-2,
                              batch_size="auto"),
         }

@@ -83,7 +83,7 @@ def implicit_classifier(solver, learning_rate, seed):
     ImplicitClassifier
     """
     kw = (dict(gradient_max_iter=100, learning_rate=learning_rate, batch_size=128)
-          if solver == "gradient" else dict(max_iter=5, lam=0.1, mu=0.1))
+          if solver == "gradient" else dict(max_iter=5, lam=0.1, lam_min=1e-3, mu=0.1))
     return ImplicitClassifier(**IMPLICIT, solver=solver, random_state=seed, **kw)
 
 

@@ -62,9 +62,9 @@ N_TRIALS = 10
 COMMON = dict(n_hidden=18, kappa=0.9, activation="tanh", penalty="l2", alpha=1e-6, tol=1e-4,
               n_iter_no_change=5)
 METHODS = {
-    "bcd_1": dict(solver="bcd", max_iter=1, lam=0.1, mu=0.1),
-    "bcd_5": dict(solver="bcd", max_iter=5, lam=0.1, mu=0.1),
-    "bcd_30": dict(solver="bcd", max_iter=30, lam=0.1, mu=0.1),
+    "bcd_1": dict(solver="bcd", max_iter=1, lam=0.1, lam_min=1e-3, mu=0.1),
+    "bcd_5": dict(solver="bcd", max_iter=5, lam=0.1, lam_min=1e-3, mu=0.1),
+    "bcd_30": dict(solver="bcd", max_iter=30, lam=0.1, lam_min=1e-3, mu=0.1),
     "implicit_gradient": dict(solver="gradient", gradient_max_iter=150, learning_rate=1e-2,
                               batch_size=128),
 }

@@ -5,7 +5,7 @@ Subcommands
 ``fit``
     Train an :class:`~lifted_idl.ImplicitRegressor` or :class:`~lifted_idl.ImplicitClassifier`
     on a CSV file (``--csv PATH --target COLUMN``) or on a built-in data set (``--dataset``;
-    ``diabetes`` when neither is given), report the score on a held-out split and save the
+    ``breast_cancer`` when neither is given), report the score on a held-out split and save the
     model with joblib, plus a JSON summary next to it.
 ``predict``
     Predictions of a saved model for the rows of a CSV file (the feature columns the model was
@@ -42,7 +42,7 @@ import numpy as np
 __all__ = ["main", "build_parser", "CLIError", "DATASETS", "DEFAULT_DATASET"]
 
 PROG = "lifted-idl"
-DEFAULT_DATASET = "diabetes"
+DEFAULT_DATASET = "breast_cancer"
 DEFAULT_MODEL = "lifted_idl_model.joblib"
 DEFAULT_TEST_SIZE = 0.25
 DEFAULT_SEED = 0
@@ -374,6 +374,7 @@ _EST_OPTIONS = [
     ("--batch-size", "batch_size", int, None, "minibatch size of the gradient solver"),
     ("--tol", "tol", float, None, "relative decrease below which a solver stops"),
     ("--lam", "lam", float, None, "initial weight of the Fenchel divergence (BCD)"),
+    ("--lam-min", "lam_min", float, None, "floor of the Fenchel divergence weight (BCD)"),
     ("--mu", "mu", float, None, "weight of the coupling term of the relaxation (BCD)"),
     ("--n-jobs", "n_jobs", int, None, "threads for the linear algebra of a fit"),
 ]

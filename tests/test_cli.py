@@ -193,11 +193,11 @@ def test_python_m_lifted_idl_fit_default_dataset(tmp_path):
                         "--gradient-max-iter", "20"], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert "data set 'diabetes' (the default)" in r.stdout
-    assert "test score: R^2 =" in r.stdout
+    assert "data set 'breast_cancer' (the default)" in r.stdout
+    assert "test score: accuracy =" in r.stdout
     assert "[fit_gradient] epoch" in r.stdout  # verbose progress is on by default
     summary = json.loads((tmp_path / "lifted_idl_model.json").read_text())
-    assert summary["data"]["name"] == "diabetes" and summary["n_test"] == 111
+    assert summary["data"]["name"] == "breast_cancer" and summary["n_test"] == 143
     assert (tmp_path / "lifted_idl_model.joblib").stat().st_size > 0
 
 
