@@ -39,8 +39,21 @@ def test_regressor_beats_its_initialisation(teacher):
     assert min(hist.train_loss) < 0.8 * hist.train_loss[0]
     assert isinstance(reg.model_, ImplicitModel)
     assert reg.model_.well_posedness.well_posed
-    assert np.abs(reg.model_.A).sum(axis=1).max() <= 0.9 + 1e-9
+    assert np.abs(reg.model_.A).sum(axis=1).max() <= reg.kappa + 1e-9
     assert reg.score(Ut, yt) > 0.5
+
+
+@pytest.mark.parametrize("lam, lam_min", [(10.0, 3.0), (1.0, 0.05), (0.5, 3.0)])
+def test_bcd_divergence_weight_stays_at_or_above_its_floor(teacher, lam, lam_min):
+    U, y, _, _, _ = teacher
+    reg = ImplicitRegressor(n_hidden=6, max_iter=12, lam=lam, lam_min=lam_min,
+                            random_state=0).fit(U, y)
+    used = np.asarray(reg.bcd_history_.lam)
+    floor = min(lam, lam_min)  # a floor above the starting weight is the starting weight
+    assert used[0] == lam
+    assert used.min() >= floor * (1 - 1e-12)
+    if lam > lam_min:  # accepted rounds halve the weight down to the floor
+        assert used.min() < lam
 
 
 def test_model_acts_on_raw_features(teacher):
