@@ -205,7 +205,7 @@ class _BaseImplicit(BaseEstimator):
                 model, hist = fit_bcd(
                     X, Y, loss, n_hidden=self.n_hidden, kappa=self.kappa, activation=act,
                     pen_ab=pen, pen_cd=pen, group=group, c_ridge=c_ridge,
-                    init_model=init, lam=self.lam, lam_min=min(self.lam_min, self.lam), mu=self.mu,
+                    init_model=init, lam=self.lam, lam_min=self.lam_min, mu=self.mu,
                     max_iter=self.max_iter, tol=self.tol,
                     n_iter_no_change=self.n_iter_no_change, block_solver=self.block_solver,
                     validation=validation, random_state=seed, verbose=self.verbose,

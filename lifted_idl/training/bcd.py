@@ -217,7 +217,8 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
         Initial weight of the divergence term.
     lam_increase, lam_decrease, lam_min, lam_max : float
         Adaptive continuation: factor on a rejected / accepted round, and the range of
-        :math:`\lambda`. Training stops when a round is rejected at ``lam_max``.
+        :math:`\lambda`. Training stops when a round is rejected at ``lam_max``. A ``lam_min`` above
+        ``lam`` acts as ``lam``.
         The floor ``lam_min`` decides what kind of model BCD finds. With a low floor (1e-3)
         the rounds become long, Gauss–Newton-like steps: the training objective falls fastest,
         but the P targets switch inactive units on (the divergence pulls linearly on
@@ -364,6 +365,7 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
     scores = [best[0]]
     accepted_scores = [best[0]]
     lam_scale = float(lam)
+    lam_min = min(float(lam_min), lam_scale)  # a floor above the start is the start
     w_prev = None
     stalled = False
     for it in range(1, max_iter + 1):
