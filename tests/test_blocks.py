@@ -205,6 +205,35 @@ def test_cd_without_intercept_and_rank_deficient(loss):
                                    fit_intercept=False) < 1e-6
 
 
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("q", [2, 4])
+def test_softmax_ridge_dense_newton_and_cg_agree_with_cvxpy(q, fit_intercept):
+    """The (C, D, c) cross-entropy + ridge block has two exact solvers: Newton with the explicit
+    Hessian (few variables, the default there) and trust-region Newton-CG (many): both reach
+    the cvxpy optimum, with a rank-deficient design (a duplicated and a dead column)."""
+    from lifted_idl.blocks import cd as cd_mod
+
+    loss, pen = SoftmaxCrossEntropy(), L2Penalty(0.02)
+    d = instance(5 + q, ReLU(), loss, m=60, q=q)
+    P = d["P"].copy()
+    P[:, 1] = P[:, 0]
+    P[:, 2] = 0.0
+    M = np.hstack([P, d["U"]])
+    ref = solve_cd(P, d["U"], d["Y"], loss, pen, fit_intercept=fit_intercept, method="cvxpy")
+    for dense_max in (10**6, 0):
+        W, c, _, conv, solver = cd_mod._softmax_ridge_newton(
+            M, d["Y"], pen.alpha, fit_intercept, None, None, 1e-10, 200, dense_max=dense_max)
+        assert conv and solver == ("newton" if dense_max else "newton_cg")
+        C, D = W[:, :6], W[:, 6:]
+        obj = cd_objective(P, d["U"], d["Y"], loss, pen, C, D, c)
+        assert obj <= ref.objective + 1e-7 * abs(ref.objective)
+        assert rel(obj, ref.objective) < RTOL
+        assert cd_subgradient_residual(P, d["U"], d["Y"], loss, pen, C, D, c,
+                                       fit_intercept=fit_intercept) < 1e-7
+        if not fit_intercept:
+            assert np.all(c == 0.0)
+
+
 # --------------------------------------------------------------------------------------------
 # (A, B, b) block
 # --------------------------------------------------------------------------------------------

@@ -185,9 +185,8 @@ def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
                                                     max_iter)
             solver = "lbfgsb"
         else:
-            W, c, n_iter, conv = _softmax_ridge_newton(M, Y, pen.alpha, fit_intercept, W0, c0,
-                                                       tol, max_iter)
-            solver = "newton_cg"
+            W, c, n_iter, conv, solver = _softmax_ridge_newton(M, Y, pen.alpha, fit_intercept,
+                                                               W0, c0, tol, max_iter)
     C, D = np.ascontiguousarray(W[:, :n]), np.ascontiguousarray(W[:, n:])
     if not fit_intercept:
         c = np.zeros(q)
@@ -259,7 +258,7 @@ def _softmax_parts(Mx, Y, W, c):
     return f, G, S
 
 
-def _softmax_ridge_newton(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter):
+def _softmax_ridge_newton(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter, dense_max=400):
     r"""Trust-region Newton-CG (SciPy ``trust-ncg``) for :math:`\mathcal L_{CE}(Y, MW^\top + c)
     + \frac\alpha2\|W\|_F^2` in whitened coordinates.
 
@@ -270,6 +269,8 @@ def _softmax_ridge_newton(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter):
     inner iterations; the ridge becomes the diagonal :math:`\frac{\alpha m}{2}\sum_j
     \|\tilde W_{:,j}\|^2/\sigma_j^2`. Directions in the null space of :math:`M_c` do not change
     the loss and are set to 0 (the ridge's choice, and the minimum-norm one without it).
+    With at most ``dense_max`` variables the whitened problem is solved by Newton's method
+    with the explicit Hessian instead (:func:`_softmax_dense_newton`; solver ``"newton"``).
     """
     m, d = M.shape
     q = Y.shape[1]
@@ -322,17 +323,99 @@ def _softmax_ridge_newton(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter):
         T /= m
         return np.concatenate([(T.T @ Mt + sW * pw).ravel(), T.sum(axis=0)[:ni]])
 
-    res = scipy.optimize.minimize(fun, x0, jac=True, hessp=hessp, method="trust-ncg",
-                                  options={"maxiter": max_iter, "gtol": tol})
-    Wt, c = unpack(res.x)
+    if nw + ni <= dense_max:
+        xs, nit, ok = _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter)
+        solver = "newton"
+    else:
+        solver = "newton_cg"
+        res = scipy.optimize.minimize(fun, x0, jac=True, hessp=hessp, method="trust-ncg",
+                                      options={"maxiter": max_iter, "gtol": tol})
+        xs, nit, ok = res.x, res.nit, res.success
+    Wt, c = unpack(xs)
     W = Wt @ to_w.T
     c = c - W @ mbar if fit_intercept else np.zeros(q)
     # optimality in the original coordinates
     _, G, _ = _softmax_parts(M, Y, W, c)
     kkt = max(float(np.abs(G.T @ M + alpha * W).max(initial=0.0)),
               float(np.abs(G.sum(axis=0)).max(initial=0.0)) if fit_intercept else 0.0)
-    conv = bool(res.success) or kkt <= 10 * tol
-    return W, np.array(c, dtype=np.float64), int(res.nit), conv
+    conv = bool(ok) or kkt <= 10 * tol
+    return W, np.array(c, dtype=np.float64), int(nit), conv, solver
+
+
+def _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter):
+    r"""Damped Newton with the explicit Hessian, for the whitened problem of
+    :func:`_softmax_ridge_newton` when it has few variables (:math:`q(r + 1)` up to a few
+    hundred): one Hessian costs :math:`q^2 m r^2/2` flops and a Cholesky solve, against the
+    hundred-odd Hessian-vector products (each a Python call) that trust-region CG spends per
+    solve. The Hessian of :math:`rac1m\sum_i \mathrm{lse}(z_i) - y_i^	op z_i` in class
+    blocks is :math:`H_{kl} = 	ilde M_a^	op\mathrm{diag}(s_k\delta_{kl} - s_k s_l)	ilde
+    M_a/m` on :math:`	ilde M_a = [	ilde M\ \mathbf 1]` (the column of ones for the
+    intercept), plus the ridge's diagonal. Its null direction (the same shift of every
+    class's intercept) is orthogonal to the gradient, so a tiny diagonal shift makes the
+    Cholesky factorisation safe without changing the step. Steps are backtracked (Armijo);
+    stops when the gradient's 2-norm is at most ``tol`` (SciPy's ``gtol``).
+
+    ``x0`` and the returned point use :func:`_softmax_ridge_newton`'s packing
+    (the q×r weights row by row, then the q intercepts)."""
+    m, r = Mt.shape
+    q = Y.shape[1]
+    ni = 1 if fit_intercept else 0
+    ra = r + ni
+    Ma = np.hstack([Mt, np.ones((m, 1))]) if ni else Mt
+    pa = np.concatenate([pw, np.zeros(ni)])
+    Wa = np.empty((q, ra))
+    Wa[:, :r] = x0[: q * r].reshape(q, r)
+    if ni:
+        Wa[:, r] = x0[q * r:]
+
+    def value(Wa):
+        Z = Ma @ Wa.T
+        return (float(logsumexp(Z, axis=1).sum() - np.vdot(Y, Z)) / m
+                + 0.5 * float(np.vdot(Wa * pa, Wa))), Z
+
+    f, Z = value(Wa)
+    ok, it = False, 0
+    for it in range(max_iter + 1):
+        S = softmax(Z, axis=1)
+        g = ((S - Y) / m).T @ Ma + Wa * pa
+        if float(np.linalg.norm(g)) <= tol:
+            ok = True
+            break
+        if it == max_iter:
+            break
+        H = np.empty((q, ra, q, ra))
+        for k in range(q):
+            for l in range(k, q):
+                w = (S[:, k] * ((k == l) - S[:, l])) / m
+                blk = Ma.T @ (Ma * w[:, None])
+                H[k, :, l, :] = blk
+                if l != k:
+                    H[l, :, k, :] = blk.T
+            H[k, :, k, :] += np.diag(pa)
+        H = H.reshape(q * ra, q * ra)
+        H[np.diag_indices_from(H)] += 1e-12 * max(1.0, float(np.abs(np.diag(H)).max()))
+        try:
+            step = -scipy.linalg.cho_solve(scipy.linalg.cho_factor(H), g.ravel())
+        except np.linalg.LinAlgError:
+            step = -np.linalg.lstsq(H, g.ravel(), rcond=None)[0]
+        step = step.reshape(q, ra)
+        slope = float(np.vdot(g, step))
+        if not slope < 0:
+            break
+        t = 1.0
+        while True:
+            fn, Zn = value(Wa + t * step)
+            if fn <= f + 1e-4 * t * slope:
+                break
+            t *= 0.5
+            if t < 1e-10:
+                break
+        if not fn < f:  # no decrease left at double precision: stationary up to rounding
+            ok = float(np.linalg.norm(g)) <= 1e3 * tol
+            break
+        Wa, f, Z = Wa + t * step, fn, Zn
+    x = np.concatenate([Wa[:, :r].ravel(), Wa[:, r] if ni else np.zeros(0)])
+    return x, it, ok
 
 
 def _softmax_l1_lbfgsb(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter):
