@@ -6,8 +6,9 @@ the parallel (A, B) section alone). For each block and size it prints the fast s
 cvxpy/Clarabel time (build + solve, one run), the relative objective gap
 (fast - cvxpy) / |cvxpy| (negative: the fast answer is lower) and the speed-up ratio
 cvxpy / fast. For the (A, B) block it also times the first-order baseline (FISTA with per-row
-steps and restarts) that the semismooth Newton solver replaced, and for X both the accelerated
-gradient and the Newton solver.
+steps and restarts) that the semismooth Newton solver replaced, for X both the accelerated
+gradient and the Newton solver, and for the cross-entropy (C, D) block with a ridge (small
+enough for Newton with the explicit Hessian) the trust-region Newton-CG path it replaced there.
 
 Parallel rows of the (A, B) block (``solve_ab(..., n_jobs=2)`` against ``n_jobs=1``), at
 m = 2000, n = 100, p = 64, cold starts: the loop-like ReLU instance below, the teacher instance
@@ -27,6 +28,8 @@ makes the many small products of these solvers 10-100x slower and the timings me
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import statistics
 import sys
 import time
@@ -37,6 +40,7 @@ from threadpoolctl import threadpool_limits
 from lifted_idl import ImplicitModel
 from lifted_idl.activations import ReLU, Tanh
 from lifted_idl.blocks import _common, solve_ab, solve_cd, solve_p, solve_x
+from lifted_idl.blocks import cd as _cd
 from lifted_idl.blocks.ab import _ab_fista
 from lifted_idl.blocks.objective import _ab_objective
 from lifted_idl.blocks.x import _x_agd, _x_newton
@@ -167,8 +171,26 @@ def bench_size(n, act, with_cvxpy=True):
             init = (r0.value[0] * 0.9, r0.value[1] * 0.9, r0.value[2])
             tf, rf = timed(lambda cargs=cargs, init=init: solve_cd(*cargs, init=init))
             tr, rr = timed(lambda cargs=cargs: solve_cd(*cargs, method="cvxpy"), reps=1)
+            extra = f"  | {rf.solver}"
+            if rf.solver == "newton":  # the same warm solve on the trust-region CG path
+                with _dense_newton_off():
+                    tg, rg = timed(lambda cargs=cargs, init=init: solve_cd(*cargs, init=init))
+                gap = (rg.objective - rf.objective) / max(abs(rf.objective), 1e-300)
+                extra += (f"; Newton-CG {tg * 1e3:.1f} ms (gap {gap:+.0e}): "
+                          f"newton/newton-cg speed-up {tg / tf:.1f}x")
             report(f"CD {loss.name} {pen!r} q={q} {tag}", tf, tc0, tr, rf.objective,
-                   rr.objective, f"  | {rf.solver}")
+                   rr.objective, extra)
+
+
+@contextlib.contextmanager
+def _dense_newton_off():
+    """Route the cross-entropy ridge (C, D) block to its trust-region Newton-CG path."""
+    orig = _cd._softmax_ridge_newton
+    _cd._softmax_ridge_newton = functools.partial(orig, dense_max=0)
+    try:
+        yield
+    finally:
+        _cd._softmax_ridge_newton = orig
 
 
 def bench_ab_parallel(rounds=5, m=2000, n=100, p=64):
