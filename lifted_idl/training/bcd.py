@@ -217,8 +217,8 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
         Initial weight of the divergence term.
     lam_increase, lam_decrease, lam_min, lam_max : float
         Adaptive continuation: factor on a rejected / accepted round, and the range of
-        :math:`\lambda`. Training stops when a round is rejected at ``lam_max``. A ``lam_min`` above
-        ``lam`` acts as ``lam``.
+        :math:`\lambda`. Training stops when a round is rejected at ``lam_max``. A ``lam_min``
+        above ``lam`` acts as ``lam``.
         The floor ``lam_min`` decides what kind of model BCD finds. With a low floor (1e-3)
         the rounds become long, Gauss–Newton-like steps: the training objective falls fastest,
         but the P targets switch inactive units on (the divergence pulls linearly on
@@ -232,9 +232,10 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
         Weight of the coupling :math:`\tfrac{\mu}{2m}\|X - P\|^2`. Without an X step it only
         damps the P step on top of :math:`\lambda`, and a floor on that damping slows the
         rounds once :math:`\lambda` is small: with ``lam_min=1e-3`` (the earlier default), 1e-3
-        reached a lower training objective than 0.1 in the same number of rounds on the teacher (train RMSE 0.93 vs 1.27, 100 rounds) and
-        on digits (cross-entropy 0.0075 vs 0.0101, 30 rounds), and the same on the function
-        fit (``benchmarks/bench_training.py`` data).
+        reached a lower training objective than 0.1 in the same number of rounds on the
+        teacher (train RMSE 0.93 vs 1.27, 100 rounds) and on digits (cross-entropy 0.0075 vs
+        0.0101, 30 rounds), and the same on the function fit (``benchmarks/bench_training.py``
+        data).
     per_state_lam : bool
         Scale :math:`\lambda_i` by the loss curvature of state i, :math:`\|C_{:,i}\|^2`.
     x_step : bool
