@@ -8,12 +8,19 @@ For each data set it fits, with the same number of hidden units,
   :class:`ImplicitClassifier` with their defaults;
 * ``bcd-es`` (only when asked for with ``--solvers``): BCD with ``early_stopping=True`` (the
   round is chosen on a 10 % validation split);
-* ``mlp``: ``MLPRegressor`` / ``MLPClassifier`` (inputs standardised, early stopping off).
+* ``init-cv``, ``bcd-cv`` (only when asked for): the same with ``alpha`` chosen by 3-fold
+  cross-validation on the training set from ``--cv-alphas``, then refitted on all of it;
+* ``mlp``: ``MLPRegressor`` / ``MLPClassifier`` (inputs standardised, early stopping off);
+* with ``--references``: standard models on the same split, to show how much any model can
+  gain over a linear one on the data set: a ridge / logistic regression with its strength
+  chosen by cross-validation, an RBF support-vector machine (C and gamma by 3-fold
+  cross-validation) and gradient-boosted trees (``HistGradientBoosting``, defaults).
 
 Scores: test RMSE for regression (lower is better), test accuracy for classification. Each
 line prints the ratio of the score to the MLP's, measured in the same run.
 
 Run:  python benchmarks/bench_training.py [--datasets teacher,digits] [--seeds 3] [--json out.json]
+          [--solvers init,bcd,gradient,bcd+gradient,bcd-es,init-cv,bcd-cv] [--references]
 """
 
 from __future__ import annotations
@@ -83,7 +90,58 @@ def init_only(est, U, y):
     return est
 
 
-def run(datasets, seeds, solvers):
+def cv_alpha(fit, U, y, task, alphas, seed, folds=3):
+    """``fit(alpha, U, y)`` -> fitted estimator; alpha chosen by ``folds``-fold cross-validation
+    on (U, y) (mean validation score, ties to the larger alpha), then refitted on all of it."""
+    from joblib import Parallel, delayed
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    cv = (KFold(folds, shuffle=True, random_state=seed) if task == "regression"
+          else StratifiedKFold(folds, shuffle=True, random_state=seed))
+    splits = list(cv.split(U, y))
+
+    def one(a, tr, va):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return score(fit(a, U[tr], y[tr]), U[va], y[va], task)
+
+    vals = Parallel(n_jobs=2)(delayed(one)(a, tr, va) for a in alphas for tr, va in splits)
+    means = np.asarray(vals).reshape(len(alphas), folds).mean(axis=1)
+    sign = 1.0 if task == "regression" else -1.0  # RMSE: lower is better
+    order = sorted(range(len(alphas)), key=lambda i: (sign * means[i], -alphas[i]))
+    best = alphas[order[0]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return fit(best, U, y), best
+
+
+def references(U, y, Ut, yt, task, seed):
+    """Standard models on the same split (inputs standardised): test scores by name."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.svm import SVC, SVR
+
+    svm = GridSearchCV(SVR() if task == "regression" else SVC(),
+                       {"C": [0.3, 1, 10, 100], "gamma": ["scale", 0.3 / U.shape[1],
+                                                          3 / U.shape[1]]}, cv=3, n_jobs=2)
+    models = {"ridge/logistic-cv": (RidgeCV(alphas=np.logspace(-3, 3, 25))
+                                    if task == "regression" else LogisticRegressionCV(Cs=13)),
+              "rbf-svm-cv": svm,
+              "boosted-trees": (HistGradientBoostingRegressor(random_state=seed)
+                                if task == "regression"
+                                else HistGradientBoostingClassifier(random_state=seed))}
+    out = {}
+    for k, mdl in models.items():
+        t = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est = make_pipeline(StandardScaler(), mdl).fit(U, y)
+        out[k] = (score(est, Ut, yt, task), time.perf_counter() - t)
+    return out
+
+
+def run(datasets, seeds, solvers, with_references=False, cv_alphas=(1e-3, 1e-2, 3e-2, 1e-1)):
     rows = []
     for name in datasets:
         for seed in range(seeds):
@@ -98,6 +156,8 @@ def run(datasets, seeds, solvers):
                 warnings.simplefilter("ignore")
                 mlp.fit(U, y)
             results["mlp"] = (score(mlp, Ut, yt, task), time.perf_counter() - t)
+            if with_references:
+                results.update(references(U, y, Ut, yt, task, seed))
             for solver in solvers:
                 est = Est(n_hidden=n, random_state=seed)
                 t = time.perf_counter()
@@ -105,6 +165,12 @@ def run(datasets, seeds, solvers):
                     warnings.simplefilter("ignore", ConvergenceWarning)
                     if solver == "init":
                         init_only(est, U, y)
+                    elif solver in ("init-cv", "bcd-cv"):
+                        def fit(a, Uf, yf, solver=solver, Est=Est, n=n, seed=seed):
+                            e = Est(n_hidden=n, random_state=seed, alpha=a)
+                            return init_only(e, Uf, yf) if solver == "init-cv" else e.fit(Uf, yf)
+                        est, chosen = cv_alpha(fit, U, y, task, list(cv_alphas), seed)
+                        print(f"{name:14s} seed {seed}  {solver:13s} alpha chosen {chosen:g}")
                     elif solver == "bcd-es":  # BCD with the round chosen on a validation split
                         est.set_params(solver="bcd", early_stopping=True).fit(U, y)
                     else:
@@ -136,8 +202,13 @@ if __name__ == "__main__":
     ap.add_argument("--solvers", default="init,bcd,gradient,bcd+gradient")
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--references", action="store_true",
+                    help="also fit ridge/logistic regression, an RBF SVM and boosted trees")
+    ap.add_argument("--cv-alphas", default="1e-3,1e-2,3e-2,1e-1",
+                    help="the alphas init-cv and bcd-cv choose from")
     a = ap.parse_args()
-    rows = run(a.datasets.split(","), a.seeds, a.solvers.split(","))
+    rows = run(a.datasets.split(","), a.seeds, a.solvers.split(","), a.references,
+               tuple(float(v) for v in a.cv_alphas.split(",")))
     summarise(rows)
     if a.json:
         with open(a.json, "w") as f:
