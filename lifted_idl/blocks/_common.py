@@ -316,6 +316,25 @@ def keep_better(result: BlockResult, init_value, init_objective: float | None) -
     return result
 
 
+def ab_warm_start(init, fit_bias: bool, objective):
+    """An (A, B, b) block's warm start (with b = 0 when no bias is fitted) and its objective
+    ``objective(A, B, b)``; ``(None, None)`` without one."""
+    if init is None:
+        return None, None
+    if not fit_bias:
+        init = (init[0], init[1], np.zeros(init[0].shape[0]))
+    return init, objective(*init)
+
+
+def ab_result(objective, A, B, b, n_iter, converged, solver, init, init_objective):
+    """The :class:`BlockResult` of an (A, B, b) solve, its objective evaluated by
+    ``objective(A, B, b)``, or the warm start when the solve ended above it
+    (:func:`keep_better`)."""
+    res = BlockResult((A, B, b), float(objective(A, B, b)), int(n_iter), bool(converged),
+                      solver)
+    return keep_better(res, init, init_objective)
+
+
 def penalty_prox(pen: Penalty, W: np.ndarray, steps: np.ndarray) -> np.ndarray:
     """Prox of ``pen`` with a per-row step (``steps`` of shape (rows, 1))."""
     if isinstance(pen, NoPenalty) or pen.alpha == 0.0:

@@ -59,13 +59,14 @@ from ._common import (
     BlockResult,
     ab_cvxpy_solve,
     ab_cvxpy_variables,
+    ab_result,
+    ab_warm_start,
     check_ab_data,
     check_ab_init,
     check_n_jobs,
     check_options,
     get_block_penalty,
     get_fenchel_activation,
-    keep_better,
     penalty_prox,
     project_l1_rows,
     solve_row_chunks,
@@ -158,12 +159,8 @@ def solve_ab(X, U, P, lam, kappa, activation, penalty, *, fit_bias: bool = True,
     check_options(method, tol, max_iter)
     n_workers = check_n_jobs(n_jobs)
     X, U, P, lam, kappa, act, pen, init = _check(X, U, P, lam, kappa, activation, penalty, init)
-    n = X.shape[1]
-    if init is not None and not fit_bias:
-        init = (init[0], init[1], np.zeros(n))
-    init_obj = None
-    if init is not None:
-        init_obj = _ab_objective(X, U, P, lam, kappa, act, pen, *init)
+    init, init_obj = ab_warm_start(
+        init, fit_bias, lambda A, B, b: _ab_objective(X, U, P, lam, kappa, act, pen, A, B, b))
     if method == "cvxpy":
         A, B, b, n_iter, conv = _ab_cvxpy(X, U, P, lam, kappa, act, pen, fit_bias, tol,
                                           max_iter)
@@ -177,9 +174,8 @@ def solve_ab(X, U, P, lam, kappa, activation, penalty, *, fit_bias: bool = True,
         A, B, b, n_iter, conv = _ab_newton(X, U, P, lam, kappa, act, pen, fit_bias, init, tol,
                                            max_iter, n_workers)
         solver = "newton"
-    obj = _ab_objective(X, U, P, lam, kappa, act, pen, A, B, b)
-    res = BlockResult((A, B, b), float(obj), int(n_iter), bool(conv), solver)
-    return keep_better(res, init, init_obj)
+    return ab_result(lambda A, B, b: _ab_objective(X, U, P, lam, kappa, act, pen, A, B, b),
+                     A, B, b, n_iter, conv, solver, init, init_obj)
 
 
 def _ab_fista(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter):

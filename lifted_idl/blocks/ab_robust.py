@@ -82,6 +82,8 @@ from ._common import (
     BlockResult,
     ab_cvxpy_solve,
     ab_cvxpy_variables,
+    ab_result,
+    ab_warm_start,
     as_matrix,
     as_vector,
     check_ab_data,
@@ -90,7 +92,6 @@ from ._common import (
     check_options,
     get_block_penalty,
     get_fenchel_activation,
-    keep_better,
     project_l1_rows,
     solve_row_chunks,
 )
@@ -255,12 +256,10 @@ def solve_ab_robust(X, U, P, lam, kappa, activation, penalty, sigma, *, fit_bias
     n_workers = check_n_jobs(n_jobs)
     X, U, P, lam, kappa, _, pen, sigma, init = _check(X, U, P, lam, kappa, activation, penalty,
                                                       sigma, init)
-    n = X.shape[1]
-    if init is not None and not fit_bias:
-        init = (init[0], init[1], np.zeros(n))
-    init_obj = None
-    if init is not None:
-        init_obj = _objective(X, U, P, lam, kappa, pen, sigma, *init)
+    def objective(A, B, b):
+        return _objective(X, U, P, lam, kappa, pen, sigma, A, B, b)
+
+    init, init_obj = ab_warm_start(init, fit_bias, objective)
     if method == "cvxpy":
         A, B, b, n_iter, conv = _cvxpy(X, U, P, lam, kappa, pen, sigma, fit_bias, tol,
                                        max_iter)
@@ -269,9 +268,7 @@ def solve_ab_robust(X, U, P, lam, kappa, activation, penalty, sigma, *, fit_bias
         A, B, b, n_iter, conv = _newton(X, U, P, lam, kappa, pen, sigma, fit_bias, init, tol,
                                         max_iter, n_workers)
         solver = "newton"
-    obj = _objective(X, U, P, lam, kappa, pen, sigma, A, B, b)
-    res = BlockResult((A, B, b), float(obj), int(n_iter), bool(conv), solver)
-    return keep_better(res, init, init_obj)
+    return ab_result(objective, A, B, b, n_iter, conv, solver, init, init_obj)
 
 
 # --------------------------------------------------------------------------------------------
