@@ -62,7 +62,11 @@ def score(est, Ut, yt, task):
 
 
 def init_only(est, U, y):
-    """The estimator's initialisation: random features, (C, D, c) refit, nothing else."""
+    """The estimator's initialisation: random features, (C, D, c) refit, nothing else.
+
+    The random features are drawn from the seed the estimator's own fit draws (``_fit_seed``),
+    so this is the very model BCD and gradient training start from; checked against round 0 of
+    the BCD history (its true training objective)."""
     est = est.set_params(solver="bcd", max_iter=1)
     # max_iter=1 runs one round; the history keeps round 0 (the initialisation), and the
     # estimator returns the best round, so re-fit the initial model explicitly:
@@ -70,6 +74,7 @@ def init_only(est, U, y):
     from lifted_idl.estimators import _fold_standardisation
     from lifted_idl.losses import SoftmaxCrossEntropy, SquaredLoss
     from lifted_idl.penalties import get_penalty
+    from lifted_idl.training.bcd import true_objective
 
     est.fit(U, y)  # sets scaling, classes_, n_features_in_
     mean_u, scale_u = est._standardise(np.asarray(U, dtype=float))
@@ -79,14 +84,21 @@ def init_only(est, U, y):
         my, sy = Y.mean(0), Y.std(0)
         model = est._random_feature_model(Us, (Y - my) / sy, SquaredLoss(),
                                           get_activation(est.activation),
-                                          get_penalty(est.penalty, est.alpha), 0)
+                                          get_penalty(est.penalty, est.alpha), est._fit_seed())
+        Ys, loss = (Y - my) / sy, SquaredLoss()
         est.model_ = _fold_standardisation(model, mean_u, scale_u, my, sy)
     else:
         Y = (y[:, None] == est.classes_[None, :]).astype(float)
         model = est._random_feature_model(Us, Y, SoftmaxCrossEntropy(),
                                           get_activation(est.activation),
-                                          get_penalty(est.penalty, est.alpha), 0)
+                                          get_penalty(est.penalty, est.alpha), est._fit_seed())
+        Ys, loss = Y, SoftmaxCrossEntropy()
         est.model_ = _fold_standardisation(model, mean_u, scale_u)
+    pen = get_penalty(est.penalty, est.alpha)
+    start = true_objective(model, Us, Ys, loss, pen, pen)
+    if not np.isclose(start, est.bcd_history_.train_loss[0], rtol=1e-8):
+        raise RuntimeError(f"init_only's model (objective {start}) is not BCD's round 0 "
+                           f"({est.bcd_history_.train_loss[0]})")
     return est
 
 

@@ -167,14 +167,12 @@ class _BaseImplicit(BaseEstimator):
 
     def _fit(self, X, Y, loss, stratify=None, scale_u=None):
         """Train on standardised data; returns (model on standardised data, record)."""
-        from sklearn.utils import check_random_state
         from threadpoolctl import threadpool_limits
 
         from .training.bcd import fit_bcd
 
         self._check_robust_options()
-        rng = check_random_state(self.random_state)
-        seed = int(rng.randint(np.iinfo(np.int32).max))
+        seed = self._fit_seed()
         act = get_activation(self.activation)
         pen, group = self._penalties()
         c_ridge = 0.0
@@ -256,6 +254,13 @@ class _BaseImplicit(BaseEstimator):
             ord_ = np.inf if self.group_ord == "inf" else self.group_ord
             return NoPenalty(), GroupPenalty(self.alpha, ord_)
         return get_penalty(self.penalty, self.alpha), None
+
+    def _fit_seed(self):
+        """The integer seed of a fit (its initialisation and its validation split), drawn from
+        ``random_state``: the same for every fit with an integer ``random_state``."""
+        from sklearn.utils import check_random_state
+
+        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
     def _random_feature_model(self, X, Y, loss, act, pen, seed, group=None, c_ridge=0.0):
         from . import blocks
