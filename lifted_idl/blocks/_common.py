@@ -92,6 +92,20 @@ def as_vector(name: str, v, size: int, default_zero: bool = True) -> np.ndarray:
     return as_matrix(name, np.reshape(np.asarray(v, dtype=np.float64), (-1,)), (size,), ndim=1)
 
 
+def as_state_weights(A, B, b, p: int):
+    """The state-equation weights ``(A, B, b)`` of a model on ``p`` features, checked: A square
+    (its size n sets the others), B (n, p), b of length n (``None``: zeros)."""
+    A = as_matrix("A", A)
+    n = A.shape[0]
+    return as_matrix("A", A, (n, n)), as_matrix("B", B, (n, p)), as_vector("b", b, n)
+
+
+def as_output_weights(C, D, c, q: int, n: int, p: int):
+    """The output weights ``(C, D, c)`` for q outputs, n states and p features, checked: C
+    (q, n), D (q, p), c of length q (``None``: zeros)."""
+    return as_matrix("C", C, (q, n)), as_matrix("D", D, (q, p)), as_vector("c", c, q)
+
+
 def as_lam(lam, n: int) -> np.ndarray:
     """Per-state weights ``lam`` (a positive scalar or a positive vector of length ``n``)."""
     if isinstance(lam, numbers.Real) or np.ndim(lam) == 0:

@@ -34,7 +34,9 @@ from ..penalties import GroupPenalty
 from ._common import (
     as_lam,
     as_matrix,
+    as_output_weights,
     as_positive,
+    as_state_weights,
     as_vector,
     get_block_penalty,
     get_fenchel_activation,
@@ -87,6 +89,19 @@ def _ab_feasible(A, kappa):
 # --------------------------------------------------------------------------------------------
 # checked, public objectives
 # --------------------------------------------------------------------------------------------
+def _check_lifted(A, B, b, C, D, c, X, P, U, Y, lam, mu):
+    """All the variables and data of :math:`J`, checked against the shapes U and Y set."""
+    U = as_matrix("U", U)
+    m, p = U.shape
+    A, B, b = as_state_weights(A, B, b, p)
+    n = A.shape[0]
+    Y = as_matrix("Y", Y, (m, None))
+    C, D, c = as_output_weights(C, D, c, Y.shape[1], n, p)
+    X = as_matrix("X", X, (m, n))
+    P = as_matrix("P", P, (m, n))
+    return A, B, b, C, D, c, X, P, U, Y, as_lam(lam, n), as_positive("mu", mu)
+
+
 def relaxed_objective(A, B, b, C, D, c, X, P, U, Y, lam, mu, activation, loss, pen_ab,
                       pen_cd, *, pen_group: GroupPenalty | None = None) -> dict:
     r"""The relaxed lifted objective :math:`J` of theory §7 (arXiv (11)), term by term.
@@ -141,22 +156,8 @@ def relaxed_objective(A, B, b, C, D, c, X, P, U, Y, lam, mu, activation, loss, p
     pen_cd = get_block_penalty(pen_cd, "pen_cd", allow_group=True)
     if pen_group is not None and not isinstance(pen_group, GroupPenalty):
         raise ValueError(f"pen_group must be a GroupPenalty or None; got pen_group={pen_group!r}")
-    U = as_matrix("U", U)
-    m, p = U.shape
-    A = as_matrix("A", A)
-    n = A.shape[0]
-    A = as_matrix("A", A, (n, n))
-    B = as_matrix("B", B, (n, p))
-    b = as_vector("b", b, n)
-    Y = as_matrix("Y", Y, (m, None))
-    q = Y.shape[1]
-    C = as_matrix("C", C, (q, n))
-    D = as_matrix("D", D, (q, p))
-    c = as_vector("c", c, q)
-    X = as_matrix("X", X, (m, n))
-    P = as_matrix("P", P, (m, n))
-    lam = as_lam(lam, n)
-    mu = as_positive("mu", mu)
+    A, B, b, C, D, c, X, P, U, Y, lam, mu = _check_lifted(A, B, b, C, D, c, X, P, U, Y, lam,
+                                                          mu)
     Z = _pre_activation(X, U, A, B, b)
     lo = loss.value(Y, _output(P, U, C, D, c))
     dv = _divergence(act, P, Z, lam)
@@ -179,9 +180,7 @@ def cd_objective(P, U, Y, loss, penalty, C, D, c=None) -> float:
     n = P.shape[1]
     Y = as_matrix("Y", Y, (m, None))
     q = Y.shape[1]
-    C = as_matrix("C", C, (q, n))
-    D = as_matrix("D", D, (q, p))
-    c = as_vector("c", c, q)
+    C, D, c = as_output_weights(C, D, c, q, n, p)
     return _cd_objective(P, U, Y, loss, pen, C, D, c)
 
 
@@ -221,11 +220,8 @@ def x_objective(A, B, b, U, P, lam, mu, activation, X) -> float:
     act = get_fenchel_activation(activation, "X")
     U = as_matrix("U", U)
     m, p = U.shape
-    A = as_matrix("A", A)
+    A, B, b = as_state_weights(A, B, b, p)
     n = A.shape[0]
-    A = as_matrix("A", A, (n, n))
-    B = as_matrix("B", B, (n, p))
-    b = as_vector("b", b, n)
     P = as_matrix("P", P, (m, n))
     X = as_matrix("X", X, (m, n))
     lam = as_lam(lam, n)
@@ -245,22 +241,8 @@ def p_objective(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, P) -> floa
     :math:`\mathrm{dom} f^*`."""
     act = get_fenchel_activation(activation, "P")
     loss = get_loss(loss)
-    U = as_matrix("U", U)
-    m, p = U.shape
-    A = as_matrix("A", A)
-    n = A.shape[0]
-    A = as_matrix("A", A, (n, n))
-    B = as_matrix("B", B, (n, p))
-    b = as_vector("b", b, n)
-    Y = as_matrix("Y", Y, (m, None))
-    q = Y.shape[1]
-    C = as_matrix("C", C, (q, n))
-    D = as_matrix("D", D, (q, p))
-    c = as_vector("c", c, q)
-    X = as_matrix("X", X, (m, n))
-    P = as_matrix("P", P, (m, n))
-    lam = as_lam(lam, n)
-    mu = as_positive("mu", mu)
+    A, B, b, C, D, c, X, P, U, Y, lam, mu = _check_lifted(A, B, b, C, D, c, X, P, U, Y, lam,
+                                                          mu)
     Z = _pre_activation(X, U, A, B, b)
     return _p_objective(Z, C, U @ D.T + c, X, Y, lam, mu, act, loss, P)
 

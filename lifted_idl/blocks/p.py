@@ -40,8 +40,9 @@ from ._common import (
     BlockResult,
     as_lam,
     as_matrix,
+    as_output_weights,
     as_positive,
-    as_vector,
+    as_state_weights,
     check_options,
     domain_interval,
     get_fenchel_activation,
@@ -69,16 +70,11 @@ def _check(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, init):
     m, p = U.shape
     if m < 1:
         raise ValueError(f"U must have at least one sample; got shape {U.shape}")
-    A = as_matrix("A", A)
+    A, B, b = as_state_weights(A, B, b, p)
     n = A.shape[0]
-    A = as_matrix("A", A, (n, n))
-    B = as_matrix("B", B, (n, p))
-    b = as_vector("b", b, n)
     Y = as_matrix("Y", Y, (m, None))
     q = Y.shape[1]
-    C = as_matrix("C", C, (q, n))
-    D = as_matrix("D", D, (q, p))
-    c = as_vector("c", c, q)
+    C, D, c = as_output_weights(C, D, c, q, n, p)
     X = as_matrix("X", X, (m, n))
     lam = as_lam(lam, n)
     mu = as_positive("mu", mu)

@@ -37,7 +37,7 @@ from ._common import (
     as_lam,
     as_matrix,
     as_positive,
-    as_vector,
+    as_state_weights,
     check_domain,
     check_options,
     get_fenchel_activation,
@@ -53,11 +53,8 @@ def _check(A, B, b, U, P, lam, mu, activation, init):
     act = get_fenchel_activation(activation, "X")
     U = as_matrix("U", U)
     m, p = U.shape
-    A = as_matrix("A", A)
+    A, B, b = as_state_weights(A, B, b, p)
     n = A.shape[0]
-    A = as_matrix("A", A, (n, n))
-    B = as_matrix("B", B, (n, p))
-    b = as_vector("b", b, n)
     P = as_matrix("P", P, (m, n))
     check_domain("P", P, act)
     lam = as_lam(lam, n)
