@@ -38,6 +38,10 @@ from .penalties import GroupPenalty, NoPenalty, get_penalty
 
 __all__ = ["ImplicitRegressor", "ImplicitClassifier"]
 
+#: learning rates tried by the fine-tuning stage of ``solver="bcd+gradient"``: learning_rate,
+#: then 4x shorter steps after each try that ends above the BCD objective
+_FINE_TUNE_TRIES = 4
+
 
 def _fold_standardisation(model: ImplicitModel, mean_u, scale_u, mean_y=None, scale_y=None):
     r"""Model on raw inputs/targets from one trained on :math:`(u - \bar u)/s_u`, :math:`(y -
@@ -222,20 +226,30 @@ class _BaseImplicit(BaseEstimator):
                                                        c_ridge)
                 bs = None if self.batch_size == "auto" and X.shape[0] <= 1000 else (
                     200 if self.batch_size == "auto" else int(self.batch_size))
-                tuned, ghist = fit_gradient(
-                    model, X, Y, loss, kappa=self.kappa, pen_ab=pen, pen_cd=pen,
-                    max_iter=self.gradient_max_iter, batch_size=bs,
-                    learning_rate=self.learning_rate, tol=self.tol, random_state=seed,
-                    verbose=self.verbose, model_penalty=self._model_penalty(scale_u),
-                    constraint=self.constraint, group=group, c_ridge=c_ridge)
-                # fit_gradient returns its last iterate; a fine-tuning stage that ends above
-                # its starting objective (steps too long for an already fitted model) is
-                # discarded rather than allowed to undo the BCD stage
-                if not (self.solver == "bcd+gradient"
-                        and ghist["loss"][-1] > ghist["loss_initial"]):
-                    model = tuned
-                record["loss_curve"] += list(ghist["loss"])
-                record["n_iter"] += int(ghist["n_iter"])
+                fine_tune = self.solver == "bcd+gradient"
+                lr = self.learning_rate
+                for _ in range(_FINE_TUNE_TRIES if fine_tune else 1):
+                    tuned, ghist = fit_gradient(
+                        model, X, Y, loss, kappa=self.kappa, pen_ab=pen, pen_cd=pen,
+                        max_iter=self.gradient_max_iter, batch_size=bs,
+                        learning_rate=lr, tol=self.tol, random_state=seed,
+                        verbose=self.verbose, model_penalty=self._model_penalty(scale_u),
+                        constraint=self.constraint, group=group, c_ridge=c_ridge)
+                    record["n_iter"] += int(ghist["n_iter"])
+                    # fit_gradient returns its last iterate; a fine-tuning stage that ends
+                    # above its starting objective (steps too long for an already fitted
+                    # model: Adam's first steps move every weight by about the learning rate)
+                    # is discarded and retried from the BCD model with 4x shorter steps,
+                    # rather than allowed to undo the BCD stage
+                    if not fine_tune or ghist["loss"][-1] <= ghist["loss_initial"]:
+                        model = tuned
+                        record["loss_curve"] += list(ghist["loss"])
+                        break
+                    if self.verbose:
+                        print(f"[bcd+gradient] learning_rate={lr:g} ended above the BCD "
+                              f"objective ({ghist['loss'][-1]:.6g} > "
+                              f"{ghist['loss_initial']:.6g}); retrying with {lr / 4:g}")
+                    lr /= 4
                 record["converged"] &= bool(ghist["converged"])
         for w in caught:  # re-issue, and record, convergence problems
             if issubclass(w.category, ConvergenceWarning):
@@ -337,7 +351,10 @@ _DOC_PARAMS = r"""
     activation : {"relu", "tanh", "leaky_relu"} or Activation, default="relu"
     solver : {"bcd", "gradient", "bcd+gradient"}, default="bcd"
         Block-coordinate descent on the Fenchel relaxation, projected gradient with implicit
-        differentiation, or BCD followed by gradient fine-tuning (theory §7).
+        differentiation, or BCD followed by gradient fine-tuning (theory §7). The fine-tuning
+        stage is kept only if it ends below the BCD model's training objective; otherwise it
+        is retried from the BCD model with the learning rate divided by 4, three times at
+        most, and the BCD model is kept if none of the tries improves on it.
     penalty : {"l2", "l1", "group", "none"}, default="l2"
         Penalty on ``[A B]`` and on ``[C D]`` (biases are not penalised), or ``"group"``:
         the feature-selection penalty of [IDL (5.1)] (theory §5),
@@ -380,7 +397,9 @@ _DOC_PARAMS = r"""
     gradient_max_iter : int, default=300
         Epochs of the gradient solver / fine-tuning stage.
     learning_rate : float, default=1e-2
-        Adam step size of the gradient solver.
+        Adam step size of the gradient solver (the first one tried by the fine-tuning stage of
+        ``"bcd+gradient"``: from a fitted model Adam's first steps, about this long in every
+        weight, often overshoot; see ``solver``).
     batch_size : int or "auto", default="auto"
         Minibatch size of the gradient solver ("auto": full batch up to 1000 samples, else 200).
     tol : float, default=1e-4

@@ -253,6 +253,41 @@ def test_finetuning_that_ends_uphill_keeps_the_bcd_model(teacher, monkeypatch):
     assert np.all(grad.model_.C == 0)
 
 
+def test_finetuning_retries_with_shorter_steps(teacher, monkeypatch):
+    """An uphill fine-tuning stage is retried from the BCD model with the learning rate / 4;
+    the first try that ends below the BCD objective is kept, and after 4 uphill tries the
+    BCD model is."""
+    U, y, _, _, _ = teacher
+    import lifted_idl.training.gradient as gradient_module
+
+    rates = []
+
+    def downhill_below(threshold):
+        def fake(model, *args, learning_rate, **kwargs):
+            rates.append(learning_rate)
+            if learning_rate > threshold:
+                return model.replace(C=np.zeros_like(model.C)), {
+                    "loss": [10.0], "loss_initial": 1.0, "n_iter": 1, "converged": True}
+            return model.replace(C=2.0 * model.C), {
+                "loss": [0.5], "loss_initial": 1.0, "n_iter": 1, "converged": True}
+        return fake
+
+    bcd_only = ImplicitRegressor(n_hidden=5, max_iter=3, random_state=0).fit(U, y)
+    kw = dict(n_hidden=5, max_iter=3, solver="bcd+gradient", learning_rate=1e-2,
+              random_state=0)
+    monkeypatch.setattr(gradient_module, "fit_gradient", downhill_below(1e-3))
+    both = ImplicitRegressor(**kw).fit(U, y)
+    np.testing.assert_allclose(rates, [1e-2, 2.5e-3, 6.25e-4])
+    np.testing.assert_allclose(both.model_.C, 2.0 * bcd_only.model_.C, rtol=1e-12)
+    assert both.loss_curve_[-1] == 0.5
+
+    rates.clear()
+    monkeypatch.setattr(gradient_module, "fit_gradient", downhill_below(0.0))
+    kept = ImplicitRegressor(**kw).fit(U, y)
+    np.testing.assert_allclose(rates, [1e-2, 2.5e-3, 6.25e-4, 1.5625e-4])
+    np.testing.assert_array_equal(kept.predict(U), bcd_only.predict(U))
+
+
 def test_robust_penalty_lowers_the_lipschitz_bound():
     """A Lipschitz-penalised classifier has a smaller certified-radius denominator (||S||_inf)."""
     from lifted_idl.robustness import lipschitz_bound
