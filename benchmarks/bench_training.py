@@ -10,6 +10,8 @@ For each data set it fits, with the same number of hidden units,
   round is chosen on a 10 % validation split);
 * ``init-cv``, ``bcd-cv`` (only when asked for): the same with ``alpha`` chosen by 3-fold
   cross-validation on the training set from ``--cv-alphas``, then refitted on all of it;
+* ``--max-iter N`` sets the estimators' ``max_iter`` (BCD rounds; default: the estimator's
+  default, 150), e.g. to measure BCD run to convergence;
 * ``mlp``: ``MLPRegressor`` / ``MLPClassifier`` (inputs standardised, early stopping off);
 * with ``--references``: standard models on the same split, to show how much any model can
   gain over a linear one on the data set: a ridge / logistic regression with its strength
@@ -21,6 +23,7 @@ line prints the ratio of the score to the MLP's, measured in the same run.
 
 Run:  python benchmarks/bench_training.py [--datasets teacher,digits] [--seeds 3] [--json out.json]
           [--solvers init,bcd,gradient,bcd+gradient,bcd-es,init-cv,bcd-cv] [--references]
+          [--max-iter 1000]
 """
 
 from __future__ import annotations
@@ -153,7 +156,10 @@ def references(U, y, Ut, yt, task, seed):
     return out
 
 
-def run(datasets, seeds, solvers, with_references=False, cv_alphas=(1e-3, 1e-2, 3e-2, 1e-1)):
+def run(datasets, seeds, solvers, with_references=False, cv_alphas=(1e-3, 1e-2, 3e-2, 1e-1),
+        params=None):
+    """Fit and score; ``params``: extra estimator parameters (e.g. ``{"max_iter": 1000}``)."""
+    params = dict(params or {})
     rows = []
     for name in datasets:
         for seed in range(seeds):
@@ -171,7 +177,7 @@ def run(datasets, seeds, solvers, with_references=False, cv_alphas=(1e-3, 1e-2, 
             if with_references:
                 results.update(references(U, y, Ut, yt, task, seed))
             for solver in solvers:
-                est = Est(n_hidden=n, random_state=seed)
+                est = Est(n_hidden=n, random_state=seed, **params)
                 t = time.perf_counter()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ConvergenceWarning)
@@ -179,7 +185,7 @@ def run(datasets, seeds, solvers, with_references=False, cv_alphas=(1e-3, 1e-2, 
                         init_only(est, U, y)
                     elif solver in ("init-cv", "bcd-cv"):
                         def fit(a, Uf, yf, solver=solver, Est=Est, n=n, seed=seed):
-                            e = Est(n_hidden=n, random_state=seed, alpha=a)
+                            e = Est(n_hidden=n, random_state=seed, **{**params, "alpha": a})
                             return init_only(e, Uf, yf) if solver == "init-cv" else e.fit(Uf, yf)
                         est, chosen = cv_alpha(fit, U, y, task, list(cv_alphas), seed)
                         print(f"{name:14s} seed {seed}  {solver:13s} alpha chosen {chosen:g}")
@@ -218,9 +224,12 @@ if __name__ == "__main__":
                     help="also fit ridge/logistic regression, an RBF SVM and boosted trees")
     ap.add_argument("--cv-alphas", default="1e-3,1e-2,3e-2,1e-1",
                     help="the alphas init-cv and bcd-cv choose from")
+    ap.add_argument("--max-iter", type=int, default=None,
+                    help="the estimators' max_iter (BCD rounds); default: theirs")
     a = ap.parse_args()
     rows = run(a.datasets.split(","), a.seeds, a.solvers.split(","), a.references,
-               tuple(float(v) for v in a.cv_alphas.split(",")))
+               tuple(float(v) for v in a.cv_alphas.split(",")),
+               params={} if a.max_iter is None else {"max_iter": a.max_iter})
     summarise(rows)
     if a.json:
         with open(a.json, "w") as f:
