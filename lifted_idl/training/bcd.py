@@ -169,7 +169,7 @@ def _group_bd_step(W, CD, X, P, U, Y, lamv, loss, activation, group, max_steps=5
 
 def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_model=None,
             lam=10.0, lam_increase=4.0, lam_decrease=0.5, lam_min=3.0, lam_max=1e4, mu=1e-3,
-            per_state_lam=True, x_step=False, extrapolation=0.8, max_iter=30, tol=1e-4,
+            per_state_lam=True, x_step=False, extrapolation=0.9, max_iter=30, tol=1e-4,
             n_iter_no_change=5, block_solver="fast", block_tol=1e-6, block_max_iter=100,
             fit_intercept=True, validation=None, robust_sigma=None, group=None, c_ridge=0.0,
             n_jobs=None, random_state=None, verbose=0, callback=None):
@@ -244,7 +244,10 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
         Weight :math:`\beta` of the extrapolated point :math:`W + \beta(W - W_{\mathrm{prev}})`
         of the accepted (A, B, b) sequence (A re-projected), tried after every accepted round
         and kept only when its true training objective is lower (block updates with
-        extrapolation, Xu & Yin 2013). 0 disables it.
+        extrapolation, Xu & Yin 2013). 0 disables it. Measured with the estimator defaults
+        (150 rounds, ``benchmarks/bench_training.py``, 5 seeds): teacher test RMSE 1.257 / 1.180
+        / 1.197 / 1.188 / 1.245 at 0.8 / 0.9 / 0.95 / 1.0 / 1.2, the training objective lower
+        at 0.9 than at 0.8 on every seed; digits (3 seeds) 0.9735 at 0.8 and at 0.9.
     max_iter : int
         Maximum number of rounds.
     tol, n_iter_no_change : float, int
