@@ -52,8 +52,9 @@ def source_state() -> dict:
     Returns
     -------
     dict
-        ``commit`` (hex string or None), ``dirty`` (bool or None) — results produced from a
-        dirty tree depend on the uncommitted code as well — and ``invoked_as``, the command
+        ``commit`` (hex string or None), ``dirty`` (bool or None: uncommitted changes to
+        tracked files outside ``experiments/results``; results produced from a dirty tree
+        depend on the uncommitted code as well) and ``invoked_as``, the command
         line of the process (``function_fit.py`` or ``lifted-idl experiment function_fit``).
     """
     def git(*args):
@@ -65,7 +66,9 @@ def source_state() -> dict:
             return None
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
+    # the results folder itself does not count: a run rewrites its own earlier results
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                 ":(exclude)experiments/results")
     return {"commit": commit, "dirty": None if status is None else bool(status),
             "invoked_as": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
 
