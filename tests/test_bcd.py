@@ -84,6 +84,36 @@ def test_final_cd_is_optimal_on_the_true_equilibrium(data):
         assert np.abs(g).max() < 1e-7
 
 
+@pytest.mark.parametrize("extrapolation", [0.0, 0.9])
+def test_every_round_ends_with_optimal_cd_and_its_true_objective(extrapolation):
+    """The candidate of a round may be judged with (C, D, c) kept (an upper bound), but every
+    accepted state has (C, D, c) solved on its equilibrium (cross-entropy KKT) and the
+    history records its true objective."""
+    from scipy.special import softmax
+
+    rng = np.random.default_rng(1)
+    U = rng.standard_normal((80, 3))
+    labels = (U[:, 0] ** 2 + U[:, 1] > 0.8).astype(int) + (U[:, 2] > 0.5)
+    Y = np.eye(3)[labels]
+    pen = L2Penalty(1e-3)
+    checked = []
+
+    def check(it, model, hist):
+        X = model.equilibrium(U)
+        G = (softmax(model.output(X, U), axis=1) - Y) / U.shape[0]
+        for g in (G.T @ X + 1e-3 * model.C, G.T @ U + 1e-3 * model.D, G.sum(axis=0)):
+            assert np.abs(g).max() < 1e-6, it
+        assert hist.train_loss[-1] == pytest.approx(
+            true_objective(model, U, Y, SoftmaxCrossEntropy(), pen, pen), rel=1e-9)
+        checked.append(it)
+
+    _, hist = fit_bcd(U, Y, SoftmaxCrossEntropy(), n_hidden=6, kappa=0.8,
+                      activation=get_activation("relu"), pen_ab=pen, pen_cd=pen, max_iter=8,
+                      extrapolation=extrapolation, random_state=0, callback=check)
+    assert len(checked) == hist.n_iter and sum(hist.accepted) >= 4
+    assert np.all(np.diff(hist.train_loss) <= 1e-12)
+
+
 def test_validation_selects_the_best_validation_round(data):
     U, Y, Ut, Yt = data
     model, hist = _fit(data, validation=(Ut, Yt), max_iter=6, n_iter_no_change=10)

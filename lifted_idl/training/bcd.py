@@ -190,7 +190,12 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
        ``lam_increase`` (smaller steps: the targets P stay closer to the equilibrium). An
        accepted round divides :math:`\lambda` by ``1/lam_decrease``. This adaptive continuation
        on :math:`\lambda` acts like the damping of Levenberg–Marquardt, and makes the true
-       training objective non-increasing over the rounds.
+       training objective non-increasing over the rounds. The new weights are first judged
+       with (C, D, c) kept, an upper bound of the refitted objective; (C, D, c) is solved on
+       the extrapolated point (see ``extrapolation``), and on the new weights only when the
+       bound does not decide or the extrapolated point is not kept: one (C, D, c) solve per
+       round in most rounds instead of two (digits, cross-entropy: a 150-round fit 55-58 s ->
+       42-45 s, seeds 0-1, the same accuracy on seed 1, one test image fewer on seed 0).
 
     Anchoring X at the equilibrium instead of minimising over X is what lets BCD make progress:
     with X free, the (A, B) block lowers the relaxed objective by copying the states through A
@@ -329,19 +334,24 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
         return ImplicitModel(A, B, C, D, b=b, c=c if fit_intercept else None,
                              activation=activation)
 
-    def anchor(A, B, b, X0, init_cd):
-        """True equilibrium of (A, B, b) and the (C, D, c) block solved on it."""
+    def anchor(A, B, b, X0, init_cd, refit=True):
+        """True equilibrium of (A, B, b) and the (C, D, c) block solved on it (``refit``),
+        or, with ``refit=False``, kept at ``init_cd``: the objective is then an upper bound
+        of the refitted one, at the cost of an equilibrium alone."""
         proto = ImplicitModel(A, B, np.zeros((q, n)), np.zeros((q, p)), b=b,
                               activation=activation)
         res = proto.solve(U, X0=X0, warn=False)
         if not res.converged:
             hist.block_warnings.append((hist.n_iter, "equilibrium"))
-        r = blocks.solve_cd(res.X, U, Y, loss, cd_penalty(B), fit_intercept=fit_intercept,
-                            init=init_cd, method=block_solver, tol=block_tol,
-                            max_iter=block_max_iter)
-        if not r.converged:
-            hist.block_warnings.append((hist.n_iter, "CD"))
-        C, D, c = r.value
+        if refit:
+            r = blocks.solve_cd(res.X, U, Y, loss, cd_penalty(B), fit_intercept=fit_intercept,
+                                init=init_cd, method=block_solver, tol=block_tol,
+                                max_iter=block_max_iter)
+            if not r.converged:
+                hist.block_warnings.append((hist.n_iter, "CD"))
+            C, D, c = r.value
+        else:
+            C, D, c = init_cd
         model = make_model(A, B, b, C, D, c)
         obj = true_objective(model, U, Y, loss, pen_ab, pen_cd, res.X) + group_value(B, C, D)
         return (A, B, b), res.X, (C, D, c), model, obj
@@ -407,7 +417,14 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
             hist.relaxed.append((it, "BD", lam_scale, J(Wn, CDn, Xr, P, lamv)))
         else:
             CDn = CD
-        cand = anchor(*Wn, X, CDn)
+        # the candidate with (C, D, c) kept: an upper bound of its refitted objective, enough
+        # to accept the round when it is below the current objective; the (C, D, c) solve is
+        # spent on the extrapolated point, which is kept in most rounds, and on the candidate
+        # only when it has to decide acceptance or is kept itself
+        cand = anchor(*Wn, X, CDn, refit=False)
+        refitted = False
+        if cand[4] >= obj:
+            cand, refitted = anchor(*Wn, cand[1], CDn), True
         if cand[4] < obj:
             if extrapolation > 0 and w_prev is not None:
                 Wn = cand[0]
@@ -415,8 +432,10 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
                 trial = anchor(At, Wn[1] + extrapolation * (Wn[1] - w_prev[1]),
                                Wn[2] + extrapolation * (Wn[2] - w_prev[2]), cand[1], cand[2])
                 if trial[4] < cand[4]:
-                    cand = trial
+                    cand, refitted = trial, True
                     hist.n_extrapolated += 1
+            if not refitted:
+                cand = anchor(*cand[0], cand[1], cand[2])
             w_prev = W
             W, X, CD, model, obj = cand
             hist.accepted.append(True)
