@@ -380,7 +380,7 @@ _DOC_PARAMS = r"""
         diabetes RMSE 67.3 / 74.6 (3 seeds), function fit RMSE 0.85 / 0.71 (0.68 at 1e-4; the
         only one of these data sets that prefers less). Small, noisy data sets want more:
         cross-validate it. On diabetes (309 noisy training samples) BCD at 1e-3 overfits
-        (test RMSE 64.8, 5 seeds) and 3-fold cross-validation over {1e-3, 1e-2, 3e-2, 1e-1}
+        (test RMSE 64.3, 5 seeds) and 3-fold cross-validation over {1e-3, 1e-2, 3e-2, 1e-1}
         picks 0.03-0.1 (54.5, as good as a cross-validated ridge, 54.7), while the teacher
         loses at those values (1.71 at 1e-2, 2.56 at 3e-2): no single default serves both.
     group_ord : {2, "inf"}, default=2
@@ -396,8 +396,8 @@ _DOC_PARAMS = r"""
         Maximum number of BCD rounds (see :func:`lifted_idl.training.bcd.fit_bcd`). The
         default favours time over the last digits: on the teacher of
         ``benchmarks/bench_training.py`` 150 rounds stop before convergence (a
-        ``ConvergenceWarning``; test RMSE 1.180, 3.5 s, 5 seeds) and 1000 rounds give 1.120
-        (9.7 s); digits' test accuracy is flat after about 30 rounds.
+        ``ConvergenceWarning``; test RMSE 1.176, 3.3 s, 5 seeds) and 1000 rounds give 1.108
+        (11.7 s); digits' test accuracy is flat after about 30 rounds.
     gradient_max_iter : int, default=300
         Epochs of the gradient solver / fine-tuning stage.
     learning_rate : float, default=1e-2
