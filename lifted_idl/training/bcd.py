@@ -334,27 +334,31 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
         return ImplicitModel(A, B, C, D, b=b, c=c if fit_intercept else None,
                              activation=activation)
 
-    def anchor(A, B, b, X0, init_cd, refit=True):
-        """True equilibrium of (A, B, b) and the (C, D, c) block solved on it (``refit``),
-        or, with ``refit=False``, kept at ``init_cd``: the objective is then an upper bound
-        of the refitted one, at the cost of an equilibrium alone."""
+    def make_state(W, X, CD):
+        """The state (W, X, CD, model, true objective) of weights W at their equilibrium X."""
+        model = make_model(*W, *CD)
+        obj = true_objective(model, U, Y, loss, pen_ab, pen_cd, X) + group_value(W[1], *CD[:2])
+        return W, X, CD, model, obj
+
+    def refit(W, X, init_cd):
+        """The state with the (C, D, c) block solved on the equilibrium X (from ``init_cd``)."""
+        r = blocks.solve_cd(X, U, Y, loss, cd_penalty(W[1]), fit_intercept=fit_intercept,
+                            init=init_cd, method=block_solver, tol=block_tol,
+                            max_iter=block_max_iter)
+        if not r.converged:
+            hist.block_warnings.append((hist.n_iter, "CD"))
+        return make_state(W, X, r.value)
+
+    def anchor(A, B, b, X0, init_cd, refit_cd=True):
+        """True equilibrium of (A, B, b) and the (C, D, c) block solved on it, or, with
+        ``refit_cd=False``, kept at ``init_cd``: the objective is then an upper bound of the
+        refitted one, at the cost of an equilibrium alone."""
         proto = ImplicitModel(A, B, np.zeros((q, n)), np.zeros((q, p)), b=b,
                               activation=activation)
         res = proto.solve(U, X0=X0, warn=False)
         if not res.converged:
             hist.block_warnings.append((hist.n_iter, "equilibrium"))
-        if refit:
-            r = blocks.solve_cd(res.X, U, Y, loss, cd_penalty(B), fit_intercept=fit_intercept,
-                                init=init_cd, method=block_solver, tol=block_tol,
-                                max_iter=block_max_iter)
-            if not r.converged:
-                hist.block_warnings.append((hist.n_iter, "CD"))
-            C, D, c = r.value
-        else:
-            C, D, c = init_cd
-        model = make_model(A, B, b, C, D, c)
-        obj = true_objective(model, U, Y, loss, pen_ab, pen_cd, res.X) + group_value(B, C, D)
-        return (A, B, b), res.X, (C, D, c), model, obj
+        return (refit if refit_cd else make_state)((A, B, b), res.X, init_cd)
 
     def J(W, CD, X, P, lamv):
         return blocks.relaxed_objective(*W, *CD, X, P, U, Y, lamv, mu, activation, loss,
@@ -421,10 +425,10 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
         # to accept the round when it is below the current objective; the (C, D, c) solve is
         # spent on the extrapolated point, which is kept in most rounds, and on the candidate
         # only when it has to decide acceptance or is kept itself
-        cand = anchor(*Wn, X, CDn, refit=False)
+        cand = anchor(*Wn, X, CDn, refit_cd=False)
         refitted = False
         if cand[4] >= obj:
-            cand, refitted = anchor(*Wn, cand[1], CDn), True
+            cand, refitted = refit(*cand[:3]), True
         if cand[4] < obj:
             if extrapolation > 0 and w_prev is not None:
                 Wn = cand[0]
@@ -435,7 +439,7 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
                     cand, refitted = trial, True
                     hist.n_extrapolated += 1
             if not refitted:
-                cand = anchor(*cand[0], cand[1], cand[2])
+                cand = refit(*cand[:3])
             w_prev = W
             W, X, CD, model, obj = cand
             hist.accepted.append(True)
