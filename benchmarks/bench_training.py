@@ -85,19 +85,14 @@ def init_only(est, U, y):
     if isinstance(est, ImplicitRegressor):
         Y = np.asarray(y, float).reshape(len(y), -1)
         my, sy = Y.mean(0), Y.std(0)
-        model = est._random_feature_model(Us, (Y - my) / sy, SquaredLoss(),
-                                          get_activation(est.activation),
-                                          get_penalty(est.penalty, est.alpha), est._fit_seed())
-        Ys, loss = (Y - my) / sy, SquaredLoss()
-        est.model_ = _fold_standardisation(model, mean_u, scale_u, my, sy)
+        Ys, loss, fold_y = (Y - my) / sy, SquaredLoss(), (my, sy)
     else:
-        Y = (y[:, None] == est.classes_[None, :]).astype(float)
-        model = est._random_feature_model(Us, Y, SoftmaxCrossEntropy(),
-                                          get_activation(est.activation),
-                                          get_penalty(est.penalty, est.alpha), est._fit_seed())
-        Ys, loss = Y, SoftmaxCrossEntropy()
-        est.model_ = _fold_standardisation(model, mean_u, scale_u)
+        Ys = (y[:, None] == est.classes_[None, :]).astype(float)
+        loss, fold_y = SoftmaxCrossEntropy(), ()
     pen = get_penalty(est.penalty, est.alpha)
+    model = est._random_feature_model(Us, Ys, loss, get_activation(est.activation), pen,
+                                      est._fit_seed())
+    est.model_ = _fold_standardisation(model, mean_u, scale_u, *fold_y)
     start = true_objective(model, Us, Ys, loss, pen, pen)
     if not np.isclose(start, est.bcd_history_.train_loss[0], rtol=1e-8):
         raise RuntimeError(f"init_only's model (objective {start}) is not BCD's round 0 "
