@@ -27,62 +27,19 @@ returned.
 from __future__ import annotations
 
 import time
-import warnings
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import blocks
 from ..blocks.objective import _divergence
-from ..exceptions import ConvergenceWarning
-from ..model import ImplicitModel
 from ..penalties import NoPenalty
 from ..wellposedness import project_inf_norm_ball
+from .rounds import Blocks, History, RoundEngine, RoundSettings
 
 __all__ = ["BCDHistory", "random_feature_init", "fit_bcd", "true_objective"]
 
 
-@dataclass
-class BCDHistory:
-    """What a BCD fit did.
-
-    Attributes
-    ----------
-    relaxed : list of (round, block, lam_scale, objective)
-        The relaxed objective at the anchor and after every block step of every round (also of
-        rejected rounds). Within a round (fixed ``lam_scale``) it is non-increasing.
-    train_loss : list of float
-        The true training objective (loss at the true equilibrium, after refitting (C, D, c),
-        plus penalties) of the current weights after every round; entry 0 is the
-        initialisation. Non-increasing: rejected rounds leave it unchanged.
-    lam : list of float
-        The divergence weight used in every round.
-    accepted : list of bool
-        Whether each round was accepted.
-    validation_loss : list of float
-        The loss on held-out data after every round, when validation data were given.
-    n_iter : int
-        Rounds run.
-    converged : bool
-    best_round : int
-        The round whose model was returned.
-    n_extrapolated : int
-        Rounds whose extrapolated point was kept.
-    time : float
-        Seconds.
-    """
-
-    relaxed: list = field(default_factory=list)
-    train_loss: list = field(default_factory=list)
-    validation_loss: list = field(default_factory=list)
-    n_iter: int = 0
-    converged: bool = False
-    best_round: int = 0
-    n_extrapolated: int = 0
-    lam: list = field(default_factory=list)
-    accepted: list = field(default_factory=list)
-    time: float = 0.0
-    block_warnings: list = field(default_factory=list)
+BCDHistory = History  # the history of a fit_bcd run (kept under its earlier name)
 
 
 def random_feature_init(U, n_hidden, activation, random_state, kappa, scale=1.0):
@@ -106,12 +63,6 @@ def true_objective(model, U, Y, loss, pen_ab, pen_cd, X=None):
     Yhat = model.output(X, U)
     return (loss.value(Y, Yhat) + pen_ab.value(np.hstack([model.A, model.B]))
             + pen_cd.value(np.hstack([model.C, model.D])))
-
-
-def _lam_vector(C, lam_scale, eps=1e-2):
-    w = (C * C).sum(axis=0)
-    w = w / max(w.mean(), 1e-12)
-    return lam_scale * (w + eps)
 
 
 def _group_bd_step(W, CD, X, P, U, Y, lamv, loss, activation, group, max_steps=50, tol=1e-7):
@@ -165,6 +116,68 @@ def _group_bd_step(W, CD, X, P, U, Y, lamv, loss, activation, group, max_steps=5
         if step <= tol * max(1.0, float(np.sqrt(np.vdot(B, B) + np.vdot(D, D)))):
             break
     return (A, B, b), (C, D, c)
+
+
+class BCDBlocks(Blocks):
+    """The blocks of :func:`fit_bcd`: exact (C, D, c), P, X and (A, B, b) steps
+    (:mod:`lifted_idl.blocks`), the robust (A, B, b) step with ``robust_sigma``, and with a
+    group penalty the joint (B, D) step (:func:`_group_bd_step`); the objective is the loss at
+    the true equilibrium plus ``pen_ab``, ``pen_cd`` and the group penalty."""
+
+    def __init__(self, U, Y, loss, activation, *, kappa, pen_ab, pen_cd, group=None,
+                 c_ridge=0.0, fit_intercept=True, block_solver="fast", block_tol=1e-6,
+                 block_max_iter=100, robust_sigma=None, n_jobs=None):
+        self.U, self.Y, self.loss, self.activation = U, Y, loss, activation
+        self.kappa, self.pen_ab, self.pen_cd = kappa, pen_ab, pen_cd
+        self.group, self.c_ridge, self.fit_intercept = group, c_ridge, fit_intercept
+        self.robust_sigma = robust_sigma
+        self.kw = {"method": block_solver, "tol": block_tol, "max_iter": block_max_iter}
+        self.ab_kw = {} if n_jobs in (None, 1) else {"n_jobs": n_jobs}
+
+    def group_value(self, B, C, D):
+        if self.group is None:
+            return 0.0
+        return self.group.value(B, D) + 0.5 * self.c_ridge * float(np.vdot(C, C))
+
+    def cd_step(self, W, X, init):
+        pen = self.pen_cd if self.group is None else self.group.for_cd(W[1], ridge=self.c_ridge)
+        r = blocks.solve_cd(X, self.U, self.Y, self.loss, pen, fit_intercept=self.fit_intercept,
+                            init=init, **self.kw)
+        return r.value, r.converged
+
+    def objective(self, W, CD, X, model):
+        return (true_objective(model, self.U, self.Y, self.loss, self.pen_ab, self.pen_cd, X)
+                + self.group_value(W[1], *CD[:2]))
+
+    def p_step(self, W, CD, X, lamv, mu):
+        r = blocks.solve_p(*W, *CD, X, self.U, self.Y, lamv, mu, self.activation, self.loss,
+                           init=X.copy(), **self.kw)
+        return r.value, r.converged
+
+    def x_step(self, W, P, lamv, mu, init):
+        r = blocks.solve_x(*W, self.U, P, lamv, mu, self.activation, init=init, **self.kw)
+        return r.value, r.converged
+
+    def relaxed(self, W, CD, X, P, lamv, mu):
+        return blocks.relaxed_objective(*W, *CD, X, P, self.U, self.Y, lamv, mu,
+                                        self.activation, self.loss, self.pen_ab,
+                                        self.pen_cd)["total"] + self.group_value(W[1], *CD[:2])
+
+    def weight_steps(self, X, P, lamv, W, CD):
+        pen = self.pen_ab if self.group is None else self.group.for_ab(CD[1])
+        if self.robust_sigma is None:
+            r = blocks.solve_ab(X, self.U, P, lamv, self.kappa, self.activation, pen, init=W,
+                                **self.kw, **self.ab_kw)
+        else:
+            r = blocks.solve_ab_robust(X, self.U, P, lamv, self.kappa, self.activation, pen,
+                                       self.robust_sigma, init=W, **self.kw, **self.ab_kw)
+        yield "AB", r.value, CD, r.converged
+        if self.group is not None and self.group.alpha > 0:
+            # the joint (B, D) step zeroes whole columns; the anchor re-solves (C, D, c) from
+            # its D, which keeps D's zero columns
+            Wn, CDn = _group_bd_step(r.value, CD, X, P, self.U, self.Y, lamv, self.loss,
+                                     self.activation, self.group)
+            yield "BD", Wn, CDn, True
 
 
 def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_model=None,
@@ -297,189 +310,37 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
         The accepted round with the lowest training objective (validation loss when given).
     history : BCDHistory
     """
-    t0 = time.perf_counter()
     U = np.ascontiguousarray(U, dtype=np.float64)
     Y = np.ascontiguousarray(Y, dtype=np.float64)
-    m, p = U.shape
-    q = Y.shape[1]
-    hist = BCDHistory()
     if init_model is None:
-        A, B, b = random_feature_init(U, n_hidden, activation, random_state, kappa)
+        W = random_feature_init(U, n_hidden, activation, random_state, kappa)
     else:
-        A = project_inf_norm_ball(np.asarray(init_model.A, dtype=np.float64), kappa)
-        B = np.array(init_model.B, dtype=np.float64)
-        b = (np.zeros(A.shape[0]) if init_model.b is None
-             else np.array(init_model.b, dtype=np.float64))
-    n = A.shape[0]
-
+        W = (project_inf_norm_ball(np.asarray(init_model.A, dtype=np.float64), kappa),
+             np.array(init_model.B, dtype=np.float64),
+             (np.zeros(init_model.A.shape[0]) if init_model.b is None
+              else np.array(init_model.b, dtype=np.float64)))
     if group is not None and not group.alpha and not c_ridge:
         group = None
     if group is not None:
         if not isinstance(pen_ab, NoPenalty) or not isinstance(pen_cd, NoPenalty):
             raise ValueError("group cannot be combined with pen_ab/pen_cd: pass NoPenalty() for "
                              "both (the group penalty already acts on B and D)")
-
-    def cd_penalty(B):
-        return pen_cd if group is None else group.for_cd(B, ridge=c_ridge)
-
-    def ab_penalty(D):
-        return pen_ab if group is None else group.for_ab(D)
-
-    def group_value(B, C, D):
-        if group is None:
-            return 0.0
-        return group.value(B, D) + 0.5 * c_ridge * float(np.vdot(C, C))
-
-    def make_model(A, B, b, C, D, c):
-        return ImplicitModel(A, B, C, D, b=b, c=c if fit_intercept else None,
-                             activation=activation)
-
-    def make_state(W, X, CD):
-        """The state (W, X, CD, model, true objective) of weights W at their equilibrium X."""
-        model = make_model(*W, *CD)
-        obj = true_objective(model, U, Y, loss, pen_ab, pen_cd, X) + group_value(W[1], *CD[:2])
-        return W, X, CD, model, obj
-
-    def refit(W, X, init_cd):
-        """The state with the (C, D, c) block solved on the equilibrium X (from ``init_cd``)."""
-        r = blocks.solve_cd(X, U, Y, loss, cd_penalty(W[1]), fit_intercept=fit_intercept,
-                            init=init_cd, method=block_solver, tol=block_tol,
-                            max_iter=block_max_iter)
-        if not r.converged:
-            hist.block_warnings.append((hist.n_iter, "CD"))
-        return make_state(W, X, r.value)
-
-    def anchor(A, B, b, X0, init_cd, refit_cd=True):
-        """True equilibrium of (A, B, b) and the (C, D, c) block solved on it, or, with
-        ``refit_cd=False``, kept at ``init_cd``: the objective is then an upper bound of the
-        refitted one, at the cost of an equilibrium alone."""
-        proto = ImplicitModel(A, B, np.zeros((q, n)), np.zeros((q, p)), b=b,
-                              activation=activation)
-        res = proto.solve(U, X0=X0, warn=False)
-        if not res.converged:
-            hist.block_warnings.append((hist.n_iter, "equilibrium"))
-        return (refit if refit_cd else make_state)((A, B, b), res.X, init_cd)
-
-    def J(W, CD, X, P, lamv):
-        return blocks.relaxed_objective(*W, *CD, X, P, U, Y, lamv, mu, activation, loss,
-                                        pen_ab, pen_cd)["total"] + group_value(W[1], *CD[:2])
-
-    def note(res, name):
-        if not res.converged:
-            hist.block_warnings.append((hist.n_iter + 1, name))
-
-    def selection_score(model, obj):
-        if validation is None:
-            return obj
-        v = loss.value(validation[1], model.predict(validation[0], warn=False))
-        hist.validation_loss.append(v)
-        return v
-
-    ab_kw = {} if n_jobs in (None, 1) else {"n_jobs": n_jobs}
-    state = anchor(A, B, b, None, None)
-    W, X, CD, model, obj = state
-    hist.train_loss.append(obj)
-    best = (selection_score(model, obj), model, 0)
-    scores = [best[0]]
-    accepted_scores = [best[0]]
-    lam_scale = float(lam)
-    lam_min = min(float(lam_min), lam_scale)  # a floor above the start is the start
-    w_prev = None
-    stalled = False
-    for it in range(1, max_iter + 1):
-        hist.n_iter = it
-        hist.lam.append(lam_scale)
-        lamv = _lam_vector(CD[0], lam_scale) if per_state_lam else np.full(n, lam_scale)
-        P = X.copy()
-        Xr = X
-        hist.relaxed.append((it, "anchor", lam_scale, J(W, CD, Xr, P, lamv)))
-        r = blocks.solve_p(*W, *CD, Xr, U, Y, lamv, mu, activation, loss, init=P,
-                           method=block_solver, tol=block_tol, max_iter=block_max_iter)
-        P = r.value
-        note(r, "P")
-        hist.relaxed.append((it, "P", lam_scale, J(W, CD, Xr, P, lamv)))
-        if x_step:
-            r = blocks.solve_x(*W, U, P, lamv, mu, activation, init=Xr, method=block_solver,
-                               tol=block_tol, max_iter=block_max_iter)
-            Xr = r.value
-            note(r, "X")
-            hist.relaxed.append((it, "X", lam_scale, J(W, CD, Xr, P, lamv)))
-        if robust_sigma is None:
-            r = blocks.solve_ab(Xr, U, P, lamv, kappa, activation, ab_penalty(CD[1]), init=W,
-                                method=block_solver, tol=block_tol, max_iter=block_max_iter,
-                                **ab_kw)
-        else:
-            r = blocks.solve_ab_robust(Xr, U, P, lamv, kappa, activation, ab_penalty(CD[1]),
-                                       robust_sigma, init=W, method=block_solver, tol=block_tol,
-                                       max_iter=block_max_iter, **ab_kw)
-        note(r, "AB")
-        hist.relaxed.append((it, "AB", lam_scale, J(r.value, CD, Xr, P, lamv)))
-        Wn = r.value
-        if group is not None and group.alpha > 0:
-            Wn, CDn = _group_bd_step(Wn, CD, Xr, P, U, Y, lamv, loss, activation, group)
-            # the anchor re-solves (C, D, c) from CDn, which keeps D's zero columns
-            hist.relaxed.append((it, "BD", lam_scale, J(Wn, CDn, Xr, P, lamv)))
-        else:
-            CDn = CD
-        # the candidate with (C, D, c) kept: an upper bound of its refitted objective, enough
-        # to accept the round when it is below the current objective; the (C, D, c) solve is
-        # spent on the extrapolated point, which is kept in most rounds, and on the candidate
-        # only when it has to decide acceptance or is kept itself
-        cand = anchor(*Wn, X, CDn, refit_cd=False)
-        refitted = False
-        if cand[4] >= obj:
-            cand, refitted = refit(*cand[:3]), True
-        if cand[4] < obj:
-            if extrapolation > 0 and w_prev is not None:
-                Wn = cand[0]
-                At = project_inf_norm_ball(Wn[0] + extrapolation * (Wn[0] - w_prev[0]), kappa)
-                trial = anchor(At, Wn[1] + extrapolation * (Wn[1] - w_prev[1]),
-                               Wn[2] + extrapolation * (Wn[2] - w_prev[2]), cand[1], cand[2])
-                if trial[4] < cand[4]:
-                    cand, refitted = trial, True
-                    hist.n_extrapolated += 1
-            if not refitted:
-                cand = refit(*cand[:3])
-            w_prev = W
-            W, X, CD, model, obj = cand
-            hist.accepted.append(True)
-            lam_scale = max(lam_scale * lam_decrease, lam_min)
-        else:
-            hist.accepted.append(False)
-            if lam_scale >= lam_max:
-                stalled = True
-            lam_scale = min(lam_scale * lam_increase, lam_max)
-        hist.train_loss.append(obj)
-        score = selection_score(model, obj) if hist.accepted[-1] else scores[-1]
-        if validation is not None and not hist.accepted[-1]:
-            hist.validation_loss.append(score)
-        scores.append(score)
-        if score < best[0]:
-            best = (score, model, it)
-        if verbose:
-            extra = "" if validation is None else f"  validation {score:.6g}"
-            print(f"[BCD] round {it:3d}  lam={hist.lam[-1]:9.3g}  "
-                  f"{'accepted' if hist.accepted[-1] else 'rejected'}  "
-                  f"training objective {obj:.6g}{extra}  best {best[0]:.6g} (round {best[2]})",
-                  flush=True)
-        if callback is not None:
-            callback(it, model, hist)
-        if stalled:
-            hist.converged = True
-            break
-        if hist.accepted[-1]:
-            accepted_scores.append(score)
-        k = n_iter_no_change
-        if len(accepted_scores) > k:
-            past = min(accepted_scores[:-k])
-            if past - best[0] <= tol * abs(past):
-                hist.converged = True
-                break
-    else:
-        warnings.warn(
-            f"BCD stopped at max_iter={max_iter} rounds while the objective was still improving "
-            f"by more than tol={tol:g} over {n_iter_no_change} rounds; the best round "
-            f"({best[2]}) is returned.", ConvergenceWarning, stacklevel=2)
-    hist.best_round = best[2]
+    problem = BCDBlocks(U, Y, loss, activation, kappa=kappa, pen_ab=pen_ab, pen_cd=pen_cd,
+                        group=group, c_ridge=c_ridge, fit_intercept=fit_intercept,
+                        block_solver=block_solver, block_tol=block_tol,
+                        block_max_iter=block_max_iter, robust_sigma=robust_sigma,
+                        n_jobs=n_jobs)
+    settings = RoundSettings(lam=lam, lam_increase=lam_increase, lam_decrease=lam_decrease,
+                             lam_min=lam_min, lam_max=lam_max, mu=mu,
+                             per_state_lam=per_state_lam, x_step=x_step,
+                             extrapolation=extrapolation, tol=tol,
+                             n_iter_no_change=n_iter_no_change)
+    engine = RoundEngine(problem, settings, validation=validation, verbose=verbose,
+                         callback=callback)
+    t0 = time.perf_counter()
+    start = engine.anchor(W)
+    warn0 = list(engine.history.block_warnings)
+    best, hist = engine.run(start, max_iter)
+    hist.block_warnings[:0] = warn0
     hist.time = time.perf_counter() - t0
-    return best[1], hist
+    return best.model, hist

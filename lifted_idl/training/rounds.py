@@ -1,0 +1,416 @@
+r"""The anchored-round engine of block-coordinate descent (docs/theory.md §8, arXiv §4.2).
+
+One loop serves :func:`~lifted_idl.training.bcd.fit_bcd`, the sparsity paths
+(:func:`~lifted_idl.training.paths.group_lasso_path`,
+:func:`~lifted_idl.training.paths.frank_wolfe_path`) and the estimators' initialisation: a
+fit is a path of length one, as scikit-learn's ``ElasticNet.fit`` is one call of
+``enet_path``. What differs between them is *which* block steps a round takes and *which*
+objective it is judged on; both are supplied by a :class:`Blocks` object. The loop itself —
+anchor, P step, the weight steps, extrapolation, accept/reject, continuation on
+:math:`\lambda`, stopping and the history — lives here once.
+
+A round, from the anchored state :math:`(W, X^*, (C, D, c))` (docs/theory.md §8):
+
+1. **anchor** the lifted variables at the true equilibrium, :math:`X = P = X^*`, where the
+   relaxed objective equals the true training objective;
+2. the **P step** (targets for the states) and, optionally, the X step;
+3. the **weight steps** of :meth:`Blocks.weight_steps` (the (A, B, b) block, and for the group
+   penalty the joint (B, D) block); every block step is a descent step of the relaxed
+   objective at fixed :math:`(\lambda, \mu)`, recorded in :attr:`History.relaxed`;
+4. **re-anchor** at the new weights and **accept** the round iff the true objective decreased;
+   a rejected round is undone and :math:`\lambda` grows by ``lam_increase`` (shorter steps), an
+   accepted one shrinks it by ``lam_decrease`` down to ``lam_min`` — the damping of
+   Levenberg–Marquardt. The true objective therefore never increases over the rounds;
+5. after an accepted round, the **extrapolated** weights
+   :math:`W + \beta(W - W_{\mathrm{prev}})` (A re-projected onto the :math:`\kappa` ball) are
+   kept when their true objective is lower still (Xu & Yin 2013).
+
+The new weights are first judged with (C, D, c) kept, an upper bound of the refitted
+objective (``bound_first``): the (C, D, c) solve is then spent on the point that is kept.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..exceptions import ConvergenceWarning
+from ..model import ImplicitModel
+from ..wellposedness import project_inf_norm_ball
+
+__all__ = ["History", "RoundSettings", "State", "Blocks", "RoundEngine", "lam_vector"]
+
+
+@dataclass
+class History:
+    """What a run of anchored rounds did.
+
+    Attributes
+    ----------
+    relaxed : list of (round, block, lam_scale, objective)
+        The relaxed objective at the anchor and after every block step of every round (also of
+        rejected rounds), when ``record_relaxed`` is set. Within a round (fixed ``lam_scale``)
+        it is non-increasing.
+    train_loss : list of float
+        The true training objective (loss at the true equilibrium, after refitting (C, D, c),
+        plus penalties) of the current weights after every round; entry 0 is the starting
+        state. Non-increasing: rejected rounds leave it unchanged.
+    validation_loss : list of float
+        The loss on held-out data after every round, when validation data were given.
+    lam : list of float
+        The divergence weight used in every round.
+    accepted : list of bool
+        Whether each round was accepted.
+    n_iter : int
+        Rounds run.
+    converged : bool
+    best_round : int
+        The round whose state was returned.
+    n_extrapolated : int
+        Rounds whose extrapolated point was kept.
+    time : float
+        Seconds.
+    block_warnings : list of (round, block)
+        Block solves (and equilibrium solves) that stopped on their iteration cap.
+    """
+
+    relaxed: list = field(default_factory=list)
+    train_loss: list = field(default_factory=list)
+    validation_loss: list = field(default_factory=list)
+    n_iter: int = 0
+    converged: bool = False
+    best_round: int = 0
+    n_extrapolated: int = 0
+    lam: list = field(default_factory=list)
+    accepted: list = field(default_factory=list)
+    time: float = 0.0
+    block_warnings: list = field(default_factory=list)
+
+    @property
+    def n_accepted(self) -> int:
+        """Accepted rounds."""
+        return int(sum(self.accepted))
+
+
+@dataclass(frozen=True)
+class RoundSettings:
+    r"""The constants of the anchored rounds.
+
+    Attributes
+    ----------
+    lam : float
+        Initial weight :math:`\lambda` of the Fenchel-divergence term.
+    lam_increase, lam_decrease : float
+        Factors on :math:`\lambda` after a rejected / an accepted round.
+    lam_min, lam_max : float
+        Range of :math:`\lambda` (a ``lam_min`` above ``lam`` acts as ``lam``). A rejection at
+        ``lam_max`` ends the run (the relaxation cannot find a descent step).
+    mu : float
+        Weight of the coupling :math:`\tfrac{\mu}{2m}\|X - P\|_F^2`.
+    per_state_lam : bool
+        Scale :math:`\lambda_i` by the loss curvature of state i (:func:`lam_vector`).
+    x_step : bool
+        Also minimise over X inside a round (the plain alternation of arXiv §4.2).
+    extrapolation : float
+        Weight :math:`\beta` of the extrapolated point tried after every accepted round; 0
+        disables it.
+    tol, n_iter_no_change : float, int
+        Converged when the selection score improved by less than ``tol`` (relative) over the
+        last ``n_iter_no_change`` rounds counted by ``patience``.
+    patience : {"accepted", "all"}
+        Count only accepted rounds towards ``n_iter_no_change`` (rejected rounds change
+        nothing), or every round.
+    bound_first : bool
+        Judge the new weights with (C, D, c) kept (an upper bound of the refitted objective)
+        and refit (C, D, c) only on the point that is kept.
+    record_relaxed : bool
+        Evaluate the relaxed objective after every block step for :attr:`History.relaxed`
+        (one objective evaluation per step; for diagnostics and tests).
+    """
+
+    lam: float = 10.0
+    lam_increase: float = 4.0
+    lam_decrease: float = 0.5
+    lam_min: float = 3.0
+    lam_max: float = 1e4
+    mu: float = 1e-3
+    per_state_lam: bool = True
+    x_step: bool = False
+    extrapolation: float = 0.9
+    tol: float = 1e-4
+    n_iter_no_change: int = 5
+    patience: str = "accepted"
+    bound_first: bool = True
+    record_relaxed: bool = True
+
+    def __post_init__(self):
+        if self.patience not in ("accepted", "all"):
+            raise ValueError(f"patience must be 'accepted' or 'all'; got {self.patience!r}")
+
+
+@dataclass
+class State:
+    """Weights ``W = (A, B, b)`` at their true equilibrium ``X``, with ``CD = (C, D, c)``, the
+    model they make and its true objective ``obj``."""
+
+    W: tuple
+    X: np.ndarray
+    CD: tuple
+    model: ImplicitModel
+    obj: float
+
+
+def lam_vector(C, lam_scale, eps=1e-2):
+    r"""Per-state divergence weights :math:`\lambda_i = \lambda(\|C_{:,i}\|^2/\overline{\|C\|^2}
+    + \epsilon)`: the loss curvature of each state (arXiv §4.1 scales :math:`\lambda` per layer
+    for the same reason)."""
+    w = (C * C).sum(axis=0)
+    w = w / max(w.mean(), 1e-12)
+    return lam_scale * (w + eps)
+
+
+class Blocks:
+    """The block steps and the objective of one anchored-BCD problem.
+
+    The engine calls these; a subclass supplies them. ``U``, ``Y``, ``loss`` and
+    ``activation`` must be set by the subclass, and ``kappa`` when extrapolating.
+    """
+
+    U: np.ndarray
+    Y: np.ndarray
+    loss = None
+    activation = None
+    kappa: float = None
+    fit_intercept: bool = True
+
+    def cd_step(self, W, X, init):
+        """(C, D, c) at the equilibrium X of W, from ``init``; returns ``(CD, converged)``."""
+        raise TypeError(f"{type(self).__name__} does not define cd_step")
+
+    def weight_steps(self, X, P, lamv, W, CD):
+        """Yield ``(name, W, CD, converged)`` after each weight block step of a round (the
+        last one is the round's candidate; its CD is the start of the anchor's (C, D, c)
+        solve)."""
+        raise TypeError(f"{type(self).__name__} does not define weight_steps")
+
+    def objective(self, W, CD, X, model):
+        """The true objective of ``model`` (weights W, CD) at its equilibrium X."""
+        raise TypeError(f"{type(self).__name__} does not define objective")
+
+    def p_step(self, W, CD, X, lamv, mu):
+        """The P block from the anchor; returns ``(P, converged)``."""
+        raise TypeError(f"{type(self).__name__} does not define p_step")
+
+    def x_step(self, W, P, lamv, mu, init):
+        """The X block; returns ``(X, converged)``."""
+        raise TypeError(f"{type(self).__name__} does not define x_step")
+
+    def relaxed(self, W, CD, X, P, lamv, mu):
+        """The relaxed objective (for :attr:`History.relaxed`)."""
+        raise TypeError(f"{type(self).__name__} does not define relaxed")
+
+    def model(self, W, CD):
+        A, B, b = W
+        C, D, c = CD
+        return ImplicitModel(A, B, C, D, b=b, c=c if self.fit_intercept else None,
+                             activation=self.activation)
+
+    def equilibrium(self, W, X0):
+        """The true equilibrium of weights W (from X0); returns ``(X, converged)``."""
+        A, B, b = W
+        q, p, n = self.Y.shape[1], self.U.shape[1], A.shape[0]
+        proto = ImplicitModel(A, B, np.zeros((q, n)), np.zeros((q, p)), b=b,
+                              activation=self.activation)
+        res = proto.solve(self.U, X0=X0, warn=False)
+        return res.X, res.converged
+
+
+class RoundEngine:
+    """Runs anchored rounds on a :class:`Blocks` problem with :class:`RoundSettings`.
+
+    The divergence weight :math:`\\lambda` is state of the engine: a path that calls
+    :meth:`run` once per point carries it from one point to the next.
+
+    Parameters
+    ----------
+    blocks : Blocks
+    settings : RoundSettings
+    validation : tuple (U_val, Y_val), optional
+        Held-out data: the returned round, and convergence, are then judged on the validation
+        loss instead of the true objective (early stopping).
+    verbose : int
+    callback : callable, optional
+        ``callback(round, model, history)`` after each round.
+    label : str
+        Prefix of the progress lines.
+    """
+
+    def __init__(self, blocks: Blocks, settings: RoundSettings, *, validation=None, verbose=0,
+                 callback=None, label="BCD"):
+        self.blocks, self.settings = blocks, settings
+        self.validation, self.verbose, self.callback, self.label = (validation, verbose,
+                                                                     callback, label)
+        self.lam = float(settings.lam)
+        self.lam_min = min(float(settings.lam_min), self.lam)  # a floor above the start
+        self.history = History()
+
+    # -- states -----------------------------------------------------------------------------
+    def _warn_block(self, converged, name):
+        if not converged:
+            self.history.block_warnings.append((self.history.n_iter, name))
+
+    def state(self, W, X, CD):
+        """The state of weights W at their equilibrium X with ``CD`` as given (no solve)."""
+        model = self.blocks.model(W, CD)
+        return State(W, X, CD, model, self.blocks.objective(W, CD, X, model))
+
+    def refit(self, W, X, cd_init):
+        """The state of W with (C, D, c) solved on its equilibrium X (from ``cd_init``)."""
+        CD, ok = self.blocks.cd_step(W, X, cd_init)
+        self._warn_block(ok, "CD")
+        return self.state(W, X, CD)
+
+    def anchor(self, W, X0=None, cd_init=None, refit=True):
+        """True equilibrium of W, with (C, D, c) solved on it (``refit``), or kept at
+        ``cd_init``: the objective is then an upper bound of the refitted one."""
+        X, ok = self.blocks.equilibrium(W, X0)
+        self._warn_block(ok, "equilibrium")
+        return self.refit(W, X, cd_init) if refit else self.state(W, X, cd_init)
+
+    # -- one round --------------------------------------------------------------------------
+    def _record(self, it, name, W, CD, X, P, lamv):
+        if self.settings.record_relaxed:
+            val = self.blocks.relaxed(W, CD, X, P, lamv, self.settings.mu)
+            self.history.relaxed.append((it, name, self.lam, val))
+
+    def _candidate(self, it, st):
+        """The round's block steps from the anchored state ``st``: the new weights, the
+        (C, D, c) their anchor starts from."""
+        s, bl = self.settings, self.blocks
+        n = st.W[0].shape[0]
+        lamv = lam_vector(st.CD[0], self.lam) if s.per_state_lam else np.full(n, self.lam)
+        X = st.X
+        self._record(it, "anchor", st.W, st.CD, X, X, lamv)
+        P, ok = bl.p_step(st.W, st.CD, X, lamv, s.mu)
+        self._warn_block(ok, "P")
+        self._record(it, "P", st.W, st.CD, X, P, lamv)
+        if s.x_step:
+            X, ok = bl.x_step(st.W, P, lamv, s.mu, X)
+            self._warn_block(ok, "X")
+            self._record(it, "X", st.W, st.CD, X, P, lamv)
+        W, CD = st.W, st.CD
+        for name, W, CD, ok in bl.weight_steps(X, P, lamv, st.W, st.CD):
+            self._warn_block(ok, name)
+            self._record(it, name, W, CD, X, P, lamv)
+        return W, CD
+
+    def _judge(self, st, W, CD, w_prev):
+        """The state to move to from ``st`` (None: reject), extrapolating when it pays."""
+        s = self.settings
+        cand = self.anchor(W, st.X, CD, refit=not s.bound_first)
+        refitted = not s.bound_first
+        if cand.obj >= st.obj and not refitted:
+            cand, refitted = self.refit(cand.W, cand.X, cand.CD), True
+        if not cand.obj < st.obj:
+            return None
+        if s.extrapolation > 0 and w_prev is not None:
+            (A, B, b), (Ap, Bp, bp), beta = cand.W, w_prev, s.extrapolation
+            At = project_inf_norm_ball(A + beta * (A - Ap), self.blocks.kappa)
+            trial = self.anchor((At, B + beta * (B - Bp), b + beta * (b - bp)), cand.X,
+                                cand.CD)
+            if trial.obj < cand.obj:
+                cand, refitted = trial, True
+                self.history.n_extrapolated += 1
+        if not refitted:
+            cand = self.refit(cand.W, cand.X, cand.CD)
+        return cand
+
+    def _score(self, st):
+        if self.validation is None:
+            return st.obj
+        U_val, Y_val = self.validation
+        v = self.blocks.loss.value(Y_val, st.model.predict(U_val, warn=False))
+        self.history.validation_loss.append(v)
+        return v
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self, st: State, max_iter: int, *, warn: bool = True):
+        """Run up to ``max_iter`` rounds from the anchored state ``st``.
+
+        Returns
+        -------
+        best : State
+            The accepted state with the lowest selection score (the true objective, or the
+            validation loss).
+        history : History
+            This run's history (a new one per call).
+        """
+        t0 = time.perf_counter()
+        s = self.settings
+        hist = self.history = History()
+        hist.train_loss.append(st.obj)
+        score0 = self._score(st)
+        best = (score0, st, 0)
+        scores, accepted_scores = [score0], [score0]
+        w_prev = None
+        for it in range(1, max_iter + 1):
+            hist.n_iter = it
+            hist.lam.append(self.lam)
+            W, CD = self._candidate(it, st)
+            new = self._judge(st, W, CD, w_prev)
+            stalled = False
+            if new is not None:
+                w_prev, st = st.W, new
+                self.lam = max(self.lam * s.lam_decrease, self.lam_min)
+            else:
+                stalled = self.lam >= s.lam_max
+                self.lam = min(self.lam * s.lam_increase, s.lam_max)
+            hist.accepted.append(new is not None)
+            hist.train_loss.append(st.obj)
+            if new is not None:
+                score = self._score(st)
+            else:
+                score = scores[-1]
+                if self.validation is not None:
+                    hist.validation_loss.append(score)
+            scores.append(score)
+            if score < best[0]:
+                best = (score, st, it)
+            self._progress(it, st, score, best)
+            if self.callback is not None:
+                self.callback(it, st.model, hist)
+            if stalled:
+                hist.converged = True
+                break
+            if new is not None:
+                accepted_scores.append(score)
+            pool = accepted_scores if s.patience == "accepted" else scores
+            k = s.n_iter_no_change
+            if len(pool) > k:
+                past = min(pool[:-k])
+                if past - best[0] <= s.tol * abs(past):
+                    hist.converged = True
+                    break
+        else:
+            if warn and max_iter > 0:
+                warnings.warn(
+                    f"{self.label} stopped at max_iter={max_iter} rounds while the objective was "
+                    f"still improving by more than tol={s.tol:g} over {s.n_iter_no_change} "
+                    f"rounds; the best round ({best[2]}) is returned.", ConvergenceWarning,
+                    stacklevel=3)
+        hist.best_round = best[2]
+        hist.time = time.perf_counter() - t0
+        return best[1], hist
+
+    def _progress(self, it, st, score, best):
+        if not self.verbose:
+            return
+        hist = self.history
+        extra = "" if self.validation is None else f"  validation {score:.6g}"
+        print(f"[{self.label}] round {it:3d}  lam={hist.lam[-1]:9.3g}  "
+              f"{'accepted' if hist.accepted[-1] else 'rejected'}  "
+              f"training objective {st.obj:.6g}{extra}  best {best[0]:.6g} (round {best[2]})",
+              flush=True)
