@@ -30,7 +30,7 @@ Two trainers, both on the same grid:
   the group penalty (proximal Adam with one step size per feature group, ``group=``), full
   batch, step 1e-2, :math:`\beta = \alpha`; a continuation path from the smallest strength up
   (2000 epochs from the random-feature start, then 500 per strength, warm-started);
-* **BCD**: :func:`lifted_idl.sparsity.group_lasso_path` (anchored BCD rounds with exact
+* **BCD**: :func:`lifted_idl.training.paths.group_lasso_path` (anchored BCD rounds with exact
   group-penalised block solves, 5 rounds per strength, from the largest strength down,
   :math:`\beta` = 1e-3, its default).
 
@@ -101,9 +101,9 @@ from _paper import output_dir, quiet, run_info, save_png, source_state, write_js
 from lifted_idl import ImplicitModel  # noqa: E402
 from lifted_idl.datasets import make_teacher  # noqa: E402
 from lifted_idl.penalties import GroupPenalty  # noqa: E402
-from lifted_idl.sparsity import group_lasso_path  # noqa: E402
 from lifted_idl.training.bcd import random_feature_init  # noqa: E402
 from lifted_idl.training.gradient import fit_gradient  # noqa: E402
+from lifted_idl.training.paths import group_lasso_path  # noqa: E402
 
 CONFIG = {
     "seeds": [0, 1, 2, 3, 4],
@@ -117,7 +117,7 @@ CONFIG = {
                  "epochs_first": 2000, "epochs_per_alpha": 500, "c_ridge": "alpha",
                  "path": "increasing alpha, warm-started", "prox": "exact group prox, one "
                  "Adam step size per feature group (fit_gradient(group=...))"},
-    "bcd": {"function": "lifted_idl.sparsity.group_lasso_path", "n_rounds": 5,
+    "bcd": {"function": "lifted_idl.training.paths.group_lasso_path", "n_rounds": 5,
             "c_ridge": 1e-3, "path": "decreasing alpha, warm-started"},
     "support_rule": "features with learned column norm ||[B; D]e_j||_2 > 1e-8 * max_k (a "
                     "numerical-zero test), fixed before any run",

@@ -277,17 +277,11 @@ class _BaseImplicit(BaseEstimator):
         return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
     def _random_feature_model(self, X, Y, loss, act, pen, seed, group=None, c_ridge=0.0):
-        from . import blocks
-        from .training.bcd import random_feature_init
+        from .training.bcd import initial_model
 
-        A, B, b = random_feature_init(X, self.n_hidden, act, seed, self.kappa)
-        proto = ImplicitModel(A, B, np.zeros((Y.shape[1], self.n_hidden)),
-                              np.zeros((Y.shape[1], X.shape[1])), b=b, activation=act)
-        Xs = proto.equilibrium(X)
-        if group is not None:
-            pen = group.for_cd(B, ridge=c_ridge)
-        C, D, c = blocks.solve_cd(Xs, X, Y, loss, pen).value
-        return proto.replace(C=C, D=D, c=c)
+        return initial_model(X, Y, loss, n_hidden=self.n_hidden, kappa=self.kappa,
+                             activation=act, pen_cd=pen, group=group, c_ridge=c_ridge,
+                             random_state=seed)
 
     def _store(self, model_scaled, record, mean_u, scale_u, mean_y=None, scale_y=None):
         self._scaled_model = model_scaled

@@ -1,4 +1,4 @@
-"""Tests of the sparsity paths of lifted_idl.sparsity (theory §5, §7).
+"""Tests of the sparsity paths of lifted_idl.training.paths (docs/theory.md §6, §8).
 
 :func:`frank_wolfe_path`: budgets hold exactly at every point, nonzeros are bounded by the
 Frank–Wolfe iteration count, the training objective never increases along the path and the
@@ -18,13 +18,13 @@ import pytest
 
 from lifted_idl.datasets import make_teacher
 from lifted_idl.penalties import GroupPenalty
-from lifted_idl.sparsity import (
+from lifted_idl.training.bcd import random_feature_init
+from lifted_idl.training.paths import (
     PathPoint,
     frank_wolfe_path,
     group_lasso_path,
     plot_frank_wolfe_path,
 )
-from lifted_idl.training.bcd import random_feature_init
 from lifted_idl.wellposedness import project_inf_norm_ball
 
 BUDGETS = [0.5, 2.0, 8.0]

@@ -1,4 +1,4 @@
-r"""Block-coordinate descent on the Fenchel-divergence relaxation (theory §7, arXiv §4.2).
+r"""Block-coordinate descent on the Fenchel-divergence relaxation (docs/theory.md §8, arXiv §4.2).
 
 The relaxed, lifted problem (row layout, data terms averaged over the m samples) is
 
@@ -12,10 +12,11 @@ The relaxed, lifted problem (row layout, data terms averaged over the m samples)
 with :math:`Z = XA^\top + UB^\top + b`. Each block — (C,D,c), P, X, (A,B,b) — is a convex
 program solved exactly (:mod:`lifted_idl.blocks`), so the relaxed objective never increases
 across block steps at fixed :math:`(\lambda, \mu)` (Xu & Yin 2013). A plain alternation over the
-four blocks stalls far from a good model (``../shared/docs/training-notes.md``: test RMSE 3.5 on
-the teacher against 1.2 for an MLP); :func:`fit_bcd` therefore runs *anchored* rounds: each
-round re-anchors (X, P) at the true equilibrium of the current weights, where the relaxation is
-exact, and then takes the P and (A, B, b) block steps (see :func:`fit_bcd`). Per-state weights
+four blocks stalls far from a good model (``experiments/README.md``); :func:`fit_bcd` therefore
+runs *anchored* rounds (:mod:`lifted_idl.training.rounds`): each round re-anchors (X, P) at the
+true equilibrium of the current weights, where the relaxation is exact, and then takes the P and
+(A, B, b) block steps. This module supplies the blocks (:class:`BCDBlocks`); the loop is the
+engine's. Per-state weights
 :math:`\lambda_i \propto \lambda(\|C_{:,i}\|^2 + \epsilon)` scale the divergence by the loss
 curvature of each state (arXiv §4.1 scales :math:`\lambda` per layer for the same reason).
 Continuation on :math:`\lambda` is adaptive: a round that does not lower the true training
@@ -180,13 +181,31 @@ class BCDBlocks(Blocks):
             yield "BD", Wn, CDn, True
 
 
+def initial_model(U, Y, loss, *, n_hidden, kappa, activation, pen_cd, group=None, c_ridge=0.0,
+                  random_state=None, fit_intercept=True):
+    """The model BCD starts from: random features (:func:`random_feature_init`, A = 0) with
+    (C, D, c) solved on their states — round 0 of :func:`fit_bcd`, anchored by the same
+    engine, with the (C, D, c) block solved to its own default tolerance."""
+    U = np.ascontiguousarray(U, dtype=np.float64)
+    Y = np.ascontiguousarray(Y, dtype=np.float64)
+    problem = BCDBlocks(U, Y, loss, activation, kappa=kappa, pen_ab=NoPenalty(), pen_cd=pen_cd,
+                        group=group, c_ridge=c_ridge, fit_intercept=fit_intercept,
+                        block_tol=1e-8, block_max_iter=1000)
+    engine = RoundEngine(problem, RoundSettings())
+    return engine.anchor(random_feature_init(U, n_hidden, activation, random_state,
+                                             kappa)).model
+
+
 def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_model=None,
             lam=10.0, lam_increase=4.0, lam_decrease=0.5, lam_min=3.0, lam_max=1e4, mu=1e-3,
             per_state_lam=True, x_step=False, extrapolation=0.9, max_iter=30, tol=1e-4,
             n_iter_no_change=5, block_solver="fast", block_tol=1e-6, block_max_iter=100,
             fit_intercept=True, validation=None, robust_sigma=None, group=None, c_ridge=0.0,
             n_jobs=None, random_state=None, verbose=0, callback=None):
-    r"""Train an implicit model by block-coordinate descent on the relaxation (theory §7).
+    r"""Train an implicit model by block-coordinate descent on the relaxation (docs/theory.md §8).
+
+    A fit is one run of the anchored-round engine (:class:`~lifted_idl.training.rounds.
+    RoundEngine`) on :class:`BCDBlocks`, from the random-feature model (or ``init_model``).
 
     Each round
 
@@ -207,13 +226,12 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
        with (C, D, c) kept, an upper bound of the refitted objective; (C, D, c) is solved on
        the extrapolated point (see ``extrapolation``), and on the new weights only when the
        bound does not decide or the extrapolated point is not kept: one (C, D, c) solve per
-       round in most rounds instead of two (digits, cross-entropy: a 150-round fit 55-58 s ->
-       42-45 s, seeds 0-1, the same accuracy on seed 1, one test image fewer on seed 0).
+       round in most rounds instead of two.
 
     Anchoring X at the equilibrium instead of minimising over X is what lets BCD make progress:
     with X free, the (A, B) block lowers the relaxed objective by copying the states through A
-    (X ≈ P), a stationary point far from a good model (``../shared/docs/training-notes.md``;
-    ``x_step=True`` restores that plain alternation for comparison).
+    (X ≈ P), a stationary point far from a good model (``x_step=True`` restores that plain
+    alternation for comparison).
 
     Parameters
     ----------
@@ -240,20 +258,14 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
         The floor ``lam_min`` decides what kind of model BCD finds. With a low floor (1e-3)
         the rounds become long, Gauss–Newton-like steps: the training objective falls fastest,
         but the P targets switch inactive units on (the divergence pulls linearly on
-        :math:`z < 0`), most units end up active on every sample, and the model generalises
-        like a near-linear one (teacher of ``benchmarks/bench_training.py``, seed 0, kappa 0.9:
-        83 % of the unit-sample pairs active against 54 % for an MLP or gradient training;
-        test RMSE 1.71 at train 1.00). A floor of 3 keeps every round a short damped step:
-        with alpha 1e-3 and kappa 0.5, test RMSE 1.34 (floor 1) and 1.25 (floor 3), 3 seeds,
-        150 rounds; with kappa 0.9 and 300 rounds, floor 3: 1.43, floor 10: 1.57 (too slow).
+        :math:`z < 0`) and the model generalises like a near-linear one. A floor of a few units
+        keeps every round a short damped step; raise it if the test score falls while the
+        training objective still improves, lower it if rounds make too little progress
+        (measurements: ``benchmarks/README.md``).
     mu : float
         Weight of the coupling :math:`\tfrac{\mu}{2m}\|X - P\|^2`. Without an X step it only
-        damps the P step on top of :math:`\lambda`, and a floor on that damping slows the
-        rounds once :math:`\lambda` is small: with ``lam_min=1e-3`` (the earlier default), 1e-3
-        reached a lower training objective than 0.1 in the same number of rounds on the
-        teacher (train RMSE 0.93 vs 1.27, 100 rounds) and on digits (cross-entropy 0.0075 vs
-        0.0101, 30 rounds), and the same on the function fit (``benchmarks/bench_training.py``
-        data).
+        damps the P step on top of :math:`\lambda`; keep it small so that it does not slow
+        the rounds once :math:`\lambda` is small.
     per_state_lam : bool
         Scale :math:`\lambda_i` by the loss curvature of state i, :math:`\|C_{:,i}\|^2`.
     x_step : bool
@@ -262,10 +274,8 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
         Weight :math:`\beta` of the extrapolated point :math:`W + \beta(W - W_{\mathrm{prev}})`
         of the accepted (A, B, b) sequence (A re-projected), tried after every accepted round
         and kept only when its true training objective is lower (block updates with
-        extrapolation, Xu & Yin 2013). 0 disables it. Measured with the estimator defaults
-        (150 rounds, ``benchmarks/bench_training.py``, 5 seeds): teacher test RMSE 1.257 / 1.180
-        / 1.197 / 1.188 / 1.245 at 0.8 / 0.9 / 0.95 / 1.0 / 1.2, the training objective lower
-        at 0.9 than at 0.8 on every seed; digits (3 seeds) 0.9735 at 0.8 and at 0.9.
+        extrapolation, Xu & Yin 2013). 0 disables it; the value chosen is measured in
+        ``benchmarks/README.md``.
     max_iter : int
         Maximum number of rounds.
     tol, n_iter_no_change : float, int

@@ -15,8 +15,8 @@ from lifted_idl.activations import get_activation
 from lifted_idl.datasets import make_teacher
 from lifted_idl.losses import SoftmaxCrossEntropy, SquaredLoss
 from lifted_idl.penalties import GroupPenalty, L2Penalty, NoPenalty
-from lifted_idl.sparsity import frank_wolfe_path, group_lasso_path
 from lifted_idl.training.bcd import fit_bcd
+from lifted_idl.training.paths import frank_wolfe_path, group_lasso_path
 
 BCD = dict(lam=10.0, lam_increase=4.0, lam_decrease=0.5, lam_min=3.0, lam_max=1e4, mu=1e-3,
            per_state_lam=True, x_step=False, extrapolation=0.9, tol=1e-4, n_iter_no_change=5,
