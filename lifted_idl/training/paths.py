@@ -14,7 +14,7 @@ previous point, with the divergence weight carried along.
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -176,17 +176,15 @@ class _PathBlocks(Blocks):
         yield "AB", W, CD, True
 
 
-def _engine(blocks, lam, mu, tol, settings):
-    """The round engine of a path: the paths' own constants (``settings``: "path"), or those of
-    :func:`~lifted_idl.training.bcd.fit_bcd` ("bcd")."""
-    if settings == "path":
-        s = RoundSettings(lam=lam, lam_increase=4.0, lam_decrease=0.5, lam_min=1e-3,
-                          lam_max=1e4, mu=mu, per_state_lam=True, extrapolation=0.0, tol=tol,
-                          n_iter_no_change=3, patience="all", bound_first=False,
-                          record_relaxed=False)
-    else:
-        raise ValueError(f"settings must be 'path' or 'bcd'; got settings={settings!r}")
-    return RoundEngine(blocks, s, label="path")
+def _engine(blocks, rounds, tol):
+    """The round engine of a path: ``rounds`` (default: the constants of
+    :func:`~lifted_idl.training.bcd.fit_bcd`) with the path's ``tol``. The relaxed objective
+    is not recorded (a path keeps no per-round history)."""
+    if rounds is None:
+        rounds = RoundSettings()
+    if not isinstance(rounds, RoundSettings):
+        raise TypeError(f"rounds must be a RoundSettings or None; got {type(rounds).__name__}")
+    return RoundEngine(blocks, replace(rounds, tol=tol, record_relaxed=False), label="path")
 
 
 def _run(engine, st, n_rounds):
@@ -237,8 +235,8 @@ def frank_wolfe_path(U, Y, budgets, *, task: str = "regression", n_hidden: int =
                      kappa_a: float = 0.5, U_val=None, Y_val=None, budget_kind: str = "cd",
                      activation="relu", random_state=None, max_iter: int = 100,
                      n_rounds: int = 10, tol: float = 1e-4, fw_tol: float = 1e-6,
-                     ridge: float = 1e-3, lam: float = 0.1,
-                     mu: float = 0.1) -> list[PathPoint]:
+                     ridge: float = 1e-3, rounds: RoundSettings | None = None
+                     ) -> list[PathPoint]:
     r"""Sparsity path over l1-ball budgets, Frank–Wolfe blocks in anchored BCD (theory §7).
 
     In the spirit of :func:`sklearn.linear_model.lasso_path`: for every budget, in increasing
@@ -288,8 +286,8 @@ def frank_wolfe_path(U, Y, budgets, *, task: str = "regression", n_hidden: int =
         Anchored BCD rounds per budget (0: only the (C, D) fit at the equilibrium of the
         current (A, B, b), a convex path for fixed states).
     tol : float, default=1e-4
-        Rounds at a budget stop once the loss improved by less than ``tol`` (relative) over 3
-        rounds.
+        Rounds at a budget stop once the loss improved by less than ``tol`` (relative) over
+        ``rounds.n_iter_no_change`` accepted rounds.
     fw_tol : float, default=1e-6
         Relative Frank–Wolfe gap at which a block solve stops.
     ridge : float, default=1e-3
@@ -297,8 +295,11 @@ def frank_wolfe_path(U, Y, budgets, *, task: str = "regression", n_hidden: int =
         unconstrained (C, D) block (added to the training objective). Without it, a small
         :math:`\kappa_B` makes the states nearly constant and C grows without bound to use
         them (for ReLU, :math:`(B, b, C) \to (sB, sb, C/s)` leaves the predictions unchanged).
-    lam, mu : float
-        Initial divergence weight (adapted as in ``fit_bcd``) and coupling weight.
+    rounds : RoundSettings, optional
+        The constants of the anchored rounds (divergence weight and its continuation,
+        extrapolation, patience); default ``RoundSettings()``, those of
+        :func:`~lifted_idl.training.bcd.fit_bcd`. The divergence weight is carried from one
+        point to the next.
 
     Returns
     -------
@@ -339,8 +340,6 @@ def frank_wolfe_path(U, Y, budgets, *, task: str = "regression", n_hidden: int =
     n_rounds = _check_count("n_rounds", n_rounds, 0)
     tol = _check_positive("tol", tol)
     fw_tol = _check_positive("fw_tol", fw_tol)
-    lam = _check_positive("lam", lam)
-    mu = _check_positive("mu", mu)
     if isinstance(ridge, bool) or not isinstance(ridge, numbers.Real) or not np.isfinite(
             ridge) or ridge < 0:
         raise ValueError(f"ridge must be a finite number >= 0; got ridge={ridge!r}")
@@ -372,8 +371,8 @@ def frank_wolfe_path(U, Y, budgets, *, task: str = "regression", n_hidden: int =
     def penalty(A, B, C, D):
         return 0.0 if has_cd else cd_pen.value(np.hstack([C, D]))
 
-    engine = _engine(_PathBlocks(U, Y, loss, act, kappa_a, cd_step, ab_step, penalty), lam, mu,
-                     tol, "path")
+    engine = _engine(_PathBlocks(U, Y, loss, act, kappa_a, cd_step, ab_step, penalty), rounds,
+                     tol)
     A, B, b = random_feature_init(U, n_hidden, act, random_state, kappa_a)
     path = []
     st = None
@@ -443,7 +442,7 @@ def plot_frank_wolfe_path(path, ax=None):
 def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden: int = 10,
                      kappa: float = 0.5, U_val=None, Y_val=None, activation="relu",
                      random_state=None, n_rounds: int = 20, tol: float = 1e-4,
-                     c_ridge: float = 1e-3, lam: float = 0.1, mu: float = 0.1,
+                     c_ridge: float = 1e-3, rounds: RoundSettings | None = None,
                      init_model=None) -> list[PathPoint]:
     r"""Path of the group penalty [IDL (5.1)] over decreasing strengths, in anchored BCD.
 
@@ -501,11 +500,14 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
         Anchored BCD rounds per strength.
     tol : float, default=1e-4
         Rounds at a strength stop once the objective improved by less than ``tol`` (relative)
-        over 3 rounds.
+        over ``rounds.n_iter_no_change`` accepted rounds.
     c_ridge : float, default=1e-3
         :math:`\beta \ge 0`, the ridge on C.
-    lam, mu : float
-        Initial divergence weight and coupling weight, as in ``fit_bcd``.
+    rounds : RoundSettings, optional
+        The constants of the anchored rounds (divergence weight and its continuation,
+        extrapolation, patience); default ``RoundSettings()``, those of
+        :func:`~lifted_idl.training.bcd.fit_bcd`. The divergence weight is carried from one
+        point to the next.
     init_model : ImplicitModel, optional
         Start from this model (its A projected onto the ball) instead of random features.
 
@@ -525,8 +527,6 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
     kappa = _check_positive("kappa", kappa, 1.0)
     n_rounds = _check_count("n_rounds", n_rounds, 0)
     tol = _check_positive("tol", tol)
-    lam = _check_positive("lam", lam)
-    mu = _check_positive("mu", mu)
     if isinstance(c_ridge, bool) or not isinstance(c_ridge, numbers.Real) or not np.isfinite(
             c_ridge) or c_ridge < 0:
         raise ValueError(f"c_ridge must be a finite number >= 0; got c_ridge={c_ridge!r}")
@@ -548,8 +548,8 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
     def penalty(A, B, C, D):
         return group["pen"].value(B, D) + 0.5 * c_ridge * float(np.vdot(C, C))
 
-    engine = _engine(_PathBlocks(U, Y, loss, act, kappa, cd_step, ab_step, penalty), lam, mu,
-                     tol, "path")
+    engine = _engine(_PathBlocks(U, Y, loss, act, kappa, cd_step, ab_step, penalty), rounds,
+                     tol)
     if init_model is None:
         A, B, b = random_feature_init(U, n_hidden, act, random_state, kappa)
     else:

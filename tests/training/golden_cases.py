@@ -17,6 +17,7 @@ from lifted_idl.losses import SoftmaxCrossEntropy, SquaredLoss
 from lifted_idl.penalties import GroupPenalty, L2Penalty, NoPenalty
 from lifted_idl.training.bcd import fit_bcd
 from lifted_idl.training.paths import frank_wolfe_path, group_lasso_path
+from lifted_idl.training.rounds import RoundSettings
 
 BCD = dict(lam=10.0, lam_increase=4.0, lam_decrease=0.5, lam_min=3.0, lam_max=1e4, mu=1e-3,
            per_state_lam=True, x_step=False, extrapolation=0.9, tol=1e-4, n_iter_no_change=5,
@@ -110,6 +111,12 @@ def bcd_robust():
     return _bcd(U, Y, SquaredLoss(), 6, robust_sigma=0.05)
 
 
+# the constants the paths ran with before they moved onto fit_bcd's (the goldens' settings)
+PATH_ROUNDS = RoundSettings(lam=0.1, lam_increase=4.0, lam_decrease=0.5, lam_min=1e-3,
+                            lam_max=1e4, mu=0.1, per_state_lam=True, extrapolation=0.0,
+                            n_iter_no_change=3, patience="all", bound_first=False)
+
+
 def _path_out(path):
     out = {}
     for k, pt in enumerate(path):
@@ -124,23 +131,23 @@ def group_path():
     U, Y, _, _ = _regression()
     return _path_out(group_lasso_path(U, Y[:, 0], [0.1, 0.03, 0.01], n_hidden=5, kappa=0.5,
                                       random_state=1, n_rounds=6, tol=1e-4, c_ridge=1e-3,
-                                      lam=0.1, mu=0.1))
+                                      rounds=PATH_ROUNDS))
 
 
 def fw_path_cd():
     U, Y, _, _ = _regression()
     return _path_out(frank_wolfe_path(U, Y[:, 0], [0.5, 2.0], n_hidden=4, kappa_a=0.5,
                                       budget_kind="cd", random_state=0, max_iter=20,
-                                      n_rounds=4, tol=1e-4, fw_tol=1e-6, ridge=1e-3, lam=0.1,
-                                      mu=0.1))
+                                      n_rounds=4, tol=1e-4, fw_tol=1e-6, ridge=1e-3,
+                                      rounds=PATH_ROUNDS))
 
 
 def fw_path_ab():
     U, Y, _, _ = _regression()
     return _path_out(frank_wolfe_path(U, Y[:, 0], [1.0, 3.0], n_hidden=4, kappa_a=0.5,
                                       budget_kind="ab", random_state=0, max_iter=20,
-                                      n_rounds=4, tol=1e-4, fw_tol=1e-6, ridge=1e-3, lam=0.1,
-                                      mu=0.1))
+                                      n_rounds=4, tol=1e-4, fw_tol=1e-6, ridge=1e-3,
+                                      rounds=PATH_ROUNDS))
 
 
 def estimator_init():
