@@ -462,7 +462,7 @@ _DOC_ATTRS = r"""
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Defined when X has string feature names.
-    feature_importances_ : ndarray of shape (n_features_in_,)
+    feature_importances_ : ndarray of shape (n_features,)
         Column norms :math:`\|[B; D]e_j\|_2` of the model on the **standardised** features
         (the weights the penalty acts on), for ``SelectFromModel``: a change of units of a
         feature does not change its importance. ``model_`` (raw features) has the same zero

@@ -337,12 +337,12 @@ def averaged(A, Z0, activation, alpha, tol=None, max_iter: int = 2000, X0=None,
     :func:`lifted_idl.wellposedness.averaged_step`). The convergence test is on the Picard
     residual :math:`\|\phi(Ax + z_0) - x\|_\infty = \|x^{t+1} - x^t\|_\infty / \alpha`.
 
+    Other parameters and the return value are as for :func:`picard`.
+
     Parameters
     ----------
     alpha : float in (0, 1]
         The averaging step; 1 is Picard.
-
-    Other parameters and the return value are as for :func:`picard`.
     """
     xp, A, Z0, X0 = _prepare(A, Z0, X0)
     tol = _check_tol(tol, Z0.dtype)
@@ -461,11 +461,11 @@ def lowrank(L, R, Z0, activation, tol=None, max_iter: int = 500, X0=None,
     iteration :math:`z \leftarrow R^\top\phi(Lz + z_0)` of theory §5 [IDL §5]; well-posed when
     :math:`\lambda_{PF}(|R|^\top \mathrm{diag}(\gamma)|L|) < 1`.
 
+    Other parameters and the return value are as for :func:`picard`.
+
     Parameters
     ----------
     L, R : arrays of shape (n, k)
-
-    Other parameters and the return value are as for :func:`picard`.
     """
     xp, _, Z0, X0 = _prepare(None, Z0, X0)
     n = Z0.shape[1]
@@ -511,14 +511,14 @@ def anderson(A, Z0, activation, tol=None, max_iter: int = 500, X0=None, memory: 
     Opt-in (see the module docstring): use it when Picard needs hundreds of iterations; on
     well-conditioned problems it is 2–3× slower than Picard.
 
+    Other parameters and the return value are as for :func:`picard`.
+
     Parameters
     ----------
     memory : int, default=5
         Number of stored differences.
     reg : float, default=1e-10
         Relative Tikhonov regularization of the least-squares problems.
-
-    Other parameters and the return value are as for :func:`picard`.
     """
     xp, A, Z0, X0 = _prepare(A, Z0, X0)
     tol = _check_tol(tol, Z0.dtype)
