@@ -276,3 +276,43 @@ def test_pickle_holds_no_cvxpy_objects_after_a_cvxpy_fit(kind):
         warnings.simplefilter("error")  # unpickling needs no cvxpy state
         again = pickle.loads(blob)
     np.testing.assert_array_equal(again.predict(X), est.predict(X))
+
+
+# ----------------------------------------------------------------------------------------------
+# quiet LP solvers: HiGHS prints its banner on fd 1 on first use in a process
+# ----------------------------------------------------------------------------------------------
+_LP_CHILD = """
+import sys
+import numpy as np
+from lifted_idl import ImplicitModel
+from lifted_idl.robustness import lp_attack, lp_certify, lp_state_bound
+rng = np.random.default_rng(0)
+A = rng.standard_normal((5, 5))
+A *= 0.5 / np.abs(A).sum(axis=1).max()
+model = ImplicitModel(A, rng.standard_normal((5, 3)), rng.standard_normal((2, 5)),
+                      np.zeros((2, 3)))
+U = rng.standard_normal((3, 3))
+verbose = sys.argv[2] == "verbose"
+if sys.argv[1] == "lp_state_bound":
+    r = lp_state_bound(model, U[0], 0.1, np.ones(5), verbose=verbose).bound
+elif sys.argv[1] == "lp_attack":
+    r = lp_attack(model, U[0], 0.1, np.array([1.0, -1.0]), verbose=verbose).value
+else:
+    y = model.predict(U).argmax(axis=1)
+    r = lp_certify(model, U, y, 0.01, screen=False).sum()
+sys.stderr.write(f"result {r}")
+"""
+
+
+@pytest.mark.parametrize("fn,mode", [("lp_state_bound", "quiet"), ("lp_attack", "quiet"),
+                                     ("lp_certify", "quiet"), ("lp_state_bound", "verbose")])
+def test_lp_functions_print_nothing_unless_verbose(fn, mode):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-c", _LP_CHILD, fn, mode], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "result" in r.stderr
+    if mode == "quiet":
+        assert r.stdout == ""
+    else:  # the same check sees the solver's output when it is asked for
+        assert "HiGHS" in r.stdout
