@@ -4,11 +4,12 @@
   leaves the estimator unfitted (``NotFittedError``) or with its previous model fully usable;
 * extreme scales: data multiplied by 1e-300 .. 1e300 fits as at unit scale, or raises clearly;
 * ``n_jobs`` follows joblib (None, -1, negative; 0 is an error);
-* determinism across processes, concurrent ``predict`` from threads, pickles without cvxpy.
+* determinism across processes, concurrent ``predict`` from threads, pickles without cvxpy;
+* the LP functions print nothing on stdout (HiGHS's banner) unless ``verbose``.
 
-Model files (lifted_idl.io), quiet LP solvers and the CLI have their cases in
-``test_io.py``, ``test_robustness_lp.py`` and ``test_cli.py``.
-Run: ``python -m pytest -q tests/test_reliability.py``.
+Model files (lifted_idl.persistence) and the CLI have their cases in ``test_persistence.py``
+and ``test_cli.py``. Run: ``python -m pytest -q tests/test_reliability.py
+tests/test_persistence.py tests/test_cli.py``.
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ def _doc_summaries(doc: str) -> dict:
     out = {}
     for m in re.finditer(r"^    (\w+) : [^\n]*\n((?:        [^\n]*\n|\s*\n)*)", doc, re.M):
         text = " ".join(m.group(2).split())
-        text = re.sub(r":\w+:`~?([^`]*)`", r"\1", text).replace("``", "")
+        text = re.sub(r":\w+:`~?([^`]*)`", r"\1", text).replace("``", "").replace("\\", "")
         first = re.split(r"(?<=[a-z0-9)])\. ", text, maxsplit=1)[0].rstrip(".")
         out[m.group(1)] = first
     return out
@@ -145,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="default: detected from the target column")
     src.add_argument("--test-size", type=float, default=DEFAULT_TEST_SIZE,
                      help="held-out fraction (default %(default)s)")
+    from sklearn.utils._param_validation import StrOptions, _NoneConstraint
+
     est = fit.add_argument_group(
         "estimator (the parameters of ImplicitRegressor / ImplicitClassifier; default: the "
         "estimator's own, except --early-stopping)")
@@ -160,8 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar = opt.name.upper()
         if opt.choices:
             metavar = "{" + ",".join(opt.choices) + "}"
-            if len(opt.constraints) > 1:
+            if any(not isinstance(c, (StrOptions, _NoneConstraint)) for c in opt.constraints):
                 metavar += "|" + opt.name.upper()
+        if any(isinstance(c, _NoneConstraint) for c in opt.constraints):
+            metavar += "|none"
         est.add_argument(opt.flag, dest=opt.name, type=opt.convert, metavar=metavar,
                          default=argparse.SUPPRESS, help=text)
     est.add_argument("--random-state", type=int, default=DEFAULT_SEED,
