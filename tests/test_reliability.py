@@ -235,12 +235,21 @@ for solver in ("bcd", "bcd+gradient"):
 """
 
 
+def _run_all(commands, env):
+    """Run the commands at once; their CompletedProcess results, in order."""
+    procs = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for c in commands]
+    outs = []
+    for c, p in zip(commands, procs, strict=True):
+        out, err = p.communicate(timeout=180)
+        outs.append(subprocess.CompletedProcess(c, p.returncode, out, err))
+    return outs
+
+
 def test_same_random_state_gives_bit_identical_predictions_across_processes():
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1",
                OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    outs = [subprocess.run([sys.executable, "-c", _CHILD], env=env,
-                           capture_output=True, text=True, timeout=120)
-            for _ in range(2)]
+    outs = _run_all([[sys.executable, "-c", _CHILD]] * 2, env)
     for r in outs:
         assert r.returncode == 0, r.stderr
     assert len(outs[0].stdout) == 2 * 80 * 16
@@ -305,15 +314,15 @@ sys.stderr.write(f"result {r}")
 """
 
 
-@pytest.mark.parametrize("fn,mode", [("lp_state_bound", "quiet"), ("lp_attack", "quiet"),
-                                     ("lp_certify", "quiet"), ("lp_state_bound", "verbose")])
-def test_lp_functions_print_nothing_unless_verbose(fn, mode):
+def test_lp_functions_print_nothing_unless_verbose():
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    r = subprocess.run([sys.executable, "-c", _LP_CHILD, fn, mode], env=env,
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert "result" in r.stderr
-    if mode == "quiet":
-        assert r.stdout == ""
-    else:  # the same check sees the solver's output when it is asked for
-        assert "HiGHS" in r.stdout
+    cases = [("lp_state_bound", "quiet"), ("lp_attack", "quiet"), ("lp_certify", "quiet"),
+             ("lp_state_bound", "verbose")]
+    outs = _run_all([[sys.executable, "-c", _LP_CHILD, fn, mode] for fn, mode in cases], env)
+    for (fn, mode), r in zip(cases, outs, strict=True):
+        assert r.returncode == 0, r.stderr
+        assert "result" in r.stderr
+        if mode == "quiet":
+            assert r.stdout == "", fn
+        else:  # the same check sees the solver's output when it is asked for
+            assert "HiGHS" in r.stdout
