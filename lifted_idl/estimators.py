@@ -47,17 +47,73 @@ def _fold_standardisation(model: ImplicitModel, mean_u, scale_u, mean_y=None, sc
     r"""Model on raw inputs/targets from one trained on :math:`(u - \bar u)/s_u`, :math:`(y -
     \bar y)/s_y`: :math:`B' = B\,\mathrm{diag}(1/s_u)`, :math:`b' = b - B'\bar u`, likewise D, c;
     then C, D, c scaled by :math:`s_y` and :math:`\bar y` added to c."""
-    B = model.B / scale_u
-    D = model.D / scale_u
-    b = (np.zeros(model.n_states) if model.b is None else model.b) - B @ mean_u
-    c = (np.zeros(model.n_outputs) if model.c is None else model.c) - D @ mean_u
-    C = model.C
-    if scale_y is not None:
-        C = C * scale_y[:, None]
-        D = D * scale_y[:, None]
-        c = c * scale_y + mean_y
+    z = mean_u / scale_u  # O(1): the raw features' means in standardised units
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        B = model.B / scale_u
+        b = (np.zeros(model.n_states) if model.b is None else model.b) - model.B @ z
+        c = (np.zeros(model.n_outputs) if model.c is None else model.c) - model.D @ z
+        C = model.C
+        if scale_y is None:
+            D = model.D / scale_u
+        else:  # the ratio first: s_y / s_u is O(1) when both are tiny or both huge
+            D = model.D * (scale_y[:, None] / scale_u)
+            C = C * scale_y[:, None]
+            c = c * scale_y + mean_y
+    if not all(np.all(np.isfinite(M)) for M in (B, D, b, c, C)):
+        raise ValueError(
+            "the model on raw features overflows float64: its weights scale like "
+            f"(target scale {_span(scale_y)}) / (feature scale {_span(scale_u)}); rescale "
+            "the features or the targets (e.g. to unit size) before fitting"
+        )
     return ImplicitModel(model.A, B, C, D, b=b, c=c, activation=model.activation,
                          factors=model.factors)
+
+
+def _span(v) -> str:
+    if v is None:
+        return "1"
+    v = np.asarray(v)
+    return f"{v.min():.3g}" if v.min() == v.max() else f"{v.min():.3g}..{v.max():.3g}"
+
+
+def _standardise(X, what="X"):
+    r"""Column means and scales of ``X`` and the standardised ``(X - mean) / scale``.
+
+    Computed on ``X / max|X|`` (per column), so that neither the squares of the standard
+    deviation overflow (features of size 1e155 and beyond) nor underflow (1e-160 and below):
+    the result is the same, to rounding, for ``t X`` with any ``t`` in 1e-300..1e300. A
+    column whose spread is below 1e-12 of its size is constant: scale ``max|X|``, so its
+    standardised values are (near) 0.
+
+    Returns
+    -------
+    mean, scale : ndarray of shape (n_columns,)
+    Xs : ndarray, the standardised ``X``
+    const : ndarray of bool, the constant columns
+
+    Raises
+    ------
+    ValueError
+        When a column's spread is below the smallest normal float64 (it would lose its
+        precision when standardised).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    size = np.max(np.abs(X), axis=0)
+    size[size == 0] = 1.0
+    Xn = X / size
+    mean_n = Xn.mean(axis=0)
+    std_n = Xn.std(axis=0)
+    const = std_n < 1e-12
+    std_n[const] = 1.0
+    scale = size * std_n
+    tiny = scale < np.finfo(np.float64).tiny
+    if np.any(tiny):
+        j = int(np.flatnonzero(tiny)[0])
+        raise ValueError(
+            f"{what} column {j} varies by {scale[j]:.3g}, below the smallest normal float64 "
+            f"({np.finfo(np.float64).tiny:.3g}); rescale it before fitting"
+        )
+    return size * mean_n, scale, (Xn - mean_n) / std_n, const
 
 
 class _BaseImplicit(BaseEstimator):
@@ -85,7 +141,7 @@ class _BaseImplicit(BaseEstimator):
         "random_state": ["random_state"],
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
-        "n_jobs": [None, Interval(numbers.Integral, 1, None, closed="left")],
+        "n_jobs": [None, numbers.Integral],
         "robust": [None, StrOptions({"lipschitz", "sensitivity"})],
         "robust_alpha": [Interval(numbers.Real, 0, None, closed="left")],
         "robust_smoothing": [Interval(numbers.Real, 0, None, closed="left")],
@@ -169,13 +225,30 @@ class _BaseImplicit(BaseEstimator):
             pen = SensitivityPenalty(self.robust_alpha)
         return InputScaledPenalty(pen, scale_u)
 
+    def _n_threads(self) -> int:
+        """``n_jobs`` resolved once, as joblib does: None is 1 (or the active
+        ``joblib.parallel_config``'s value), -1 all cores, -2 all but one, and so on."""
+        import joblib
+        from sklearn.utils._param_validation import InvalidParameterError
+
+        if self.n_jobs is not None and not isinstance(self.n_jobs, bool) and self.n_jobs == 0:
+            raise InvalidParameterError(
+                f"The 'n_jobs' parameter of {type(self).__name__} must be None or a non-zero "
+                "int (-1: all cores, -2: all but one, ...). Got 0 instead."
+            )
+        return max(int(joblib.effective_n_jobs(self.n_jobs)), 1)
+
     def _fit(self, X, Y, loss, stratify=None, scale_u=None):
-        """Train on standardised data; returns (model on standardised data, record)."""
+        """Train on standardised data; returns (model on standardised data, record).
+
+        Reads the estimator's parameters (and its previous model for ``warm_start``) and
+        changes nothing on it: :meth:`_commit` stores the result."""
         from threadpoolctl import threadpool_limits
 
         from .training.bcd import fit_bcd
 
         self._check_robust_options()
+        n_threads = self._n_threads()
         seed = self._fit_seed()
         act = get_activation(self.activation)
         pen, group = self._penalties()
@@ -200,7 +273,7 @@ class _BaseImplicit(BaseEstimator):
                     f"leaves {X.shape[0]} training and {Xv.shape[0]} validation samples"
                 )
             validation = (Xv, Yv)
-        with threadpool_limits(self.n_jobs or 1), warnings.catch_warnings(record=True) as caught:
+        with threadpool_limits(n_threads), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             model = init
             if self.solver in ("bcd", "bcd+gradient"):
@@ -211,7 +284,7 @@ class _BaseImplicit(BaseEstimator):
                     max_iter=self.max_iter, tol=self.tol,
                     n_iter_no_change=self.n_iter_no_change, block_solver=self.block_solver,
                     validation=validation, random_state=seed, verbose=self.verbose,
-                    n_jobs=self.n_jobs,
+                    n_jobs=n_threads,
                     robust_sigma=(None if self.robust_sigma is None
                                   else self.robust_sigma / scale_u))
                 record["loss_curve"] += list(hist.train_loss)
@@ -283,20 +356,58 @@ class _BaseImplicit(BaseEstimator):
                              activation=act, pen_cd=pen, group=group, c_ridge=c_ridge,
                              random_state=seed)
 
-    def _store(self, model_scaled, record, mean_u, scale_u, mean_y=None, scale_y=None):
-        self._scaled_model = model_scaled
-        self.model_ = _fold_standardisation(model_scaled, mean_u, scale_u, mean_y, scale_y)
-        self.loss_curve_ = list(record["loss_curve"])
-        self.n_iter_ = max(int(record["n_iter"]), 1)
-        self.converged_ = bool(record["converged"])
+    #: every attribute a fit sets; :meth:`_commit` replaces them all in one step
+    _FITTED = ("model_", "_scaled_model", "_mean_u", "_scale_u", "loss_curve_", "n_iter_",
+               "converged_", "bcd_history_", "n_features_in_", "feature_names_in_",
+               "classes_", "_y_ndim")
+
+    def _validate_fit_data(self, X, y, **kwargs):
+        """``validate_data(self, X, y, reset=True)`` without changing the estimator.
+
+        Returns ``X, y`` and the ``n_features_in_`` / ``feature_names_in_`` a successful fit
+        will store; the estimator keeps its previous values meanwhile (also when validation
+        raises or is interrupted)."""
+        keys = ("n_features_in_", "feature_names_in_")
+        saved = {k: self.__dict__[k] for k in keys if k in self.__dict__}
+        try:
+            X, y = validate_data(self, X, y, **kwargs)
+            seen = {k: self.__dict__[k] for k in keys if k in self.__dict__}
+        finally:
+            for k in keys:
+                self.__dict__.pop(k, None)
+            self.__dict__.update(saved)
+        return X, y, seen
+
+    def _fitted_state(self, model_scaled, record, mean_u, scale_u, mean_y=None, scale_y=None):
+        """The fitted attributes of a finished fit (nothing is stored yet)."""
+        state = {
+            "_scaled_model": model_scaled,
+            "model_": _fold_standardisation(model_scaled, mean_u, scale_u, mean_y, scale_y),
+            "_mean_u": mean_u,
+            "_scale_u": scale_u,
+            "loss_curve_": list(record["loss_curve"]),
+            "n_iter_": max(int(record["n_iter"]), 1),
+            "converged_": bool(record["converged"]),
+        }
         if "bcd_history" in record:
-            self.bcd_history_ = record["bcd_history"]
+            state["bcd_history_"] = record["bcd_history"]
+        return state
+
+    def _commit(self, state):
+        """Replace every fitted attribute by those of ``state`` in one assignment, so that a
+        fit that raises or is interrupted before this line leaves the estimator as it was
+        (unfitted, or with its previous model, input width and output shape)."""
+        new = {k: v for k, v in self.__dict__.items() if k not in self._FITTED}
+        new.update(state)
+        self.__dict__ = new
+
+    def __sklearn_is_fitted__(self):
+        return "model_" in self.__dict__
 
     @staticmethod
     def _standardise(X):
-        mean = X.mean(axis=0)
-        scale = X.std(axis=0)
-        scale[scale < 1e-12 * np.maximum(np.abs(mean), 1)] = 1.0
+        """Column means and scales of ``X`` (see :func:`_standardise`)."""
+        mean, scale, _, _ = _standardise(X)
         return mean, scale
 
     def _check_min_samples(self, X):
@@ -443,8 +554,10 @@ _DOC_PARAMS = r"""
     n_jobs : int or None, default=None
         Threads for one fit: the rows of the (A, B, b) block of BCD are solved in ``n_jobs``
         parallel chunks (same answer as sequentially), and the rest of the linear algebra
-        uses ``n_jobs`` BLAS threads. None means 1: the block solvers do many small products,
-        which extra threads slow down on few cores.
+        uses ``n_jobs`` BLAS threads. Read as joblib reads it (``joblib.effective_n_jobs``):
+        None means 1 (unless inside a ``joblib.parallel_config(n_jobs=...)`` block), -1 all
+        cores, -2 all but one; 0 is an error. Keep None on few cores: the block solvers do
+        many small products, which extra threads slow down.
 """
 
 _DOC_ATTRS = r"""
@@ -492,26 +605,26 @@ class ImplicitRegressor(RegressorMixin, _BaseImplicit):
     )
 
     def fit(self, X, y):
-        """Fit the model to data ``X`` (n_samples, n_features) and targets ``y``."""
+        """Fit the model to data ``X`` (n_samples, n_features) and targets ``y``.
+
+        A fit that raises (or is interrupted) leaves the estimator as it was."""
         self._validate_params()
-        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
-                             dtype=[np.float64, np.float32])
+        X, y, seen = self._validate_fit_data(X, y, multi_output=True, y_numeric=True,
+                                             dtype=[np.float64, np.float32])
         self._check_min_samples(X)
         y = np.asarray(y, dtype=np.float64)
-        self._y_ndim = y.ndim
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
-        mean_u, scale_u = self._standardise(X.astype(np.float64))
-        mean_y = Y.mean(axis=0)
-        scale_y = Y.std(axis=0)
-        if np.any(scale_y == 0):
+        mean_u, scale_u, Us, _ = _standardise(X, "X")
+        mean_y, scale_y, Ys, const = _standardise(Y, "y")
+        if np.any(const):
             raise ValueError(
                 "y is constant (zero variance in target column(s) "
-                f"{np.flatnonzero(scale_y == 0).tolist()}); a constant target needs no model"
+                f"{np.flatnonzero(const).tolist()}); a constant target needs no model"
             )
-        Us = (X - mean_u) / scale_u
-        Ys = (Y - mean_y) / scale_y
         model, record = self._fit(Us, Ys, SquaredLoss(), scale_u=scale_u)
-        self._store(model, record, mean_u, scale_u, mean_y, scale_y)
+        state = self._fitted_state(model, record, mean_u, scale_u, mean_y, scale_y)
+        state.update(seen, _y_ndim=y.ndim)
+        self._commit(state)
         return self
 
     def predict(self, X):
@@ -550,9 +663,11 @@ class ImplicitClassifier(ClassifierMixin, _BaseImplicit):
     )
 
     def fit(self, X, y):
-        """Fit the classifier to data ``X`` and labels ``y`` (any hashable labels)."""
+        """Fit the classifier to data ``X`` and labels ``y`` (any hashable labels).
+
+        A fit that raises (or is interrupted) leaves the estimator as it was."""
         self._validate_params()
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        X, y, seen = self._validate_fit_data(X, y, dtype=[np.float64, np.float32])
         check_classification_targets(y)
         if type_of_target(y) not in ("binary", "multiclass"):
             raise ValueError(f"Unknown label type: {type_of_target(y)!r}")
@@ -566,12 +681,12 @@ class ImplicitClassifier(ClassifierMixin, _BaseImplicit):
             )
         if classes.shape[0] == 2:
             Y = np.hstack([1 - Y, Y])
-        mean_u, scale_u = self._standardise(X.astype(np.float64))
-        Us = (X - mean_u) / scale_u
+        mean_u, scale_u, Us, _ = _standardise(X, "X")
         model, record = self._fit(Us, Y.astype(np.float64), SoftmaxCrossEntropy(),
                                   stratify=y if self.early_stopping else None, scale_u=scale_u)
-        self.classes_ = classes
-        self._store(model, record, mean_u, scale_u)
+        state = self._fitted_state(model, record, mean_u, scale_u)
+        state.update(seen, classes_=classes)
+        self._commit(state)
         return self
 
     def decision_function(self, X):

@@ -10,6 +10,7 @@ __all__ = [
     "IllPosedModelError",
     "SolverError",
     "BoundConditionError",
+    "ModelFileError",
 ]
 
 
@@ -33,3 +34,11 @@ class SolverError(RuntimeError):
 
 class BoundConditionError(ValueError):
     """A robustness bound was asked for where its theorem's condition does not hold."""
+
+
+class ModelFileError(ValueError):
+    """A file is not a model file that :func:`lifted_idl.load` can read (a pickle, another
+    format version, a modified file, ...), or an object cannot be written to one.
+
+    The message is one line and names the file. Loading never unpickles.
+    """

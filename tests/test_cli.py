@@ -19,6 +19,7 @@ import joblib
 import numpy as np
 import pytest
 
+from lifted_idl import load, save
 from lifted_idl.cli import _detect_task, main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,11 +62,11 @@ def work(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(d)
         assert main(["fit", "--csv", str(reg_csv), "--target", "y", "--out",
-                     str(d / "reg.joblib"), *TINY]) == 0
+                     str(d / "reg.npz"), *TINY]) == 0
         assert main(["fit", "--csv", str(clf_csv), "--target", "animal", "--out",
-                     str(d / "clf.joblib"), *FAST]) == 0
+                     str(d / "clf.npz"), *FAST]) == 0
     return {"dir": d, "reg_csv": reg_csv, "clf_csv": clf_csv, "U": U, "V": V,
-            "labels": names[lab], "reg": d / "reg.joblib", "clf": d / "clf.joblib"}
+            "labels": names[lab], "reg": d / "reg.npz", "clf": d / "clf.npz"}
 
 
 def test_fit_writes_model_and_summary(work):
@@ -75,8 +76,9 @@ def test_fit_writes_model_and_summary(work):
     assert s["n_train"] + s["n_test"] == 40 and s["n_test"] == 10
     assert s["params"]["n_hidden"] == 4 and s["params"]["max_iter"] == 2
     assert s["params"]["solver"] == "bcd" and s["n_iter"] <= 2
-    bundle = joblib.load(work["reg"])
-    est = bundle["estimator"]
+    with np.load(work["reg"], allow_pickle=False) as npz:  # a plain-array file
+        assert "metadata" in npz.files
+    est = load(work["reg"])
     assert s["test_scores"]["r2"] == pytest.approx(
         est.score(*_test_split(work["U"], _col(work["reg_csv"], "y"), s)))
     c = json.loads(work["clf"].with_suffix(".json").read_text())
@@ -104,7 +106,7 @@ def test_predict_round_trip_regression(work, capsys):
     header, rows = read_csv(out)
     assert header == ["prediction"]
     got = np.array([float(r[0]) for r in rows])
-    est = joblib.load(work["reg"])["estimator"]
+    est = load(work["reg"])
     np.testing.assert_array_equal(got, est.predict(work["U"]))  # repr round-trips exactly
 
 
@@ -114,12 +116,12 @@ def test_predict_ignores_an_empty_target_column_and_reads_bare_estimators(work, 
     out = tmp_path / "p.csv"
     assert main(["predict", "--model", str(work["reg"]), "--csv", str(blank), "--out",
                  str(out)]) == 0
-    est = joblib.load(work["reg"])["estimator"]
+    est = load(work["reg"])
     got = np.array([float(r[0]) for r in read_csv(out)[1]])
     np.testing.assert_array_equal(got, est.predict(work["U"]))
-    # an estimator saved with joblib.dump (no column names): the CSV's columns in order
-    bare = tmp_path / "bare.joblib"
-    joblib.dump(est, bare)
+    # an estimator saved with lifted_idl.save (no column names): the CSV's columns in order
+    bare = tmp_path / "bare.npz"
+    save(est, bare)
     features_only = write_csv(tmp_path / "f.csv", header[:-1], [r[:-1] for r in rows])
     assert main(["predict", "--model", str(bare), "--csv", str(features_only), "--out",
                  str(out)]) == 0
@@ -137,7 +139,7 @@ def test_predict_round_trip_classifier_to_stdout(work, capsys):
                  "--proba"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == "prediction,proba_cat,proba_dog,proba_eel"
-    est = joblib.load(work["clf"])["estimator"]
+    est = load(work["clf"])
     pred = [ln.split(",")[0] for ln in lines[1:]]
     assert pred == list(est.predict(work["V"]))
     proba = np.array([[float(v) for v in ln.split(",")[1:]] for ln in lines[1:]])
@@ -152,7 +154,7 @@ def test_analyze_classifier(work, capsys):
     assert main(["analyze", "--model", str(work["clf"]), "--csv", str(work["clf_csv"]),
                  "--eps", "0.01", "--out-dir", str(out_dir)]) == 0
     text = capsys.readouterr().out
-    est = joblib.load(work["clf"])["estimator"]
+    est = load(work["clf"])
     wp = est.model_.well_posedness
     assert f"certificate {wp.certificate}" in text
     png = out_dir / "sensitivity.png"
@@ -167,7 +169,7 @@ def test_analyze_classifier(work, capsys):
 
 
 def test_fit_builtin_dataset_then_analyze_uses_its_test_split(tmp_path, capsys):
-    model = tmp_path / "ff.joblib"
+    model = tmp_path / "ff.npz"
     assert main(["fit", "--dataset", "function_fit", "--out", str(model), *FAST]) == 0
     assert "test score: R^2 =" in capsys.readouterr().out
     assert main(["analyze", "--model", str(model), "--out-dir", str(tmp_path / "a")]) == 0
@@ -198,7 +200,7 @@ def test_python_m_lifted_idl_fit_default_dataset(tmp_path):
     assert "[fit_gradient] epoch" in r.stdout  # verbose progress is on by default
     summary = json.loads((tmp_path / "lifted_idl_model.json").read_text())
     assert summary["data"]["name"] == "breast_cancer" and summary["n_test"] == 143
-    assert (tmp_path / "lifted_idl_model.joblib").stat().st_size > 0
+    assert load(tmp_path / "lifted_idl_model.npz").n_features_in_ == 30
 
 
 # ----------------------------------------------------------------------------------------------
@@ -264,15 +266,16 @@ def _error_cases(work, exp_dir, tmp_path):
          " 'q'"),
         (["fit", "--dataset", "mnist"], "unknown data set 'mnist'; available: digits"),
         (["fit", "--dataset", "iris", "--task", "regression"], "is a classification task"),
-        (["fit", "--csv", rc, "--target", "y", "--kappa", "1.5"], "'kappa' parameter"),
+        (["fit", "--csv", rc, "--target", "y", "--kappa", "1.5"],
+         "argument --kappa: must be a float in the range (0.0, 1.0); got '1.5'"),
         (["fit", "--csv", rc, "--target", "y", "--test-size", "1.5"], "--test-size"),
-        (["fit", "--solver", "adam"], "invalid choice: 'adam'"),
+        (["fit", "--solver", "adam"], "argument --solver: must be a str among"),
         (["predict", "--model", str(work["reg"]), "--csv", str(no_c)],
          "missing feature column 'c'"),
-        (["predict", "--model", str(tmp_path / "none.joblib"), "--csv", rc],
+        (["predict", "--model", str(tmp_path / "none.npz"), "--csv", rc],
          "model file not found"),
-        (["predict", "--model", rc, "--csv", rc], "cannot load a model from"),
-        (["predict", "--model", str(not_model), "--csv", rc], "not a fitted lifted_idl"),
+        (["predict", "--model", rc, "--csv", rc], "is not an .npz file"),
+        (["predict", "--model", str(not_model), "--csv", rc], "is a pickle"),
         (["predict", "--model", str(work["reg"]), "--csv", rc, "--proba"], "needs a classifier"),
         (["analyze", "--model", str(work["reg"]), "--dataset", "iris"],
          "has 4 features; the model expects 3"),
@@ -282,7 +285,7 @@ def _error_cases(work, exp_dir, tmp_path):
         (["experiment", "no_main", "--experiments-dir", str(exp_dir)], "has no main(out_dir)"),
         (["experiment", "demo", "--experiments-dir", str(d / "missing")],
          "experiments directory not found"),
-        ([], "usage: lifted-idl"),
+        ([], "give a command"),
     ]
 
 
@@ -294,6 +297,226 @@ def test_errors_exit_2_with_message(work, exp_dir, tmp_path, capsys, monkeypatch
         assert code == 2, (argv, err)
         assert message in err, (argv, err)
         assert "Traceback" not in err, argv
+        assert err.count("\n") == 1 and err.startswith("lifted-idl: error: "), (argv, err)
     # the unknown experiment's message lists the available ones
     main(["experiment", "nothing", "--experiments-dir", str(exp_dir)])
     assert "available: demo, no_main" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------
+# issue 15: one line per failure, options derived from the estimators, Ctrl-C, A = 0, eps
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("argv, message", [
+    (["fit", "--n-hidden", "abc"], "argument --n-hidden: must be an int in the range [1, inf)"),
+    (["fit", "--kappa", "1.5"], "argument --kappa: must be a float in the range (0.0, 1.0)"),
+    (["fit", "--penalty", "l3"], "argument --penalty: must be a str among"),
+    (["fit", "--batch-size", "0"], "argument --batch-size: must be a str among {'auto'} or an"
+     " int in the range [1, inf); got '0'"),
+    (["fit", "--max-iter", "2.5"], "argument --max-iter: must be an int"),
+    (["fit", "--bogus"], "unrecognized arguments: --bogus"),
+    (["predict", "--csv", "x.csv"], "the following arguments are required: --model"),
+    (["frobnicate"], "argument COMMAND: invalid choice: 'frobnicate'"),
+])
+def test_bad_option_values_print_one_line_and_a_hint(argv, message, capsys):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1, captured.err
+    assert message in captured.err
+    assert "usage:" not in captured.err
+    assert "--help'" in captured.err  # the hint
+
+
+def test_fit_options_are_the_estimators_parameters(work, tmp_path, capsys):
+    from sklearn.utils._param_validation import StrOptions
+
+    from lifted_idl import ImplicitClassifier, ImplicitRegressor
+    from lifted_idl.cli import build_parser
+
+    fit = build_parser()._subparsers._group_actions[0].choices["fit"]
+    dests = {a.dest for a in fit._actions}
+    params = set(ImplicitRegressor().get_params()) | set(ImplicitClassifier().get_params())
+    assert params - dests == {"verbose", "warm_start"}  # set by -q; nothing to warm-start
+    for cls in (ImplicitRegressor, ImplicitClassifier):
+        for name, constraints in cls._parameter_constraints.items():
+            for c in constraints:
+                if isinstance(c, StrOptions):
+                    for option in c.options:  # every value is accepted by the option
+                        flag = "--" + name.replace("_", "-")
+                        args = build_parser().parse_args(["fit", flag, option])
+                        assert getattr(args, name) == option
+    # --penalty group (missing from the hand-kept list) fits and is saved
+    out = tmp_path / "group.npz"
+    assert main(["fit", "--csv", str(work["reg_csv"]), "--target", "y", "--out", str(out),
+                 "--penalty", "group", "--c-ridge", "none", "--group-ord", "inf",
+                 "--batch-size", "auto", "--n-jobs", "-1", *FAST]) == 0
+    est = load(out)
+    assert (est.penalty, est.c_ridge, est.group_ord, est.n_jobs) == ("group", None, "inf", -1)
+
+
+def test_fit_says_when_the_model_has_no_implicit_part(work, tmp_path, capsys, monkeypatch):
+    import lifted_idl.estimators as est_module
+
+    out = tmp_path / "m.npz"
+    argv = ["fit", "--csv", str(work["reg_csv"]), "--target", "y", "--out", str(out), *FAST]
+    assert main(argv) == 0
+    assert "A = 0" not in capsys.readouterr().err
+    assert json.loads(out.with_suffix(".json").read_text())["A_is_zero"] is False
+    fold = est_module._fold_standardisation
+
+    def round_zero(model, *a, **k):  # what early stopping at round 0 returns
+        return fold(model.replace(A=np.zeros_like(model.A)), *a, **k)
+
+    monkeypatch.setattr(est_module, "_fold_standardisation", round_zero)
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert sum("the returned model has A = 0" in ln for ln in err.splitlines()) == 1
+    assert json.loads(out.with_suffix(".json").read_text())["A_is_zero"] is True
+
+
+def test_analyze_unwritable_out_dir_exits_2(work, tmp_path, capsys, monkeypatch):
+    import lifted_idl.cli.commands as commands
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    argv = ["analyze", "--model", str(work["clf"]), "--out-dir", str(locked)]
+    if os.geteuid() != 0:  # root writes anywhere: the heatmap write fails below instead
+        locked.chmod(0o500)
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "cannot write to" in err and err.count("\n") == 1
+        locked.chmod(0o700)
+
+    def denied(S, names, outputs, path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(commands, "_heatmap", denied)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "sensitivity.png: Permission denied" in err
+    assert err.count("\n") == 1
+
+
+def test_unexpected_errors_exit_2_with_one_line(work, capsys, monkeypatch):
+    import lifted_idl.cli.commands as commands
+
+    def broken(*a, **k):
+        raise RuntimeError("something\nbroke")
+
+    monkeypatch.setattr(commands, "_heatmap", broken)
+    assert main(["analyze", "--model", str(work["clf"]), "--out-dir",
+                 str(work["dir"] / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err == ("lifted-idl: error: unexpected RuntimeError: something broke (run "
+                   "'lifted-idl --debug ...' for the traceback)\n")
+
+
+def test_analyze_eps_is_per_standardised_feature(work, capsys):
+    from lifted_idl.robustness import certified_radius
+
+    out_dir = work["dir"] / "eps"
+    eps = 0.2
+    assert main(["analyze", "--model", str(work["clf"]), "--csv", str(work["clf_csv"]),
+                 "--eps", str(eps), "--out-dir", str(out_dir)]) == 0
+    assert f"certified accuracy at eps = {eps:g} per standardised feature" in \
+        capsys.readouterr().out
+    report = json.loads((out_dir / "analysis.json").read_text())["certified_accuracy"]
+    est = load(work["clf"])
+    X, labels = work["V"], work["labels"]
+    s = json.loads(work["clf"].with_suffix(".json").read_text())
+    Xtr, _, _, _ = _train_split(X, labels, s)
+    np.testing.assert_allclose(report["raw_radius"], eps * Xtr.std(axis=0), rtol=1e-10)
+    # soundness on the raw model: every certified sample keeps its class at the corners of
+    # its box of half-widths eps * std_j
+    idx = np.searchsorted(est.classes_, labels)
+    r = certified_radius(est._scaled_model, (X - est._mean_u) / est._scale_u, idx)
+    ok = r > eps
+    assert report["value"] == pytest.approx(ok.mean()) and 0 < ok.mean() < 1
+    rng = np.random.default_rng(0)
+    radius = np.array(report["raw_radius"])
+    for i in np.flatnonzero(ok):
+        corners = X[i] + rng.choice([-1.0, 1.0], (64, X.shape[1])) * radius
+        assert np.all(est.predict(corners) == labels[i])
+
+
+def _train_split(X, y, summary):
+    from sklearn.model_selection import train_test_split
+
+    _, counts = np.unique(y.astype(str), return_counts=True)
+    return train_test_split(X, y, test_size=summary["data"]["test_size"],
+                            random_state=summary["data"]["random_state"],
+                            stratify=y.astype(str))
+
+
+_INTERRUPT = """
+import runpy, sys
+MODULE = sys.argv[1]
+class Interrupt:
+    def find_spec(self, name, path=None, target=None):
+        if name == MODULE:
+            raise KeyboardInterrupt
+sys.meta_path.insert(0, Interrupt())
+sys.argv = ["lifted-idl"] + sys.argv[2:]
+runpy.run_module("lifted_idl", run_name="__main__", alter_sys=True)
+"""
+
+
+def _env():
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
+        [str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+
+
+@pytest.mark.parametrize("module", ["numpy", "scipy.linalg", "sklearn.base",
+                                    "lifted_idl.cli.commands"])
+def test_ctrl_c_during_the_start_up_imports_exits_130_with_one_line(module, work, tmp_path):
+    argv = ["analyze", "--model", str(work["clf"]), "--out-dir", str(tmp_path)]
+    r = subprocess.run([sys.executable, "-c", _INTERRUPT, module, *argv], env=_env(),
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stderr) == (130, "lifted-idl: interrupted\n")
+
+
+def test_ctrl_c_during_a_fit_exits_130_with_one_line(tmp_path):
+    import signal
+
+    p = subprocess.Popen([sys.executable, "-m", "lifted_idl", "fit", "--dataset", "digits",
+                          "--max-iter", "100000", "--tol", "0", "--no-early-stopping"],
+                         cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        for line in p.stdout:  # wait for the solver to run
+            if "round" in line:
+                break
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert (p.returncode, err) == (130, "lifted-idl: interrupted\n")
+    assert not (tmp_path / "lifted_idl_model.npz").exists()
+
+
+class _Payload:
+    """A pickle that writes a file when it is unpickled."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.write_text, (pathlib.Path(self.marker), "the payload ran"))
+
+
+def test_predict_never_unpickles_a_model_file(work, tmp_path, capsys):
+    import pickle
+
+    marker = tmp_path / "ran.txt"
+    for name in ("model.npz", "model.joblib", "model.pkl"):
+        bad = tmp_path / name
+        bad.write_bytes(pickle.dumps({"format": "lifted_idl.cli/1",
+                                      "estimator": _Payload(marker)}))
+        assert main(["predict", "--model", str(bad), "--csv", str(work["reg_csv"])]) == 2
+        err = capsys.readouterr().err
+        assert "is a pickle, not a lifted_idl model file" in err and err.count("\n") == 1
+        assert not marker.exists()
+    pickle.loads(bad.read_bytes())  # the payload is live: unpickling writes its file
+    assert marker.exists()

@@ -28,6 +28,10 @@ and new nominal inputs by updating parameter values (:class:`LPRelaxation`).
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -58,6 +62,46 @@ __all__ = [
 ]
 
 _DEFAULT_SOLVERS = ("HIGHS", "CLARABEL")
+_BANNER_LOCK = threading.Lock()
+
+
+@functools.cache
+def _absorb_highs_banner() -> None:
+    """Send HiGHS's copyright banner to the null device.
+
+    The HiGHS library prints it to file descriptor 1, once per process, when its first
+    ``Highs`` object is constructed; cvxpy constructs one before it applies any option
+    (``log_to_console``, ``output_flag``), so no solver option silences it. One ``Highs`` is
+    constructed here with descriptor 1 pointing at the null device (for a moment, under a
+    lock, once per process: ``functools.cache``), and the C library's buffers are flushed
+    there before descriptor 1 is restored. The banner is a process-wide property of the
+    library, so this one-time state is too.
+    """
+    try:
+        import highspy
+    except ImportError:  # pragma: no cover - cvxpy without HiGHS: nothing to absorb
+        return
+    with _BANNER_LOCK:
+        try:
+            sys.stdout.flush()
+            saved = os.dup(1)
+        except (OSError, ValueError):  # no descriptor 1 (a closed or replaced stdout)
+            highspy.Highs()
+            return
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, 1)
+            highspy.Highs()
+            try:
+                import ctypes
+
+                ctypes.CDLL(None).fflush(None)
+            except (OSError, AttributeError):  # pragma: no cover - no C library handle
+                pass
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            os.close(null)
 
 
 @dataclass(frozen=True)
@@ -142,6 +186,9 @@ class LPRelaxation:
     solver : str, optional
         A cvxpy solver name. Default: HiGHS, falling back to Clarabel when HiGHS is missing or
         fails.
+    verbose : bool, default=False
+        Let the solver print its log (and HiGHS its banner) to stdout; by default nothing is
+        printed.
 
     Notes
     -----
@@ -172,7 +219,7 @@ class LPRelaxation:
 
     def __init__(self, model: ModelLike, u0: ArrayLike, sigma_u: ArrayLike, k: int | None = None,
                  relaxation: str = "paper",
-                 solver: str | None = None) -> None:
+                 solver: str | None = None, verbose: bool = False) -> None:
         import cvxpy as cp
 
         m = _as_model(model)
@@ -197,6 +244,7 @@ class LPRelaxation:
         self.model = m
         self.relaxation = relaxation
         self.solver = solver
+        self.verbose = bool(verbose)
         self._A = np.asarray(to_numpy(m.A), dtype=np.float64)
         self._B = np.asarray(to_numpy(m.B), dtype=np.float64)
         self._C = np.asarray(to_numpy(m.C), dtype=np.float64)
@@ -315,10 +363,12 @@ class LPRelaxation:
         self._cw.value = cw
         failures = []
         for name in self._solvers:
+            if name == "HIGHS" and not self.verbose:
+                _absorb_highs_banner()
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    self._problem.solve(solver=name)
+                    self._problem.solve(solver=name, verbose=self.verbose)
             except cp.error.SolverError as err:
                 failures.append(f"{name}: {type(err).__name__}: {err}")
                 continue
@@ -380,20 +430,21 @@ class LPRelaxation:
 
     def __reduce__(self):
         return (_rebuild, (self.model, self._u0, self.sigma_u, self.k, self.relaxation,
-                           self.solver))
+                           self.solver, self.verbose))
 
     def __repr__(self):
         return (f"LPRelaxation(n={self._A.shape[0]}, p={self._B.shape[1]}, k={self.k}, "
                 f"relaxation={self.relaxation!r})")
 
 
-def _rebuild(model, u0, sigma_u, k, relaxation, solver):
-    return LPRelaxation(model, u0, sigma_u, k=k, relaxation=relaxation, solver=solver)
+def _rebuild(model, u0, sigma_u, k, relaxation, solver, verbose=False):
+    return LPRelaxation(model, u0, sigma_u, k=k, relaxation=relaxation, solver=solver,
+                        verbose=verbose)
 
 
 def lp_state_bound(model: ModelLike, u0: ArrayLike, sigma_u: ArrayLike, c: ArrayLike,
                    k: int | None = None, relaxation: str = "paper",
-                   solver: str | None = None) -> LPResult:
+                   solver: str | None = None, verbose: bool = False) -> LPResult:
     r"""LP upper bound on :math:`\max_{u \in \mathcal U} c^\top x(u)` [IDL Thm 4.3].
 
     .. math:: \max_{x,u}\ c^\top x \ \text{s.t.}\ x \ge Ax + Bu + b,\ x \ge 0,\
@@ -409,6 +460,8 @@ def lp_state_bound(model: ModelLike, u0: ArrayLike, sigma_u: ArrayLike, c: Array
         Cardinality budget (l1 hull of :math:`\mathcal U^{card}`).
     relaxation : {"paper", "triangle"}
     solver : str, optional
+    verbose : bool, default=False
+        Print the solver's log; by default nothing reaches stdout.
 
     Returns
     -------
@@ -421,25 +474,25 @@ def lp_state_bound(model: ModelLike, u0: ArrayLike, sigma_u: ArrayLike, c: Array
     SolverError
         No solver reached an optimal solution.
     """
-    return LPRelaxation(model, u0, sigma_u, k=k, relaxation=relaxation,
-                        solver=solver).maximize(c)
+    return LPRelaxation(model, u0, sigma_u, k=k, relaxation=relaxation, solver=solver,
+                        verbose=verbose).maximize(c)
 
 
 def lp_output_bound(model: ModelLike, u0: ArrayLike, sigma_u: ArrayLike, c_out: ArrayLike,
                     k: int | None = None, relaxation: str = "paper",
-                    solver: str | None = None) -> LPResult:
+                    solver: str | None = None, verbose: bool = False) -> LPResult:
     r"""LP upper bound on :math:`\max_{u \in \mathcal U} c^\top \hat y(u)`, with
     :math:`\hat y = Cx + Du + c_0` (theory §6, [IDL Thm 4.3] with a term in u).
 
     Parameters and errors as :func:`lp_state_bound`, with ``c_out`` of shape (q,).
     """
-    return LPRelaxation(model, u0, sigma_u, k=k, relaxation=relaxation,
-                        solver=solver).maximize_output(c_out)
+    return LPRelaxation(model, u0, sigma_u, k=k, relaxation=relaxation, solver=solver,
+                        verbose=verbose).maximize_output(c_out)
 
 
 def lp_attack(model: ModelLike, u0: ArrayLike, sigma_u: ArrayLike, c_out: ArrayLike,
               k: int | None = None, relaxation: str = "paper",
-              solver: str | None = None) -> LPAttackResult:
+              solver: str | None = None, verbose: bool = False) -> LPAttackResult:
     r"""Attack from the LP relaxation [IDL §7.3.2]: the LP maximiser of
     :math:`c^\top \hat y(u)`, mapped into the input set and evaluated on the real model.
 
@@ -449,12 +502,15 @@ def lp_attack(model: ModelLike, u0: ArrayLike, sigma_u: ArrayLike, c_out: ArrayL
     to the vertex :math:`\mathrm{sign}(w)`. The candidate with the largest true objective is
     returned.
 
+    Parameters and errors as :func:`lp_state_bound`, with ``c_out`` of shape (q,).
+
     Returns
     -------
     LPAttackResult
         ``value`` (true :math:`c^\top\hat y(u)`) never exceeds ``bound`` (the LP value).
     """
-    lp = LPRelaxation(model, u0, sigma_u, k=k, relaxation=relaxation, solver=solver)
+    lp = LPRelaxation(model, u0, sigma_u, k=k, relaxation=relaxation, solver=solver,
+                      verbose=verbose)
     res = lp.maximize_output(c_out)
     c_out = np.asarray(c_out, dtype=np.float64)
     u0 = lp.u0

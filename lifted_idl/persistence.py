@@ -1,0 +1,424 @@
+r"""Model files without pickles: :func:`save` and :func:`load`.
+
+A model file is one ``.npz`` archive (:func:`numpy.savez`) of plain numeric arrays plus one
+JSON string, the metadata, so that ``numpy.load(path, allow_pickle=False)`` reads all of it
+and loading never runs code from the file. The metadata holds
+
+* ``format`` / ``format_version``: ``"lifted_idl.model"`` / :data:`FORMAT_VERSION`;
+* ``lifted_idl_version``: the version that wrote the file;
+* ``kind``: ``"ImplicitRegressor"``, ``"ImplicitClassifier"`` or ``"ImplicitModel"``;
+* for each saved model, its activation by name and parameters (``{"name": "leaky_relu",
+  "params": {"slope": 0.01}}``; a :class:`~lifted_idl.activations.Blockwise` map as its list
+  of blocks) and the names of its arrays;
+* for an estimator: its ``get_params()``, ``classes_``' kind, ``feature_names_in_``,
+  ``n_features_in_``, and a training summary (``n_iter_``, ``converged_``, the final
+  training objective; ``loss_curve_`` is an array of the file);
+* ``user``: the caller's own JSON metadata (the ``lifted-idl`` command keeps the task, the
+  target column and the data source there);
+* ``sha256``: a digest of the arrays and the rest of the metadata. A file edited after it was
+  written (or truncated) is refused. The digest detects corruption and careless edits, not a
+  forger, who can recompute it; but whatever a file holds, loading it only builds arrays and
+  estimators from numbers and names.
+
+Estimators are rebuilt with their saved parameters and fitted attributes (``model_``,
+``classes_``, ``n_features_in_``, ``feature_names_in_``, ``loss_curve_``, ``n_iter_``,
+``converged_``, and the model on standardised features that ``feature_importances_`` and
+``warm_start`` use); ``bcd_history_`` is not saved. Pickling (``pickle``, ``joblib``) keeps
+working for users who want it, but a pickle runs code when loaded: load only pickles you
+trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .exceptions import ModelFileError
+
+__all__ = ["save", "load", "read_metadata", "FORMAT_VERSION"]
+
+FORMAT = "lifted_idl.model"
+#: version of the file layout; :func:`load` refuses any other
+FORMAT_VERSION = 1
+_META = "metadata"
+_MODEL_ARRAYS = ("A", "B", "C", "D", "b", "c")
+_PICKLE_PROTOCOL_BYTE = 0x80
+
+
+# ----------------------------------------------------------------------------------------------
+# activations by name
+# ----------------------------------------------------------------------------------------------
+def _activation_spec(act) -> dict:
+    """The JSON description of an activation, or ModelFileError when it has none."""
+    from .activations import _REGISTRY, Blockwise, get_activation
+
+    act = get_activation(act)
+    if type(act) is Blockwise:
+        return {"name": "blockwise",
+                "blocks": [[int(size), _activation_spec(a)] for size, a in act.blocks]}
+    names = {cls: name for name, cls in _REGISTRY.items()}
+    name = names.get(type(act))
+    params = dict(vars(act))
+    ok = name is not None and all(
+        isinstance(v, (bool, int, float, str)) for v in params.values())
+    spec = {"name": name, "params": {k: v for k, v in params.items()}}
+    if ok:
+        try:
+            ok = _activation_from_spec(spec) == act
+        except ModelFileError:
+            ok = False
+    if not ok:
+        raise ModelFileError(
+            f"cannot save the activation {act!r}: only lifted_idl's named activations "
+            f"{sorted(_REGISTRY)} (and Blockwise maps of them) can be described in a model "
+            "file; pickle the object (joblib.dump) instead"
+        )
+    return spec
+
+
+def _activation_from_spec(spec):
+    from .activations import _REGISTRY, Blockwise
+
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise ModelFileError(f"bad activation description {spec!r}")
+    if spec["name"] == "blockwise":
+        blocks = spec.get("blocks")
+        if not isinstance(blocks, list) or not all(
+                isinstance(b, list) and len(b) == 2 and isinstance(b[0], int) for b in blocks):
+            raise ModelFileError(f"bad Blockwise activation description {spec!r}")
+        return Blockwise([(size, _activation_from_spec(a)) for size, a in blocks])
+    cls = _REGISTRY.get(spec["name"])
+    params = spec.get("params", {})
+    if cls is None or not isinstance(params, dict) or not all(
+            isinstance(v, (bool, int, float, str)) for v in params.values()):
+        raise ModelFileError(f"unknown activation description {spec!r}")
+    try:
+        act = cls(**params)
+    except (TypeError, ValueError) as err:
+        raise ModelFileError(f"bad activation parameters {spec!r}: {err}") from None
+    if vars(act) != params:
+        raise ModelFileError(f"bad activation parameters {spec!r}")
+    return act
+
+
+# ----------------------------------------------------------------------------------------------
+# writing
+# ----------------------------------------------------------------------------------------------
+def _model_entry(model, prefix: str, arrays: dict) -> dict:
+    from ._array import to_numpy
+
+    names = []
+    for k in _MODEL_ARRAYS:
+        v = getattr(model, k)
+        if v is not None:
+            arrays[f"{prefix}.{k}"] = np.asarray(to_numpy(v))
+            names.append(k)
+    if model.factors is not None:
+        arrays[f"{prefix}.L"] = np.asarray(to_numpy(model.factors[0]))
+        arrays[f"{prefix}.R"] = np.asarray(to_numpy(model.factors[1]))
+        names += ["L", "R"]
+    return {"activation": _activation_spec(model.activation), "arrays": names}
+
+
+def _json_param(name, value):
+    from .activations import Activation
+
+    if isinstance(value, Activation):
+        return {"activation": _activation_spec(value)}
+    if isinstance(value, (float, np.floating)) and np.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if name == "random_state":  # a RandomState instance: not needed to predict
+        return None
+    raise ModelFileError(f"cannot save the parameter {name}={value!r} in a model file")
+
+
+def _digest(meta: dict, arrays: dict) -> str:
+    h = hashlib.sha256()
+    body = {k: v for k, v in meta.items() if k != "sha256"}
+    h.update(json.dumps(body, sort_keys=True).encode())
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _estimator_payload(est, arrays: dict) -> dict:
+    from .estimators import ImplicitClassifier
+    from .model import ImplicitModel
+
+    if not isinstance(getattr(est, "__dict__", {}).get("model_"), ImplicitModel):
+        raise ModelFileError(f"cannot save an unfitted {type(est).__name__}; fit it first")
+    meta = {"params": {k: _json_param(k, v) for k, v in est.get_params(deep=False).items()}}
+    meta["models"] = {"model_": _model_entry(est.model_, "model_", arrays),
+                      "scaled": _model_entry(est._scaled_model, "scaled", arrays)}
+    arrays["mean_u"] = np.asarray(est._mean_u, dtype=np.float64)
+    arrays["scale_u"] = np.asarray(est._scale_u, dtype=np.float64)
+    arrays["loss_curve"] = np.asarray(est.loss_curve_, dtype=np.float64)
+    names = getattr(est, "feature_names_in_", None)
+    fitted = {"n_features_in_": int(est.n_features_in_),
+              "feature_names_in_": None if names is None else [str(n) for n in names],
+              "n_iter_": int(est.n_iter_), "converged_": bool(est.converged_)}
+    if isinstance(est, ImplicitClassifier):
+        classes = np.asarray(est.classes_)
+        kind = "array"
+        if classes.dtype == object:
+            if not all(isinstance(c, str) for c in classes):
+                raise ModelFileError(
+                    "cannot save classes_ that mix types or hold objects other than strings "
+                    f"({classes!r}); use numbers or strings as labels"
+                )
+            classes, kind = classes.astype(str), "str_object"
+        if classes.dtype.kind not in "biufU":
+            raise ModelFileError(f"cannot save classes_ of dtype {classes.dtype}")
+        arrays["classes"] = classes
+        fitted["classes_kind"] = kind
+    else:
+        fitted["y_ndim"] = int(est._y_ndim)
+    meta["fitted"] = fitted
+    curve = est.loss_curve_
+    meta["training"] = {"solver": est.solver, "n_iter": int(est.n_iter_),
+                        "converged": bool(est.converged_),
+                        "final_loss": float(curve[-1]) if len(curve) else None}
+    return meta
+
+
+def save(obj, path, *, metadata: dict | None = None) -> Path:
+    """Write a fitted estimator or an :class:`~lifted_idl.ImplicitModel` to a model file.
+
+    Parameters
+    ----------
+    obj : ImplicitRegressor, ImplicitClassifier (fitted) or ImplicitModel
+    path : str or Path
+        Where to write (the name is used as given; ``.npz`` is the customary suffix). The
+        file is written to a temporary name next to it and then renamed, so a failed save
+        never leaves a half-written file at ``path``.
+    metadata : dict, optional
+        Extra JSON-serialisable data, returned by :func:`read_metadata` under ``"user"``.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    ModelFileError
+        For an unfitted estimator, another type, or an activation (or parameter) that
+        cannot be described by name (pickle such objects instead).
+    """
+    from . import __version__
+    from .estimators import ImplicitClassifier, ImplicitRegressor
+    from .model import ImplicitModel
+
+    arrays: dict = {}
+    if isinstance(obj, ImplicitModel):
+        meta = {"models": {"model": _model_entry(obj, "model", arrays)}}
+    elif isinstance(obj, (ImplicitRegressor, ImplicitClassifier)):
+        meta = _estimator_payload(obj, arrays)
+    else:
+        raise ModelFileError(
+            f"save() writes ImplicitRegressor, ImplicitClassifier or ImplicitModel objects; "
+            f"got {type(obj).__name__}"
+        )
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
+            "lifted_idl_version": __version__, "kind": type(obj).__name__, **meta}
+    if metadata is not None:
+        try:
+            json.dumps(metadata)
+        except (TypeError, ValueError) as err:
+            raise ModelFileError(f"metadata is not JSON-serialisable: {err}") from None
+        meta["user"] = metadata
+    meta["sha256"] = _digest(meta, arrays)
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                               dir=path.parent if str(path.parent) else ".")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **{_META: np.array(json.dumps(meta))}, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# reading
+# ----------------------------------------------------------------------------------------------
+def _read(path):
+    """(metadata, arrays) of a model file, checked; never unpickles."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"model file not found: {path}")
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a directory, not a model file")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as err:
+        raise ModelFileError(f"cannot read {path}: {err.strerror or err}") from None
+    if head[:1] == bytes([_PICKLE_PROTOCOL_BYTE]) or not head.startswith(b"PK"):
+        what = "a pickle" if head[:1] == bytes([_PICKLE_PROTOCOL_BYTE]) else "not an .npz file"
+        raise ModelFileError(
+            f"{path} is {what}, not a lifted_idl model file; model files are read without "
+            "unpickling (convert a pickle you trust with lifted_idl.save(joblib.load(path), "
+            "'model.npz'))"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
+        msg = " ".join(str(err).split())
+        raise ModelFileError(f"{path} is not a readable model file ({msg})") from None
+    raw = arrays.pop(_META, None)
+    if raw is None or raw.shape != () or raw.dtype.kind != "U":
+        raise ModelFileError(f"{path} has no lifted_idl metadata; not a model file")
+    try:
+        meta = json.loads(str(raw))
+    except ValueError:
+        raise ModelFileError(f"{path}: its metadata is not valid JSON") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not a lifted_idl model file (format "
+                             f"{meta.get('format') if isinstance(meta, dict) else None!r})")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} has model-file format version {meta.get('format_version')!r}; this "
+            f"lifted_idl ({_version()}) reads version {FORMAT_VERSION} (written by lifted_idl "
+            f"{meta.get('lifted_idl_version')!r})"
+        )
+    if meta.get("sha256") != _digest(meta, arrays):
+        raise ModelFileError(f"{path} was modified after it was written (its checksum does "
+                             "not match); refusing to load it")
+    return meta, arrays
+
+
+def _version():
+    from . import __version__
+
+    return __version__
+
+
+def _build_model(meta, arrays, key, path):
+    from .model import ImplicitModel
+
+    entry = meta.get("models", {}).get(key)
+    if not isinstance(entry, dict) or not isinstance(entry.get("arrays"), list):
+        raise ModelFileError(f"{path}: model {key!r} is missing from the file")
+    got = {}
+    for name in entry["arrays"]:
+        a = arrays.get(f"{key}.{name}")
+        if a is None or a.dtype not in (np.float32, np.float64):
+            raise ModelFileError(f"{path}: array {key}.{name} is missing or not float")
+        got[name] = a
+    factors = (got.pop("L"), got.pop("R")) if "L" in got and "R" in got else None
+    try:
+        return ImplicitModel(got.get("A"), got.get("B"), got.get("C"), got.get("D"),
+                             b=got.get("b"), c=got.get("c"),
+                             activation=_activation_from_spec(entry.get("activation")),
+                             factors=factors)
+    except ValueError as err:
+        if isinstance(err, ModelFileError):
+            raise
+        raise ModelFileError(f"{path}: bad model {key!r}: {err}") from None
+
+
+def _build_estimator(meta, arrays, path):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    from .estimators import ImplicitClassifier, ImplicitRegressor
+
+    cls = {"ImplicitRegressor": ImplicitRegressor,
+           "ImplicitClassifier": ImplicitClassifier}[meta["kind"]]
+    params = dict(meta.get("params") or {})
+    if isinstance(params.get("activation"), dict):
+        params["activation"] = _activation_from_spec(params["activation"].get("activation"))
+    try:
+        est = cls(**params)
+        est._validate_params()
+    except (TypeError, InvalidParameterError) as err:
+        msg = " ".join(str(err).split())
+        raise ModelFileError(f"{path}: bad estimator parameters ({msg})") from None
+    model = _build_model(meta, arrays, "model_", path)
+    scaled = _build_model(meta, arrays, "scaled", path)
+    fitted = meta.get("fitted") or {}
+    p = fitted.get("n_features_in_")
+    names = fitted.get("feature_names_in_")
+    state = {"model_": model, "_scaled_model": scaled,
+             "_mean_u": arrays.get("mean_u"), "_scale_u": arrays.get("scale_u"),
+             "loss_curve_": [float(v) for v in arrays.get("loss_curve", [])],
+             "n_iter_": fitted.get("n_iter_"), "converged_": fitted.get("converged_"),
+             "n_features_in_": p}
+    ok = (isinstance(p, int) and model.n_features == p == scaled.n_features
+          and isinstance(state["n_iter_"], int) and isinstance(state["converged_"], bool)
+          and all(isinstance(state[k], np.ndarray) and state[k].shape == (p,)
+                  for k in ("_mean_u", "_scale_u")))
+    if names is not None:
+        ok = ok and isinstance(names, list) and len(names) == p
+        state["feature_names_in_"] = np.asarray(names, dtype=object)
+    if cls is ImplicitClassifier:
+        classes = arrays.get("classes")
+        ok = ok and classes is not None and classes.ndim == 1 and (
+            classes.shape[0] == model.n_outputs)
+        if ok and fitted.get("classes_kind") == "str_object":
+            classes = classes.astype(object)
+        state["classes_"] = classes
+    else:
+        state["_y_ndim"] = fitted.get("y_ndim")
+        ok = ok and state["_y_ndim"] in (1, 2) and (state["_y_ndim"] == 2
+                                                     or model.n_outputs == 1)
+    if not ok:
+        raise ModelFileError(f"{path}: the fitted attributes of the {cls.__name__} are "
+                             "inconsistent with its model; refusing to load it")
+    est._commit(state)
+    return est
+
+
+def read_metadata(path) -> dict:
+    """The JSON metadata of a model file (checked as :func:`load` checks it).
+
+    Raises
+    ------
+    ModelFileError
+        As :func:`load`.
+    """
+    return _read(path)[0]
+
+
+def load(path):
+    """Read a model file written by :func:`save`, without unpickling anything.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    ImplicitRegressor, ImplicitClassifier or ImplicitModel
+        As saved; an estimator comes back fitted (``predict``, ``predict_proba``,
+        ``score`` work and give the same results as before saving).
+
+    Raises
+    ------
+    ModelFileError
+        With a one-line message, for anything else: a missing file, a pickle (it is never
+        unpickled), another archive, a file written by another format version, a file
+        modified after it was written, or inconsistent contents.
+    """
+    meta, arrays = _read(path)
+    kind = meta.get("kind")
+    if kind == "ImplicitModel":
+        return _build_model(meta, arrays, "model", path)
+    if kind in ("ImplicitRegressor", "ImplicitClassifier"):
+        return _build_estimator(meta, arrays, path)
+    raise ModelFileError(f"{path} holds an unknown kind of object {kind!r}")

@@ -1,0 +1,239 @@
+"""Model files (lifted_idl.persistence): round trips give identical predictions, the file is
+plain arrays + JSON (``numpy.load(allow_pickle=False)`` reads it), and anything else is refused
+with a one-line ModelFileError without ever unpickling."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import pickle
+import zipfile
+
+import joblib
+import numpy as np
+import pytest
+
+from lifted_idl import (
+    ImplicitClassifier,
+    ImplicitModel,
+    ImplicitRegressor,
+    ModelFileError,
+    load,
+    save,
+)
+from lifted_idl.activations import Blockwise, LeakyReLU, ReLU
+from lifted_idl.persistence import FORMAT_VERSION, _digest, read_metadata
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 3))
+    y = np.tanh(X @ np.array([1.0, -2.0, 0.5]))
+    return X, y
+
+
+def _round_trip(obj, tmp_path, name="m.npz"):
+    path = save(obj, tmp_path / name)
+    assert path == tmp_path / name and path.exists()  # the name is kept as given
+    with np.load(path, allow_pickle=False) as npz:  # plain arrays and one JSON string
+        meta = json.loads(str(npz["metadata"]))
+        assert all(npz[k].dtype != object for k in npz.files)
+    assert meta["format_version"] == FORMAT_VERSION
+    return load(path), meta
+
+
+@pytest.mark.parametrize("outputs", [1, 2])
+def test_regressor_round_trip(data, tmp_path, outputs):
+    X, y = data
+    Y = y if outputs == 1 else np.column_stack([y, y ** 2])
+    reg = ImplicitRegressor(n_hidden=5, max_iter=3, random_state=0).fit(X, Y)
+    again, meta = _round_trip(reg, tmp_path)
+    assert type(again) is ImplicitRegressor
+    assert again.get_params() == reg.get_params()
+    np.testing.assert_array_equal(again.predict(X), reg.predict(X))
+    assert again.predict(X).shape == reg.predict(X).shape
+    assert again.score(X, Y) == reg.score(X, Y)
+    np.testing.assert_array_equal(again.feature_importances_, reg.feature_importances_)
+    assert again.n_iter_ == reg.n_iter_ and again.converged_ == reg.converged_
+    assert again.loss_curve_ == reg.loss_curve_
+    assert meta["kind"] == "ImplicitRegressor" and meta["lifted_idl_version"]
+    assert meta["training"]["n_iter"] == reg.n_iter_
+    assert meta["models"]["model_"]["activation"] == {"name": "relu", "params": {}}
+
+
+@pytest.mark.parametrize("labels", ["int", "str"])
+def test_classifier_round_trip(data, tmp_path, labels):
+    X, y = data
+    k = np.digitize(y, [-0.3, 0.3])
+    lab = k if labels == "int" else np.array(["lo", "mid", "hi"], dtype=object)[k]
+    clf = ImplicitClassifier(n_hidden=5, max_iter=3, random_state=0).fit(X, lab)
+    again, meta = _round_trip(clf, tmp_path)
+    np.testing.assert_array_equal(again.classes_, clf.classes_)
+    assert again.classes_.dtype == clf.classes_.dtype
+    np.testing.assert_array_equal(again.predict(X), clf.predict(X))
+    np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
+    assert again.score(X, lab) == clf.score(X, lab)
+
+
+def test_feature_names_and_activation_parameters_round_trip(data, tmp_path):
+    pd = pytest.importorskip("pandas")
+    X, y = data
+    df = pd.DataFrame(X, columns=["a", "b", "c"])
+    reg = ImplicitRegressor(n_hidden=4, solver="gradient", gradient_max_iter=5,
+                            activation=LeakyReLU(0.2), random_state=0).fit(df, y)
+    again, meta = _round_trip(reg, tmp_path)
+    assert list(again.feature_names_in_) == ["a", "b", "c"]
+    assert again.activation == LeakyReLU(0.2)
+    assert meta["models"]["model_"]["activation"] == {"name": "leaky_relu",
+                                                      "params": {"slope": 0.2}}
+    np.testing.assert_array_equal(again.predict(df), reg.predict(df))
+
+
+def test_bare_models_round_trip(tmp_path):
+    rng = np.random.default_rng(1)
+    n, p, q = 6, 3, 2
+    # a triangular A of large norm: only the DAG certificate holds
+    A = np.triu(3 * rng.standard_normal((n, n)), k=1)
+    tri = ImplicitModel(A, rng.standard_normal((n, p)), rng.standard_normal((q, n)),
+                        rng.standard_normal((q, p)), b=rng.standard_normal(n))
+    assert tri.well_posedness.certificate == "dag"
+    L, R = rng.standard_normal((n, 2)), rng.standard_normal((n, 2))
+    L *= 0.4 / np.abs(L @ R.T).sum(axis=1).max()
+    low = ImplicitModel.from_low_rank(L, R, rng.standard_normal((n, p)),
+                                      rng.standard_normal((q, n)), np.zeros((q, p)),
+                                      c=np.ones(q), activation="tanh")
+    blocks = ImplicitModel(0.1 * np.eye(n), rng.standard_normal((n, p)),
+                           rng.standard_normal((q, n)), np.zeros((q, p)),
+                           activation=Blockwise([(3, "relu"), (3, LeakyReLU(0.3))]))
+    single = tri.astype(np.float32)
+    U = rng.standard_normal((20, p))
+    for k, model in enumerate([tri, low, blocks, single]):
+        again, _ = _round_trip(model, tmp_path, f"m{k}.npz")
+        assert type(again) is ImplicitModel and again.dtype == model.dtype
+        assert again.activation == model.activation
+        assert again.well_posedness.certificate == model.well_posedness.certificate
+        assert (again.factors is None) == (model.factors is None)
+        np.testing.assert_array_equal(again.predict(U), model.predict(U))
+
+
+class _Payload:
+    """A pickle that writes a file when it is unpickled."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.write_text, (pathlib.Path(self.marker), "the payload ran"))
+
+
+def test_pickles_are_refused_and_never_run(tmp_path):
+    bad = tmp_path / "model.npz"
+    bad.write_bytes(pickle.dumps(_Payload(tmp_path / "ran.txt")))
+    probe = tmp_path / "probe.pkl"  # the payload is live: unpickling it writes its file
+    probe.write_bytes(pickle.dumps(_Payload(tmp_path / "probe.txt")))
+    pickle.loads(probe.read_bytes())
+    assert (tmp_path / "probe.txt").exists()
+    with pytest.raises(ModelFileError) as info:
+        load(bad)
+    assert "is a pickle" in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "ran.txt").exists()
+    # a joblib file, and an .npz archive holding a pickled object array
+    jb = tmp_path / "est.joblib"
+    joblib.dump(ImplicitRegressor(), jb)
+    with pytest.raises(ModelFileError, match="not a lifted_idl model file"):
+        load(jb)
+    arch = tmp_path / "obj.npz"
+    np.savez(arch, metadata=np.array([_Payload(tmp_path / "ran2.txt")], dtype=object))
+    with pytest.raises(ModelFileError) as info:
+        load(arch)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "ran2.txt").exists()
+
+
+def _rewrite(src, dst, edit_meta=None, edit_arrays=None, rehash=True):
+    with np.load(src, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(str(arrays.pop("metadata")))
+    if edit_meta:
+        edit_meta(meta)
+    if edit_arrays:
+        edit_arrays(arrays)
+    if rehash:
+        meta["sha256"] = _digest(meta, arrays)
+    with open(dst, "wb") as fh:
+        np.savez(fh, metadata=np.array(json.dumps(meta)), **arrays)
+    return dst
+
+
+def test_other_versions_modified_and_inconsistent_files_are_refused(data, tmp_path):
+    X, y = data
+    reg = ImplicitRegressor(n_hidden=4, max_iter=2, random_state=0).fit(X, y)
+    good = save(reg, tmp_path / "good.npz")
+
+    def bump(meta):
+        meta["format_version"] = FORMAT_VERSION + 1
+
+    def scale_c(arrays):
+        arrays["model_.C"] = arrays["model_.C"] * 2
+
+    def narrow(arrays):
+        arrays["mean_u"] = arrays["mean_u"][:2]
+
+    def weird_activation(meta):
+        meta["models"]["model_"]["activation"] = {"name": "os.system", "params": {}}
+
+    cases = [
+        (_rewrite(good, tmp_path / "v2.npz", edit_meta=bump), "format version 2"),
+        (_rewrite(good, tmp_path / "edited.npz", edit_arrays=scale_c, rehash=False),
+         "modified after it was written"),
+        (_rewrite(good, tmp_path / "narrow.npz", edit_arrays=narrow), "inconsistent"),
+        (_rewrite(good, tmp_path / "act.npz", edit_meta=weird_activation),
+         "unknown activation"),
+    ]
+    raw = tmp_path / "raw.npy"
+    np.save(raw, np.ones(3))
+    cases.append((raw, "not an .npz file"))
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(good.read_bytes()[:200])
+    cases.append((cut, "not a readable model file"))
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, x=np.ones(2))
+    cases.append((plain, "no lifted_idl metadata"))
+    cases.append((tmp_path / "missing.npz", "model file not found"))
+    for path, message in cases:
+        with pytest.raises(ModelFileError, match=message) as info:
+            load(path)
+        assert "\n" not in str(info.value), path
+    assert read_metadata(good)["kind"] == "ImplicitRegressor"
+
+
+def test_what_cannot_be_saved_is_refused_clearly(data, tmp_path):
+    X, y = data
+
+    class Custom(ReLU):
+        pass
+
+    with pytest.raises(ModelFileError, match="unfitted"):
+        save(ImplicitRegressor(), tmp_path / "u.npz")
+    model = ImplicitModel(np.zeros((2, 2)), np.ones((2, 1)), np.ones((1, 2)),
+                          np.zeros((1, 1)), activation=Custom())
+    with pytest.raises(ModelFileError, match="cannot save the activation"):
+        save(model, tmp_path / "c.npz")
+    with pytest.raises(ModelFileError, match="writes ImplicitRegressor"):
+        save({"model": model}, tmp_path / "d.npz")
+    assert not list(tmp_path.iterdir())  # nothing half-written is left behind
+    # pickling keeps working for those who want it
+    reg = ImplicitRegressor(n_hidden=3, max_iter=1, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(reg)).predict(X), reg.predict(X))
+
+
+def test_npz_archive_holds_only_npy_members(data, tmp_path):
+    X, y = data
+    path = save(ImplicitRegressor(n_hidden=3, max_iter=1, random_state=0).fit(X, y),
+                tmp_path / "m.npz", metadata={"note": "hello"})
+    with zipfile.ZipFile(path) as zf:
+        assert all(n.endswith(".npy") for n in zf.namelist())
+    assert read_metadata(path)["user"] == {"note": "hello"}
