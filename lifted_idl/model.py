@@ -330,8 +330,9 @@ class ImplicitModel:
         the active rows are compacted, copies of the iterate and ``Z0``; back-substitution keeps
         permuted copies of the same size), the rank-k product of a low-rank model, the input
         row cast to the compute dtype, the q outputs and three q-vector temporaries, and a few
-        per-sample scalars. Chunk sizes are derived from it:
-        ``sklearn.utils.get_chunk_n_rows(model.row_bytes(), working_memory=...)``.
+        per-sample scalars. To bound a prediction's extra memory by ``budget`` bytes, pass
+        ``batch_size=budget // model.row_bytes()``; the estimators derive their chunks from it
+        with scikit-learn's ``get_chunk_n_rows`` and ``working_memory``.
 
         Parameters
         ----------
