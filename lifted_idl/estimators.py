@@ -429,10 +429,39 @@ class _BaseImplicit(BaseEstimator):
         M = self._scaled_model
         return np.linalg.norm(np.vstack([M.B, M.D]), axis=0)
 
-    def _decision(self, X):
+    #: cap in MiB on the working set of one prediction chunk (see ``_decision``)
+    _PREDICT_CHUNK_MIB = 32
+
+    def _decision(self, X, post=None):
+        """``model_``'s outputs for ``X`` (``post`` applied), computed chunk by chunk.
+
+        The chunk follows scikit-learn's ``working_memory`` the way
+        ``sklearn.metrics.pairwise_distances_chunked`` does: ``get_chunk_n_rows`` of the
+        solver's per-row working set (:meth:`ImplicitModel.row_bytes
+        <lifted_idl.ImplicitModel.row_bytes>`) under a budget of
+        ``min(working_memory, _PREDICT_CHUNK_MIB)`` MiB. scikit-learn's default
+        ``working_memory`` (1024 MiB) would let a chunk hold a gigabyte, while the fixed-point
+        solve already runs at full speed with chunks of a few thousand rows (a few MiB; see
+        ``benchmarks/README.md``), so the budget is capped: predictions on any number of rows
+        then add at most about 32 MiB besides their output. A smaller ``working_memory``
+        (``sklearn.config_context``) lowers it further. The input is validated without a
+        dtype conversion and each chunk is cast to floating point in turn, so an integer
+        input is never copied whole.
+        """
+        from sklearn import get_config
+
+        # the helper of sklearn.metrics.pairwise_distances_chunked (private since 1.3, where
+        # it moved; present in every scikit-learn this package supports)
+        from sklearn.utils._chunking import get_chunk_n_rows
+
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        return self.model_.predict(X)
+        X = validate_data(self, X, reset=False, dtype="numeric")
+        model = self.model_
+        dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+        budget = min(get_config()["working_memory"], self._PREDICT_CHUNK_MIB)
+        rows = get_chunk_n_rows(model.row_bytes(dtype), max_n_rows=X.shape[0],
+                                working_memory=budget)
+        return model._predict(X, batch_size=rows, post=post)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -628,9 +657,16 @@ class ImplicitRegressor(RegressorMixin, _BaseImplicit):
         return self
 
     def predict(self, X):
-        """Predictions, shape (n_samples,) or (n_samples, n_outputs); float32 stays float32."""
-        Y = self._decision(X)
-        return Y[:, 0] if self._y_ndim == 1 else Y
+        """Predictions, shape (n_samples,) or (n_samples, n_outputs); float32 stays float32.
+
+        Computed in chunks of rows, as scikit-learn's ``pairwise_distances_chunked`` does:
+        each chunk's working set is at most ``min(working_memory, 32)`` MiB
+        (``sklearn.get_config()``; 32 MiB with the default 1024, since chunks of a few
+        thousand rows already run at full speed), so memory beyond the output stays bounded
+        for any number of rows. Lower ``working_memory`` with ``sklearn.config_context`` to
+        bound it further.
+        """
+        return self._decision(X, post=lambda Y: Y[:, 0] if self._y_ndim == 1 else Y)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -690,22 +726,33 @@ class ImplicitClassifier(ClassifierMixin, _BaseImplicit):
         return self
 
     def decision_function(self, X):
-        """Logits (n_samples, n_classes); for two classes, the logit difference (n_samples,)."""
-        Z = self._decision(X)
-        return Z[:, 1] - Z[:, 0] if Z.shape[1] == 2 else Z
+        """Logits (n_samples, n_classes); for two classes, the logit difference (n_samples,).
+
+        Computed in chunks of rows, as :meth:`predict`."""
+        return self._decision(X, post=lambda Z: Z[:, 1] - Z[:, 0] if Z.shape[1] == 2 else Z)
 
     def predict_proba(self, X):
-        """Class probabilities, the softmax of the logits."""
+        """Class probabilities, the softmax of the logits; computed in chunks of rows, as
+        :meth:`predict`."""
         from scipy.special import softmax
 
-        Z = self._decision(X)
-        return softmax(Z, axis=1)
+        return self._decision(X, post=lambda Z: softmax(Z, axis=1))
 
     def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`; computed in chunks of rows, as :meth:`predict`."""
         from scipy.special import log_softmax
 
-        return log_softmax(self._decision(X), axis=1)
+        return self._decision(X, post=lambda Z: log_softmax(Z, axis=1))
 
     def predict(self, X):
-        Z = self._decision(X)
-        return self.classes_[np.argmax(Z, axis=1)]
+        """Class labels, the argmax of the logits.
+
+        Computed in chunks of rows, as scikit-learn's ``pairwise_distances_chunked`` does:
+        each chunk's working set is at most ``min(working_memory, 32)`` MiB
+        (``sklearn.get_config()``; 32 MiB with the default 1024, since chunks of a few
+        thousand rows already run at full speed), so memory beyond the output stays bounded
+        for any number of rows. Lower ``working_memory`` with ``sklearn.config_context`` to
+        bound it further.
+        """
+        labels = self._decision(X, post=lambda Z: np.argmax(Z, axis=1))
+        return self.classes_[labels]

@@ -438,9 +438,12 @@ def back_substitution(A, Z0, activation, levels) -> FixedPointResult:
         Xp[:, s:e] = sub(Zl)
     X = xp.empty_like(Z0)
     X[:, perm] = Xp
+    del Xp, Z0p  # the residual below needs one more (m, n) array, not three
     if m and n:
         with np.errstate(over="ignore", invalid="ignore"):
-            Xc = activation(X @ A.T + Z0)
+            Xc = xp.matmul(X, A.T)
+            Xc += Z0
+            Xc = activation(Xc, out=Xc)
             Xc -= X
             residual = float(_relative(_row_inf(Xc, xp), _row_inf(X, xp), xp).max())
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+from sklearn.utils import gen_batches
 
 from . import kernel
 from ._array import check_finite, cupy_available, get_namespace, to_numpy
@@ -25,8 +26,9 @@ _FLOATS = (np.float32, np.float64)
 _PARAMS = ("A", "B", "C", "D", "b", "c", "activation", "factors")
 
 
-def _check_matrix(name, M, shape=None, ndim=2):
-    """Validate a parameter: numeric, ``ndim``-D, of ``shape`` (None = any), finite."""
+def _check_matrix(name, M, shape=None, ndim=2, finite=True):
+    """Validate a parameter: numeric, ``ndim``-D, of ``shape`` (None = any), finite (unless
+    ``finite=False``: a chunked solve checks each chunk)."""
     if M is None:
         raise ValueError(f"{name} is required")
     xp = get_namespace(M)
@@ -44,7 +46,8 @@ def _check_matrix(name, M, shape=None, ndim=2):
                     f"{name} has shape {M.shape}; expected {expected} "
                     f"(dimension {k} must be {want})"
                 )
-    check_finite(name, M, xp)
+    if finite:
+        check_finite(name, M, xp)
     return M
 
 
@@ -271,7 +274,13 @@ class ImplicitModel:
             self._cache[key] = P
         return P
 
-    def _check_input(self, U, name="U"):
+    def _check_input(self, U, name="U", cast=True):
+        """Validate ``U`` (dense, 2-D, numeric, ``n_features`` columns); return ``(U, xp)``.
+
+        With ``cast=True`` also check that U is finite and cast it to the compute dtype (its own
+        when float32/float64, else the model's). The chunked paths pass ``cast=False`` and do
+        both per chunk (:meth:`_input_chunk`), so that no full-size temporary is made.
+        """
         xp = get_namespace(U)
         if xp is np:
             if hasattr(U, "toarray") or type(U).__module__.startswith("scipy.sparse"):
@@ -292,9 +301,48 @@ class ImplicitModel:
                 f"{name} has {U.shape[1]} features (shape {U.shape}); the model expects "
                 f"{self.n_features}"
             )
+        if not cast:
+            return U, xp
         check_finite(name, U, xp)
-        dtype = U.dtype if U.dtype in _FLOATS else self.dtype
-        return U.astype(dtype, copy=False), xp
+        return U.astype(self._compute_dtype(U), copy=False), xp
+
+    def _compute_dtype(self, U):
+        """The dtype inference runs in: the input's when float32/float64, else the model's."""
+        return U.dtype if U.dtype in _FLOATS else self.dtype
+
+    @staticmethod
+    def _input_chunk(name, M, sl, dtype, xp):
+        """Rows ``sl`` of ``M``, checked finite and cast to ``dtype`` (the chunk only).
+
+        A non-finite chunk re-runs the check on the whole of ``M`` so that the message gives
+        the entry's index in ``M``.
+        """
+        Mc = M[sl]
+        if not bool(xp.isfinite(Mc).all()):
+            check_finite(name, M, xp)
+        return Mc.astype(dtype, copy=False)
+
+    def row_bytes(self, dtype=None) -> int:
+        """Upper estimate of the bytes that :meth:`predict` holds per input row while it solves.
+
+        The solver keeps, per sample, about seven state vectors of length n at its peak (the
+        pre-activation ``Z0``, the iterate, the output buffer, the returned states and, while
+        the active rows are compacted, copies of the iterate and ``Z0``; back-substitution keeps
+        permuted copies of the same size), the rank-k product of a low-rank model, the input
+        row cast to the compute dtype, the q outputs and three q-vector temporaries, and a few
+        per-sample scalars. To bound a prediction's extra memory by ``budget`` bytes, pass
+        ``batch_size=budget // model.row_bytes()``; the estimators derive their chunks from it
+        with scikit-learn's ``get_chunk_n_rows`` and ``working_memory``.
+
+        Parameters
+        ----------
+        dtype : float32 or float64, optional
+            The compute dtype (the input's); default: the model's.
+        """
+        dtype = self.dtype if dtype is None else np.dtype(dtype)
+        k = 0 if self.factors is None else self.factors[0].shape[1]
+        per_row = 7 * self.n_states + k + self.n_features + 4 * self.n_outputs + 8
+        return int(per_row * np.dtype(dtype).itemsize)
 
     def _default_max_iter(self, wp: WellPosedness, tol: float) -> int:
         """Iterations for the certified contraction c to reach ``tol``, with a 3× margin."""
@@ -346,10 +394,18 @@ class ImplicitModel:
             Iterate even when no well-posedness certificate holds (otherwise
             :class:`~lifted_idl.exceptions.IllPosedModelError` is raised).
         batch_size : int, optional
-            Solve in chunks of this many samples to bound memory.
+            Solve in chunks of this many samples: besides the returned (m, n) states, the
+            solver then holds only one chunk's work arrays (about :meth:`row_bytes` per row of
+            the chunk), and an integer input is cast to floating point one chunk at a time.
+            Each sample's answer does not depend on the chunk it is in (samples converge and
+            are frozen one by one), so chunking changes memory, not results. A few thousand
+            rows already run at full speed (``benchmarks/README.md``); use :meth:`predict`
+            with ``batch_size`` when only the outputs are needed, it never holds the (m, n)
+            states.
         warn : bool, default=True
             Raise a :class:`~lifted_idl.exceptions.ConvergenceWarning` when a sample does not
-            converge (the result's ``converged`` and ``residual`` say so either way).
+            converge (the result's ``converged`` and ``residual`` say so either way); a chunked
+            solve warns once, for all chunks.
         alpha : float, optional
             Step of the averaged iteration; default: the NE-MON step
             :func:`~lifted_idl.wellposedness.averaged_step` when :math:`\\mu_\\infty(A\\Gamma)
@@ -363,7 +419,27 @@ class ImplicitModel:
         -------
         FixedPointResult
         """
-        U, xp = self._check_input(self._to_device(U, device))
+        U, xp = self._check_input(self._to_device(U, device), cast=False)
+        plan = self._plan(method, tol, max_iter, alpha, force, self._compute_dtype(U))
+        m = U.shape[0]
+        chunk = self._check_batch_size(batch_size, m)
+        if chunk is None:
+            U, _ = self._check_input(U)
+            if X0 is not None:
+                X0 = _check_matrix("X0", X0, (m, self.n_states))
+            return self._run(U, xp, plan, X0, warn)
+        X = xp.empty((m, self.n_states), dtype=plan["dtype"])
+
+        def keep(sl, Uc, res):
+            X[sl] = res.X
+
+        res = self._solve_chunked(U, xp, plan, X0, chunk, warn, keep)
+        res.X = X
+        return res
+
+    def _plan(self, method, tol, max_iter, alpha, force, dtype) -> dict:
+        """Check the certificate and resolve ``method="auto"``, ``alpha`` and ``max_iter`` once
+        for all the chunks of a solve."""
         wp = self.well_posedness
         if not wp.well_posed and not force:
             raise IllPosedModelError(
@@ -375,15 +451,6 @@ class ImplicitModel:
         valid = ("auto",) + kernel.METHODS
         if method not in valid:
             raise ValueError(f"method must be one of {valid}; got method={method!r}")
-        if batch_size is not None:
-            if (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
-                    or batch_size < 1):
-                raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
-            if U.shape[0] > batch_size:
-                return self._solve_chunked(U, xp, method, tol, max_iter, X0, force,
-                                           batch_size, warn, alpha)
-        if X0 is not None:
-            X0 = _check_matrix("X0", X0, (U.shape[0], self.n_states))
         if method == "auto":
             if self._levels() is not None:
                 method = "triangular"
@@ -404,16 +471,32 @@ class ImplicitModel:
             raise ValueError("method='lowrank' needs a model built with factors (L, R)")
         if method == "averaged" and alpha is None:
             alpha = wp.alpha if wp.certificate == "mu_inf" else self._nemon_alpha()
+        if max_iter is None and method != "triangular":
+            eff_tol = kernel.default_tol(dtype) if tol is None else float(tol)
+            max_iter = self._default_max_iter(wp, eff_tol)
+        return dict(method=method, levels=levels, tol=tol, max_iter=max_iter,
+                    alpha=1.0 if alpha is None else alpha, dtype=np.dtype(dtype))
+
+    @staticmethod
+    def _check_batch_size(batch_size, m):
+        """The chunk length, or None when ``m`` rows are solved at once."""
+        if batch_size is None:
+            return None
+        if (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
+                or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
+        return int(batch_size) if m > batch_size else None
+
+    def _run(self, U, xp, plan, X0, warn) -> kernel.FixedPointResult:
+        """One kernel solve for inputs ``U`` (checked and cast) under a :meth:`_plan`."""
         P = self._params_for(U.dtype, xp)
         Z0 = U @ P["B"].T
         if P["b"] is not None:
             Z0 += P["b"]
-        if max_iter is None and method != "triangular":
-            eff_tol = kernel.default_tol(U.dtype) if tol is None else float(tol)
-            max_iter = self._default_max_iter(wp, eff_tol)
-        return kernel.solve(P["A"], Z0, self.activation, method, tol=tol, max_iter=max_iter,
-                            X0=X0, alpha=1.0 if alpha is None else alpha, levels=levels,
-                            factors=P.get("factors"), warn=warn, force=True)
+        return kernel.solve(P["A"], Z0, self.activation, plan["method"], tol=plan["tol"],
+                            max_iter=plan["max_iter"], X0=X0, alpha=plan["alpha"],
+                            levels=plan["levels"], factors=P.get("factors"), warn=warn,
+                            force=True)
 
     def _nemon_alpha(self) -> float:
         a = self._cache.get("alpha")
@@ -425,21 +508,29 @@ class ImplicitModel:
             self._cache["alpha"] = a
         return a
 
-    def _solve_chunked(self, U, xp, method, tol, max_iter, X0, force, batch_size, warn, alpha):
+    def _solve_chunked(self, U, xp, plan, X0, batch_size, warn, emit):
+        """Solve ``U`` (shape-checked, not yet cast) in chunks of ``batch_size`` rows and hand
+        each chunk's ``(slice, cast inputs, FixedPointResult)`` to ``emit``; return the
+        combined result without states (``X=None``). Only the current chunk's inputs, warm
+        start and work arrays are alive at a time."""
         m = U.shape[0]
-        X = xp.empty((m, self.n_states), dtype=U.dtype)
+        if X0 is not None:
+            X0 = _check_matrix("X0", X0, (m, self.n_states), finite=False)
+        dtype = plan["dtype"]
         n_iter, residual, n_unconv = 0, 0.0, 0
-        used = method
-        for s in range(0, m, batch_size):
-            sl = slice(s, min(s + batch_size, m))
-            r = self.solve(U[sl], method, tol, max_iter, None if X0 is None else X0[sl],
-                           force, None, warn, alpha)
-            X[sl] = r.X
+        for sl in gen_batches(m, batch_size):
+            Uc = self._input_chunk("U", U, sl, dtype, xp)
+            X0c = None if X0 is None else self._input_chunk("X0", X0, sl, dtype, xp)
+            r = self._run(Uc, xp, plan, X0c, warn=False)
+            emit(sl, Uc, r)
             n_iter = max(n_iter, r.n_iter)
             residual = max(residual, r.residual)
             n_unconv += r.n_unconverged
-            used = r.method
-        return kernel.FixedPointResult(X, n_iter, residual, n_unconv == 0, n_unconv, used)
+        res = kernel.FixedPointResult(None, n_iter, residual, n_unconv == 0, n_unconv,
+                                      plan["method"])
+        if warn:
+            kernel._warn(res, kernel._check_tol(plan["tol"], dtype), plan["max_iter"])
+        return res
 
     def equilibrium(self, U, **kwargs):
         """The hidden states :math:`x(u)`, shape (m, n); keyword arguments as :meth:`solve`."""
@@ -454,18 +545,52 @@ class ImplicitModel:
                 f"X has shape {shape}; expected {(U.shape[0], self.n_states)} "
                 "(one state row per row of U)"
             )
+        return self._output(X, U, xp)
+
+    def _output(self, X, U, xp):
         P = self._params_for(U.dtype, xp)
-        Y = X @ P["C"].T + U @ P["D"].T
+        Y = X @ P["C"].T
+        Y += U @ P["D"].T
         if P["c"] is not None:
             Y += P["c"]
         return Y
 
     def predict(self, U, **kwargs):
-        """Outputs :math:`\\hat y(u)`, shape (m, q); keyword arguments as :meth:`solve`
-        (``device="cuda"`` runs on the GPU and returns a CuPy array)."""
+        """Outputs :math:`\\hat y(u)`, shape (m, q); keyword arguments as :meth:`solve`.
+
+        With ``batch_size`` the outputs are computed chunk by chunk: the (m, n) states are
+        never held, only one chunk's (about :meth:`row_bytes` per row) besides the (m, q)
+        outputs. ``device="cuda"`` runs on the GPU and returns a CuPy array.
+        """
         U = self._to_device(U, kwargs.pop("device", None))
-        X = self.equilibrium(U, **kwargs)
-        return self.output(X, U)
+        return self._predict(U, **kwargs)
+
+    def _predict(self, U, method="auto", tol=None, max_iter=None, X0=None, force=False,
+                 batch_size=None, warn=True, alpha=None, post=None):
+        """:meth:`predict`, with ``post`` applied to each chunk's outputs (the estimators'
+        logits to probabilities, say) before they are stored."""
+        U, xp = self._check_input(U, cast=False)
+        plan = self._plan(method, tol, max_iter, alpha, force, self._compute_dtype(U))
+        m = U.shape[0]
+        chunk = self._check_batch_size(batch_size, m)
+        if chunk is None:
+            U, _ = self._check_input(U)
+            if X0 is not None:
+                X0 = _check_matrix("X0", X0, (m, self.n_states))
+            Y = self._output(self._run(U, xp, plan, X0, warn).X, U, xp)
+            return Y if post is None else post(Y)
+        out = []
+
+        def store(sl, Uc, res):
+            Y = self._output(res.X, Uc, xp)
+            if post is not None:
+                Y = post(Y)
+            if not out:
+                out.append(xp.empty((m,) + Y.shape[1:], dtype=Y.dtype))
+            out[0][sl] = Y
+
+        self._solve_chunked(U, xp, plan, X0, chunk, warn, store)
+        return out[0]
 
     # ------------------------------------------------------------------------------------------
     def pf_eigenvalue(self) -> float:
