@@ -71,6 +71,9 @@ THETA_DECREASE = 0.7
 THETA_SAFETY = 2.0
 #: over-relaxation of the ADMM solves of the QPs
 RELAX = 1.6
+#: default ADMM tolerance: INNER_FACTOR times the previous MM step (relative), at most INNER_MAX
+INNER_FACTOR = 1e-2
+INNER_MAX = 1e-3
 
 
 class _MMProblem:
@@ -136,12 +139,18 @@ class _MMProblem:
         return (g * D).sum(axis=1) + 0.5 * c * quad + self.pen_rows(W1) - self.pen_rows(W0)
 
 
+def _eig_inverse(prob, shift):
+    r"""The diagonal of :math:`(S + \mathrm{shift}_i I)^{-1}` per row, :math:`G_c = VSV^\top`
+    (0 on the null space of :math:`G_c` where the shift is 0)."""
+    d = prob.s[None, :] + shift[:, None]
+    ok = d > prob.s_cut
+    return np.where(ok, 1.0 / np.where(ok, d, 1.0), 0.0)
+
+
 def _solve_eig(prob, R, shift):
     r"""Solve :math:`(G_c + \mathrm{shift}_i I)x_i = r_i` for every row of ``R`` (pseudo-inverse
     on the null space of :math:`G_c` where the shift is 0)."""
-    d = prob.s[None, :] + shift[:, None]
-    inv = np.where(d > prob.s_cut, 1.0 / np.where(d > prob.s_cut, d, 1.0), 0.0)
-    return ((R @ prob.V) * inv) @ prob.V.T
+    return ((R @ prob.V) * _eig_inverse(prob, shift)) @ prob.V.T
 
 
 def _qp_admm(prob, W0p, q, beta, thr, Z, Y, rows, tol, max_iter):
@@ -149,38 +158,44 @@ def _qp_admm(prob, W0p, q, beta, thr, Z, Y, rows, tol, max_iter):
     (w - w^0) + \tfrac\beta2\|w\|^2 + \mathrm{thr}\|w\|_1 + I(\|w_A\|_1 \le \kappa)` per row.
 
     Over-relaxed ADMM (relaxation 1.6, Boyd et al. 2011 §3.4.3) with the penalty
-    :attr:`_MMProblem.rho0`; a row stops when its primal and dual residuals (max norm) are below
+    :attr:`_MMProblem.rho0`; the w-update in the eigenbasis of :math:`G_c` (two products
+    with V per iteration). A row stops when its primal and dual residuals (max norm) are below
     ``tol * max(1, max|z|)``. ``Z`` (the feasible iterate) and ``Y`` (the scaled duals) are
     updated in place on ``rows``. Returns the number of iterations.
     """
     n = prob.n
     rho = prob.rho0
-    base = W0p @ prob.Gc - q
-    shift = rho + beta
+    V = prob.V
     z, u = Z[rows], Y[rows]
-    act = np.arange(rows.size)  # rows (positions) still iterating
+    base = (W0p @ prob.Gc - q) @ V  # in the eigenbasis
+    inv = _eig_inverse(prob, rho + beta)
+    t = None if thr is None else thr[:, None] / rho
+    live = np.arange(rows.size)  # the rows still iterating: z, u, base, inv, t cut to them
+    zl, ul = z, u
     it = 0
     while it < max_iter:
         it += 1
-        za, ua = z[act], u[act]
-        w = _solve_eig(prob, base[act] + rho * (za - ua), shift[act])
+        w = ((base + rho * ((zl - ul) @ V)) * inv) @ V.T
         wr = RELAX * w
-        wr += (1.0 - RELAX) * za
-        v = wr + ua
-        if thr is not None:
-            t = thr[act, None] / rho
+        wr += (1.0 - RELAX) * zl
+        v = wr + ul
+        if t is not None:
             v = np.sign(v) * np.maximum(np.abs(v) - t, 0.0)
         v[:, :n] = project_l1_rows(v[:, :n], prob.kappa)
-        ua += wr - v
-        r_p = np.abs(w - v).max(axis=1, initial=0.0)
-        r_d = np.abs(v - za).max(axis=1, initial=0.0)
-        z[act], u[act] = v, ua
-        scale = np.maximum(1.0, np.abs(v).max(axis=1, initial=0.0))
-        done = np.maximum(r_p, r_d) <= tol * scale
+        ul = ul + (wr - v)
+        res = np.maximum(np.abs(w - v).max(axis=1, initial=0.0),
+                         np.abs(v - zl).max(axis=1, initial=0.0))
+        zl = v
+        done = res <= tol * np.maximum(1.0, np.abs(v).max(axis=1, initial=0.0))
         if done.all():
             break
-        if done.any():
-            act = act[~done]
+        if done.sum() * 4 >= done.size:  # drop the finished rows
+            z[live], u[live] = zl, ul
+            keep = ~done
+            live, zl, ul, base, inv = live[keep], zl[keep], ul[keep], base[keep], inv[keep]
+            if t is not None:
+                t = t[keep]
+    z[live], u[live] = zl, ul
     Z[rows], Y[rows] = z, u
     return it
 
@@ -317,7 +332,7 @@ def ab_mm(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter, *, adapt
     for k in range(1, max_iter + 1):
         n_iter = k
         itol = inner_tol if inner_tol is not None else float(
-            np.clip(1e-2 * rel_step, 1e-2 * tol, 1e-3))
+            np.clip(INNER_FACTOR * rel_step, INNER_FACTOR * tol, INNER_MAX))
         W1, Z, f1, dec, ratio = _mm_step(prob, W, Z, f, prob.grad(Z), theta, duals, itol,
                                          inner_max_iter)
         if trace is not None:
