@@ -74,6 +74,7 @@ RELAX = 1.6
 #: default ADMM tolerance: INNER_FACTOR times the previous MM step (relative), at most INNER_MAX
 INNER_FACTOR = 1e-2
 INNER_MAX = 1e-3
+ACCELERATE = True
 
 
 class _MMProblem:
@@ -122,6 +123,13 @@ class _MMProblem:
         R = self.act(Z)
         R -= self.P
         R *= self.lam / self.m
+        return R.T @ self.M
+
+    def grad_rows(self, Z, rows):
+        """Gradient of the data term of the rows ``rows`` (``Z``: their pre-activations)."""
+        R = self.act(Z)
+        R -= self.P[:, rows]
+        R *= self.lam[rows] / self.m
         return R.T @ self.M
 
     def mean_slope(self, Z):
@@ -244,47 +252,77 @@ def _curvature_ratio(prob, W0, W1, g, f0, f1, rows):
     return np.where(quad > 0, (f1 - f0 - lin) / np.where(quad > 0, quad, 1.0), 0.0)
 
 
-def _mm_step(prob, W, Z, f, g, theta, duals, inner_tol, inner_max_iter):
-    r"""One MM step on every row, with the per-row curvature scales ``theta`` (raised in place
-    where a step fails the acceptance test, until it passes or reaches the majoriser).
+def _mm_step(prob, rows, W, Z, f, g, theta, duals, inner_tol, inner_max_iter):
+    r"""One MM step on the rows ``rows`` from the points ``W`` (their pre-activations ``Z`` and
+    objectives ``f``), with the per-row curvature scales ``theta`` (raised in place where a
+    step fails the acceptance test, until it passes or reaches the majoriser). ``theta`` and
+    ``duals`` are the arrays of all rows; ``W, Z, f, g`` those of ``rows``.
 
     Returns ``(W1, Z1, f1, dec, ratio)``: the new rows, their pre-activations and objectives,
     the model decreases (<= 0) and the measured curvature ratios of the accepted steps.
     """
-    n = W.shape[0]
+    r = W.shape[0]
     W1, Z1 = np.empty_like(W), np.empty_like(Z)
-    f1, dec, ratio = np.empty(n), np.zeros(n), np.zeros(n)
-    todo = np.arange(n)
+    f1, dec, ratio = np.empty(r), np.zeros(r), np.zeros(r)
+    todo = np.arange(r)
     for _ in range(64):
-        c = theta[todo] * prob.c0[todo]
-        du = duals[todo]
+        glob = rows[todo]
+        c = theta[glob] * prob.c0[glob]
+        du = duals[glob]
         W0 = W[todo]
         Wt = _mm_qp(prob, W0, g[todo], c, du, inner_tol, inner_max_iter)
-        duals[todo] = du
+        duals[glob] = du
         dt = prob.model_decrease(W0, Wt, g[todo], c)
         worse = ~(dt <= 0)  # no model decrease (an inexact QP solve, rounding): keep the row
         Wt[worse] = W0[worse]
         dt[worse] = 0.0
         Zt = prob.M @ Wt.T
-        ft = prob.values(Wt, Zt, todo)
-        rt = _curvature_ratio(prob, W0, Wt, g[todo], f[todo], ft, todo)
+        ft = prob.values(Wt, Zt, glob)
+        rt = _curvature_ratio(prob, W0, Wt, g[todo], f[todo], ft, glob)
         ok = ft <= f[todo] + dt + 1e-12 * np.maximum(np.abs(f[todo]), 1.0)
-        ok |= theta[todo] >= 1.0  # the majoriser: holds up to rounding (checked below)
+        ok |= theta[glob] >= 1.0  # the majoriser: holds up to rounding (checked below)
         acc = todo[ok]
         W1[acc], Z1[:, acc], f1[acc], dec[acc], ratio[acc] = (Wt[ok], Zt[:, ok], ft[ok],
                                                               dt[ok], rt[ok])
         todo = todo[~ok]
         if todo.size == 0:
             break
-        theta[todo] = np.minimum(1.0, np.maximum(2.0 * theta[todo], 1.1 * rt[~ok]))
+        glob = rows[todo]
+        theta[glob] = np.minimum(1.0, np.maximum(2.0 * theta[glob], 1.1 * rt[~ok]))
     # a row whose step raised its objective (rounding, at theta = 1) keeps its point
     up = ~(f1 <= f)
     W1[up], Z1[:, up], f1[up], dec[up] = W[up], Z[:, up], f[up], 0.0
     return W1, Z1, f1, dec, ratio
 
 
+def _accelerated_step(prob, W, Z, f, W_prev, Z_prev, t, theta, duals, itol, inner_max_iter):
+    r"""An MM step from the extrapolated points :math:`y = w + \beta(w - w^{prev})`
+    (:math:`\beta = (t_k - 1)/t_{k+1}`, Nesterov's sequence per row; Z is affine in W, so
+    :math:`Z_y` costs no product), kept for the rows where it lands feasible and below
+    :math:`f(w)`; the other rows restart (:math:`t = 1`) with the plain MM step from w.
+    Returns the plain step's tuple and the new ``t``."""
+    n = W.shape[0]
+    rows = np.arange(n)
+    t_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
+    beta = (t - 1.0) / t_new
+    Yw = W + beta[:, None] * (W - W_prev)
+    Zy = Z + (Z - Z_prev) * beta[None, :]
+    fy = prob.values(Yw, Zy, rows)
+    W1, Z1, f1, dec, ratio = _mm_step(prob, rows, Yw, Zy, fy, prob.grad(Zy), theta, duals,
+                                      itol, inner_max_iter)
+    bad = ~(f1 <= f) | (np.abs(W1[:, :prob.n]).sum(axis=1) > prob.kappa * (1 + 1e-12))
+    bad &= beta > 0
+    if bad.any():
+        b = np.flatnonzero(bad)
+        out = _mm_step(prob, b, W[b], Z[:, b], f[b], prob.grad_rows(Z[:, b], b), theta, duals,
+                       itol, inner_max_iter)
+        W1[b], Z1[:, b], f1[b], dec[b], ratio[b] = out
+        t_new[b] = 1.0
+    return (W1, Z1, f1, dec, ratio), t_new
+
+
 def ab_mm(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter, *, adaptive=True,
-          inner_tol=None, inner_max_iter=500, trace=None):
+          accelerate=None, inner_tol=None, inner_max_iter=500, trace=None):
     r"""MM steps on all rows of the (A, B, b) block (see the module docstring).
 
     Parameters
@@ -317,6 +355,8 @@ def ab_mm(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter, *, adapt
     """
     prob = _MMProblem(X, U, P, lam, kappa, act, pen, fit_bias)
     n, p = X.shape[1], U.shape[1]
+    if accelerate is None:
+        accelerate = ACCELERATE
     if init is None:
         W = np.zeros((n, prob.M.shape[1]))
     else:
@@ -326,6 +366,8 @@ def ab_mm(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter, *, adapt
     f = prob.values(W, Z, slice(None))
     theta = np.clip(prob.mean_slope(Z), THETA_MIN, 1.0) if adaptive else np.ones(n)
     duals = np.zeros((n, prob.npen))
+    t = np.ones(n)
+    W_prev, Z_prev = W, Z
     converged = False
     n_iter = 0
     rel_step = np.inf
@@ -333,8 +375,13 @@ def ab_mm(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter, *, adapt
         n_iter = k
         itol = inner_tol if inner_tol is not None else float(
             np.clip(INNER_FACTOR * rel_step, INNER_FACTOR * tol, INNER_MAX))
-        W1, Z, f1, dec, ratio = _mm_step(prob, W, Z, f, prob.grad(Z), theta, duals, itol,
-                                         inner_max_iter)
+        if accelerate and k > 1:
+            (W1, Z1, f1, dec, ratio), t = _accelerated_step(
+                prob, W, Z, f, W_prev, Z_prev, t, theta, duals, itol, inner_max_iter)
+        else:
+            W1, Z1, f1, dec, ratio = _mm_step(prob, np.arange(n), W, Z, f, prob.grad(Z),
+                                              theta, duals, itol, inner_max_iter)
+        W_prev, Z_prev, Z = W, Z, Z1
         if trace is not None:
             trace.append((f.copy(), f1.copy(), dec.copy()))
         rel_step = float(np.abs(W1 - W).max(initial=0.0)) / max(
