@@ -38,6 +38,12 @@ accepted step decreases :math:`f_i` by at least the model decrease
 :math:`Q_i(w^k) - Q_i(w^{k+1}) \ge 0`, and a row whose step would not decrease it keeps
 :math:`w^k` (rounding).
 
+**Extrapolation.** From the second step on, each row steps from the extrapolated point
+:math:`y = w^k + \beta_k(w^k - w^{k-1})` (Nesterov's :math:`\beta_k`; :math:`Z` is affine in
+W, so :math:`Z_y` costs no product), and keeps that step where it lands feasible and below
+:math:`f_i(w^k)`; elsewhere it restarts (:math:`\beta = 0`) with the plain step from
+:math:`w^k`. The objective therefore still never increases.
+
 **The QP.** In the centred parametrisation of :mod:`._newton` (:math:`M = [X - \bar x,\
 U - \bar u,\ \mathbf 1]`, free bias) the bias decouples: :math:`G = \mathrm{diag}(G_c, m)`,
 and the bias step is closed form. The (A, B) part is solved by ADMM on the split
@@ -339,6 +345,9 @@ def ab_mm(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter, *, adapt
     adaptive : bool, default=True
         Per-row curvature scales :math:`\theta_i` with the acceptance test; ``False`` uses the
         majoriser itself (:math:`\theta = 1`).
+    accelerate : bool, optional
+        Extrapolated steps with restarts (default :data:`ACCELERATE`); ``False``: plain MM
+        steps, each a minimiser of the model at the current point.
     inner_tol : float, optional
         Stopping tolerance of the ADMM solves of the QPs (relative, on the primal and dual
         residuals). Default: 1e-2 times the previous MM step (relative), within
