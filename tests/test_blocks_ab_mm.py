@@ -171,3 +171,31 @@ def test_batched_l1_projection_matches_brute_force_and_cvxpy(seed):
         prob.solve(solver=cp.CLARABEL)
         np.testing.assert_allclose(pv, x.value, atol=1e-4)
         assert np.sum((pv - v) ** 2) <= prob.value + 1e-9
+
+
+@pytest.mark.filterwarnings("ignore::lifted_idl.exceptions.ConvergenceWarning")
+def test_bcd_with_mm_steps_keeps_rounds_monotone():
+    """fit_bcd(ab_method="mm"): the relaxed objective never increases within a round, the
+    (A, B) entry included, and the true training objective never increases."""
+    from lifted_idl.activations import get_activation
+    from lifted_idl.datasets import make_teacher
+    from lifted_idl.losses import SquaredLoss
+    from lifted_idl.training.bcd import fit_bcd
+
+    U, y, _, _, _ = make_teacher(150, 10, n_features=4, n_hidden=6, random_state=1)
+    Y = (y / y.std())[:, None]
+    _, hist = fit_bcd(U, Y, SquaredLoss(), n_hidden=8, kappa=0.9,
+                      activation=get_activation("relu"), pen_ab=L2Penalty(1e-3),
+                      pen_cd=L2Penalty(1e-3), max_iter=5, random_state=0, ab_method="mm",
+                      ab_max_iter=3)
+    rounds = {}
+    for it, block, _lam, val in hist.relaxed:
+        rounds.setdefault(it, []).append((block, val))
+    assert all("AB" in dict(v) for v in rounds.values())
+    for vals in rounds.values():
+        for (_, a), (_, b) in zip(vals, vals[1:], strict=False):
+            assert b <= a + 1e-10 * max(1.0, abs(a))
+    assert np.all(np.diff(hist.train_loss) <= 1e-12)
+    with pytest.raises(ValueError, match="ab_method"):
+        fit_bcd(U, Y, SquaredLoss(), n_hidden=8, kappa=0.9, activation="relu",
+                pen_ab=L2Penalty(1e-3), pen_cd=L2Penalty(1e-3), ab_method="newton")
