@@ -5,8 +5,9 @@ over the m samples) exactly over its own variables, all others fixed:
 
 * :func:`solve_cd` — (C, D, c): a (regularised) linear or softmax fit of Y on [P U];
 * :func:`solve_ab` — (A, B, b): the state equation in divergence, s.t. :math:`\|A\|_\infty \le
-  \kappa`; :func:`solve_ab_robust` — its robust counterpart for box input uncertainty
-  (arXiv §5.3);
+  \kappa`; its ``method="mm"`` takes majorize–minimize steps batched over the rows
+  (:mod:`.ab_mm`), each decreasing the objective at a cost linear in m × n × (n + p);
+  :func:`solve_ab_robust` — its robust counterpart for box input uncertainty (arXiv §5.3);
 * :func:`solve_x` — X: states between the state equation and the proxies;
 * :func:`solve_p` — P: proxies between the output fit, the state equation and X, in
   :math:`\mathrm{dom} f^*`.

@@ -1,0 +1,406 @@
+r"""A majorize–minimize (MM) solver of the (A, B, b) block, batched over all rows.
+
+The block (docs/theory.md §8, the (A, B) block of BCD; arXiv (13)) separates across the rows
+:math:`w_i = (a_i, \beta_i, b_i)` of :math:`[A\ B\ b]`; row i minimises
+
+.. math::
+
+    f_i(w) = \frac{\lambda_i}{m}\sum_{s=1}^m F_\phi\big(P_{si},\, M_s w\big)
+        + \mathrm{pen}(a, \beta) \quad\text{s.t.}\quad \|a\|_1 \le \kappa,
+    \qquad M = [X\ U\ \mathbf 1].
+
+**Majoriser.** For a componentwise activation with slopes in :math:`[0, \gamma]`,
+:math:`\partial^2 F_\phi(x, z)/\partial z^2 = \phi'(z) \in [0, \gamma]`, so the Hessian of the
+smooth part of row i, :math:`\frac{\lambda_i}{m}M^\top\mathrm{diag}(\phi'(Mw))M`, is below
+:math:`c_i G` with :math:`c_i = \lambda_i\gamma/m` and the Gram matrix :math:`G = M^\top M`,
+shared by all rows. Hence, at the current row :math:`w^k` with gradient :math:`g`,
+
+.. math::
+
+    f_i(w) \le Q_i(w) = f_i(w^k) + g^\top(w - w^k) + \tfrac{\theta c_i}{2}
+    (w - w^k)^\top G (w - w^k) + \mathrm{pen}(w) - \mathrm{pen}(w^k)
+
+for :math:`\theta = 1`, with equality at :math:`w^k`; minimising :math:`Q_i` over the feasible
+set (one small QP per row, whose cost does not depend on m) decreases :math:`f_i`. One MM
+step costs two m × n × (n + p + 1) products (the pre-activations :math:`Z = MW^\top` and the
+gradients :math:`R^\top M`) and the QPs, against the :math:`O(nm(n+p)^2)` Hessians of the
+Newton solver.
+
+**Tighter curvature.** The majoriser with :math:`\theta = 1` is loose where :math:`\phi'` is
+small on many samples (ReLU: the inactive ones). Each row therefore carries a scalar
+:math:`\theta_i \in (0, 1]`, started at the mean slope :math:`\frac1{m\gamma}\sum_s
+\phi'(z_{si})` (a Gauss–Newton guess, not a majoriser) and lowered after every accepted step; a
+step is accepted only if :math:`f_i(w^{k+1}) \le Q_i(w^{k+1})`, i.e. if the model with that
+:math:`\theta_i` bounds the objective at the new point; otherwise :math:`\theta_i` is raised
+(to the curvature the failed step measured, at least doubled, at most 1) and the row's QP
+solved again. At :math:`\theta_i = 1` the test holds by the majoriser argument, so every
+accepted step decreases :math:`f_i` by at least the model decrease
+:math:`Q_i(w^k) - Q_i(w^{k+1}) \ge 0`, and a row whose step would not decrease it keeps
+:math:`w^k` (rounding).
+
+**Extrapolation.** From the second step on, each row steps from the extrapolated point
+:math:`y = w^k + \beta_k(w^k - w^{k-1})` (Nesterov's :math:`\beta_k`; :math:`Z` is affine in
+W, so :math:`Z_y` costs no product), and keeps that step where it lands feasible and below
+:math:`f_i(w^k)`; elsewhere it restarts (:math:`\beta = 0`) with the plain step from
+:math:`w^k`. The objective therefore still never increases.
+
+**The QP.** In the centred parametrisation of :mod:`._newton` (:math:`M = [X - \bar x,\
+U - \bar u,\ \mathbf 1]`, free bias) the bias decouples: :math:`G = \mathrm{diag}(G_c, m)`,
+and the bias step is closed form. The (A, B) part is solved by ADMM on the split
+:math:`w = z`, with the smooth quadratic (and the ridge) in the w-update and the penalty's prox
+and the ball in the z-update: the w-update is :math:`(G_c + (\rho_i + \alpha/(\theta c_i)) I)w
+= r_i` for all rows at once through the eigendecomposition of :math:`G_c` (two
+n × d × d products), the z-update the l1 soft threshold and the row-wise sort-based l1-ball
+projection (:func:`~._common.project_l1_rows`, theory §3). For the ridge and no penalty the
+QP is first solved without the constraint (one such solve); only rows that leave the ball run
+ADMM. ADMM ends at the feasible z, whose model decrease is checked (a row with none keeps
+its point), and warm-starts its duals from the previous MM step.
+
+Only the zero, ridge and l1 penalties are handled here; :func:`~.ab.solve_ab` sends the group
+penalty to its exact solver.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..penalties import L1Penalty, L2Penalty
+from ._common import project_l1_rows
+from ._newton import design, from_internal, to_internal
+
+__all__: list[str] = []
+
+#: smallest per-row curvature scale theta (relative to the majoriser)
+THETA_MIN = 1e-3
+#: factor on theta after an accepted step, and the margin over the curvature it measured
+THETA_DECREASE = 0.7
+THETA_SAFETY = 2.0
+#: over-relaxation of the ADMM solves of the QPs
+RELAX = 1.6
+#: default ADMM tolerance: INNER_FACTOR times the previous MM step (relative), at most INNER_MAX
+INNER_FACTOR = 1e-2
+INNER_MAX = 1e-3
+ACCELERATE = True
+
+
+class _MMProblem:
+    """The rows of the block in the internal parametrisation, with the shared Gram data."""
+
+    def __init__(self, X, U, P, lam, kappa, act, pen, fit_bias):
+        m, n = X.shape
+        self.m, self.n, self.npen = m, n, n + U.shape[1]
+        self.M, self.mbar = design(X, U, fit_bias)
+        self.fit_bias = fit_bias
+        self.P, self.lam, self.kappa, self.act = P, lam, kappa, act
+        self.gamma = float(act.lipschitz)
+        self.alpha = float(getattr(pen, "alpha", 0.0))
+        self.l1 = isinstance(pen, L1Penalty) and self.alpha > 0
+        self.l2 = isinstance(pen, L2Penalty) and self.alpha > 0
+        Mp = self.M[:, :self.npen]
+        Gc = Mp.T @ Mp
+        s, V = np.linalg.eigh(0.5 * (Gc + Gc.T))
+        self.s = np.maximum(s, 0.0)
+        self.V = V
+        self.Gc = Gc
+        smax = float(self.s[-1]) if self.s.size else 0.0
+        self.s_cut = 1e-12 * max(smax, 1e-300)
+        # ADMM penalty: the geometric mean of the spectrum's ends (the lower end floored)
+        lo = max(float(self.s[self.s > self.s_cut].min(initial=smax)), 1e-3 * smax)
+        self.rho0 = float(np.sqrt(lo * smax)) if smax > 0 else 1.0
+        self.c0 = lam * self.gamma / m  # majoriser curvature of each row
+
+    # --- row values and gradients -------------------------------------------------------
+    def pen_rows(self, W):
+        Wp = W[:, :self.npen]
+        if self.l2:
+            return 0.5 * self.alpha * (Wp * Wp).sum(axis=1)
+        if self.l1:
+            return self.alpha * np.abs(Wp).sum(axis=1)
+        return np.zeros(W.shape[0])
+
+    def values(self, W, Z, rows):
+        """Row objectives (without the constant f*(P)) at W with pre-activations Z."""
+        F = self.act.f(Z)
+        F -= self.P[:, rows] * Z
+        return F.sum(axis=0) * (self.lam[rows] / self.m) + self.pen_rows(W)
+
+    def grad(self, Z):
+        """Gradient of the data term of every row, (n, d)."""
+        R = self.act(Z)
+        R -= self.P
+        R *= self.lam / self.m
+        return R.T @ self.M
+
+    def grad_rows(self, Z, rows):
+        """Gradient of the data term of the rows ``rows`` (``Z``: their pre-activations)."""
+        R = self.act(Z)
+        R -= self.P[:, rows]
+        R *= self.lam[rows] / self.m
+        return R.T @ self.M
+
+    def mean_slope(self, Z):
+        """Mean activation slope of every row over the samples, relative to gamma."""
+        return self.act.derivative(Z).mean(axis=0) / self.gamma
+
+    # --- the model ----------------------------------------------------------------------
+    def model_decrease(self, W0, W1, g, c):
+        r""":math:`Q_i(w^1) - Q_i(w^0)` for curvatures ``c`` (per row)."""
+        D = W1 - W0
+        Dp = D[:, :self.npen]
+        quad = (Dp @ self.Gc * Dp).sum(axis=1)
+        if self.fit_bias:
+            quad += self.m * D[:, -1] ** 2
+        return (g * D).sum(axis=1) + 0.5 * c * quad + self.pen_rows(W1) - self.pen_rows(W0)
+
+
+def _eig_inverse(prob, shift):
+    r"""The diagonal of :math:`(S + \mathrm{shift}_i I)^{-1}` per row, :math:`G_c = VSV^\top`
+    (0 on the null space of :math:`G_c` where the shift is 0)."""
+    d = prob.s[None, :] + shift[:, None]
+    ok = d > prob.s_cut
+    return np.where(ok, 1.0 / np.where(ok, d, 1.0), 0.0)
+
+
+def _solve_eig(prob, R, shift):
+    r"""Solve :math:`(G_c + \mathrm{shift}_i I)x_i = r_i` for every row of ``R`` (pseudo-inverse
+    on the null space of :math:`G_c` where the shift is 0)."""
+    return ((R @ prob.V) * _eig_inverse(prob, shift)) @ prob.V.T
+
+
+def _qp_admm(prob, W0p, q, beta, thr, Z, Y, rows, tol, max_iter):
+    r"""ADMM on the rows ``rows``: minimise :math:`q^\top w + \tfrac12 (w - w^0)^\top G_c
+    (w - w^0) + \tfrac\beta2\|w\|^2 + \mathrm{thr}\|w\|_1 + I(\|w_A\|_1 \le \kappa)` per row.
+
+    Over-relaxed ADMM (relaxation 1.6, Boyd et al. 2011 §3.4.3) with the penalty
+    :attr:`_MMProblem.rho0`; the w-update in the eigenbasis of :math:`G_c` (two products
+    with V per iteration). A row stops when its primal and dual residuals (max norm) are below
+    ``tol * max(1, max|z|)``. ``Z`` (the feasible iterate) and ``Y`` (the scaled duals) are
+    updated in place on ``rows``. Returns the number of iterations.
+    """
+    n = prob.n
+    rho = prob.rho0
+    V = prob.V
+    z, u = Z[rows], Y[rows]
+    base = (W0p @ prob.Gc - q) @ V  # in the eigenbasis
+    inv = _eig_inverse(prob, rho + beta)
+    t = None if thr is None else thr[:, None] / rho
+    live = np.arange(rows.size)  # the rows still iterating: z, u, base, inv, t cut to them
+    zl, ul = z, u
+    it = 0
+    while it < max_iter:
+        it += 1
+        w = ((base + rho * ((zl - ul) @ V)) * inv) @ V.T
+        wr = RELAX * w
+        wr += (1.0 - RELAX) * zl
+        v = wr + ul
+        if t is not None:
+            v = np.sign(v) * np.maximum(np.abs(v) - t, 0.0)
+        v[:, :n] = project_l1_rows(v[:, :n], prob.kappa)
+        ul = ul + (wr - v)
+        res = np.maximum(np.abs(w - v).max(axis=1, initial=0.0),
+                         np.abs(v - zl).max(axis=1, initial=0.0))
+        zl = v
+        done = res <= tol * np.maximum(1.0, np.abs(v).max(axis=1, initial=0.0))
+        if done.all():
+            break
+        if done.sum() * 4 >= done.size:  # drop the finished rows
+            z[live], u[live] = zl, ul
+            keep = ~done
+            live, zl, ul, base, inv = live[keep], zl[keep], ul[keep], base[keep], inv[keep]
+            if t is not None:
+                t = t[keep]
+    z[live], u[live] = zl, ul
+    Z[rows], Y[rows] = z, u
+    return it
+
+
+def _mm_qp(prob, W0, g, c, duals, inner_tol, inner_max_iter):
+    r"""Minimise the model :math:`Q_i` of every row (curvatures ``c``) over the feasible set.
+
+    Returns the new rows (feasible; the bias step exact) and updates ``duals`` (the ADMM
+    duals, unscaled) in place.
+    """
+    n, npen = prob.n, prob.npen
+    r = W0.shape[0]
+    W1 = W0.copy()
+    if prob.fit_bias:
+        W1[:, -1] = W0[:, -1] - g[:, -1] / (c * prob.m)
+    W0p = W0[:, :npen]
+    q = g[:, :npen] / c[:, None]
+    beta = prob.alpha / c if prob.l2 else np.zeros(r)
+    thr = prob.alpha / c if prob.l1 else None
+    todo = np.arange(r)
+    if not prob.l1:
+        # the QP without the ball: (G_c + beta I) w = G_c w0 - q
+        Wu = _solve_eig(prob, W0p @ prob.Gc - q, beta)
+        inside = np.abs(Wu[:, :n]).sum(axis=1) <= prob.kappa
+        W1[inside, :npen] = Wu[inside]
+        duals[inside] = 0.0
+        todo = np.flatnonzero(~inside)
+    if todo.size:
+        Z = W0p.copy()
+        Z[:, :n] = project_l1_rows(Z[:, :n], prob.kappa)
+        rho = prob.rho0
+        Y = duals / (rho * c[:, None])  # scaled dual of the problem divided by c
+        _qp_admm(prob, W0p[todo], q[todo], beta[todo],
+                 None if thr is None else thr[todo], Z, Y, todo, inner_tol, inner_max_iter)
+        W1[todo, :npen] = Z[todo]
+        duals[todo] = Y[todo] * (rho * c[todo, None])
+    return W1
+
+
+def _curvature_ratio(prob, W0, W1, g, f0, f1, rows):
+    r"""The curvature of the smooth part along ``W1 - W0`` relative to the majoriser's:
+    :math:`(f_1 - f_0 - g^\top\Delta - \Delta\mathrm{pen}) / (\tfrac{c^0_i}2\Delta^\top
+    G\Delta)` per row (0 for a zero step)."""
+    lin = (g * (W1 - W0)).sum(axis=1) + prob.pen_rows(W1) - prob.pen_rows(W0)
+    quad = prob.model_decrease(W0, W1, g, prob.c0[rows]) - lin
+    return np.where(quad > 0, (f1 - f0 - lin) / np.where(quad > 0, quad, 1.0), 0.0)
+
+
+def _mm_step(prob, rows, W, Z, f, g, theta, duals, inner_tol, inner_max_iter):
+    r"""One MM step on the rows ``rows`` from the points ``W`` (their pre-activations ``Z`` and
+    objectives ``f``), with the per-row curvature scales ``theta`` (raised in place where a
+    step fails the acceptance test, until it passes or reaches the majoriser). ``theta`` and
+    ``duals`` are the arrays of all rows; ``W, Z, f, g`` those of ``rows``.
+
+    Returns ``(W1, Z1, f1, dec, ratio)``: the new rows, their pre-activations and objectives,
+    the model decreases (<= 0) and the measured curvature ratios of the accepted steps.
+    """
+    r = W.shape[0]
+    W1, Z1 = np.empty_like(W), np.empty_like(Z)
+    f1, dec, ratio = np.empty(r), np.zeros(r), np.zeros(r)
+    todo = np.arange(r)
+    for _ in range(64):
+        glob = rows[todo]
+        c = theta[glob] * prob.c0[glob]
+        du = duals[glob]
+        W0 = W[todo]
+        Wt = _mm_qp(prob, W0, g[todo], c, du, inner_tol, inner_max_iter)
+        duals[glob] = du
+        dt = prob.model_decrease(W0, Wt, g[todo], c)
+        worse = ~(dt <= 0)  # no model decrease (an inexact QP solve, rounding): keep the row
+        Wt[worse] = W0[worse]
+        dt[worse] = 0.0
+        Zt = prob.M @ Wt.T
+        ft = prob.values(Wt, Zt, glob)
+        rt = _curvature_ratio(prob, W0, Wt, g[todo], f[todo], ft, glob)
+        ok = ft <= f[todo] + dt + 1e-12 * np.maximum(np.abs(f[todo]), 1.0)
+        ok |= theta[glob] >= 1.0  # the majoriser: holds up to rounding (checked below)
+        acc = todo[ok]
+        W1[acc], Z1[:, acc], f1[acc], dec[acc], ratio[acc] = (Wt[ok], Zt[:, ok], ft[ok],
+                                                              dt[ok], rt[ok])
+        todo = todo[~ok]
+        if todo.size == 0:
+            break
+        glob = rows[todo]
+        theta[glob] = np.minimum(1.0, np.maximum(2.0 * theta[glob], 1.1 * rt[~ok]))
+    # a row whose step raised its objective (rounding, at theta = 1) keeps its point
+    up = ~(f1 <= f)
+    W1[up], Z1[:, up], f1[up], dec[up] = W[up], Z[:, up], f[up], 0.0
+    return W1, Z1, f1, dec, ratio
+
+
+def _accelerated_step(prob, W, Z, f, W_prev, Z_prev, t, theta, duals, itol, inner_max_iter):
+    r"""An MM step from the extrapolated points :math:`y = w + \beta(w - w^{prev})`
+    (:math:`\beta = (t_k - 1)/t_{k+1}`, Nesterov's sequence per row; Z is affine in W, so
+    :math:`Z_y` costs no product), kept for the rows where it lands feasible and below
+    :math:`f(w)`; the other rows restart (:math:`t = 1`) with the plain MM step from w.
+    Returns the plain step's tuple and the new ``t``."""
+    n = W.shape[0]
+    rows = np.arange(n)
+    t_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
+    beta = (t - 1.0) / t_new
+    Yw = W + beta[:, None] * (W - W_prev)
+    Zy = Z + (Z - Z_prev) * beta[None, :]
+    fy = prob.values(Yw, Zy, rows)
+    W1, Z1, f1, dec, ratio = _mm_step(prob, rows, Yw, Zy, fy, prob.grad(Zy), theta, duals,
+                                      itol, inner_max_iter)
+    bad = ~(f1 <= f) | (np.abs(W1[:, :prob.n]).sum(axis=1) > prob.kappa * (1 + 1e-12))
+    bad &= beta > 0
+    if bad.any():
+        b = np.flatnonzero(bad)
+        out = _mm_step(prob, b, W[b], Z[:, b], f[b], prob.grad_rows(Z[:, b], b), theta, duals,
+                       itol, inner_max_iter)
+        W1[b], Z1[:, b], f1[b], dec[b], ratio[b] = out
+        t_new[b] = 1.0
+    return (W1, Z1, f1, dec, ratio), t_new
+
+
+def ab_mm(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter, *, adaptive=True,
+          accelerate=None, inner_tol=None, inner_max_iter=500, trace=None):
+    r"""MM steps on all rows of the (A, B, b) block (see the module docstring).
+
+    Parameters
+    ----------
+    X, U, P, lam, kappa, act, pen, fit_bias
+        The block's data, checked by :func:`~.ab.solve_ab` (``pen``: NoPenalty, L2Penalty or
+        L1Penalty).
+    init : tuple (A, B, b) or None
+        Starting point (A is projected onto the ball).
+    tol : float
+        Stop when every row's MM step is below ``tol * max(1, max|W|)`` in the max norm.
+    max_iter : int
+        Number of MM steps at most.
+    adaptive : bool, default=True
+        Per-row curvature scales :math:`\theta_i` with the acceptance test; ``False`` uses the
+        majoriser itself (:math:`\theta = 1`).
+    accelerate : bool, optional
+        Extrapolated steps with restarts (default :data:`ACCELERATE`); ``False``: plain MM
+        steps, each a minimiser of the model at the current point.
+    inner_tol : float, optional
+        Stopping tolerance of the ADMM solves of the QPs (relative, on the primal and dual
+        residuals). Default: 1e-2 times the previous MM step (relative), within
+        ``[1e-2 tol, 1e-3]``: loose while the MM steps are long, tight near the solution.
+    inner_max_iter : int, default=500
+        Iteration cap of each ADMM solve.
+    trace : list, optional
+        Appended with ``(f_before, f_after, model_decrease)`` row vectors per MM step (for
+        tests).
+
+    Returns
+    -------
+    (A, B, b, n_iter, converged)
+    """
+    prob = _MMProblem(X, U, P, lam, kappa, act, pen, fit_bias)
+    n, p = X.shape[1], U.shape[1]
+    if accelerate is None:
+        accelerate = ACCELERATE
+    if init is None:
+        W = np.zeros((n, prob.M.shape[1]))
+    else:
+        A0 = project_l1_rows(np.array(init[0], dtype=np.float64), kappa)
+        W = to_internal(A0, init[1], init[2], prob.mbar, fit_bias)
+    Z = prob.M @ W.T
+    f = prob.values(W, Z, slice(None))
+    theta = np.clip(prob.mean_slope(Z), THETA_MIN, 1.0) if adaptive else np.ones(n)
+    duals = np.zeros((n, prob.npen))
+    t = np.ones(n)
+    W_prev, Z_prev = W, Z
+    converged = False
+    n_iter = 0
+    rel_step = np.inf
+    for k in range(1, max_iter + 1):
+        n_iter = k
+        itol = inner_tol if inner_tol is not None else float(
+            np.clip(INNER_FACTOR * rel_step, INNER_FACTOR * tol, INNER_MAX))
+        if accelerate and k > 1:
+            (W1, Z1, f1, dec, ratio), t = _accelerated_step(
+                prob, W, Z, f, W_prev, Z_prev, t, theta, duals, itol, inner_max_iter)
+        else:
+            W1, Z1, f1, dec, ratio = _mm_step(prob, np.arange(n), W, Z, f, prob.grad(Z),
+                                              theta, duals, itol, inner_max_iter)
+        W_prev, Z_prev, Z = W, Z, Z1
+        if trace is not None:
+            trace.append((f.copy(), f1.copy(), dec.copy()))
+        rel_step = float(np.abs(W1 - W).max(initial=0.0)) / max(
+            1.0, float(np.abs(W1).max(initial=0.0)))
+        W, f = W1, f1
+        if adaptive:
+            theta = np.clip(np.maximum(THETA_DECREASE * theta, THETA_SAFETY * ratio),
+                            THETA_MIN, 1.0)
+        if rel_step <= tol:
+            converged = True
+            break
+    A, B, b = from_internal(W, n, p, prob.mbar, fit_bias)
+    return A, B, b, n_iter, converged

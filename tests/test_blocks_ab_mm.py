@@ -1,0 +1,201 @@
+"""Tests of the majorize–minimize (A, B, b) solver (``solve_ab(..., method="mm")``, blocks.ab_mm).
+
+Checked: every MM step decreases its model and the model bounds the objective's change (so the
+objective never increases); run to convergence, the answer matches the exact Newton solver and
+the cvxpy formulation; the l1-ball constraint holds exactly; the batched l1-ball projection
+matches cvxpy's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lifted_idl.activations import LeakyReLU, ReLU, Tanh
+from lifted_idl.blocks import ab_objective, solve_ab
+from lifted_idl.blocks._common import project_l1_rows
+from lifted_idl.blocks.ab_mm import ab_mm
+from lifted_idl.penalties import GroupPenalty, L1Penalty, L2Penalty, NoPenalty
+
+ACTS = {"relu": ReLU(), "tanh": Tanh(), "leaky_relu": LeakyReLU(0.1)}
+
+
+def instance(seed, act, m=120, n=6, p=3):
+    """Correlated states (as in the BCD loop: states are functions of U) and proxies in
+    dom f*."""
+    rng = np.random.default_rng(seed)
+    U = rng.standard_normal((m, p))
+    X = np.tanh(U @ rng.standard_normal((p, n)) + 0.5 * rng.standard_normal((m, n)))
+    T = U @ rng.standard_normal((p, n)) + X @ rng.standard_normal((n, n)) * 0.3 + 0.2
+    T += 0.3 * rng.standard_normal((m, n))
+    if isinstance(act, ReLU):
+        P = np.maximum(T, 0.0)
+    elif isinstance(act, Tanh):
+        P = np.tanh(T)
+    else:
+        P = act(T)
+    lam = rng.uniform(0.5, 3.0, n)
+    init = (0.1 * rng.standard_normal((n, n)), 0.1 * rng.standard_normal((n, p)),
+            0.1 * rng.standard_normal(n))
+    return X, U, P, lam, init
+
+
+@pytest.mark.parametrize(("adaptive", "accelerate"), [(False, False), (True, False),
+                                                      (True, True)])
+@pytest.mark.parametrize("act", ["relu", "tanh"])
+def test_mm_steps_decrease_model_and_objective(act, adaptive, accelerate):
+    """Every step lowers its model (the majoriser at theta = 1) and, without extrapolation, the
+    model bounds the objective's change; with it, the objective still never increases."""
+    act = ACTS[act]
+    X, U, P, lam, init = instance(0, act)
+    init = (project_l1_rows(init[0].copy(), 0.4), init[1], init[2])
+    trace = []
+    A, B, b, n_iter, _ = ab_mm(X, U, P, lam, 0.4, act, L2Penalty(0.01), True, init, 1e-12, 30,
+                               adaptive=adaptive, accelerate=accelerate, trace=trace)
+    assert len(trace) == n_iter == 30
+    for f0, f1, dec in trace:
+        assert np.all(dec <= 0.0)  # the QP's answer decreases the model
+        if not accelerate:  # the model (theta = 1: the majoriser) bounds the change
+            assert np.all(f1 - f0 <= dec + 1e-12 * np.maximum(1.0, np.abs(f0)))
+        assert np.all(f1 <= f0)
+    first, last = trace[0][0].sum(), trace[-1][1].sum()
+    assert last < first - 1e-3 * abs(first)  # and it makes progress
+    # the block objective at the answer is the sum of the traced rows' (up to f*(P))
+    obj = ab_objective(X, U, P, lam, 0.4, act, L2Penalty(0.01), A, B, b)
+    obj0 = ab_objective(X, U, P, lam, 0.4, act, L2Penalty(0.01), *init)
+    assert obj - obj0 == pytest.approx(last - first, rel=1e-8, abs=1e-12)
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh", "leaky_relu"])
+@pytest.mark.parametrize("pen", [L2Penalty(0.02), L1Penalty(0.01)], ids=["l2", "l1"])
+@pytest.mark.parametrize("kappa", [0.3, 50.0], ids=["ball", "free"])
+def test_mm_converges_to_exact_optimum(act, pen, kappa):
+    act_ = ACTS[act]
+    seed = {"relu": 1, "tanh": 2, "leaky_relu": 3}[act]
+    X, U, P, lam, init = instance(seed, act_)
+    args = (X, U, P, lam, kappa, act_, pen)
+    mm = solve_ab(*args, init=init, method="mm", tol=1e-10, max_iter=5000)
+    newton = solve_ab(*args, init=init, method="fast", tol=1e-10, max_iter=500)
+    assert mm.solver == "mm" and mm.converged
+    assert mm.objective == pytest.approx(newton.objective, rel=1e-6)
+    if act == "relu" or kappa < 1:  # the cvxpy twin (exponential cones for tanh: slower)
+        ref = solve_ab(*args, method="cvxpy", tol=1e-9)
+        assert mm.objective <= ref.objective + 1e-6 * abs(ref.objective)
+    # the constraint is active exactly when asked for
+    norms = np.abs(mm.value[0]).sum(axis=1)
+    assert np.all(norms <= kappa * (1 + 1e-12))
+    if kappa < 1:
+        assert np.any(norms >= kappa * (1 - 1e-9))
+    else:
+        assert np.all(norms < 0.5 * kappa)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_mm_ball_holds_exactly_and_never_above_init(seed):
+    act = ReLU()
+    X, U, P, lam, init = instance(10 + seed, act, n=8)
+    init = (init[0] * 20.0, init[1], init[2])  # A outside the ball: projected first
+    for max_iter in (1, 3):
+        r = solve_ab(X, U, P, lam, 0.2, act, NoPenalty(), init=init, method="mm",
+                     max_iter=max_iter)
+        assert np.abs(r.value[0]).sum(axis=1).max() <= 0.2 * (1 + 1e-12)
+    # from a feasible start the returned objective is never above the start's
+    A0 = project_l1_rows(init[0].copy(), 0.2)
+    obj0 = ab_objective(X, U, P, lam, 0.2, act, NoPenalty(), A0, init[1], init[2])
+    r = solve_ab(X, U, P, lam, 0.2, act, NoPenalty(), init=(A0, init[1], init[2]),
+                 method="mm", max_iter=2)
+    assert r.objective < obj0
+
+
+def test_mm_without_bias_matches_newton():
+    act = ReLU()
+    X, U, P, lam, init = instance(4, act)
+    args = (X, U, P, lam, 0.5, act, L2Penalty(0.01))
+    mm = solve_ab(*args, fit_bias=False, method="mm", tol=1e-10, max_iter=5000)
+    newton = solve_ab(*args, fit_bias=False, method="fast", tol=1e-10)
+    assert np.all(mm.value[2] == 0.0)
+    assert mm.objective == pytest.approx(newton.objective, rel=1e-6)
+
+
+def test_mm_group_penalty_uses_exact_solver():
+    act = ReLU()
+    X, U, P, lam, _ = instance(5, act)
+    D = np.random.default_rng(0).standard_normal((2, U.shape[1]))
+    pen = GroupPenalty(0.05).for_ab(D)
+    mm = solve_ab(X, U, P, lam, 0.5, act, pen, method="mm")
+    fast = solve_ab(X, U, P, lam, 0.5, act, pen, method="fast")
+    assert mm.solver == fast.solver != "mm"
+    assert mm.objective == fast.objective
+
+
+def test_bad_method_names_the_options():
+    X, U, P, lam, _ = instance(0, ReLU())
+    with pytest.raises(ValueError, match="'mm'"):
+        solve_ab(X, U, P, lam, 0.5, "relu", "l2", method="newton")
+
+
+def _project_bisection(v, kappa):
+    """Brute force: the projection is soft(v, t) with the t >= 0 where its l1 norm is kappa
+    (t = 0 inside the ball), found by bisection to machine precision."""
+    if np.abs(v).sum() <= kappa:
+        return v.copy()
+    lo, hi = 0.0, float(np.abs(v).max())
+    for _ in range(200):
+        t = 0.5 * (lo + hi)
+        if np.maximum(np.abs(v) - t, 0.0).sum() > kappa:
+            lo = t
+        else:
+            hi = t
+    return np.sign(v) * np.maximum(np.abs(v) - 0.5 * (lo + hi), 0.0)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_batched_l1_projection_matches_brute_force_and_cvxpy(seed):
+    import cvxpy as cp
+
+    rng = np.random.default_rng(seed)
+    V = rng.standard_normal((12, 7)) * rng.uniform(0.05, 2.0, (12, 1))
+    V[3] = 0.0
+    V[5, :3] = 0.0
+    V[7] = [1.0, -1.0, 1.0, 0.5, -0.5, 0.0, 0.0]  # ties
+    kappa = 1.3
+    Pj = project_l1_rows(V.copy(), kappa)
+    for v, pv in zip(V, Pj, strict=True):
+        np.testing.assert_allclose(pv, _project_bisection(v, kappa), rtol=0, atol=1e-12)
+        assert np.abs(pv).sum() <= kappa * (1 + 1e-12)
+        if np.abs(v).sum() <= kappa:
+            np.testing.assert_array_equal(pv, v)
+    for v, pv in zip(V[:4], Pj[:4], strict=True):  # and the cvxpy projection, to its accuracy
+        x = cp.Variable(v.size)
+        prob = cp.Problem(cp.Minimize(cp.sum_squares(x - v)), [cp.norm1(x) <= kappa])
+        prob.solve(solver=cp.CLARABEL)
+        np.testing.assert_allclose(pv, x.value, atol=1e-4)
+        assert np.sum((pv - v) ** 2) <= prob.value + 1e-9
+
+
+@pytest.mark.filterwarnings("ignore::lifted_idl.exceptions.ConvergenceWarning")
+def test_bcd_with_mm_steps_keeps_rounds_monotone():
+    """fit_bcd(ab_method="mm"): the relaxed objective never increases within a round, the
+    (A, B) entry included, and the true training objective never increases."""
+    from lifted_idl.activations import get_activation
+    from lifted_idl.datasets import make_teacher
+    from lifted_idl.losses import SquaredLoss
+    from lifted_idl.training.bcd import fit_bcd
+
+    U, y, _, _, _ = make_teacher(150, 10, n_features=4, n_hidden=6, random_state=1)
+    Y = (y / y.std())[:, None]
+    _, hist = fit_bcd(U, Y, SquaredLoss(), n_hidden=8, kappa=0.9,
+                      activation=get_activation("relu"), pen_ab=L2Penalty(1e-3),
+                      pen_cd=L2Penalty(1e-3), max_iter=5, random_state=0, ab_method="mm",
+                      ab_max_iter=3)
+    rounds = {}
+    for it, block, _lam, val in hist.relaxed:
+        rounds.setdefault(it, []).append((block, val))
+    assert all("AB" in dict(v) for v in rounds.values())
+    for vals in rounds.values():
+        for (_, a), (_, b) in zip(vals, vals[1:], strict=False):
+            assert b <= a + 1e-10 * max(1.0, abs(a))
+    assert np.all(np.diff(hist.train_loss) <= 1e-12)
+    with pytest.raises(ValueError, match="ab_method"):
+        fit_bcd(U, Y, SquaredLoss(), n_hidden=8, kappa=0.9, activation="relu",
+                pen_ab=L2Penalty(1e-3), pen_cd=L2Penalty(1e-3), ab_method="newton")
