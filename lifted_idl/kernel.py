@@ -534,106 +534,152 @@ def anderson(A, Z0, activation, tol=None, max_iter: int = 500, X0=None, memory: 
     if isinstance(reg, bool) or not isinstance(reg, numbers.Real) or not 0 <= reg < np.inf:
         raise ValueError(f"reg must be a finite number >= 0; got reg={reg!r}")
     m, n = Z0.shape
-    dt = Z0.dtype
-    X = xp.empty_like(Z0)
     if m == 0 or n == 0:
-        return FixedPointResult(X, 0, 0.0, True, 0, "anderson")
-    nonneg = _nonneg(activation)
-    AT = A.T
-    Xa = xp.zeros_like(Z0) if X0 is None else xp.array(X0, dtype=dt, copy=True)
-    Z0a = Z0
-    dF = xp.zeros((m, memory, n), dtype=dt)
-    dG = xp.zeros((m, memory, n), dtype=dt)
-    f_prev = g_prev = None
-    prev_norm = xp.full(m, xp.inf, dtype=dt)
-    idx = None
-    alive = xp.ones(m, dtype=bool)
-    n_alive = m
-    rel = xp.zeros(m, dtype=dt)
-    ok = xp.zeros(m, dtype=bool)
-    thr = dt.type(tol)
-    eye_cache = {}
-    k = 0
-    n_iter = 0
-    G = rn = scale = None
+        return FixedPointResult(xp.empty_like(Z0), 0, 0.0, True, 0, "anderson")
+    batch = _AndersonBatch(xp, Z0, X0, activation, memory, reg, tol)
     with np.errstate(over="ignore", invalid="ignore"):
-        for it in range(1, max_iter + 1):
-            n_iter = it
-            if it == 1 and X0 is None:  # A @ 0 = 0: no product for a cold start
-                G = Z0a.copy()
-            else:
-                G = xp.matmul(Xa, AT)
-                G += Z0a
-            activation(G, out=G)
-            F = G - Xa
-            rn = _row_inf(F, xp)
-            scale = _row_scale(G, xp, nonneg)
-            fin = xp.isfinite(scale) & xp.isfinite(rn)
-            conv = (rn <= thr * scale) & fin
-            stop = (conv | ~fin) & alive
-            n_stop = int(stop.sum())
-            if n_stop:
-                rows = xp.flatnonzero(stop)
-                orig = rows if idx is None else idx[rows]
-                X[orig] = G[rows]
-                rel[orig] = _relative(rn[rows], scale[rows], xp)
-                ok[orig] = conv[rows]
-                alive[rows] = False
-                n_alive -= n_stop
-                if n_alive == 0:
-                    break
-                if n_alive <= 0.75 * Xa.shape[0]:
-                    keep = xp.flatnonzero(alive)
-                    idx = keep if idx is None else idx[keep]
-                    Xa, Z0a, G, F = Xa[keep], Z0a[keep], G[keep], F[keep]
-                    dF, dG = dF[keep], dG[keep]
-                    if f_prev is not None:
-                        f_prev, g_prev = f_prev[keep], g_prev[keep]
-                    prev_norm, rn, scale = prev_norm[keep], rn[keep], scale[keep]
-                    alive = xp.ones(keep.shape[0], dtype=bool)
-            if f_prev is not None:
-                slot = k % memory
-                xp.subtract(F, f_prev, out=dF[:, slot])
-                xp.subtract(G, g_prev, out=dG[:, slot])
-                k += 1
-            f_prev, g_prev = F, G
-            mk = min(k, memory)
-            if mk == 0:
-                Xn = G.copy()
-            else:
-                Fh = dF[:, :mk]
-                gram = Fh @ Fh.transpose(0, 2, 1)  # (m, mk, mk)
-                rhs = Fh @ F[:, :, None]  # (m, mk, 1)
-                tr = xp.trace(gram, axis1=1, axis2=2)[:, None, None]
-                eye = eye_cache.get(mk)
-                if eye is None:
-                    eye = eye_cache[mk] = xp.eye(mk, dtype=dt)[None]
-                gram += (dt.type(reg) * tr + xp.finfo(dt).tiny) * eye
-                gamma = xp.linalg.solve(gram, rhs)  # (m, mk, 1)
-                Xn = G - (gamma.transpose(0, 2, 1) @ dG[:, :mk])[:, 0]
-                grew = rn > prev_norm  # safeguard: the plain step where the residual grew
-                if bool(grew.any()):
-                    Xn[grew] = G[grew]
-                bad = ~xp.isfinite(Xn).all(axis=1)
-                if bool(bad.any()):
-                    Xn[bad] = G[bad]
-            prev_norm = rn
-            Xa = Xn
-    if n_alive:
-        rows = xp.flatnonzero(alive)
-        orig = rows if idx is None else idx[rows]
-        X[orig] = G[rows]
-        rel[orig] = _relative(rn[rows], scale[rows], xp)
-    n_unconv = m - int(ok.sum())
-    res = FixedPointResult(X, n_iter, float(rel.max()), n_unconv == 0, n_unconv, "anderson")
+        n_iter = batch.run(A.T, X0 is None, max_iter)
+    batch.freeze_rest()
+    n_unconv = m - int(batch.ok.sum())
+    res = FixedPointResult(batch.X, n_iter, float(batch.rel.max()), n_unconv == 0, n_unconv,
+                           "anderson")
     if warn:
         _warn(res, tol, max_iter)
     return res
 
 
-# ----------------------------------------------------------------------------------------------
-# dispatch
-# ----------------------------------------------------------------------------------------------
+class _AndersonBatch:
+    """The state of :func:`anderson`: the samples still iterating and their histories.
+
+    ``X``, ``rel`` and ``ok`` hold the answers of all samples; the other arrays only the rows
+    still alive (``idx`` maps them back once the batch has been compacted).
+    """
+
+    def __init__(self, xp, Z0, X0, activation, memory, reg, tol):
+        m, n = Z0.shape
+        dt = Z0.dtype
+        self.xp, self.activation, self.memory, self.reg = xp, activation, memory, reg
+        self.nonneg = _nonneg(activation)
+        self.thr = dt.type(tol)
+        self.X = xp.empty_like(Z0)
+        self.rel = xp.zeros(m, dtype=dt)
+        self.ok = xp.zeros(m, dtype=bool)
+        self.Xa = xp.zeros_like(Z0) if X0 is None else xp.array(X0, dtype=dt, copy=True)
+        self.Z0a = Z0
+        self.dF = xp.zeros((m, memory, n), dtype=dt)
+        self.dG = xp.zeros((m, memory, n), dtype=dt)
+        self.f_prev = self.g_prev = None
+        self.prev_norm = xp.full(m, xp.inf, dtype=dt)
+        self.idx = None
+        self.alive = xp.ones(m, dtype=bool)
+        self.n_alive = m
+        self.eye_cache = {}
+        self.k = 0
+        self.G = self.rn = self.scale = None
+
+    def run(self, AT, cold, max_iter):
+        """Iterate until every sample is frozen or ``max_iter``; returns the iterations run."""
+        xp = self.xp
+        n_iter = 0
+        for it in range(1, max_iter + 1):
+            n_iter = it
+            if it == 1 and cold:  # A @ 0 = 0: no product for a cold start
+                G = self.Z0a.copy()
+            else:
+                G = xp.matmul(self.Xa, AT)
+                G += self.Z0a
+            self.activation(G, out=G)
+            self.G = G
+            F = G - self.Xa
+            self.rn = _row_inf(F, xp)
+            self.scale = _row_scale(G, xp, self.nonneg)
+            F = self._freeze_converged(F)
+            if self.n_alive == 0:
+                break
+            self.Xa = self._next_iterate(self.G, F)
+        return n_iter
+
+    def _freeze_converged(self, F):
+        """Store and drop the samples that met the tolerance (or blew up); returns F."""
+        xp = self.xp
+        fin = xp.isfinite(self.scale) & xp.isfinite(self.rn)
+        conv = (self.rn <= self.thr * self.scale) & fin
+        stop = (conv | ~fin) & self.alive
+        n_stop = int(stop.sum())
+        if not n_stop:
+            return F
+        rows = xp.flatnonzero(stop)
+        self._store(rows)
+        self.ok[rows if self.idx is None else self.idx[rows]] = conv[rows]
+        self.alive[rows] = False
+        self.n_alive -= n_stop
+        if self.n_alive and self.n_alive <= 0.75 * self.Xa.shape[0]:
+            F = self._compact(F)
+        return F
+
+    def _store(self, rows):
+        orig = rows if self.idx is None else self.idx[rows]
+        self.X[orig] = self.G[rows]
+        self.rel[orig] = _relative(self.rn[rows], self.scale[rows], self.xp)
+
+    def _compact(self, F):
+        """Keep only the alive rows in every per-sample array; returns F's alive rows."""
+        keep = self.xp.flatnonzero(self.alive)
+        self.idx = keep if self.idx is None else self.idx[keep]
+        self.Xa, self.Z0a, self.G = self.Xa[keep], self.Z0a[keep], self.G[keep]
+        self.dF, self.dG = self.dF[keep], self.dG[keep]
+        if self.f_prev is not None:
+            self.f_prev, self.g_prev = self.f_prev[keep], self.g_prev[keep]
+        self.prev_norm, self.rn, self.scale = (self.prev_norm[keep], self.rn[keep],
+                                               self.scale[keep])
+        self.alive = self.xp.ones(keep.shape[0], dtype=bool)
+        return F[keep]
+
+    def _next_iterate(self, G, F):
+        """Push the newest differences; the Anderson step (the Picard one where it fails)."""
+        xp, memory = self.xp, self.memory
+        if self.f_prev is not None:
+            slot = self.k % memory
+            xp.subtract(F, self.f_prev, out=self.dF[:, slot])
+            xp.subtract(G, self.g_prev, out=self.dG[:, slot])
+            self.k += 1
+        self.f_prev, self.g_prev = F, G
+        mk = min(self.k, memory)
+        if mk == 0:
+            Xn = G.copy()
+        else:
+            Xn = self._extrapolate(G, F, mk)
+        self.prev_norm = self.rn
+        return Xn
+
+    def _extrapolate(self, G, F, mk):
+        """:math:`g(x_k) - \\Delta G\\gamma` from the regularised least squares, safeguarded."""
+        xp = self.xp
+        dt = G.dtype
+        Fh = self.dF[:, :mk]
+        gram = Fh @ Fh.transpose(0, 2, 1)  # (m, mk, mk)
+        rhs = Fh @ F[:, :, None]  # (m, mk, 1)
+        tr = xp.trace(gram, axis1=1, axis2=2)[:, None, None]
+        eye = self.eye_cache.get(mk)
+        if eye is None:
+            eye = self.eye_cache[mk] = xp.eye(mk, dtype=dt)[None]
+        gram += (dt.type(self.reg) * tr + xp.finfo(dt).tiny) * eye
+        gamma = xp.linalg.solve(gram, rhs)  # (m, mk, 1)
+        Xn = G - (gamma.transpose(0, 2, 1) @ self.dG[:, :mk])[:, 0]
+        grew = self.rn > self.prev_norm  # safeguard: the plain step where the residual grew
+        if bool(grew.any()):
+            Xn[grew] = G[grew]
+        bad = ~xp.isfinite(Xn).all(axis=1)
+        if bool(bad.any()):
+            Xn[bad] = G[bad]
+        return Xn
+
+    def freeze_rest(self):
+        """Store the samples still alive after the last iteration (not converged)."""
+        if self.n_alive:
+            self._store(self.xp.flatnonzero(self.alive))
+
+
 # ----------------------------------------------------------------------------------------------
 # the adjoint equilibrium of implicit differentiation [IDL (6.5)-(6.6)]
 # ----------------------------------------------------------------------------------------------
@@ -805,6 +851,9 @@ def solve_adjoint_direct(A, Psi, R, chunk_floats: int = 2_000_000) -> np.ndarray
     return V
 
 
+# ----------------------------------------------------------------------------------------------
+# dispatch
+# ----------------------------------------------------------------------------------------------
 def _lowrank_certified(L, R, activation) -> bool:
     """:math:`\\lambda_{PF}(|R|^\\top \\mathrm{diag}(\\gamma)|L|) < 1` (theory §5)."""
     if not activation.componentwise:
