@@ -60,6 +60,7 @@ from ..model import ImplicitModel
 from ..penalties import GroupPenalty, NoPenalty, Penalty, get_penalty
 from ..robustness.training import project_mu_inf
 from ..wellposedness import averaged_step, project_inf_norm_ball
+from .objective import group_terms, training_objective
 
 __all__ = ["solve_adjoint", "implicit_gradients", "fit_gradient"]
 
@@ -799,15 +800,16 @@ class _GradientTrainer:
         return float(mpen.value(self.P)) if mpen is not None else 0.0
 
     def group_value(self):
-        opts, par = self.opts, self.par
-        v = 0.5 * opts.c_ridge * float(np.vdot(par.C, par.C)) if opts.c_ridge else 0.0
-        return v + opts.group.value(par.B, par.D) if opts.group is not None else v
+        par = self.par
+        return group_terms(par.B, par.C, par.D, self.opts.group, self.opts.c_ridge)
 
     def objective(self, value):
         """The training objective of [IDL (6.3)] given the loss ``value``."""
         opts, par = self.opts, self.par
-        return (value + opts.pen_ab.value(par.AB) + opts.pen_cd.value(par.CD)
-                + self.model_penalty_value() + self.group_value())
+        return training_objective(value, par.A, par.B, par.C, par.D, pen_ab=opts.pen_ab,
+                                  pen_cd=opts.pen_cd, group=opts.group, c_ridge=opts.c_ridge,
+                                  model_penalty=self.model_penalty_value(), AB=par.AB,
+                                  CD=par.CD)
 
     def full_objective(self):
         """The objective on all of U (a forward solve, warm-started, outside the steps)."""

@@ -27,6 +27,7 @@ from ..sparsity import _check_model, _np64
 from ..wellposedness import project_inf_norm_ball
 from .bcd import _group_bd_step, random_feature_init
 from .frank_wolfe import fw_ab, fw_cd
+from .objective import training_objective
 from .rounds import Blocks, RoundEngine, RoundSettings
 
 __all__ = ["PathPoint", "frank_wolfe_path", "plot_frank_wolfe_path", "group_lasso_path"]
@@ -145,7 +146,9 @@ def _score(task, Y, Yhat):
 class _PathBlocks(Blocks):
     r"""The blocks of a sparsity path: a pluggable (C, D, c) step ``cd_fn(X, W, init)``, weight
     step ``ab_fn(X, P, lamv, W, CD)`` (returning W, or (W, CD) when it also moved (C, D, c))
-    and penalty ``pen_fn(A, B, C, D)``; the P step is the exact
+    and penalties ``pen_fn()`` (the keywords of
+    :func:`~lifted_idl.training.objective.training_objective` at the current point of the
+    path); the P step is the exact
     :func:`~lifted_idl.blocks.solve_p` (its default tolerance)."""
 
     def __init__(self, U, Y, loss, act, kappa, cd_fn, ab_fn, pen_fn):
@@ -158,7 +161,7 @@ class _PathBlocks(Blocks):
     def objective(self, W, CD, X, model):
         C, D, c = CD
         loss = self.loss.value(self.Y, X @ C.T + self.U @ D.T + c)
-        return loss + self.pen_fn(*W[:2], C, D)
+        return training_objective(loss, *W[:2], C, D, **self.pen_fn())
 
     def p_step(self, W, CD, X, lamv, mu):
         r = solve_p(*W, *CD, X, self.U, self.Y, lamv, mu, self.activation, self.loss,
@@ -167,8 +170,8 @@ class _PathBlocks(Blocks):
 
     def relaxed(self, W, CD, X, P, lamv, mu):
         return relaxed_objective(*W, *CD, X, P, self.U, self.Y, lamv, mu, self.activation,
-                                 self.loss, NoPenalty(), NoPenalty())["total"] + self.pen_fn(
-                                     *W[:2], *CD[:2])
+                                 self.loss, NoPenalty(), NoPenalty())["total"] + (
+                                     training_objective(0.0, *W[:2], *CD[:2], **self.pen_fn()))
 
     def weight_steps(self, X, P, lamv, W, CD):
         out = self.ab_fn(X, P, lamv, W, CD)
@@ -327,7 +330,7 @@ def frank_wolfe_path(U, Y, budgets, *, task: str = "regression", n_hidden: int =
     act = get_activation(activation)
     steps = _FWSteps(U, Y, loss, act, budget_kind, kappa_a, ridge, fw_tol, max_iter)
     engine = _engine(_PathBlocks(U, Y, loss, act, kappa_a, steps.cd_step, steps.ab_step,
-                                 steps.penalty), rounds, tol)
+                                 steps.penalties), rounds, tol)
     A, B, b = random_feature_init(U, n_hidden, act, random_state, kappa_a)
     path = []
     st = None
@@ -414,8 +417,10 @@ class _FWSteps:
             return r.A, r.B, r.b
         return solve_ab(X, self.U, P, lamv, self.kappa_a, self.act, "none", init=AB).value
 
-    def penalty(self, A, B, C, D):
-        return 0.0 if self.has_cd else self.cd_pen.value(np.hstack([C, D]))
+    def penalties(self):
+        """The penalties of the objective (:func:`~.objective.training_objective`'s keywords):
+        the ridge on [C D] when that block carries no budget."""
+        return {} if self.has_cd else {"pen_cd": self.cd_pen}
 
 
 def plot_frank_wolfe_path(path, ax=None):
@@ -570,8 +575,8 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
         # the joint (B, D) block step: the one that zeroes whole columns (as in fit_bcd)
         return _group_bd_step(W, CD, X, P, U, Y, lamv, loss, act, group["pen"])
 
-    def penalty(A, B, C, D):
-        return group["pen"].value(B, D) + 0.5 * c_ridge * float(np.vdot(C, C))
+    def penalty():
+        return {"group": group["pen"], "c_ridge": c_ridge}
 
     engine = _engine(_PathBlocks(U, Y, loss, act, kappa, cd_step, ab_step, penalty), rounds,
                      tol)
