@@ -48,6 +48,12 @@ Methods (theory §1 and §5):
     of its iterations costs 2–3 Picard iterations and it was 2–2.4× slower. Rule of thumb: try
     it when Picard reports more than ~100 iterations. No convergence guarantee for nonsmooth
     maps: a sample whose residual grows falls back to the plain Picard step.
+
+The adjoint equilibrium of implicit differentiation, :math:`V = \Psi \odot (VA) + R`
+[IDL (6.5)-(6.6)], has its solvers here too: :func:`solve_adjoint` (the averaged fixed-point
+iteration, whole-batch test, used by :mod:`lifted_idl.training.gradient`) and
+:func:`solve_adjoint_direct` (dense per-row linear solves, the fallback of
+:func:`lifted_idl.robustness.attacks.input_gradient`).
 """
 
 from __future__ import annotations

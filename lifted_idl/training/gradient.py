@@ -54,7 +54,7 @@ from .. import kernel
 from .._array import get_namespace
 from ..activations import get_activation
 from ..exceptions import ConvergenceWarning, IllPosedModelError
-from ..kernel import solve_adjoint
+from ..kernel import solve_adjoint  # also importable from here, as before
 from ..losses import Loss, get_loss
 from ..model import ImplicitModel
 from ..penalties import GroupPenalty, NoPenalty, Penalty, get_penalty
@@ -62,7 +62,7 @@ from ..robustness.training import project_mu_inf
 from ..wellposedness import averaged_step, project_inf_norm_ball
 from .objective import group_terms, training_objective
 
-__all__ = ["solve_adjoint", "implicit_gradients", "fit_gradient"]
+__all__ = ["implicit_gradients", "fit_gradient"]
 
 _PARAMS = ("A", "B", "b", "C", "D", "c")
 
@@ -220,7 +220,7 @@ def implicit_gradients(model: ImplicitModel, U, Y, loss: str | Loss, X=None,
         \nabla_C = G^\top X,\ \nabla_D = G^\top U,\ \nabla_c = G^\top\mathbf 1,
 
     with V the adjoint of [IDL (6.5)], solved by the fixed-point iteration [IDL (6.6)]
-    (:func:`solve_adjoint`).
+    (:func:`~lifted_idl.kernel.solve_adjoint`).
 
     Parameters
     ----------
