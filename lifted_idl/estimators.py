@@ -242,10 +242,10 @@ class _BaseImplicit(BaseEstimator):
         """Train on standardised data; returns (model on standardised data, record).
 
         Reads the estimator's parameters (and its previous model for ``warm_start``) and
-        changes nothing on it: :meth:`_commit` stores the result."""
+        changes nothing on it: :meth:`_commit` stores the result. The stages: BCD
+        (:meth:`_fit_bcd_stage`), gradient training or fine-tuning
+        (:meth:`_fit_gradient_stage`), as ``solver`` says."""
         from threadpoolctl import threadpool_limits
-
-        from .training.bcd import fit_bcd
 
         self._check_robust_options()
         n_threads = self._n_threads()
@@ -255,80 +255,105 @@ class _BaseImplicit(BaseEstimator):
         c_ridge = 0.0
         if group is not None:
             c_ridge = float(self.alpha if self.c_ridge is None else self.c_ridge)
-        init = None
-        if self.warm_start and hasattr(self, "_scaled_model"):
-            init = self._scaled_model
-            if init.n_states != self.n_hidden or init.n_features != X.shape[1]:
-                init = None
+        init = self._warm_start_model(X)
         record = {"loss_curve": [], "n_iter": 0, "converged": True}
-        validation = None
-        if self.early_stopping:
-            from sklearn.model_selection import train_test_split
-
-            X, Xv, Y, Yv = train_test_split(X, Y, test_size=self.validation_fraction,
-                                            random_state=seed, stratify=stratify)
-            if X.shape[0] < 2 or Xv.shape[0] < 1:
-                raise ValueError(
-                    f"early_stopping with validation_fraction={self.validation_fraction} "
-                    f"leaves {X.shape[0]} training and {Xv.shape[0]} validation samples"
-                )
-            validation = (Xv, Yv)
+        X, Y, validation = self._validation_split(X, Y, seed, stratify)
         with threadpool_limits(n_threads), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             model = init
             if self.solver in ("bcd", "bcd+gradient"):
-                model, hist = fit_bcd(
-                    X, Y, loss, n_hidden=self.n_hidden, kappa=self.kappa, activation=act,
-                    pen_ab=pen, pen_cd=pen, group=group, c_ridge=c_ridge,
-                    init_model=init, lam=self.lam, lam_min=self.lam_min, mu=self.mu,
-                    max_iter=self.max_iter, tol=self.tol,
-                    n_iter_no_change=self.n_iter_no_change, block_solver=self.block_solver,
-                    validation=validation, random_state=seed, verbose=self.verbose,
-                    n_jobs=n_threads,
-                    robust_sigma=(None if self.robust_sigma is None
-                                  else self.robust_sigma / scale_u))
-                record["loss_curve"] += list(hist.train_loss)
-                record["n_iter"] += hist.n_iter
-                record["converged"] &= hist.converged
-                record["bcd_history"] = hist
+                model = self._fit_bcd_stage(X, Y, loss, act, pen, group, c_ridge, init,
+                                            validation, seed, n_threads, scale_u, record)
             if self.solver in ("gradient", "bcd+gradient"):
-                from .training.gradient import fit_gradient
-
-                if model is None:
-                    model = self._random_feature_model(X, Y, loss, act, pen, seed, group,
-                                                       c_ridge)
-                bs = None if self.batch_size == "auto" and X.shape[0] <= 1000 else (
-                    200 if self.batch_size == "auto" else int(self.batch_size))
-                fine_tune = self.solver == "bcd+gradient"
-                lr = self.learning_rate
-                for _ in range(_FINE_TUNE_TRIES if fine_tune else 1):
-                    tuned, ghist = fit_gradient(
-                        model, X, Y, loss, kappa=self.kappa, pen_ab=pen, pen_cd=pen,
-                        max_iter=self.gradient_max_iter, batch_size=bs,
-                        learning_rate=lr, tol=self.tol, random_state=seed,
-                        verbose=self.verbose, model_penalty=self._model_penalty(scale_u),
-                        constraint=self.constraint, group=group, c_ridge=c_ridge)
-                    record["n_iter"] += int(ghist["n_iter"])
-                    # fit_gradient returns its last iterate; a fine-tuning stage that ends
-                    # above its starting objective (steps too long for an already fitted
-                    # model: Adam's first steps move every weight by about the learning rate)
-                    # is discarded and retried from the BCD model with 4x shorter steps,
-                    # rather than allowed to undo the BCD stage
-                    if not fine_tune or ghist["loss"][-1] <= ghist["loss_initial"]:
-                        model = tuned
-                        record["loss_curve"] += list(ghist["loss"])
-                        break
-                    if self.verbose:
-                        print(f"[bcd+gradient] learning_rate={lr:g} ended above the BCD "
-                              f"objective ({ghist['loss'][-1]:.6g} > "
-                              f"{ghist['loss_initial']:.6g}); retrying with {lr / 4:g}")
-                    lr /= 4
-                record["converged"] &= bool(ghist["converged"])
+                model = self._fit_gradient_stage(X, Y, loss, act, pen, group, c_ridge, model,
+                                                 seed, scale_u, record)
         for w in caught:  # re-issue, and record, convergence problems
             if issubclass(w.category, ConvergenceWarning):
                 record["converged"] = False
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         return model, record
+
+    def _warm_start_model(self, X):
+        """The previous model on standardised data when ``warm_start`` can use it, else None."""
+        if not (self.warm_start and hasattr(self, "_scaled_model")):
+            return None
+        init = self._scaled_model
+        if init.n_states != self.n_hidden or init.n_features != X.shape[1]:
+            return None
+        return init
+
+    def _validation_split(self, X, Y, seed, stratify):
+        """``(X, Y, None)``, or with ``early_stopping`` the training part and ``(Xv, Yv)``."""
+        if not self.early_stopping:
+            return X, Y, None
+        from sklearn.model_selection import train_test_split
+
+        X, Xv, Y, Yv = train_test_split(X, Y, test_size=self.validation_fraction,
+                                        random_state=seed, stratify=stratify)
+        if X.shape[0] < 2 or Xv.shape[0] < 1:
+            raise ValueError(
+                f"early_stopping with validation_fraction={self.validation_fraction} "
+                f"leaves {X.shape[0]} training and {Xv.shape[0]} validation samples"
+            )
+        return X, Y, (Xv, Yv)
+
+    def _fit_bcd_stage(self, X, Y, loss, act, pen, group, c_ridge, init, validation, seed,
+                       n_threads, scale_u, record):
+        """The BCD stage (:func:`~lifted_idl.training.bcd.fit_bcd`); updates ``record``."""
+        from .training.bcd import fit_bcd
+
+        model, hist = fit_bcd(
+            X, Y, loss, n_hidden=self.n_hidden, kappa=self.kappa, activation=act,
+            pen_ab=pen, pen_cd=pen, group=group, c_ridge=c_ridge,
+            init_model=init, lam=self.lam, lam_min=self.lam_min, mu=self.mu,
+            max_iter=self.max_iter, tol=self.tol,
+            n_iter_no_change=self.n_iter_no_change, block_solver=self.block_solver,
+            validation=validation, random_state=seed, verbose=self.verbose,
+            n_jobs=n_threads,
+            robust_sigma=(None if self.robust_sigma is None
+                          else self.robust_sigma / scale_u))
+        record["loss_curve"] += list(hist.train_loss)
+        record["n_iter"] += hist.n_iter
+        record["converged"] &= hist.converged
+        record["bcd_history"] = hist
+        return model
+
+    def _fit_gradient_stage(self, X, Y, loss, act, pen, group, c_ridge, model, seed, scale_u,
+                            record):
+        """Gradient training from ``model`` (random features when None), or the fine-tuning
+        of a BCD model (``solver="bcd+gradient"``); updates ``record``."""
+        from .training.gradient import fit_gradient
+
+        if model is None:
+            model = self._random_feature_model(X, Y, loss, act, pen, seed, group, c_ridge)
+        bs = None if self.batch_size == "auto" and X.shape[0] <= 1000 else (
+            200 if self.batch_size == "auto" else int(self.batch_size))
+        fine_tune = self.solver == "bcd+gradient"
+        lr = self.learning_rate
+        for _ in range(_FINE_TUNE_TRIES if fine_tune else 1):
+            tuned, ghist = fit_gradient(
+                model, X, Y, loss, kappa=self.kappa, pen_ab=pen, pen_cd=pen,
+                max_iter=self.gradient_max_iter, batch_size=bs,
+                learning_rate=lr, tol=self.tol, random_state=seed,
+                verbose=self.verbose, model_penalty=self._model_penalty(scale_u),
+                constraint=self.constraint, group=group, c_ridge=c_ridge)
+            record["n_iter"] += int(ghist["n_iter"])
+            # fit_gradient returns its last iterate; a fine-tuning stage that ends above its
+            # starting objective (steps too long for an already fitted model: Adam's first
+            # steps move every weight by about the learning rate) is discarded and retried
+            # from the BCD model with 4x shorter steps, rather than allowed to undo the BCD
+            # stage
+            if not fine_tune or ghist["loss"][-1] <= ghist["loss_initial"]:
+                model = tuned
+                record["loss_curve"] += list(ghist["loss"])
+                break
+            if self.verbose:
+                print(f"[bcd+gradient] learning_rate={lr:g} ended above the BCD "
+                      f"objective ({ghist['loss'][-1]:.6g} > "
+                      f"{ghist['loss_initial']:.6g}); retrying with {lr / 4:g}")
+            lr /= 4
+        record["converged"] &= bool(ghist["converged"])
+        return model
 
     def _penalties(self):
         r"""The penalty on ``[A B]`` and on ``[C D]``, and the group penalty (or None).

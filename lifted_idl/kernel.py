@@ -48,10 +48,17 @@ Methods (theory §1 and §5):
     of its iterations costs 2–3 Picard iterations and it was 2–2.4× slower. Rule of thumb: try
     it when Picard reports more than ~100 iterations. No convergence guarantee for nonsmooth
     maps: a sample whose residual grows falls back to the plain Picard step.
+
+The adjoint equilibrium of implicit differentiation, :math:`V = \Psi \odot (VA) + R`
+[IDL (6.5)-(6.6)], has its solvers here too: :func:`solve_adjoint` (the averaged fixed-point
+iteration, whole-batch test, used by :mod:`lifted_idl.training.gradient`) and
+:func:`solve_adjoint_direct` (dense per-row linear solves, the fallback of
+:func:`lifted_idl.robustness.attacks.input_gradient`).
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 import warnings
 from dataclasses import dataclass
@@ -72,6 +79,8 @@ __all__ = [
     "lowrank",
     "anderson",
     "solve",
+    "solve_adjoint",
+    "solve_adjoint_direct",
     "METHODS",
 ]
 
@@ -531,101 +540,321 @@ def anderson(A, Z0, activation, tol=None, max_iter: int = 500, X0=None, memory: 
     if isinstance(reg, bool) or not isinstance(reg, numbers.Real) or not 0 <= reg < np.inf:
         raise ValueError(f"reg must be a finite number >= 0; got reg={reg!r}")
     m, n = Z0.shape
-    dt = Z0.dtype
-    X = xp.empty_like(Z0)
     if m == 0 or n == 0:
-        return FixedPointResult(X, 0, 0.0, True, 0, "anderson")
-    nonneg = _nonneg(activation)
-    AT = A.T
-    Xa = xp.zeros_like(Z0) if X0 is None else xp.array(X0, dtype=dt, copy=True)
-    Z0a = Z0
-    dF = xp.zeros((m, memory, n), dtype=dt)
-    dG = xp.zeros((m, memory, n), dtype=dt)
-    f_prev = g_prev = None
-    prev_norm = xp.full(m, xp.inf, dtype=dt)
-    idx = None
-    alive = xp.ones(m, dtype=bool)
-    n_alive = m
-    rel = xp.zeros(m, dtype=dt)
-    ok = xp.zeros(m, dtype=bool)
-    thr = dt.type(tol)
-    eye_cache = {}
-    k = 0
-    n_iter = 0
-    G = rn = scale = None
+        return FixedPointResult(xp.empty_like(Z0), 0, 0.0, True, 0, "anderson")
+    batch = _AndersonBatch(xp, Z0, X0, activation, memory, reg, tol)
     with np.errstate(over="ignore", invalid="ignore"):
-        for it in range(1, max_iter + 1):
-            n_iter = it
-            if it == 1 and X0 is None:  # A @ 0 = 0: no product for a cold start
-                G = Z0a.copy()
-            else:
-                G = xp.matmul(Xa, AT)
-                G += Z0a
-            activation(G, out=G)
-            F = G - Xa
-            rn = _row_inf(F, xp)
-            scale = _row_scale(G, xp, nonneg)
-            fin = xp.isfinite(scale) & xp.isfinite(rn)
-            conv = (rn <= thr * scale) & fin
-            stop = (conv | ~fin) & alive
-            n_stop = int(stop.sum())
-            if n_stop:
-                rows = xp.flatnonzero(stop)
-                orig = rows if idx is None else idx[rows]
-                X[orig] = G[rows]
-                rel[orig] = _relative(rn[rows], scale[rows], xp)
-                ok[orig] = conv[rows]
-                alive[rows] = False
-                n_alive -= n_stop
-                if n_alive == 0:
-                    break
-                if n_alive <= 0.75 * Xa.shape[0]:
-                    keep = xp.flatnonzero(alive)
-                    idx = keep if idx is None else idx[keep]
-                    Xa, Z0a, G, F = Xa[keep], Z0a[keep], G[keep], F[keep]
-                    dF, dG = dF[keep], dG[keep]
-                    if f_prev is not None:
-                        f_prev, g_prev = f_prev[keep], g_prev[keep]
-                    prev_norm, rn, scale = prev_norm[keep], rn[keep], scale[keep]
-                    alive = xp.ones(keep.shape[0], dtype=bool)
-            if f_prev is not None:
-                slot = k % memory
-                xp.subtract(F, f_prev, out=dF[:, slot])
-                xp.subtract(G, g_prev, out=dG[:, slot])
-                k += 1
-            f_prev, g_prev = F, G
-            mk = min(k, memory)
-            if mk == 0:
-                Xn = G.copy()
-            else:
-                Fh = dF[:, :mk]
-                gram = Fh @ Fh.transpose(0, 2, 1)  # (m, mk, mk)
-                rhs = Fh @ F[:, :, None]  # (m, mk, 1)
-                tr = xp.trace(gram, axis1=1, axis2=2)[:, None, None]
-                eye = eye_cache.get(mk)
-                if eye is None:
-                    eye = eye_cache[mk] = xp.eye(mk, dtype=dt)[None]
-                gram += (dt.type(reg) * tr + xp.finfo(dt).tiny) * eye
-                gamma = xp.linalg.solve(gram, rhs)  # (m, mk, 1)
-                Xn = G - (gamma.transpose(0, 2, 1) @ dG[:, :mk])[:, 0]
-                grew = rn > prev_norm  # safeguard: the plain step where the residual grew
-                if bool(grew.any()):
-                    Xn[grew] = G[grew]
-                bad = ~xp.isfinite(Xn).all(axis=1)
-                if bool(bad.any()):
-                    Xn[bad] = G[bad]
-            prev_norm = rn
-            Xa = Xn
-    if n_alive:
-        rows = xp.flatnonzero(alive)
-        orig = rows if idx is None else idx[rows]
-        X[orig] = G[rows]
-        rel[orig] = _relative(rn[rows], scale[rows], xp)
-    n_unconv = m - int(ok.sum())
-    res = FixedPointResult(X, n_iter, float(rel.max()), n_unconv == 0, n_unconv, "anderson")
+        n_iter = batch.run(A.T, X0 is None, max_iter)
+    batch.freeze_rest()
+    n_unconv = m - int(batch.ok.sum())
+    res = FixedPointResult(batch.X, n_iter, float(batch.rel.max()), n_unconv == 0, n_unconv,
+                           "anderson")
     if warn:
         _warn(res, tol, max_iter)
     return res
+
+
+class _AndersonBatch:
+    """The state of :func:`anderson`: the samples still iterating and their histories.
+
+    ``X``, ``rel`` and ``ok`` hold the answers of all samples; the other arrays only the rows
+    still alive (``idx`` maps them back once the batch has been compacted).
+    """
+
+    def __init__(self, xp, Z0, X0, activation, memory, reg, tol):
+        m, n = Z0.shape
+        dt = Z0.dtype
+        self.xp, self.activation, self.memory, self.reg = xp, activation, memory, reg
+        self.nonneg = _nonneg(activation)
+        self.thr = dt.type(tol)
+        self.X = xp.empty_like(Z0)
+        self.rel = xp.zeros(m, dtype=dt)
+        self.ok = xp.zeros(m, dtype=bool)
+        self.Xa = xp.zeros_like(Z0) if X0 is None else xp.array(X0, dtype=dt, copy=True)
+        self.Z0a = Z0
+        self.dF = xp.zeros((m, memory, n), dtype=dt)
+        self.dG = xp.zeros((m, memory, n), dtype=dt)
+        self.f_prev = self.g_prev = None
+        self.prev_norm = xp.full(m, xp.inf, dtype=dt)
+        self.idx = None
+        self.alive = xp.ones(m, dtype=bool)
+        self.n_alive = m
+        self.eye_cache = {}
+        self.k = 0
+        self.G = self.rn = self.scale = None
+
+    def run(self, AT, cold, max_iter):
+        """Iterate until every sample is frozen or ``max_iter``; returns the iterations run."""
+        xp = self.xp
+        n_iter = 0
+        for it in range(1, max_iter + 1):
+            n_iter = it
+            if it == 1 and cold:  # A @ 0 = 0: no product for a cold start
+                G = self.Z0a.copy()
+            else:
+                G = xp.matmul(self.Xa, AT)
+                G += self.Z0a
+            self.activation(G, out=G)
+            self.G = G
+            F = G - self.Xa
+            self.rn = _row_inf(F, xp)
+            self.scale = _row_scale(G, xp, self.nonneg)
+            F = self._freeze_converged(F)
+            if self.n_alive == 0:
+                break
+            self.Xa = self._next_iterate(self.G, F)
+        return n_iter
+
+    def _freeze_converged(self, F):
+        """Store and drop the samples that met the tolerance (or blew up); returns F."""
+        xp = self.xp
+        fin = xp.isfinite(self.scale) & xp.isfinite(self.rn)
+        conv = (self.rn <= self.thr * self.scale) & fin
+        stop = (conv | ~fin) & self.alive
+        n_stop = int(stop.sum())
+        if not n_stop:
+            return F
+        rows = xp.flatnonzero(stop)
+        self._store(rows)
+        self.ok[rows if self.idx is None else self.idx[rows]] = conv[rows]
+        self.alive[rows] = False
+        self.n_alive -= n_stop
+        if self.n_alive and self.n_alive <= 0.75 * self.Xa.shape[0]:
+            F = self._compact(F)
+        return F
+
+    def _store(self, rows):
+        orig = rows if self.idx is None else self.idx[rows]
+        self.X[orig] = self.G[rows]
+        self.rel[orig] = _relative(self.rn[rows], self.scale[rows], self.xp)
+
+    def _compact(self, F):
+        """Keep only the alive rows in every per-sample array; returns F's alive rows."""
+        keep = self.xp.flatnonzero(self.alive)
+        self.idx = keep if self.idx is None else self.idx[keep]
+        self.Xa, self.Z0a, self.G = self.Xa[keep], self.Z0a[keep], self.G[keep]
+        self.dF, self.dG = self.dF[keep], self.dG[keep]
+        if self.f_prev is not None:
+            self.f_prev, self.g_prev = self.f_prev[keep], self.g_prev[keep]
+        self.prev_norm, self.rn, self.scale = (self.prev_norm[keep], self.rn[keep],
+                                               self.scale[keep])
+        self.alive = self.xp.ones(keep.shape[0], dtype=bool)
+        return F[keep]
+
+    def _next_iterate(self, G, F):
+        """Push the newest differences; the Anderson step (the Picard one where it fails)."""
+        xp, memory = self.xp, self.memory
+        if self.f_prev is not None:
+            slot = self.k % memory
+            xp.subtract(F, self.f_prev, out=self.dF[:, slot])
+            xp.subtract(G, self.g_prev, out=self.dG[:, slot])
+            self.k += 1
+        self.f_prev, self.g_prev = F, G
+        mk = min(self.k, memory)
+        if mk == 0:
+            Xn = G.copy()
+        else:
+            Xn = self._extrapolate(G, F, mk)
+        self.prev_norm = self.rn
+        return Xn
+
+    def _extrapolate(self, G, F, mk):
+        """:math:`g(x_k) - \\Delta G\\gamma` from the regularised least squares, safeguarded."""
+        xp = self.xp
+        dt = G.dtype
+        Fh = self.dF[:, :mk]
+        gram = Fh @ Fh.transpose(0, 2, 1)  # (m, mk, mk)
+        rhs = Fh @ F[:, :, None]  # (m, mk, 1)
+        tr = xp.trace(gram, axis1=1, axis2=2)[:, None, None]
+        eye = self.eye_cache.get(mk)
+        if eye is None:
+            eye = self.eye_cache[mk] = xp.eye(mk, dtype=dt)[None]
+        gram += (dt.type(self.reg) * tr + xp.finfo(dt).tiny) * eye
+        gamma = xp.linalg.solve(gram, rhs)  # (m, mk, 1)
+        Xn = G - (gamma.transpose(0, 2, 1) @ self.dG[:, :mk])[:, 0]
+        grew = self.rn > self.prev_norm  # safeguard: the plain step where the residual grew
+        if bool(grew.any()):
+            Xn[grew] = G[grew]
+        bad = ~xp.isfinite(Xn).all(axis=1)
+        if bool(bad.any()):
+            Xn[bad] = G[bad]
+        return Xn
+
+    def freeze_rest(self):
+        """Store the samples still alive after the last iteration (not converged)."""
+        if self.n_alive:
+            self._store(self.xp.flatnonzero(self.alive))
+
+
+# ----------------------------------------------------------------------------------------------
+# the adjoint equilibrium of implicit differentiation [IDL (6.5)-(6.6)]
+# ----------------------------------------------------------------------------------------------
+def solve_adjoint(A, Psi, R, *, alpha: float = 1.0, tol: float | None = None,
+                  max_iter: int = 500, V0=None, min_iter: int = 0,
+                  warn: bool = True) -> FixedPointResult:
+    r"""Solve the adjoint equilibrium :math:`V = \Psi \odot (V A) + R` by fixed-point iteration.
+
+    With :math:`R = \Psi \odot (G C)` this is [IDL (6.5)] in the row layout (one sample per
+    row): for each sample, :math:`v = \Psi (A^\top v + C^\top g)`, i.e.
+    :math:`(I - \Psi A^\top) v = \Psi C^\top g`. The iteration [IDL (6.6)], averaged with step
+    :math:`\alpha`,
+
+    .. math:: V \leftarrow (1 - \alpha) V + \alpha\,\big(\Psi \odot (V A) + R\big),
+
+    converges for every well-posed A (theory §1):
+
+    * :math:`\|A\|_\infty < 1`, :math:`\alpha = 1`: each row map :math:`v \mapsto \Psi A^\top v`
+      contracts in the l1 norm, :math:`\|\Psi A^\top\|_1 = \|A\Psi\|_\infty \le \|A\|_\infty`;
+    * :math:`\lambda_{PF}(|A|) < 1`, :math:`\alpha = 1`: spectral radius of
+      :math:`\Psi A^\top` at most :math:`\lambda_{PF}(|A|)` [IDL Thm 2.2];
+    * :math:`\mu_\infty(A) < 1` with the NE-MON step :math:`\alpha = 1/(1 + \max_i
+      \max(-a_{ii}, 0))` [NEMON]: the iteration matrix :math:`(1-\alpha) I + \alpha\Psi A^\top`
+      has the spectrum of :math:`(1-\alpha) I + \alpha \Psi A`, whose inf-norm is at most
+      :math:`1 - \alpha(1 - \max(\mu_\infty(A), 0))` since :math:`0 \le \psi_i \le 1`
+      (theory §1);
+    * strictly triangular A (a DAG, [IDL §3]): :math:`\Psi A^\top` is nilpotent and the
+      iteration is exact after as many steps as the DAG has levels.
+
+    Parameters
+    ----------
+    A : array of shape (n, n)
+    Psi : array of shape (m, n)
+        Derivatives :math:`\phi'(Z)` at the equilibrium, one row per sample.
+    R : array of shape (m, n)
+        Right-hand side, :math:`\Psi \odot (G C)`.
+    alpha : float, default=1.0
+        Averaging step in ``(0, 1]``.
+    tol : float, optional
+        Stop when :math:`\|V^{t+1} - V^t\|_F \le \mathrm{tol}\cdot\|V^{t+1}\|_F` (the whole
+        matrix: the gradients are sums over samples). Default: 1e-10 in float64, 1e-5 in
+        float32.
+    max_iter : int, default=500
+    V0 : array of shape (m, n), optional
+        Warm start (zeros by default).
+    min_iter : int, default=0
+        Iterations run before the stopping test is first evaluated (the test costs about a
+        third of an iteration; a training loop passes the count its previous step needed).
+    warn : bool, default=True
+        Emit a :class:`~lifted_idl.exceptions.ConvergenceWarning` when the tolerance is not met.
+
+    Returns
+    -------
+    FixedPointResult
+        ``X`` holds V; ``method`` is ``"adjoint"``; ``residual`` is the last relative step.
+    """
+    A, Psi, R, dtype = _check_adjoint_args(A, Psi, R, alpha, max_iter, min_iter)
+    tol = default_tol(dtype) if tol is None else float(tol)
+    if not tol >= 0:
+        raise ValueError(f"tol must be >= 0; got tol={tol!r}")
+    if V0 is None:
+        V = R.astype(dtype, copy=True)  # the first Picard iterate from V = 0
+        n_done = 1
+    else:
+        V0 = np.asarray(V0)
+        if V0.shape != R.shape:
+            raise ValueError(f"V0 must have shape {R.shape}; got shape {V0.shape}")
+        V = V0.astype(dtype, copy=True)
+        n_done = 0
+    if V.size == 0:
+        return FixedPointResult(V, 0, 0.0, True, 0, "adjoint")
+    V, it, residual, converged = _adjoint_iterations(
+        A.astype(dtype, copy=False), Psi.astype(dtype, copy=False), R.astype(dtype, copy=False),
+        V, alpha, n_done, tol, max_iter, min_iter)
+    n_unconv = 0 if converged else V.shape[0]
+    res = FixedPointResult(V, it, residual, converged, n_unconv, "adjoint")
+    if warn and not converged:
+        warnings.warn(
+            f"Adjoint fixed-point iteration [IDL (6.6)] did not converge in max_iter={max_iter} "
+            f"iterations: relative step {residual:.3e} > tol={tol:.1e}.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return res
+
+
+def _check_adjoint_args(A, Psi, R, alpha, max_iter, min_iter):
+    """Shapes and ranges of :func:`solve_adjoint`'s arguments; returns arrays and a float dtype."""
+    A = np.asarray(A)
+    Psi = np.asarray(Psi)
+    R = np.asarray(R)
+    if A.ndim != 2 or A.shape[0] != A.shape[1]:
+        raise ValueError(f"A must be a square 2-D array; got shape {A.shape}")
+    n = A.shape[0]
+    if Psi.ndim != 2 or Psi.shape[1] != n:
+        raise ValueError(f"Psi must have shape (m, {n}); got shape {Psi.shape}")
+    if R.shape != Psi.shape:
+        raise ValueError(f"R must have the shape of Psi {Psi.shape}; got shape {R.shape}")
+    if not isinstance(alpha, numbers.Real) or not 0 < alpha <= 1:
+        raise ValueError(f"alpha must lie in (0, 1]; got alpha={alpha!r}")
+    if not isinstance(max_iter, numbers.Integral) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive int; got max_iter={max_iter!r}")
+    if not isinstance(min_iter, numbers.Integral) or min_iter < 0:
+        raise ValueError(f"min_iter must be an int >= 0; got min_iter={min_iter!r}")
+    dtype = np.result_type(A.dtype, Psi.dtype, R.dtype)
+    if dtype not in (np.float32, np.float64):
+        dtype = np.dtype(np.float64)
+    return A, Psi, R, dtype
+
+
+def _adjoint_iterations(A, Psi, R, V, alpha, n_done, tol, max_iter, min_iter):
+    """The averaged iteration of :func:`solve_adjoint` from ``V`` (overwritten).
+
+    Returns ``(V, iterations, relative step, converged)``.
+    """
+    W = np.empty_like(V)
+    a = V.dtype.type(alpha)
+    averaged = alpha != 1
+    residual = math.inf
+    it = n_done
+    while it < max_iter:
+        it += 1
+        np.matmul(V, A, out=W)
+        W *= Psi
+        W += R
+        if averaged:
+            W -= V
+            W *= a
+            W += V
+        V, W = W, V
+        if it < min_iter:
+            continue
+        np.subtract(V, W, out=W)  # W now holds the step
+        step = math.sqrt(float(np.vdot(W, W)))
+        scale = math.sqrt(float(np.vdot(V, V)))
+        if not (math.isfinite(step) and math.isfinite(scale)):
+            return V, it, math.inf, False
+        if step <= tol * scale:
+            return V, it, (step / scale if scale > 0 else 0.0), True
+        residual = step / scale if scale > 0 else math.inf
+    return V, it, residual, False
+
+
+def solve_adjoint_direct(A, Psi, R, chunk_floats: int = 2_000_000) -> np.ndarray:
+    r"""Solve :math:`V = \Psi \odot (V A) + R` row by row with dense linear solves.
+
+    Row i solves :math:`(I - \mathrm{diag}(\psi_i) A^\top) v_i = r_i`: the fallback of
+    :func:`solve_adjoint` when no contraction certificate holds or the iteration stalls.
+    ``chunk_floats`` bounds the size of the stacked ``(rows, n, n)`` systems.
+
+    Parameters
+    ----------
+    A : array of shape (n, n)
+    Psi : array of shape (m, n)
+    R : array of shape (m, n)
+
+    Returns
+    -------
+    ndarray of shape (m, n)
+    """
+    m, n = Psi.shape
+    V = np.empty_like(R)
+    chunk = max(1, chunk_floats // max(n * n, 1))
+    eye = np.eye(n)
+    for s in range(0, m, chunk):
+        P = Psi[s:s + chunk]
+        M = eye[None] - P[:, :, None] * A.T[None]
+        V[s:s + chunk] = np.linalg.solve(M, R[s:s + chunk][:, :, None])[:, :, 0]
+    return V
 
 
 # ----------------------------------------------------------------------------------------------

@@ -334,6 +334,34 @@ def _build_model(meta, arrays, key, path):
 
 
 def _build_estimator(meta, arrays, path):
+    """The fitted estimator of a model file, its parameters and fitted attributes checked."""
+    from .estimators import ImplicitClassifier
+
+    est = _unfitted_estimator(meta, path)
+    model = _build_model(meta, arrays, "model_", path)
+    scaled = _build_model(meta, arrays, "scaled", path)
+    fitted = meta.get("fitted") or {}
+    state = {"model_": model, "_scaled_model": scaled,
+             "_mean_u": arrays.get("mean_u"), "_scale_u": arrays.get("scale_u"),
+             "loss_curve_": [float(v) for v in arrays.get("loss_curve", [])],
+             "n_iter_": fitted.get("n_iter_"), "converged_": fitted.get("converged_"),
+             "n_features_in_": fitted.get("n_features_in_")}
+    ok = _common_state_ok(state, fitted.get("feature_names_in_"))
+    if isinstance(est, ImplicitClassifier):
+        ok = _classifier_state(state, arrays, fitted, ok)
+    else:
+        state["_y_ndim"] = fitted.get("y_ndim")
+        ok = ok and state["_y_ndim"] in (1, 2) and (state["_y_ndim"] == 2
+                                                     or model.n_outputs == 1)
+    if not ok:
+        raise ModelFileError(f"{path}: the fitted attributes of the {type(est).__name__} are "
+                             "inconsistent with its model; refusing to load it")
+    est._commit(state)
+    return est
+
+
+def _unfitted_estimator(meta, path):
+    """The estimator of ``meta["kind"]`` with the saved parameters, validated."""
     from sklearn.utils._param_validation import InvalidParameterError
 
     from .estimators import ImplicitClassifier, ImplicitRegressor
@@ -349,39 +377,32 @@ def _build_estimator(meta, arrays, path):
     except (TypeError, InvalidParameterError) as err:
         msg = " ".join(str(err).split())
         raise ModelFileError(f"{path}: bad estimator parameters ({msg})") from None
-    model = _build_model(meta, arrays, "model_", path)
-    scaled = _build_model(meta, arrays, "scaled", path)
-    fitted = meta.get("fitted") or {}
-    p = fitted.get("n_features_in_")
-    names = fitted.get("feature_names_in_")
-    state = {"model_": model, "_scaled_model": scaled,
-             "_mean_u": arrays.get("mean_u"), "_scale_u": arrays.get("scale_u"),
-             "loss_curve_": [float(v) for v in arrays.get("loss_curve", [])],
-             "n_iter_": fitted.get("n_iter_"), "converged_": fitted.get("converged_"),
-             "n_features_in_": p}
-    ok = (isinstance(p, int) and model.n_features == p == scaled.n_features
+    return est
+
+
+def _common_state_ok(state, names) -> bool:
+    """Whether the fitted attributes shared by both estimators agree with the models."""
+    p = state["n_features_in_"]
+    ok = (isinstance(p, int) and state["model_"].n_features == p
+          == state["_scaled_model"].n_features
           and isinstance(state["n_iter_"], int) and isinstance(state["converged_"], bool)
           and all(isinstance(state[k], np.ndarray) and state[k].shape == (p,)
                   for k in ("_mean_u", "_scale_u")))
     if names is not None:
         ok = ok and isinstance(names, list) and len(names) == p
         state["feature_names_in_"] = np.asarray(names, dtype=object)
-    if cls is ImplicitClassifier:
-        classes = arrays.get("classes")
-        ok = ok and classes is not None and classes.ndim == 1 and (
-            classes.shape[0] == model.n_outputs)
-        if ok and fitted.get("classes_kind") == "str_object":
-            classes = classes.astype(object)
-        state["classes_"] = classes
-    else:
-        state["_y_ndim"] = fitted.get("y_ndim")
-        ok = ok and state["_y_ndim"] in (1, 2) and (state["_y_ndim"] == 2
-                                                     or model.n_outputs == 1)
-    if not ok:
-        raise ModelFileError(f"{path}: the fitted attributes of the {cls.__name__} are "
-                             "inconsistent with its model; refusing to load it")
-    est._commit(state)
-    return est
+    return ok
+
+
+def _classifier_state(state, arrays, fitted, ok) -> bool:
+    """Add ``classes_`` to ``state``; whether they agree with the model (and ``ok`` so far)."""
+    classes = arrays.get("classes")
+    ok = ok and classes is not None and classes.ndim == 1 and (
+        classes.shape[0] == state["model_"].n_outputs)
+    if ok and fitted.get("classes_kind") == "str_object":
+        classes = classes.astype(object)
+    state["classes_"] = classes
+    return ok
 
 
 def read_metadata(path) -> dict:

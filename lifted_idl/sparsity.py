@@ -182,59 +182,79 @@ def reduce_model(model: ImplicitModel, tol: float = 0.0, *, return_kept: bool = 
     n, q = A.shape[0], C.shape[0]
     b = np.zeros(n) if model.b is None else _np64(model.b).copy()
     c = np.zeros(q) if model.c is None else _np64(model.c).copy()
-    b_changed = c_changed = False
     blocks, block_of, removable = _state_activations(model.activation, n)
     keep = np.ones(n, dtype=bool)
     nzA, nzB, nzC = np.abs(A) > tol, np.abs(B) > tol, np.abs(C) > tol
+    folded = np.zeros(2, dtype=bool)  # whether folding changed b, c
     while True:
-        changed = False
-        # 1. constant states, folded into the biases
-        while True:
-            const = keep & removable & ~(nzA[:, keep].any(axis=1)) & ~nzB.any(axis=1)
-            if not const.any():
-                break
-            readers = keep & ~const
-            for i in np.flatnonzero(const):
-                act_i = blocks[block_of[i]][1]
-                val = float(np.asarray(act_i(np.array([[b[i]]])))[0, 0])
-                if val != 0.0:
-                    b[readers] += A[readers, i] * val
-                    c += C[:, i] * val
-                    b_changed |= bool(np.any(A[readers, i] != 0))
-                    c_changed |= bool(np.any(C[:, i] != 0))
-            keep &= ~const
-            changed = True
-        # 2. dead states: not reachable backwards from the outputs
-        live = keep & (nzC.any(axis=0) | ~removable)
-        while True:
-            reads = keep & nzA[live].any(axis=0)
-            new = live | reads
-            if (new == live).all():
-                break
-            live = new
-        dead = keep & ~live
-        if dead.any():
-            keep &= ~dead
+        changed = _fold_constant_states(keep, removable, nzA, nzB, A, C, b, c, blocks, block_of,
+                                        folded)
+        if _drop_dead_states(keep, removable, nzA, nzC):
             changed = True
         if not changed:
             break
     kept = np.flatnonzero(keep)
+    new_b = None if (model.b is None and not folded[0]) else b[kept]
+    new_c = None if (model.c is None and not folded[1]) else c
+    reduced = _submodel(model, kept, A, B, C, D, new_b, new_c, blocks, block_of)
+    return (reduced, kept) if return_kept else reduced
+
+
+def _fold_constant_states(keep, removable, nzA, nzB, A, C, b, c, blocks, block_of,
+                          folded) -> bool:
+    """Remove the states with zero rows of (A, B) from ``keep``, their values folded into b, c.
+
+    Repeats until no row is constant (folding can make further rows zero); ``keep``, ``b``,
+    ``c`` and ``folded`` (whether b, c changed) are updated in place. Returns whether a state
+    was removed.
+    """
+    changed = False
+    while True:
+        const = keep & removable & ~(nzA[:, keep].any(axis=1)) & ~nzB.any(axis=1)
+        if not const.any():
+            return changed
+        readers = keep & ~const
+        for i in np.flatnonzero(const):
+            act_i = blocks[block_of[i]][1]
+            val = float(np.asarray(act_i(np.array([[b[i]]])))[0, 0])
+            if val != 0.0:
+                b[readers] += A[readers, i] * val
+                c += C[:, i] * val
+                folded[0] |= bool(np.any(A[readers, i] != 0))
+                folded[1] |= bool(np.any(C[:, i] != 0))
+        keep &= ~const
+        changed = True
+
+
+def _drop_dead_states(keep, removable, nzA, nzC) -> bool:
+    """Remove from ``keep`` the states not reachable backwards from the outputs."""
+    live = keep & (nzC.any(axis=0) | ~removable)
+    while True:
+        new = live | (keep & nzA[live].any(axis=0))
+        if (new == live).all():
+            break
+        live = new
+    dead = keep & ~live
+    keep &= ~dead
+    return bool(dead.any())
+
+
+def _submodel(model, kept, A, B, C, D, b, c, blocks, block_of) -> ImplicitModel:
+    """The model restricted to the states ``kept`` (biases ``b``, ``c`` given, or None)."""
     dt = model.dtype
     act = model.activation
     if isinstance(act, Blockwise):
         counts = np.bincount(block_of[kept], minlength=len(blocks))
         act = Blockwise([(int(counts[k]), blocks[k][1]) for k in range(len(blocks))])
-    new_b = None if (model.b is None and not b_changed) else b[kept].astype(dt)
-    new_c = None if (model.c is None and not c_changed) else c.astype(dt)
     factors = None
     if model.factors is not None:
         L, R = (np.asarray(to_numpy(F)) for F in model.factors)
         factors = (L[kept], R[kept])
-    reduced = ImplicitModel(
+    return ImplicitModel(
         A[np.ix_(kept, kept)].astype(dt), B[kept].astype(dt), C[:, kept].astype(dt),
-        D.astype(dt), b=new_b, c=new_c, activation=act, factors=factors,
+        D.astype(dt), b=None if b is None else b.astype(dt),
+        c=None if c is None else c.astype(dt), activation=act, factors=factors,
     )
-    return (reduced, kept) if return_kept else reduced
 
 
 # ----------------------------------------------------------------------------------------------

@@ -93,41 +93,9 @@ def _cmd_fit(args) -> int:
         raise CLIError("give either --csv or --dataset, not both")
     if not 0 < args.test_size < 1:
         raise CLIError(f"--test-size must be in (0, 1); got {args.test_size}")
-    if args.csv is None:
-        if args.target is not None or args.features is not None:
-            raise CLIError("--target and --features apply to --csv data only")
-        name = args.dataset or DEFAULT_DATASET
-        data = _load_dataset(name, args.test_size, args.random_state)
-        if args.task is not None and args.task != data.task:
-            raise CLIError(f"data set {name!r} is a {data.task} task, not {args.task}")
-        what = f"data set {name!r}" + ("" if args.dataset else " (the default)")
-    else:
-        if args.target is None:
-            raise CLIError("--csv needs --target COLUMN (the column to predict)")
-        features = None
-        if args.features is not None:
-            features = [f.strip() for f in args.features.split(",") if f.strip()]
-            if not features:
-                raise CLIError("--features is empty")
-        table = read_table(args.csv, target=args.target, features=features)
-        task = args.task or _detect_task(table.y)
-        y = table.y
-        if task == "regression":
-            if y.dtype == object:
-                raise CLIError(
-                    f"target column {args.target!r} is not numeric; regression needs numbers "
-                    "(use --task classification for class labels)"
-                )
-        else:
-            y = _as_labels(y)
-        Xtr, Xte, ytr, yte = _split(table.X, y, task, args.test_size, args.random_state)
-        source = {"kind": "csv", "path": str(Path(args.csv).resolve()),
-                  "test_size": args.test_size, "random_state": args.random_state}
-        data = _Split(Xtr, ytr, Xte, yte, table.feature_names, args.target, task, source)
-        what = f"{args.csv} (target {args.target!r})"
-        if args.task is None:
-            what += f"; task detected as {task} (override with --task)"
+    data, what = _fit_data_csv(args) if args.csv is not None else _fit_data_builtin(args)
     est = _estimator(data.task, args)
+
     def say(*parts):
         if not args.quiet:
             print(*parts, flush=True)
@@ -157,9 +125,63 @@ def _cmd_fit(args) -> int:
     say(f"  train: {_format_scores(train)}")
     print(f"test score: {_format_scores(test)}")
     save_bundle(est, out, data.task, data.feature_names, data.target, data.source)
+    summary = _fit_summary(est, data, fit_time, no_state, train, test)
+    summary_path = out.with_suffix(".json")
+    try:
+        summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    except OSError as err:
+        raise CLIError(f"cannot write {summary_path}: {err.strerror or err}") from None
+    say(f"  saved the model to {out} and a summary to {summary_path}")
+    return EXIT_OK
+
+
+def _fit_data_builtin(args):
+    """The train/test split of a built-in data set, and how to name it."""
+    if args.target is not None or args.features is not None:
+        raise CLIError("--target and --features apply to --csv data only")
+    name = args.dataset or DEFAULT_DATASET
+    data = _load_dataset(name, args.test_size, args.random_state)
+    if args.task is not None and args.task != data.task:
+        raise CLIError(f"data set {name!r} is a {data.task} task, not {args.task}")
+    return data, f"data set {name!r}" + ("" if args.dataset else " (the default)")
+
+
+def _fit_data_csv(args):
+    """The train/test split of ``--csv`` data (task detected unless ``--task``), and its name."""
+    if args.target is None:
+        raise CLIError("--csv needs --target COLUMN (the column to predict)")
+    features = None
+    if args.features is not None:
+        features = [f.strip() for f in args.features.split(",") if f.strip()]
+        if not features:
+            raise CLIError("--features is empty")
+    table = read_table(args.csv, target=args.target, features=features)
+    task = args.task or _detect_task(table.y)
+    y = table.y
+    if task == "regression":
+        if y.dtype == object:
+            raise CLIError(
+                f"target column {args.target!r} is not numeric; regression needs numbers "
+                "(use --task classification for class labels)"
+            )
+    else:
+        y = _as_labels(y)
+    Xtr, Xte, ytr, yte = _split(table.X, y, task, args.test_size, args.random_state)
+    source = {"kind": "csv", "path": str(Path(args.csv).resolve()),
+              "test_size": args.test_size, "random_state": args.random_state}
+    data = _Split(Xtr, ytr, Xte, yte, table.feature_names, args.target, task, source)
+    what = f"{args.csv} (target {args.target!r})"
+    if args.task is None:
+        what += f"; task detected as {task} (override with --task)"
+    return data, what
+
+
+def _fit_summary(est, data, fit_time, no_state, train, test) -> dict:
+    """The JSON summary written beside the model file."""
     from .. import __version__
 
-    summary = {
+    wp = est.model_.well_posedness
+    return {
         "lifted_idl_version": __version__,
         "estimator": type(est).__name__,
         "params": jsonable(est.get_params()),
@@ -179,13 +201,6 @@ def _cmd_fit(args) -> int:
         "train_scores": train,
         "test_scores": test,
     }
-    summary_path = out.with_suffix(".json")
-    try:
-        summary_path.write_text(json.dumps(summary, indent=2) + "\n")
-    except OSError as err:
-        raise CLIError(f"cannot write {summary_path}: {err.strerror or err}") from None
-    say(f"  saved the model to {out} and a summary to {summary_path}")
-    return EXIT_OK
 
 
 # ----------------------------------------------------------------------------------------------
@@ -319,13 +334,9 @@ def _class_index(est, y) -> np.ndarray:
 
 
 def _cmd_analyze(args) -> int:
-    from .. import robustness
-
     if not (math.isfinite(args.eps) and args.eps >= 0):
         raise CLIError(f"--eps must be a finite number >= 0; got {args.eps}")
     bundle = load_bundle(args.model)
-    est = bundle.estimator
-    model = est.model_
     data = _analysis_data(args, bundle)
     out_dir = Path(args.out_dir)
     try:
@@ -334,8 +345,28 @@ def _cmd_analyze(args) -> int:
         raise CLIError(f"cannot create {out_dir}: {err.strerror or err}") from None
     if not os.access(out_dir, os.W_OK | os.X_OK):
         raise CLIError(f"cannot write to {out_dir}: permission denied")
+    report = _report_well_posedness(bundle)
+    report["lipschitz"] = _report_lipschitz(bundle.estimator.model_)
+    S = _report_sensitivity(bundle, out_dir, report)
+    if data is None:
+        print("no evaluation data (pass --csv PATH or --dataset NAME for scores)")
+    else:
+        _report_scores(bundle, data, S, args.eps, report)
+    path = out_dir / "analysis.json"
+    try:
+        path.write_text(json.dumps(jsonable(report), indent=2) + "\n")
+    except OSError as err:
+        raise CLIError(f"cannot write {path}: {err.strerror or err}") from None
+    print(f"report: {path}")
+    return EXIT_OK
+
+
+def _report_well_posedness(bundle) -> dict:
+    """The model's shape, its well-posedness certificate and the norms of A (printed too)."""
     from ..wellposedness import inf_norm, mu_inf
 
+    est = bundle.estimator
+    model = est.model_
     A = np.asarray(model.A, dtype=np.float64)
     wp = model.well_posedness
     report: dict = {
@@ -357,6 +388,13 @@ def _cmd_analyze(args) -> int:
           f"contraction {wp.contraction:.6g}")
     print(f"  ||A||_inf = {report['norms']['inf_norm_A']:.6g}, lambda_PF(|A|) = "
           f"{report['norms']['lambda_pf']:.6g}, mu_inf(A) = {report['norms']['mu_inf_A']:.6g}")
+    return report
+
+
+def _report_lipschitz(model) -> dict:
+    """The Lipschitz bounds of :func:`~lifted_idl.robustness.lipschitz_bound` (printed too)."""
+    from .. import robustness
+
     lip: dict = {}
     print("Lipschitz bounds (inputs in raw feature units):")
     for label, kind, norm in [("sensitivity, l_inf", "sensitivity", "inf"),
@@ -366,64 +404,70 @@ def _cmd_analyze(args) -> int:
         val, why = _try(robustness.lipschitz_bound, model, norm=norm, kind=kind)
         lip[label] = val if why is None else f"n/a: {why}"
         print(f"  {label:22s} " + (f"{val:.6g}" if why is None else f"n/a ({why})"))
-    report["lipschitz"] = lip
+    return lip
+
+
+def _report_sensitivity(bundle, out_dir: Path, report: dict):
+    """The sensitivity matrix and its heatmap (None when it does not exist)."""
+    from .. import robustness
+
+    est = bundle.estimator
+    model = est.model_
     S, why = _try(robustness.sensitivity_matrix, model)
-    names = bundle.feature_names or [f"x{j}" for j in range(model.n_features)]
-    if S is not None:
-        if bundle.task == "classification":
-            outputs = [str(c) for c in est.classes_]
-        else:
-            outputs = [bundle.target or "y"] if model.n_outputs == 1 else [
-                f"y{i}" for i in range(model.n_outputs)]
-        png = out_dir / "sensitivity.png"
-        try:
-            _heatmap(S, names, outputs, png)
-        except OSError as err:
-            raise CLIError(f"cannot write {png}: {err.strerror or err}") from None
-        top = np.argsort(-S.max(axis=0))[: min(5, S.shape[1])]
-        print("most sensitive features: " + ", ".join(
-            f"{names[j]} ({S[:, j].max():.3g})" for j in top))
-        print(f"sensitivity heatmap: {png}")
-        report["sensitivity_png"] = str(png)
-        report["sensitivity_matrix"] = S.tolist()
-    else:
+    if S is None:
         print(f"sensitivity matrix: n/a ({why})")
-    if data is None:
-        print("no evaluation data (pass --csv PATH or --dataset NAME for scores)")
+        return None
+    names = bundle.feature_names or [f"x{j}" for j in range(model.n_features)]
+    if bundle.task == "classification":
+        outputs = [str(c) for c in est.classes_]
     else:
-        X, y, desc = data
-        scores = _scores(est, bundle.task, X, y)
-        report["data"] = desc
-        report["scores"] = scores
-        print(f"data: {desc}: {_format_scores(scores)}")
-        # the ball: feature j moves by eps * s_j, s_j its training standard deviation, i.e.
-        # the l_inf ball of radius eps for the model on standardised features
-        radius = args.eps * np.asarray(est._scale_u, dtype=np.float64)
-        ball = (f"eps = {args.eps:g} per standardised feature (l_inf box of radius "
-                f"eps * std_j, {radius.min():.3g} to {radius.max():.3g} in raw units)")
-        report_eps = {"eps": args.eps, "per": "standardised feature",
-                      "raw_radius": radius.tolist()}
-        if bundle.task == "classification":
-            Us = (X - est._mean_u) / est._scale_u
-            acc, why = _try(robustness.certified_accuracy, est._scaled_model, Us,
-                            _class_index(est, y), args.eps)
-            if why is None:
-                print(f"certified accuracy at {ball}, sensitivity bound: {acc:.4g}")
-                report["certified_accuracy"] = {**report_eps, "value": acc,
-                                                "method": "sensitivity", "norm": "inf"}
-            else:
-                print(f"certified accuracy: n/a ({why})")
-        elif S is not None:
-            bound = float(np.max(S @ radius))
-            print(f"output change on the box of {ball}: at most {bound:.4g}")
-            report["output_change_bound"] = {**report_eps, "value": bound}
-    path = out_dir / "analysis.json"
+        outputs = [bundle.target or "y"] if model.n_outputs == 1 else [
+            f"y{i}" for i in range(model.n_outputs)]
+    png = out_dir / "sensitivity.png"
     try:
-        path.write_text(json.dumps(jsonable(report), indent=2) + "\n")
+        _heatmap(S, names, outputs, png)
     except OSError as err:
-        raise CLIError(f"cannot write {path}: {err.strerror or err}") from None
-    print(f"report: {path}")
-    return EXIT_OK
+        raise CLIError(f"cannot write {png}: {err.strerror or err}") from None
+    top = np.argsort(-S.max(axis=0))[: min(5, S.shape[1])]
+    print("most sensitive features: " + ", ".join(
+        f"{names[j]} ({S[:, j].max():.3g})" for j in top))
+    print(f"sensitivity heatmap: {png}")
+    report["sensitivity_png"] = str(png)
+    report["sensitivity_matrix"] = S.tolist()
+    return S
+
+
+def _report_scores(bundle, data, S, eps: float, report: dict):
+    """Scores on the evaluation data, and the certified accuracy (classification) or the
+    output-change bound (regression) on the box of radius ``eps`` per standardised feature."""
+    from .. import robustness
+
+    est = bundle.estimator
+    X, y, desc = data
+    scores = _scores(est, bundle.task, X, y)
+    report["data"] = desc
+    report["scores"] = scores
+    print(f"data: {desc}: {_format_scores(scores)}")
+    # the ball: feature j moves by eps * s_j, s_j its training standard deviation, i.e.
+    # the l_inf ball of radius eps for the model on standardised features
+    radius = eps * np.asarray(est._scale_u, dtype=np.float64)
+    ball = (f"eps = {eps:g} per standardised feature (l_inf box of radius "
+            f"eps * std_j, {radius.min():.3g} to {radius.max():.3g} in raw units)")
+    report_eps = {"eps": eps, "per": "standardised feature", "raw_radius": radius.tolist()}
+    if bundle.task == "classification":
+        Us = (X - est._mean_u) / est._scale_u
+        acc, why = _try(robustness.certified_accuracy, est._scaled_model, Us,
+                        _class_index(est, y), eps)
+        if why is None:
+            print(f"certified accuracy at {ball}, sensitivity bound: {acc:.4g}")
+            report["certified_accuracy"] = {**report_eps, "value": acc,
+                                            "method": "sensitivity", "norm": "inf"}
+        else:
+            print(f"certified accuracy: n/a ({why})")
+    elif S is not None:
+        bound = float(np.max(S @ radius))
+        print(f"output change on the box of {ball}: at most {bound:.4g}")
+        report["output_change_bound"] = {**report_eps, "value": bound}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -162,27 +162,33 @@ def read_table(path, *, target: str | None = None, features: list[str] | None = 
             f"{path}: target column {target!r} not found; the columns are {header}"
         )
     has_target = read_target and target is not None and target in cols
-    if features is None:
-        features = [h for h in header if h != target]
-        if not features:
-            raise CLIError(f"{path}: no feature columns besides the target {target!r}")
-    else:
-        missing = [f for f in features if f not in cols]
-        if missing:
-            which = "column" if len(missing) == 1 else "columns"
-            raise CLIError(
-                f"{path}: missing feature {which} {', '.join(map(repr, missing))} "
-                f"(the model needs {len(features)} feature columns: {features})"
-            )
-        if target is not None and target in features:
-            raise CLIError(f"the target column {target!r} cannot also be a feature")
-        if len(set(features)) != len(features):
-            raise CLIError(f"a feature column is listed twice: {features}")
+    features = _feature_columns(path, header, cols, target, features)
     X = np.column_stack([
         _numeric_column(path, f, [r[cols[f]] for r in data], "feature") for f in features
     ])
     y = _parse_target(path, target, [r[cols[target]] for r in data]) if has_target else None
     return _Table(X, list(features), y, target if has_target else None, str(path))
+
+
+def _feature_columns(path: Path, header, cols, target, features) -> list[str]:
+    """The feature columns of :func:`read_table`: ``features`` checked, or all but ``target``."""
+    if features is None:
+        features = [h for h in header if h != target]
+        if not features:
+            raise CLIError(f"{path}: no feature columns besides the target {target!r}")
+        return features
+    missing = [f for f in features if f not in cols]
+    if missing:
+        which = "column" if len(missing) == 1 else "columns"
+        raise CLIError(
+            f"{path}: missing feature {which} {', '.join(map(repr, missing))} "
+            f"(the model needs {len(features)} feature columns: {features})"
+        )
+    if target is not None and target in features:
+        raise CLIError(f"the target column {target!r} cannot also be a feature")
+    if len(set(features)) != len(features):
+        raise CLIError(f"a feature column is listed twice: {features}")
+    return features
 
 
 def _detect_task(y: np.ndarray) -> str:

@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._array import to_numpy
+from ..kernel import solve_adjoint, solve_adjoint_direct
 from ._common import (
     ModelLike,
     _as_model,
@@ -83,10 +84,11 @@ def input_gradient(model: ModelLike, U: ArrayLike, G: ArrayLike,
 
     .. math:: v = \Phi \odot (vA + gC), \qquad \nabla_u = vB + gD.
 
-    The fixed point is found by Picard iteration when a Perron–Frobenius certificate holds
-    (it contracts because :math:`\rho(|A|\Phi) \le \lambda_{PF}(|A|) < 1` for slopes in
-    [0, 1]); otherwise, or if that stalls, by the linear solves
-    :math:`(I - \Phi A^\top) v^\top = \Phi C^\top g^\top`.
+    The fixed point is found by Picard iteration (:func:`~lifted_idl.kernel.solve_adjoint`)
+    when a Perron–Frobenius certificate holds (it contracts because
+    :math:`\rho(|A|\Phi) \le \lambda_{PF}(|A|) < 1` for slopes in [0, 1]); otherwise, or if
+    that stalls, by the linear solves :math:`(I - \Phi A^\top) v^\top = \Phi C^\top g^\top`
+    (:func:`~lifted_idl.kernel.solve_adjoint_direct`).
 
     Parameters
     ----------
@@ -124,37 +126,17 @@ def input_gradient(model: ModelLike, U: ArrayLike, G: ArrayLike,
     if m.b is not None:
         Z += np.asarray(to_numpy(m.b), dtype=np.float64)
     Phi = np.asarray(act.derivative(Z), dtype=np.float64)
-    R = G @ C
+    R = Phi * (G @ C)
     V = None
     wp = m.well_posedness
     if wp.certificate in ("dag", "inf_norm", "pf"):
         c = min(max(float(wp.contraction), 1e-3), 0.9999)
         max_iter = int(min(np.ceil(np.log(1e-14) / np.log(c)) + 20, 20000))
-        V = Phi * R
-        for _ in range(max_iter):
-            Vn = Phi * (V @ A + R)
-            diff = np.abs(Vn - V).max(axis=1, initial=0.0)
-            V = Vn
-            if np.all(diff <= 1e-12 * np.maximum(np.abs(V).max(axis=1, initial=0.0), 1e-300)):
-                break
-        else:
-            V = None
+        res = solve_adjoint(A, Phi, R, tol=1e-13, max_iter=max_iter, warn=False)
+        V = res.X if res.converged else None
     if V is None:
-        V = _adjoint_direct(A, Phi, R)
+        V = solve_adjoint_direct(A, Phi, R, chunk_floats=_CHUNK)
     return V @ B + G @ D
-
-
-def _adjoint_direct(A, Phi, R):
-    """Solve :math:`(I - \\mathrm{diag}(\\phi_i) A^\\top) v_i = \\phi_i \\odot r_i` per row."""
-    m, n = Phi.shape
-    V = np.empty_like(R)
-    chunk = max(1, _CHUNK // max(n * n, 1))
-    eye = np.eye(n)
-    for s in range(0, m, chunk):
-        P = Phi[s:s + chunk]
-        M = eye[None] - P[:, :, None] * A.T[None]
-        V[s:s + chunk] = np.linalg.solve(M, (P * R[s:s + chunk])[:, :, None])[:, :, 0]
-    return V
 
 
 # ----------------------------------------------------------------------------------------------

@@ -35,9 +35,10 @@ from .. import blocks
 from ..blocks.objective import _divergence
 from ..penalties import NoPenalty
 from ..wellposedness import project_inf_norm_ball
+from .objective import group_terms, true_objective
 from .rounds import Blocks, History, RoundEngine, RoundSettings
 
-__all__ = ["BCDHistory", "random_feature_init", "fit_bcd", "true_objective"]
+__all__ = ["BCDHistory", "random_feature_init", "fit_bcd"]
 
 
 BCDHistory = History  # the history of a fit_bcd run (kept under its earlier name)
@@ -55,15 +56,6 @@ def random_feature_init(U, n_hidden, activation, random_state, kappa, scale=1.0)
     b = rng.uniform(-0.5, 0.5, n_hidden) * scale
     A = np.zeros((n_hidden, n_hidden))
     return A, B, b
-
-
-def true_objective(model, U, Y, loss, pen_ab, pen_cd, X=None):
-    """Training objective of the real model: loss at the equilibrium plus penalties."""
-    if X is None:
-        X = model.equilibrium(U)
-    Yhat = model.output(X, U)
-    return (loss.value(Y, Yhat) + pen_ab.value(np.hstack([model.A, model.B]))
-            + pen_cd.value(np.hstack([model.C, model.D])))
 
 
 def _group_bd_step(W, CD, X, P, U, Y, lamv, loss, activation, group, max_steps=50, tol=1e-7):
@@ -145,7 +137,7 @@ class BCDBlocks(Blocks):
     def group_value(self, B, C, D):
         if self.group is None:
             return 0.0
-        return self.group.value(B, D) + 0.5 * self.c_ridge * float(np.vdot(C, C))
+        return group_terms(B, C, D, self.group, self.c_ridge)
 
     def cd_step(self, W, X, init):
         pen = self.pen_cd if self.group is None else self.group.for_cd(W[1], ridge=self.c_ridge)
@@ -154,8 +146,9 @@ class BCDBlocks(Blocks):
         return r.value, r.converged
 
     def objective(self, W, CD, X, model):
-        return (true_objective(model, self.U, self.Y, self.loss, self.pen_ab, self.pen_cd, X)
-                + self.group_value(W[1], *CD[:2]))
+        return true_objective(model, self.U, self.Y, self.loss, self.pen_ab, self.pen_cd, X,
+                              group=self.group,
+                              c_ridge=self.c_ridge if self.group is not None else 0.0)
 
     def p_step(self, W, CD, X, lamv, mu):
         r = blocks.solve_p(*W, *CD, X, self.U, self.Y, lamv, mu, self.activation, self.loss,

@@ -45,6 +45,7 @@ import math
 import numbers
 import time
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.utils import check_random_state
@@ -53,149 +54,17 @@ from .. import kernel
 from .._array import get_namespace
 from ..activations import get_activation
 from ..exceptions import ConvergenceWarning, IllPosedModelError
+from ..kernel import solve_adjoint  # also importable from here, as before
 from ..losses import Loss, get_loss
 from ..model import ImplicitModel
 from ..penalties import GroupPenalty, NoPenalty, Penalty, get_penalty
 from ..robustness.training import project_mu_inf
 from ..wellposedness import averaged_step, project_inf_norm_ball
+from .objective import group_terms, training_objective
 
-__all__ = ["solve_adjoint", "implicit_gradients", "fit_gradient"]
+__all__ = ["implicit_gradients", "fit_gradient"]
 
 _PARAMS = ("A", "B", "b", "C", "D", "c")
-_FLOATS = (np.float32, np.float64)
-
-
-# ----------------------------------------------------------------------------------------------
-# the adjoint equilibrium [IDL (6.5)-(6.6)]
-# ----------------------------------------------------------------------------------------------
-def solve_adjoint(A, Psi, R, *, alpha: float = 1.0, tol: float | None = None,
-                  max_iter: int = 500, V0=None, min_iter: int = 0,
-                  warn: bool = True) -> kernel.FixedPointResult:
-    r"""Solve the adjoint equilibrium :math:`V = \Psi \odot (V A) + R` by fixed-point iteration.
-
-    With :math:`R = \Psi \odot (G C)` this is [IDL (6.5)] in the row layout (one sample per
-    row): for each sample, :math:`v = \Psi (A^\top v + C^\top g)`, i.e.
-    :math:`(I - \Psi A^\top) v = \Psi C^\top g`. The iteration [IDL (6.6)], averaged with step
-    :math:`\alpha`,
-
-    .. math:: V \leftarrow (1 - \alpha) V + \alpha\,\big(\Psi \odot (V A) + R\big),
-
-    converges for every well-posed A (theory §1):
-
-    * :math:`\|A\|_\infty < 1`, :math:`\alpha = 1`: each row map :math:`v \mapsto \Psi A^\top v`
-      contracts in the l1 norm, :math:`\|\Psi A^\top\|_1 = \|A\Psi\|_\infty \le \|A\|_\infty`;
-    * :math:`\lambda_{PF}(|A|) < 1`, :math:`\alpha = 1`: spectral radius of
-      :math:`\Psi A^\top` at most :math:`\lambda_{PF}(|A|)` [IDL Thm 2.2];
-    * :math:`\mu_\infty(A) < 1` with the NE-MON step :math:`\alpha = 1/(1 + \max_i
-      \max(-a_{ii}, 0))` [NEMON]: the iteration matrix :math:`(1-\alpha) I + \alpha\Psi A^\top`
-      has the spectrum of :math:`(1-\alpha) I + \alpha \Psi A`, whose inf-norm is at most
-      :math:`1 - \alpha(1 - \max(\mu_\infty(A), 0))` since :math:`0 \le \psi_i \le 1`
-      (theory §1);
-    * strictly triangular A (a DAG, [IDL §3]): :math:`\Psi A^\top` is nilpotent and the
-      iteration is exact after as many steps as the DAG has levels.
-
-    Parameters
-    ----------
-    A : array of shape (n, n)
-    Psi : array of shape (m, n)
-        Derivatives :math:`\phi'(Z)` at the equilibrium, one row per sample.
-    R : array of shape (m, n)
-        Right-hand side, :math:`\Psi \odot (G C)`.
-    alpha : float, default=1.0
-        Averaging step in ``(0, 1]``.
-    tol : float, optional
-        Stop when :math:`\|V^{t+1} - V^t\|_F \le \mathrm{tol}\cdot\|V^{t+1}\|_F` (the whole
-        matrix: the gradients are sums over samples). Default: 1e-10 in float64, 1e-5 in
-        float32.
-    max_iter : int, default=500
-    V0 : array of shape (m, n), optional
-        Warm start (zeros by default).
-    min_iter : int, default=0
-        Iterations run before the stopping test is first evaluated (the test costs about a
-        third of an iteration; a training loop passes the count its previous step needed).
-    warn : bool, default=True
-        Emit a :class:`~lifted_idl.exceptions.ConvergenceWarning` when the tolerance is not met.
-
-    Returns
-    -------
-    FixedPointResult
-        ``X`` holds V; ``method`` is ``"adjoint"``; ``residual`` is the last relative step.
-    """
-    A = np.asarray(A)
-    Psi = np.asarray(Psi)
-    R = np.asarray(R)
-    if A.ndim != 2 or A.shape[0] != A.shape[1]:
-        raise ValueError(f"A must be a square 2-D array; got shape {A.shape}")
-    n = A.shape[0]
-    if Psi.ndim != 2 or Psi.shape[1] != n:
-        raise ValueError(f"Psi must have shape (m, {n}); got shape {Psi.shape}")
-    if R.shape != Psi.shape:
-        raise ValueError(f"R must have the shape of Psi {Psi.shape}; got shape {R.shape}")
-    if not isinstance(alpha, numbers.Real) or not 0 < alpha <= 1:
-        raise ValueError(f"alpha must lie in (0, 1]; got alpha={alpha!r}")
-    if not isinstance(max_iter, numbers.Integral) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive int; got max_iter={max_iter!r}")
-    if not isinstance(min_iter, numbers.Integral) or min_iter < 0:
-        raise ValueError(f"min_iter must be an int >= 0; got min_iter={min_iter!r}")
-    dtype = np.result_type(A.dtype, Psi.dtype, R.dtype)
-    if dtype not in _FLOATS:
-        dtype = np.dtype(np.float64)
-    tol = kernel.default_tol(dtype) if tol is None else float(tol)
-    if not tol >= 0:
-        raise ValueError(f"tol must be >= 0; got tol={tol!r}")
-    if V0 is None:
-        V = R.astype(dtype, copy=True)  # the first Picard iterate from V = 0
-        n_done = 1
-    else:
-        V0 = np.asarray(V0)
-        if V0.shape != R.shape:
-            raise ValueError(f"V0 must have shape {R.shape}; got shape {V0.shape}")
-        V = V0.astype(dtype, copy=True)
-        n_done = 0
-    if V.size == 0:
-        return kernel.FixedPointResult(V, 0, 0.0, True, 0, "adjoint")
-    A = A.astype(dtype, copy=False)
-    Psi = Psi.astype(dtype, copy=False)
-    R = R.astype(dtype, copy=False)
-    W = np.empty_like(V)
-    a = dtype.type(alpha)
-    averaged = alpha != 1
-    residual = math.inf
-    converged = False
-    it = n_done
-    while it < max_iter:
-        it += 1
-        np.matmul(V, A, out=W)
-        W *= Psi
-        W += R
-        if averaged:
-            W -= V
-            W *= a
-            W += V
-        V, W = W, V
-        if it < min_iter:
-            continue
-        np.subtract(V, W, out=W)  # W now holds the step
-        step = math.sqrt(float(np.vdot(W, W)))
-        scale = math.sqrt(float(np.vdot(V, V)))
-        if not (math.isfinite(step) and math.isfinite(scale)):
-            residual = math.inf
-            break
-        if step <= tol * scale:
-            residual = step / scale if scale > 0 else 0.0
-            converged = True
-            break
-        residual = step / scale if scale > 0 else math.inf
-    n_unconv = 0 if converged else V.shape[0]
-    res = kernel.FixedPointResult(V, it, residual, converged, n_unconv, "adjoint")
-    if warn and not converged:
-        warnings.warn(
-            f"Adjoint fixed-point iteration [IDL (6.6)] did not converge in max_iter={max_iter} "
-            f"iterations: relative step {residual:.3e} > tol={tol:.1e}.",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
-    return res
 
 
 # ----------------------------------------------------------------------------------------------
@@ -351,7 +220,7 @@ def implicit_gradients(model: ImplicitModel, U, Y, loss: str | Loss, X=None,
         \nabla_C = G^\top X,\ \nabla_D = G^\top U,\ \nabla_c = G^\top\mathbf 1,
 
     with V the adjoint of [IDL (6.5)], solved by the fixed-point iteration [IDL (6.6)]
-    (:func:`solve_adjoint`).
+    (:func:`~lifted_idl.kernel.solve_adjoint`).
 
     Parameters
     ----------
@@ -675,6 +544,74 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
     is warm-started from the previous adjoint of the same samples.
     """
     t_start = time.perf_counter()
+    opts = _check_fit_options(
+        model, loss, kappa=kappa, pen_ab=pen_ab, pen_cd=pen_cd, max_iter=max_iter,
+        batch_size=batch_size, optimizer=optimizer, learning_rate=learning_rate, tol=tol,
+        n_iter_no_change=n_iter_no_change, verbose=verbose, callback=callback,
+        train_bias=train_bias, solver_tol=solver_tol, model_penalty=model_penalty,
+        constraint=constraint, group=group, c_ridge=c_ridge)
+    rng = check_random_state(random_state)
+    if get_namespace(model.A) is not np:
+        model = model.to_numpy()
+    U, Y = _check_data(model, U, Y)
+    trainer = _GradientTrainer(model, U, Y, opts)
+    stopping = _StoppingRule(opts)
+    if opts.batch_size is None or opts.batch_size >= U.shape[0]:
+        loss_initial, converged, n_iter = _run_full_batch(trainer, stopping)
+    else:
+        loss_initial, converged, n_iter = _run_minibatch(trainer, stopping, rng)
+    if opts.verbose == 1 and n_iter % 10:
+        print(f"[fit_gradient] epoch {n_iter:5d}  objective = {stopping.history[-1]:.8g}")
+    _warn_outcome(trainer, converged)
+    history = {
+        "loss": stopping.history,
+        "loss_initial": loss_initial,
+        "n_iter": n_iter,
+        "n_steps": trainer.counters["steps"],
+        "converged": converged,
+        "solver_failures": trainer.counters["failures"],
+        "forward_iter": trainer.counters["fwd_iter"] / max(trainer.counters["fwd_solves"], 1),
+        "adjoint_iter": trainer.counters["adj_iter"] / max(trainer.counters["adj_solves"], 1),
+        "time": time.perf_counter() - t_start,
+        "model_penalty": trainer.model_penalty_value(),
+        "constraint": opts.constraint,
+        "group_penalty": trainer.group_value(),
+    }
+    return trainer.result_model(model), history
+
+
+# ----------------------------------------------------------------------------------------------
+# fit_gradient, step by step
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class _FitOptions:
+    """The validated settings of :func:`fit_gradient` (see its parameters)."""
+
+    loss: Loss
+    act: object
+    kappa: float
+    lip: float
+    pen_ab: Penalty
+    pen_cd: Penalty
+    constraint: str
+    model_penalty: object
+    group: GroupPenalty | None
+    c_ridge: float
+    max_iter: int
+    n_iter_no_change: int
+    batch_size: int | None
+    optimizer: str
+    learning_rate: float
+    tol: float
+    solver_tol: float | None
+    verbose: int
+    callback: object
+    train_bias: bool
+
+
+def _check_fit_options(model, loss, *, kappa, pen_ab, pen_cd, constraint, model_penalty, group,
+                       c_ridge, **loop) -> _FitOptions:
+    """Validate the arguments of :func:`fit_gradient`; each error names the argument."""
     if not isinstance(model, ImplicitModel):
         raise ValueError(f"model must be an ImplicitModel; got {type(model).__name__}")
     loss = get_loss(loss)
@@ -682,11 +619,10 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
     if isinstance(kappa, bool) or not isinstance(kappa, numbers.Real) or not 0 < kappa < 1:
         raise ValueError(f"kappa must lie in (0, 1); got kappa={kappa!r}")
     lip = float(np.max(act.state_lipschitz(model.n_states), initial=0.0))
-    contraction = float(kappa) * lip
-    if contraction >= 1:
+    if float(kappa) * lip >= 1:
         raise ValueError(
-            f"kappa * lipschitz(activation) = {contraction:.4g} >= 1: ||A||_inf <= kappa does "
-            f"not certify well-posedness for activation={act!r}; got kappa={kappa!r}"
+            f"kappa * lipschitz(activation) = {float(kappa) * lip:.4g} >= 1: ||A||_inf <= kappa "
+            f"does not certify well-posedness for activation={act!r}; got kappa={kappa!r}"
         )
     pen_ab = _check_penalty(pen_ab, "pen_ab")
     pen_cd = _check_penalty(pen_cd, "pen_cd")
@@ -694,16 +630,27 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
         raise ValueError(
             f"constraint must be 'inf_norm' or 'mu_inf'; got constraint={constraint!r}")
     _check_model_penalty(model_penalty, constraint)
+    _check_group(group, pen_ab, pen_cd)
+    if (isinstance(c_ridge, bool) or not isinstance(c_ridge, numbers.Real)
+            or not math.isfinite(c_ridge) or c_ridge < 0):
+        raise ValueError(f"c_ridge must be a finite float >= 0; got c_ridge={c_ridge!r}")
+    return _FitOptions(loss=loss, act=act, kappa=kappa, lip=lip, pen_ab=pen_ab, pen_cd=pen_cd,
+                       constraint=constraint, model_penalty=model_penalty, group=group,
+                       c_ridge=float(c_ridge), **_check_loop_options(**loop))
+
+
+def _check_group(group, pen_ab, pen_cd):
     if group is not None and not isinstance(group, GroupPenalty):
         raise ValueError(f"group must be None or a GroupPenalty; got group={group!r}")
     if group is not None and not (pen_ab.smooth and pen_cd.smooth):
         raise ValueError(
             "group cannot be combined with a non-smooth pen_ab/pen_cd (the prox of the sum is "
             f"not the composition of the proxes); got pen_ab={pen_ab!r}, pen_cd={pen_cd!r}")
-    if (isinstance(c_ridge, bool) or not isinstance(c_ridge, numbers.Real)
-            or not math.isfinite(c_ridge) or c_ridge < 0):
-        raise ValueError(f"c_ridge must be a finite float >= 0; got c_ridge={c_ridge!r}")
-    c_ridge = float(c_ridge)
+
+
+def _check_loop_options(*, max_iter, n_iter_no_change, batch_size, optimizer, learning_rate,
+                        tol, solver_tol, verbose, callback, train_bias) -> dict:
+    """Validate the optimizer's and the stopping rule's settings of :func:`fit_gradient`."""
     max_iter = _check_int(max_iter, "max_iter", 1)
     n_iter_no_change = _check_int(n_iter_no_change, "n_iter_no_change", 1)
     if batch_size is not None:
@@ -722,83 +669,123 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
     verbose = _check_int(verbose, "verbose", 0)
     if callback is not None and not callable(callback):
         raise ValueError(f"callback must be callable; got callback={callback!r}")
-    rng = check_random_state(random_state)
+    return dict(max_iter=max_iter, n_iter_no_change=n_iter_no_change, batch_size=batch_size,
+                optimizer=optimizer, learning_rate=learning_rate, tol=tol, solver_tol=solver_tol,
+                verbose=verbose, callback=callback, train_bias=train_bias)
 
-    if get_namespace(model.A) is not np:
-        model = model.to_numpy()
-    U, Y = _check_data(model, U, Y)
-    m = U.shape[0]
-    n, p, q = model.n_states, model.n_features, model.n_outputs
-    dtype = model.dtype
-    full_batch = batch_size is None or batch_size >= m
-    if full_batch:
-        batch_size = m
-    if solver_tol is None:
-        stol = 1e-5 if dtype == np.float32 else 1e-8
-    else:
-        stol = float(solver_tol)
-    fwd_max_iter = _default_max_iter(stol, contraction)
-    mu_mode = constraint == "mu_inf"
-    project = project_mu_inf if mu_mode else project_inf_norm_ball
-    # NE-MON step and contraction (theory §1), recomputed after every projection under mu_inf
-    iteration = {"alpha": 1.0, "max_iter": fwd_max_iter}
 
-    def set_iteration():
-        if not mu_mode:
-            return
-        alpha, c = averaged_step(lip * np.asarray(par.A, dtype=np.float64))
-        iteration["alpha"] = alpha
-        iteration["max_iter"] = _default_max_iter(stol, c)
+class _Adam:
+    """Adam's moments (:math:`\\beta_1 = 0.9`, :math:`\\beta_2 = 0.999`, :math:`\\epsilon =
+    10^{-8}`) over the flat parameter vector, with the group-wise metric of ``group``."""
 
-    # ---- parameters in one flat buffer (copies: the input model is never touched) -------
-    par = _Params(n, p, q, dtype)
-    par.A[...] = project(model.A, kappa)
-    par.B[...] = model.B
-    par.C[...] = model.C
-    par.D[...] = model.D
-    if model.b is not None:
-        par.b[...] = model.b
-    if model.c is not None:
-        par.c[...] = model.c
-    P = par.as_dict()
-    gflat = np.zeros_like(par.flat)
-    grad = par.views(gflat, _Views())
-    gdict = par.as_dict(grad)
-    adam = optimizer == "adam"
     beta1, beta2, eps = 0.9, 0.999, 1e-8
-    m1 = np.zeros_like(par.flat)  # Adam moments
-    m2 = np.zeros_like(par.flat)
-    buf = np.empty_like(par.flat)
-    den = np.empty_like(par.flat)
-    steps = par.views(buf, _Views())  # per-entry prox steps, written into buf
-    ab_smooth = pen_ab.smooth and not isinstance(pen_ab, NoPenalty)
-    cd_smooth = pen_cd.smooth and not isinstance(pen_cd, NoPenalty)
-    ab_prox = not pen_ab.smooth
-    cd_prox = not pen_cd.smooth
-    lr = float(learning_rate)
-    has_group = group is not None
-    m2v = par.views(m2, _Views())  # views of the second moments and of the denominators
-    denv = par.views(den, _Views())
-    group_rows = n + q
 
-    set_iteration()
-    has_mpen = model_penalty is not None
+    def __init__(self, par: _Params):
+        self.m1 = np.zeros_like(par.flat)
+        self.m2 = np.zeros_like(par.flat)
+        self.den = np.empty_like(par.flat)
+        self.m2v = par.views(self.m2, _Views())  # views of the second moments and denominators
+        self.denv = par.views(self.den, _Views())
 
-    def mpen_value():
-        return float(model_penalty.value(P)) if has_mpen else 0.0
+    def update(self, par, gflat, buf, t, lr, group_rows, need_steps):
+        """One Adam step on ``par.flat``; returns the group denominators (or None).
 
-    X_cache = np.zeros((m, n), dtype=dtype)  # warm starts, one row per sample
-    V_cache = np.zeros((m, n), dtype=dtype)
-    counters = {"failures": 0, "steps": 0, "fwd_iter": 0, "adj_iter": 0, "fwd_solves": 0,
-                "adj_solves": 0, "fwd_last": 0, "adj_last": 0}
+        With ``group_rows`` (``n + q``, when there is a group penalty) one denominator per
+        feature group j of [B; D]: the RMS of its second moments, so that the group prox is
+        exact in Adam's metric. With ``need_steps`` the per-entry prox steps ``lr / den`` are
+        left in ``buf``.
+        """
+        b1, b2, eps = self.beta1, self.beta2, self.eps
+        m1, m2, den = self.m1, self.m2, self.den
+        # m1 <- b1 m1 + (1-b1) g ; m2 <- b2 m2 + (1-b2) g^2
+        np.multiply(m1, b1, out=m1)
+        np.multiply(gflat, 1 - b1, out=buf)
+        np.add(m1, buf, out=m1)
+        np.multiply(gflat, gflat, out=buf)
+        np.multiply(buf, 1 - b2, out=buf)
+        np.multiply(m2, b2, out=m2)
+        np.add(m2, buf, out=m2)
+        # den = sqrt(v_hat) + eps ; theta <- theta - lr m_hat / den
+        np.sqrt(m2, out=den)
+        np.multiply(den, 1 / math.sqrt(1 - b2 ** t), out=den)
+        gden = None
+        if group_rows:
+            vbar = self.m2v.B.sum(axis=0)
+            vbar += self.m2v.D.sum(axis=0)
+            gden = np.sqrt(vbar / (group_rows * (1 - b2 ** t))) + eps
+        np.add(den, eps, out=den)
+        if group_rows:
+            self.denv.B[...] = gden
+            self.denv.D[...] = gden
+        np.divide(m1, den, out=buf)
+        np.multiply(buf, lr / (1 - b1 ** t), out=buf)
+        np.subtract(par.flat, buf, out=par.flat)
+        if need_steps:
+            np.divide(lr, den, out=buf)  # the prox in Adam's diagonal metric
+        return gden
 
-    def forward(Ub, X0, in_step=True):
+
+class _GradientTrainer:
+    """The state of one :func:`fit_gradient` run: parameters, gradients, optimizer, warm starts.
+
+    The parameters live in one flat buffer (copies: the input model is never touched); the
+    forward and adjoint solves are warm-started from the last solution for the same samples.
+    """
+
+    def __init__(self, model: ImplicitModel, U, Y, opts: _FitOptions):
+        self.opts, self.U, self.Y = opts, U, Y
+        m = U.shape[0]
+        n, p, q = model.n_states, model.n_features, model.n_outputs
+        dtype = model.dtype
+        if opts.solver_tol is None:
+            self.stol = 1e-5 if dtype == np.float32 else 1e-8
+        else:
+            self.stol = float(opts.solver_tol)
+        self.mu_mode = opts.constraint == "mu_inf"
+        self.project = project_mu_inf if self.mu_mode else project_inf_norm_ball
+        # NE-MON step and contraction (theory §1), recomputed after every projection (mu_inf)
+        self.alpha = 1.0
+        self.max_iter = _default_max_iter(self.stol, float(opts.kappa) * opts.lip)
+        self.par = par = _Params(n, p, q, dtype)
+        par.A[...] = self.project(model.A, opts.kappa)
+        par.B[...] = model.B
+        par.C[...] = model.C
+        par.D[...] = model.D
+        if model.b is not None:
+            par.b[...] = model.b
+        if model.c is not None:
+            par.c[...] = model.c
+        self.P = par.as_dict()
+        self.gflat = np.zeros_like(par.flat)
+        self.grad = par.views(self.gflat, _Views())
+        self.gdict = par.as_dict(self.grad)
+        self.adam = _Adam(par) if opts.optimizer == "adam" else None
+        self.buf = np.empty_like(par.flat)
+        self.steps = par.views(self.buf, _Views())  # per-entry prox steps, written into buf
+        self.group_rows = n + q if opts.group is not None else 0
+        self.set_iteration()
+        self.X_cache = np.zeros((m, n), dtype=dtype)  # warm starts, one row per sample
+        self.V_cache = np.zeros((m, n), dtype=dtype)
+        self.counters = {"failures": 0, "steps": 0, "fwd_iter": 0, "adj_iter": 0,
+                         "fwd_solves": 0, "adj_solves": 0, "fwd_last": 0, "adj_last": 0}
+
+    # -- the fixed-point solves ------------------------------------------------------------
+    def set_iteration(self):
+        """Under ``mu_inf``: the NE-MON step and iteration cap of the current A (theory §1)."""
+        if not self.mu_mode:
+            return
+        alpha, c = averaged_step(self.opts.lip * np.asarray(self.par.A, dtype=np.float64))
+        self.alpha = alpha
+        self.max_iter = _default_max_iter(self.stol, c)
+
+    def forward(self, Ub, X0, in_step=True):
+        """Warm-started equilibrium of the batch ``Ub``; returns ``(X, Z0)``."""
+        par, counters = self.par, self.counters
         Z0 = Ub @ par.B.T
         Z0 += par.b
         # skip the stopping test for the iterations the previous step needed, less two
-        X, ok, it = _picard_batch(par.A, Z0, act, X0, stol, iteration["max_iter"],
-                                  counters["fwd_last"] - 2 if in_step else 0,
-                                  alpha=iteration["alpha"])
+        X, ok, it = _picard_batch(par.A, Z0, self.opts.act, X0, self.stol, self.max_iter,
+                                  counters["fwd_last"] - 2 if in_step else 0, alpha=self.alpha)
         if in_step:
             counters["fwd_last"] = it
         counters["fwd_iter"] += it
@@ -807,200 +794,206 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
             counters["failures"] += 1
         return X, Z0
 
-    def group_value():
-        v = 0.5 * c_ridge * float(np.vdot(par.C, par.C)) if c_ridge else 0.0
-        return v + group.value(par.B, par.D) if has_group else v
+    # -- the objective -----------------------------------------------------------------------
+    def model_penalty_value(self):
+        mpen = self.opts.model_penalty
+        return float(mpen.value(self.P)) if mpen is not None else 0.0
 
-    def objective(value):
-        return (value + pen_ab.value(par.AB) + pen_cd.value(par.CD) + mpen_value()
-                + group_value())
+    def group_value(self):
+        par = self.par
+        return group_terms(par.B, par.C, par.D, self.opts.group, self.opts.c_ridge)
 
-    def full_objective():
-        X, _ = forward(U, X_cache, in_step=False)
-        X_cache[...] = X
+    def objective(self, value):
+        """The training objective of [IDL (6.3)] given the loss ``value``."""
+        opts, par = self.opts, self.par
+        return training_objective(value, par.A, par.B, par.C, par.D, pen_ab=opts.pen_ab,
+                                  pen_cd=opts.pen_cd, group=opts.group, c_ridge=opts.c_ridge,
+                                  model_penalty=self.model_penalty_value(), AB=par.AB,
+                                  CD=par.CD)
+
+    def full_objective(self):
+        """The objective on all of U (a forward solve, warm-started, outside the steps)."""
+        par, U = self.par, self.U
+        X, _ = self.forward(U, self.X_cache, in_step=False)
+        self.X_cache[...] = X
         Yhat = X @ par.C.T
         Yhat += U @ par.D.T
         Yhat += par.c
-        return objective(loss.value(Y, Yhat))
+        return self.objective(self.opts.loss.value(self.Y, Yhat))
 
-    def gradient(Ub, Yb, idx):
-        """Loss value at the current parameters on a batch; gradients into ``grad``."""
-        X0 = X_cache if idx is None else X_cache[idx]
-        V0 = V_cache if idx is None else V_cache[idx]
-        X, Z0 = forward(Ub, X0)
-        alpha = iteration["alpha"]
-        value, _, res = _backward(P, act, Ub, Yb, X, loss, Z0, alpha=alpha, tol=stol * alpha,
-                                  max_iter=iteration["max_iter"], V0=V0,
+    # -- one step ------------------------------------------------------------------------------
+    def gradient(self, Ub, Yb, idx):
+        """Loss value at the current parameters on a batch; gradients into ``self.grad``."""
+        opts, counters = self.opts, self.counters
+        X0 = self.X_cache if idx is None else self.X_cache[idx]
+        V0 = self.V_cache if idx is None else self.V_cache[idx]
+        X, Z0 = self.forward(Ub, X0)
+        alpha = self.alpha
+        value, _, res = _backward(self.P, opts.act, Ub, Yb, X, opts.loss, Z0, alpha=alpha,
+                                  tol=self.stol * alpha, max_iter=self.max_iter, V0=V0,
                                   min_iter=max(counters["adj_last"] - 2, 0), warn=False,
-                                  out=gdict)
+                                  out=self.gdict)
         counters["adj_last"] = res.n_iter
         counters["adj_iter"] += res.n_iter
         counters["adj_solves"] += 1
         if not res.converged:
             counters["failures"] += 1
         if idx is None:
-            X_cache[...] = X
-            V_cache[...] = res.X
+            self.X_cache[...] = X
+            self.V_cache[...] = res.X
         else:
-            X_cache[idx] = X
-            V_cache[idx] = res.X
-        if not train_bias:
-            grad.b[...] = 0
-            grad.c[...] = 0
-        if ab_smooth:
-            grad.AB[...] += pen_ab.grad(par.AB)
-        if cd_smooth:
-            grad.CD[...] += pen_cd.grad(par.CD)
-        if c_ridge:
-            grad.C[...] += c_ridge * par.C
-        if has_mpen:
-            gm = model_penalty.grad(P)
-            for key in ("A", "B", "C", "D"):
-                g = gm.get(key) if isinstance(gm, dict) else None
-                if g is None:
-                    continue
-                getattr(grad, key)[...] += g
-        if not (math.isfinite(value) and math.isfinite(float(np.vdot(gflat, gflat)))):
+            self.X_cache[idx] = X
+            self.V_cache[idx] = res.X
+        self._add_penalty_gradients()
+        if not (math.isfinite(value) and math.isfinite(float(np.vdot(self.gflat, self.gflat)))):
             raise FloatingPointError(
                 f"the loss or its gradient overflowed (loss = {value}) after "
                 f"{counters['steps']} steps; lower learning_rate (got "
-                f"learning_rate={learning_rate!r})"
+                f"learning_rate={opts.learning_rate!r})"
             )
         return value
 
-    def step(epoch, batch_value):
-        counters["steps"] += 1
-        t = counters["steps"]
-        if adam:
-            # m1 <- b1 m1 + (1-b1) g ; m2 <- b2 m2 + (1-b2) g^2
-            np.multiply(m1, beta1, out=m1)
-            np.multiply(gflat, 1 - beta1, out=buf)
-            np.add(m1, buf, out=m1)
-            np.multiply(gflat, gflat, out=buf)
-            np.multiply(buf, 1 - beta2, out=buf)
-            np.multiply(m2, beta2, out=m2)
-            np.add(m2, buf, out=m2)
-            # den = sqrt(v_hat) + eps ; theta <- theta - lr m_hat / den
-            np.sqrt(m2, out=den)
-            np.multiply(den, 1 / math.sqrt(1 - beta2 ** t), out=den)
-            if has_group:
-                # one denominator per feature group j of [B; D]: the RMS of its second
-                # moments, so that the group prox below is exact in Adam's metric
-                vbar = m2v.B.sum(axis=0)
-                vbar += m2v.D.sum(axis=0)
-                gden = np.sqrt(vbar / (group_rows * (1 - beta2 ** t))) + eps
-            np.add(den, eps, out=den)
-            if has_group:
-                denv.B[...] = gden
-                denv.D[...] = gden
-            np.divide(m1, den, out=buf)
-            np.multiply(buf, lr / (1 - beta1 ** t), out=buf)
-            np.subtract(par.flat, buf, out=par.flat)
-            if ab_prox or cd_prox:
-                np.divide(lr, den, out=buf)  # the prox in Adam's diagonal metric
+    def _add_penalty_gradients(self):
+        """Zero the frozen biases' gradients; add those of the smooth penalties."""
+        opts, par, grad = self.opts, self.par, self.grad
+        if not opts.train_bias:
+            grad.b[...] = 0
+            grad.c[...] = 0
+        if opts.pen_ab.smooth and not isinstance(opts.pen_ab, NoPenalty):
+            grad.AB[...] += opts.pen_ab.grad(par.AB)
+        if opts.pen_cd.smooth and not isinstance(opts.pen_cd, NoPenalty):
+            grad.CD[...] += opts.pen_cd.grad(par.CD)
+        if opts.c_ridge:
+            grad.C[...] += opts.c_ridge * par.C
+        if opts.model_penalty is not None:
+            gm = opts.model_penalty.grad(self.P)
+            for key in ("A", "B", "C", "D"):
+                g = gm.get(key) if isinstance(gm, dict) else None
+                if g is not None:
+                    getattr(grad, key)[...] += g
+
+    def step(self, epoch, batch_value):
+        """Optimizer step, proxes, projection of A; then the callback."""
+        opts, par = self.opts, self.par
+        self.counters["steps"] += 1
+        t = self.counters["steps"]
+        lr = float(opts.learning_rate)
+        need_steps = not (opts.pen_ab.smooth and opts.pen_cd.smooth)
+        if self.adam is not None:
+            gden = self.adam.update(par, self.gflat, self.buf, t, lr, self.group_rows,
+                                    need_steps)
         else:
-            np.multiply(gflat, lr, out=buf)
-            np.subtract(par.flat, buf, out=par.flat)
-            buf.fill(lr)
-        if ab_prox:
-            par.AB[...] = pen_ab.prox(par.AB, steps.AB)
-        if cd_prox:
-            par.CD[...] = pen_cd.prox(par.CD, steps.CD)
-        if has_group:
-            gstep = lr / gden if adam else lr
-            Bn, Dn = group.prox(par.B, par.D, gstep)
-            par.B[...] = Bn
-            par.D[...] = Dn
-        par.A[...] = project(par.A, kappa)
-        set_iteration()
-        if callback is not None:
+            np.multiply(self.gflat, lr, out=self.buf)
+            np.subtract(par.flat, self.buf, out=par.flat)
+            self.buf.fill(lr)
+        self._apply_proxes(lr / gden if self.adam is not None and self.group_rows else lr)
+        par.A[...] = self.project(par.A, opts.kappa)
+        self.set_iteration()
+        if opts.callback is not None:
             info = {"epoch": epoch, "step": t, "batch_loss": batch_value}
             info.update({k: v.copy() for k, v in par.as_dict().items()})
-            callback(info)
+            opts.callback(info)
 
-    history_loss: list[float] = []
-    best = math.inf
-    no_change = 0
-    converged = False
-    epoch = 0
+    def _apply_proxes(self, group_step):
+        """Prox of the non-smooth penalties (steps in ``self.steps``) and of the group one."""
+        opts, par = self.opts, self.par
+        if not opts.pen_ab.smooth:
+            par.AB[...] = opts.pen_ab.prox(par.AB, self.steps.AB)
+        if not opts.pen_cd.smooth:
+            par.CD[...] = opts.pen_cd.prox(par.CD, self.steps.CD)
+        if opts.group is not None:
+            Bn, Dn = opts.group.prox(par.B, par.D, group_step)
+            par.B[...] = Bn
+            par.D[...] = Dn
 
-    def record(obj, epoch):
+    def result_model(self, model):
+        """A new model from the last iterate (biases kept as ``None`` when not trained)."""
+        par, train_bias = self.par, self.opts.train_bias
+        keep_b = train_bias or model.b is not None
+        keep_c = train_bias or model.c is not None
+        return ImplicitModel(
+            par.A.copy(), par.B.copy(), par.C.copy(), par.D.copy(),
+            b=par.b.copy() if keep_b else None, c=par.c.copy() if keep_c else None,
+            activation=model.activation,
+        )
+
+
+class _StoppingRule:
+    """Records the epoch objectives; fires after ``n_iter_no_change`` epochs without progress."""
+
+    def __init__(self, opts: _FitOptions):
+        self.opts = opts
+        self.history: list[float] = []
+        self.best = math.inf
+        self.no_change = 0
+
+    def record(self, obj, epoch):
         """Record the objective after ``epoch``; return True when the stopping rule fires."""
-        nonlocal best, no_change
-        history_loss.append(obj)
-        if verbose >= 2 or (verbose == 1 and epoch % 10 == 0):
+        opts = self.opts
+        self.history.append(obj)
+        if opts.verbose >= 2 or (opts.verbose == 1 and epoch % 10 == 0):
             print(f"[fit_gradient] epoch {epoch:5d}  objective = {obj:.8g}")
         if not math.isfinite(obj):
             raise FloatingPointError(
                 f"the training objective became {obj} at epoch {epoch}; lower learning_rate "
-                f"(got learning_rate={learning_rate!r})"
+                f"(got learning_rate={opts.learning_rate!r})"
             )
-        if obj >= best - tol * abs(best):
-            no_change += 1
+        if obj >= self.best - opts.tol * abs(self.best):
+            self.no_change += 1
         else:
-            no_change = 0
-        best = min(best, obj)
-        return no_change >= n_iter_no_change
+            self.no_change = 0
+        self.best = min(self.best, obj)
+        return self.no_change >= opts.n_iter_no_change
 
-    if full_batch:
-        value = gradient(U, Y, None)
-        loss_initial = objective(value)
-        for epoch in range(1, max_iter + 1):
-            step(epoch, value)
-            value = gradient(U, Y, None)  # at the new iterate: objective after this epoch
-            if record(objective(value), epoch):
-                converged = True
-                break
-    else:
-        loss_initial = full_objective()
-        for epoch in range(1, max_iter + 1):
-            order = rng.permutation(m)
-            for s in range(0, m, batch_size):
-                idx = order[s:s + batch_size]
-                value = gradient(U[idx], Y[idx], idx)
-                step(epoch, value)
-            if record(full_objective(), epoch):
-                converged = True
-                break
-    n_iter = epoch
-    failures = counters["failures"]
-    n_steps = counters["steps"]
-    if verbose == 1 and n_iter % 10:
-        print(f"[fit_gradient] epoch {n_iter:5d}  objective = {history_loss[-1]:.8g}")
+
+def _run_full_batch(trainer: _GradientTrainer, stopping: _StoppingRule):
+    """Full-batch epochs; returns ``(initial objective, converged, epochs run)``."""
+    U, Y = trainer.U, trainer.Y
+    value = trainer.gradient(U, Y, None)
+    loss_initial = trainer.objective(value)
+    epoch = 0
+    for epoch in range(1, trainer.opts.max_iter + 1):
+        trainer.step(epoch, value)
+        value = trainer.gradient(U, Y, None)  # at the new iterate: objective after this epoch
+        if stopping.record(trainer.objective(value), epoch):
+            return loss_initial, True, epoch
+    return loss_initial, False, epoch
+
+
+def _run_minibatch(trainer: _GradientTrainer, stopping: _StoppingRule, rng):
+    """Minibatch epochs over a fresh permutation each; same return as :func:`_run_full_batch`."""
+    U, Y = trainer.U, trainer.Y
+    m, batch_size = U.shape[0], trainer.opts.batch_size
+    loss_initial = trainer.full_objective()
+    epoch = 0
+    for epoch in range(1, trainer.opts.max_iter + 1):
+        order = rng.permutation(m)
+        for s in range(0, m, batch_size):
+            idx = order[s:s + batch_size]
+            value = trainer.gradient(U[idx], Y[idx], idx)
+            trainer.step(epoch, value)
+        if stopping.record(trainer.full_objective(), epoch):
+            return loss_initial, True, epoch
+    return loss_initial, False, epoch
+
+
+def _warn_outcome(trainer: _GradientTrainer, converged: bool):
+    """ConvergenceWarnings for an unfinished run and for inexact fixed-point solves."""
+    opts = trainer.opts
     if not converged:
         warnings.warn(
-            f"fit_gradient stopped at max_iter={max_iter} epochs before the objective "
-            f"stalled (tol={tol:g}, n_iter_no_change={n_iter_no_change}); the last iterate is "
-            "returned. Increase max_iter or the learning rate.",
+            f"fit_gradient stopped at max_iter={opts.max_iter} epochs before the objective "
+            f"stalled (tol={opts.tol:g}, n_iter_no_change={opts.n_iter_no_change}); the last "
+            "iterate is returned. Increase max_iter or the learning rate.",
             ConvergenceWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
+    failures = trainer.counters["failures"]
     if failures:
         warnings.warn(
-            f"{failures} forward/adjoint fixed-point solve(s) missed solver_tol={stol:.1e} "
-            f"within {iteration['max_iter']} iterations; gradients may be inexact.",
+            f"{failures} forward/adjoint fixed-point solve(s) missed "
+            f"solver_tol={trainer.stol:.1e} within {trainer.max_iter} iterations; gradients "
+            "may be inexact.",
             ConvergenceWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    keep_b = train_bias or model.b is not None
-    keep_c = train_bias or model.c is not None
-    new = ImplicitModel(
-        par.A.copy(), par.B.copy(), par.C.copy(), par.D.copy(),
-        b=par.b.copy() if keep_b else None, c=par.c.copy() if keep_c else None,
-        activation=model.activation,
-    )
-    history = {
-        "loss": history_loss,
-        "loss_initial": loss_initial,
-        "n_iter": n_iter,
-        "n_steps": n_steps,
-        "converged": converged,
-        "solver_failures": failures,
-        "forward_iter": counters["fwd_iter"] / max(counters["fwd_solves"], 1),
-        "adjoint_iter": counters["adj_iter"] / max(counters["adj_solves"], 1),
-        "time": time.perf_counter() - t_start,
-        "model_penalty": mpen_value(),
-        "constraint": constraint,
-        "group_penalty": group_value(),
-    }
-    return new, history

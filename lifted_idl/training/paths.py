@@ -27,6 +27,7 @@ from ..sparsity import _check_model, _np64
 from ..wellposedness import project_inf_norm_ball
 from .bcd import _group_bd_step, random_feature_init
 from .frank_wolfe import fw_ab, fw_cd
+from .objective import training_objective
 from .rounds import Blocks, RoundEngine, RoundSettings
 
 __all__ = ["PathPoint", "frank_wolfe_path", "plot_frank_wolfe_path", "group_lasso_path"]
@@ -145,7 +146,9 @@ def _score(task, Y, Yhat):
 class _PathBlocks(Blocks):
     r"""The blocks of a sparsity path: a pluggable (C, D, c) step ``cd_fn(X, W, init)``, weight
     step ``ab_fn(X, P, lamv, W, CD)`` (returning W, or (W, CD) when it also moved (C, D, c))
-    and penalty ``pen_fn(A, B, C, D)``; the P step is the exact
+    and penalties ``pen_fn()`` (the keywords of
+    :func:`~lifted_idl.training.objective.training_objective` at the current point of the
+    path); the P step is the exact
     :func:`~lifted_idl.blocks.solve_p` (its default tolerance)."""
 
     def __init__(self, U, Y, loss, act, kappa, cd_fn, ab_fn, pen_fn):
@@ -158,7 +161,7 @@ class _PathBlocks(Blocks):
     def objective(self, W, CD, X, model):
         C, D, c = CD
         loss = self.loss.value(self.Y, X @ C.T + self.U @ D.T + c)
-        return loss + self.pen_fn(*W[:2], C, D)
+        return training_objective(loss, *W[:2], C, D, **self.pen_fn())
 
     def p_step(self, W, CD, X, lamv, mu):
         r = solve_p(*W, *CD, X, self.U, self.Y, lamv, mu, self.activation, self.loss,
@@ -167,8 +170,8 @@ class _PathBlocks(Blocks):
 
     def relaxed(self, W, CD, X, P, lamv, mu):
         return relaxed_objective(*W, *CD, X, P, self.U, self.Y, lamv, mu, self.activation,
-                                 self.loss, NoPenalty(), NoPenalty())["total"] + self.pen_fn(
-                                     *W[:2], *CD[:2])
+                                 self.loss, NoPenalty(), NoPenalty())["total"] + (
+                                     training_objective(0.0, *W[:2], *CD[:2], **self.pen_fn()))
 
     def weight_steps(self, X, P, lamv, W, CD):
         out = self.ab_fn(X, P, lamv, W, CD)
@@ -314,6 +317,39 @@ def frank_wolfe_path(U, Y, budgets, *, task: str = "regression", n_hidden: int =
         Bad data, budgets, or options (the message names the argument).
     """
     U, Y, U_val, Y_val, loss, classes = _path_data(U, Y, task, U_val, Y_val)
+    bud = _check_budgets(budgets, budget_kind)
+    n_hidden = _check_count("n_hidden", n_hidden, 1)
+    kappa_a = _check_positive("kappa_a", kappa_a, 1.0)
+    max_iter = _check_count("max_iter", max_iter, 1)
+    n_rounds = _check_count("n_rounds", n_rounds, 0)
+    tol = _check_positive("tol", tol)
+    fw_tol = _check_positive("fw_tol", fw_tol)
+    if isinstance(ridge, bool) or not isinstance(ridge, numbers.Real) or not np.isfinite(
+            ridge) or ridge < 0:
+        raise ValueError(f"ridge must be a finite number >= 0; got ridge={ridge!r}")
+    act = get_activation(activation)
+    steps = _FWSteps(U, Y, loss, act, budget_kind, kappa_a, ridge, fw_tol, max_iter)
+    engine = _engine(_PathBlocks(U, Y, loss, act, kappa_a, steps.cd_step, steps.ab_step,
+                                 steps.penalties), rounds, tol)
+    A, B, b = random_feature_init(U, n_hidden, act, random_state, kappa_a)
+    path = []
+    st = None
+    for row in bud:
+        steps.set_budgets(row)
+        if st is None:
+            if steps.has_ab:
+                B = project_inf_norm_ball(B.reshape(1, -1), steps.cur["kappa_b"]).reshape(B.shape)
+            st = engine.anchor((A, B, b))
+        else:  # warm start: the previous point is feasible for the larger balls
+            st = engine.anchor(st.W, X0=st.X, cd_init=st.CD)
+        st, n_run, n_acc, conv = _run(engine, st, n_rounds)
+        path.append(_make_point(steps.cur, st, task, U_val, Y_val, act, n_run, n_acc,
+                                steps.fw_iter, conv, classes, U, Y))
+    return path
+
+
+def _check_budgets(budgets, budget_kind) -> np.ndarray:
+    """The budgets of :func:`frank_wolfe_path`, checked and sorted along the path."""
     if budget_kind not in ("cd", "ab", "both"):
         raise ValueError(f"budget_kind must be 'cd', 'ab' or 'both'; got "
                          f"budget_kind={budget_kind!r}")
@@ -328,69 +364,63 @@ def frank_wolfe_path(U, Y, budgets, *, task: str = "regression", n_hidden: int =
     if not np.all(np.isfinite(bud)) or np.any(bud <= 0):
         raise ValueError(f"budgets must be finite and > 0; got budgets={budgets!r}")
     if want == 1:
-        bud = np.sort(bud)
-    else:
-        bud = bud[np.argsort(bud.sum(axis=1), kind="stable")]
-        if np.any(np.diff(bud, axis=0) < 0):
-            raise ValueError("budgets for budget_kind='both' must be nested (both radii "
-                             f"non-decreasing along the path); got budgets={budgets!r}")
-    n_hidden = _check_count("n_hidden", n_hidden, 1)
-    kappa_a = _check_positive("kappa_a", kappa_a, 1.0)
-    max_iter = _check_count("max_iter", max_iter, 1)
-    n_rounds = _check_count("n_rounds", n_rounds, 0)
-    tol = _check_positive("tol", tol)
-    fw_tol = _check_positive("fw_tol", fw_tol)
-    if isinstance(ridge, bool) or not isinstance(ridge, numbers.Real) or not np.isfinite(
-            ridge) or ridge < 0:
-        raise ValueError(f"ridge must be a finite number >= 0; got ridge={ridge!r}")
-    act = get_activation(activation)
-    has_cd = budget_kind in ("cd", "both")
-    cd_pen = L2Penalty(float(ridge)) if ridge > 0 else NoPenalty()
-    has_ab = budget_kind in ("ab", "both")
-    cur = {"kappa_c": None, "kappa_b": None}
-    fw_iter = {"cd": 0, "ab": 0}
+        return np.sort(bud)
+    bud = bud[np.argsort(bud.sum(axis=1), kind="stable")]
+    if np.any(np.diff(bud, axis=0) < 0):
+        raise ValueError("budgets for budget_kind='both' must be nested (both radii "
+                         f"non-decreasing along the path); got budgets={budgets!r}")
+    return bud
 
-    def cd_step(X, AB, init):
-        if has_cd:
+
+class _FWSteps:
+    """The (C, D, c) and (A, B, b) block steps of :func:`frank_wolfe_path` at the current budgets.
+
+    A block that carries a budget is solved by Frank–Wolfe (:func:`fw_cd`, :func:`fw_ab`); the
+    other one exactly (:func:`solve_cd` with the ridge, :func:`solve_ab` without penalty).
+    """
+
+    def __init__(self, U, Y, loss, act, budget_kind, kappa_a, ridge, fw_tol, max_iter):
+        self.U, self.Y, self.loss, self.act = U, Y, loss, act
+        self.budget_kind, self.kappa_a = budget_kind, kappa_a
+        self.fw_tol, self.max_iter = fw_tol, max_iter
+        self.has_cd = budget_kind in ("cd", "both")
+        self.has_ab = budget_kind in ("ab", "both")
+        self.cd_pen = L2Penalty(float(ridge)) if ridge > 0 else NoPenalty()
+        self.cur = {"kappa_c": None, "kappa_b": None}
+        self.fw_iter = {"cd": 0, "ab": 0}
+
+    def set_budgets(self, row):
+        """The radii of one path point (a row of the checked budgets)."""
+        if self.budget_kind == "both":
+            kc, kb = row[0], row[1]
+        else:
+            kc, kb = (row, None) if self.budget_kind == "cd" else (None, row)
+        self.cur["kappa_c"] = None if kc is None else float(kc)
+        self.cur["kappa_b"] = None if kb is None else float(kb)
+
+    def cd_step(self, X, AB, init):
+        if self.has_cd:
             C0, D0 = (None, None) if init is None else init[:2]
-            r = fw_cd(X, U, Y, loss, cur["kappa_c"], fit_intercept=True,
-                      init=None if init is None else (C0, D0), tol=fw_tol, max_iter=max_iter,
-                      warn=False)
-            fw_iter["cd"] += r.n_iter
+            r = fw_cd(X, self.U, self.Y, self.loss, self.cur["kappa_c"], fit_intercept=True,
+                      init=None if init is None else (C0, D0), tol=self.fw_tol,
+                      max_iter=self.max_iter, warn=False)
+            self.fw_iter["cd"] += r.n_iter
             return r.C, r.D, r.c
-        return solve_cd(X, U, Y, loss, cd_pen, init=init).value
+        return solve_cd(X, self.U, self.Y, self.loss, self.cd_pen, init=init).value
 
-    def ab_step(X, P, lamv, AB, CD):
-        if has_ab:
-            r = fw_ab(X, U, P, lamv, kappa_a, cur["kappa_b"], act, fit_bias=True, init=AB,
-                      tol=fw_tol, max_iter=max_iter, warn=False)
-            fw_iter["ab"] += r.n_iter
+    def ab_step(self, X, P, lamv, AB, CD):
+        if self.has_ab:
+            r = fw_ab(X, self.U, P, lamv, self.kappa_a, self.cur["kappa_b"], self.act,
+                      fit_bias=True, init=AB, tol=self.fw_tol, max_iter=self.max_iter,
+                      warn=False)
+            self.fw_iter["ab"] += r.n_iter
             return r.A, r.B, r.b
-        return solve_ab(X, U, P, lamv, kappa_a, act, "none", init=AB).value
+        return solve_ab(X, self.U, P, lamv, self.kappa_a, self.act, "none", init=AB).value
 
-    def penalty(A, B, C, D):
-        return 0.0 if has_cd else cd_pen.value(np.hstack([C, D]))
-
-    engine = _engine(_PathBlocks(U, Y, loss, act, kappa_a, cd_step, ab_step, penalty), rounds,
-                     tol)
-    A, B, b = random_feature_init(U, n_hidden, act, random_state, kappa_a)
-    path = []
-    st = None
-    for row in bud:
-        kc, kb = (row[0], row[1]) if want == 2 else (
-            (row, None) if budget_kind == "cd" else (None, row))
-        cur["kappa_c"] = None if kc is None else float(kc)
-        cur["kappa_b"] = None if kb is None else float(kb)
-        if st is None:
-            if has_ab:
-                B = project_inf_norm_ball(B.reshape(1, -1), cur["kappa_b"]).reshape(B.shape)
-            st = engine.anchor((A, B, b))
-        else:  # warm start: the previous point is feasible for the larger balls
-            st = engine.anchor(st.W, X0=st.X, cd_init=st.CD)
-        st, n_run, n_acc, conv = _run(engine, st, n_rounds)
-        path.append(_make_point(cur, st, task, U_val, Y_val, act, n_run, n_acc, fw_iter, conv,
-                                classes, U, Y))
-    return path
+    def penalties(self):
+        """The penalties of the objective (:func:`~.objective.training_objective`'s keywords):
+        the ridge on [C D] when that block carries no budget."""
+        return {} if self.has_cd else {"pen_cd": self.cd_pen}
 
 
 def plot_frank_wolfe_path(path, ax=None):
@@ -545,8 +575,8 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
         # the joint (B, D) block step: the one that zeroes whole columns (as in fit_bcd)
         return _group_bd_step(W, CD, X, P, U, Y, lamv, loss, act, group["pen"])
 
-    def penalty(A, B, C, D):
-        return group["pen"].value(B, D) + 0.5 * c_ridge * float(np.vdot(C, C))
+    def penalty():
+        return {"group": group["pen"], "c_ridge": c_ridge}
 
     engine = _engine(_PathBlocks(U, Y, loss, act, kappa, cd_step, ab_step, penalty), rounds,
                      tol)
