@@ -41,6 +41,8 @@ __all__ = ["ImplicitRegressor", "ImplicitClassifier"]
 #: learning rates tried by the fine-tuning stage of ``solver="bcd+gradient"``: learning_rate,
 #: then 4x shorter steps after each try that ends above the BCD objective
 _FINE_TUNE_TRIES = 4
+_AB_MM_MIN_HIDDEN = 16  # ab_step="auto": the MM (A, B, b) step from this many states on
+_AB_MM_STEPS = 3  # MM steps per BCD round
 
 
 def _fold_standardisation(model: ImplicitModel, mean_u, scale_u, mean_y=None, scale_y=None):
@@ -138,6 +140,7 @@ class _BaseImplicit(BaseEstimator):
         "lam_min": [Interval(numbers.Real, 0, None, closed="neither")],
         "mu": [Interval(numbers.Real, 0, None, closed="neither")],
         "block_solver": [StrOptions({"fast", "cvxpy"})],
+        "ab_step": [StrOptions({"auto", "exact", "mm"})],
         "random_state": ["random_state"],
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
@@ -154,7 +157,8 @@ class _BaseImplicit(BaseEstimator):
                  gradient_max_iter=300,
                  learning_rate=1e-2, batch_size="auto", tol=1e-4, n_iter_no_change=5,
                  early_stopping=False, validation_fraction=0.1, lam=10.0, lam_min=3.0, mu=1e-3,
-                 block_solver="fast", random_state=None, warm_start=False, verbose=0,
+                 block_solver="fast", ab_step="auto", random_state=None, warm_start=False,
+                 verbose=0,
                  n_jobs=None, robust=None, robust_alpha=0.0, robust_smoothing=0.1,
                  constraint="inf_norm", robust_sigma=None):
         self.n_hidden = n_hidden
@@ -177,6 +181,7 @@ class _BaseImplicit(BaseEstimator):
         self.lam_min = lam_min
         self.mu = mu
         self.block_solver = block_solver
+        self.ab_step = ab_step
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
@@ -297,6 +302,12 @@ class _BaseImplicit(BaseEstimator):
             )
         return X, Y, (Xv, Yv)
 
+    def _ab_mm(self):
+        """Whether BCD's (A, B, b) step is the inexact majorize–minimize step."""
+        if self.ab_step == "auto":
+            return self.n_hidden >= _AB_MM_MIN_HIDDEN
+        return self.ab_step == "mm"
+
     def _fit_bcd_stage(self, X, Y, loss, act, pen, group, c_ridge, init, validation, seed,
                        n_threads, scale_u, record):
         """The BCD stage (:func:`~lifted_idl.training.bcd.fit_bcd`); updates ``record``."""
@@ -308,6 +319,7 @@ class _BaseImplicit(BaseEstimator):
             init_model=init, lam=self.lam, lam_min=self.lam_min, mu=self.mu,
             max_iter=self.max_iter, tol=self.tol,
             n_iter_no_change=self.n_iter_no_change, block_solver=self.block_solver,
+            ab_method="mm" if self._ab_mm() else "fast", ab_max_iter=_AB_MM_STEPS,
             validation=validation, random_state=seed, verbose=self.verbose,
             n_jobs=n_threads,
             robust_sigma=(None if self.robust_sigma is None
@@ -584,6 +596,13 @@ _DOC_PARAMS = r"""
         (see :func:`lifted_idl.training.bcd.fit_bcd` for why it is small).
     block_solver : {"fast", "cvxpy"}, default="fast"
         Solve every BCD block with its fast exact solver or with its cvxpy formulation.
+    ab_step : {"auto", "exact", "mm"}, default="auto"
+        BCD's (A, B, b) step: solved exactly (a row-wise Newton method whose cost grows like
+        :math:`n^3` per row), or a few majorize–minimize steps batched over all rows
+        (:mod:`lifted_idl.blocks.ab_mm`; inexact, but each step lowers the block objective,
+        at a cost that grows like :math:`n^2`). ``"auto"`` takes the MM step from
+        ``n_hidden`` = 16 on, where it is the cheaper round for the same test score
+        (``benchmarks/bench_scaling.py``); choose ``"exact"`` for the fewest rounds.
     random_state : int, RandomState instance or None, default=None
     warm_start : bool, default=False
         Start from the previous fit's model when its shape matches.
