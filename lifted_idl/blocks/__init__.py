@@ -17,9 +17,10 @@ over the m samples) exactly over its own variables, all others fixed:
 
 Every solver takes ``method="fast"`` (vectorised NumPy/SciPy, the default) or ``"cvxpy"`` (one
 reference problem over all of the block's variables, solved by the cvxpy solver of its problem
-class: OSQP for quadratic programs, Clarabel for other cone programs, HiGHS for linear
-programs; ``cvxpy_solver`` names one of :data:`CVXPY_SOLVERS` instead), ``tol`` and
-``max_iter``, and returns a :class:`BlockResult`. The exact solvers take ``init``; with it the
+class: OSQP for quadratic programs, ECOS for second-order cone programs, Clarabel for
+exponential cones, HiGHS for linear programs; ``cvxpy_solver`` names one of
+:data:`CVXPY_SOLVERS` instead), ``tol`` and ``max_iter``, and returns a
+:class:`BlockResult`. The (C, D, c), (A, B, b), X and P solvers take ``init``; with it the
 returned objective is never above the objective at ``init``.
 :func:`relaxed_objective` evaluates the whole objective term by term; :func:`cd_objective`,
 :func:`ab_objective`, :func:`x_objective`, :func:`p_objective` the part each block changes.

@@ -7,13 +7,15 @@ m × n pre-activations took 8–14 GB and 15–20 s to canonicalise at m = 500, 
 ran out of memory), against well under a second for the constant-data build.
 
 Each formulation is solved by a solver the package declares (``setup.cfg``), picked by the
-problem's class (:func:`problem_class`): HiGHS for linear programs, OSQP for quadratic programs
+problem's class (:func:`problem_class`): HiGHS for linear programs; OSQP for quadratic programs
 (the ReLU and leaky-ReLU divergences are piecewise quadratic, so with the squared loss and a
-zero, ridge, l1 or l-inf group penalty every block is one), and Clarabel for the other cone
-programs (second-order cones from an l2 group norm, exponential cones from tanh, sigmoid and the
-softmax cross-entropy); :data:`CVXPY_SOLVERS` lists which solver takes which class. A picked
-solver that fails or reports an inaccurate solution is followed by Clarabel. ``cvxpy_solver``
-names one solver instead (no fallback).
+zero, ridge, l1 or l-inf group penalty every block is one); ECOS for second-order cone programs
+(the l2 group norm, the robust (A, B) block's Huber terms); Clarabel for exponential cones
+(tanh, sigmoid, the softmax cross-entropy), where ECOS is also correct but Clarabel, its
+successor, has the more robust non-symmetric cone method and was the reference solver before
+the others. :data:`CVXPY_SOLVERS` lists which solver takes which class. A picked solver that
+fails or reports an inaccurate solution is followed by Clarabel. ``cvxpy_solver`` names one
+solver instead (no fallback).
 """
 
 from __future__ import annotations
@@ -275,27 +277,35 @@ def check_ab_init(init, n: int, p: int):
 #: :func:`problem_class` that it takes (cvxpy rewrites a quadratic program for the cone
 #: solvers; OSQP and HiGHS take no cone beyond the linear one).
 CVXPY_SOLVERS = {
-    "CLARABEL": ("lp", "qp", "cone"),
-    "ECOS": ("lp", "qp", "cone"),
+    "CLARABEL": ("lp", "qp", "socp", "exp"),
+    "ECOS": ("lp", "qp", "socp", "exp"),
     "OSQP": ("lp", "qp"),
     "HIGHS": ("lp", "qp"),
 }
 
 #: The solver each problem class gets when ``cvxpy_solver`` is None.
-DEFAULT_CVXPY_SOLVER = {"lp": "HIGHS", "qp": "OSQP", "cone": "CLARABEL"}
+DEFAULT_CVXPY_SOLVER = {"lp": "HIGHS", "qp": "OSQP", "socp": "ECOS", "exp": "CLARABEL"}
 
 _CLASS_NAMES = {"lp": "linear program", "qp": "quadratic program",
-                "cone": "cone program (second-order or exponential cones)"}
+                "socp": "second-order cone program", "exp": "exponential cone program"}
+
+#: cvxpy atoms whose canonical form has exponential cones
+_EXP_CONE_ATOMS = frozenset({"exp", "log", "log1p", "entr", "rel_entr", "kl_div", "log_sum_exp",
+                             "logistic", "xexp"})
 
 
 def problem_class(problem) -> str:
-    """``"lp"``, ``"qp"`` or ``"cone"``: the class of a DCP ``cvxpy.Problem``, as cvxpy's
-    ``is_lp`` / ``is_qp`` see it (a piecewise-linear or quadratic objective over
-    piecewise-linear constraints is a QP; anything else needs cones)."""
+    """The class of a DCP ``cvxpy.Problem``: ``"lp"`` or ``"qp"`` as cvxpy's ``is_lp`` /
+    ``is_qp`` see it (a piecewise-linear or quadratic objective over piecewise-linear
+    constraints), else ``"exp"`` when an atom of it needs exponential cones, else ``"socp"``."""
     is_lp = getattr(problem, "is_lp", None)  # cvxpy >= 1.6
     if is_lp is not None and is_lp():
         return "lp"
-    return "qp" if problem.is_qp() else "cone"
+    if problem.is_qp():
+        return "qp"
+    if any(atom.__name__ in _EXP_CONE_ATOMS for atom in problem.atoms()):
+        return "exp"
+    return "socp"
 
 
 def _eps(tol: float) -> float:
@@ -324,17 +334,33 @@ def _solve_clarabel(problem, tol, max_iter):
 
 
 def _solve_ecos(problem, tol, max_iter):
-    eps = _eps(tol)
+    # below its default tolerances (1e-8) ECOS's interior-point steps stall and it reports an
+    # inaccurate solution at the accuracy it had reached
+    eps = max(_eps(tol), 1e-7)
     problem.solve(solver="ECOS", abstol=eps, reltol=eps, feastol=eps,
                   max_iters=_ipm_iters(max_iter))
     return int(getattr(problem.solver_stats, "num_iters", 0) or 0)
+
+
+def _osqp_1() -> bool:
+    """Whether the installed OSQP is 1.x (its setting ``polish`` became ``polishing``)."""
+    try:
+        from importlib.metadata import version
+
+        return int(version("osqp").split(".")[0]) >= 1
+    except Exception:  # not installed, or an unparsable version: the older name
+        return False
+
+
+_OSQP_1 = _osqp_1()
 
 
 def _solve_osqp(problem, tol, max_iter):
     # ADMM reaches interior-point accuracy only with tolerances well below them and the
     # polishing step (an active-set refinement); with both it agrees to about 1e-9.
     eps = min(_eps(tol), 1e-9)
-    problem.solve(solver="OSQP", eps_abs=eps, eps_rel=eps, polish=True,
+    polish = {"polishing" if _OSQP_1 else "polish": True}
+    problem.solve(solver="OSQP", eps_abs=eps, eps_rel=eps, **polish,
                   max_iter=max(100 * int(max_iter), 20000))
     return int(getattr(problem.solver_stats, "num_iters", 0) or 0)
 
@@ -360,7 +386,8 @@ def _quiet_stdout():
 
 def _solve_highs(problem, tol, max_iter):
     eps = _eps(tol)
-    with _quiet_stdout():
+    # cvxpy's bound propagation for HiGHS multiplies infinite bounds by zero (NaN, ignored)
+    with _quiet_stdout(), np.errstate(invalid="ignore"):
         problem.solve(solver="HIGHS", primal_feasibility_tolerance=eps,
                       dual_feasibility_tolerance=eps, ipm_optimality_tolerance=eps,
                       output_flag=False)
@@ -377,7 +404,8 @@ def solve_cvxpy(problem, block: str, tol: float, max_iter: int,
     class (:data:`DEFAULT_CVXPY_SOLVER`), followed by Clarabel if that one fails or is
     inaccurate.
 
-    ``tol`` sets the solver's tolerances (clipped to [1e-10, 1e-6]; OSQP's at most 1e-9) and
+    ``tol`` sets the solver's tolerances (clipped to [1e-10, 1e-6]; OSQP's at most 1e-9,
+    ECOS's at least 1e-8) and
     ``max_iter`` its iterations (interior-point solvers: clipped to [50, 500]; OSQP: at least
     20000 ADMM steps). Raises a ValueError when ``solver`` does not take the problem's class,
     SolverError when no solver solved it, and warns (ConvergenceWarning) on an inaccurate

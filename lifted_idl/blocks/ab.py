@@ -35,7 +35,8 @@ the same method; the face-Newton routines are shared with the robust block (:mod
 The cvxpy formulation (``method="cvxpy"``) is one problem over all rows (never one problem per
 row), built with the data as constants and solved by the solver of its class (see
 :mod:`._common`, and for why not DPP Parameters): OSQP for the ReLU and leaky-ReLU divergences
-with a zero, ridge or l1 penalty (a quadratic program), Clarabel for tanh and sigmoid.
+with a zero, ridge or l1 penalty (a quadratic program), ECOS with the l2 group norm, Clarabel
+for tanh and sigmoid.
 
 Boundedness. For :math:`P \in \mathrm{dom} f^*` each row objective is bounded below: for ReLU
 with :math:`P \ge 0`, :math:`\tfrac12 z_+^2 - Pz \ge -\tfrac12 P^2`; for tanh/sigmoid with
@@ -146,7 +147,8 @@ def solve_ab(X, U, P, lam, kappa, activation, penalty, *, fit_bias: bool = True,
         rows).
     cvxpy_solver : {None, "CLARABEL", "ECOS", "OSQP", "HIGHS"}, default=None
         With ``method="cvxpy"``: the solver. None picks one by the problem's class (OSQP for a
-        quadratic program, Clarabel for other cone programs, HiGHS for a linear program;
+        quadratic program, ECOS for a second-order cone program, Clarabel for exponential
+        cones, HiGHS for a linear program;
         ``lifted_idl.blocks.CVXPY_SOLVERS``); a name that cannot take the class raises a
         ValueError.
 

@@ -68,8 +68,8 @@ uses too; ``n_jobs`` solves chunks of rows in parallel.
 The cvxpy formulation (``method="cvxpy"``) states :math:`J_\sigma` directly in (A, B, b),
 with ``abs(B) @ sigma`` for r, :math:`F^+` as ``square(pos(.))`` and :math:`F^-` as
 :math:`\tfrac12 P^2\,\mathrm{huber}(\mathrm{pos}(t)/P)` (zero where P = 0), and is solved by the
-solver of its class (:mod:`._common`; OSQP: the problem is a quadratic program for the zero,
-ridge and l1 penalties).
+solver of its class (:mod:`._common`; ECOS: cvxpy writes the Huber terms with second-order
+cones).
 """
 
 from __future__ import annotations
@@ -240,7 +240,8 @@ def solve_ab_robust(X, U, P, lam, kappa, activation, penalty, sigma, *, fit_bias
         converge. Ignored by ``method="cvxpy"``.
     cvxpy_solver : {None, "CLARABEL", "ECOS", "OSQP", "HIGHS"}, default=None
         With ``method="cvxpy"``: the solver. None picks one by the problem's class (OSQP for a
-        quadratic program, Clarabel for other cone programs, HiGHS for a linear program;
+        quadratic program, ECOS for a second-order cone program, Clarabel for exponential
+        cones, HiGHS for a linear program;
         ``lifted_idl.blocks.CVXPY_SOLVERS``); a name that cannot take the class raises a
         ValueError.
 

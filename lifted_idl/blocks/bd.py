@@ -20,9 +20,9 @@ objective, so the result is never above the starting point.
 
 The cvxpy formulation (``method="cvxpy"``) is one problem over (B, D) with the loss's and the
 group penalty's own cvxpy expressions, solved by the solver of its class (:mod:`._common`:
-OSQP for ReLU with the squared loss and the l-inf group norm, a quadratic program; Clarabel for
-the l2 group norm's second-order cones and the exponential cones of tanh, sigmoid and the
-cross-entropy).
+OSQP for ReLU with the squared loss and the l-inf group norm, a quadratic program; ECOS for the
+l2 group norm's second-order cones; Clarabel for the exponential cones of tanh, sigmoid and
+the cross-entropy).
 """
 
 from __future__ import annotations
@@ -108,7 +108,8 @@ def solve_bd(A, B, b, C, D, c, X, P, U, Y, lam, activation, loss, group, *,
         Proximal-gradient steps at most.
     cvxpy_solver : {None, "CLARABEL", "ECOS", "OSQP", "HIGHS"}, default=None
         With ``method="cvxpy"``: the solver. None picks one by the problem's class (OSQP for a
-        quadratic program, Clarabel for other cone programs, HiGHS for a linear program;
+        quadratic program, ECOS for a second-order cone program, Clarabel for exponential
+        cones, HiGHS for a linear program;
         ``lifted_idl.blocks.CVXPY_SOLVERS``); a name that cannot take the class raises a
         ValueError.
 

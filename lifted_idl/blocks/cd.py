@@ -33,8 +33,8 @@ Fast solvers (``method="fast"``):
 
 The cvxpy formulation (``method="cvxpy"``) is one problem over :math:`(W, c)` with the loss's
 and the penalty's own cvxpy expressions, solved by the solver of its class (:mod:`._common`:
-OSQP for the squared loss with a zero, ridge, l1 or l-inf group penalty, Clarabel for the
-cross-entropy and the l2 group norm).
+OSQP for the squared loss with a zero, ridge, l1 or l-inf group penalty, ECOS with the l2
+group norm, Clarabel for the cross-entropy).
 
 Degenerate cases. The squared loss always attains its minimum. The cross-entropy is invariant to
 adding the same vector to every class (``C + 1v^T``) and, without a penalty, has no minimiser when
@@ -135,7 +135,8 @@ def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
     max_iter : int, default=1000
     cvxpy_solver : {None, "CLARABEL", "ECOS", "OSQP", "HIGHS"}, default=None
         With ``method="cvxpy"``: the solver. None picks one by the problem's class (OSQP for a
-        quadratic program, Clarabel for other cone programs, HiGHS for a linear program;
+        quadratic program, ECOS for a second-order cone program, Clarabel for exponential
+        cones, HiGHS for a linear program;
         ``lifted_idl.blocks.CVXPY_SOLVERS``); a name that cannot take the class raises a
         ValueError.
 
