@@ -148,9 +148,8 @@ def solve_ab(X, U, P, lam, kappa, activation, penalty, *, fit_bias: bool = True,
     cvxpy_solver : {None, "CLARABEL", "ECOS", "OSQP", "HIGHS"}, default=None
         With ``method="cvxpy"``: the solver. None picks one by the problem's class (OSQP for a
         quadratic program, ECOS for a second-order cone program, Clarabel for exponential
-        cones, HiGHS for a linear program;
-        ``lifted_idl.blocks.CVXPY_SOLVERS``); a name that cannot take the class raises a
-        ValueError.
+        cones, HiGHS for a linear program; ``lifted_idl.blocks.CVXPY_SOLVERS``); a name that
+        cannot take the class raises a ValueError.
 
     Returns
     -------

@@ -69,8 +69,7 @@ class BCDBlocks(Blocks):
     """The blocks of :func:`fit_bcd`: exact (C, D, c), P, X and (A, B, b) steps
     (:mod:`lifted_idl.blocks`), the robust (A, B, b) step with ``robust_sigma``, and with a
     group penalty the joint (B, D) step (:func:`~lifted_idl.blocks.solve_bd`); the objective
-    is the loss at
-    the true equilibrium plus ``pen_ab``, ``pen_cd`` and the group penalty."""
+    is the loss at the true equilibrium plus ``pen_ab``, ``pen_cd`` and the group penalty."""
 
     def __init__(self, U, Y, loss, activation, *, kappa, pen_ab, pen_cd, group=None,
                  c_ridge=0.0, fit_intercept=True, block_solver="fast", block_tol=1e-6,
