@@ -31,6 +31,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .activations import Activation, get_activation
+from .blocks import CVXPY_SOLVERS
 from .exceptions import ConvergenceWarning
 from .losses import SoftmaxCrossEntropy, SquaredLoss
 from .model import ImplicitModel
@@ -139,7 +140,7 @@ class _BaseImplicit(BaseEstimator):
         "lam": [Interval(numbers.Real, 0, None, closed="neither")],
         "lam_min": [Interval(numbers.Real, 0, None, closed="neither")],
         "mu": [Interval(numbers.Real, 0, None, closed="neither")],
-        "block_solver": [StrOptions({"fast", "cvxpy"})],
+        "block_solver": [StrOptions({"fast", "cvxpy", *CVXPY_SOLVERS})],
         "ab_step": [StrOptions({"auto", "exact", "mm"})],
         "random_state": ["random_state"],
         "warm_start": ["boolean"],
@@ -594,8 +595,10 @@ _DOC_PARAMS = r"""
     mu : float, default=1e-3
         Weight of the coupling term :math:`\tfrac{\mu}{2m}\|X - P\|^2` of the relaxation
         (see :func:`lifted_idl.training.bcd.fit_bcd` for why it is small).
-    block_solver : {"fast", "cvxpy"}, default="fast"
-        Solve every BCD block with its fast exact solver or with its cvxpy formulation.
+    block_solver : {"fast", "cvxpy", "CLARABEL", "ECOS", "OSQP", "HIGHS"}, default="fast"
+        Solve every BCD block with its fast solver, or with its cvxpy formulation (the
+        reference, much slower): ``"cvxpy"`` picks the solver by each problem's class, a
+        solver name uses that solver for every block.
     ab_step : {"auto", "exact", "mm"}, default="auto"
         BCD's (A, B, b) step: solved exactly (a row-wise Newton method whose cost grows like
         :math:`n^3` per row), or a few majorize–minimize steps batched over all rows
