@@ -47,14 +47,22 @@ def test_pages_exist_and_keep_their_examples():
 @pytest.mark.parametrize("path", [p for p in PAGES if code_blocks(p)],
                          ids=lambda p: p.name)
 def test_code_blocks_run(path, tmp_path, monkeypatch):
+    """Every Python block of the page runs, and at its own settings no fit ends with a
+    ConvergenceWarning (an example should show a fit that converged)."""
+    import warnings
+
     import matplotlib
+
+    from lifted_idl import ConvergenceWarning
 
     matplotlib.use("Agg")
     monkeypatch.chdir(tmp_path)  # examples that write files write them here
     namespace = {"__name__": f"docs_{path.stem}"}
-    for line, source in code_blocks(path):
-        code = compile(source, f"{path.relative_to(ROOT)}:{line}", "exec")
-        exec(code, namespace)  # noqa: S102 - running our own documentation is the point
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        for line, source in code_blocks(path):
+            code = compile(source, f"{path.relative_to(ROOT)}:{line}", "exec")
+            exec(code, namespace)  # noqa: S102 - running our own documentation is the point
 
 
 def _references(text: str) -> set[str]:
