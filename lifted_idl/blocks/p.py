@@ -209,6 +209,7 @@ def _p_newton(Z, C, E, X, Y, lam, mu, act, loss, init, tol, max_iter):
         P = _into_domain(act, init)
     mloss = float(m)  # loss.grad is averaged over samples; the per-sample gradient is m times it
     eye = np.eye(q)
+    CC = (C.T[:, :, None] * C.T[:, None, :]).reshape(n, q * q)  # row i: C[:, i] C[:, i]^T
     vals = _sample_values(P, Z, C, E, X, Y, lam, mu, act, loss)
     converged = False
     n_iter = 0
@@ -233,7 +234,9 @@ def _p_newton(Z, C, E, X, Y, lam, mu, act, loss, init, tol, max_iter):
         # Newton direction on the free variables (Woodbury, one q x q solve per sample)
         H = loss.sample_hessians(Y, Yhat)
         h = Dinv * g
-        K = (C[None, :, :] * Dinv[:, None, :]) @ C.T
+        # K_s = C diag(Dinv_s) C^T for every sample, as one (m, n) x (n, q q) product: no
+        # (m, q, n) temporary, so the block's memory stays O(m (n + q^2))
+        K = (Dinv @ CC).reshape(m, q, q)
         S = eye + H @ K
         r = h @ C.T
         t = np.linalg.solve(S, (H @ r[:, :, None]))[:, :, 0]
