@@ -71,6 +71,22 @@ def _fold_standardisation(model: ImplicitModel, mean_u, scale_u, mean_y=None, sc
                          factors=model.factors)
 
 
+def _centre_logits(model: ImplicitModel) -> ImplicitModel:
+    r"""The same classifier with logits that sum to zero over the classes: the class means of
+    the rows of C, D and c subtracted.
+
+    The softmax is unchanged by adding one vector to every class's logit, so the
+    cross-entropy does not determine that shift; Newton steps leave rounding noise along it
+    (amplified by the near-singular Hessian). Centring picks one representative, so that
+    ``decision_function`` does not depend on that noise (e.g. on the order of the samples,
+    or on weights versus repeated samples)."""
+    C = model.C - model.C.mean(axis=0)
+    D = model.D - model.D.mean(axis=0)
+    c = None if model.c is None else model.c - model.c.mean()
+    return ImplicitModel(model.A, model.B, C, D, b=model.b, c=c, activation=model.activation,
+                         factors=model.factors)
+
+
 def _span(v) -> str:
     if v is None:
         return "1"
@@ -853,6 +869,7 @@ class ImplicitClassifier(ClassifierMixin, _BaseImplicit):
         model, record = self._fit(Us, Y.astype(np.float64), SoftmaxCrossEntropy(),
                                   stratify=y if self.early_stopping else None, scale_u=scale_u,
                                   sample_weight=sw)
+        model = _centre_logits(model)
         state = self._fitted_state(model, record, mean_u, scale_u)
         state.update(seen, classes_=classes)
         self._commit(state)

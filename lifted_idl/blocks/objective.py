@@ -245,9 +245,9 @@ def x_objective(A, B, b, U, P, lam, mu, activation, X) -> float:
     return _x_objective(A, B, b, U, P, lam, mu, act, X)
 
 
-def _x_objective(A, B, b, U, P, lam, mu, act, X):
+def _x_objective(A, B, b, U, P, lam, mu, act, X, w=None):
     Z = _pre_activation(X, U, A, B, b)
-    return _divergence(act, P, Z, lam) + _coupling(X, P, mu)
+    return _divergence(act, P, Z, lam, w) + _coupling(X, P, mu, w)
 
 
 def p_objective(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, P) -> float:
@@ -263,9 +263,10 @@ def p_objective(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, P) -> floa
     return _p_objective(Z, C, U @ D.T + c, X, Y, lam, mu, act, loss, P)
 
 
-def _p_objective(Z, C, E, X, Y, lam, mu, act, loss, P):
-    """P-block objective with ``Z`` and the constant output part ``E = UD^T + c`` precomputed."""
-    dv = _divergence(act, P, Z, lam)
+def _p_objective(Z, C, E, X, Y, lam, mu, act, loss, P, w=None):
+    """P-block objective with ``Z`` and the constant output part ``E = UD^T + c`` precomputed
+    (``w``: unit-mean sample weights or None)."""
+    dv = _divergence(act, P, Z, lam, w)
     if not np.isfinite(dv):
         return np.inf
-    return loss.value(Y, P @ C.T + E) + dv + _coupling(X, P, mu)
+    return loss.value(Y, P @ C.T + E, sample_weight=w) + dv + _coupling(X, P, mu, w)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..losses import unit_mean_weights
 from ._common import (
     BlockResult,
     as_lam,
@@ -65,7 +66,7 @@ def _check(A, B, b, U, P, lam, mu, activation, init):
 
 
 def solve_x(A, B, b, U, P, lam, mu, activation, *, init=None, method: str = "fast",
-            tol: float = 1e-8, max_iter: int = 2000) -> BlockResult:
+            tol: float = 1e-8, max_iter: int = 2000, sample_weight=None) -> BlockResult:
     r"""Solve the X block exactly (theory §7, arXiv (14)).
 
     .. math::
@@ -92,6 +93,14 @@ def solve_x(A, B, b, U, P, lam, mu, activation, *, init=None, method: str = "fas
         step for Newton) is below ``tol * max(1, max|X|)`` entrywise; cvxpy: Clarabel's
         tolerances (clipped to [1e-10, 1e-6]).
     max_iter : int, default=2000
+    sample_weight : ndarray of shape (m,), optional
+        Non-negative sample weights: every average over samples in the objective is weighted
+        (:func:`~lifted_idl.losses.unit_mean_weights`). The block is separable over samples
+        and a weight multiplies all of one sample's terms, so the minimiser does not depend
+        on the weights (a sample of weight 0 has any minimiser; the unweighted one is
+        returned): the fast solver ignores them, while the reported objective, the
+        comparison with ``init`` and the cvxpy formulation are weighted (the cvxpy twin thus
+        checks this invariance).
 
     Returns
     -------
@@ -100,9 +109,10 @@ def solve_x(A, B, b, U, P, lam, mu, activation, *, init=None, method: str = "fas
     """
     check_options(method, tol, max_iter)
     A, B, b, U, P, lam, mu, act, init = _check(A, B, b, U, P, lam, mu, activation, init)
-    init_obj = None if init is None else _x_objective(A, B, b, U, P, lam, mu, act, init)
+    w = unit_mean_weights(sample_weight, U.shape[0])
+    init_obj = None if init is None else _x_objective(A, B, b, U, P, lam, mu, act, init, w)
     if method == "cvxpy":
-        X, n_iter, conv = _x_cvxpy(A, B, b, U, P, lam, mu, act, tol, max_iter)
+        X, n_iter, conv = _x_cvxpy(A, B, b, U, P, lam, mu, act, tol, max_iter, w)
         solver = "cvxpy:CLARABEL"
     else:
         if _use_newton(A, lam, mu, act, P.shape[0]):
@@ -111,7 +121,7 @@ def solve_x(A, B, b, U, P, lam, mu, activation, *, init=None, method: str = "fas
         else:
             X, n_iter, conv = _x_agd(A, B, b, U, P, lam, mu, act, init, tol, max_iter)
             solver = "agd"
-    obj = _x_objective(A, B, b, U, P, lam, mu, act, X)
+    obj = _x_objective(A, B, b, U, P, lam, mu, act, X, w)
     return keep_better(BlockResult(X, float(obj), int(n_iter), bool(conv), solver), init,
                        init_obj)
 
@@ -242,14 +252,18 @@ def _x_newton(A, B, b, U, P, lam, mu, act, init, tol, max_iter):
 # --------------------------------------------------------------------------------------------
 # cvxpy formulation
 # --------------------------------------------------------------------------------------------
-def _x_cvxpy(A, B, b, U, P, lam, mu, act, tol, max_iter):
+def _x_cvxpy(A, B, b, U, P, lam, mu, act, tol, max_iter, w=None):
     import cvxpy as cp
 
     m, n = P.shape
     X = cp.Variable((m, n), name="X")
     Z = X @ A.T + (U @ B.T + b)
     lam_rows = np.tile(lam, (m, 1))
+    R = X - P
+    if w is not None:  # every term of sample s weighted by w_s
+        lam_rows = lam_rows * w[:, None]
+        R = cp.multiply(np.sqrt(w)[:, None], R)
     div = cp.sum(cp.multiply(lam_rows, act.f_cvxpy(Z))) - cp.sum(cp.multiply(lam_rows * P, Z))
-    prob = cp.Problem(cp.Minimize((div + 0.5 * mu * cp.sum_squares(X - P)) / m))
+    prob = cp.Problem(cp.Minimize((div + 0.5 * mu * cp.sum_squares(R)) / m))
     conv, n_iter = solve_cvxpy(prob, "X", tol, max_iter)
     return np.array(X.value, dtype=np.float64), n_iter, conv

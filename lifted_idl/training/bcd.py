@@ -130,7 +130,7 @@ class BCDBlocks(Blocks):
     and (B, D) steps and the objectives). The P and X blocks are separable over samples, and
     a weight multiplies all of one sample's terms, so their minimisers do not depend on the
     weights (for positive weights; a sample of weight 0 takes no part in any other block):
-    they are solved unweighted."""
+    their fast solvers ignore the weights (:func:`~lifted_idl.blocks.solve_p`)."""
 
     def __init__(self, U, Y, loss, activation, *, kappa, pen_ab, pen_cd, group=None,
                  c_ridge=0.0, fit_intercept=True, block_solver="fast", block_tol=1e-6,
@@ -172,11 +172,12 @@ class BCDBlocks(Blocks):
 
     def p_step(self, W, CD, X, lamv, mu):
         r = blocks.solve_p(*W, *CD, X, self.U, self.Y, lamv, mu, self.activation, self.loss,
-                           init=X.copy(), **self.kw)
+                           init=X.copy(), sample_weight=self.w, **self.kw)
         return r.value, r.converged
 
     def x_step(self, W, P, lamv, mu, init):
-        r = blocks.solve_x(*W, self.U, P, lamv, mu, self.activation, init=init, **self.kw)
+        r = blocks.solve_x(*W, self.U, P, lamv, mu, self.activation, init=init,
+                           sample_weight=self.w, **self.kw)
         return r.value, r.converged
 
     def relaxed(self, W, CD, X, P, lamv, mu):
