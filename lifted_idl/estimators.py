@@ -449,12 +449,17 @@ class _BaseImplicit(BaseEstimator):
         if not np.all(np.isfinite(w)):
             raise ValueError("sample_weight must be finite; got NaN or inf")
         keep = np.flatnonzero(w > 0)
+        if keep.size == 0:  # not every supported scikit-learn rejects all-zero weights
+            raise ValueError("Sample weights must contain at least one non-zero number.")
         if keep.size == w.size:
             keep = None
         else:
             w = w[keep]
         if np.all(w == w[0]):
-            w = None
+            return keep, None
+        top = float(w.max())
+        if not 1e-100 < top < 1e100:  # only the ratios matter: keep their sums finite
+            w = w / top
         return keep, w
 
     #: every attribute a fit sets; :meth:`_commit` replaces them all in one step

@@ -16,11 +16,11 @@ __all__ = ["Loss", "SquaredLoss", "SoftmaxCrossEntropy", "get_loss", "unit_mean_
 
 
 def unit_mean_weights(sample_weight, m: int):
-    r"""Sample weights rescaled to mean 1, :math:`	ilde w_s = m\,w_s/\sum_t w_t`, or None.
+    r"""Sample weights rescaled to mean 1, :math:`\tilde w_s = m\,w_s/\sum_t w_t`, or None.
 
-    Every data term of the package is an average over the m samples, :math:`rac1m\sum_s
-    (\cdot)_s`; with weights it becomes :math:`rac{1}{\sum_t w_t}\sum_s w_s(\cdot)_s =
-    rac1m\sum_s	ilde w_s(\cdot)_s`, so that integer weights give the plain average over the
+    Every data term of the package is an average over the m samples, :math:`\frac1m\sum_s
+    (\cdot)_s`; with weights it becomes :math:`\frac{1}{\sum_t w_t}\sum_s w_s(\cdot)_s =
+    \frac1m\sum_s\tilde w_s(\cdot)_s`, so that integer weights give the plain average over the
     data with every sample repeated :math:`w_s` times, and zero weights the average without
     those samples. ``None`` (no weights) stays None: the unweighted code paths are used.
 
@@ -36,11 +36,13 @@ def unit_mean_weights(sample_weight, m: int):
         raise ValueError(f"sample_weight must have shape ({m},); got shape {w.shape}")
     if not np.all(np.isfinite(w)) or np.any(w < 0):
         raise ValueError("sample_weight must be finite and non-negative")
-    total = float(w.sum())
-    if not total > 0:
+    top = float(w.max(initial=0.0))
+    if not top > 0:
         raise ValueError("sample_weight sums to zero: at least one sample needs a positive "
                          "weight")
-    return w * (m / total)
+    if not 1e-100 < top < 1e100:  # only the ratios matter: keep the sum finite
+        w = w / top
+    return w * (m / float(w.sum()))
 
 
 def _weighted_mean(v, w):

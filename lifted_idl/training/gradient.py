@@ -179,7 +179,7 @@ def _backward(P, act, U, Y, X, loss, Z0, *, alpha, tol, max_iter, V0=None, min_i
     Gradients are written into ``out`` (a dict of arrays of the parameters' shapes) when given.
 
     ``w``: per-sample multipliers (unit-mean sample weights, or their minibatch rows): the
-    loss is :math:`rac1{m_b}\sum_s w_s\ell_s`. The adjoint equation is separable over
+    loss is :math:`\frac1{m_b}\sum_s w_s\ell_s`. The adjoint equation is separable over
     samples and linear, so it is solved for the rows :math:`\sqrt{w_s}r_s` and the result
     scaled by :math:`\sqrt{w_s}`: its whole-batch stopping test is then that of the data with
     sample s repeated :math:`w_s` times. The adjoint returned (the warm start of the next
