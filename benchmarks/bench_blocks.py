@@ -48,6 +48,11 @@ from lifted_idl.losses import SoftmaxCrossEntropy, SquaredLoss
 from lifted_idl.penalties import L1Penalty, L2Penalty, NoPenalty
 from lifted_idl.wellposedness import project_inf_norm_ball
 
+#: The baseline: the cvxpy formulation solved by Clarabel (the package's cvxpy solver when the
+#: measurements below were recorded; ``method="cvxpy"`` now picks OSQP for quadratic programs,
+#: which ``bench_cvxpy_solvers.py`` compares).
+REF = {"method": "cvxpy", "cvxpy_solver": "CLARABEL"}
+
 
 def make(m, n, p, q, act, seed=0, classify=False):
     rng = np.random.default_rng(seed)
@@ -120,7 +125,7 @@ def bench_size(n, act, with_cvxpy=True):
         args = (d["X"], d["U"], d["P"], d["lam"], d["kappa"], act, pen)
         tf, rf = timed(lambda args=args: solve_ab(*args, init=d["init_ab"]))
         tc, _ = timed(lambda args=args: solve_ab(*args), reps=1)
-        tr, rr = timed(lambda args=args: solve_ab(*args, method="cvxpy"), reps=1)
+        tr, rr = timed(lambda args=args: solve_ab(*args, **REF), reps=1)
         tfi, out = timed(lambda args=args: _ab_fista(*args, True, d["init_ab"], 1e-8, 20000),
                          reps=1)
         A, B, b = out[:3]
@@ -133,7 +138,7 @@ def bench_size(n, act, with_cvxpy=True):
         args, init = make_loop_like(m, n, p)
         tf, rf = timed(lambda: solve_ab(*args, init=init))
         tc, _ = timed(lambda: solve_ab(*args), reps=1)
-        tr, rr = timed(lambda: solve_ab(*args, method="cvxpy"), reps=1)
+        tr, rr = timed(lambda: solve_ab(*args, **REF), reps=1)
         tfi, out = timed(lambda: _ab_fista(*args, True, init, 1e-8, 20000), reps=1)
         fobj = _ab_objective(*args, *out[:3])
         extra = (f"  | FISTA {tfi * 1e3:.0f} ms ({out[3]} it, gap "
@@ -147,7 +152,7 @@ def bench_size(n, act, with_cvxpy=True):
         args = (d["A"], d["B"], d["b"], d["U"], d["P"], lam, d["mu"], act)
         tf, rf = timed(lambda args=args: solve_x(*args, init=d["X"]))
         tc, _ = timed(lambda args=args: solve_x(*args), reps=1)
-        tr, rr = timed(lambda args=args: solve_x(*args, method="cvxpy"), reps=1)
+        tr, rr = timed(lambda args=args: solve_x(*args, **REF), reps=1)
         ta, outa = timed(lambda args=args: _x_agd(*args, d["X"], 1e-8, 100000), reps=1)
         tn, outn = timed(lambda args=args: _x_newton(*args, d["X"], 1e-8, 2000), reps=1)
         extra = (f"  | {rf.solver}; AGD {ta * 1e3:.0f} ms ({outa[1]} it), Newton "
@@ -161,7 +166,7 @@ def bench_size(n, act, with_cvxpy=True):
                                                                          init=P0))
         tc, _ = timed(lambda pargs=pargs, loss=loss: solve_p(*pargs, act, loss), reps=1)
         tr, rr = timed(lambda pargs=pargs, loss=loss: solve_p(*pargs, act, loss,
-                                                              method="cvxpy"), reps=1)
+                                                              **REF), reps=1)
         report(f"P {loss.name} q={q} {tag}", tf, tc, tr, rf.objective, rr.objective)
         if not isinstance(act, ReLU):
             continue
@@ -170,7 +175,7 @@ def bench_size(n, act, with_cvxpy=True):
             tc0, r0 = timed(lambda cargs=cargs: solve_cd(*cargs), reps=1)
             init = (r0.value[0] * 0.9, r0.value[1] * 0.9, r0.value[2])
             tf, rf = timed(lambda cargs=cargs, init=init: solve_cd(*cargs, init=init))
-            tr, rr = timed(lambda cargs=cargs: solve_cd(*cargs, method="cvxpy"), reps=1)
+            tr, rr = timed(lambda cargs=cargs: solve_cd(*cargs, **REF), reps=1)
             extra = f"  | {rf.solver}"
             if rf.solver == "newton":  # the same warm solve on the trust-region CG path
                 with _dense_newton_off():

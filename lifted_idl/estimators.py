@@ -31,6 +31,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .activations import Activation, get_activation
+from .blocks import CVXPY_SOLVERS
 from .exceptions import ConvergenceWarning
 from .losses import SoftmaxCrossEntropy, SquaredLoss
 from .model import ImplicitModel
@@ -163,7 +164,7 @@ class _BaseImplicit(BaseEstimator):
         "lam": [Interval(numbers.Real, 0, None, closed="neither")],
         "lam_min": [Interval(numbers.Real, 0, None, closed="neither")],
         "mu": [Interval(numbers.Real, 0, None, closed="neither")],
-        "block_solver": [StrOptions({"fast", "cvxpy"})],
+        "block_solver": [StrOptions({"fast", "cvxpy", *CVXPY_SOLVERS})],
         "ab_step": [StrOptions({"auto", "exact", "mm"})],
         "random_state": ["random_state"],
         "warm_start": ["boolean"],
@@ -177,7 +178,7 @@ class _BaseImplicit(BaseEstimator):
     }
 
     def __init__(self, n_hidden=20, *, kappa=0.5, activation="relu", solver="bcd",
-                 penalty="l2", alpha=1e-3, group_ord=2, c_ridge=None, max_iter=150,
+                 penalty="l2", alpha=1e-3, group_ord=2, c_ridge=None, max_iter=300,
                  gradient_max_iter=300,
                  learning_rate=1e-2, batch_size="auto", tol=1e-4, n_iter_no_change=5,
                  early_stopping=False, validation_fraction=0.1, lam=10.0, lam_min=3.0, mu=1e-3,
@@ -584,10 +585,10 @@ _DOC_PARAMS = r"""
     kappa : float in (0, 1), default=0.5
         Well-posedness margin: training keeps :math:`\|A\|_\infty \le \kappa` (theory §1).
         It also bounds the model's capacity (the trained A sits on the bound) and sets the
-        Picard contraction rate: on the teacher of ``benchmarks/bench_training.py`` (whose own
-        A has norm 0.5) BCD's test RMSE was 1.45 / 1.43 / 1.25 / 1.21 with kappa 0.9 / 0.7 / 0.5 /
-        0.3 (mean of 3 seeds, 150 rounds, lam floor 3, alpha 1e-3), and the equilibrium needs about
-        :math:`\log(\mathrm{tol})/\log\kappa` iterations.
+        Picard contraction rate: the equilibrium needs about
+        :math:`\log(\mathrm{tol})/\log\kappa` iterations. Raise it for more feedback
+        through A, lower it for cheaper equilibria and a more damped model; the default is
+        measured in ``benchmarks/README.md``.
     activation : {"relu", "tanh", "leaky_relu"} or Activation, default="relu"
     solver : {"bcd", "gradient", "bcd+gradient"}, default="bcd"
         Block-coordinate descent on the Fenchel relaxation, projected gradient with implicit
@@ -614,15 +615,11 @@ _DOC_PARAMS = r"""
         as well.
     alpha : float, default=1e-3
         Penalty strength (with ``penalty="group"``, the group weight :math:`\alpha`). The
-        penalty is added to the *mean* loss on standardised data. Measured with
-        ``benchmarks/bench_training.py`` (BCD, other defaults as here, alpha 1e-3 / 3e-4):
-        teacher RMSE 1.23 / 1.25 (3 seeds; 1.51 at 1e-4), digits accuracy 0.9796 / 0.9759,
-        diabetes RMSE 67.3 / 74.6 (3 seeds), function fit RMSE 0.85 / 0.71 (0.68 at 1e-4; the
-        only one of these data sets that prefers less). Small, noisy data sets want more:
-        cross-validate it. On diabetes (309 noisy training samples) BCD at 1e-3 overfits
-        (test RMSE 64.3, 5 seeds) and 3-fold cross-validation over {1e-3, 1e-2, 3e-2, 1e-1}
-        picks 0.03-0.1 (54.5, as good as a cross-validated ridge, 54.7), while the teacher
-        loses at those values (1.71 at 1e-2, 2.56 at 3e-2): no single default serves both.
+        penalty is added to the *mean* loss on standardised data. The default suits large or
+        clean data; small, noisy data sets want more, and no single value serves both
+        (``benchmarks/README.md``): choose it by cross-validation, which
+        :class:`~lifted_idl.ImplicitRegressorCV` / :class:`~lifted_idl.ImplicitClassifierCV`
+        do.
     group_ord : {2, "inf"}, default=2
         The column norm r of ``penalty="group"`` (``np.inf`` is accepted for ``"inf"``);
         ignored by the other penalties.
@@ -632,12 +629,10 @@ _DOC_PARAMS = r"""
         :math:`(B, b, C) \to (sB, sb, C/s)` keeps the predictions and lowers the group
         penalty as :math:`s \to 0`; the ridge gives the problem a minimiser
         (:meth:`lifted_idl.penalties.GroupPenalty.for_cd`). Ignored by the other penalties.
-    max_iter : int, default=150
-        Maximum number of BCD rounds (see :func:`lifted_idl.training.bcd.fit_bcd`). The
-        default favours time over the last digits: on the teacher of
-        ``benchmarks/bench_training.py`` 150 rounds stop before convergence (a
-        ``ConvergenceWarning``; test RMSE 1.176, 3.3 s, 5 seeds) and 1000 rounds give 1.108
-        (11.7 s); digits' test accuracy is flat after about 30 rounds.
+    max_iter : int, default=300
+        Maximum number of BCD rounds (see :func:`lifted_idl.training.bcd.fit_bcd`). A fit
+        stops earlier when its objective stops improving (``tol``); the cap is for hard
+        problems, where more rounds keep improving the fit (``benchmarks/README.md``).
     gradient_max_iter : int, default=300
         Epochs of the gradient solver / fine-tuning stage.
     learning_rate : float, default=1e-2
@@ -647,9 +642,11 @@ _DOC_PARAMS = r"""
     batch_size : int or "auto", default="auto"
         Minibatch size of the gradient solver ("auto": full batch up to 1000 samples, else 200).
     tol : float, default=1e-4
-        Relative decrease below which a solver stops.
+        Relative decrease per round (per epoch for the gradient solver) below which a
+        solver stops. Raise it for a quicker, rougher fit.
     n_iter_no_change : int, default=5
-        Rounds/epochs without an improvement of ``tol`` before stopping.
+        BCD: the (accepted) rounds over which the mean relative decrease is compared with
+        ``tol``; gradient solver: epochs without an improvement of ``tol`` before stopping.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the training data (stratified for classifiers) and
         return the round with the lowest validation loss.
@@ -663,8 +660,10 @@ _DOC_PARAMS = r"""
     mu : float, default=1e-3
         Weight of the coupling term :math:`\tfrac{\mu}{2m}\|X - P\|^2` of the relaxation
         (see :func:`lifted_idl.training.bcd.fit_bcd` for why it is small).
-    block_solver : {"fast", "cvxpy"}, default="fast"
-        Solve every BCD block with its fast exact solver or with its cvxpy formulation.
+    block_solver : {"fast", "cvxpy", "CLARABEL", "ECOS", "OSQP", "HIGHS"}, default="fast"
+        Solve every BCD block with its fast solver, or with its cvxpy formulation (the
+        reference, much slower): ``"cvxpy"`` picks the solver by each problem's class, a
+        solver name uses that solver for every block.
     ab_step : {"auto", "exact", "mm"}, default="auto"
         BCD's (A, B, b) step: solved exactly (a row-wise Newton method whose cost grows like
         :math:`n^3` per row), or a few majorize–minimize steps batched over all rows

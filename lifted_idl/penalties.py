@@ -34,6 +34,7 @@ __all__ = [
     "PartialGroupPenalty",
     "SmoothedGroupPenalty",
     "group_prox",
+    "l1_thresholds",
     "get_penalty",
 ]
 
@@ -193,7 +194,7 @@ def _group_steps(step, p: int, n_cols: int | None = None) -> np.ndarray:
     return s
 
 
-def _l1_thresholds(V: np.ndarray, radius: np.ndarray) -> np.ndarray:
+def l1_thresholds(V: np.ndarray, radius: np.ndarray) -> np.ndarray:
     r"""Per column j, the :math:`\theta_j \ge 0` with :math:`\sum_i (|V_{ij}| - \theta_j)_+ =
     r_j` (0 when :math:`\|V_{:j}\|_1 \le r_j`): the soft-threshold level of the projection
     onto the l1 ball (theory §2)."""
@@ -292,7 +293,7 @@ def _prox_linf_fixed(V, delta, t):
     the l1-ball projection of v with radius t (Moreau: :math:`\delta = 0` gives
     :math:`v - \Pi_{\|\cdot\|_1 \le t}(v)`).
     """
-    mu = np.maximum(_l1_thresholds(V, t), delta)
+    mu = np.maximum(l1_thresholds(V, t), delta)
     return np.clip(V, -mu, mu)
 
 

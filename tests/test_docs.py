@@ -159,3 +159,31 @@ def test_readme_setup_commands():
                         'pip install -e ".[test]" && python -m pytest -q']
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     assert commands[1] in [line.strip() for line in ci]
+
+
+def _sources():
+    for folder in ("lifted_idl", "docs", "experiments", "benchmarks", "tests"):
+        for path in (ROOT / folder).rglob("*"):
+            if path.suffix in (".py", ".md", ".rst") and "results" not in path.parts:
+                yield path
+
+
+def test_theory_citations_name_sections_of_docs_theory():
+    """Every "theory §N" cites a numbered section of the repository's docs/theory.md."""
+    theory = (DOCS / "theory.md").read_text(encoding="utf-8")
+    sections = {int(n) for n in re.findall(r"^## (\d+)\. ", theory, re.M)}
+    assert sections == set(range(1, max(sections) + 1))
+    cite = re.compile(r"theory(?:\.md)? §(\d+)((?:(?:[,;]? ?(?:and|or)? ?|[–-])§\d+)*)")
+    bad = []
+    for path in _sources():
+        for m in cite.finditer(path.read_text(encoding="utf-8")):
+            numbers = [int(m.group(1))] + [int(k) for k in re.findall(r"§(\d+)", m.group(2))]
+            bad += [f"{path.relative_to(ROOT)}: §{k}" for k in numbers if k not in sections]
+    assert not bad, bad
+
+
+def test_package_and_docs_point_nowhere_outside_the_repository():
+    bad = [str(p.relative_to(ROOT)) for p in _sources()
+           if p.parts[len(ROOT.parts)] in ("lifted_idl", "docs")
+           and "shared/" in p.read_text(encoding="utf-8")]
+    assert not bad, bad

@@ -147,6 +147,23 @@ def test_ab_block_weighted(act_name, pen, method):
     assert rc.objective - r.objective < 1e-6 * max(1.0, abs(r.objective))
 
 
+@pytest.mark.parametrize("ord_", [2, np.inf])
+def test_bd_block_weighted(ord_):
+    rng = np.random.default_rng(6)
+    A, B, b, C, D, c, X, P, U, Y = _lifted(rng)
+    lam, group = np.array([1.0, 2.0, 0.5]), GroupPenalty(0.05, ord_)
+    args = (A, B, b, C, D, c)
+    kw = dict(tol=1e-12, max_iter=3000)
+    r = blocks.solve_bd(*args, X, P, U, Y, lam, "relu", "squared", group, sample_weight=W_INT,
+                        **kw)
+    rr = blocks.solve_bd(*args, *_rep(X, P, U, Y), lam, "relu", "squared", group, **kw)
+    rc = blocks.solve_bd(*args, X, P, U, Y, lam, "relu", "squared", group, method="cvxpy",
+                         sample_weight=W_INT)
+    assert r.objective == pytest.approx(rr.objective, rel=1e-10)
+    assert _max_diff(r.value[0] + r.value[1], rr.value[0] + rr.value[1]) < 1e-6
+    assert abs(rc.objective - r.objective) < 1e-6 * max(1.0, abs(r.objective))
+
+
 @pytest.mark.parametrize("loss", [SquaredLoss(), SoftmaxCrossEntropy()])
 def test_p_and_x_blocks_are_invariant_to_weights(loss):
     """Separable blocks: the weighted cvxpy twin has the unweighted fast solver's minimiser."""

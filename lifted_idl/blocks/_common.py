@@ -1,18 +1,30 @@
 """Shared pieces of the BCD blocks: the result type, input checks, and the cvxpy plumbing.
 
-The cvxpy reference formulations are built on every call with the data as constants and
-solved by Clarabel; nothing cvxpy-related outlives the call. A DPP form (data as
-``cvxpy.Parameter``, built once and re-solved) was measured first and dropped: products such as
-``Parameter @ Variable`` over the m × n pre-activations took 8–14 GB and 15–20 s to
-canonicalise at m = 500, n = 20 (the X block ran out of memory), against well under a second
-for the constant-data build.
+The cvxpy reference formulations are built on every call with the data as constants; nothing
+cvxpy-related outlives the call. A DPP form (data as ``cvxpy.Parameter``, built once and
+re-solved) was measured first and dropped: products such as ``Parameter @ Variable`` over the
+m × n pre-activations took 8–14 GB and 15–20 s to canonicalise at m = 500, n = 20 (the X block
+ran out of memory), against well under a second for the constant-data build.
+
+Each formulation is solved by a solver the package declares (``setup.cfg``), picked by the
+problem's class (:func:`problem_class`): HiGHS for linear programs; OSQP for quadratic programs
+(the ReLU and leaky-ReLU divergences are piecewise quadratic, so with the squared loss and a
+zero, ridge, l1 or l-inf group penalty every block is one); ECOS for second-order cone programs
+(the l2 group norm, the robust (A, B) block's Huber terms); Clarabel for exponential cones
+(tanh, sigmoid, the softmax cross-entropy), where ECOS is also correct but Clarabel, its
+successor, has the more robust non-symmetric cone method and was the reference solver before
+the others. :data:`CVXPY_SOLVERS` lists which solver takes which class. A picked solver that
+fails or reports an inaccurate solution is followed by Clarabel. ``cvxpy_solver`` names one
+solver instead (no fallback).
 """
 
 from __future__ import annotations
 
 import numbers
+import os
+import sys
 import warnings
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +41,7 @@ from ..penalties import (
     get_penalty,
 )
 
-__all__ = ["BlockResult"]
+__all__ = ["BlockResult", "CVXPY_SOLVERS"]
 
 
 @dataclass
@@ -49,8 +61,10 @@ class BlockResult:
         Whether the solver met its tolerance. The caller warns when it did not.
     solver : str
         ``"closed_form"``, ``"cd"`` (coordinate descent), ``"newton_cg"``, ``"lbfgsb"``,
-        ``"newton"``, ``"agd"`` (accelerated gradient), ``"cvxpy:CLARABEL"``, or ``"init"`` when
-        the starting point was kept because the solve did not improve on it.
+        ``"newton"``, ``"agd"`` (accelerated gradient), ``"prox_grad"``, ``"frank_wolfe"``,
+        ``"cvxpy:NAME"`` with ``NAME`` the cvxpy solver that solved it (``"cvxpy:OSQP"``,
+        ``"cvxpy:CLARABEL"``, ...), or ``"init"`` when the starting point was kept because the
+        solve did not improve on it.
     """
 
     value: tuple | np.ndarray
@@ -132,6 +146,22 @@ def check_options(method: str, tol, max_iter) -> None:
         raise ValueError(f"tol must be a finite number > 0; got tol={tol!r}")
     if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
         raise ValueError(f"max_iter must be a positive int; got max_iter={max_iter!r}")
+
+
+def check_cvxpy_solver(method: str, cvxpy_solver) -> str | None:
+    """``cvxpy_solver`` as a name of :data:`CVXPY_SOLVERS` (upper case), or None (pick by the
+    problem's class); a ValueError for any other value, or for a name with a ``method`` other
+    than ``"cvxpy"``."""
+    if cvxpy_solver is None:
+        return None
+    name = cvxpy_solver.upper() if isinstance(cvxpy_solver, str) else None
+    if name not in CVXPY_SOLVERS:
+        raise ValueError(f"cvxpy_solver must be None or one of {sorted(CVXPY_SOLVERS)}; got "
+                         f"cvxpy_solver={cvxpy_solver!r}")
+    if method != "cvxpy":
+        raise ValueError(f"cvxpy_solver is used by method='cvxpy' only; got method={method!r} "
+                         f"with cvxpy_solver={cvxpy_solver!r}")
+    return name
 
 
 _KNOWN_ACTIVATIONS = (ReLU, Tanh, Sigmoid, LeakyReLU)
@@ -243,37 +273,185 @@ def check_ab_init(init, n: int, p: int):
             as_vector("init b", b0, n))
 
 
-def solve_cvxpy(problem, block: str, tol: float, max_iter: int) -> tuple[bool, int]:
-    """Solve with Clarabel; raise SolverError on failure, warn on an inaccurate solution.
+#: The cvxpy solvers the package declares (``setup.cfg``), each with the problem classes of
+#: :func:`problem_class` that it takes (cvxpy rewrites a quadratic program for the cone
+#: solvers; OSQP and HiGHS take no cone beyond the linear one).
+CVXPY_SOLVERS = {
+    "CLARABEL": ("lp", "qp", "socp", "exp"),
+    "ECOS": ("lp", "qp", "socp", "exp"),
+    "OSQP": ("lp", "qp"),
+    "HIGHS": ("lp", "qp"),
+}
 
-    Returns ``(converged, n_iter)``.
-    """
+#: The solver each problem class gets when ``cvxpy_solver`` is None.
+DEFAULT_CVXPY_SOLVER = {"lp": "HIGHS", "qp": "OSQP", "socp": "ECOS", "exp": "CLARABEL"}
+
+_CLASS_NAMES = {"lp": "linear program", "qp": "quadratic program",
+                "socp": "second-order cone program", "exp": "exponential cone program"}
+
+#: cvxpy atoms whose canonical form has exponential cones
+_EXP_CONE_ATOMS = frozenset({"exp", "log", "log1p", "entr", "rel_entr", "kl_div", "log_sum_exp",
+                             "logistic", "xexp"})
+
+
+def problem_class(problem) -> str:
+    """The class of a DCP ``cvxpy.Problem``: ``"lp"`` or ``"qp"`` as cvxpy's ``is_lp`` /
+    ``is_qp`` see it (a piecewise-linear or quadratic objective over piecewise-linear
+    constraints), else ``"exp"`` when an atom of it needs exponential cones, else ``"socp"``."""
+    is_lp = getattr(problem, "is_lp", None)  # cvxpy >= 1.6
+    if is_lp is not None and is_lp():
+        return "lp"
+    if problem.is_qp():
+        return "qp"
+    if any(atom.__name__ in _EXP_CONE_ATOMS for atom in problem.atoms()):
+        return "exp"
+    return "socp"
+
+
+def _eps(tol: float) -> float:
+    return float(min(max(tol, 1e-10), 1e-6))
+
+
+def _ipm_iters(max_iter: int) -> int:
+    return int(max(min(max_iter, 500), 50))
+
+
+def _solve_clarabel(problem, tol, max_iter):
     import cvxpy as cp
 
-    eps = float(min(max(tol, 1e-10), 1e-6))
+    eps = _eps(tol)
     opts = {"tol_gap_abs": eps, "tol_gap_rel": eps, "tol_feas": eps,
-            "max_iter": int(max(min(max_iter, 500), 50))}
+            "max_iter": _ipm_iters(max_iter)}
     n_iter = 0
     # Clarabel sometimes stalls just short of its tolerances on exponential cones (tanh,
     # cross-entropy) and reports "almost solved"; shorter interior-point steps fix that.
     for extra in ({}, {"max_step_fraction": 0.9}):
-        try:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Solution may be inaccurate")
-                problem.solve(solver=cp.CLARABEL, **opts, **extra)
-        except cp.error.SolverError as exc:
-            raise SolverError(f"{block} block: cvxpy/CLARABEL failed: {exc}") from exc
+        problem.solve(solver=cp.CLARABEL, **opts, **extra)
         n_iter += int(getattr(problem.solver_stats, "num_iters", 0) or 0)
         if problem.status != cp.OPTIMAL_INACCURATE:
             break
-    status = problem.status
-    if status == cp.OPTIMAL:
-        return True, n_iter
-    if status == cp.OPTIMAL_INACCURATE:
-        warnings.warn(f"{block} block: cvxpy/CLARABEL returned status {status!r}",
-                      ConvergenceWarning, stacklevel=3)
-        return False, n_iter
-    raise SolverError(f"{block} block: cvxpy/CLARABEL returned status {status!r}")
+    return n_iter
+
+
+def _solve_ecos(problem, tol, max_iter):
+    # below its default tolerances (1e-8) ECOS's interior-point steps stall and it reports an
+    # inaccurate solution at the accuracy it had reached
+    eps = max(_eps(tol), 1e-7)
+    problem.solve(solver="ECOS", abstol=eps, reltol=eps, feastol=eps,
+                  max_iters=_ipm_iters(max_iter))
+    return int(getattr(problem.solver_stats, "num_iters", 0) or 0)
+
+
+def _osqp_1() -> bool:
+    """Whether the installed OSQP is 1.x (its setting ``polish`` became ``polishing``)."""
+    try:
+        from importlib.metadata import version
+
+        return int(version("osqp").split(".")[0]) >= 1
+    except Exception:  # not installed, or an unparsable version: the older name
+        return False
+
+
+_OSQP_1 = _osqp_1()
+
+
+def _solve_osqp(problem, tol, max_iter):
+    # ADMM's residual tolerances leave a point less accurate than an interior point's at the
+    # same value, and the polishing step (an active-set refinement) that makes it exact does
+    # not always succeed. At most 1e-8: a BCD round (tests/test_bcd.py) then ends within 2e-6 of
+    # the fast blocks' round (Clarabel: 2e-5; OSQP at 1e-6: 2e-4); benchmarks/README.md has
+    # the cost
+    eps = min(_eps(tol), 1e-8)
+    polish = {"polishing" if _OSQP_1 else "polish": True}
+    problem.solve(solver="OSQP", eps_abs=eps, eps_rel=eps, **polish,
+                  max_iter=max(100 * int(max_iter), 20000))
+    return int(getattr(problem.solver_stats, "num_iters", 0) or 0)
+
+
+@contextmanager
+def _quiet_stdout():
+    """Send file descriptor 1 to the null device (HiGHS prints a banner from C++ on its first
+    call, whatever its options say)."""
+    try:
+        sys.stdout.flush()
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stdout (e.g. captured in Python)
+        fd = 1
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), fd)
+            yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+def _solve_highs(problem, tol, max_iter):
+    eps = _eps(tol)
+    # cvxpy's bound propagation for HiGHS multiplies infinite bounds by zero (NaN, ignored)
+    with _quiet_stdout(), np.errstate(invalid="ignore"):
+        problem.solve(solver="HIGHS", primal_feasibility_tolerance=eps,
+                      dual_feasibility_tolerance=eps, ipm_optimality_tolerance=eps,
+                      output_flag=False)
+    return int(getattr(problem.solver_stats, "num_iters", 0) or 0)
+
+
+_SOLVE = {"CLARABEL": _solve_clarabel, "ECOS": _solve_ecos, "OSQP": _solve_osqp,
+          "HIGHS": _solve_highs}
+
+
+def solve_cvxpy(problem, block: str, tol: float, max_iter: int,
+                solver: str | None = None) -> tuple[bool, int, str]:
+    """Solve a block's cvxpy formulation with ``solver`` or, when None, with the solver of its
+    class (:data:`DEFAULT_CVXPY_SOLVER`), followed by Clarabel if that one fails or is
+    inaccurate.
+
+    ``tol`` sets the solver's tolerances (clipped to [1e-10, 1e-6]; OSQP's at most 1e-8,
+    ECOS's at least 1e-7) and
+    ``max_iter`` its iterations (interior-point solvers: clipped to [50, 500]; OSQP: at least
+    20000 ADMM steps). Raises a ValueError when ``solver`` does not take the problem's class,
+    SolverError when no solver solved it, and warns (ConvergenceWarning) on an inaccurate
+    solution.
+
+    Returns
+    -------
+    converged : bool
+    n_iter : int
+        Iterations of every solver tried, summed.
+    name : str
+        The solver that returned the solution.
+    """
+    import cvxpy as cp
+
+    kind = problem_class(problem)
+    if solver is None:
+        order = list(dict.fromkeys((DEFAULT_CVXPY_SOLVER[kind], "CLARABEL")))
+    elif kind not in CVXPY_SOLVERS[solver]:
+        takes = sorted(k for k, v in CVXPY_SOLVERS.items() if kind in v)
+        raise ValueError(
+            f"cvxpy_solver={solver!r} cannot solve the {block} block here: it is a "
+            f"{_CLASS_NAMES[kind]}; pass one of {takes}, or None to pick by class")
+    else:
+        order = [solver]
+    n_iter, failures = 0, []
+    for name in order:
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+                n_iter += _SOLVE[name](problem, tol, max_iter)
+        except cp.error.SolverError as exc:
+            failures.append(f"{name} failed: {exc}")
+            continue
+        status = problem.status
+        if status == cp.OPTIMAL:
+            return True, n_iter, name
+        failures.append(f"{name} returned status {status!r}")
+        if status == cp.OPTIMAL_INACCURATE and name == order[-1]:
+            warnings.warn(f"{block} block: cvxpy/{name} returned status {status!r}",
+                          ConvergenceWarning, stacklevel=3)
+            return False, n_iter, name
+    raise SolverError(f"{block} block: cvxpy: " + "; ".join(failures))
 
 
 def ab_cvxpy_variables(X, U, fit_bias: bool):
@@ -296,12 +474,14 @@ def ab_cvxpy_variables(X, U, fit_bias: bool):
     return W, b, Z
 
 
-def ab_cvxpy_solve(objective, W, b, kappa: float, block: str, tol: float, max_iter: int):
+def ab_cvxpy_solve(objective, W, b, kappa: float, block: str, tol: float, max_iter: int,
+                   solver: str | None = None):
     r"""Minimise ``objective`` over the variables of :func:`ab_cvxpy_variables` subject to
     :math:`\|A\|_\infty \le \kappa` (one problem over all rows), with :func:`solve_cvxpy`.
 
-    Returns ``(A, B, b, n_iter, converged)`` as float64 arrays; an A that the interior-point
-    rounding left just outside the ball is projected back onto it.
+    Returns ``(A, B, b, n_iter, converged, name)``, the arrays as float64 and ``name`` the
+    solver used; an A that the solver's rounding left just outside the ball is projected back
+    onto it.
     """
     import cvxpy as cp
 
@@ -310,14 +490,14 @@ def ab_cvxpy_solve(objective, W, b, kappa: float, block: str, tol: float, max_it
 
     n = W.shape[0]
     prob = cp.Problem(cp.Minimize(objective), [cp.sum(cp.abs(W[:, :n]), axis=1) <= kappa])
-    conv, n_iter = solve_cvxpy(prob, block, tol, max_iter)
+    conv, n_iter, name = solve_cvxpy(prob, block, tol, max_iter, solver)
     Wv = np.array(W.value, dtype=np.float64)
     A = Wv[:, :n]
-    if not _ab_feasible(A, kappa):  # interior-point rounding: back onto the ball
+    if not _ab_feasible(A, kappa):  # the solver's rounding: back onto the ball
         A = project_inf_norm_ball(A, kappa)
     B = np.ascontiguousarray(Wv[:, n:])
     bv = np.zeros(n) if b is None else np.array(b.value, dtype=np.float64).reshape(n)
-    return np.ascontiguousarray(A), B, bv, n_iter, conv
+    return np.ascontiguousarray(A), B, bv, n_iter, conv, name
 
 
 def keep_better(result: BlockResult, init_value, init_objective: float | None) -> BlockResult:

@@ -39,8 +39,10 @@ eigendecomposition of :math:`M^\top M`), with a per-row curvature scale checked 
 objective; the objective decreases at every step. It is the inexact (A, B, b) step of BCD.
 
 The cvxpy formulation (``method="cvxpy"``) is one problem over all rows (never one problem per
-row), built with the data as constants and solved by Clarabel (see :mod:`._common` for why not
-DPP Parameters).
+row), built with the data as constants and solved by the solver of its class (see
+:mod:`._common`, and for why not DPP Parameters): OSQP for the ReLU and leaky-ReLU divergences
+with a zero, ridge or l1 penalty (a quadratic program), ECOS with the l2 group norm, Clarabel
+for tanh and sigmoid.
 
 Boundedness. For :math:`P \in \mathrm{dom} f^*` each row objective is bounded below: for ReLU
 with :math:`P \ge 0`, :math:`\tfrac12 z_+^2 - Pz \ge -\tfrac12 P^2`; for tanh/sigmoid with
@@ -60,7 +62,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..losses import unit_mean_weights
-from ..penalties import L1Penalty, L2Penalty, NoPenalty, PartialGroupPenalty, _l1_thresholds
+from ..penalties import L1Penalty, L2Penalty, NoPenalty, PartialGroupPenalty, l1_thresholds
 from ..wellposedness import project_inf_norm_ball
 from ._common import (
     BlockResult,
@@ -70,6 +72,7 @@ from ._common import (
     ab_warm_start,
     check_ab_data,
     check_ab_init,
+    check_cvxpy_solver,
     check_n_jobs,
     check_options,
     get_block_penalty,
@@ -105,7 +108,8 @@ def _check(X, U, P, lam, kappa, activation, penalty, init):
 
 def solve_ab(X, U, P, lam, kappa, activation, penalty, *, fit_bias: bool = True, init=None,
              method: str = "fast", tol: float = 1e-8, max_iter: int = 2000,
-             n_jobs: int | None = None, sample_weight=None) -> BlockResult:
+             n_jobs: int | None = None, cvxpy_solver: str | None = None,
+             sample_weight=None) -> BlockResult:
     r"""Solve the (A, B, b) block exactly (theory §7, arXiv (13)).
 
     .. math::
@@ -144,7 +148,7 @@ def solve_ab(X, U, P, lam, kappa, activation, penalty, *, fit_bias: bool = True,
     tol : float, default=1e-8
         A row has converged when its proximal-gradient step with the inverse mean curvature,
         :math:`\|\mathrm{prox}_t(w - t\nabla) - w\|_\infty`, is below
-        ``tol * max(1, max|w|)``; cvxpy: Clarabel's tolerances (clipped to [1e-10, 1e-6]);
+        ``tol * max(1, max|w|)``; cvxpy: the solver's tolerances (clipped to [1e-10, 1e-6]);
         mm: the MM step, relative, :math:`\max_i\|w_i^{k+1} - w_i^k\|_\infty \le`
         ``tol * max(1, max|W|)``.
     max_iter : int, default=2000
@@ -160,6 +164,11 @@ def solve_ab(X, U, P, lam, kappa, activation, penalty, *, fit_bias: bool = True,
         :class:`~lifted_idl.penalties.PartialGroupPenalty` of strength > 0 (it couples the
         rows through the columns of B), by ``method="cvxpy"`` (one problem over all
         rows) and by ``method="mm"`` (whose steps are matrix products over all rows).
+    cvxpy_solver : {None, "CLARABEL", "ECOS", "OSQP", "HIGHS"}, default=None
+        With ``method="cvxpy"``: the solver. None picks one by the problem's class (OSQP for a
+        quadratic program, ECOS for a second-order cone program, Clarabel for exponential
+        cones, HiGHS for a linear program; ``lifted_idl.blocks.CVXPY_SOLVERS``); a name that
+        cannot take the class raises a ValueError.
     sample_weight : ndarray of shape (m,), optional
         Non-negative sample weights: the divergence becomes the weighted average
         :math:`\frac{1}{\sum_t w_t}\sum_s w_s F_\phi(P_{si}, Z_{si})`
@@ -183,6 +192,7 @@ def solve_ab(X, U, P, lam, kappa, activation, penalty, *, fit_bias: bool = True,
     if method not in ("fast", "cvxpy", "mm"):
         raise ValueError(f"method must be 'fast', 'cvxpy' or 'mm'; got method={method!r}")
     check_options("fast" if method == "mm" else method, tol, max_iter)
+    cvxpy_solver = check_cvxpy_solver(method, cvxpy_solver)
     n_workers = check_n_jobs(n_jobs)
     X, U, P, lam, kappa, act, pen, init = _check(X, U, P, lam, kappa, activation, penalty, init)
     w = unit_mean_weights(sample_weight, X.shape[0])
@@ -190,9 +200,8 @@ def solve_ab(X, U, P, lam, kappa, activation, penalty, *, fit_bias: bool = True,
         init, fit_bias,
         lambda A, B, b: _ab_objective(X, U, P, lam, kappa, act, pen, A, B, b, w))
     if method == "cvxpy":
-        A, B, b, n_iter, conv = _ab_cvxpy(X, U, P, lam, kappa, act, pen, fit_bias, tol,
-                                          max_iter, w)
-        solver = "cvxpy:CLARABEL"
+        A, B, b, n_iter, conv, solver = _ab_cvxpy(X, U, P, lam, kappa, act, pen, fit_bias, tol,
+                                                  max_iter, cvxpy_solver, w)
     elif isinstance(pen, PartialGroupPenalty) and pen.alpha > 0:
         A, B, b, n_iter, conv, solver = _ab_group(X, U, P, lam, kappa, act, pen, fit_bias,
                                                   init, tol, max_iter, w)
@@ -498,8 +507,9 @@ def _ab_newton_rows(M, P, lam, steps, rn2, kappa, act, pen, n, npen, W, tol, max
     return W, n_iter, converged
 
 
-def _ab_cvxpy(X, U, P, lam, kappa, act, pen, fit_bias, tol, max_iter, w=None):
-    """The cvxpy formulation (one problem over all rows); ``(A, B, b, n_iter, converged)``."""
+def _ab_cvxpy(X, U, P, lam, kappa, act, pen, fit_bias, tol, max_iter, solver=None, w=None):
+    """The cvxpy formulation (one problem over all rows); ``(A, B, b, n_iter, converged,
+    label)``."""
     import cvxpy as cp
 
     m = X.shape[0]
@@ -509,7 +519,9 @@ def _ab_cvxpy(X, U, P, lam, kappa, act, pen, fit_bias, tol, max_iter, w=None):
         lam_rows = lam_rows * w[:, None]
     # f*(P) is constant here; it is added back by the numpy objective
     div = cp.sum(cp.multiply(lam_rows, act.f_cvxpy(Z))) - cp.sum(cp.multiply(lam_rows * P, Z))
-    return ab_cvxpy_solve(div / m + pen.cvxpy(W), W, b, kappa, "(A, B)", tol, max_iter)
+    *out, name = ab_cvxpy_solve(div / m + pen.cvxpy(W), W, b, kappa, "(A, B)", tol, max_iter,
+                                solver)
+    return (*out, f"cvxpy:{name}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -954,7 +966,7 @@ def _group_direction(prob: _GroupAB, W, g, V, col, H, damp):
     else:
         # the l-inf prox point of the B part: clip(v, -mu, mu), mu = max(theta, ||F e_j||)
         vB = WB - col[None, :] * g[:, n:npen]
-        muV = np.maximum(_l1_thresholds(vB, col * alpha), delta)
+        muV = np.maximum(l1_thresholds(vB, col * alpha), delta)
         zero_cols = muV == 0
         at = (np.abs(vB) >= muV) & ~zero_cols
         tied_col = muV > delta  # the column's maximum is a variable; else capped at delta

@@ -67,8 +67,9 @@ uses too; ``n_jobs`` solves chunks of rows in parallel.
 
 The cvxpy formulation (``method="cvxpy"``) states :math:`J_\sigma` directly in (A, B, b),
 with ``abs(B) @ sigma`` for r, :math:`F^+` as ``square(pos(.))`` and :math:`F^-` as
-:math:`\tfrac12 P^2\,\mathrm{huber}(\mathrm{pos}(t)/P)` (zero where P = 0), and is solved by
-Clarabel.
+:math:`\tfrac12 P^2\,\mathrm{huber}(\mathrm{pos}(t)/P)` (zero where P = 0), and is solved by the
+solver of its class (:mod:`._common`; ECOS: cvxpy writes the Huber terms with second-order
+cones).
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ from ._common import (
     as_vector,
     check_ab_data,
     check_ab_init,
+    check_cvxpy_solver,
     check_n_jobs,
     check_options,
     get_block_penalty,
@@ -185,7 +187,7 @@ def ab_robust_objective(X, U, P, lam, kappa, activation, penalty, sigma, A, B, b
 # --------------------------------------------------------------------------------------------
 def solve_ab_robust(X, U, P, lam, kappa, activation, penalty, sigma, *, fit_bias: bool = True,
                     init=None, method: str = "fast", tol: float = 1e-8, max_iter: int = 2000,
-                    n_jobs: int | None = None) -> BlockResult:
+                    n_jobs: int | None = None, cvxpy_solver: str | None = None) -> BlockResult:
     r"""Solve the robust-counterpart (A, B, b) block (module docstring; arXiv §5.3, theory §7).
 
     .. math::
@@ -226,7 +228,7 @@ def solve_ab_robust(X, U, P, lam, kappa, activation, penalty, sigma, *, fit_bias
     method : {"fast", "cvxpy"}
     tol : float, default=1e-8
         A row has converged when its proximal-gradient step (split problem, step
-        :math:`1/L_i`) is below ``tol * max(1, max|w|)``; cvxpy: Clarabel's tolerances
+        :math:`1/L_i`) is below ``tol * max(1, max|w|)``; cvxpy: the solver's tolerances
         (clipped to [1e-10, 1e-6]).
     max_iter : int, default=2000
     n_jobs : int, optional
@@ -236,13 +238,18 @@ def solve_ab_robust(X, U, P, lam, kappa, activation, penalty, sigma, *, fit_bias
         thread each), -1 all cores; the solution is the sequential one up to rounding,
         ``n_iter`` the largest of the chunks' and ``converged`` requires every chunk to
         converge. Ignored by ``method="cvxpy"``.
+    cvxpy_solver : {None, "CLARABEL", "ECOS", "OSQP", "HIGHS"}, default=None
+        With ``method="cvxpy"``: the solver. None picks one by the problem's class (OSQP for a
+        quadratic program, ECOS for a second-order cone program, Clarabel for exponential
+        cones, HiGHS for a linear program; ``lifted_idl.blocks.CVXPY_SOLVERS``); a name that
+        cannot take the class raises a ValueError.
 
     Returns
     -------
     BlockResult
         ``value = (A, B, b)``; ``objective`` is :math:`J_\sigma` at it
-        (:func:`ab_robust_objective`); ``solver`` is ``"newton"``, ``"cvxpy:CLARABEL"`` or
-        ``"init"``.
+        (:func:`ab_robust_objective`); ``solver`` is ``"newton"``, ``"cvxpy:NAME"`` (the cvxpy
+        solver used) or ``"init"``.
 
     Raises
     ------
@@ -253,6 +260,7 @@ def solve_ab_robust(X, U, P, lam, kappa, activation, penalty, sigma, *, fit_bias
         The cvxpy solve failed.
     """
     check_options(method, tol, max_iter)
+    cvxpy_solver = check_cvxpy_solver(method, cvxpy_solver)
     n_workers = check_n_jobs(n_jobs)
     X, U, P, lam, kappa, _, pen, sigma, init = _check(X, U, P, lam, kappa, activation, penalty,
                                                       sigma, init)
@@ -261,9 +269,9 @@ def solve_ab_robust(X, U, P, lam, kappa, activation, penalty, sigma, *, fit_bias
 
     init, init_obj = ab_warm_start(init, fit_bias, objective)
     if method == "cvxpy":
-        A, B, b, n_iter, conv = _cvxpy(X, U, P, lam, kappa, pen, sigma, fit_bias, tol,
-                                       max_iter)
-        solver = "cvxpy:CLARABEL"
+        A, B, b, n_iter, conv, name = _cvxpy(X, U, P, lam, kappa, pen, sigma, fit_bias, tol,
+                                             max_iter, cvxpy_solver)
+        solver = f"cvxpy:{name}"
     else:
         A, B, b, n_iter, conv = _newton(X, U, P, lam, kappa, pen, sigma, fit_bias, init, tol,
                                         max_iter, n_workers)
@@ -546,8 +554,9 @@ def _newton_rows(Mt, n, p, P, lam, steps, kappa, pen, sigma, W, tol, max_iter):
 # --------------------------------------------------------------------------------------------
 # cvxpy formulation of the same problem
 # --------------------------------------------------------------------------------------------
-def _cvxpy(X, U, P, lam, kappa, pen, sigma, fit_bias, tol, max_iter):
-    """The cvxpy formulation (one problem over all rows); ``(A, B, b, n_iter, converged)``."""
+def _cvxpy(X, U, P, lam, kappa, pen, sigma, fit_bias, tol, max_iter, solver=None):
+    """The cvxpy formulation (one problem over all rows); ``(A, B, b, n_iter, converged,
+    name)``."""
     import cvxpy as cp
 
     m, n = X.shape
@@ -562,4 +571,4 @@ def _cvxpy(X, U, P, lam, kappa, pen, sigma, fit_bias, tol, max_iter):
     down = cp.sum(cp.multiply(0.5 * lam_rows * P * P,
                               cp.huber(cp.multiply(inv_p, cp.pos(P - Z + R)), 1.0)))
     return ab_cvxpy_solve((up + down) / m + pen.cvxpy(W), W, b, kappa, "robust (A, B)", tol,
-                          max_iter)
+                          max_iter, solver)

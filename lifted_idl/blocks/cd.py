@@ -32,7 +32,9 @@ Fast solvers (``method="fast"``):
   root-mean-square.
 
 The cvxpy formulation (``method="cvxpy"``) is one problem over :math:`(W, c)` with the loss's
-and the penalty's own cvxpy expressions, solved by Clarabel.
+and the penalty's own cvxpy expressions, solved by the solver of its class (:mod:`._common`:
+OSQP for the squared loss with a zero, ridge, l1 or l-inf group penalty, ECOS with the l2
+group norm, Clarabel for the cross-entropy).
 
 Degenerate cases. The squared loss always attains its minimum. The cross-entropy is invariant to
 adding the same vector to every class (``C + 1v^T``) and, without a penalty, has no minimiser when
@@ -55,6 +57,7 @@ from ._common import (
     BlockResult,
     as_matrix,
     as_vector,
+    check_cvxpy_solver,
     check_group_columns,
     check_options,
     get_block_penalty,
@@ -96,7 +99,7 @@ def _check(P, U, Y, loss, penalty, init):
 
 def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
              method: str = "fast", tol: float = 1e-8, max_iter: int = 1000,
-             sample_weight=None) -> BlockResult:
+             cvxpy_solver: str | None = None, sample_weight=None) -> BlockResult:
     r"""Solve the (C, D, c) block exactly (theory §7, arXiv (12)).
 
     .. math::
@@ -127,9 +130,14 @@ def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
         Iterative solvers: gradient tolerance (Newton-CG: its norm in whitened, scaled
         coordinates; L-BFGS-B: the largest projected-gradient entry), relative duality gap
         (coordinate descent), or the prox-gradient residual with per-column steps :math:`1/H_{jj}`
-        relative to ``max(1, max|W|)`` (group penalty); cvxpy: Clarabel's gap/feasibility
+        relative to ``max(1, max|W|)`` (group penalty); cvxpy: the solver's gap/feasibility
         tolerances (clipped to [1e-10, 1e-6]).
     max_iter : int, default=1000
+    cvxpy_solver : {None, "CLARABEL", "ECOS", "OSQP", "HIGHS"}, default=None
+        With ``method="cvxpy"``: the solver. None picks one by the problem's class (OSQP for a
+        quadratic program, ECOS for a second-order cone program, Clarabel for exponential
+        cones, HiGHS for a linear program; ``lifted_idl.blocks.CVXPY_SOLVERS``); a name that
+        cannot take the class raises a ValueError.
     sample_weight : ndarray of shape (m,), optional
         Non-negative sample weights: the loss becomes the weighted average
         :math:`\frac{1}{\sum_t w_t}\sum_s w_s\ell(y_s, \hat y_s)`
@@ -150,6 +158,7 @@ def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
         The cvxpy solve failed or was infeasible.
     """
     check_options(method, tol, max_iter)
+    cvxpy_solver = check_cvxpy_solver(method, cvxpy_solver)
     P, U, Y, loss, pen, init = _check(P, U, Y, loss, penalty, init)
     n, q = P.shape[1], Y.shape[1]
     if init is not None and not fit_intercept:
@@ -166,8 +175,8 @@ def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
     if isinstance(pen, PartialGroupPenalty) and pen.alpha == 0 and method != "cvxpy":
         pen = NoPenalty()
     if method == "cvxpy":
-        W, c, n_iter, conv = _cd_cvxpy(M, Y, loss, pen, fit_intercept, tol, max_iter, w)
-        solver = "cvxpy:CLARABEL"
+        W, c, n_iter, conv, solver = _cd_cvxpy(M, Y, loss, pen, fit_intercept, tol, max_iter,
+                                               cvxpy_solver, w)
     elif isinstance(pen, PartialGroupPenalty) and pen.alpha > 0:
         W0 = None if init is None else np.hstack([init[0], init[1]])
         c0 = None if init is None else init[2]
@@ -956,7 +965,8 @@ def _cd_group_newton(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter, w=No
 # --------------------------------------------------------------------------------------------
 # cvxpy formulation
 # --------------------------------------------------------------------------------------------
-def _cd_cvxpy(M, Y, loss, pen, fit_intercept, tol, max_iter, w=None):
+def _cd_cvxpy(M, Y, loss, pen, fit_intercept, tol, max_iter, solver=None, w=None):
+    """The cvxpy formulation; ``(W, c, n_iter, converged, label)``."""
     import cvxpy as cp
 
     m, d = M.shape
@@ -968,7 +978,7 @@ def _cd_cvxpy(M, Y, loss, pen, fit_intercept, tol, max_iter, w=None):
         c = cp.Variable(q, name="c")
         Yhat = Yhat + np.ones((m, 1)) @ cp.reshape(c, (1, q), order="C")
     prob = cp.Problem(cp.Minimize(loss.cvxpy(Y, Yhat, sample_weight=w) + pen.cvxpy(W)))
-    conv, n_iter = solve_cvxpy(prob, "(C, D)", tol, max_iter)
+    conv, n_iter, name = solve_cvxpy(prob, "(C, D)", tol, max_iter, solver)
     Wv = np.array(W.value, dtype=np.float64)
     cv = np.array(c.value, dtype=np.float64).reshape(q) if fit_intercept else np.zeros(q)
-    return Wv, cv, n_iter, conv
+    return Wv, cv, n_iter, conv, f"cvxpy:{name}"

@@ -27,7 +27,9 @@ domain. Line searches are per sample, vectorized. For the squared loss with ReLU
 stops at the exact NNLS solution once the active set is identified.
 
 The cvxpy formulation (``method="cvxpy"``) is one problem over all of P (the loss's own cvxpy
-expression, :math:`f^*` through ``f_conj_cvxpy``), solved by Clarabel.
+expression, :math:`f^*` through ``f_conj_cvxpy``), solved by the solver of its class
+(:mod:`._common`: OSQP for ReLU with the squared loss, a quadratic program; Clarabel for the
+exponential cones of tanh, sigmoid and the cross-entropy).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from ._common import (
     as_output_weights,
     as_positive,
     as_state_weights,
+    check_cvxpy_solver,
     check_options,
     domain_interval,
     get_fenchel_activation,
@@ -85,7 +88,7 @@ def _check(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, init):
 
 def solve_p(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, *, init=None,
             method: str = "fast", tol: float = 1e-8, max_iter: int = 2000,
-            sample_weight=None) -> BlockResult:
+            cvxpy_solver: str | None = None, sample_weight=None) -> BlockResult:
     r"""Solve the P block exactly (theory §7 with its **fix**, arXiv (15)).
 
     .. math::
@@ -115,8 +118,13 @@ def solve_p(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, *, init=None,
     tol : float, default=1e-8
         Newton stops when the scaled (projected) gradient step
         :math:`|P - \Pi(P - \nabla/\mathrm{diag}\,\nabla^2)|` is below ``tol * max(1, max|P|)``
-        entrywise; cvxpy: Clarabel's tolerances (clipped to [1e-10, 1e-6]).
+        entrywise; cvxpy: the solver's tolerances (clipped to [1e-10, 1e-6]).
     max_iter : int, default=2000
+    cvxpy_solver : {None, "CLARABEL", "ECOS", "OSQP", "HIGHS"}, default=None
+        With ``method="cvxpy"``: the solver. None picks one by the problem's class (OSQP for a
+        quadratic program, ECOS for a second-order cone program, Clarabel for exponential
+        cones, HiGHS for a linear program; ``lifted_idl.blocks.CVXPY_SOLVERS``); a name that
+        cannot take the class raises a ValueError.
     sample_weight : ndarray of shape (m,), optional
         Non-negative sample weights: every average over samples in the objective is weighted
         (:func:`~lifted_idl.losses.unit_mean_weights`). The block is separable over samples
@@ -132,6 +140,7 @@ def solve_p(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, *, init=None,
         ``value = P`` of shape (m, n).
     """
     check_options(method, tol, max_iter)
+    cvxpy_solver = check_cvxpy_solver(method, cvxpy_solver)
     A, B, b, C, D, c, X, U, Y, lam, mu, act, loss, init = _check(
         A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, init)
     Z = _pre_activation(X, U, A, B, b)
@@ -141,8 +150,8 @@ def solve_p(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, *, init=None,
     init_obj = (None if init is None
                 else _p_objective(Z, C, E, X, Y, lam, mu, act, loss, init, w))
     if method == "cvxpy":
-        P, n_iter, conv = _p_cvxpy(Z, C, E, X, Y, lam, mu, act, loss, tol, max_iter, w)
-        solver = "cvxpy:CLARABEL"
+        P, n_iter, conv, solver = _p_cvxpy(Z, C, E, X, Y, lam, mu, act, loss, tol, max_iter,
+                                           cvxpy_solver, w)
     else:
         P, n_iter, conv = _p_newton(Z, C, E, X, Y, lam, mu, act, loss, init, tol, max_iter)
         solver = "newton"
@@ -280,7 +289,8 @@ def _search_projected(P, d, g, active, lo, hi, vals, Z, C, E, X, Y, lam, mu, act
 # --------------------------------------------------------------------------------------------
 # cvxpy formulation
 # --------------------------------------------------------------------------------------------
-def _p_cvxpy(Z, C, E, X, Y, lam, mu, act, loss, tol, max_iter, w=None):
+def _p_cvxpy(Z, C, E, X, Y, lam, mu, act, loss, tol, max_iter, solver=None, w=None):
+    """The cvxpy formulation; ``(P, n_iter, converged, label)``."""
     import cvxpy as cp
 
     m, n = X.shape
@@ -294,11 +304,11 @@ def _p_cvxpy(Z, C, E, X, Y, lam, mu, act, loss, tol, max_iter, w=None):
     obj = loss.cvxpy(Y, P @ C.T + E, sample_weight=w) + (div + 0.5 * mu * cp.sum_squares(R)) / m
     cons = [P >= 0] if isinstance(act, ReLU) else []
     prob = cp.Problem(cp.Minimize(obj), cons)
-    conv, n_iter = solve_cvxpy(prob, "P", tol, max_iter)
+    conv, n_iter, name = solve_cvxpy(prob, "P", tol, max_iter, solver)
     Pv = np.array(P.value, dtype=np.float64)
     low, high, closed = domain_interval(act)
     if closed:
-        Pv = np.maximum(Pv, low)  # interior-point rounding: back into the domain
+        Pv = np.maximum(Pv, low)  # the solver's rounding: back into the domain
     else:
         Pv = np.clip(Pv, np.nextafter(low, high), np.nextafter(high, low))
-    return Pv, n_iter, conv
+    return Pv, n_iter, conv, f"cvxpy:{name}"

@@ -25,7 +25,9 @@ conditioning is picked (:func:`_use_newton`):
   (:math:`A^\top\mathrm{diag}(\lambda\odot\phi'(z))A + \mu I`), 5-20 iterations, chosen when
   :math:`\sqrt{L/\sigma}` exceeds about 1.5 n (large :math:`\lambda/\mu`).
 
-The cvxpy formulation (``method="cvxpy"``) is one problem over all of X, solved by Clarabel.
+The cvxpy formulation (``method="cvxpy"``) is one problem over all of X, solved by the solver
+of its class (:mod:`._common`: OSQP for the piecewise-quadratic ReLU divergence, Clarabel for
+the exponential cones of tanh and sigmoid).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from ._common import (
     as_matrix,
     as_positive,
     as_state_weights,
+    check_cvxpy_solver,
     check_domain,
     check_options,
     get_fenchel_activation,
@@ -66,7 +69,8 @@ def _check(A, B, b, U, P, lam, mu, activation, init):
 
 
 def solve_x(A, B, b, U, P, lam, mu, activation, *, init=None, method: str = "fast",
-            tol: float = 1e-8, max_iter: int = 2000, sample_weight=None) -> BlockResult:
+            tol: float = 1e-8, max_iter: int = 2000,
+            cvxpy_solver: str | None = None, sample_weight=None) -> BlockResult:
     r"""Solve the X block exactly (theory §7, arXiv (14)).
 
     .. math::
@@ -90,9 +94,14 @@ def solve_x(A, B, b, U, P, lam, mu, activation, *, init=None, method: str = "fas
     method : {"fast", "cvxpy"}
     tol : float, default=1e-8
         Stop when the step (gradient step :math:`\nabla/L` for accelerated gradient, Newton
-        step for Newton) is below ``tol * max(1, max|X|)`` entrywise; cvxpy: Clarabel's
+        step for Newton) is below ``tol * max(1, max|X|)`` entrywise; cvxpy: the solver's
         tolerances (clipped to [1e-10, 1e-6]).
     max_iter : int, default=2000
+    cvxpy_solver : {None, "CLARABEL", "ECOS", "OSQP", "HIGHS"}, default=None
+        With ``method="cvxpy"``: the solver. None picks one by the problem's class (OSQP for a
+        quadratic program, ECOS for a second-order cone program, Clarabel for exponential
+        cones, HiGHS for a linear program; ``lifted_idl.blocks.CVXPY_SOLVERS``); a name that
+        cannot take the class raises a ValueError.
     sample_weight : ndarray of shape (m,), optional
         Non-negative sample weights: every average over samples in the objective is weighted
         (:func:`~lifted_idl.losses.unit_mean_weights`). The block is separable over samples
@@ -108,12 +117,13 @@ def solve_x(A, B, b, U, P, lam, mu, activation, *, init=None, method: str = "fas
         ``value = X`` of shape (m, n).
     """
     check_options(method, tol, max_iter)
+    cvxpy_solver = check_cvxpy_solver(method, cvxpy_solver)
     A, B, b, U, P, lam, mu, act, init = _check(A, B, b, U, P, lam, mu, activation, init)
     w = unit_mean_weights(sample_weight, U.shape[0])
     init_obj = None if init is None else _x_objective(A, B, b, U, P, lam, mu, act, init, w)
     if method == "cvxpy":
-        X, n_iter, conv = _x_cvxpy(A, B, b, U, P, lam, mu, act, tol, max_iter, w)
-        solver = "cvxpy:CLARABEL"
+        X, n_iter, conv, solver = _x_cvxpy(A, B, b, U, P, lam, mu, act, tol, max_iter,
+                                           cvxpy_solver, w)
     else:
         if _use_newton(A, lam, mu, act, P.shape[0]):
             X, n_iter, conv = _x_newton(A, B, b, U, P, lam, mu, act, init, tol, max_iter)
@@ -252,7 +262,8 @@ def _x_newton(A, B, b, U, P, lam, mu, act, init, tol, max_iter):
 # --------------------------------------------------------------------------------------------
 # cvxpy formulation
 # --------------------------------------------------------------------------------------------
-def _x_cvxpy(A, B, b, U, P, lam, mu, act, tol, max_iter, w=None):
+def _x_cvxpy(A, B, b, U, P, lam, mu, act, tol, max_iter, solver=None, w=None):
+    """The cvxpy formulation; ``(X, n_iter, converged, label)``."""
     import cvxpy as cp
 
     m, n = P.shape
@@ -265,5 +276,5 @@ def _x_cvxpy(A, B, b, U, P, lam, mu, act, tol, max_iter, w=None):
         R = cp.multiply(np.sqrt(w)[:, None], R)
     div = cp.sum(cp.multiply(lam_rows, act.f_cvxpy(Z))) - cp.sum(cp.multiply(lam_rows * P, Z))
     prob = cp.Problem(cp.Minimize((div + 0.5 * mu * cp.sum_squares(R)) / m))
-    conv, n_iter = solve_cvxpy(prob, "X", tol, max_iter)
-    return np.array(X.value, dtype=np.float64), n_iter, conv
+    conv, n_iter, name = solve_cvxpy(prob, "X", tol, max_iter, solver)
+    return np.array(X.value, dtype=np.float64), n_iter, conv, f"cvxpy:{name}"

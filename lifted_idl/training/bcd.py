@@ -32,7 +32,6 @@ import time
 import numpy as np
 
 from .. import blocks
-from ..blocks.objective import _divergence
 from ..losses import unit_mean_weights
 from ..penalties import NoPenalty
 from ..wellposedness import project_inf_norm_ball
@@ -59,72 +58,13 @@ def random_feature_init(U, n_hidden, activation, random_state, kappa, scale=1.0)
     return A, B, b
 
 
-def _group_bd_step(W, CD, X, P, U, Y, lamv, loss, activation, group, max_steps=50, tol=1e-7,
-                   w=None):
-    r"""The joint (B, D) block of the relaxation with the group penalty: proximal gradient
-    with backtracking on
-
-    .. math:: \mathcal L(Y, PC^\top + UD^\top + c) + \tfrac1m\sum_i\lambda_i\sum_s
-              F_\phi(P_{si}, (XA^\top + UB^\top + b)_{si}) + \mathcal P(B, D),
-
-    everything else fixed: a convex problem in (B, D) (F is convex in its second argument, the
-    loss in D, the group norm jointly), whose joint prox (:func:`~lifted_idl.penalties.group_prox`)
-    sets whole columns of [B; D] to zero. The (A, B) and (C, D) steps see the group penalty with
-    the other part fixed, which is smooth in their part while the other part is nonzero, so they
-    alone never zero a column. Every accepted step satisfies the sufficient-decrease test, so
-    the block objective never increases. With unit-mean sample weights ``w``
-    (:func:`~lifted_idl.losses.unit_mean_weights`) the loss and the divergence are weighted
-    averages over the samples."""
-    A, B, b = W
-    C, D, c = CD
-    m = max(U.shape[0], 1)
-    base = X @ A.T + b
-    out = P @ C.T + c
-
-    def smooth(B, D):
-        Z = base + U @ B.T
-        return (loss.value(Y, out + U @ D.T, sample_weight=w)
-                + _divergence(activation, P, Z, lamv, w)), Z
-
-    f, Z = smooth(B, D)
-    F = f + group.value(B, D)
-    t = None
-    for _ in range(max_steps):
-        GZ = (activation.fenchel_grad_z(P, Z) * lamv) / m
-        if w is not None:
-            GZ *= w[:, None]
-        gB = GZ.T @ U
-        gD = loss.grad(Y, out + U @ D.T, sample_weight=w).T @ U
-        if t is None:  # a first step from the curvature along the gradient, then adapted
-            Uw = U if w is None else U * np.sqrt(w)[:, None]
-            L0 = (np.linalg.norm(Uw, 2) ** 2) * max(float(lamv.max()) / m,
-                                                    getattr(loss, "smoothness", 1.0) / m)
-            t = 1.0 / max(L0, 1e-12)
-        while True:
-            Bn, Dn = group.prox(B - t * gB, D - t * gD, t)
-            dB, dD = Bn - B, Dn - D
-            fn, Zn = smooth(Bn, Dn)
-            quad = (float(np.vdot(gB, dB) + np.vdot(gD, dD))
-                    + 0.5 / t * float(np.vdot(dB, dB) + np.vdot(dD, dD)))
-            if fn <= f + quad + 1e-12 * max(1.0, abs(f)) or t < 1e-12:
-                break
-            t *= 0.5
-        Fn = fn + group.value(Bn, Dn)
-        if not Fn <= F:
-            break
-        step = float(np.sqrt(np.vdot(dB, dB) + np.vdot(dD, dD)))
-        B, D, f, Z, F = Bn, Dn, fn, Zn, Fn
-        t *= 2.0
-        if step <= tol * max(1.0, float(np.sqrt(np.vdot(B, B) + np.vdot(D, D)))):
-            break
-    return (A, B, b), (C, D, c)
 
 
 class BCDBlocks(Blocks):
     """The blocks of :func:`fit_bcd`: exact (C, D, c), P, X and (A, B, b) steps
     (:mod:`lifted_idl.blocks`), the robust (A, B, b) step with ``robust_sigma``, and with a
-    group penalty the joint (B, D) step (:func:`_group_bd_step`); the objective is the loss at
-    the true equilibrium plus ``pen_ab``, ``pen_cd`` and the group penalty.
+    group penalty the joint (B, D) step (:func:`~lifted_idl.blocks.solve_bd`); the objective
+    is the loss at the true equilibrium plus ``pen_ab``, ``pen_cd`` and the group penalty.
 
     With ``sample_weight`` every average over samples is weighted (the (C, D, c), (A, B, b)
     and (B, D) steps and the objectives). The P and X blocks are separable over samples, and
@@ -144,7 +84,8 @@ class BCDBlocks(Blocks):
         self.kappa, self.pen_ab, self.pen_cd = kappa, pen_ab, pen_cd
         self.group, self.c_ridge, self.fit_intercept = group, c_ridge, fit_intercept
         self.robust_sigma = robust_sigma
-        self.kw = {"method": block_solver, "tol": block_tol, "max_iter": block_max_iter}
+        method = block_method(block_solver)
+        self.kw = {**method, "tol": block_tol, "max_iter": block_max_iter}
         self.ab_kw = {} if n_jobs in (None, 1) else {"n_jobs": n_jobs}
         if ab_method not in ("mm", "fast"):
             raise ValueError(f"ab_method must be 'mm' or 'fast'; got ab_method={ab_method!r}")
@@ -152,6 +93,9 @@ class BCDBlocks(Blocks):
         # descent step), or the exact block solve
         self.ab_mm = block_solver == "fast" and ab_method == "mm"
         self.ab_max_iter = ab_max_iter
+        # the joint (B, D) step: one short proximal-gradient solve per round (its own
+        # tolerance), or the cvxpy twin to the blocks' tolerance
+        self.bd_kw = {} if method["method"] == "fast" else self.kw
 
     def group_value(self, B, C, D):
         if self.group is None:
@@ -203,9 +147,23 @@ class BCDBlocks(Blocks):
         if self.group is not None and self.group.alpha > 0:
             # the joint (B, D) step zeroes whole columns; the anchor re-solves (C, D, c) from
             # its D, which keeps D's zero columns
-            Wn, CDn = _group_bd_step(r.value, CD, X, P, self.U, self.Y, lamv, self.loss,
-                                     self.activation, self.group, w=self.w)
-            yield "BD", Wn, CDn, True
+            r = blocks.solve_bd(*r.value, *CD, X, P, self.U, self.Y, lamv, self.activation,
+                                self.loss, self.group, sample_weight=self.w,
+                                **self.bd_kw)
+            yield "BD", *r.value, r.converged
+
+
+def block_method(block_solver) -> dict:
+    """The keyword arguments ``method`` and ``cvxpy_solver`` of the block solvers for
+    ``block_solver``: ``"fast"``, ``"cvxpy"`` (the solver picked by each problem's class) or a
+    cvxpy solver of :data:`lifted_idl.blocks.CVXPY_SOLVERS` (``"OSQP"``, ``"CLARABEL"``, ...)
+    for every block."""
+    if block_solver in ("fast", "cvxpy"):
+        return {"method": block_solver, "cvxpy_solver": None}
+    if isinstance(block_solver, str) and block_solver.upper() in blocks.CVXPY_SOLVERS:
+        return {"method": "cvxpy", "cvxpy_solver": block_solver.upper()}
+    raise ValueError(f"block_solver must be 'fast', 'cvxpy' or one of "
+                     f"{sorted(blocks.CVXPY_SOLVERS)}; got block_solver={block_solver!r}")
 
 
 def initial_model(U, Y, loss, *, n_hidden, kappa, activation, pen_cd, group=None, c_ridge=0.0,
@@ -311,7 +269,11 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
         Converged when the selection score (training objective, or validation loss) has
         improved by less than ``tol`` (relative) over the last ``n_iter_no_change`` accepted
         rounds (rejected rounds change nothing, so they do not count towards the patience).
-    block_solver : {"fast", "cvxpy"}
+    block_solver : {"fast", "cvxpy", "CLARABEL", "ECOS", "OSQP", "HIGHS"}
+        The block solvers: ``"fast"`` (the vectorised exact solvers of
+        :mod:`lifted_idl.blocks`), ``"cvxpy"`` (their cvxpy formulations, each solved by the
+        solver of its problem class), or one cvxpy solver for every block (a block whose class
+        it cannot take raises a ValueError). cvxpy is a reference: slower, for checking.
     block_tol, block_max_iter : float, int
         Tolerance and iteration cap passed to every block solver. A block's answer never ends
         above its starting point whatever these are, so the monotonicity above holds exactly;
@@ -334,7 +296,7 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
         of [IDL (5.1)], on top of ``pen_ab`` and ``pen_cd``. It couples the two weight blocks:
         the (C, D, c) step sees it with B fixed (:meth:`GroupPenalty.for_cd`), the (A, B, b)
         step with D fixed (:meth:`GroupPenalty.for_ab`), and a joint (B, D) block step
-        (proximal gradient, :func:`_group_bd_step`) after the (A, B, b) step is what sets
+        (:func:`~lifted_idl.blocks.solve_bd`) after the (A, B, b) step is what sets
         whole columns of [B; D] to zero; all are convex block steps of the same objective,
         which therefore still never increases.
     c_ridge : float

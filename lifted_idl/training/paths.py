@@ -19,14 +19,13 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..activations import get_activation
-from ..blocks import relaxed_objective, solve_ab, solve_cd, solve_p
+from ..blocks import fw_ab, fw_cd, relaxed_objective, solve_ab, solve_bd, solve_cd, solve_p
 from ..losses import SoftmaxCrossEntropy, SquaredLoss
 from ..model import ImplicitModel
 from ..penalties import GroupPenalty, L2Penalty, NoPenalty
 from ..sparsity import _check_model, _np64
 from ..wellposedness import project_inf_norm_ball
-from .bcd import _group_bd_step, random_feature_init
-from .frank_wolfe import fw_ab, fw_cd
+from .bcd import random_feature_init
 from .objective import training_objective
 from .rounds import Blocks, RoundEngine, RoundSettings
 
@@ -253,8 +252,8 @@ def frank_wolfe_path(U, Y, budgets, *, task: str = "regression", n_hidden: int =
     (as :func:`~lifted_idl.training.bcd.fit_bcd`): anchor at the true equilibrium X of the
     current (A, B, b) with (C, D, c) fitted there; the P step
     (:func:`~lifted_idl.blocks.solve_p`); the (A, B, b) step on (X, P) by
-    :func:`~lifted_idl.training.frank_wolfe.fw_ab`; re-anchor with the (C, D, c) step by
-    :func:`~lifted_idl.training.frank_wolfe.fw_cd` at the new equilibrium; accept iff the
+    :func:`~lifted_idl.blocks.fw_ab`; re-anchor with the (C, D, c) step by
+    :func:`~lifted_idl.blocks.fw_cd` at the new equilibrium; accept iff the
     training loss decreased. Frank–Wolfe adds at most one nonzero per step, so iterates are
     sparse; the block that carries no budget is solved exactly: (A, B, b) without penalty
     (:func:`~lifted_idl.blocks.solve_ab`), (C, D, c) with the small ridge ``ridge``
@@ -405,7 +404,7 @@ class _FWSteps:
                       init=None if init is None else (C0, D0), tol=self.fw_tol,
                       max_iter=self.max_iter, warn=False)
             self.fw_iter["cd"] += r.n_iter
-            return r.C, r.D, r.c
+            return r.value
         return solve_cd(X, self.U, self.Y, self.loss, self.cd_pen, init=init).value
 
     def ab_step(self, X, P, lamv, AB, CD):
@@ -414,7 +413,7 @@ class _FWSteps:
                       fit_bias=True, init=AB, tol=self.fw_tol, max_iter=self.max_iter,
                       warn=False)
             self.fw_iter["ab"] += r.n_iter
-            return r.A, r.B, r.b
+            return r.value
         return solve_ab(X, self.U, P, lamv, self.kappa_a, self.act, "none", init=AB).value
 
     def penalties(self):
@@ -573,7 +572,7 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
         if group["pen"].alpha <= 0:
             return W
         # the joint (B, D) block step: the one that zeroes whole columns (as in fit_bcd)
-        return _group_bd_step(W, CD, X, P, U, Y, lamv, loss, act, group["pen"])
+        return solve_bd(*W, *CD, X, P, U, Y, lamv, act, loss, group["pen"]).value
 
     def penalty():
         return {"group": group["pen"], "c_ridge": c_ridge}

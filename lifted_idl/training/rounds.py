@@ -118,8 +118,9 @@ class RoundSettings:
         Weight :math:`\beta` of the extrapolated point tried after every accepted round; 0
         disables it.
     tol, n_iter_no_change : float, int
-        Converged when the selection score improved by less than ``tol`` (relative) over the
-        last ``n_iter_no_change`` rounds counted by ``patience``.
+        Converged when the selection score improved by less than ``tol`` (relative) per round
+        on average over the last ``n_iter_no_change`` rounds counted by ``patience``: by less
+        than ``tol * n_iter_no_change`` relative to the score before them.
     patience : {"accepted", "all"}
         Count only accepted rounds towards ``n_iter_no_change`` (rejected rounds change
         nothing), or every round.
@@ -394,15 +395,16 @@ class RoundEngine:
             k = s.n_iter_no_change
             if len(pool) > k:
                 past = min(pool[:-k])
-                if past - best[0] <= s.tol * abs(past):
+                if past - best[0] <= s.tol * k * abs(past):
                     hist.converged = True
                     break
         else:
             if warn and max_iter > 0:
                 warnings.warn(
                     f"{self.label} stopped at max_iter={max_iter} rounds while the objective was "
-                    f"still improving by more than tol={s.tol:g} over {s.n_iter_no_change} "
-                    f"rounds; the best round ({best[2]}) is returned.", ConvergenceWarning,
+                    f"still improving by more than tol={s.tol:g} per round over the last "
+                    f"{s.n_iter_no_change} rounds; the best round ({best[2]}) is returned; "
+                    f"raise max_iter to train further.", ConvergenceWarning,
                     stacklevel=3)
         hist.best_round = best[2]
         hist.time = time.perf_counter() - t0

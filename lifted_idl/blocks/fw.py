@@ -27,6 +27,11 @@ runs Frank–Wolfe on the convex partial minimum :math:`g(W) = \min_c f(W, c)`, 
 form for the squared loss, otherwise a safeguarded root search on the directional derivative,
 which is monotone by convexity) and, by default, away steps over an explicit active set
 (Lacoste-Julien & Jaggi 2015), which lets iterates drop atoms again.
+
+Both return a :class:`FWResult`, the common :class:`~lifted_idl.blocks.BlockResult` with the
+gap. Their cvxpy twins (``method="cvxpy"``) state the same constrained problems, with the
+l1 balls as ``sum(abs(.))`` constraints, and are solved by the solver of the problem's class
+(:mod:`._common`).
 """
 
 from __future__ import annotations
@@ -42,72 +47,34 @@ from ..activations import Activation, get_activation
 from ..exceptions import ConvergenceWarning
 from ..losses import Loss, SoftmaxCrossEntropy, SquaredLoss, get_loss
 from ..wellposedness import project_inf_norm_ball
+from ._common import BlockResult, check_cvxpy_solver, solve_cvxpy
 
-__all__ = ["FWResultCD", "FWResultAB", "fw_cd", "fw_ab", "l1_ball_lmo"]
+__all__ = ["FWResult", "fw_cd", "fw_ab", "l1_ball_lmo"]
 
 
 # ----------------------------------------------------------------------------------------------
 # results
 # ----------------------------------------------------------------------------------------------
 @dataclass
-class FWResultCD:
-    """Result of :func:`fw_cd`.
+class FWResult(BlockResult):
+    """What :func:`fw_cd` and :func:`fw_ab` return: a :class:`~lifted_idl.blocks.BlockResult`
+    (``value`` is ``(C, D, c)`` or ``(A, B, b)``) with the Frank–Wolfe gap certificate.
+
+    The gap is a property of the returned point, not of the solver, so the cvxpy twin reports
+    it too; it lives in this subclass rather than in ``BlockResult`` because no other block
+    has a bound of this kind (their solvers stop on gradient or step sizes).
 
     Attributes
     ----------
-    C : ndarray of shape (q, n)
-    D : ndarray of shape (q, p)
-    c : ndarray of shape (q,)
-        The intercept (the fixed one from ``init``, or zeros, when ``fit_intercept=False``).
-    objective : float
-        :math:`\\mathcal L(Y, P C^\\top + U D^\\top + c)` at the returned point.
     fw_gap : float
-        Frank–Wolfe gap at the returned point; ``objective - optimum <= fw_gap``.
-    n_iter : int
-        Frank–Wolfe steps taken (each adds at most one nonzero to ``[C D]``).
-    converged : bool
-        Whether ``fw_gap <= tol * max(|objective|, floor)`` was reached.
+        Frank–Wolfe gap at ``value``: ``objective - optimum <= fw_gap``. ``converged`` (Frank–
+        Wolfe) means ``fw_gap <= tol * max(|objective|, 1e-12 * max(|f0|, 1))``.
     gap_history : ndarray
-        The gap at every iterate, the initial point first.
+        The gap at every iterate, the initial point first (cvxpy: the gap at its solution
+        only).
     """
 
-    C: np.ndarray
-    D: np.ndarray
-    c: np.ndarray
-    objective: float
     fw_gap: float
-    n_iter: int
-    converged: bool
-    gap_history: np.ndarray = field(repr=False)
-
-
-@dataclass
-class FWResultAB:
-    """Result of :func:`fw_ab`.
-
-    Attributes
-    ----------
-    A : ndarray of shape (n, n)
-    B : ndarray of shape (n, p)
-    b : ndarray of shape (n,)
-        The state bias (the fixed one from ``init``, or zeros, when ``fit_bias=False``).
-    objective : float
-        :math:`\\frac1m\\sum_i \\lambda_i \\sum_s F_\\phi(P_{si}, Z_{si})` at the returned point.
-    fw_gap : float
-        Frank–Wolfe gap at the returned point; ``objective - optimum <= fw_gap``.
-    n_iter : int
-        Sweeps taken; a sweep adds at most one nonzero to every row of A and one to B.
-    converged : bool
-    gap_history : ndarray
-    """
-
-    A: np.ndarray
-    B: np.ndarray
-    b: np.ndarray
-    objective: float
-    fw_gap: float
-    n_iter: int
-    converged: bool
     gap_history: np.ndarray = field(repr=False)
 
 
@@ -353,7 +320,9 @@ def _check_scalar(name, v, low=0.0, low_open=False):
     return float(v)
 
 
-def _check_iter(tol, max_iter):
+def _check_iter(tol, max_iter, method="fast"):
+    if method not in ("fast", "cvxpy"):
+        raise ValueError(f"method must be 'fast' or 'cvxpy'; got method={method!r}")
     tol = _check_scalar("tol", tol, 0.0, low_open=True)
     if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 0:
         raise ValueError(f"max_iter must be a non-negative int; got max_iter={max_iter!r}")
@@ -459,7 +428,8 @@ def _check_cd_targets(loss, Y, fit_intercept):
 
 def fw_cd(P, U, Y, loss, kappa_c: float, *, fit_intercept: bool = True, init=None,
           tol: float = 1e-6, max_iter: int = 1000, away_steps: bool = True,
-          warn: bool = True) -> FWResultCD:
+          warn: bool = True, method: str = "fast",
+          cvxpy_solver: str | None = None) -> FWResult:
     r"""Frank–Wolfe for the l1-ball-constrained output block (C, D) (theory §7, [IDL §5-6]).
 
     Solves
@@ -501,10 +471,23 @@ def fw_cd(P, U, Y, loss, kappa_c: float, *, fit_intercept: bool = True, init=Non
         Use away steps over the active set (atoms :math:`\pm\kappa_C e_{kj}` and 0).
     warn : bool, default=True
         Issue the ConvergenceWarning (``converged`` is recorded either way).
+    method : {"fast", "cvxpy"}, default="fast"
+        ``"fast"``: Frank–Wolfe as above; ``"cvxpy"``: the same problem stated in cvxpy (the
+        reference), solved by the solver of its class (OSQP for the squared loss, a quadratic
+        program; Clarabel for the cross-entropy's exponential cones); the point is projected
+        onto the ball against rounding and its gap computed as for Frank–Wolfe.
+    cvxpy_solver : {None, "CLARABEL", "ECOS", "OSQP", "HIGHS"}, default=None
+        With ``method="cvxpy"``: the solver (None: picked by the problem's class,
+        ``lifted_idl.blocks.CVXPY_SOLVERS``).
 
     Returns
     -------
-    FWResultCD
+    FWResult
+        ``value = (C, D, c)`` of shapes (q, n), (q, p), (q,) (``c`` the fixed intercept from
+        ``init``, or zeros, when ``fit_intercept=False``); ``objective`` is
+        :math:`\mathcal L(Y, P C^\top + U D^\top + c)` there; ``n_iter`` counts
+        Frank–Wolfe steps, each of which adds at most one nonzero to ``[C D]``; ``solver`` is
+        ``"frank_wolfe"`` or ``"cvxpy:NAME"``.
 
     Notes
     -----
@@ -525,7 +508,8 @@ def fw_cd(P, U, Y, loss, kappa_c: float, *, fit_intercept: bool = True, init=Non
         raise ValueError("P, U and Y have no samples (m = 0)")
     p, q = U.shape[1], Y.shape[1]
     kappa_c = _check_scalar("kappa_c", kappa_c)
-    tol, max_iter = _check_iter(tol, max_iter)
+    tol, max_iter = _check_iter(tol, max_iter, method)
+    cvxpy_solver = check_cvxpy_solver(method, cvxpy_solver)
     _check_cd_targets(loss, Y, fit_intercept)
     F = np.hstack([P, U])
     d = n + p
@@ -540,6 +524,9 @@ def fw_cd(P, U, Y, loss, kappa_c: float, *, fit_intercept: bool = True, init=Non
         W = np.hstack([C0, D0])
         if len(init) == 3 and init[2] is not None:
             c_fixed = _as_vec("init c", init[2], q)
+    if method == "cvxpy":
+        return _fw_cd_cvxpy(F, Y, loss, kappa_c, n, fit_intercept, c_fixed, tol, max_iter,
+                            cvxpy_solver)
     W = project_inf_norm_ball(W.reshape(1, -1), kappa_c).reshape(q, d)
     atoms = _L1Atoms(W.reshape(1, -1), np.array([kappa_c]))
     W = atoms.point().reshape(q, d)
@@ -592,9 +579,40 @@ def fw_cd(P, U, Y, loss, kappa_c: float, *, fit_intercept: bool = True, init=Non
         n_iter += 1
     if not converged and warn:
         _warn_unconverged("fw_cd", gaps[-1], tol, _stop_scale(obj, obj0), max_iter)
-    return FWResultCD(C=W[:, :n].copy(), D=W[:, n:].copy(), c=np.asarray(c, dtype=float),
-                      objective=float(obj), fw_gap=gaps[-1], n_iter=n_iter,
-                      converged=converged, gap_history=np.asarray(gaps))
+    value = (W[:, :n].copy(), W[:, n:].copy(), np.asarray(c, dtype=float))
+    return FWResult(value, float(obj), n_iter, converged, "frank_wolfe", gaps[-1],
+                    np.asarray(gaps))
+
+
+def _cd_gap(G, W, kappa_c):
+    r"""The Frank–Wolfe gap of the ball :math:`\|\mathrm{vec}\,W\|_1 \le \kappa_C` at W."""
+    return max(float(np.vdot(G, W)) + kappa_c * float(np.abs(G).max(initial=0.0)), 0.0)
+
+
+def _fw_cd_cvxpy(F, Y, loss, kappa_c, n, fit_intercept, c_fixed, tol, max_iter, solver):
+    """The cvxpy twin of :func:`fw_cd` on the design ``F = [P U]``."""
+    import cvxpy as cp
+
+    m, d = F.shape
+    q = Y.shape[1]
+    W = cp.Variable((q, d), name="W")
+    Yhat = F @ W.T
+    if fit_intercept:
+        c = cp.Variable(q, name="c")
+        Yhat = Yhat + np.ones((m, 1)) @ cp.reshape(c, (1, q), order="C")
+    else:
+        Yhat = Yhat + c_fixed[None, :]
+    prob = cp.Problem(cp.Minimize(loss.cvxpy(Y, Yhat)), [cp.sum(cp.abs(W)) <= kappa_c])
+    conv, n_iter, name = solve_cvxpy(prob, "fw_cd", tol, max_iter, solver)
+    # the solver's rounding: back onto the ball
+    Wv = project_inf_norm_ball(np.array(W.value, dtype=np.float64).reshape(1, -1),
+                               kappa_c).reshape(q, d)
+    cv = np.array(c.value, dtype=np.float64).reshape(q) if fit_intercept else c_fixed
+    Yh = F @ Wv.T + cv
+    gap = _cd_gap(np.asarray(loss.grad(Y, Yh)).T @ F, Wv, kappa_c)
+    value = (Wv[:, :n].copy(), Wv[:, n:].copy(), cv)
+    return FWResult(value, float(loss.value(Y, Yh)), n_iter, conv, f"cvxpy:{name}", gap,
+                    np.array([gap]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -663,7 +681,8 @@ def _bias_minimiser(act, P, Z0, b0):
 
 def fw_ab(X, U, P, lam, kappa_a, kappa_b: float, activation, *, fit_bias: bool = True,
           init=None, tol: float = 1e-6, max_iter: int = 1000, away_steps: bool = True,
-          warn: bool = True) -> FWResultAB:
+          warn: bool = True, method: str = "fast",
+          cvxpy_solver: str | None = None) -> FWResult:
     r"""Frank–Wolfe for the (A, B) block of the relaxed problem (theory §7, [IDL §5-6]).
 
     Solves
@@ -710,10 +729,24 @@ def fw_ab(X, U, P, lam, kappa_a, kappa_b: float, activation, *, fit_bias: bool =
         Sweeps; hitting it issues a :class:`~lifted_idl.exceptions.ConvergenceWarning`.
     away_steps : bool, default=True
     warn : bool, default=True
+    method : {"fast", "cvxpy"}, default="fast"
+        ``"fast"``: Frank–Wolfe as above; ``"cvxpy"``: the same problem stated in cvxpy (the
+        reference), solved by the solver of its class (OSQP for the ReLU and leaky-ReLU
+        divergences, quadratic programs; Clarabel for the exponential cones of tanh and
+        sigmoid); A and B are projected onto their balls against rounding and the gap is
+        computed as for Frank–Wolfe.
+    cvxpy_solver : {None, "CLARABEL", "ECOS", "OSQP", "HIGHS"}, default=None
+        With ``method="cvxpy"``: the solver (None: picked by the problem's class,
+        ``lifted_idl.blocks.CVXPY_SOLVERS``).
 
     Returns
     -------
-    FWResultAB
+    FWResult
+        ``value = (A, B, b)`` of shapes (n, n), (n, p), (n,) (``b`` the fixed bias from
+        ``init``, or zeros, when ``fit_bias=False``); ``objective`` is
+        :math:`\frac1m\sum_i \lambda_i \sum_s F_\phi(P_{si}, Z_{si})` there; ``n_iter``
+        counts sweeps, each of which adds at most one nonzero to every row of A and one to B;
+        ``solver`` is ``"frank_wolfe"`` or ``"cvxpy:NAME"``.
 
     Notes
     -----
@@ -742,7 +775,8 @@ def fw_ab(X, U, P, lam, kappa_a, kappa_b: float, activation, *, fit_bias: bool =
         )
     ra = _radius(kappa_a, n, "kappa_a")
     kappa_b = _check_scalar("kappa_b", kappa_b)
-    tol, max_iter = _check_iter(tol, max_iter)
+    tol, max_iter = _check_iter(tol, max_iter, method)
+    cvxpy_solver = check_cvxpy_solver(method, cvxpy_solver)
     with np.errstate(all="ignore"):
         fconj = act.f_conj(P)
     if not np.all(np.isfinite(fconj)):
@@ -761,6 +795,9 @@ def fw_ab(X, U, P, lam, kappa_a, kappa_b: float, activation, *, fit_bias: bool =
         B0 = _as_2d("init B", init[1], rows=n, cols=p)
         if len(init) == 3 and init[2] is not None:
             b = _as_vec("init b", init[2], n).copy()
+    if method == "cvxpy":
+        return _fw_ab_cvxpy(X, U, P, lam_arr, ra, kappa_b, act, fit_bias, b, tol, max_iter,
+                            cvxpy_solver)
     atoms_a = _L1Atoms(project_inf_norm_ball(A0, ra), ra)
     atoms_b = _L1Atoms(project_inf_norm_ball(B0.reshape(1, -1), kappa_b), np.array([kappa_b]))
     A = atoms_a.point()
@@ -826,5 +863,44 @@ def fw_ab(X, U, P, lam, kappa_a, kappa_b: float, activation, *, fit_bias: bool =
         n_iter += 1
     if not converged and warn:
         _warn_unconverged("fw_ab", gaps[-1], tol, _stop_scale(obj, obj0), max_iter)
-    return FWResultAB(A=A, B=B, b=b, objective=obj, fw_gap=gaps[-1], n_iter=n_iter,
-                      converged=converged, gap_history=np.asarray(gaps))
+    return FWResult((A, B, b), obj, n_iter, converged, "frank_wolfe", gaps[-1],
+                    np.asarray(gaps))
+
+
+def _ab_gap(gA, A, ra, gB, B, kappa_b):
+    """The Frank–Wolfe gap of the balls of the rows of A and of B at (A, B)."""
+    gap = ((gA * A).sum(axis=1) + ra * np.abs(gA).max(axis=1, initial=0.0)).sum()
+    gap += float(np.vdot(gB, B)) + kappa_b * float(np.abs(gB).max(initial=0.0))
+    return max(float(gap), 0.0)
+
+
+def _fw_ab_cvxpy(X, U, P, lam, ra, kappa_b, act, fit_bias, b_fixed, tol, max_iter, solver):
+    """The cvxpy twin of :func:`fw_ab`."""
+    import cvxpy as cp
+
+    m, n = X.shape
+    p = U.shape[1]
+    A, B = cp.Variable((n, n), name="A"), cp.Variable((n, p), name="B")
+    Z = X @ A.T + U @ B.T
+    if fit_bias:
+        b = cp.Variable(n, name="b")
+        Z = Z + np.ones((m, 1)) @ cp.reshape(b, (1, n), order="C")
+    else:
+        Z = Z + b_fixed[None, :]
+    w = np.tile(lam / m, (m, 1))
+    # f*(P) is constant here; the objective is evaluated in NumPy below
+    obj = cp.sum(cp.multiply(w, act.f_cvxpy(Z))) - cp.sum(cp.multiply(w * P, Z))
+    prob = cp.Problem(cp.Minimize(obj), [cp.sum(cp.abs(A), axis=1) <= ra,
+                                         cp.sum(cp.abs(B)) <= kappa_b])
+    conv, n_iter, name = solve_cvxpy(prob, "fw_ab", tol, max_iter, solver)
+    # the solver's rounding: back onto the balls
+    Av = project_inf_norm_ball(np.array(A.value, dtype=np.float64), ra)
+    Bv = project_inf_norm_ball(np.array(B.value, dtype=np.float64).reshape(1, -1),
+                               kappa_b).reshape(n, p)
+    bv = np.array(b.value, dtype=np.float64).reshape(n) if fit_bias else b_fixed
+    Zv = X @ Av.T + U @ Bv.T + bv
+    GZ = act.fenchel_grad_z(P, Zv) * (lam / m)
+    gap = _ab_gap(GZ.T @ X, Av, ra, GZ.T @ U, Bv, kappa_b)
+    objective = float((act.fenchel(P, Zv) * (lam / m)).sum())
+    return FWResult((Av, Bv, bv), objective, n_iter, conv, f"cvxpy:{name}", gap,
+                    np.array([gap]))

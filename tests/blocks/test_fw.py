@@ -1,15 +1,15 @@
-"""Frank–Wolfe block solvers (theory §7) against cvxpy formulations of the same problems."""
+"""Frank–Wolfe block solvers (lifted_idl.blocks.fw, theory §7) against their cvxpy twins."""
 
 import itertools
 
-import cvxpy as cp
 import numpy as np
 import pytest
 
 from lifted_idl.activations import get_activation
+from lifted_idl.blocks import FWResult, fw_ab, fw_cd
+from lifted_idl.blocks.fw import l1_ball_lmo
 from lifted_idl.exceptions import ConvergenceWarning
 from lifted_idl.losses import Loss, SoftmaxCrossEntropy, SquaredLoss
-from lifted_idl.training.frank_wolfe import fw_ab, fw_cd, l1_ball_lmo
 
 M, N, P_, Q = 30, 5, 3, 2
 
@@ -27,26 +27,23 @@ def _cd_data(loss, seed=0):
 
 
 def _cvx_cd(P, U, Y, loss, kappa, fit_intercept=True, c_fixed=None):
-    q = Y.shape[1]
-    C, D = cp.Variable((q, P.shape[1])), cp.Variable((q, U.shape[1]))
-    ones = np.ones((P.shape[0], 1))
-    if fit_intercept:
-        c = cp.Variable(q)
-        Yhat = P @ C.T + U @ D.T + ones @ cp.reshape(c, (1, q), order="C")
-    else:
-        Yhat = P @ C.T + U @ D.T + ones @ (np.zeros((1, q)) if c_fixed is None
-                                           else c_fixed[None, :])
-    prob = cp.Problem(cp.Minimize(loss.cvxpy(Y, Yhat)),
-                      [cp.sum(cp.abs(C)) + cp.sum(cp.abs(D)) <= kappa])
-    prob.solve(solver="CLARABEL")
-    assert prob.status == "optimal"
-    return float(prob.value)
+    """The optimum by the cvxpy twin (``method="cvxpy"``, the solver of the problem's class)."""
+    init = None if c_fixed is None else (np.zeros((Y.shape[1], P.shape[1])),
+                                         np.zeros((Y.shape[1], U.shape[1])), c_fixed)
+    ref = fw_cd(P, U, Y, loss, kappa, fit_intercept=fit_intercept, init=init, method="cvxpy",
+                tol=1e-9)
+    assert isinstance(ref, FWResult) and ref.converged and ref.solver.startswith("cvxpy:")
+    assert np.abs(np.hstack(ref.value[:2])).sum() <= kappa * (1 + 1e-12)
+    # the optimum's Frank-Wolfe gap is ~0
+    assert ref.fw_gap <= 1e-5 * max(abs(ref.objective), 1.0)
+    return ref.objective
 
 
 def _check_cd(res, P, U, Y, loss, kappa):
-    W = np.hstack([res.C, res.D])
+    C, D, c = res.value
+    W = np.hstack([C, D])
     # the reported objective is the loss at the returned variables
-    assert res.objective == pytest.approx(loss.value(Y, P @ res.C.T + U @ res.D.T + res.c),
+    assert res.objective == pytest.approx(loss.value(Y, P @ C.T + U @ D.T + c),
                                           rel=1e-12, abs=1e-14)
     assert np.abs(W).sum() <= kappa * (1 + 1e-12)
     # sparsity: each Frank-Wolfe step adds at most one nonzero
@@ -68,7 +65,7 @@ def test_fw_cd_matches_cvxpy(loss, kappa, fit_intercept):
     assert res.fw_gap <= 1e-7 * res.objective
     _check_cd(res, P, U, Y, loss, kappa)
     if not fit_intercept:
-        assert np.all(res.c == 0)
+        assert np.all(res.value[2] == 0)
 
 
 @pytest.mark.parametrize("loss", [SquaredLoss(), SoftmaxCrossEntropy()])
@@ -90,7 +87,7 @@ def test_fw_cd_gap_certificate_before_convergence(loss):
 def test_fw_cd_small_ball_is_sparse():
     P, U, Y = _cd_data(SquaredLoss(), seed=1)
     res = fw_cd(P, U, Y, "squared", 0.2, tol=1e-8)
-    W = np.hstack([res.C, res.D])
+    W = np.hstack([res.value[0], res.value[1]])
     assert res.converged
     assert np.count_nonzero(W) < W.size // 2
     assert np.abs(W).sum() == pytest.approx(0.2, rel=1e-9)  # the constraint is active
@@ -100,18 +97,18 @@ def test_fw_cd_warm_start_and_fixed_intercept():
     loss = SquaredLoss()
     P, U, Y = _cd_data(loss, seed=2)
     res = fw_cd(P, U, Y, loss, 1.0, tol=1e-6)
-    again = fw_cd(P, U, Y, loss, 1.0, tol=1e-6, init=(res.C, res.D, res.c))
+    again = fw_cd(P, U, Y, loss, 1.0, tol=1e-6, init=res.value)
     assert again.n_iter == 0 and again.converged
     assert again.objective == pytest.approx(res.objective, rel=1e-12)
     # an init outside the ball is projected onto it first
     big = fw_cd(P, U, Y, loss, 1.0, tol=1e-6, init=(10 * np.ones((Q, N)), np.ones((Q, P_))))
-    assert np.abs(np.hstack([big.C, big.D])).sum() <= 1.0 + 1e-12
+    assert np.abs(np.hstack([big.value[0], big.value[1]])).sum() <= 1.0 + 1e-12
     assert big.objective == pytest.approx(res.objective, rel=1e-5)
     # a fixed intercept is kept and optimised around
     c0 = np.array([0.7, -0.2])
     fixed = fw_cd(P, U, Y, loss, 1.0, fit_intercept=False, tol=1e-7,
                   init=(np.zeros((Q, N)), np.zeros((Q, P_)), c0))
-    assert np.array_equal(fixed.c, c0)
+    assert np.array_equal(fixed.value[2], c0)
     opt = _cvx_cd(P, U, Y, loss, 1.0, fit_intercept=False, c_fixed=c0)
     assert abs(fixed.objective - opt) <= 1e-5 * opt
 
@@ -133,7 +130,7 @@ def test_fw_cd_generic_loss_and_plain_fw():
     assert res.converged
     assert ref.objective - 1e-12 <= res.objective <= ref.objective + res.fw_gap + 1e-12
     assert res.objective == pytest.approx(ref.objective, rel=1e-5)
-    assert np.count_nonzero(np.hstack([res.C, res.D])) <= res.n_iter
+    assert np.count_nonzero(np.hstack([res.value[0], res.value[1]])) <= res.n_iter
     # without away steps: slower (O(1/t)), but the certificate still holds at every stop
     with pytest.warns(ConvergenceWarning):
         plain = fw_cd(P, U, Y, _PlainSquared(), 0.5, tol=1e-9, away_steps=False, max_iter=200)
@@ -167,31 +164,25 @@ def _ab_data(act_name, seed=0):
 
 
 def _cvx_ab(X, U, P, lam, ka, kb, act, fit_bias=True):
-    m, n = X.shape
-    A, B = cp.Variable((n, n)), cp.Variable((n, U.shape[1]))
-    Z = X @ A.T + U @ B.T
-    if fit_bias:
-        b = cp.Variable(n)
-        Z = Z + np.ones((m, 1)) @ cp.reshape(b, (1, n), order="C")
-    Wt = np.tile(lam / m, (m, 1))
-    obj = (cp.sum(cp.multiply(Wt, act.f_cvxpy(Z))) - cp.sum(cp.multiply(Wt * P, Z))
-           + float((Wt * act.f_conj(P)).sum()))
-    prob = cp.Problem(cp.Minimize(obj), [cp.sum(cp.abs(A), axis=1) <= ka,
-                                         cp.sum(cp.abs(B)) <= kb])
-    prob.solve(solver="CLARABEL")
-    assert prob.status == "optimal"
-    return float(prob.value)
+    """The optimum by the cvxpy twin (``method="cvxpy"``, the solver of the problem's class)."""
+    ref = fw_ab(X, U, P, lam, ka, kb, act, fit_bias=fit_bias, method="cvxpy", tol=1e-9)
+    assert isinstance(ref, FWResult) and ref.converged and ref.solver.startswith("cvxpy:")
+    A, B, _ = ref.value
+    assert np.abs(A).sum(axis=1).max() <= ka * (1 + 1e-12)
+    assert np.abs(B).sum() <= kb * (1 + 1e-12)
+    assert ref.fw_gap <= 1e-5 * max(abs(ref.objective), 1.0)
+    return ref.objective
 
 
 def _check_ab(res, X, U, P, lam, ka, kb, act):
-    Z = X @ res.A.T + U @ res.B.T + res.b
+    Z = X @ res.value[0].T + U @ res.value[1].T + res.value[2]
     assert res.objective == pytest.approx(float((act.fenchel(P, Z) * lam).sum()) / X.shape[0],
                                           rel=1e-12)
-    assert np.abs(res.A).sum(axis=1).max() <= ka * (1 + 1e-12)
-    assert np.abs(res.B).sum() <= kb * (1 + 1e-12)
+    assert np.abs(res.value[0]).sum(axis=1).max() <= ka * (1 + 1e-12)
+    assert np.abs(res.value[1]).sum() <= kb * (1 + 1e-12)
     # one signed vertex per row of A and one entry of B per sweep
-    assert np.count_nonzero(res.A, axis=1).max() <= res.n_iter
-    assert np.count_nonzero(res.B) <= res.n_iter
+    assert np.count_nonzero(res.value[0], axis=1).max() <= res.n_iter
+    assert np.count_nonzero(res.value[1]) <= res.n_iter
 
 
 @pytest.mark.parametrize(
@@ -208,7 +199,7 @@ def test_fw_ab_matches_cvxpy(act_name, ka, kb, fit_bias):
     assert res.objective - opt <= res.fw_gap + 1e-7 * abs(opt)
     _check_ab(res, X, U, P, lam, ka, kb, act)
     if not fit_bias:
-        assert np.all(res.b == 0)
+        assert np.all(res.value[2] == 0)
 
 
 def test_fw_ab_gap_certificate_before_convergence():
@@ -229,11 +220,11 @@ def test_fw_ab_zero_radius_and_warm_start():
     # radius 0 pins A = 0, B = 0: only the bias is fitted; its optimum has zero derivative
     res = fw_ab(X, U, P, lam, 0.0, 0.0, "relu", tol=1e-6)
     assert res.converged and res.n_iter == 0
-    assert not res.A.any() and not res.B.any()
-    psi = (np.maximum(res.b, 0) - P).sum(axis=0)  # d/db sum_s F(P_s, b)
+    assert not res.value[0].any() and not res.value[1].any()
+    psi = (np.maximum(res.value[2], 0) - P).sum(axis=0)  # d/db sum_s F(P_s, b)
     assert np.abs(psi).max() <= 1e-9 * M
     full = fw_ab(X, U, P, lam, 0.5, 1.0, "relu", tol=1e-6)
-    again = fw_ab(X, U, P, lam, 0.5, 1.0, "relu", tol=1e-6, init=(full.A, full.B, full.b))
+    again = fw_ab(X, U, P, lam, 0.5, 1.0, "relu", tol=1e-6, init=full.value)
     assert again.n_iter == 0 and again.objective == pytest.approx(full.objective, rel=1e-10)
 
 
