@@ -28,7 +28,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .activations import Activation, get_activation
 from .blocks import CVXPY_SOLVERS
@@ -72,6 +72,22 @@ def _fold_standardisation(model: ImplicitModel, mean_u, scale_u, mean_y=None, sc
                          factors=model.factors)
 
 
+def _centre_logits(model: ImplicitModel) -> ImplicitModel:
+    r"""The same classifier with logits that sum to zero over the classes: the class means of
+    the rows of C, D and c subtracted.
+
+    The softmax is unchanged by adding one vector to every class's logit, so the
+    cross-entropy does not determine that shift; Newton steps leave rounding noise along it
+    (amplified by the near-singular Hessian). Centring picks one representative, so that
+    ``decision_function`` does not depend on that noise (e.g. on the order of the samples,
+    or on weights versus repeated samples)."""
+    C = model.C - model.C.mean(axis=0)
+    D = model.D - model.D.mean(axis=0)
+    c = None if model.c is None else model.c - model.c.mean()
+    return ImplicitModel(model.A, model.B, C, D, b=model.b, c=c, activation=model.activation,
+                         factors=model.factors)
+
+
 def _span(v) -> str:
     if v is None:
         return "1"
@@ -79,14 +95,17 @@ def _span(v) -> str:
     return f"{v.min():.3g}" if v.min() == v.max() else f"{v.min():.3g}..{v.max():.3g}"
 
 
-def _standardise(X, what="X"):
+def _standardise(X, what="X", sample_weight=None):
     r"""Column means and scales of ``X`` and the standardised ``(X - mean) / scale``.
 
     Computed on ``X / max|X|`` (per column), so that neither the squares of the standard
     deviation overflow (features of size 1e155 and beyond) nor underflow (1e-160 and below):
     the result is the same, to rounding, for ``t X`` with any ``t`` in 1e-300..1e300. A
     column whose spread is below 1e-12 of its size is constant: scale ``max|X|``, so its
-    standardised values are (near) 0.
+    standardised values are (near) 0. With ``sample_weight`` (positive) the mean and the
+    standard deviation are weighted, :math:`\bar x = \sum_s w_sx_s/\sum_s w_s` and
+    :math:`s^2 = \sum_s w_s(x_s - \bar x)^2/\sum_s w_s`: those of the data with sample s
+    repeated :math:`w_s` times (as ``StandardScaler.fit(X, sample_weight=w)``).
 
     Returns
     -------
@@ -104,8 +123,13 @@ def _standardise(X, what="X"):
     size = np.max(np.abs(X), axis=0)
     size[size == 0] = 1.0
     Xn = X / size
-    mean_n = Xn.mean(axis=0)
-    std_n = Xn.std(axis=0)
+    if sample_weight is None:
+        mean_n = Xn.mean(axis=0)
+        std_n = Xn.std(axis=0)
+    else:
+        w = np.asarray(sample_weight, dtype=np.float64) / float(np.sum(sample_weight))
+        mean_n = w @ Xn
+        std_n = np.sqrt(w @ (Xn - mean_n) ** 2)
     const = std_n < 1e-12
     std_n[const] = 1.0
     scale = size * std_n
@@ -244,13 +268,14 @@ class _BaseImplicit(BaseEstimator):
             )
         return max(int(joblib.effective_n_jobs(self.n_jobs)), 1)
 
-    def _fit(self, X, Y, loss, stratify=None, scale_u=None):
+    def _fit(self, X, Y, loss, stratify=None, scale_u=None, sample_weight=None):
         """Train on standardised data; returns (model on standardised data, record).
 
         Reads the estimator's parameters (and its previous model for ``warm_start``) and
         changes nothing on it: :meth:`_commit` stores the result. The stages: BCD
         (:meth:`_fit_bcd_stage`), gradient training or fine-tuning
-        (:meth:`_fit_gradient_stage`), as ``solver`` says."""
+        (:meth:`_fit_gradient_stage`), as ``solver`` says. ``sample_weight``: positive
+        weights (see :meth:`_sample_weight`) or None."""
         from threadpoolctl import threadpool_limits
 
         self._check_robust_options()
@@ -263,16 +288,16 @@ class _BaseImplicit(BaseEstimator):
             c_ridge = float(self.alpha if self.c_ridge is None else self.c_ridge)
         init = self._warm_start_model(X)
         record = {"loss_curve": [], "n_iter": 0, "converged": True}
-        X, Y, validation = self._validation_split(X, Y, seed, stratify)
+        X, Y, sw, validation = self._validation_split(X, Y, seed, stratify, sample_weight)
         with threadpool_limits(n_threads), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             model = init
             if self.solver in ("bcd", "bcd+gradient"):
                 model = self._fit_bcd_stage(X, Y, loss, act, pen, group, c_ridge, init,
-                                            validation, seed, n_threads, scale_u, record)
+                                            validation, seed, n_threads, scale_u, record, sw)
             if self.solver in ("gradient", "bcd+gradient"):
                 model = self._fit_gradient_stage(X, Y, loss, act, pen, group, c_ridge, model,
-                                                 seed, scale_u, record)
+                                                 seed, scale_u, record, sw)
         for w in caught:  # re-issue, and record, convergence problems
             if issubclass(w.category, ConvergenceWarning):
                 record["converged"] = False
@@ -288,20 +313,32 @@ class _BaseImplicit(BaseEstimator):
             return None
         return init
 
-    def _validation_split(self, X, Y, seed, stratify):
-        """``(X, Y, None)``, or with ``early_stopping`` the training part and ``(Xv, Yv)``."""
+    def _validation_split(self, X, Y, seed, stratify, sample_weight=None):
+        """``(X, Y, sample_weight, None)``, or with ``early_stopping`` the training part and
+        ``(Xv, Yv)`` (``(Xv, Yv, wv)`` with weights: the validation loss is weighted too).
+
+        The split draws samples, not weight units: a sample of weight 2 falls on one side,
+        while its two copies in repeated data may fall on both, so with ``early_stopping``
+        weights and repeats give different (equally valid) splits."""
         if not self.early_stopping:
-            return X, Y, None
+            return X, Y, sample_weight, None
         from sklearn.model_selection import train_test_split
 
-        X, Xv, Y, Yv = train_test_split(X, Y, test_size=self.validation_fraction,
-                                        random_state=seed, stratify=stratify)
+        if sample_weight is None:
+            X, Xv, Y, Yv = train_test_split(X, Y, test_size=self.validation_fraction,
+                                            random_state=seed, stratify=stratify)
+            w, validation = None, (Xv, Yv)
+        else:
+            X, Xv, Y, Yv, w, wv = train_test_split(
+                X, Y, sample_weight, test_size=self.validation_fraction, random_state=seed,
+                stratify=stratify)
+            validation = (Xv, Yv, wv)
         if X.shape[0] < 2 or Xv.shape[0] < 1:
             raise ValueError(
                 f"early_stopping with validation_fraction={self.validation_fraction} "
                 f"leaves {X.shape[0]} training and {Xv.shape[0]} validation samples"
             )
-        return X, Y, (Xv, Yv)
+        return X, Y, w, validation
 
     def _ab_mm(self):
         """Whether BCD's (A, B, b) step is the inexact majorize–minimize step."""
@@ -310,7 +347,7 @@ class _BaseImplicit(BaseEstimator):
         return self.ab_step == "mm"
 
     def _fit_bcd_stage(self, X, Y, loss, act, pen, group, c_ridge, init, validation, seed,
-                       n_threads, scale_u, record):
+                       n_threads, scale_u, record, sample_weight=None):
         """The BCD stage (:func:`~lifted_idl.training.bcd.fit_bcd`); updates ``record``."""
         from .training.bcd import fit_bcd
 
@@ -324,7 +361,8 @@ class _BaseImplicit(BaseEstimator):
             validation=validation, random_state=seed, verbose=self.verbose,
             n_jobs=n_threads,
             robust_sigma=(None if self.robust_sigma is None
-                          else self.robust_sigma / scale_u))
+                          else self.robust_sigma / scale_u),
+            sample_weight=sample_weight)
         record["loss_curve"] += list(hist.train_loss)
         record["n_iter"] += hist.n_iter
         record["converged"] &= hist.converged
@@ -332,13 +370,14 @@ class _BaseImplicit(BaseEstimator):
         return model
 
     def _fit_gradient_stage(self, X, Y, loss, act, pen, group, c_ridge, model, seed, scale_u,
-                            record):
+                            record, sample_weight=None):
         """Gradient training from ``model`` (random features when None), or the fine-tuning
         of a BCD model (``solver="bcd+gradient"``); updates ``record``."""
         from .training.gradient import fit_gradient
 
         if model is None:
-            model = self._random_feature_model(X, Y, loss, act, pen, seed, group, c_ridge)
+            model = self._random_feature_model(X, Y, loss, act, pen, seed, group, c_ridge,
+                                               sample_weight)
         bs = None if self.batch_size == "auto" and X.shape[0] <= 1000 else (
             200 if self.batch_size == "auto" else int(self.batch_size))
         fine_tune = self.solver == "bcd+gradient"
@@ -349,7 +388,8 @@ class _BaseImplicit(BaseEstimator):
                 max_iter=self.gradient_max_iter, batch_size=bs,
                 learning_rate=lr, tol=self.tol, random_state=seed,
                 verbose=self.verbose, model_penalty=self._model_penalty(scale_u),
-                constraint=self.constraint, group=group, c_ridge=c_ridge)
+                constraint=self.constraint, group=group, c_ridge=c_ridge,
+                sample_weight=sample_weight)
             record["n_iter"] += int(ghist["n_iter"])
             # fit_gradient returns its last iterate; a fine-tuning stage that ends above its
             # starting objective (steps too long for an already fitted model: Adam's first
@@ -387,12 +427,41 @@ class _BaseImplicit(BaseEstimator):
 
         return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
-    def _random_feature_model(self, X, Y, loss, act, pen, seed, group=None, c_ridge=0.0):
+    def _random_feature_model(self, X, Y, loss, act, pen, seed, group=None, c_ridge=0.0,
+                              sample_weight=None):
         from .training.bcd import initial_model
 
         return initial_model(X, Y, loss, n_hidden=self.n_hidden, kappa=self.kappa,
                              activation=act, pen_cd=pen, group=group, c_ridge=c_ridge,
-                             random_state=seed)
+                             random_state=seed, sample_weight=sample_weight)
+
+    @staticmethod
+    def _sample_weight(sample_weight, X):
+        """Validated weights: ``(keep, w)`` with ``keep`` the rows of positive weight (None:
+        all) and ``w`` their weights, or None when they are all equal (the unweighted fit).
+
+        ``_check_sample_weight`` raises on a wrong length, NaN/inf, negative weights and all
+        weights zero. Samples of weight 0 are dropped before anything else (standardisation,
+        validation split, classes), which makes "weight 0" and "sample removed" the same fit
+        exactly."""
+        if sample_weight is None:
+            return None, None
+        w = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+        if not np.all(np.isfinite(w)):
+            raise ValueError("sample_weight must be finite; got NaN or inf")
+        keep = np.flatnonzero(w > 0)
+        if keep.size == 0:  # not every supported scikit-learn rejects all-zero weights
+            raise ValueError("Sample weights must contain at least one non-zero number.")
+        if keep.size == w.size:
+            keep = None
+        else:
+            w = w[keep]
+        if np.all(w == w[0]):
+            return keep, None
+        top = float(w.max())
+        if not 1e-100 < top < 1e100:  # only the ratios matter: keep their sums finite
+            w = w / top
+        return keep, w
 
     #: every attribute a fit sets; :meth:`_commit` replaces them all in one step
     _FITTED = ("model_", "_scaled_model", "_mean_u", "_scale_u", "loss_curve_", "n_iter_",
@@ -676,24 +745,44 @@ class ImplicitRegressor(RegressorMixin, _BaseImplicit):
     """
     )
 
-    def fit(self, X, y):
-        """Fit the model to data ``X`` (n_samples, n_features) and targets ``y``.
+    def fit(self, X, y, sample_weight=None):
+        r"""Fit the model to data ``X`` (n_samples, n_features) and targets ``y``.
 
-        A fit that raises (or is interrupted) leaves the estimator as it was."""
+        A fit that raises (or is interrupted) leaves the estimator as it was.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights. Every average over the samples (the loss, the divergence and
+            coupling terms of BCD's relaxation, the training objective, the validation loss
+            of ``early_stopping``) becomes the weighted average
+            :math:`\sum_s w_s(\cdot)_s/\sum_s w_s`, and the standardisation uses the
+            weighted mean and standard deviation. Samples of weight 0 are dropped, so they
+            give exactly the fit without them; integer weights give the fit on the data with
+            each sample repeated :math:`w_s` times (to rounding) for ``solver="bcd"``, and for
+            the gradient solvers with full-batch steps (``batch_size="auto"`` up to 1000
+            samples). Minibatches and the ``early_stopping`` split draw samples, not copies,
+            so there the two agree in distribution only. Not supported with ``robust_sigma``.
+        """
         self._validate_params()
         X, y, seen = self._validate_fit_data(X, y, multi_output=True, y_numeric=True,
                                              dtype=[np.float64, np.float32])
+        keep, sw = self._sample_weight(sample_weight, X)
+        if keep is not None:
+            X, y = X[keep], y[keep]
         self._check_min_samples(X)
         y = np.asarray(y, dtype=np.float64)
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
-        mean_u, scale_u, Us, _ = _standardise(X, "X")
-        mean_y, scale_y, Ys, const = _standardise(Y, "y")
+        mean_u, scale_u, Us, _ = _standardise(X, "X", sw)
+        mean_y, scale_y, Ys, const = _standardise(Y, "y", sw)
         if np.any(const):
             raise ValueError(
                 "y is constant (zero variance in target column(s) "
                 f"{np.flatnonzero(const).tolist()}); a constant target needs no model"
             )
-        model, record = self._fit(Us, Ys, SquaredLoss(), scale_u=scale_u)
+        model, record = self._fit(Us, Ys, SquaredLoss(), scale_u=scale_u, sample_weight=sw)
         state = self._fitted_state(model, record, mean_u, scale_u, mean_y, scale_y)
         state.update(seen, _y_ndim=y.ndim)
         self._commit(state)
@@ -741,12 +830,32 @@ class ImplicitClassifier(ClassifierMixin, _BaseImplicit):
     """
     )
 
-    def fit(self, X, y):
-        """Fit the classifier to data ``X`` and labels ``y`` (any hashable labels).
+    def fit(self, X, y, sample_weight=None):
+        r"""Fit the classifier to data ``X`` and labels ``y`` (any hashable labels).
 
-        A fit that raises (or is interrupted) leaves the estimator as it was."""
+        A fit that raises (or is interrupted) leaves the estimator as it was.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights. Every average over the samples (the loss, the divergence and
+            coupling terms of BCD's relaxation, the training objective, the validation loss
+            of ``early_stopping``) becomes the weighted average
+            :math:`\sum_s w_s(\cdot)_s/\sum_s w_s`, and the standardisation uses the
+            weighted mean and standard deviation. Samples of weight 0 are dropped, so they
+            give exactly the fit without them; integer weights give the fit on the data with
+            each sample repeated :math:`w_s` times (to rounding) for ``solver="bcd"``, and for
+            the gradient solvers with full-batch steps (``batch_size="auto"`` up to 1000
+            samples). Minibatches and the ``early_stopping`` split draw samples, not copies,
+            so there the two agree in distribution only. Not supported with ``robust_sigma``.
+        """
         self._validate_params()
         X, y, seen = self._validate_fit_data(X, y, dtype=[np.float64, np.float32])
+        keep, sw = self._sample_weight(sample_weight, X)
+        if keep is not None:
+            X, y = X[keep], y[keep]
         check_classification_targets(y)
         if type_of_target(y) not in ("binary", "multiclass"):
             raise ValueError(f"Unknown label type: {type_of_target(y)!r}")
@@ -760,9 +869,11 @@ class ImplicitClassifier(ClassifierMixin, _BaseImplicit):
             )
         if classes.shape[0] == 2:
             Y = np.hstack([1 - Y, Y])
-        mean_u, scale_u, Us, _ = _standardise(X, "X")
+        mean_u, scale_u, Us, _ = _standardise(X, "X", sw)
         model, record = self._fit(Us, Y.astype(np.float64), SoftmaxCrossEntropy(),
-                                  stratify=y if self.early_stopping else None, scale_u=scale_u)
+                                  stratify=y if self.early_stopping else None, scale_u=scale_u,
+                                  sample_weight=sw)
+        model = _centre_logits(model)
         state = self._fitted_state(model, record, mean_u, scale_u)
         state.update(seen, classes_=classes)
         self._commit(state)

@@ -12,20 +12,58 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp, softmax
 
-__all__ = ["Loss", "SquaredLoss", "SoftmaxCrossEntropy", "get_loss"]
+__all__ = ["Loss", "SquaredLoss", "SoftmaxCrossEntropy", "get_loss", "unit_mean_weights"]
+
+
+def unit_mean_weights(sample_weight, m: int):
+    r"""Sample weights rescaled to mean 1, :math:`\tilde w_s = m\,w_s/\sum_t w_t`, or None.
+
+    Every data term of the package is an average over the m samples, :math:`\frac1m\sum_s
+    (\cdot)_s`; with weights it becomes :math:`\frac{1}{\sum_t w_t}\sum_s w_s(\cdot)_s =
+    \frac1m\sum_s\tilde w_s(\cdot)_s`, so that integer weights give the plain average over the
+    data with every sample repeated :math:`w_s` times, and zero weights the average without
+    those samples. ``None`` (no weights) stays None: the unweighted code paths are used.
+
+    Raises
+    ------
+    ValueError
+        Weights of the wrong shape, negative or not finite, or summing to zero.
+    """
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight, dtype=np.float64)
+    if w.shape != (m,):
+        raise ValueError(f"sample_weight must have shape ({m},); got shape {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("sample_weight must be finite and non-negative")
+    top = float(w.max(initial=0.0))
+    if not top > 0:
+        raise ValueError("sample_weight sums to zero: at least one sample needs a positive "
+                         "weight")
+    if not 1e-100 < top < 1e100:  # only the ratios matter: keep the sum finite
+        w = w / top
+    return w * (m / float(w.sum()))
+
+
+def _weighted_mean(v, w):
+    """Mean of the per-sample values ``v`` (m,), weighted by unit-mean weights ``w``."""
+    m = max(v.shape[0], 1)
+    return float(v.sum() if w is None else w @ v) / m
 
 
 class Loss:
     name = "loss"
 
-    def value(self, Y, Yhat) -> float:  # pragma: no cover - abstract
+    def value(self, Y, Yhat, sample_weight=None) -> float:  # pragma: no cover - abstract
+        """The loss, averaged over samples (weighted by ``sample_weight``, see
+        :func:`unit_mean_weights`)."""
         raise TypeError(f"{type(self).__name__} does not define value")
 
-    def grad(self, Y, Yhat):  # pragma: no cover - abstract
-        """Gradient with respect to ``Yhat`` (same shape)."""
+    def grad(self, Y, Yhat, sample_weight=None):  # pragma: no cover - abstract
+        """Gradient of :meth:`value` with respect to ``Yhat`` (same shape)."""
         raise TypeError(f"{type(self).__name__} does not define grad")
 
-    def cvxpy(self, Y, Yhat_expr):  # pragma: no cover - abstract
+    def cvxpy(self, Y, Yhat_expr, sample_weight=None):  # pragma: no cover - abstract
         """cvxpy expression of :meth:`value` for an affine expression ``Yhat_expr``."""
         raise TypeError(f"{type(self).__name__} does not define a cvxpy form")
 
@@ -51,17 +89,27 @@ class SquaredLoss(Loss):
     name = "squared"
     smoothness = 1.0  # Lipschitz constant of the gradient of the per-sample loss
 
-    def value(self, Y, Yhat):
+    def value(self, Y, Yhat, sample_weight=None):
         R = Yhat - Y
-        return 0.5 * float(np.vdot(R, R)) / max(Y.shape[0], 1)
+        if sample_weight is None:
+            return 0.5 * float(np.vdot(R, R)) / max(Y.shape[0], 1)
+        w = unit_mean_weights(sample_weight, Y.shape[0])
+        return 0.5 * _weighted_mean(np.einsum("ij,ij->i", R, R), w)
 
-    def grad(self, Y, Yhat):
-        return (Yhat - Y) / max(Y.shape[0], 1)
+    def grad(self, Y, Yhat, sample_weight=None):
+        G = (Yhat - Y) / max(Y.shape[0], 1)
+        if sample_weight is not None:
+            G *= unit_mean_weights(sample_weight, Y.shape[0])[:, None]
+        return G
 
-    def cvxpy(self, Y, Yhat_expr):
+    def cvxpy(self, Y, Yhat_expr, sample_weight=None):
         import cvxpy as cp
 
-        return 0.5 * cp.sum_squares(Yhat_expr - Y) / max(Y.shape[0], 1)
+        m = max(Y.shape[0], 1)
+        if sample_weight is None:
+            return 0.5 * cp.sum_squares(Yhat_expr - Y) / m
+        w = unit_mean_weights(sample_weight, Y.shape[0])
+        return 0.5 * cp.sum_squares(cp.multiply(np.sqrt(w)[:, None], Yhat_expr - Y)) / m
 
     def sample_values(self, Y, Yhat):
         R = Yhat - Y
@@ -78,19 +126,28 @@ class SoftmaxCrossEntropy(Loss):
     name = "cross_entropy"
     smoothness = 0.5  # the softmax Jacobian has spectral norm <= 1/2
 
-    def value(self, Y, Yhat):
-        return float((logsumexp(Yhat, axis=1) - (Y * Yhat).sum(axis=1)).sum()) / max(
-            Y.shape[0], 1
-        )
+    def value(self, Y, Yhat, sample_weight=None):
+        v = logsumexp(Yhat, axis=1) - (Y * Yhat).sum(axis=1)
+        if sample_weight is None:
+            return float(v.sum()) / max(Y.shape[0], 1)
+        return _weighted_mean(v, unit_mean_weights(sample_weight, Y.shape[0]))
 
-    def grad(self, Y, Yhat):
-        return (softmax(Yhat, axis=1) - Y) / max(Y.shape[0], 1)
+    def grad(self, Y, Yhat, sample_weight=None):
+        G = (softmax(Yhat, axis=1) - Y) / max(Y.shape[0], 1)
+        if sample_weight is not None:
+            G *= unit_mean_weights(sample_weight, Y.shape[0])[:, None]
+        return G
 
-    def cvxpy(self, Y, Yhat_expr):
+    def cvxpy(self, Y, Yhat_expr, sample_weight=None):
         import cvxpy as cp
 
         m = max(Y.shape[0], 1)
-        return (cp.sum(cp.log_sum_exp(Yhat_expr, axis=1)) - cp.sum(cp.multiply(Y, Yhat_expr))) / m
+        if sample_weight is None:
+            return (cp.sum(cp.log_sum_exp(Yhat_expr, axis=1))
+                    - cp.sum(cp.multiply(Y, Yhat_expr))) / m
+        per_sample = (cp.log_sum_exp(Yhat_expr, axis=1)
+                      - cp.sum(cp.multiply(Y, Yhat_expr), axis=1))
+        return unit_mean_weights(sample_weight, Y.shape[0]) @ per_sample / m
 
     def sample_values(self, Y, Yhat):
         return logsumexp(Yhat, axis=1) - (Y * Yhat).sum(axis=1)

@@ -31,12 +31,13 @@ __all__: list[str] = []
 # --------------------------------------------------------------------------------------------
 # the internal (centred) parametrisation
 # --------------------------------------------------------------------------------------------
-def design(X, U, fit_bias):
-    """``[X U]`` centred plus a column of ones (free bias), or ``[X U]``; and the column means."""
+def design(X, U, fit_bias, w=None):
+    """``[X U]`` centred plus a column of ones (free bias), or ``[X U]``; and the column means
+    (weighted by the unit-mean sample weights ``w`` when given)."""
     M = np.hstack([X, U])
     if not fit_bias:
         return M, np.zeros(M.shape[1])
-    mbar = M.mean(axis=0)
+    mbar = M.mean(axis=0) if w is None else w @ M / M.shape[0]
     M -= mbar
     return np.hstack([M, np.ones((M.shape[0], 1))]), mbar
 

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..losses import unit_mean_weights
 from ..penalties import L1Penalty, L2Penalty, NoPenalty, PartialGroupPenalty, l1_thresholds
 from ..wellposedness import project_inf_norm_ball
 from ._common import (
@@ -107,7 +108,8 @@ def _check(X, U, P, lam, kappa, activation, penalty, init):
 
 def solve_ab(X, U, P, lam, kappa, activation, penalty, *, fit_bias: bool = True, init=None,
              method: str = "fast", tol: float = 1e-8, max_iter: int = 2000,
-             n_jobs: int | None = None, cvxpy_solver: str | None = None) -> BlockResult:
+             n_jobs: int | None = None, cvxpy_solver: str | None = None,
+             sample_weight=None) -> BlockResult:
     r"""Solve the (A, B, b) block exactly (theory §7, arXiv (13)).
 
     .. math::
@@ -167,6 +169,12 @@ def solve_ab(X, U, P, lam, kappa, activation, penalty, *, fit_bias: bool = True,
         quadratic program, ECOS for a second-order cone program, Clarabel for exponential
         cones, HiGHS for a linear program; ``lifted_idl.blocks.CVXPY_SOLVERS``); a name that
         cannot take the class raises a ValueError.
+    sample_weight : ndarray of shape (m,), optional
+        Non-negative sample weights: the divergence becomes the weighted average
+        :math:`\frac{1}{\sum_t w_t}\sum_s w_s F_\phi(P_{si}, Z_{si})`
+        (:func:`~lifted_idl.losses.unit_mean_weights`; integer weights are repeated samples),
+        so every row's Gram matrix is :math:`M^\top\mathrm{diag}(w)M` and the centring of
+        the design is weighted.
 
     Returns
     -------
@@ -187,27 +195,29 @@ def solve_ab(X, U, P, lam, kappa, activation, penalty, *, fit_bias: bool = True,
     cvxpy_solver = check_cvxpy_solver(method, cvxpy_solver)
     n_workers = check_n_jobs(n_jobs)
     X, U, P, lam, kappa, act, pen, init = _check(X, U, P, lam, kappa, activation, penalty, init)
+    w = unit_mean_weights(sample_weight, X.shape[0])
     init, init_obj = ab_warm_start(
-        init, fit_bias, lambda A, B, b: _ab_objective(X, U, P, lam, kappa, act, pen, A, B, b))
+        init, fit_bias,
+        lambda A, B, b: _ab_objective(X, U, P, lam, kappa, act, pen, A, B, b, w))
     if method == "cvxpy":
         A, B, b, n_iter, conv, solver = _ab_cvxpy(X, U, P, lam, kappa, act, pen, fit_bias, tol,
-                                                  max_iter, cvxpy_solver)
+                                                  max_iter, cvxpy_solver, w)
     elif isinstance(pen, PartialGroupPenalty) and pen.alpha > 0:
         A, B, b, n_iter, conv, solver = _ab_group(X, U, P, lam, kappa, act, pen, fit_bias,
-                                                  init, tol, max_iter)
+                                                  init, tol, max_iter, w)
     elif method == "mm":
         if isinstance(pen, PartialGroupPenalty):  # strength 0: no penalty
             pen = NoPenalty()
         A, B, b, n_iter, conv = ab_mm(X, U, P, lam, kappa, act, pen, fit_bias, init, tol,
-                                      max_iter)
+                                      max_iter, w=w)
         solver = "mm"
     else:
         if isinstance(pen, PartialGroupPenalty):  # strength 0: no penalty
             pen = NoPenalty()
         A, B, b, n_iter, conv = _ab_newton(X, U, P, lam, kappa, act, pen, fit_bias, init, tol,
-                                           max_iter, n_workers)
+                                           max_iter, n_workers, w)
         solver = "newton"
-    return ab_result(lambda A, B, b: _ab_objective(X, U, P, lam, kappa, act, pen, A, B, b),
+    return ab_result(lambda A, B, b: _ab_objective(X, U, P, lam, kappa, act, pen, A, B, b, w),
                      A, B, b, n_iter, conv, solver, init, init_obj)
 
 
@@ -295,8 +305,9 @@ class _ABRows:
     :math:`z_{:,i} = M w_i`, over :math:`\|w_{i,A}\|_1 \le \kappa` (``f*(P)`` left out).
     """
 
-    def __init__(self, M, P, lam, kappa, act, pen, n, npen):
+    def __init__(self, M, P, lam, kappa, act, pen, n, npen, w=None):
         self.M, self.P, self.lam, self.kappa, self.act = M, P, lam, kappa, act
+        self.w = w  # unit-mean sample weights, or None
         self.n, self.npen, self.m = n, npen, M.shape[0]
         self.alpha = pen.alpha
         self.l1 = isinstance(pen, L1Penalty) and pen.alpha > 0
@@ -306,7 +317,7 @@ class _ABRows:
         if Z is None:
             Z = self.M @ W.T
         F = self.act.f(Z) - self.P[:, rows] * Z
-        v = F.sum(axis=0) * (self.lam[rows] / self.m)
+        v = (F.sum(axis=0) if self.w is None else self.w @ F) * (self.lam[rows] / self.m)
         if self.l2:
             v += 0.5 * self.alpha * (W[:, :self.npen] ** 2).sum(axis=1)
         elif self.l1:
@@ -320,6 +331,8 @@ class _ABRows:
         G = self.act(Z)
         G -= self.P[:, rows]
         G *= self.lam[rows] / self.m
+        if self.w is not None:
+            G *= self.w[:, None]
         g = G.T @ self.M
         if self.l2 and ridge:
             g[:, :self.npen] += self.alpha * W[:, :self.npen]
@@ -337,7 +350,8 @@ class _ABRows:
         return V
 
 
-def _ab_newton(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter, n_workers=1):
+def _ab_newton(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter, n_workers=1,
+               w=None):
     r"""Semismooth (face) Newton method on all rows at once (:func:`_ab_newton_rows`), or on
     ``n_workers`` contiguous chunks of rows in parallel (:func:`~._common.solve_row_chunks`).
 
@@ -348,10 +362,11 @@ def _ab_newton(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter, n_w
     m, n = X.shape
     p = U.shape[1]
     npen = n + p
-    M, mbar = design(X, U, fit_bias)
+    M, mbar = design(X, U, fit_bias, w)
     d = M.shape[1]
     Mc = M[:, :npen]
-    sM = float(np.linalg.eigvalsh(Mc.T @ Mc)[-1]) if npen else 0.0
+    Mw = Mc if w is None else Mc * w[:, None]
+    sM = float(np.linalg.eigvalsh(Mw.T @ Mc)[-1]) if npen else 0.0
     if fit_bias:
         sM = max(sM, float(m))
     steps = m / (lam * float(act.lipschitz) * max(sM, 1e-300))
@@ -365,7 +380,7 @@ def _ab_newton(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter, n_w
 
     def task(rows):
         return _ab_newton_rows, (M, P[:, rows], lam[rows], steps[rows], rn2, kappa, act, pen, n,
-                                 npen, W[rows], tol, max_iter, Kr)
+                                 npen, W[rows], tol, max_iter, Kr, w)
 
     W, n_iter, converged = solve_row_chunks(task, n, n_workers)
     A, B, b = from_internal(W, n, p, mbar, fit_bias)
@@ -373,7 +388,7 @@ def _ab_newton(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter, n_w
 
 
 def _ab_newton_rows(M, P, lam, steps, rn2, kappa, act, pen, n, npen, W, tol, max_iter,
-                    Kr=None):
+                    Kr=None, w=None):
     r"""Semismooth (face) Newton method on the rows ``W`` (r, d) of the internal parameters.
 
     The rows share the design ``M`` (m, d) (:func:`~._newton.design`), its squared row norms
@@ -402,10 +417,13 @@ def _ab_newton_rows(M, P, lam, steps, rn2, kappa, act, pen, n, npen, W, tol, max
 
     For ReLU the objective is piecewise quadratic: once the face and the sign pattern of z are
     right the step is exact, so the iteration ends at the solution up to rounding.
+
+    With unit-mean sample weights ``w`` every sample's terms are multiplied by its weight
+    (the Hessians become :math:`\frac{\lambda_i}{m}M^\top\mathrm{diag}(w\odot\phi')M`).
     """
     m, d = M.shape
     n_rows = W.shape[0]
-    rp = _ABRows(M, P, lam, kappa, act, pen, n, npen)
+    rp = _ABRows(M, P, lam, kappa, act, pen, n, npen, w)
     hess = RowHessians(M, n_rows, Kr)
     work = np.arange(n_rows)
     idx_pen = np.arange(npen)
@@ -421,6 +439,8 @@ def _ab_newton_rows(M, P, lam, steps, rn2, kappa, act, pen, n, npen, W, tol, max
         g, _ = rp.grad(Wr, work, Z, ridge=False)
         Dw = act.derivative(Z)
         Dw *= lam[work] / m
+        if w is not None:
+            Dw *= w[:, None]
         trace = Dw.T @ rn2
         if rp.l2:
             trace += rp.alpha * npen
@@ -487,7 +507,7 @@ def _ab_newton_rows(M, P, lam, steps, rn2, kappa, act, pen, n, npen, W, tol, max
     return W, n_iter, converged
 
 
-def _ab_cvxpy(X, U, P, lam, kappa, act, pen, fit_bias, tol, max_iter, solver=None):
+def _ab_cvxpy(X, U, P, lam, kappa, act, pen, fit_bias, tol, max_iter, solver=None, w=None):
     """The cvxpy formulation (one problem over all rows); ``(A, B, b, n_iter, converged,
     label)``."""
     import cvxpy as cp
@@ -495,6 +515,8 @@ def _ab_cvxpy(X, U, P, lam, kappa, act, pen, fit_bias, tol, max_iter, solver=Non
     m = X.shape[0]
     W, b, Z = ab_cvxpy_variables(X, U, fit_bias)
     lam_rows = np.tile(lam, (m, 1))
+    if w is not None:  # sample s's divergence terms weighted by w_s
+        lam_rows = lam_rows * w[:, None]
     # f*(P) is constant here; it is added back by the numpy objective
     div = cp.sum(cp.multiply(lam_rows, act.f_cvxpy(Z))) - cp.sum(cp.multiply(lam_rows * P, Z))
     *out, name = ab_cvxpy_solve(div / m + pen.cvxpy(W), W, b, kappa, "(A, B)", tol, max_iter,
@@ -517,17 +539,19 @@ class _GroupAB:
     in any diagonal metric that is constant on every row of A and every column of B.
     """
 
-    def __init__(self, X, U, P, lam, kappa, act, pen, fit_bias):
+    def __init__(self, X, U, P, lam, kappa, act, pen, fit_bias, w=None):
         m, n = X.shape
         p = U.shape[1]
         self.m, self.n, self.p, self.npen = m, n, p, n + p
-        self.M, self.mbar = design(X, U, fit_bias)
+        self.M, self.mbar = design(X, U, fit_bias, w)
         self.d = self.M.shape[1]
         self.lam, self.kappa, self.act, self.pen = lam, kappa, act, pen
-        self.rows = _ABRows(self.M, P, lam, kappa, act, NoPenalty(), n, n + p)
+        self.w = w  # unit-mean sample weights, or None
+        self.rows = _ABRows(self.M, P, lam, kappa, act, NoPenalty(), n, n + p, w)
         self.all = np.arange(n)
         self.M2 = self.M * self.M
-        sM = float(np.linalg.eigvalsh(self.M.T @ self.M)[-1]) if self.d else 0.0
+        Mw = self.M if w is None else self.M * w[:, None]
+        sM = float(np.linalg.eigvalsh(Mw.T @ self.M)[-1]) if self.d else 0.0
         self.ridge = pen.ridge  # on A, in the smooth part
         # per-row Lipschitz constants of the smooth gradient, and the safe steps: 1/L_i on the
         # row-separable entries (A, bias), 1/max_i L_i on the columns of B (one step a group)
@@ -569,6 +593,8 @@ class _GroupAB:
         (H_i)_{jj}` per column of B (never below the safe steps); also the Hessian diagonal."""
         Dw = self.act.derivative(Z)
         Dw *= self.lam / self.m
+        if self.w is not None:
+            Dw *= self.w[:, None]
         hd = Dw.T @ self.M2  # (n, d): diagonals of the row Hessians
         hd[:, :self.n] += self.ridge
         tr = hd.sum(axis=1)
@@ -598,9 +624,9 @@ class _GroupAB:
 _LINF_SOLVER = "fista"
 
 
-def _ab_group(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter):
+def _ab_group(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter, w=None):
     """Dispatch: face Newton for the l2 group norm, ``_LINF_SOLVER`` for the l-inf one."""
-    prob = _GroupAB(X, U, P, lam, kappa, act, pen, fit_bias)
+    prob = _GroupAB(X, U, P, lam, kappa, act, pen, fit_bias, w)
     if init is None:
         W = np.zeros((prob.n, prob.d))
     else:

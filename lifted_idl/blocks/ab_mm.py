@@ -86,10 +86,11 @@ ACCELERATE = True
 class _MMProblem:
     """The rows of the block in the internal parametrisation, with the shared Gram data."""
 
-    def __init__(self, X, U, P, lam, kappa, act, pen, fit_bias):
+    def __init__(self, X, U, P, lam, kappa, act, pen, fit_bias, w=None):
         m, n = X.shape
         self.m, self.n, self.npen = m, n, n + U.shape[1]
-        self.M, self.mbar = design(X, U, fit_bias)
+        self.w = w  # unit-mean sample weights, or None
+        self.M, self.mbar = design(X, U, fit_bias, w)
         self.fit_bias = fit_bias
         self.P, self.lam, self.kappa, self.act = P, lam, kappa, act
         self.gamma = float(act.lipschitz)
@@ -97,7 +98,7 @@ class _MMProblem:
         self.l1 = isinstance(pen, L1Penalty) and self.alpha > 0
         self.l2 = isinstance(pen, L2Penalty) and self.alpha > 0
         Mp = self.M[:, :self.npen]
-        Gc = Mp.T @ Mp
+        Gc = Mp.T @ Mp if w is None else (Mp * w[:, None]).T @ Mp
         s, V = np.linalg.eigh(0.5 * (Gc + Gc.T))
         self.s = np.maximum(s, 0.0)
         self.V = V
@@ -122,13 +123,16 @@ class _MMProblem:
         """Row objectives (without the constant f*(P)) at W with pre-activations Z."""
         F = self.act.f(Z)
         F -= self.P[:, rows] * Z
-        return F.sum(axis=0) * (self.lam[rows] / self.m) + self.pen_rows(W)
+        Fs = F.sum(axis=0) if self.w is None else self.w @ F
+        return Fs * (self.lam[rows] / self.m) + self.pen_rows(W)
 
     def grad(self, Z):
         """Gradient of the data term of every row, (n, d)."""
         R = self.act(Z)
         R -= self.P
         R *= self.lam / self.m
+        if self.w is not None:
+            R *= self.w[:, None]
         return R.T @ self.M
 
     def grad_rows(self, Z, rows):
@@ -136,10 +140,14 @@ class _MMProblem:
         R = self.act(Z)
         R -= self.P[:, rows]
         R *= self.lam[rows] / self.m
+        if self.w is not None:
+            R *= self.w[:, None]
         return R.T @ self.M
 
     def mean_slope(self, Z):
         """Mean activation slope of every row over the samples, relative to gamma."""
+        if self.w is not None:
+            return self.w @ self.act.derivative(Z) / (self.m * self.gamma)
         return self.act.derivative(Z).mean(axis=0) / self.gamma
 
     # --- the model ----------------------------------------------------------------------
@@ -328,7 +336,7 @@ def _accelerated_step(prob, W, Z, f, W_prev, Z_prev, t, theta, duals, itol, inne
 
 
 def ab_mm(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter, *, adaptive=True,
-          accelerate=None, inner_tol=None, inner_max_iter=500, trace=None):
+          accelerate=None, inner_tol=None, inner_max_iter=500, trace=None, w=None):
     r"""MM steps on all rows of the (A, B, b) block (see the module docstring).
 
     Parameters
@@ -357,12 +365,15 @@ def ab_mm(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter, *, adapt
     trace : list, optional
         Appended with ``(f_before, f_after, model_decrease)`` row vectors per MM step (for
         tests).
+    w : ndarray of shape (m,), optional
+        Unit-mean sample weights (:func:`~lifted_idl.losses.unit_mean_weights`): the
+        weighted divergence, whose Gram matrix is :math:`M^\top\mathrm{diag}(w)M`.
 
     Returns
     -------
     (A, B, b, n_iter, converged)
     """
-    prob = _MMProblem(X, U, P, lam, kappa, act, pen, fit_bias)
+    prob = _MMProblem(X, U, P, lam, kappa, act, pen, fit_bias, w)
     n, p = X.shape[1], U.shape[1]
     if accelerate is None:
         accelerate = ACCELERATE

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..losses import get_loss
+from ..losses import get_loss, unit_mean_weights
 from ..penalties import GroupPenalty
 from ._common import (
     BlockResult,
@@ -70,7 +70,7 @@ def _check(A, B, b, C, D, c, X, P, U, Y, lam, activation, loss, group):
 
 def solve_bd(A, B, b, C, D, c, X, P, U, Y, lam, activation, loss, group, *,
              method: str = "fast", tol: float = 1e-7, max_iter: int = 50,
-             cvxpy_solver: str | None = None) -> BlockResult:
+             cvxpy_solver: str | None = None, sample_weight=None) -> BlockResult:
     r"""Solve the joint (B, D) block of the group-penalised relaxation (module docstring).
 
     .. math::
@@ -111,6 +111,10 @@ def solve_bd(A, B, b, C, D, c, X, P, U, Y, lam, activation, loss, group, *,
         quadratic program, ECOS for a second-order cone program, Clarabel for exponential
         cones, HiGHS for a linear program; ``lifted_idl.blocks.CVXPY_SOLVERS``); a name that
         cannot take the class raises a ValueError.
+    sample_weight : ndarray of shape (m,), optional
+        Non-negative sample weights: the loss and the divergence become weighted averages
+        :math:`\frac{1}{\sum_t w_t}\sum_s w_s(\cdot)_s`
+        (:func:`~lifted_idl.losses.unit_mean_weights`; integer weights are repeated samples).
 
     Returns
     -------
@@ -132,43 +136,50 @@ def solve_bd(A, B, b, C, D, c, X, P, U, Y, lam, activation, loss, group, *,
     cvxpy_solver = check_cvxpy_solver(method, cvxpy_solver)
     A, B, b, C, D, c, X, P, U, Y, lam, act, loss = _check(A, B, b, C, D, c, X, P, U, Y, lam,
                                                          activation, loss, group)
+    w = unit_mean_weights(sample_weight, U.shape[0])
     if method == "cvxpy":
         B, D, n_iter, conv, solver = _bd_cvxpy(A, b, C, c, X, P, U, Y, lam, act, loss, group,
-                                               tol, max_iter, cvxpy_solver)
-        obj = _bd_objective(A, B, b, C, D, c, X, P, U, Y, lam, act, loss, group)
+                                               tol, max_iter, cvxpy_solver, w)
+        obj = _bd_objective(A, B, b, C, D, c, X, P, U, Y, lam, act, loss, group, w)
     else:
         B, D, obj, n_iter, conv = _bd_prox_grad(A, B, b, C, D, c, X, P, U, Y, lam, act, loss,
-                                                group, max_iter, tol)
+                                                group, max_iter, tol, w)
         solver = "prox_grad"
     return BlockResult(((A, B, b), (C, D, c)), float(obj), int(n_iter), bool(conv), solver)
 
 
-def _bd_objective(A, B, b, C, D, c, X, P, U, Y, lam, act, loss, group):
+def _bd_objective(A, B, b, C, D, c, X, P, U, Y, lam, act, loss, group, w=None):
     Z = X @ A.T + b + U @ B.T
-    return (loss.value(Y, P @ C.T + c + U @ D.T) + _divergence(act, P, Z, lam)
-            + group.value(B, D))
+    return (loss.value(Y, P @ C.T + c + U @ D.T, sample_weight=w)
+            + _divergence(act, P, Z, lam, w) + group.value(B, D))
 
 
 def _bd_prox_grad(A, B, b, C, D, c, X, P, U, Y, lamv, activation, loss, group, max_steps,
-                  tol):
-    """Proximal gradient with backtracking; ``(B, D, objective, n_steps, converged)``."""
+                  tol, w=None):
+    """Proximal gradient with backtracking; ``(B, D, objective, n_steps, converged)``
+    (``w``: unit-mean sample weights or None)."""
     m = max(U.shape[0], 1)
     base = X @ A.T + b
     out = P @ C.T + c
 
     def smooth(B, D):
         Z = base + U @ B.T
-        return loss.value(Y, out + U @ D.T) + _divergence(activation, P, Z, lamv), Z
+        return (loss.value(Y, out + U @ D.T, sample_weight=w)
+                + _divergence(activation, P, Z, lamv, w)), Z
 
     f, Z = smooth(B, D)
     F = f + group.value(B, D)
     t = None
     n_steps, converged = 0, False
     for _ in range(max_steps):
-        gB = ((activation.fenchel_grad_z(P, Z) * lamv) / m).T @ U
-        gD = loss.grad(Y, out + U @ D.T).T @ U
+        GZ = (activation.fenchel_grad_z(P, Z) * lamv) / m
+        if w is not None:
+            GZ *= w[:, None]
+        gB = GZ.T @ U
+        gD = loss.grad(Y, out + U @ D.T, sample_weight=w).T @ U
         if t is None:  # a first step from the curvature along the gradient, then adapted
-            L0 = (np.linalg.norm(U, 2) ** 2) * max(float(lamv.max()) / m,
+            Uw = U if w is None else U * np.sqrt(w)[:, None]
+            L0 = (np.linalg.norm(Uw, 2) ** 2) * max(float(lamv.max()) / m,
                                                     getattr(loss, "smoothness", 1.0) / m)
             t = 1.0 / max(L0, 1e-12)
         while True:
@@ -194,7 +205,8 @@ def _bd_prox_grad(A, B, b, C, D, c, X, P, U, Y, lamv, activation, loss, group, m
     return B, D, F, n_steps, converged
 
 
-def _bd_cvxpy(A, b, C, c, X, P, U, Y, lam, act, loss, group, tol, max_iter, solver=None):
+def _bd_cvxpy(A, b, C, c, X, P, U, Y, lam, act, loss, group, tol, max_iter, solver=None,
+              w=None):
     """The cvxpy formulation; ``(B, D, n_iter, converged, label)``."""
     import cvxpy as cp
 
@@ -203,9 +215,12 @@ def _bd_cvxpy(A, b, C, c, X, P, U, Y, lam, act, loss, group, tol, max_iter, solv
     Bv, Dv = cp.Variable((n, p), name="B"), cp.Variable((q, p), name="D")
     Z = (X @ A.T + b) + U @ Bv.T
     lam_rows = np.tile(lam, (m, 1))
+    if w is not None:  # sample s's divergence terms weighted by w_s
+        lam_rows = lam_rows * w[:, None]
     # f*(P) is constant here; it is added back by the numpy objective
     div = cp.sum(cp.multiply(lam_rows, act.f_cvxpy(Z))) - cp.sum(cp.multiply(lam_rows * P, Z))
-    obj = loss.cvxpy(Y, (P @ C.T + c) + U @ Dv.T) + div / m + group.cvxpy(Bv, Dv)
+    obj = (loss.cvxpy(Y, (P @ C.T + c) + U @ Dv.T, sample_weight=w) + div / m
+           + group.cvxpy(Bv, Dv))
     conv, n_iter, name = solve_cvxpy(cp.Problem(cp.Minimize(obj)), "(B, D)", tol, max_iter,
                                      solver)
     return (np.array(Bv.value, dtype=np.float64), np.array(Dv.value, dtype=np.float64), n_iter,

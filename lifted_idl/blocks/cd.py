@@ -51,7 +51,7 @@ import scipy.linalg
 import scipy.optimize
 from scipy.special import logsumexp, softmax
 
-from ..losses import SoftmaxCrossEntropy, SquaredLoss, get_loss
+from ..losses import SoftmaxCrossEntropy, SquaredLoss, get_loss, unit_mean_weights
 from ..penalties import L1Penalty, L2Penalty, NoPenalty, PartialGroupPenalty
 from ._common import (
     BlockResult,
@@ -99,7 +99,7 @@ def _check(P, U, Y, loss, penalty, init):
 
 def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
              method: str = "fast", tol: float = 1e-8, max_iter: int = 1000,
-             cvxpy_solver: str | None = None) -> BlockResult:
+             cvxpy_solver: str | None = None, sample_weight=None) -> BlockResult:
     r"""Solve the (C, D, c) block exactly (theory §7, arXiv (12)).
 
     .. math::
@@ -138,6 +138,12 @@ def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
         quadratic program, ECOS for a second-order cone program, Clarabel for exponential
         cones, HiGHS for a linear program; ``lifted_idl.blocks.CVXPY_SOLVERS``); a name that
         cannot take the class raises a ValueError.
+    sample_weight : ndarray of shape (m,), optional
+        Non-negative sample weights: the loss becomes the weighted average
+        :math:`\frac{1}{\sum_t w_t}\sum_s w_s\ell(y_s, \hat y_s)`
+        (:func:`~lifted_idl.losses.unit_mean_weights`; integer weights are repeated samples).
+        The squared loss is reduced to an unweighted problem (weighted centring, rows scaled by
+        :math:`\sqrt{\tilde w_s}`); the cross-entropy solvers weight each sample's terms.
 
     Returns
     -------
@@ -157,13 +163,20 @@ def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
     n, q = P.shape[1], Y.shape[1]
     if init is not None and not fit_intercept:
         init = (init[0], init[1], np.zeros(q))
-    init_obj = None if init is None else _cd_objective(P, U, Y, loss, pen, *init)
+    w = unit_mean_weights(sample_weight, P.shape[0])
+    init_obj = None if init is None else _cd_objective(P, U, Y, loss, pen, *init, w)
     M = np.hstack([P, U])
+    Y_orig, fit_c = Y, fit_intercept
+    if w is not None and isinstance(loss, SquaredLoss) and method != "cvxpy":
+        # weighted least squares = least squares on the weighted-centred rows scaled by
+        # sqrt(w): the same objective, without an intercept (restored below)
+        M, Y, mbar_w, ybar_w = _weighted_rows(M, Y, w, fit_intercept)
+        fit_intercept, w = False, None
     if isinstance(pen, PartialGroupPenalty) and pen.alpha == 0 and method != "cvxpy":
         pen = NoPenalty()
     if method == "cvxpy":
         W, c, n_iter, conv, solver = _cd_cvxpy(M, Y, loss, pen, fit_intercept, tol, max_iter,
-                                               cvxpy_solver)
+                                               cvxpy_solver, w)
     elif isinstance(pen, PartialGroupPenalty) and pen.alpha > 0:
         W0 = None if init is None else np.hstack([init[0], init[1]])
         c0 = None if init is None else init[2]
@@ -172,11 +185,11 @@ def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
             solver = "group_schur_fista"
         elif pen.ord == 2:
             W, c, n_iter, conv = _cd_group_newton(M, Y, loss, pen, fit_intercept, W0, c0, tol,
-                                                  max_iter)
+                                                  max_iter, w)
             solver = "group_newton"
         else:
             W, c, n_iter, conv = _cd_group_fista(M, Y, loss, pen, fit_intercept, W0, c0, tol,
-                                                 max_iter)
+                                                 max_iter, w=w)
             solver = "group_fista"
     elif isinstance(loss, SquaredLoss) and not isinstance(pen, (L1Penalty,
                                                                   PartialGroupPenalty)):
@@ -192,15 +205,18 @@ def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
         c0 = None if init is None else init[2]
         if isinstance(pen, L1Penalty) and pen.alpha > 0:
             W, c, n_iter, conv = _softmax_l1_lbfgsb(M, Y, pen.alpha, fit_intercept, W0, c0, tol,
-                                                    max_iter)
+                                                    max_iter, w)
             solver = "lbfgsb"
         else:
             W, c, n_iter, conv, solver = _softmax_ridge_newton(M, Y, pen.alpha, fit_intercept,
-                                                               W0, c0, tol, max_iter)
+                                                               W0, c0, tol, max_iter, w=w)
     C, D = np.ascontiguousarray(W[:, :n]), np.ascontiguousarray(W[:, n:])
     if not fit_intercept:
         c = np.zeros(q)
-    obj = _cd_objective(P, U, Y, loss, pen, C, D, c)
+    if fit_intercept != fit_c:  # the weighted squared loss: the intercept of the centring
+        c = ybar_w - W @ mbar_w
+    w = unit_mean_weights(sample_weight, P.shape[0])
+    obj = _cd_objective(P, U, Y_orig, loss, pen, C, D, c, w)
     res = BlockResult((C, D, c), float(obj), int(n_iter), bool(conv), solver)
     return keep_better(res, init, init_obj)
 
@@ -208,6 +224,32 @@ def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
 # --------------------------------------------------------------------------------------------
 # squared loss
 # --------------------------------------------------------------------------------------------
+def _weighted_rows(M, Y, w, fit_intercept):
+    r"""The unweighted least-squares problem of the weighted one: rows
+    :math:`\sqrt{\tilde w_s}(m_s - \bar m_w)`, :math:`\sqrt{\tilde w_s}(y_s - \bar y_w)`
+    with the weighted means (zero without an intercept); returns them and the means."""
+    m = M.shape[0]
+    if fit_intercept:
+        mbar, ybar = w @ M / m, w @ Y / m
+    else:
+        mbar, ybar = np.zeros(M.shape[1]), np.zeros(Y.shape[1])
+    r = np.sqrt(w)[:, None]
+    return (M - mbar) * r, (Y - ybar) * r, mbar, ybar
+
+
+def _weighted_centre(M, w, fit_intercept):
+    """``M`` centred by its (weighted) column means, and the means."""
+    if not fit_intercept:
+        return M, np.zeros(M.shape[1])
+    mbar = M.mean(axis=0) if w is None else w @ M / M.shape[0]
+    return M - mbar, mbar
+
+
+def _wgram(M, w):
+    r""":math:`M^\top\mathrm{diag}(w)M` (:math:`M^\top M` for ``w`` None)."""
+    return M.T @ M if w is None else (M * w[:, None]).T @ M
+
+
 def _centre(M, Y, fit_intercept):
     if fit_intercept:
         mbar, ybar = M.mean(axis=0), Y.mean(axis=0)
@@ -257,18 +299,24 @@ def _lasso_cd(M, Y, alpha, fit_intercept, W0, tol, max_iter):
 # --------------------------------------------------------------------------------------------
 # cross-entropy
 # --------------------------------------------------------------------------------------------
-def _softmax_parts(Mx, Y, W, c):
-    """Cross-entropy value, the scaled residual ``G = (softmax - Y)/m`` and the softmax."""
+def _softmax_parts(Mx, Y, W, c, w=None):
+    """Cross-entropy value, the scaled residual ``G = (softmax - Y)/m`` and the softmax
+    (``w``: unit-mean sample weights, each sample's terms multiplied by its weight)."""
     m = Mx.shape[0]
     Z = Mx @ W.T
     Z += c
-    f = float(logsumexp(Z, axis=1).sum() - np.vdot(Y, Z)) / m
     S = softmax(Z, axis=1)
-    G = (S - Y) / m
+    if w is None:
+        f = float(logsumexp(Z, axis=1).sum() - np.vdot(Y, Z)) / m
+        G = (S - Y) / m
+    else:
+        f = float(w @ (logsumexp(Z, axis=1) - (Y * Z).sum(axis=1))) / m
+        G = (S - Y) * (w / m)[:, None]
     return f, G, S
 
 
-def _softmax_ridge_newton(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter, dense_max=400):
+def _softmax_ridge_newton(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter, dense_max=400,
+                          w=None):
     r"""Trust-region Newton-CG (SciPy ``trust-ncg``) for :math:`\mathcal L_{CE}(Y, MW^\top + c)
     + \frac\alpha2\|W\|_F^2` in whitened coordinates.
 
@@ -284,16 +332,13 @@ def _softmax_ridge_newton(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter, den
     minimum-norm one without it).
     With at most ``dense_max`` variables the whitened problem is solved by Newton's method
     with the explicit Hessian instead (:func:`_softmax_dense_newton`; solver ``"newton"``).
+    With unit-mean sample weights ``w`` the centring and the Gram matrix are weighted
+    (:math:`M_c^\top\mathrm{diag}(w)M_c`), and so is every sample's loss term.
     """
     m, d = M.shape
     q = Y.shape[1]
-    if fit_intercept:
-        mbar = M.mean(axis=0)
-        Mc = M - mbar
-    else:
-        mbar = np.zeros(d)
-        Mc = M
-    ev, V = np.linalg.eigh(Mc.T @ Mc)
+    Mc, mbar = _weighted_centre(M, w, fit_intercept)
+    ev, V = np.linalg.eigh(_wgram(Mc, w))
     keep = ev > max(float(ev[-1]) if d else 0.0, 1e-300) * d * np.finfo(float).eps
     Vr, sv = V[:, keep], np.sqrt(ev[keep])
     r = Vr.shape[1]
@@ -321,7 +366,7 @@ def _softmax_ridge_newton(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter, den
 
     def fun(v):
         Wt, c = unpack(v)
-        f, G, _ = _softmax_parts(Mt, Y, Wt, c)
+        f, G, _ = _softmax_parts(Mt, Y, Wt, c, w)
         f += 0.5 * float(np.vdot(Wt * pw, Wt))
         gW = G.T @ Mt + Wt * pw
         return f, np.concatenate([gW.ravel(), G.sum(axis=0)[:ni]])
@@ -342,10 +387,12 @@ def _softmax_ridge_newton(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter, den
         T = S * dZ
         T -= S * T.sum(axis=1, keepdims=True)
         T /= m
+        if w is not None:
+            T *= w[:, None]
         return np.concatenate([(T.T @ Mt + sW * pw).ravel(), T.sum(axis=0)[:ni]])
 
     if nw + ni <= dense_max:
-        xs, nit, ok = _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter)
+        xs, nit, ok = _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w)
         solver = "newton"
     else:
         solver = "newton_cg"
@@ -356,14 +403,14 @@ def _softmax_ridge_newton(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter, den
     W = Wt @ to_w.T
     c = c - W @ mbar if fit_intercept else np.zeros(q)
     # optimality in the original coordinates
-    _, G, _ = _softmax_parts(M, Y, W, c)
+    _, G, _ = _softmax_parts(M, Y, W, c, w)
     kkt = max(float(np.abs(G.T @ M + alpha * W).max(initial=0.0)),
               float(np.abs(G.sum(axis=0)).max(initial=0.0)) if fit_intercept else 0.0)
     conv = bool(ok) or kkt <= 10 * tol
     return W, np.array(c, dtype=np.float64), int(nit), conv, solver
 
 
-def _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter):
+def _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None):
     r"""Damped Newton with the explicit Hessian, for the whitened problem of
     :func:`_softmax_ridge_newton` when it has few variables (:math:`q(r + 1)` up to a few
     hundred): one Hessian costs :math:`q^2 m r^2/2` flops and a Cholesky solve, against the
@@ -377,8 +424,9 @@ def _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter):
     stops when the gradient's 2-norm is at most ``tol`` (SciPy's ``gtol``).
 
     ``x0`` and the returned point use :func:`_softmax_ridge_newton`'s packing
-    (the q×r weights row by row, then the q intercepts)."""
+    (the q×r weights row by row, then the q intercepts); ``w``: unit-mean sample weights."""
     m, r = Mt.shape
+    ws = None if w is None else w / m
     q = Y.shape[1]
     ni = 1 if fit_intercept else 0
     ra = r + ni
@@ -391,14 +439,17 @@ def _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter):
 
     def value(Wa):
         Z = Ma @ Wa.T
-        return (float(logsumexp(Z, axis=1).sum() - np.vdot(Y, Z)) / m
-                + 0.5 * float(np.vdot(Wa * pa, Wa))), Z
+        if w is None:
+            f = float(logsumexp(Z, axis=1).sum() - np.vdot(Y, Z)) / m
+        else:
+            f = float(ws @ (logsumexp(Z, axis=1) - (Y * Z).sum(axis=1)))
+        return f + 0.5 * float(np.vdot(Wa * pa, Wa)), Z
 
     f, Z = value(Wa)
     ok, it = False, 0
     for it in range(max_iter + 1):
         S = softmax(Z, axis=1)
-        g = ((S - Y) / m).T @ Ma + Wa * pa
+        g = (((S - Y) / m) if w is None else (S - Y) * ws[:, None]).T @ Ma + Wa * pa
         if float(np.linalg.norm(g)) <= tol:
             ok = True
             break
@@ -407,8 +458,9 @@ def _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter):
         H = np.empty((q, ra, q, ra))
         for k in range(q):
             for l in range(k, q):
-                w = (S[:, k] * ((k == l) - S[:, l])) / m
-                blk = Ma.T @ (Ma * w[:, None])
+                wk = S[:, k] * ((k == l) - S[:, l])
+                wk = wk / m if w is None else wk * ws
+                blk = Ma.T @ (Ma * wk[:, None])
                 H[k, :, l, :] = blk
                 if l != k:
                     H[l, :, k, :] = blk.T
@@ -439,20 +491,15 @@ def _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter):
     return x, it, ok
 
 
-def _softmax_l1_lbfgsb(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter):
+def _softmax_l1_lbfgsb(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter, w=None):
     r"""L-BFGS-B for :math:`\mathcal L_{CE}(Y, MW^\top + c) + \alpha\|W\|_1` on the split
     :math:`W = (W^+ - W^-)\,\mathrm{diag}(1/s)`, :math:`W^\pm \ge 0`, with the design columns
     scaled to unit root-mean-square :math:`s` (a diagonal preconditioner that keeps the bound
     structure; the penalty becomes :math:`\alpha\sum_j (W^+_{:,j} + W^-_{:,j})/s_j`)."""
     m, d = M.shape
     q = Y.shape[1]
-    if fit_intercept:
-        mbar = M.mean(axis=0)
-        Mc = M - mbar
-    else:
-        mbar = np.zeros(d)
-        Mc = M
-    cn = np.sqrt((Mc * Mc).mean(axis=0))
+    Mc, mbar = _weighted_centre(M, w, fit_intercept)
+    cn = np.sqrt((Mc * Mc).mean(axis=0) if w is None else w @ (Mc * Mc) / m)
     cn[cn <= 0] = 1.0
     Ms = Mc / cn
     wpen = np.broadcast_to(alpha / cn, (q, d)).ravel()
@@ -467,7 +514,7 @@ def _softmax_l1_lbfgsb(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter):
 
     def fun(v):
         Ws = (v[:nw] - v[nw:2 * nw]).reshape(q, d)
-        f, G, _ = _softmax_parts(Ms, Y, Ws, v[2 * nw:] if ni else zero_c)
+        f, G, _ = _softmax_parts(Ms, Y, Ws, v[2 * nw:] if ni else zero_c, w)
         f += float(wpen @ (v[:nw] + v[nw:2 * nw]))
         g = (G.T @ Ms).ravel()
         return f, np.concatenate([g + wpen, wpen - g, G.sum(axis=0)[:ni]])
@@ -480,7 +527,7 @@ def _softmax_l1_lbfgsb(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter):
     W = (v[:nw] - v[nw:2 * nw]).reshape(q, d) / cn
     c = (v[2 * nw:] - W @ mbar) if fit_intercept else np.zeros(q)
     # subgradient optimality in the original coordinates
-    _, G, _ = _softmax_parts(M, Y, W, c)
+    _, G, _ = _softmax_parts(M, Y, W, c, w)
     gW = G.T @ M
     r = np.where(W == 0, np.maximum(np.abs(gW) - alpha, 0.0), np.abs(gW + alpha * np.sign(W)))
     kkt = max(float(r.max(initial=0.0)),
@@ -493,7 +540,7 @@ def _softmax_l1_lbfgsb(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter):
 # the group penalty [IDL (5.1)]
 # --------------------------------------------------------------------------------------------
 def _cd_group_fista(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter,
-                    check_every: int = 5):
+                    check_every: int = 5, w=None):
     r"""FISTA (function-value restarts) for :math:`\mathcal L(Y, MW^\top + c) +
     \alpha\sum_j\|(W_{:,n+j}; F e_j)\|_r` (the group penalty with B fixed).
 
@@ -512,14 +559,11 @@ def _cd_group_fista(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter,
     p = pen.n_groups
     k0 = d - p
     squared = isinstance(loss, SquaredLoss)
+    if squared and w is not None:
+        raise ValueError("the weighted squared loss is reduced to an unweighted one by solve_cd")
     beta = float(getattr(loss, "smoothness", 1.0))
-    if fit_intercept:
-        mbar = M.mean(axis=0)
-        Mc = M - mbar
-    else:
-        mbar = np.zeros(d)
-        Mc = M
-    G = Mc.T @ Mc / m
+    Mc, mbar = _weighted_centre(M, w, fit_intercept)
+    G = _wgram(Mc, w) / m
     free_c = fit_intercept and not squared
     ridge = pen.ridge  # on the C columns, in the smooth part
     L = beta * max(float(np.linalg.eigvalsh(G)[-1]) if d else 0.0, 1.0 if free_c else 0.0)
@@ -542,8 +586,8 @@ def _cd_group_fista(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter,
         def smooth(W, c):
             Yh = Mc @ W.T
             Yh += c
-            f = loss.value(Y, Yh)
-            R = loss.grad(Y, Yh)
+            f = loss.value(Y, Yh, sample_weight=w)
+            R = loss.grad(Y, Yh, sample_weight=w)
             return f, R.T @ Mc, R.sum(axis=0)
 
     def value(W, c):
@@ -618,8 +662,9 @@ class _GroupCD:
     works on the Gram matrix :math:`G = M_c^\top M_c/m`).
     """
 
-    def __init__(self, M, Y, loss, pen, fit_intercept):
+    def __init__(self, M, Y, loss, pen, fit_intercept, w=None):
         m, d = M.shape
+        self.w = w  # unit-mean sample weights (cross-entropy only) or None
         self.m, self.d, self.q = m, d, Y.shape[1]
         self.p = pen.n_groups
         self.k0 = d - self.p
@@ -627,12 +672,14 @@ class _GroupCD:
         self.squared = isinstance(loss, SquaredLoss)
         self.beta = float(getattr(loss, "smoothness", 1.0))
         self.fit_intercept = fit_intercept
-        self.mbar = M.mean(axis=0) if fit_intercept else np.zeros(d)
-        Mc = M - self.mbar if fit_intercept else M
+        if self.squared and w is not None:
+            raise ValueError("the weighted squared loss is reduced to an unweighted one by "
+                             "solve_cd")
+        Mc, self.mbar = _weighted_centre(M, w, fit_intercept)
         self.free_c = fit_intercept and not self.squared
         self.Mx = np.hstack([Mc, np.ones((m, 1))]) if self.free_c else Mc
         self.dx = self.Mx.shape[1]
-        self.G = self.Mx.T @ self.Mx / m
+        self.G = _wgram(self.Mx, w) / m
         self.ridge = pen.ridge  # on the C columns
         L = self.beta * (float(np.linalg.eigvalsh(self.G)[-1]) if self.dx else 0.0)
         L += self.ridge
@@ -654,8 +701,8 @@ class _GroupCD:
             g = VG - self.YM
         else:
             Yh = self.Mx @ V.T
-            f = self.loss.value(self.Y, Yh)
-            g = self.loss.grad(self.Y, Yh).T @ self.Mx
+            f = self.loss.value(self.Y, Yh, sample_weight=self.w)
+            g = self.loss.grad(self.Y, Yh, sample_weight=self.w).T @ self.Mx
         if self.ridge:
             C = V[:, :self.k0]
             f += 0.5 * self.ridge * float(np.vdot(C, C))
@@ -675,8 +722,10 @@ class _GroupCD:
             H4 = np.empty((q, dx, q, dx))
             for k in range(q):
                 for l_ in range(k, q):
-                    w = S[:, k] * ((k == l_) - S[:, l_])
-                    blk = (self.Mx * w[:, None]).T @ self.Mx / self.m
+                    wk = S[:, k] * ((k == l_) - S[:, l_])
+                    if self.w is not None:
+                        wk = wk * self.w
+                    blk = (self.Mx * wk[:, None]).T @ self.Mx / self.m
                     H4[k, :, l_, :] = blk
                     H4[l_, :, k, :] = blk.T
             H = H4.reshape(q * dx, q * dx)
@@ -807,7 +856,7 @@ def _residual_halved(prob: _GroupCD, V, Vp, Vt) -> bool:
     return rt <= 0.5 * float(np.abs(Vp - V).max(initial=0.0))
 
 
-def _cd_group_newton(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter):
+def _cd_group_newton(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter, w=None):
     r"""Face Newton method for the (C, D, c) block with the l2 group norm on D.
 
     Each iteration: the prox-gradient point with one step per column (inverse curvature
@@ -820,7 +869,7 @@ def _cd_group_newton(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter):
     at zero) is accepted on decrease; otherwise the prox-gradient step with :math:`1/L` (a
     guaranteed descent) and a larger Levenberg–Marquardt damping.
     """
-    prob = _GroupCD(M, Y, loss, pen, fit_intercept)
+    prob = _GroupCD(M, Y, loss, pen, fit_intercept, w)
     q, dx, k0, p = prob.q, prob.dx, prob.k0, prob.p
     alpha, delta = pen.alpha, pen.fixed_norms
     if W0 is None:
@@ -916,7 +965,7 @@ def _cd_group_newton(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter):
 # --------------------------------------------------------------------------------------------
 # cvxpy formulation
 # --------------------------------------------------------------------------------------------
-def _cd_cvxpy(M, Y, loss, pen, fit_intercept, tol, max_iter, solver=None):
+def _cd_cvxpy(M, Y, loss, pen, fit_intercept, tol, max_iter, solver=None, w=None):
     """The cvxpy formulation; ``(W, c, n_iter, converged, label)``."""
     import cvxpy as cp
 
@@ -928,7 +977,7 @@ def _cd_cvxpy(M, Y, loss, pen, fit_intercept, tol, max_iter, solver=None):
     if fit_intercept:
         c = cp.Variable(q, name="c")
         Yhat = Yhat + np.ones((m, 1)) @ cp.reshape(c, (1, q), order="C")
-    prob = cp.Problem(cp.Minimize(loss.cvxpy(Y, Yhat) + pen.cvxpy(W)))
+    prob = cp.Problem(cp.Minimize(loss.cvxpy(Y, Yhat, sample_weight=w) + pen.cvxpy(W)))
     conv, n_iter, name = solve_cvxpy(prob, "(C, D)", tol, max_iter, solver)
     Wv = np.array(W.value, dtype=np.float64)
     cv = np.array(c.value, dtype=np.float64).reshape(q) if fit_intercept else np.zeros(q)

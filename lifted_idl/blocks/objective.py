@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..losses import get_loss
+from ..losses import get_loss, unit_mean_weights
 from ..penalties import GroupPenalty
 from ._common import (
     as_lam,
@@ -64,15 +64,19 @@ def _pre_activation(X, U, A, B, b):
     return Z
 
 
-def _divergence(act, P, Z, lam):
-    r""":math:`\frac1m\sum_i \lambda_i \sum_s F(P_{si}, Z_{si})`."""
+def _divergence(act, P, Z, lam, w=None):
+    r""":math:`\frac1m\sum_i \lambda_i \sum_s w_s F(P_{si}, Z_{si})` (``w``: unit-mean
+    sample weights, :func:`~lifted_idl.losses.unit_mean_weights`; None: all 1)."""
     F = act.fenchel(P, Z)
-    return float((F.sum(axis=0) @ lam)) / max(P.shape[0], 1)
+    cols = F.sum(axis=0) if w is None else w @ F
+    return float((cols @ lam)) / max(P.shape[0], 1)
 
 
-def _coupling(X, P, mu):
+def _coupling(X, P, mu, w=None):
     R = X - P
-    return 0.5 * mu * float(np.vdot(R, R)) / max(X.shape[0], 1)
+    if w is None:
+        return 0.5 * mu * float(np.vdot(R, R)) / max(X.shape[0], 1)
+    return 0.5 * mu * float(w @ np.einsum("ij,ij->i", R, R)) / max(X.shape[0], 1)
 
 
 def _output(P, U, C, D, c):
@@ -103,7 +107,8 @@ def _check_lifted(A, B, b, C, D, c, X, P, U, Y, lam, mu):
 
 
 def relaxed_objective(A, B, b, C, D, c, X, P, U, Y, lam, mu, activation, loss, pen_ab,
-                      pen_cd, *, pen_group: GroupPenalty | None = None) -> dict:
+                      pen_cd, *, pen_group: GroupPenalty | None = None,
+                      sample_weight=None) -> dict:
     r"""The relaxed lifted objective :math:`J` of theory §7 (arXiv (11)), term by term.
 
     .. math::
@@ -136,6 +141,11 @@ def relaxed_objective(A, B, b, C, D, c, X, P, U, Y, lam, mu, activation, loss, p
     pen_group : GroupPenalty, optional
         The group penalty :math:`\mathcal P(B, D)` of [IDL (5.1)] (theory §5), added once to
         the ``penalty`` term (on top of ``pen_ab`` and ``pen_cd``).
+    sample_weight : array of shape (m,), optional
+        Non-negative sample weights: every average over samples (loss, divergence, coupling)
+        becomes the weighted average :math:`\frac{1}{\sum_t w_t}\sum_s w_s(\cdot)_s`
+        (:func:`~lifted_idl.losses.unit_mean_weights`), so that integer weights give the
+        objective of the data with sample s repeated :math:`w_s` times.
 
     Returns
     -------
@@ -159,9 +169,10 @@ def relaxed_objective(A, B, b, C, D, c, X, P, U, Y, lam, mu, activation, loss, p
     A, B, b, C, D, c, X, P, U, Y, lam, mu = _check_lifted(A, B, b, C, D, c, X, P, U, Y, lam,
                                                           mu)
     Z = _pre_activation(X, U, A, B, b)
-    lo = loss.value(Y, _output(P, U, C, D, c))
-    dv = _divergence(act, P, Z, lam)
-    cp_ = _coupling(X, P, mu)
+    w = unit_mean_weights(sample_weight, U.shape[0])
+    lo = loss.value(Y, _output(P, U, C, D, c), sample_weight=w)
+    dv = _divergence(act, P, Z, lam, w)
+    cp_ = _coupling(X, P, mu, w)
     pen = pen_ab.value(np.hstack([A, B])) + pen_cd.value(np.hstack([C, D]))
     if pen_group is not None:
         pen += pen_group.value(B, D)
@@ -169,9 +180,10 @@ def relaxed_objective(A, B, b, C, D, c, X, P, U, Y, lam, mu, activation, loss, p
             "penalty": pen}
 
 
-def cd_objective(P, U, Y, loss, penalty, C, D, c=None) -> float:
+def cd_objective(P, U, Y, loss, penalty, C, D, c=None, *, sample_weight=None) -> float:
     r"""Objective of the (C, D, c) block: :math:`\mathcal L(Y, PC^\top + UD^\top + c) +
-    \mathrm{Pen}_{CD}([C\ D])` (theory §7, arXiv (12))."""
+    \mathrm{Pen}_{CD}([C\ D])` (theory §7, arXiv (12)); with ``sample_weight`` the loss is the
+    weighted average over samples."""
     loss = get_loss(loss)
     pen = get_block_penalty(penalty, "penalty", allow_group=True)
     U = as_matrix("U", U)
@@ -181,17 +193,20 @@ def cd_objective(P, U, Y, loss, penalty, C, D, c=None) -> float:
     Y = as_matrix("Y", Y, (m, None))
     q = Y.shape[1]
     C, D, c = as_output_weights(C, D, c, q, n, p)
-    return _cd_objective(P, U, Y, loss, pen, C, D, c)
+    return _cd_objective(P, U, Y, loss, pen, C, D, c, unit_mean_weights(sample_weight, m))
 
 
-def _cd_objective(P, U, Y, loss, pen, C, D, c):
-    return loss.value(Y, _output(P, U, C, D, c)) + pen.value(np.hstack([C, D]))
+def _cd_objective(P, U, Y, loss, pen, C, D, c, w=None):
+    return loss.value(Y, _output(P, U, C, D, c), sample_weight=w) + pen.value(np.hstack([C, D]))
 
 
-def ab_objective(X, U, P, lam, kappa, activation, penalty, A, B, b=None) -> float:
+def ab_objective(X, U, P, lam, kappa, activation, penalty, A, B, b=None, *,
+                 sample_weight=None) -> float:
     r"""Objective of the (A, B, b) block (theory §7, arXiv (13)):
     :math:`\frac1m\sum_i\lambda_i\sum_s F_\phi(P_{si}, Z_{si}) + \mathrm{Pen}_{AB}([A\ B])`,
-    ``+inf`` when :math:`\|A\|_\infty > \kappa` (up to a relative slack of 1e-10)."""
+    ``+inf`` when :math:`\|A\|_\infty > \kappa` (up to a relative slack of 1e-10). With
+    ``sample_weight`` the average over samples is weighted
+    (:func:`~lifted_idl.losses.unit_mean_weights`)."""
     act = get_fenchel_activation(activation, "(A, B)")
     pen = get_block_penalty(penalty, "penalty", allow_group=True)
     U = as_matrix("U", U)
@@ -204,14 +219,15 @@ def ab_objective(X, U, P, lam, kappa, activation, penalty, A, B, b=None) -> floa
     A = as_matrix("A", A, (n, n))
     B = as_matrix("B", B, (n, p))
     b = as_vector("b", b, n)
-    return _ab_objective(X, U, P, lam, kappa, act, pen, A, B, b)
+    w = unit_mean_weights(sample_weight, m)
+    return _ab_objective(X, U, P, lam, kappa, act, pen, A, B, b, w)
 
 
-def _ab_objective(X, U, P, lam, kappa, act, pen, A, B, b):
+def _ab_objective(X, U, P, lam, kappa, act, pen, A, B, b, w=None):
     if not _ab_feasible(A, kappa):
         return np.inf
     Z = _pre_activation(X, U, A, B, b)
-    return _divergence(act, P, Z, lam) + pen.value(np.hstack([A, B]))
+    return _divergence(act, P, Z, lam, w) + pen.value(np.hstack([A, B]))
 
 
 def x_objective(A, B, b, U, P, lam, mu, activation, X) -> float:
@@ -229,9 +245,9 @@ def x_objective(A, B, b, U, P, lam, mu, activation, X) -> float:
     return _x_objective(A, B, b, U, P, lam, mu, act, X)
 
 
-def _x_objective(A, B, b, U, P, lam, mu, act, X):
+def _x_objective(A, B, b, U, P, lam, mu, act, X, w=None):
     Z = _pre_activation(X, U, A, B, b)
-    return _divergence(act, P, Z, lam) + _coupling(X, P, mu)
+    return _divergence(act, P, Z, lam, w) + _coupling(X, P, mu, w)
 
 
 def p_objective(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, P) -> float:
@@ -247,9 +263,10 @@ def p_objective(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, P) -> floa
     return _p_objective(Z, C, U @ D.T + c, X, Y, lam, mu, act, loss, P)
 
 
-def _p_objective(Z, C, E, X, Y, lam, mu, act, loss, P):
-    """P-block objective with ``Z`` and the constant output part ``E = UD^T + c`` precomputed."""
-    dv = _divergence(act, P, Z, lam)
+def _p_objective(Z, C, E, X, Y, lam, mu, act, loss, P, w=None):
+    """P-block objective with ``Z`` and the constant output part ``E = UD^T + c`` precomputed
+    (``w``: unit-mean sample weights or None)."""
+    dv = _divergence(act, P, Z, lam, w)
     if not np.isfinite(dv):
         return np.inf
-    return loss.value(Y, P @ C.T + E) + dv + _coupling(X, P, mu)
+    return loss.value(Y, P @ C.T + E, sample_weight=w) + dv + _coupling(X, P, mu, w)

@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..activations import ReLU, Sigmoid, Tanh
-from ..losses import SoftmaxCrossEntropy, SquaredLoss, get_loss
+from ..losses import SoftmaxCrossEntropy, SquaredLoss, get_loss, unit_mean_weights
 from ._common import (
     BlockResult,
     as_lam,
@@ -88,7 +88,7 @@ def _check(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, init):
 
 def solve_p(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, *, init=None,
             method: str = "fast", tol: float = 1e-8, max_iter: int = 2000,
-            cvxpy_solver: str | None = None) -> BlockResult:
+            cvxpy_solver: str | None = None, sample_weight=None) -> BlockResult:
     r"""Solve the P block exactly (theory §7 with its **fix**, arXiv (15)).
 
     .. math::
@@ -125,6 +125,14 @@ def solve_p(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, *, init=None,
         quadratic program, ECOS for a second-order cone program, Clarabel for exponential
         cones, HiGHS for a linear program; ``lifted_idl.blocks.CVXPY_SOLVERS``); a name that
         cannot take the class raises a ValueError.
+    sample_weight : ndarray of shape (m,), optional
+        Non-negative sample weights: every average over samples in the objective is weighted
+        (:func:`~lifted_idl.losses.unit_mean_weights`). The block is separable over samples
+        and a weight multiplies all of one sample's terms, so the minimiser does not depend
+        on the weights (a sample of weight 0 has any minimiser; the unweighted one is
+        returned): the fast solver ignores them, while the reported objective, the
+        comparison with ``init`` and the cvxpy formulation are weighted (the cvxpy twin thus
+        checks this invariance).
 
     Returns
     -------
@@ -138,14 +146,16 @@ def solve_p(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, *, init=None,
     Z = _pre_activation(X, U, A, B, b)
     E = U @ D.T
     E += c
-    init_obj = None if init is None else _p_objective(Z, C, E, X, Y, lam, mu, act, loss, init)
+    w = unit_mean_weights(sample_weight, X.shape[0])
+    init_obj = (None if init is None
+                else _p_objective(Z, C, E, X, Y, lam, mu, act, loss, init, w))
     if method == "cvxpy":
         P, n_iter, conv, solver = _p_cvxpy(Z, C, E, X, Y, lam, mu, act, loss, tol, max_iter,
-                                           cvxpy_solver)
+                                           cvxpy_solver, w)
     else:
         P, n_iter, conv = _p_newton(Z, C, E, X, Y, lam, mu, act, loss, init, tol, max_iter)
         solver = "newton"
-    obj = _p_objective(Z, C, E, X, Y, lam, mu, act, loss, P)
+    obj = _p_objective(Z, C, E, X, Y, lam, mu, act, loss, P, w)
     return keep_better(BlockResult(P, float(obj), int(n_iter), bool(conv), solver), init,
                        init_obj)
 
@@ -282,15 +292,19 @@ def _search_projected(P, d, g, active, lo, hi, vals, Z, C, E, X, Y, lam, mu, act
 # --------------------------------------------------------------------------------------------
 # cvxpy formulation
 # --------------------------------------------------------------------------------------------
-def _p_cvxpy(Z, C, E, X, Y, lam, mu, act, loss, tol, max_iter, solver=None):
+def _p_cvxpy(Z, C, E, X, Y, lam, mu, act, loss, tol, max_iter, solver=None, w=None):
     """The cvxpy formulation; ``(P, n_iter, converged, label)``."""
     import cvxpy as cp
 
     m, n = X.shape
     P = cp.Variable((m, n), name="P")
     lam_rows = np.tile(lam, (m, 1))
+    R = P - X
+    if w is not None:  # every term of sample s weighted by w_s
+        lam_rows = lam_rows * w[:, None]
+        R = cp.multiply(np.sqrt(w)[:, None], R)
     div = cp.sum(cp.multiply(lam_rows, act.f_conj_cvxpy(P))) - cp.sum(cp.multiply(lam_rows * Z, P))
-    obj = loss.cvxpy(Y, P @ C.T + E) + (div + 0.5 * mu * cp.sum_squares(P - X)) / m
+    obj = loss.cvxpy(Y, P @ C.T + E, sample_weight=w) + (div + 0.5 * mu * cp.sum_squares(R)) / m
     cons = [P >= 0] if isinstance(act, ReLU) else []
     prob = cp.Problem(cp.Minimize(obj), cons)
     conv, n_iter, name = solve_cvxpy(prob, "P", tol, max_iter, solver)

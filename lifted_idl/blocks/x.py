@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..losses import unit_mean_weights
 from ._common import (
     BlockResult,
     as_lam,
@@ -69,7 +70,7 @@ def _check(A, B, b, U, P, lam, mu, activation, init):
 
 def solve_x(A, B, b, U, P, lam, mu, activation, *, init=None, method: str = "fast",
             tol: float = 1e-8, max_iter: int = 2000,
-            cvxpy_solver: str | None = None) -> BlockResult:
+            cvxpy_solver: str | None = None, sample_weight=None) -> BlockResult:
     r"""Solve the X block exactly (theory §7, arXiv (14)).
 
     .. math::
@@ -101,6 +102,14 @@ def solve_x(A, B, b, U, P, lam, mu, activation, *, init=None, method: str = "fas
         quadratic program, ECOS for a second-order cone program, Clarabel for exponential
         cones, HiGHS for a linear program; ``lifted_idl.blocks.CVXPY_SOLVERS``); a name that
         cannot take the class raises a ValueError.
+    sample_weight : ndarray of shape (m,), optional
+        Non-negative sample weights: every average over samples in the objective is weighted
+        (:func:`~lifted_idl.losses.unit_mean_weights`). The block is separable over samples
+        and a weight multiplies all of one sample's terms, so the minimiser does not depend
+        on the weights (a sample of weight 0 has any minimiser; the unweighted one is
+        returned): the fast solver ignores them, while the reported objective, the
+        comparison with ``init`` and the cvxpy formulation are weighted (the cvxpy twin thus
+        checks this invariance).
 
     Returns
     -------
@@ -110,10 +119,11 @@ def solve_x(A, B, b, U, P, lam, mu, activation, *, init=None, method: str = "fas
     check_options(method, tol, max_iter)
     cvxpy_solver = check_cvxpy_solver(method, cvxpy_solver)
     A, B, b, U, P, lam, mu, act, init = _check(A, B, b, U, P, lam, mu, activation, init)
-    init_obj = None if init is None else _x_objective(A, B, b, U, P, lam, mu, act, init)
+    w = unit_mean_weights(sample_weight, U.shape[0])
+    init_obj = None if init is None else _x_objective(A, B, b, U, P, lam, mu, act, init, w)
     if method == "cvxpy":
         X, n_iter, conv, solver = _x_cvxpy(A, B, b, U, P, lam, mu, act, tol, max_iter,
-                                           cvxpy_solver)
+                                           cvxpy_solver, w)
     else:
         if _use_newton(A, lam, mu, act, P.shape[0]):
             X, n_iter, conv = _x_newton(A, B, b, U, P, lam, mu, act, init, tol, max_iter)
@@ -121,7 +131,7 @@ def solve_x(A, B, b, U, P, lam, mu, activation, *, init=None, method: str = "fas
         else:
             X, n_iter, conv = _x_agd(A, B, b, U, P, lam, mu, act, init, tol, max_iter)
             solver = "agd"
-    obj = _x_objective(A, B, b, U, P, lam, mu, act, X)
+    obj = _x_objective(A, B, b, U, P, lam, mu, act, X, w)
     return keep_better(BlockResult(X, float(obj), int(n_iter), bool(conv), solver), init,
                        init_obj)
 
@@ -252,7 +262,7 @@ def _x_newton(A, B, b, U, P, lam, mu, act, init, tol, max_iter):
 # --------------------------------------------------------------------------------------------
 # cvxpy formulation
 # --------------------------------------------------------------------------------------------
-def _x_cvxpy(A, B, b, U, P, lam, mu, act, tol, max_iter, solver=None):
+def _x_cvxpy(A, B, b, U, P, lam, mu, act, tol, max_iter, solver=None, w=None):
     """The cvxpy formulation; ``(X, n_iter, converged, label)``."""
     import cvxpy as cp
 
@@ -260,7 +270,11 @@ def _x_cvxpy(A, B, b, U, P, lam, mu, act, tol, max_iter, solver=None):
     X = cp.Variable((m, n), name="X")
     Z = X @ A.T + (U @ B.T + b)
     lam_rows = np.tile(lam, (m, 1))
+    R = X - P
+    if w is not None:  # every term of sample s weighted by w_s
+        lam_rows = lam_rows * w[:, None]
+        R = cp.multiply(np.sqrt(w)[:, None], R)
     div = cp.sum(cp.multiply(lam_rows, act.f_cvxpy(Z))) - cp.sum(cp.multiply(lam_rows * P, Z))
-    prob = cp.Problem(cp.Minimize((div + 0.5 * mu * cp.sum_squares(X - P)) / m))
+    prob = cp.Problem(cp.Minimize((div + 0.5 * mu * cp.sum_squares(R)) / m))
     conv, n_iter, name = solve_cvxpy(prob, "X", tol, max_iter, solver)
     return np.array(X.value, dtype=np.float64), n_iter, conv, f"cvxpy:{name}"

@@ -32,6 +32,7 @@ import time
 import numpy as np
 
 from .. import blocks
+from ..losses import unit_mean_weights
 from ..penalties import NoPenalty
 from ..wellposedness import project_inf_norm_ball
 from .objective import group_terms, true_objective
@@ -63,13 +64,23 @@ class BCDBlocks(Blocks):
     """The blocks of :func:`fit_bcd`: exact (C, D, c), P, X and (A, B, b) steps
     (:mod:`lifted_idl.blocks`), the robust (A, B, b) step with ``robust_sigma``, and with a
     group penalty the joint (B, D) step (:func:`~lifted_idl.blocks.solve_bd`); the objective
-    is the loss at the true equilibrium plus ``pen_ab``, ``pen_cd`` and the group penalty."""
+    is the loss at the true equilibrium plus ``pen_ab``, ``pen_cd`` and the group penalty.
+
+    With ``sample_weight`` every average over samples is weighted (the (C, D, c), (A, B, b)
+    and (B, D) steps and the objectives). The P and X blocks are separable over samples, and
+    a weight multiplies all of one sample's terms, so their minimisers do not depend on the
+    weights (for positive weights; a sample of weight 0 takes no part in any other block):
+    their fast solvers ignore the weights (:func:`~lifted_idl.blocks.solve_p`)."""
 
     def __init__(self, U, Y, loss, activation, *, kappa, pen_ab, pen_cd, group=None,
                  c_ridge=0.0, fit_intercept=True, block_solver="fast", block_tol=1e-6,
                  block_max_iter=100, robust_sigma=None, n_jobs=None, ab_method="fast",
-                 ab_max_iter=5):
+                 ab_max_iter=5, sample_weight=None):
         self.U, self.Y, self.loss, self.activation = U, Y, loss, activation
+        self.w = unit_mean_weights(sample_weight, U.shape[0])
+        if self.w is not None and robust_sigma is not None:
+            raise ValueError("sample_weight is not supported with robust_sigma (the robust "
+                             "(A, B, b) step is unweighted); drop one of them")
         self.kappa, self.pen_ab, self.pen_cd = kappa, pen_ab, pen_cd
         self.group, self.c_ridge, self.fit_intercept = group, c_ridge, fit_intercept
         self.robust_sigma = robust_sigma
@@ -94,38 +105,41 @@ class BCDBlocks(Blocks):
     def cd_step(self, W, X, init):
         pen = self.pen_cd if self.group is None else self.group.for_cd(W[1], ridge=self.c_ridge)
         r = blocks.solve_cd(X, self.U, self.Y, self.loss, pen, fit_intercept=self.fit_intercept,
-                            init=init, **self.kw)
+                            init=init, sample_weight=self.w, **self.kw)
         return r.value, r.converged
 
     def objective(self, W, CD, X, model):
         return true_objective(model, self.U, self.Y, self.loss, self.pen_ab, self.pen_cd, X,
                               group=self.group,
-                              c_ridge=self.c_ridge if self.group is not None else 0.0)
+                              c_ridge=self.c_ridge if self.group is not None else 0.0,
+                              sample_weight=self.w)
 
     def p_step(self, W, CD, X, lamv, mu):
         r = blocks.solve_p(*W, *CD, X, self.U, self.Y, lamv, mu, self.activation, self.loss,
-                           init=X.copy(), **self.kw)
+                           init=X.copy(), sample_weight=self.w, **self.kw)
         return r.value, r.converged
 
     def x_step(self, W, P, lamv, mu, init):
-        r = blocks.solve_x(*W, self.U, P, lamv, mu, self.activation, init=init, **self.kw)
+        r = blocks.solve_x(*W, self.U, P, lamv, mu, self.activation, init=init,
+                           sample_weight=self.w, **self.kw)
         return r.value, r.converged
 
     def relaxed(self, W, CD, X, P, lamv, mu):
-        return blocks.relaxed_objective(*W, *CD, X, P, self.U, self.Y, lamv, mu,
-                                        self.activation, self.loss, self.pen_ab,
-                                        self.pen_cd)["total"] + self.group_value(W[1], *CD[:2])
+        return (blocks.relaxed_objective(*W, *CD, X, P, self.U, self.Y, lamv, mu,
+                                         self.activation, self.loss, self.pen_ab,
+                                         self.pen_cd, sample_weight=self.w)["total"]
+                + self.group_value(W[1], *CD[:2]))
 
     def weight_steps(self, X, P, lamv, W, CD):
         pen = self.pen_ab if self.group is None else self.group.for_ab(CD[1])
         if self.robust_sigma is None and self.ab_mm:
             r = blocks.solve_ab(X, self.U, P, lamv, self.kappa, self.activation, pen, init=W,
                                 method="mm", tol=self.kw["tol"], max_iter=self.ab_max_iter,
-                                **self.ab_kw)
+                                sample_weight=self.w, **self.ab_kw)
             r.converged = True  # a fixed number of descent steps
         elif self.robust_sigma is None:
             r = blocks.solve_ab(X, self.U, P, lamv, self.kappa, self.activation, pen, init=W,
-                                **self.kw, **self.ab_kw)
+                                sample_weight=self.w, **self.kw, **self.ab_kw)
         else:
             r = blocks.solve_ab_robust(X, self.U, P, lamv, self.kappa, self.activation, pen,
                                        self.robust_sigma, init=W, **self.kw, **self.ab_kw)
@@ -134,7 +148,8 @@ class BCDBlocks(Blocks):
             # the joint (B, D) step zeroes whole columns; the anchor re-solves (C, D, c) from
             # its D, which keeps D's zero columns
             r = blocks.solve_bd(*r.value, *CD, X, P, self.U, self.Y, lamv, self.activation,
-                                self.loss, self.group, **self.bd_kw)
+                                self.loss, self.group, sample_weight=self.w,
+                                **self.bd_kw)
             yield "BD", *r.value, r.converged
 
 
@@ -152,15 +167,16 @@ def block_method(block_solver) -> dict:
 
 
 def initial_model(U, Y, loss, *, n_hidden, kappa, activation, pen_cd, group=None, c_ridge=0.0,
-                  random_state=None, fit_intercept=True):
+                  random_state=None, fit_intercept=True, sample_weight=None):
     """The model BCD starts from: random features (:func:`random_feature_init`, A = 0) with
-    (C, D, c) solved on their states — round 0 of :func:`fit_bcd`, anchored by the same
-    engine, with the (C, D, c) block solved to its own default tolerance."""
+    (C, D, c) solved on their states (weighted by ``sample_weight``) — round 0 of
+    :func:`fit_bcd`, anchored by the same engine, with the (C, D, c) block solved to its own
+    default tolerance."""
     U = np.ascontiguousarray(U, dtype=np.float64)
     Y = np.ascontiguousarray(Y, dtype=np.float64)
     problem = BCDBlocks(U, Y, loss, activation, kappa=kappa, pen_ab=NoPenalty(), pen_cd=pen_cd,
                         group=group, c_ridge=c_ridge, fit_intercept=fit_intercept,
-                        block_tol=1e-8, block_max_iter=1000)
+                        block_tol=1e-8, block_max_iter=1000, sample_weight=sample_weight)
     engine = RoundEngine(problem, RoundSettings())
     return engine.anchor(random_feature_init(U, n_hidden, activation, random_state,
                                              kappa)).model
@@ -172,7 +188,7 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
             n_iter_no_change=5, block_solver="fast", block_tol=1e-6, block_max_iter=100,
             ab_method="fast", ab_max_iter=5, fit_intercept=True, validation=None,
             robust_sigma=None, group=None, c_ridge=0.0, n_jobs=None, random_state=None,
-            verbose=0, callback=None):
+            verbose=0, callback=None, sample_weight=None):
     r"""Train an implicit model by block-coordinate descent on the relaxation (docs/theory.md §8).
 
     A fit is one run of the anchored-round engine (:class:`~lifted_idl.training.rounds.
@@ -293,13 +309,22 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
         Box uncertainty on the (standardised) inputs: the (A, B, b) step is then the robust
         counterpart :func:`lifted_idl.blocks.solve_ab_robust` (arXiv §5.3; ReLU). Rounds are
         still accepted on the nominal training objective.
-    validation : tuple (U_val, Y_val), optional
+    validation : tuple (U_val, Y_val) or (U_val, Y_val, sample_weight_val), optional
         Held-out data: the returned round, and convergence, are then judged on the validation
-        loss instead of the training objective (early stopping).
+        loss (weighted when weights are given) instead of the training objective (early
+        stopping).
     random_state : int, Generator or None
     verbose : int
     callback : callable, optional
         ``callback(round, model, history)`` after each round.
+    sample_weight : ndarray of shape (m,), optional
+        Non-negative sample weights. Every average over the samples in the relaxation (loss,
+        divergence, coupling) and in the training objective becomes the weighted average
+        :math:`\frac{1}{\sum_t w_t}\sum_s w_s(\cdot)_s`
+        (:func:`~lifted_idl.losses.unit_mean_weights`), so integer weights give the fit on the
+        data with each sample repeated :math:`w_s` times, and zero weights the fit without
+        those samples (up to rounding: the random-feature start depends on the seed and the
+        shapes only). Not supported with ``robust_sigma``.
 
     Returns
     -------
@@ -326,7 +351,8 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
                         group=group, c_ridge=c_ridge, fit_intercept=fit_intercept,
                         block_solver=block_solver, block_tol=block_tol,
                         block_max_iter=block_max_iter, robust_sigma=robust_sigma,
-                        n_jobs=n_jobs, ab_method=ab_method, ab_max_iter=ab_max_iter)
+                        n_jobs=n_jobs, ab_method=ab_method, ab_max_iter=ab_max_iter,
+                        sample_weight=sample_weight)
     settings = RoundSettings(lam=lam, lam_increase=lam_increase, lam_decrease=lam_decrease,
                              lam_min=lam_min, lam_max=lam_max, mu=mu,
                              per_state_lam=per_state_lam, x_step=x_step,

@@ -55,7 +55,7 @@ from .._array import get_namespace
 from ..activations import get_activation
 from ..exceptions import ConvergenceWarning, IllPosedModelError
 from ..kernel import solve_adjoint  # also importable from here, as before
-from ..losses import Loss, get_loss
+from ..losses import Loss, get_loss, unit_mean_weights
 from ..model import ImplicitModel
 from ..penalties import GroupPenalty, NoPenalty, Penalty, get_penalty
 from ..robustness.training import project_mu_inf
@@ -117,7 +117,7 @@ def _default_max_iter(tol: float, contraction: float) -> int:
     return int(min(max(3 * need + 50, 100), 100000))
 
 
-def _picard_batch(A, Z0, act, X0, tol, max_iter, min_iter=0, alpha=1.0):
+def _picard_batch(A, Z0, act, X0, tol, max_iter, min_iter=0, alpha=1.0, w=None):
     r"""Warm-started Picard :math:`X \leftarrow \phi(X A^\top + Z_0)` for training steps.
 
     The same iteration as :func:`lifted_idl.kernel.picard`, with a whole-batch criterion
@@ -133,6 +133,9 @@ def _picard_batch(A, Z0, act, X0, tol, max_iter, min_iter=0, alpha=1.0):
     NE-MON certificate :math:`\mu_\infty(A\Gamma) < 1` with the step of
     :func:`~lifted_idl.wellposedness.averaged_step` (theory §1); the test is then on the
     residual :math:`\|\phi(XA^\top + Z_0) - X\|_F = \|X^{t+1} - X^t\|_F/\alpha`.
+
+    With sample weights ``w`` both norms are weighted, :math:`\sum_s w_s\|x_s\|^2`: the
+    test of the data with sample s repeated :math:`w_s` times.
 
     Returns ``(X, converged, n_iter)``.
     """
@@ -155,8 +158,12 @@ def _picard_batch(A, Z0, act, X0, tol, max_iter, min_iter=0, alpha=1.0):
         if it < min_iter:
             continue
         np.subtract(X, W, out=W)
-        step = float(np.vdot(W, W))
-        scale = float(np.vdot(X, X))
+        if w is None:
+            step = float(np.vdot(W, W))
+            scale = float(np.vdot(X, X))
+        else:
+            step = float(w @ np.einsum("ij,ij->i", W, W))
+            scale = float(w @ np.einsum("ij,ij->i", X, X))
         if step <= tol * tol * scale:
             return X, True, it
         if not math.isfinite(step):
@@ -165,11 +172,18 @@ def _picard_batch(A, Z0, act, X0, tol, max_iter, min_iter=0, alpha=1.0):
 
 
 def _backward(P, act, U, Y, X, loss, Z0, *, alpha, tol, max_iter, V0=None, min_iter=0,
-              warn=True, out=None):
-    """Loss value, adjoint and gradients at the equilibrium ``X`` (row layout, theory §7).
+              warn=True, out=None, w=None):
+    r"""Loss value, adjoint and gradients at the equilibrium ``X`` (row layout, theory §7).
 
     ``P`` maps names to the parameter arrays (``b``/``c`` may be None); ``Z0 = U B^T + b``.
     Gradients are written into ``out`` (a dict of arrays of the parameters' shapes) when given.
+
+    ``w``: per-sample multipliers (unit-mean sample weights, or their minibatch rows): the
+    loss is :math:`\frac1{m_b}\sum_s w_s\ell_s`. The adjoint equation is separable over
+    samples and linear, so it is solved for the rows :math:`\sqrt{w_s}r_s` and the result
+    scaled by :math:`\sqrt{w_s}`: its whole-batch stopping test is then that of the data with
+    sample s repeated :math:`w_s` times. The adjoint returned (the warm start of the next
+    call) is the one of the :math:`\sqrt{w}`-scaled rows.
     """
     A, C = P["A"], P["C"]
     Z = X @ A.T
@@ -178,14 +192,22 @@ def _backward(P, act, U, Y, X, loss, Z0, *, alpha, tol, max_iter, V0=None, min_i
     Yhat += U @ P["D"].T
     if P["c"] is not None:
         Yhat += P["c"]
-    value = loss.value(Y, Yhat)
-    G = loss.grad(Y, Yhat)
+    if w is None:
+        value = loss.value(Y, Yhat)
+        G = loss.grad(Y, Yhat)
+    else:
+        value = float(w @ loss.sample_values(Y, Yhat)) / max(Y.shape[0], 1)
+        sw = np.sqrt(w)[:, None]
+        G = loss.grad(Y, Yhat) * sw
     Psi = act.derivative(Z)
     R = G @ C
     R *= Psi
     res = solve_adjoint(A, Psi, R, alpha=alpha, tol=tol, max_iter=max_iter, V0=V0,
                         min_iter=min_iter, warn=warn)
     V = res.X
+    if w is not None:
+        V = V * sw
+        G = G * sw
     if out is None:
         out = {
             "A": np.empty_like(A), "B": np.empty_like(P["B"]), "b": np.empty(A.shape[0], A.dtype),
@@ -384,7 +406,7 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
                  random_state=None, verbose: int = 0, callback=None, train_bias: bool = True,
                  solver_tol: float | None = None, model_penalty=None,
                  constraint: str = "inf_norm", group: GroupPenalty | None = None,
-                 c_ridge: float = 0.0) -> tuple[ImplicitModel, dict]:
+                 c_ridge: float = 0.0, sample_weight=None) -> tuple[ImplicitModel, dict]:
     r"""Train every parameter by (stochastic) projected gradient [IDL §6.2], theory §7.
 
     Minimises [IDL (6.3)] with biases and penalties,
@@ -506,6 +528,16 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
         activation (ReLU), :math:`(B, b, C) \to (sB, sb, C/s)` keeps the predictions and
         lowers the group penalty as :math:`s \to 0`; the ridge gives the problem a minimiser
         (:meth:`~lifted_idl.penalties.GroupPenalty.for_cd`).
+    sample_weight : ndarray of shape (m,), optional
+        Non-negative sample weights: the loss is the weighted average
+        :math:`\frac{1}{\sum_t w_t}\sum_s w_s\ell_s`
+        (:func:`~lifted_idl.losses.unit_mean_weights`), and the whole-batch stopping tests of
+        the forward and adjoint solves use the weighted norms. With full-batch steps, integer
+        weights give the fit on the data with each sample repeated :math:`w_s` times (up to
+        rounding). A minibatch's loss is :math:`\frac{1}{|b|}\sum_{s\in b}\tilde w_s
+        \ell_s` with the unit-mean weights :math:`\tilde w`, an unbiased estimate of the
+        weighted loss; repeating samples changes the minibatches themselves, so with
+        minibatches weights and repeats agree only in expectation.
 
     Returns
     -------
@@ -554,7 +586,7 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
     if get_namespace(model.A) is not np:
         model = model.to_numpy()
     U, Y = _check_data(model, U, Y)
-    trainer = _GradientTrainer(model, U, Y, opts)
+    trainer = _GradientTrainer(model, U, Y, opts, unit_mean_weights(sample_weight, U.shape[0]))
     stopping = _StoppingRule(opts)
     if opts.batch_size is None or opts.batch_size >= U.shape[0]:
         loss_initial, converged, n_iter = _run_full_batch(trainer, stopping)
@@ -732,8 +764,9 @@ class _GradientTrainer:
     forward and adjoint solves are warm-started from the last solution for the same samples.
     """
 
-    def __init__(self, model: ImplicitModel, U, Y, opts: _FitOptions):
+    def __init__(self, model: ImplicitModel, U, Y, opts: _FitOptions, w=None):
         self.opts, self.U, self.Y = opts, U, Y
+        self.w = w  # unit-mean sample weights, or None
         m = U.shape[0]
         n, p, q = model.n_states, model.n_features, model.n_outputs
         dtype = model.dtype
@@ -778,14 +811,16 @@ class _GradientTrainer:
         self.alpha = alpha
         self.max_iter = _default_max_iter(self.stol, c)
 
-    def forward(self, Ub, X0, in_step=True):
-        """Warm-started equilibrium of the batch ``Ub``; returns ``(X, Z0)``."""
+    def forward(self, Ub, X0, in_step=True, wb=None):
+        """Warm-started equilibrium of the batch ``Ub`` (sample weights ``wb``); returns
+        ``(X, Z0)``."""
         par, counters = self.par, self.counters
         Z0 = Ub @ par.B.T
         Z0 += par.b
         # skip the stopping test for the iterations the previous step needed, less two
         X, ok, it = _picard_batch(par.A, Z0, self.opts.act, X0, self.stol, self.max_iter,
-                                  counters["fwd_last"] - 2 if in_step else 0, alpha=self.alpha)
+                                  counters["fwd_last"] - 2 if in_step else 0, alpha=self.alpha,
+                                  w=wb)
         if in_step:
             counters["fwd_last"] = it
         counters["fwd_iter"] += it
@@ -814,12 +849,12 @@ class _GradientTrainer:
     def full_objective(self):
         """The objective on all of U (a forward solve, warm-started, outside the steps)."""
         par, U = self.par, self.U
-        X, _ = self.forward(U, self.X_cache, in_step=False)
+        X, _ = self.forward(U, self.X_cache, in_step=False, wb=self.w)
         self.X_cache[...] = X
         Yhat = X @ par.C.T
         Yhat += U @ par.D.T
         Yhat += par.c
-        return self.objective(self.opts.loss.value(self.Y, Yhat))
+        return self.objective(self.opts.loss.value(self.Y, Yhat, sample_weight=self.w))
 
     # -- one step ------------------------------------------------------------------------------
     def gradient(self, Ub, Yb, idx):
@@ -827,12 +862,13 @@ class _GradientTrainer:
         opts, counters = self.opts, self.counters
         X0 = self.X_cache if idx is None else self.X_cache[idx]
         V0 = self.V_cache if idx is None else self.V_cache[idx]
-        X, Z0 = self.forward(Ub, X0)
+        wb = self.w if self.w is None or idx is None else self.w[idx]
+        X, Z0 = self.forward(Ub, X0, wb=wb)
         alpha = self.alpha
         value, _, res = _backward(self.P, opts.act, Ub, Yb, X, opts.loss, Z0, alpha=alpha,
                                   tol=self.stol * alpha, max_iter=self.max_iter, V0=V0,
                                   min_iter=max(counters["adj_last"] - 2, 0), warn=False,
-                                  out=self.gdict)
+                                  out=self.gdict, w=wb)
         counters["adj_last"] = res.n_iter
         counters["adj_iter"] += res.n_iter
         counters["adj_solves"] += 1

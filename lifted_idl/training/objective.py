@@ -72,14 +72,17 @@ def training_objective(loss_value: float, A, B, C, D, *, pen_ab=None, pen_cd=Non
 
 
 def true_objective(model, U, Y, loss, pen_ab=None, pen_cd=None, X=None, *, group=None,
-                   c_ridge: float = 0.0) -> float:
+                   c_ridge: float = 0.0, sample_weight=None) -> float:
     """Training objective of the real model: loss at the equilibrium plus penalties.
 
-    ``X`` is the model's equilibrium at ``U`` when already known (solved otherwise); the other
-    arguments are those of :func:`training_objective`.
+    ``X`` is the model's equilibrium at ``U`` when already known (solved otherwise); with
+    ``sample_weight`` the loss is the weighted average over samples
+    (:func:`~lifted_idl.losses.unit_mean_weights`); the other arguments are those of
+    :func:`training_objective`.
     """
     if X is None:
         X = model.equilibrium(U)
     Yhat = model.output(X, U)
-    return training_objective(loss.value(Y, Yhat), model.A, model.B, model.C, model.D,
-                              pen_ab=pen_ab, pen_cd=pen_cd, group=group, c_ridge=c_ridge)
+    return training_objective(loss.value(Y, Yhat, sample_weight=sample_weight), model.A,
+                              model.B, model.C, model.D, pen_ab=pen_ab, pen_cd=pen_cd,
+                              group=group, c_ridge=c_ridge)

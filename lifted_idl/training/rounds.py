@@ -239,9 +239,10 @@ class RoundEngine:
     ----------
     blocks : Blocks
     settings : RoundSettings
-    validation : tuple (U_val, Y_val), optional
+    validation : tuple (U_val, Y_val) or (U_val, Y_val, sample_weight_val), optional
         Held-out data: the returned round, and convergence, are then judged on the validation
-        loss instead of the true objective (early stopping).
+        loss (weighted by ``sample_weight_val`` when given) instead of the true objective
+        (early stopping).
     verbose : int
     callback : callable, optional
         ``callback(round, model, history)`` after each round.
@@ -332,8 +333,10 @@ class RoundEngine:
     def _score(self, st):
         if self.validation is None:
             return st.obj
-        U_val, Y_val = self.validation
-        v = self.blocks.loss.value(Y_val, st.model.predict(U_val, warn=False))
+        U_val, Y_val = self.validation[:2]
+        w_val = self.validation[2] if len(self.validation) > 2 else None
+        v = self.blocks.loss.value(Y_val, st.model.predict(U_val, warn=False),
+                                   sample_weight=w_val)
         self.history.validation_loss.append(v)
         return v
 
