@@ -40,13 +40,11 @@ Methods (theory §1 and §5):
     it pays only when Picard is slow, i.e. when the iteration's actual contraction factor is
     close to 1 — e.g. a (nearly) nonnegative A with :math:`\lambda_{PF}(A) \ge 0.9` and
     states mostly in the linear regime of the activation, where Picard needs hundreds of
-    iterations. ``benchmarks/bench_kernel.py`` (n = 300, m = 1000, ReLU) measured it 3.7×
-    faster than Picard for a sparse nonnegative A with :math:`\|A\|_\infty = 0.95` (392 → 50
-    iterations), 16× faster at 0.99 (1834 → 57) and 70× faster for a dense nonnegative A at
-    0.99; on easy problems (a few tens of Picard iterations — which includes random-sign A even
-    with :math:`\|A\|_\infty = 0.99`, whose actual contraction is far below the bound) each
-    of its iterations costs 2–3 Picard iterations and it was 2–2.4× slower. Rule of thumb: try
-    it when Picard reports more than ~100 iterations. No convergence guarantee for nonsmooth
+    iterations; on easy problems (a few tens of Picard iterations — which includes random-sign
+    A even with :math:`\|A\|_\infty = 0.99`, whose actual contraction is far below the bound)
+    each of its iterations costs a few Picard iterations and it is slower
+    (``benchmarks/bench_kernel.py`` measures both cases). Rule of thumb: try it when Picard
+    reports more than ~100 iterations. No convergence guarantee for nonsmooth
     maps: a sample whose residual grows falls back to the plain Picard step.
 
 The adjoint equilibrium of implicit differentiation, :math:`V = \Psi \odot (VA) + R`
@@ -521,7 +519,7 @@ def anderson(A, Z0, activation, tol=None, max_iter: int = 500, X0=None, memory: 
     tolerance), and frozen samples leave the batch.
 
     Opt-in (see the module docstring): use it when Picard needs hundreds of iterations; on
-    well-conditioned problems it is 2–3× slower than Picard.
+    well-conditioned problems it is slower than Picard (``benchmarks/bench_kernel.py``).
 
     Other parameters and the return value are as for :func:`picard`.
 

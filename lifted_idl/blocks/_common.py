@@ -2,9 +2,9 @@
 
 The cvxpy reference formulations are built on every call with the data as constants; nothing
 cvxpy-related outlives the call. A DPP form (data as ``cvxpy.Parameter``, built once and
-re-solved) was measured first and dropped: products such as ``Parameter @ Variable`` over the
-m × n pre-activations took 8–14 GB and 15–20 s to canonicalise at m = 500, n = 20 (the X block
-ran out of memory), against well under a second for the constant-data build.
+re-solved) was tried first and dropped: products such as ``Parameter @ Variable`` over the
+m × n pre-activations take far more memory and time to canonicalise than the constant-data
+build (the X block ran out of memory at m = 500, n = 20).
 
 Each formulation is solved by a solver the package declares (``setup.cfg``), picked by the
 problem's class (:func:`problem_class`): HiGHS for linear programs; OSQP for quadratic programs
