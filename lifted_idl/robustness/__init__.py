@@ -29,11 +29,10 @@ from .lp import (
     lp_output_bound,
     lp_state_bound,
 )
-from .training import (
+from .penalties import (
     InputScaledPenalty,
     LipschitzSurrogatePenalty,
     SensitivityPenalty,
-    project_mu_inf,
 )
 
 __all__ = [
@@ -58,5 +57,4 @@ __all__ = [
     "LipschitzSurrogatePenalty",
     "SensitivityPenalty",
     "InputScaledPenalty",
-    "project_mu_inf",
 ]
