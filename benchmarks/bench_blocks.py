@@ -41,7 +41,6 @@ from lifted_idl import ImplicitModel
 from lifted_idl.activations import ReLU, Tanh
 from lifted_idl.blocks import _common, solve_ab, solve_cd, solve_p, solve_x
 from lifted_idl.blocks import cd as _cd
-from lifted_idl.blocks.ab import _ab_fista
 from lifted_idl.blocks.objective import _ab_objective
 from lifted_idl.blocks.x import _x_agd, _x_newton
 from lifted_idl.losses import SoftmaxCrossEntropy, SquaredLoss
@@ -52,6 +51,81 @@ from lifted_idl.wellposedness import project_inf_norm_ball
 #: measurements below were recorded; ``method="cvxpy"`` now picks OSQP for quadratic programs,
 #: which ``bench_cvxpy_solvers.py`` compares).
 REF = {"method": "cvxpy", "cvxpy_solver": "CLARABEL"}
+
+
+def _ab_fista(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter):
+    """FISTA baseline (per-row steps, momentum and gradient restarts, O'Donoghue & Candès 2015).
+
+    The first-order solver that the semismooth Newton method of
+    :func:`lifted_idl.blocks.solve_ab` replaced, kept here as the baseline this benchmark times
+    against it (the package does not ship it). Returns ``(A, B, b, n_iter, converged)``.
+    """
+    m, n = X.shape
+    p = U.shape[1]
+    d = n + p
+    if fit_bias:
+        mbar = np.concatenate([X.mean(axis=0), U.mean(axis=0)])
+        Mc = np.hstack([X, U])
+        Mc -= mbar
+    else:
+        mbar = np.zeros(d)
+        Mc = np.hstack([X, U])
+    gamma = float(act.lipschitz)
+    sM = float(np.linalg.eigvalsh(Mc.T @ Mc)[-1]) if d else 0.0
+    # per-row steps: 1/L_i with L_i = (lam_i gamma / m) ||Mc||^2 (bias: lam_i gamma)
+    step_W = m / (lam * gamma * max(sM, 1e-300))
+    step_b = 1.0 / (lam * gamma)
+    stepW_col = step_W[:, None]
+    scale_g = lam / m
+
+    if init is None:
+        Wx = np.zeros((n, d))
+        bx = np.zeros(n)
+    else:
+        Wx = np.hstack([project_inf_norm_ball(init[0], kappa), init[1]])
+        bx = init[2] + Wx @ mbar if fit_bias else np.zeros(n)
+    Wy, by = Wx.copy(), bx.copy()
+    t = np.ones(n)
+    converged = False
+    n_iter = 0
+    for k in range(1, max_iter + 1):
+        n_iter = k
+        Z = Mc @ Wy.T
+        if fit_bias:
+            Z += by
+        G = act(Z)
+        G -= P
+        G *= scale_g
+        gW = G.T @ Mc
+        Wn = Wy - stepW_col * gW
+        Wn = pen.prox(Wn, stepW_col)
+        Wn[:, :n] = _common.project_l1_rows(Wn[:, :n], kappa)
+        if fit_bias:
+            bn = by - step_b * G.sum(axis=0)
+        else:
+            bn = by
+        dW = Wn - Wy
+        db = bn - by
+        step = max(float(np.abs(dW).max(initial=0.0)), float(np.abs(db).max(initial=0.0)))
+        scale = max(1.0, float(np.abs(Wn).max(initial=0.0)), float(np.abs(bn).max(initial=0.0)))
+        if step <= tol * scale:
+            Wx, bx = Wn, bn
+            converged = True
+            break
+        # per-row gradient restart: the step opposes the momentum direction
+        restart = ((dW * (Wn - Wx)).sum(axis=1) + db * (bn - bx)) < 0.0
+        # with dW = Wn - Wy, "(Wy - Wn) . (Wn - Wx) > 0" <=> "dW . (Wn - Wx) < 0"
+        t_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
+        beta = (t - 1.0) / t_new
+        beta[restart] = 0.0
+        t_new[restart] = 1.0
+        Wy = Wn + beta[:, None] * (Wn - Wx)
+        by = bn + beta * (bn - bx) if fit_bias else bn
+        Wx, bx, t = Wn, bn, t_new
+    A = np.ascontiguousarray(Wx[:, :n])
+    B = np.ascontiguousarray(Wx[:, n:])
+    b = bx - Wx @ mbar if fit_bias else np.zeros(n)
+    return A, B, b, n_iter, converged
 
 
 def make(m, n, p, q, act, seed=0, classify=False):
