@@ -1,8 +1,9 @@
 """Speed of the four BCD blocks: the fast solvers against the cvxpy formulation (same process).
 
 Run ``python benchmarks/bench_blocks.py`` (add ``--quick`` for n = 20 only, ``--parallel`` for
-the parallel (A, B) section alone). For each block and size it prints the fast solver's time
-(median of 3, warm-started from a perturbed point as in the BCD loop, and cold), the
+the parallel (A, B) section alone, ``--group-linf`` for the l-inf group (A, B) solvers alone).
+For each block and size it prints the fast solver's time (median of 3, warm-started from a
+perturbed point as in the BCD loop, and cold), the
 cvxpy/Clarabel time (build + solve, one run), the relative objective gap
 (fast - cvxpy) / |cvxpy| (negative: the fast answer is lower) and the speed-up ratio
 cvxpy / fast. For the (A, B) block it also times the first-order baseline (FISTA with per-row
@@ -314,9 +315,61 @@ def bench_ab_parallel(rounds=5, m=2000, n=100, p=64):
         print(line + f" | loky start-up call {t_start:.2f} s", flush=True)
 
 
+def bench_group_linf(reps=5):
+    """The (A, B) block with the l-inf group norm: face Newton (the default) against FISTA
+    (``_LINF_SOLVER``), CPU time (min over ``reps``), on the instances of
+    ``tests/test_group_penalty.py::test_solve_ab_group_matches_cvxpy`` (m=40, n=6, p=5) and a
+    larger one (m=400, n=10, p=100) at the default tol and at BCD's tol=1e-6, max_iter=100."""
+    from lifted_idl.blocks import ab as _ab
+    from lifted_idl.penalties import GroupPenalty
+
+    def instance(seed, act, m, n, p, q=2):
+        rng = np.random.default_rng(seed)
+        U = rng.standard_normal((m, p))
+        X = rng.standard_normal((m, n))
+        if isinstance(act, ReLU):
+            P = np.maximum(rng.standard_normal((m, n)), 0.0)
+        else:
+            P = np.tanh(rng.standard_normal((m, n)))
+        lam = rng.uniform(0.5, 3.0, n)
+        D = rng.standard_normal((q, p))
+        D[:, :2] = 0.0  # the test's fixed part: two zero columns and one tiny one
+        D[:, 2] *= 1e-4
+        return (X, U, P, lam, 0.5, act, GroupPenalty(0.3, np.inf).for_ab(D))
+
+    default = _ab._LINF_SOLVER
+    cases = [(act, seed, (40, 6, 5), {}) for act in (ReLU(), Tanh()) for seed in (0, 1)]
+    cases += [(ReLU(), seed, (400, 10, 100), kw) for seed in (0, 1)
+              for kw in ({}, {"tol": 1e-6, "max_iter": 100})]
+    try:
+        for act, seed, (m, n, p), kw in cases:
+            args = instance(seed, act, m, n, p)
+            ref = solve_ab(*args, **REF)
+            row = {}
+            for solver in ("newton", "fista"):
+                _ab._LINF_SOLVER = solver
+                best = np.inf
+                for _ in range(reps):
+                    t = time.process_time()
+                    res = solve_ab(*args, **kw)
+                    best = min(best, time.process_time() - t)
+                row[solver] = (best, res)
+            parts = [f"{s} {t * 1e3:6.1f} ms cpu ({r.n_iter} it, conv {r.converged}, gap "
+                     f"{(r.objective - ref.objective) / abs(ref.objective):+.0e})"
+                     for s, (t, r) in row.items()]
+            print(f"AB l-inf group m={m} n={n} p={p} {type(act).__name__} seed={seed} {kw}: "
+                  + "; ".join(parts)
+                  + f"; fista/newton {row['fista'][0] / row['newton'][0]:.2f}", flush=True)
+    finally:
+        _ab._LINF_SOLVER = default
+
+
 def main(argv):
     sizes = [20] if "--quick" in argv else [20, 50]
     with threadpool_limits(1):
+        if "--group-linf" in argv:
+            bench_group_linf()
+            return
         if "--parallel" not in argv:
             for n in sizes:
                 bench_size(n, ReLU())

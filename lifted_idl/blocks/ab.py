@@ -512,15 +512,12 @@ class _GroupAB:
         return res, V, row, col, Dw
 
 
-#: Solver of the (A, B) block for the l-inf group norm: ``"fista"`` (:func:`_ab_group_fista`)
-#: or ``"newton"`` (:func:`_ab_group_newton`, the face Newton method of the l2 norm extended to
-#: l-inf). Measured on the (A, B) steps of BCD fits (teachers with m=200, n=6, p=8 and
-#: m=400, n=10, p=100; BCD's tol=1e-6, max_iter=100): FISTA never converges and stops 1e-4
-#: to 2e-3 (relative) above the cvxpy optimum; the Newton method converges in 5-40
-#: iterations to within 3e-6 of it (mostly 1e-9), in about the same time on the small
-#: instance and 5x FISTA's time on the large one. FISTA stays the default until the solver
-#: label that tests/test_group_penalty.py expects for l-inf is updated.
-_LINF_SOLVER = "fista"
+#: Solver of the (A, B) block for the l-inf group norm: ``"newton"`` (:func:`_ab_group_newton`,
+#: the face Newton method of the l2 norm extended to l-inf; the default) or ``"fista"``
+#: (:func:`_ab_group_fista`). On the (A, B) steps of BCD fits FISTA often stops at max_iter
+#: short of the cvxpy optimum while the Newton method converges in a few iterations; see
+#: ``benchmarks/README.md`` for measured times.
+_LINF_SOLVER = "newton"
 
 
 def _ab_group(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter):
