@@ -1,8 +1,9 @@
 """Speed of the four BCD blocks: the fast solvers against the cvxpy formulation (same process).
 
 Run ``python benchmarks/bench_blocks.py`` (add ``--quick`` for n = 20 only, ``--parallel`` for
-the parallel (A, B) section alone). For each block and size it prints the fast solver's time
-(median of 3, warm-started from a perturbed point as in the BCD loop, and cold), the
+the parallel (A, B) section alone, ``--group-linf`` for the l-inf group (A, B) solvers alone).
+For each block and size it prints the fast solver's time (median of 3, warm-started from a
+perturbed point as in the BCD loop, and cold), the
 cvxpy/Clarabel time (build + solve, one run), the relative objective gap
 (fast - cvxpy) / |cvxpy| (negative: the fast answer is lower) and the speed-up ratio
 cvxpy / fast. For the (A, B) block it also times the first-order baseline (FISTA with per-row
@@ -41,7 +42,6 @@ from lifted_idl import ImplicitModel
 from lifted_idl.activations import ReLU, Tanh
 from lifted_idl.blocks import _common, solve_ab, solve_cd, solve_p, solve_x
 from lifted_idl.blocks import cd as _cd
-from lifted_idl.blocks.ab import _ab_fista
 from lifted_idl.blocks.objective import _ab_objective
 from lifted_idl.blocks.x import _x_agd, _x_newton
 from lifted_idl.losses import SoftmaxCrossEntropy, SquaredLoss
@@ -52,6 +52,81 @@ from lifted_idl.wellposedness import project_inf_norm_ball
 #: measurements below were recorded; ``method="cvxpy"`` now picks OSQP for quadratic programs,
 #: which ``bench_cvxpy_solvers.py`` compares).
 REF = {"method": "cvxpy", "cvxpy_solver": "CLARABEL"}
+
+
+def _ab_fista(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter):
+    """FISTA baseline (per-row steps, momentum and gradient restarts, O'Donoghue & Candès 2015).
+
+    The first-order solver that the semismooth Newton method of
+    :func:`lifted_idl.blocks.solve_ab` replaced, kept here as the baseline this benchmark times
+    against it (the package does not ship it). Returns ``(A, B, b, n_iter, converged)``.
+    """
+    m, n = X.shape
+    p = U.shape[1]
+    d = n + p
+    if fit_bias:
+        mbar = np.concatenate([X.mean(axis=0), U.mean(axis=0)])
+        Mc = np.hstack([X, U])
+        Mc -= mbar
+    else:
+        mbar = np.zeros(d)
+        Mc = np.hstack([X, U])
+    gamma = float(act.lipschitz)
+    sM = float(np.linalg.eigvalsh(Mc.T @ Mc)[-1]) if d else 0.0
+    # per-row steps: 1/L_i with L_i = (lam_i gamma / m) ||Mc||^2 (bias: lam_i gamma)
+    step_W = m / (lam * gamma * max(sM, 1e-300))
+    step_b = 1.0 / (lam * gamma)
+    stepW_col = step_W[:, None]
+    scale_g = lam / m
+
+    if init is None:
+        Wx = np.zeros((n, d))
+        bx = np.zeros(n)
+    else:
+        Wx = np.hstack([project_inf_norm_ball(init[0], kappa), init[1]])
+        bx = init[2] + Wx @ mbar if fit_bias else np.zeros(n)
+    Wy, by = Wx.copy(), bx.copy()
+    t = np.ones(n)
+    converged = False
+    n_iter = 0
+    for k in range(1, max_iter + 1):
+        n_iter = k
+        Z = Mc @ Wy.T
+        if fit_bias:
+            Z += by
+        G = act(Z)
+        G -= P
+        G *= scale_g
+        gW = G.T @ Mc
+        Wn = Wy - stepW_col * gW
+        Wn = pen.prox(Wn, stepW_col)
+        Wn[:, :n] = _common.project_l1_rows(Wn[:, :n], kappa)
+        if fit_bias:
+            bn = by - step_b * G.sum(axis=0)
+        else:
+            bn = by
+        dW = Wn - Wy
+        db = bn - by
+        step = max(float(np.abs(dW).max(initial=0.0)), float(np.abs(db).max(initial=0.0)))
+        scale = max(1.0, float(np.abs(Wn).max(initial=0.0)), float(np.abs(bn).max(initial=0.0)))
+        if step <= tol * scale:
+            Wx, bx = Wn, bn
+            converged = True
+            break
+        # per-row gradient restart: the step opposes the momentum direction
+        restart = ((dW * (Wn - Wx)).sum(axis=1) + db * (bn - bx)) < 0.0
+        # with dW = Wn - Wy, "(Wy - Wn) . (Wn - Wx) > 0" <=> "dW . (Wn - Wx) < 0"
+        t_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
+        beta = (t - 1.0) / t_new
+        beta[restart] = 0.0
+        t_new[restart] = 1.0
+        Wy = Wn + beta[:, None] * (Wn - Wx)
+        by = bn + beta * (bn - bx) if fit_bias else bn
+        Wx, bx, t = Wn, bn, t_new
+    A = np.ascontiguousarray(Wx[:, :n])
+    B = np.ascontiguousarray(Wx[:, n:])
+    b = bx - Wx @ mbar if fit_bias else np.zeros(n)
+    return A, B, b, n_iter, converged
 
 
 def make(m, n, p, q, act, seed=0, classify=False):
@@ -240,9 +315,61 @@ def bench_ab_parallel(rounds=5, m=2000, n=100, p=64):
         print(line + f" | loky start-up call {t_start:.2f} s", flush=True)
 
 
+def bench_group_linf(reps=5):
+    """The (A, B) block with the l-inf group norm: face Newton (the default) against FISTA
+    (``_LINF_SOLVER``), CPU time (min over ``reps``), on the instances of
+    ``tests/test_group_penalty.py::test_solve_ab_group_matches_cvxpy`` (m=40, n=6, p=5) and a
+    larger one (m=400, n=10, p=100) at the default tol and at BCD's tol=1e-6, max_iter=100."""
+    from lifted_idl.blocks import ab as _ab
+    from lifted_idl.penalties import GroupPenalty
+
+    def instance(seed, act, m, n, p, q=2):
+        rng = np.random.default_rng(seed)
+        U = rng.standard_normal((m, p))
+        X = rng.standard_normal((m, n))
+        if isinstance(act, ReLU):
+            P = np.maximum(rng.standard_normal((m, n)), 0.0)
+        else:
+            P = np.tanh(rng.standard_normal((m, n)))
+        lam = rng.uniform(0.5, 3.0, n)
+        D = rng.standard_normal((q, p))
+        D[:, :2] = 0.0  # the test's fixed part: two zero columns and one tiny one
+        D[:, 2] *= 1e-4
+        return (X, U, P, lam, 0.5, act, GroupPenalty(0.3, np.inf).for_ab(D))
+
+    default = _ab._LINF_SOLVER
+    cases = [(act, seed, (40, 6, 5), {}) for act in (ReLU(), Tanh()) for seed in (0, 1)]
+    cases += [(ReLU(), seed, (400, 10, 100), kw) for seed in (0, 1)
+              for kw in ({}, {"tol": 1e-6, "max_iter": 100})]
+    try:
+        for act, seed, (m, n, p), kw in cases:
+            args = instance(seed, act, m, n, p)
+            ref = solve_ab(*args, **REF)
+            row = {}
+            for solver in ("newton", "fista"):
+                _ab._LINF_SOLVER = solver
+                best = np.inf
+                for _ in range(reps):
+                    t = time.process_time()
+                    res = solve_ab(*args, **kw)
+                    best = min(best, time.process_time() - t)
+                row[solver] = (best, res)
+            parts = [f"{s} {t * 1e3:6.1f} ms cpu ({r.n_iter} it, conv {r.converged}, gap "
+                     f"{(r.objective - ref.objective) / abs(ref.objective):+.0e})"
+                     for s, (t, r) in row.items()]
+            print(f"AB l-inf group m={m} n={n} p={p} {type(act).__name__} seed={seed} {kw}: "
+                  + "; ".join(parts)
+                  + f"; fista/newton {row['fista'][0] / row['newton'][0]:.2f}", flush=True)
+    finally:
+        _ab._LINF_SOLVER = default
+
+
 def main(argv):
     sizes = [20] if "--quick" in argv else [20, 50]
     with threadpool_limits(1):
+        if "--group-linf" in argv:
+            bench_group_linf()
+            return
         if "--parallel" not in argv:
             for n in sizes:
                 bench_size(n, ReLU())

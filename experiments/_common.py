@@ -109,7 +109,7 @@ def train_digits_classifier(U, y, *, n_hidden: int = 100, kappa: float = 0.9,
     Full-batch Adam on the softmax cross-entropy (theory §7), from :math:`A = 0`,
     :math:`B \sim \mathcal N(0, 1/p)`, :math:`C = D = 0`, zero biases, with the
     well-posedness ``constraint`` at radius ``kappa`` and an optional ``model_penalty``
-    (:mod:`lifted_idl.robustness.training`). Stops after ``max_iter`` epochs or when the
+    (:mod:`lifted_idl.robustness.penalties`). Stops after ``max_iter`` epochs or when the
     objective stalls for 30 epochs (relative ``tol=1e-5``).
 
     Returns

@@ -14,9 +14,9 @@ Models (n = 100, ReLU, :math:`\|A\|_\infty \le 0.9`, same initialisation, data a
 trained by :func:`lifted_idl.training.gradient.fit_gradient` with ``model_penalty``:
 
 * ``plain``: no robustness penalty;
-* ``sensitivity``: :class:`~lifted_idl.robustness.training.SensitivityPenalty`
+* ``sensitivity``: :class:`~lifted_idl.robustness.penalties.SensitivityPenalty`
   (:math:`\alpha\|S\|_\infty`, theory §6);
-* ``lipschitz``: :class:`~lifted_idl.robustness.training.LipschitzSurrogatePenalty` (the
+* ``lipschitz``: :class:`~lifted_idl.robustness.penalties.LipschitzSurrogatePenalty` (the
   surrogate [IDL (4.7)] with log-sum-exp smoothing of the row maxima).
 
 Data: scaled 8×8 digits (pixels in [0, 1], so :math:`\varepsilon` is a share of the pixel
@@ -51,7 +51,7 @@ from lifted_idl.robustness import (  # noqa: E402
     certified_radius,
     lipschitz_bound,
 )
-from lifted_idl.robustness.training import (  # noqa: E402
+from lifted_idl.robustness.penalties import (  # noqa: E402
     LipschitzSurrogatePenalty,
     SensitivityPenalty,
 )

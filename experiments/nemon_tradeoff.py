@@ -6,9 +6,9 @@ r"""[NEMON] accuracy–robustness trade-off on digits, with the matrix-measure c
 n = 100) that clean accuracy falls as robustness grows with :math:`\lambda`.
 
 Here: n = 100, ReLU, scaled 8×8 digits; :func:`lifted_idl.training.gradient.fit_gradient`
-with ``constraint="mu_inf"`` (projection :func:`lifted_idl.robustness.training.project_mu_inf`
+with ``constraint="mu_inf"`` (projection :func:`lifted_idl.wellposedness.project_mu_inf`
 at :math:`\gamma = \kappa`) and ``model_penalty =``
-:class:`~lifted_idl.robustness.training.LipschitzSurrogatePenalty` (``measure="mu_inf"``, the
+:class:`~lifted_idl.robustness.penalties.LipschitzSurrogatePenalty` (``measure="mu_inf"``, the
 convex surrogate [IDL (4.7)] of the NE-MON bound, log-sum-exp smoothing ``SMOOTHING``), for a
 grid of weights :math:`\alpha`. For each model: clean test accuracy, the NE-MON Lipschitz
 bound (:func:`lifted_idl.robustness.lipschitz_bound` with ``kind="nemon"``), and certified
@@ -49,7 +49,7 @@ from _common import (  # noqa: E402
 
 from lifted_idl import BoundConditionError  # noqa: E402
 from lifted_idl.robustness import certified_radius, lipschitz_bound  # noqa: E402
-from lifted_idl.robustness.training import LipschitzSurrogatePenalty  # noqa: E402
+from lifted_idl.robustness.penalties import LipschitzSurrogatePenalty  # noqa: E402
 from lifted_idl.wellposedness import inf_norm, mu_inf  # noqa: E402
 
 ALPHAS = (0.0, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["get_namespace", "to_numpy", "cupy_available", "asarray_like", "check_finite"]
+__all__ = ["get_namespace", "to_numpy", "cupy_available", "check_finite"]
 
 
 def _cupy():
@@ -43,13 +43,6 @@ def to_numpy(a):
     if type(a).__module__.startswith("cupy"):
         return a.get()
     return np.asarray(a)
-
-
-def asarray_like(a, xp, dtype=None):
-    """Move ``a`` to the namespace ``xp`` (NumPy or CuPy) with an optional dtype."""
-    if xp is np:
-        return np.asarray(to_numpy(a), dtype=dtype)
-    return xp.asarray(a, dtype=dtype)
 
 
 def check_finite(name: str, M, xp=None) -> None:

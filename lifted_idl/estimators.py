@@ -241,7 +241,7 @@ class _BaseImplicit(BaseEstimator):
         """The robustness penalty on the raw-feature model, or None (theory §6, [IDL (4.7)])."""
         if self.robust is None or self.robust_alpha == 0:
             return None
-        from .robustness.training import (
+        from .robustness.penalties import (
             InputScaledPenalty,
             LipschitzSurrogatePenalty,
             SensitivityPenalty,
@@ -680,7 +680,7 @@ _DOC_PARAMS = r"""
         Robustness penalty of the gradient solver, on the model acting on raw features: the
         convex Lipschitz surrogate :math:`\tfrac12(\|B\|_\infty^2 + \|C\|_\infty^2)/(1 -
         \|A\|_\infty) + \|D\|_\infty` [IDL (4.7)] or :math:`\|S\|_\infty`, S the
-        sensitivity matrix (theory §6); see :mod:`lifted_idl.robustness.training`.
+        sensitivity matrix (theory §6); see :mod:`lifted_idl.robustness.penalties`.
     robust_alpha : float, default=0.0
         Strength of the robustness penalty.
     robust_smoothing : float, default=0.1

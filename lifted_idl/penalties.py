@@ -32,7 +32,6 @@ __all__ = [
     "L1Penalty",
     "GroupPenalty",
     "PartialGroupPenalty",
-    "SmoothedGroupPenalty",
     "group_prox",
     "l1_thresholds",
     "get_penalty",
@@ -554,11 +553,6 @@ class GroupPenalty:
         problem has no minimiser (B shrinks to 0 while C grows). A ridge on C restores one."""
         return PartialGroupPenalty(self.alpha, B, self.ord, block="cd", ridge=ridge)
 
-    def smoothed(self, eps: float = 1e-8) -> SmoothedGroupPenalty:
-        """A smooth surrogate on a parameter dict, for gradient training (see
-        :class:`SmoothedGroupPenalty`)."""
-        return SmoothedGroupPenalty(self, eps)
-
     def cvxpy(self, B, D):
         """cvxpy expression of :math:`\\mathcal P(B, D)` (B, D expressions or arrays)."""
         import cvxpy as cp
@@ -571,63 +565,6 @@ class GroupPenalty:
     def __repr__(self):
         o = "2" if self.ord == 2 else "inf"
         return f"GroupPenalty(alpha={self.alpha}, ord={o})"
-
-
-class SmoothedGroupPenalty:
-    r"""Smooth surrogate of the group penalty [IDL (5.1)] on a dict of model parameters.
-
-    .. math:: \mathcal P_\epsilon(B, D) = \alpha\sum_j \Big(\sqrt{\|[B; D]e_j\|_2^2 +
-              \epsilon^2} - \epsilon\Big),
-
-    within :math:`\alpha p\epsilon` of :math:`\mathcal P(B, D)` (l2 group norm), with gradient
-    :math:`\alpha [B; D]e_j/\sqrt{\|[B; D]e_j\|^2 + \epsilon^2}`. It has the
-    ``value(params)`` / ``grad(params)`` interface (``params`` a dict with keys ``"B"`` and
-    ``"D"``; ``grad`` returns those two keys) that
-    :func:`~lifted_idl.training.gradient.fit_gradient` takes as ``model_penalty``, for combining
-    the group penalty with other smooth penalties. It does not produce exact zeros; for those,
-    pass the penalty itself as ``fit_gradient(..., group=GroupPenalty(...))``, which applies the
-    exact joint prox (:func:`group_prox`) after every step.
-
-    Parameters
-    ----------
-    group : GroupPenalty
-        With ``ord=2``.
-    eps : float, default=1e-8
-        Smoothing :math:`\epsilon > 0`.
-    """
-
-    name = "group_smoothed"
-    constraints = None
-
-    def __init__(self, group: GroupPenalty, eps: float = 1e-8):
-        if not isinstance(group, GroupPenalty) or group.ord != 2:
-            raise ValueError(f"group must be a GroupPenalty with ord=2; got group={group!r}")
-        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not np.isfinite(
-                eps) or eps <= 0:
-            raise ValueError(f"eps must be a finite number > 0; got eps={eps!r}")
-        self.group, self.alpha, self.eps = group, group.alpha, float(eps)
-
-    def _stack(self, params):
-        try:
-            B, D = params["B"], params["D"]
-        except (KeyError, TypeError):
-            raise ValueError("params must be a dict with keys 'B' and 'D'") from None
-        B, D = self.group._pair(B, D)
-        return B, D, np.vstack([B, D])
-
-    def value(self, params) -> float:
-        _, _, W = self._stack(params)
-        r = np.sqrt(np.einsum("ij,ij->j", W, W) + self.eps ** 2)
-        return self.alpha * float((r - self.eps).sum())
-
-    def grad(self, params) -> dict:
-        B, _, W = self._stack(params)
-        r = np.sqrt(np.einsum("ij,ij->j", W, W) + self.eps ** 2)
-        G = (self.alpha / r) * W
-        return {"B": G[:B.shape[0]], "D": G[B.shape[0]:]}
-
-    def __repr__(self):
-        return f"SmoothedGroupPenalty(alpha={self.alpha}, eps={self.eps})"
 
 
 _TABLE = {"none": NoPenalty, None: NoPenalty, "l2": L2Penalty, "l1": L1Penalty}

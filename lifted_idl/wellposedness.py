@@ -1,4 +1,4 @@
-r"""Well-posedness certificates, the l-infinity ball projection and PF rescaling.
+r"""Well-posedness certificates, the projections onto the constraint sets, PF rescaling.
 
 Implements theory §1–3:
 
@@ -8,6 +8,8 @@ Implements theory §1–3:
 * :func:`is_well_posed`, which reports the first sufficient condition that holds;
 * :func:`project_inf_norm_ball`, the exact row-wise projection onto
   :math:`\{A : \|A\|_\infty \le \kappa\}` [IDL §6.2];
+* :func:`project_mu_inf`, the exact row-wise projection onto
+  :math:`\{A : \mu_\infty(A) \le \gamma\}` [NEMON];
 * :func:`rescale_to_inf_norm`, the PF diagonal scaling of [IDL §2.5];
 * :func:`nemon_parametrize` / :func:`nemon_parameter`, the NE-MON parametrization of
   :math:`\mu_\infty(A) \le \gamma` and its inverse.
@@ -34,6 +36,7 @@ __all__ = [
     "WellPosedness",
     "is_well_posed",
     "project_inf_norm_ball",
+    "project_mu_inf",
     "rescale_to_inf_norm",
     "nemon_parametrize",
     "nemon_parameter",
@@ -527,6 +530,107 @@ def _theta_bisection(absA, kappa, xp, tol, max_iter):
             stacklevel=3,
         )
     return hi
+
+
+# ----------------------------------------------------------------------------------------------
+# projection onto {mu_inf(A) <= gamma} (theory §1) [NEMON]
+# ----------------------------------------------------------------------------------------------
+def _check_gamma_rows(gamma, n: int) -> np.ndarray:
+    try:
+        g = np.asarray(gamma, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"gamma must be a real number or array; got gamma={gamma!r}") from None
+    if g.ndim > 1 or (g.ndim == 1 and g.shape[0] != n):
+        raise ValueError(
+            f"gamma must be a scalar or have one entry per row ({n}); got shape {g.shape}"
+        )
+    if not np.all(np.isfinite(g)):
+        raise ValueError(f"gamma must be finite; got gamma={gamma!r}")
+    return np.broadcast_to(g, (n,))
+
+
+def project_mu_inf(A, gamma):
+    r"""Euclidean projection onto :math:`\{A : \mu_\infty(A) \le \gamma\}` [NEMON], theory §1.
+
+    .. math::
+
+        \min_{A'}\ \tfrac12\|A' - A\|_F^2 \quad\text{s.t.}\quad
+        a'_{ii} + \sum_{j \ne i}|a'_{ij}| \le \gamma_i \quad \forall i .
+
+    The problem separates across rows. For a row outside the set, the KKT conditions with a
+    multiplier :math:`\theta > 0` give
+
+    .. math:: a'_{ii} = a_{ii} - \theta, \qquad a'_{ij} = \mathrm{sign}(a_{ij})
+              \max(|a_{ij}| - \theta, 0)\ (j \ne i),
+
+    with :math:`\theta` the root of the strictly decreasing, piecewise-linear
+    :math:`g(\theta) = a_{ii} - \theta + \sum_{j\ne i}(|a_{ij}| - \theta)_+ = \gamma_i` (the
+    l1-ball projection of theory §2 with one extra coordinate that is always "active"). With
+    :math:`s_1 \ge s_2 \ge \dots` the sorted off-diagonal magnitudes and
+    :math:`c_k = \sum_{l \le k} s_l`, the test :math:`(k + 1)s_k > a_{ii} + c_k - \gamma_i`
+    holds exactly for :math:`k \le \rho` (its left minus right side is nonincreasing in k), and
+    :math:`\theta = (a_{ii} + c_\rho - \gamma_i)/(\rho + 1)`. All rows are processed at once
+    (one sort, one cumulative sum). Rows already inside are returned unchanged.
+
+    Parameters
+    ----------
+    A : array of shape (n, n)
+        NumPy or CuPy; float32 stays float32, integers become float64.
+    gamma : float or array of shape (n,)
+        Bound on the matrix measure, any finite real (one for all rows or one per row);
+        :math:`\gamma < 1` certifies well-posedness for slopes in [0, 1] (theory §1).
+
+    Returns
+    -------
+    array of shape (n, n), in the namespace and floating dtype of ``A``.
+
+    Raises
+    ------
+    ValueError
+        For a non-square, non-numeric or non-finite ``A``, or a bad ``gamma``.
+    """
+    xp = get_namespace(A)
+    if xp is np:
+        A = np.asarray(A)
+    if getattr(A, "ndim", None) != 2 or A.shape[0] != A.shape[1]:
+        raise ValueError(f"A must be a square 2-D array; got shape {getattr(A, 'shape', None)}")
+    if A.dtype.kind not in "fiub":
+        raise ValueError(f"A must be a real numeric array; got dtype {A.dtype}")
+    dtype = A.dtype if A.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    A = A.astype(dtype, copy=False)
+    if not bool(xp.all(xp.isfinite(A))):
+        raise ValueError("A contains NaN or inf")
+    n = A.shape[0]
+    g = xp.asarray(_check_gamma_rows(gamma, n), dtype=dtype)
+    out = A.copy()
+    if n == 0:
+        return out
+    idx = xp.arange(n)
+    d = A[idx, idx]
+    absA = xp.abs(A)
+    absA[idx, idx] = 0  # the diagonal enters linearly; a zero placeholder never matters
+    measure = d + absA.sum(axis=1)
+    outside = measure > g
+    if not bool(outside.any()):
+        return out
+    rows = xp.flatnonzero(outside)
+    s = -xp.sort(-absA[rows], axis=1)  # descending off-diagonal magnitudes
+    css = xp.cumsum(s, axis=1)
+    dr, gr = d[rows], g[rows]
+    k = xp.arange(1, n + 1, dtype=dtype)
+    ok = (k + 1) * s > dr[:, None] + css - gr[:, None]
+    # rho = the last k where the test holds (0 when none does)
+    anyok = ok.any(axis=1)
+    last = n - 1 - xp.argmax(ok[:, ::-1], axis=1)
+    rho = xp.where(anyok, last + 1, 0)
+    csr = xp.where(rho > 0, css[xp.arange(rows.shape[0]), xp.maximum(rho - 1, 0)], 0)
+    theta = (dr + csr - gr) / (rho + 1).astype(dtype)
+    sub = A[rows]
+    th = theta[:, None]
+    shrunk = sub - xp.clip(sub, -th, th)  # sign(a) max(|a| - theta, 0)
+    shrunk[xp.arange(rows.shape[0]), rows] = dr - theta
+    out[rows] = shrunk
+    return out
 
 
 # ----------------------------------------------------------------------------------------------

@@ -535,18 +535,6 @@ def test_loss_sample_values_and_hessians(loss):
         assert np.allclose(H[s], J, atol=1e-6)
 
 
-def test_ab_fista_baseline_agrees_with_newton():
-    from lifted_idl.blocks.ab import _ab_fista
-    from lifted_idl.blocks.objective import _ab_objective
-
-    act = ReLU()
-    d = instance(18, act, SquaredLoss())
-    args = (d["X"], d["U"], d["P"], d["lam"], d["kappa"], act, L1Penalty(0.02))
-    newton = solve_ab(*args)
-    A, B, b, n_it, conv = _ab_fista(*args, True, None, 1e-10, 20000)
-    assert conv and rel(_ab_objective(*args, A, B, b), newton.objective) < 1e-9
-
-
 @pytest.mark.parametrize("act", [LeakyReLU(0.1), "sigmoid"], ids=["leaky", "sigmoid"])
 def test_other_activations_ab_x(act):
     from lifted_idl.activations import get_activation

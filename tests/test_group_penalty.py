@@ -20,7 +20,6 @@ from lifted_idl.penalties import (
     L2Penalty,
     NoPenalty,
     PartialGroupPenalty,
-    SmoothedGroupPenalty,
     group_prox,
 )
 from lifted_idl.wellposedness import project_inf_norm_ball
@@ -138,35 +137,6 @@ def test_joint_prox_closed_forms(ord):
     np.testing.assert_allclose(Dm, Dn, atol=1e-15)
 
 
-def test_smoothed_penalty_value_and_gradient():
-    rng = np.random.default_rng(5)
-    params = {"B": rng.standard_normal((3, 5)), "D": rng.standard_normal((2, 5))}
-    params["B"][:, 0] = 0.0
-    params["D"][:, 0] = 0.0
-    G = GroupPenalty(0.7)
-    s = G.smoothed(1e-3)
-    assert isinstance(s, SmoothedGroupPenalty)
-    exact = G.value(params["B"], params["D"])
-    assert exact - 0.7 * 5 * 1e-3 <= s.value(params) <= exact
-    g = s.grad(params)
-    h = 1e-6
-    for key in ("B", "D"):
-        fd = np.zeros_like(params[key])
-        for idx in np.ndindex(fd.shape):
-            up = {k: v.copy() for k, v in params.items()}
-            dn = {k: v.copy() for k, v in params.items()}
-            up[key][idx] += h
-            dn[key][idx] -= h
-            fd[idx] = (s.value(up) - s.value(dn)) / (2 * h)
-        np.testing.assert_allclose(g[key], fd, atol=1e-7)
-    with pytest.raises(ValueError, match="ord=2"):
-        SmoothedGroupPenalty(GroupPenalty(1.0, np.inf))
-    with pytest.raises(ValueError, match="eps must be"):
-        G.smoothed(0.0)
-    with pytest.raises(ValueError, match="keys 'B' and 'D'"):
-        s.value({"B": params["B"]})
-
-
 def test_prox_step_shapes_and_errors():
     rng = np.random.default_rng(4)
     F = rng.standard_normal((2, 5))
@@ -229,7 +199,7 @@ def test_solve_ab_group_matches_cvxpy(act, ord, seed):
     fast = solve_ab(X, U, P, lam, kappa, act, pen)
     ref = solve_ab(X, U, P, lam, kappa, act, pen, method="cvxpy")
     assert fast.converged
-    assert fast.solver == ("group_newton" if ord == 2 else "group_fista")
+    assert fast.solver == "group_newton"
     assert fast.objective <= ref.objective + 1e-9 * abs(ref.objective)
     assert rel(fast.objective, ref.objective) < RTOL
     A, B, b = fast.value

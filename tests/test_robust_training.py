@@ -1,11 +1,10 @@
-"""Robust training: Lipschitz/sensitivity penalties, the mu_inf projection, robust training in
-fit_gradient, and the robust-counterpart (A, B) block (theory §1, §6, §7; [IDL (4.7)], [NEMON],
-arXiv §5.3)."""
+"""Robust training: Lipschitz/sensitivity penalties, robust training in fit_gradient (its mu_inf
+projection is tested in test_wellposedness.py), and the robust-counterpart (A, B) block
+(theory §1, §6, §7; [IDL (4.7)], [NEMON], arXiv §5.3)."""
 
 import itertools
 import warnings
 
-import cvxpy as cp
 import numpy as np
 import pytest
 
@@ -14,14 +13,19 @@ from lifted_idl.blocks import ab_objective, solve_ab
 from lifted_idl.blocks.ab_robust import ab_robust_objective, solve_ab_robust
 from lifted_idl.penalties import L1Penalty, L2Penalty, NoPenalty
 from lifted_idl.robustness import lipschitz_bound
-from lifted_idl.robustness.training import (
+from lifted_idl.robustness.penalties import (
     InputScaledPenalty,
     LipschitzSurrogatePenalty,
     SensitivityPenalty,
-    project_mu_inf,
 )
 from lifted_idl.training.gradient import fit_gradient, implicit_gradients
-from lifted_idl.wellposedness import inf_norm, mu_inf, nemon_parametrize, project_inf_norm_ball
+from lifted_idl.wellposedness import (
+    inf_norm,
+    mu_inf,
+    nemon_parametrize,
+    project_inf_norm_ball,
+    project_mu_inf,
+)
 
 TIGHT = 1e-13
 
@@ -218,77 +222,6 @@ def test_input_scaled_penalty_is_the_penalty_of_the_raw_model():
         InputScaledPenalty(SensitivityPenalty(1.0), -s)
     with pytest.raises(ValueError, match="scale has 3"):
         InputScaledPenalty(SensitivityPenalty(1.0), s[:3]).value(P)
-
-
-# ----------------------------------------------------------------------------------------------
-# project_mu_inf [NEMON]
-# ----------------------------------------------------------------------------------------------
-def _cvx_project_mu(A, gamma):
-    n = A.shape[0]
-    Xv = cp.Variable((n, n))
-    off = 1.0 - np.eye(n)
-    g = np.broadcast_to(np.asarray(gamma, dtype=float), (n,))
-    prob = cp.Problem(cp.Minimize(cp.sum_squares(Xv - A)),
-                      [cp.diag(Xv) + cp.sum(cp.multiply(off, cp.abs(Xv)), axis=1) <= g])
-    prob.solve(solver=cp.CLARABEL, tol_gap_abs=1e-11, tol_gap_rel=1e-11, tol_feas=1e-11)
-    return Xv.value, prob.value
-
-
-@pytest.mark.parametrize("n, gamma", [(1, 0.3), (2, -0.4), (4, 0.0), (7, 0.9), (12, 0.5)])
-def test_project_mu_inf_matches_cvxpy(n, gamma):
-    rng = np.random.default_rng(n)
-    A = 1.5 * rng.standard_normal((n, n))
-    if n > 1:
-        A[0] = 0.01 * A[0]  # one row inside the set: untouched
-    Xp = project_mu_inf(A, gamma)
-    Xc, val = _cvx_project_mu(A, gamma)
-    assert np.sum((Xp - A) ** 2) == pytest.approx(val, rel=1e-7, abs=1e-10)
-    np.testing.assert_allclose(Xp, Xc, atol=1e-5)
-    d = np.diag(Xp)
-    rows = d + np.abs(Xp).sum(axis=1) - np.abs(d)
-    assert rows.max() <= gamma + 1e-12
-    inside = np.diag(A) + np.abs(A).sum(axis=1) - np.abs(np.diag(A)) <= gamma
-    np.testing.assert_array_equal(Xp[inside], A[inside])
-    assert not inside.all()
-
-
-def test_project_mu_inf_kkt_and_properties():
-    """Exact optimality: A - X = theta * (subgradient of the row measure at X), theta >= 0."""
-    rng = np.random.default_rng(7)
-    n = 9
-    A = rng.standard_normal((n, n))
-    gam = rng.uniform(-0.5, 0.9, n)  # per-row bounds
-    X = project_mu_inf(A, gam)
-    for i in range(n):
-        r = A[i] - X[i]
-        meas = X[i, i] + np.abs(X[i]).sum() - abs(X[i, i])
-        if np.allclose(r, 0):
-            assert meas <= gam[i] + 1e-12
-            continue
-        theta = r[i]  # the diagonal enters with slope 1
-        assert theta > 0 and meas == pytest.approx(gam[i], abs=1e-12)
-        off = np.arange(n) != i
-        nz = off & (X[i] != 0)
-        np.testing.assert_allclose(r[nz], theta * np.sign(X[i, nz]), rtol=1e-10, atol=1e-12)
-        assert np.all(np.abs(r[off & (X[i] == 0)]) <= theta + 1e-12)
-    np.testing.assert_allclose(project_mu_inf(X, gam), X, rtol=0, atol=1e-14)  # idempotent
-    # the NE-MON parametrization lands inside the set; float32 stays float32
-    T = rng.standard_normal((n, n))
-    Am = nemon_parametrize(T, 0.5)
-    np.testing.assert_array_equal(project_mu_inf(Am, 0.5), Am)
-    assert project_mu_inf(A.astype(np.float32), 0.5).dtype == np.float32
-    assert mu_inf(project_mu_inf(A, 0.5)) <= 0.5 + 1e-12
-
-
-def test_project_mu_inf_bad_input():
-    with pytest.raises(ValueError, match="square"):
-        project_mu_inf(np.zeros((2, 3)), 0.5)
-    with pytest.raises(ValueError, match="gamma"):
-        project_mu_inf(np.zeros((2, 2)), np.array([0.1, 0.2, 0.3]))
-    with pytest.raises(ValueError, match="gamma"):
-        project_mu_inf(np.zeros((2, 2)), float("nan"))
-    with pytest.raises(ValueError, match="NaN"):
-        project_mu_inf(np.array([[np.inf, 0.0], [0.0, 0.0]]), 0.5)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -529,13 +529,6 @@ def ab_result(objective, A, B, b, n_iter, converged, solver, init, init_objectiv
     return keep_better(res, init, init_objective)
 
 
-def penalty_prox(pen: Penalty, W: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """Prox of ``pen`` with a per-row step (``steps`` of shape (rows, 1))."""
-    if isinstance(pen, NoPenalty) or pen.alpha == 0.0:
-        return W
-    return pen.prox(W, steps)
-
-
 def project_l1_rows(V: np.ndarray, kappa: float) -> np.ndarray:
     r"""Project every row of ``V`` onto :math:`\{a : \|a\|_1 \le \kappa\}`, in place.
 

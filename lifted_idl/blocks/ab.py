@@ -27,8 +27,8 @@ Armijo search along the projection arc, and falls back to a proximal-gradient st
 (step :math:`1/L_i`, :math:`L_i = \lambda_i\gamma\|M\|_2^2/m`) where the search fails, so every
 iteration descends. Rows stop individually. On ReLU instances shaped like the BCD loop's (states
 strongly correlated given U, all rows on the ball) it needs 10-60 iterations where FISTA
-(:func:`_ab_fista`, per-row steps, momentum and gradient restarts, kept as the measured
-baseline) needs 250-2000; ``benchmarks/bench_blocks.py`` prints both. The rows being
+(per-row steps, momentum and gradient restarts; the baseline that
+``benchmarks/bench_blocks.py`` times against it) needs 250-2000. The rows being
 independent, ``n_jobs`` splits them into contiguous chunks solved in parallel threads, each by
 the same method; the face-Newton routines are shared with the robust block (:mod:`._newton`).
 
@@ -77,7 +77,6 @@ from ._common import (
     check_options,
     get_block_penalty,
     get_fenchel_activation,
-    penalty_prox,
     project_l1_rows,
     solve_row_chunks,
 )
@@ -219,80 +218,6 @@ def solve_ab(X, U, P, lam, kappa, activation, penalty, *, fit_bias: bool = True,
         solver = "newton"
     return ab_result(lambda A, B, b: _ab_objective(X, U, P, lam, kappa, act, pen, A, B, b, w),
                      A, B, b, n_iter, conv, solver, init, init_obj)
-
-
-def _ab_fista(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter):
-    """FISTA baseline (per-row steps, momentum and gradient restarts, O'Donoghue & Candès 2015).
-
-    Not used by :func:`solve_ab`: kept as the first-order reference that the benchmark times
-    against the Newton solver. Returns ``(A, B, b, n_iter, converged)``.
-    """
-    m, n = X.shape
-    p = U.shape[1]
-    d = n + p
-    if fit_bias:
-        mbar = np.concatenate([X.mean(axis=0), U.mean(axis=0)])
-        Mc = np.hstack([X, U])
-        Mc -= mbar
-    else:
-        mbar = np.zeros(d)
-        Mc = np.hstack([X, U])
-    gamma = float(act.lipschitz)
-    sM = float(np.linalg.eigvalsh(Mc.T @ Mc)[-1]) if d else 0.0
-    # per-row steps: 1/L_i with L_i = (lam_i gamma / m) ||Mc||^2 (bias: lam_i gamma)
-    step_W = m / (lam * gamma * max(sM, 1e-300))
-    step_b = 1.0 / (lam * gamma)
-    stepW_col = step_W[:, None]
-    scale_g = lam / m
-
-    if init is None:
-        Wx = np.zeros((n, d))
-        bx = np.zeros(n)
-    else:
-        Wx = np.hstack([project_inf_norm_ball(init[0], kappa), init[1]])
-        bx = init[2] + Wx @ mbar if fit_bias else np.zeros(n)
-    Wy, by = Wx.copy(), bx.copy()
-    t = np.ones(n)
-    converged = False
-    n_iter = 0
-    for k in range(1, max_iter + 1):
-        n_iter = k
-        Z = Mc @ Wy.T
-        if fit_bias:
-            Z += by
-        G = act(Z)
-        G -= P
-        G *= scale_g
-        gW = G.T @ Mc
-        Wn = Wy - stepW_col * gW
-        Wn = penalty_prox(pen, Wn, stepW_col)
-        Wn[:, :n] = project_l1_rows(Wn[:, :n], kappa)
-        if fit_bias:
-            bn = by - step_b * G.sum(axis=0)
-        else:
-            bn = by
-        dW = Wn - Wy
-        db = bn - by
-        step = max(float(np.abs(dW).max(initial=0.0)), float(np.abs(db).max(initial=0.0)))
-        scale = max(1.0, float(np.abs(Wn).max(initial=0.0)), float(np.abs(bn).max(initial=0.0)))
-        if step <= tol * scale:
-            Wx, bx = Wn, bn
-            converged = True
-            break
-        # per-row gradient restart: the step opposes the momentum direction
-        restart = ((dW * (Wn - Wx)).sum(axis=1) + db * (bn - bx)) < 0.0
-        # with dW = Wn - Wy, "(Wy - Wn) . (Wn - Wx) > 0" <=> "dW . (Wn - Wx) < 0"
-        t_new = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
-        beta = (t - 1.0) / t_new
-        beta[restart] = 0.0
-        t_new[restart] = 1.0
-        Wy = Wn + beta[:, None] * (Wn - Wx)
-        by = bn + beta * (bn - bx) if fit_bias else bn
-        Wx, bx, t = Wn, bn, t_new
-    A = np.ascontiguousarray(Wx[:, :n])
-    B = np.ascontiguousarray(Wx[:, n:])
-    b = bx - Wx @ mbar if fit_bias else np.zeros(n)
-    return A, B, b, n_iter, converged
 
 
 # --------------------------------------------------------------------------------------------
@@ -613,15 +538,12 @@ class _GroupAB:
         return res, V, row, col, Dw
 
 
-#: Solver of the (A, B) block for the l-inf group norm: ``"fista"`` (:func:`_ab_group_fista`)
-#: or ``"newton"`` (:func:`_ab_group_newton`, the face Newton method of the l2 norm extended to
-#: l-inf). Measured on the (A, B) steps of BCD fits (teachers with m=200, n=6, p=8 and
-#: m=400, n=10, p=100; BCD's tol=1e-6, max_iter=100): FISTA never converges and stops 1e-4
-#: to 2e-3 (relative) above the cvxpy optimum; the Newton method converges in 5-40
-#: iterations to within 3e-6 of it (mostly 1e-9), in about the same time on the small
-#: instance and 5x FISTA's time on the large one. FISTA stays the default until the solver
-#: label that tests/test_group_penalty.py expects for l-inf is updated.
-_LINF_SOLVER = "fista"
+#: Solver of the (A, B) block for the l-inf group norm: ``"newton"`` (:func:`_ab_group_newton`,
+#: the face Newton method of the l2 norm extended to l-inf; the default) or ``"fista"``
+#: (:func:`_ab_group_fista`). On the (A, B) steps of BCD fits FISTA often stops at max_iter
+#: short of the cvxpy optimum while the Newton method converges in a few iterations; see
+#: ``benchmarks/README.md`` for measured times.
+_LINF_SOLVER = "newton"
 
 
 def _ab_group(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter, w=None):

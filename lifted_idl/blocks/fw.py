@@ -49,7 +49,7 @@ from ..losses import Loss, SoftmaxCrossEntropy, SquaredLoss, get_loss
 from ..wellposedness import project_inf_norm_ball
 from ._common import BlockResult, check_cvxpy_solver, solve_cvxpy
 
-__all__ = ["FWResult", "fw_cd", "fw_ab", "l1_ball_lmo"]
+__all__ = ["FWResult", "fw_cd", "fw_ab"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -79,39 +79,8 @@ class FWResult(BlockResult):
 
 
 # ----------------------------------------------------------------------------------------------
-# the l1 ball: LMO and an active-set representation
+# the l1 ball: an active-set representation
 # ----------------------------------------------------------------------------------------------
-def l1_ball_lmo(G, radius) -> np.ndarray:
-    r"""Linear minimisation oracle of the l1 ball, row by row (theory §7).
-
-    For every row :math:`g` of ``G`` returns
-    :math:`\arg\min_{\|s\|_1 \le r} \langle g, s\rangle = -r\,\mathrm{sign}(g_{j^\star})
-    e_{j^\star}` with :math:`j^\star = \arg\max_j |g_j|`: one signed vertex per row.
-
-    Parameters
-    ----------
-    G : array of shape (K, d)
-        Gradients, one l1 ball per row.
-    radius : float or array of shape (K,)
-        Radii (>= 0).
-
-    Returns
-    -------
-    ndarray of shape (K, d), one nonzero per row (none where the row of ``G`` is zero).
-    """
-    G = np.asarray(G, dtype=float)
-    if G.ndim != 2:
-        raise ValueError(f"G must be 2-D (one l1 ball per row); got shape {G.shape}")
-    r = _radius(radius, G.shape[0], "radius")
-    S = np.zeros_like(G)
-    if G.shape[1] == 0:
-        return S
-    j = np.argmax(np.abs(G), axis=1)
-    rows = np.arange(G.shape[0])
-    S[rows, j] = -r * np.sign(G[rows, j])
-    return S
-
-
 def _radius(radius, K, name):
     r = np.asarray(radius, dtype=float)
     if r.ndim == 0:

@@ -5,7 +5,9 @@ r"""Robustness analysis of implicit models (theory §6, [IDL §4, §7.3], [NEMON
 * :mod:`~lifted_idl.robustness.lp`: the LP relaxation of [IDL Thm 4.3] (ReLU), built once with
   cvxpy Parameters and re-solved per objective and per input;
 * :mod:`~lifted_idl.robustness.attacks`: sparse sensitivity-matrix and gradient attacks;
-* :mod:`~lifted_idl.robustness.certify`: certified radii and certified accuracy.
+* :mod:`~lifted_idl.robustness.certify`: certified radii and certified accuracy;
+* :mod:`~lifted_idl.robustness.penalties`: Lipschitz and sensitivity penalties for robust
+  training (the ``model_penalty`` of :func:`~lifted_idl.training.gradient.fit_gradient`).
 
 Every function accepts an :class:`~lifted_idl.ImplicitModel` or a fitted estimator (read
 through its ``model_``). For estimators, labels are in the estimator's ``classes_``; for an
@@ -29,11 +31,10 @@ from .lp import (
     lp_output_bound,
     lp_state_bound,
 )
-from .training import (
+from .penalties import (
     InputScaledPenalty,
     LipschitzSurrogatePenalty,
     SensitivityPenalty,
-    project_mu_inf,
 )
 
 __all__ = [
@@ -58,5 +59,4 @@ __all__ = [
     "LipschitzSurrogatePenalty",
     "SensitivityPenalty",
     "InputScaledPenalty",
-    "project_mu_inf",
 ]

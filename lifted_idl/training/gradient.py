@@ -30,10 +30,10 @@ fixed-point iteration [IDL (6.6)]. Then, by [IDL §6.2] (the outer-product formu
 After every step, A is projected onto :math:`\{\|A\|_\infty \le \kappa\}` [IDL (6.7)], theory §2,
 with :func:`lifted_idl.wellposedness.project_inf_norm_ball`, or, with ``constraint="mu_inf"``,
 onto the NE-MON set :math:`\{\mu_\infty(A) \le \kappa\}` [NEMON] (theory §1) with
-:func:`lifted_idl.robustness.training.project_mu_inf`; the forward and adjoint iterations are then
+:func:`lifted_idl.wellposedness.project_mu_inf`; the forward and adjoint iterations are then
 the averaged ones of theory §1. Robust training adds a ``model_penalty`` on (A, B, C, D), e.g. the
 Lipschitz surrogate [IDL (4.7)] or the sensitivity penalty of theory §6
-(:mod:`lifted_idl.robustness.training`). Feature selection adds the group penalty of
+(:mod:`lifted_idl.robustness.penalties`). Feature selection adds the group penalty of
 [IDL (5.1)] (theory §5) through its exact joint prox on ``(B, D)`` after every step
 (``group=``; proximal gradient, with Adam's metric shared within each feature group), so
 unused features get exactly zero columns.
@@ -58,8 +58,7 @@ from ..kernel import solve_adjoint  # also importable from here, as before
 from ..losses import Loss, get_loss, unit_mean_weights
 from ..model import ImplicitModel
 from ..penalties import GroupPenalty, NoPenalty, Penalty, get_penalty
-from ..robustness.training import project_mu_inf
-from ..wellposedness import averaged_step, project_inf_norm_ball
+from ..wellposedness import averaged_step, project_inf_norm_ball, project_mu_inf
 from .objective import group_terms, training_objective
 
 __all__ = ["implicit_gradients", "fit_gradient"]
@@ -347,7 +346,7 @@ def _check_model_penalty(pen, constraint):
     if not (callable(getattr(pen, "value", None)) and callable(getattr(pen, "grad", None))):
         raise ValueError(
             "model_penalty must be None or an object with value(params) and grad(params) "
-            f"(e.g. lifted_idl.robustness.training.LipschitzSurrogatePenalty); got "
+            f"(e.g. lifted_idl.robustness.penalties.LipschitzSurrogatePenalty); got "
             f"model_penalty={pen!r}"
         )
     allowed = getattr(pen, "constraints", None)
@@ -424,7 +423,7 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
     [IDL (6.7)]) or :math:`\mathcal K = \{\mu_\infty(A) \le \kappa\}` (``constraint="mu_inf"``,
     [NEMON]), :math:`\mathrm{pen}_M` an optional penalty on the whole model
     (``model_penalty``, e.g. the Lipschitz surrogate [IDL (4.7)] of
-    :class:`~lifted_idl.robustness.training.LipschitzSurrogatePenalty`; theory §6), and the
+    :class:`~lifted_idl.robustness.penalties.LipschitzSurrogatePenalty`; theory §6), and the
     optional feature-selection penalty of [IDL (5.1)] (``group``, theory §5) with its ridge
     :math:`\beta` on C (``c_ridge``).
 
@@ -434,7 +433,7 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
     step on all of ``A, B, b, C, D, c``, applies the prox of non-smooth penalties (l1, and
     the exact joint prox :func:`~lifted_idl.penalties.group_prox` of the group penalty on
     ``(B, D)``), then projects A onto :math:`\mathcal K` (theory §2 for the inf-norm ball,
-    :func:`~lifted_idl.robustness.training.project_mu_inf` for the matrix-measure set). Every
+    :func:`~lifted_idl.wellposedness.project_mu_inf` for the matrix-measure set). Every
     iterate is therefore well-posed: under ``"inf_norm"`` Picard contracts with factor at most
     :math:`\gamma\kappa`; under ``"mu_inf"`` the forward and adjoint iterations are the
     averaged ones of theory §1, with the NE-MON step
@@ -496,8 +495,8 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
         A penalty on the model parameters with ``value(params) -> float`` and
         ``grad(params) -> dict`` (keys ``"A", "B", "C", "D"``; ``params`` is a dict of the
         current arrays), such as
-        :class:`~lifted_idl.robustness.training.LipschitzSurrogatePenalty` or
-        :class:`~lifted_idl.robustness.training.SensitivityPenalty`. Its value enters the
+        :class:`~lifted_idl.robustness.penalties.LipschitzSurrogatePenalty` or
+        :class:`~lifted_idl.robustness.penalties.SensitivityPenalty`. Its value enters the
         objective (and ``history["loss"]``) and its (sub)gradient the step; the minibatch
         loss is an average over samples, so the penalty is applied once per step at full
         weight. If it has an attribute ``constraints``, ``constraint`` must be one of them.

@@ -7,7 +7,6 @@ import pytest
 
 from lifted_idl.activations import get_activation
 from lifted_idl.blocks import FWResult, fw_ab, fw_cd
-from lifted_idl.blocks.fw import l1_ball_lmo
 from lifted_idl.exceptions import ConvergenceWarning
 from lifted_idl.losses import Loss, SoftmaxCrossEntropy, SquaredLoss
 
@@ -136,17 +135,6 @@ def test_fw_cd_generic_loss_and_plain_fw():
         plain = fw_cd(P, U, Y, _PlainSquared(), 0.5, tol=1e-9, away_steps=False, max_iter=200)
     assert ref.objective - 1e-12 <= plain.objective <= ref.objective + plain.fw_gap + 1e-12
     assert plain.objective == pytest.approx(ref.objective, rel=1e-3)
-
-
-def test_l1_ball_lmo_matches_brute_force():
-    rng = np.random.default_rng(5)
-    G = rng.normal(size=(6, 4))
-    r = rng.uniform(0.1, 2.0, size=6)
-    S = l1_ball_lmo(G, r)
-    for k in range(6):
-        vertices = np.vstack([r[k] * np.eye(4), -r[k] * np.eye(4)])
-        assert G[k] @ S[k] == pytest.approx((vertices @ G[k]).min(), rel=1e-14)
-        assert np.count_nonzero(S[k]) == 1 and np.abs(S[k]).sum() == pytest.approx(r[k])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import numpy as np
 
 from lifted_idl import ConvergenceWarning, ImplicitModel
 from lifted_idl.penalties import GroupPenalty, L1Penalty, L2Penalty
-from lifted_idl.robustness.training import LipschitzSurrogatePenalty, SensitivityPenalty
+from lifted_idl.robustness.penalties import LipschitzSurrogatePenalty, SensitivityPenalty
 from lifted_idl.training.gradient import fit_gradient
 from lifted_idl.wellposedness import project_inf_norm_ball
 

@@ -1,4 +1,4 @@
-r"""Robust training: Lipschitz and sensitivity penalties, and the NE-MON constraint set.
+r"""Robustness penalties on the model parameters: Lipschitz surrogate and sensitivity.
 
 Theory §6 (bounds) and §1 (matrix measure); [IDL §4.3, (4.7)], [NEMON].
 
@@ -15,16 +15,16 @@ Theory §6 (bounds) and §1 (matrix measure); [IDL §4.3, (4.7)], [NEMON].
 * :class:`SensitivityPenalty` — :math:`\alpha\|S\|_\infty` with the sensitivity matrix
   :math:`S = |C|(I - |A|)^{-1}|B| + |D|` [IDL Thm 4.2];
 * :class:`InputScaledPenalty` — either penalty measured on the raw inputs of a model trained on
-  standardised ones (what an estimator needs);
-* :func:`project_mu_inf` — the Euclidean projection onto :math:`\{A : \mu_\infty(A) \le
-  \gamma\}`, the NE-MON training constraint [NEMON].
+  standardised ones (what an estimator needs).
 
 The penalties act on the model parameters and are passed to
-:func:`lifted_idl.training.gradient.fit_gradient` as ``model_penalty``; the projection is its
-``constraint="mu_inf"`` option. A model penalty is any object with ``value(params) -> float``
-and ``grad(params) -> dict`` (keys ``"A", "B", "C", "D"``), where ``params`` is a dict holding
-at least those four arrays or an :class:`~lifted_idl.ImplicitModel`; an optional attribute
-``constraints`` lists the training constraints under which its value is finite.
+:func:`lifted_idl.training.gradient.fit_gradient` as ``model_penalty`` (its
+``constraint="mu_inf"`` option, the NE-MON training constraint, projects with
+:func:`lifted_idl.wellposedness.project_mu_inf`). A model penalty is any object with
+``value(params) -> float`` and ``grad(params) -> dict`` (keys ``"A", "B", "C", "D"``), where
+``params`` is a dict holding at least those four arrays or an :class:`~lifted_idl.ImplicitModel`;
+an optional attribute ``constraints`` lists the training constraints under which its value is
+finite.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import numbers
 
 import numpy as np
 
-from .._array import get_namespace, to_numpy
+from .._array import to_numpy
 from ..exceptions import BoundConditionError
 from ..model import ImplicitModel
 
@@ -42,7 +42,6 @@ __all__ = [
     "LipschitzSurrogatePenalty",
     "SensitivityPenalty",
     "InputScaledPenalty",
-    "project_mu_inf",
 ]
 
 _KEYS = ("A", "B", "C", "D")
@@ -395,104 +394,3 @@ class InputScaledPenalty(ModelPenalty):
 
     def __repr__(self) -> str:
         return f"InputScaledPenalty({self.penalty!r}, scale=<{self.scale.shape[0]} values>)"
-
-
-# ----------------------------------------------------------------------------------------------
-# projection onto {mu_inf(A) <= gamma}
-# ----------------------------------------------------------------------------------------------
-def _check_gamma(gamma, n: int) -> np.ndarray:
-    try:
-        g = np.asarray(gamma, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"gamma must be a real number or array; got gamma={gamma!r}") from None
-    if g.ndim > 1 or (g.ndim == 1 and g.shape[0] != n):
-        raise ValueError(
-            f"gamma must be a scalar or have one entry per row ({n}); got shape {g.shape}"
-        )
-    if not np.all(np.isfinite(g)):
-        raise ValueError(f"gamma must be finite; got gamma={gamma!r}")
-    return np.broadcast_to(g, (n,))
-
-
-def project_mu_inf(A, gamma):
-    r"""Euclidean projection onto :math:`\{A : \mu_\infty(A) \le \gamma\}` [NEMON], theory §1.
-
-    .. math::
-
-        \min_{A'}\ \tfrac12\|A' - A\|_F^2 \quad\text{s.t.}\quad
-        a'_{ii} + \sum_{j \ne i}|a'_{ij}| \le \gamma_i \quad \forall i .
-
-    The problem separates across rows. For a row outside the set, the KKT conditions with a
-    multiplier :math:`\theta > 0` give
-
-    .. math:: a'_{ii} = a_{ii} - \theta, \qquad a'_{ij} = \mathrm{sign}(a_{ij})
-              \max(|a_{ij}| - \theta, 0)\ (j \ne i),
-
-    with :math:`\theta` the root of the strictly decreasing, piecewise-linear
-    :math:`g(\theta) = a_{ii} - \theta + \sum_{j\ne i}(|a_{ij}| - \theta)_+ = \gamma_i` (the
-    l1-ball projection of theory §2 with one extra coordinate that is always "active"). With
-    :math:`s_1 \ge s_2 \ge \dots` the sorted off-diagonal magnitudes and
-    :math:`c_k = \sum_{l \le k} s_l`, the test :math:`(k + 1)s_k > a_{ii} + c_k - \gamma_i`
-    holds exactly for :math:`k \le \rho` (its left minus right side is nonincreasing in k), and
-    :math:`\theta = (a_{ii} + c_\rho - \gamma_i)/(\rho + 1)`. All rows are processed at once
-    (one sort, one cumulative sum). Rows already inside are returned unchanged.
-
-    Parameters
-    ----------
-    A : array of shape (n, n)
-        NumPy or CuPy; float32 stays float32, integers become float64.
-    gamma : float or array of shape (n,)
-        Bound on the matrix measure, any finite real (one for all rows or one per row);
-        :math:`\gamma < 1` certifies well-posedness for slopes in [0, 1] (theory §1).
-
-    Returns
-    -------
-    array of shape (n, n), in the namespace and floating dtype of ``A``.
-
-    Raises
-    ------
-    ValueError
-        For a non-square, non-numeric or non-finite ``A``, or a bad ``gamma``.
-    """
-    xp = get_namespace(A)
-    if xp is np:
-        A = np.asarray(A)
-    if getattr(A, "ndim", None) != 2 or A.shape[0] != A.shape[1]:
-        raise ValueError(f"A must be a square 2-D array; got shape {getattr(A, 'shape', None)}")
-    if A.dtype.kind not in "fiub":
-        raise ValueError(f"A must be a real numeric array; got dtype {A.dtype}")
-    dtype = A.dtype if A.dtype in (np.float32, np.float64) else np.dtype(np.float64)
-    A = A.astype(dtype, copy=False)
-    if not bool(xp.all(xp.isfinite(A))):
-        raise ValueError("A contains NaN or inf")
-    n = A.shape[0]
-    g = xp.asarray(_check_gamma(gamma, n), dtype=dtype)
-    out = A.copy()
-    if n == 0:
-        return out
-    idx = xp.arange(n)
-    d = A[idx, idx]
-    absA = xp.abs(A)
-    absA[idx, idx] = 0  # the diagonal enters linearly; a zero placeholder never matters
-    measure = d + absA.sum(axis=1)
-    outside = measure > g
-    if not bool(outside.any()):
-        return out
-    rows = xp.flatnonzero(outside)
-    s = -xp.sort(-absA[rows], axis=1)  # descending off-diagonal magnitudes
-    css = xp.cumsum(s, axis=1)
-    dr, gr = d[rows], g[rows]
-    k = xp.arange(1, n + 1, dtype=dtype)
-    ok = (k + 1) * s > dr[:, None] + css - gr[:, None]
-    # rho = the last k where the test holds (0 when none does)
-    anyok = ok.any(axis=1)
-    last = n - 1 - xp.argmax(ok[:, ::-1], axis=1)
-    rho = xp.where(anyok, last + 1, 0)
-    csr = xp.where(rho > 0, css[xp.arange(rows.shape[0]), xp.maximum(rho - 1, 0)], 0)
-    theta = (dr + csr - gr) / (rho + 1).astype(dtype)
-    sub = A[rows]
-    th = theta[:, None]
-    shrunk = sub - xp.clip(sub, -th, th)  # sign(a) max(|a| - theta, 0)
-    shrunk[xp.arange(rows.shape[0]), rows] = dr - theta
-    out[rows] = shrunk
-    return out
