@@ -1,9 +1,21 @@
-"""Shared fixtures: random well-posed implicit models and small helpers (no autouse)."""
+"""Shared fixtures: random well-posed implicit models and small helpers (no autouse).
+
+Helpers that are plain functions (data makers, reference residuals) live in ``_helpers.py``
+beside this file and are imported as ``from _helpers import ...`` from every folder of tests/.
+"""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+# pytest's default "prepend" import mode puts this folder on sys.path already; this keeps
+# ``_helpers`` importable under ``--import-mode=importlib`` too.
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _random_A(rng, n, kappa, kind="signed"):

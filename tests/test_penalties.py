@@ -1,9 +1,11 @@
-"""Tests of the group penalty of [IDL (5.1)] (theory §5) and of the blocks that accept it.
+"""Tests of the penalties (lifted_idl.penalties), chiefly the group penalty of [IDL (5.1)]
+(theory §5).
 
 The prox is checked against its optimality conditions, the Moreau identity and cvxpy; the
-(A, B) and (C, D) block solvers against the cvxpy formulation of the same problem (objective
-within 1e-6 relative, never above it by more than rounding) and against the prox fixed point
-(KKT) of the block.
+fixed-part l2 group prox ``_prox_l2_fixed`` (prox of :math:`t\\|(v, d)\\|_2` in v,
+:math:`\\|d\\| = \\delta` fixed) on norms down to 1e-300 and near the threshold
+:math:`\\|v\\| = t`, against a 60-digit root (mpmath), its optimality conditions and its
+scale equivariance. The blocks that accept the group penalty are tested in ``tests/blocks/``.
 """
 
 from __future__ import annotations
@@ -11,38 +13,12 @@ from __future__ import annotations
 import cvxpy as cp
 import numpy as np
 import pytest
+from _helpers import CLARABEL_STATUS, ORDS, RTOL, fixed_part, rel
 
-from lifted_idl.activations import ReLU, Tanh
-from lifted_idl.blocks import ab_objective, cd_objective, relaxed_objective, solve_ab, solve_cd
-from lifted_idl.blocks._common import project_l1_rows
-from lifted_idl.penalties import (
-    GroupPenalty,
-    L2Penalty,
-    NoPenalty,
-    PartialGroupPenalty,
-    group_prox,
-)
+from lifted_idl.penalties import GroupPenalty, PartialGroupPenalty, _prox_l2_fixed, group_prox
 from lifted_idl.wellposedness import project_inf_norm_ball
 
-ORDS = [2, np.inf]
-RTOL = 1e-6
-
-# Clarabel sometimes reports "optimal_inaccurate" on these small SOCPs; the comparisons below
-# hold regardless (the fast solvers are never above the reference by more than rounding).
-pytestmark = pytest.mark.filterwarnings("ignore:.*CLARABEL returned status:UserWarning",
-                                        "ignore:.*CLARABEL returned status")
-
-
-def rel(a, b):
-    return abs(a - b) / max(abs(a), abs(b), 1e-12)
-
-
-def fixed_part(rng, k, p, n_zero=2):
-    """A fixed part with zero columns, one tiny column and regular ones."""
-    F = rng.standard_normal((k, p))
-    F[:, :n_zero] = 0.0
-    F[:, n_zero] *= 1e-4
-    return F
+pytestmark = CLARABEL_STATUS
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,182 +137,97 @@ def test_prox_step_shapes_and_errors():
 
 
 # --------------------------------------------------------------------------------------------
-# the (A, B) block
+# the fixed-part l2 prox
 # --------------------------------------------------------------------------------------------
-def ab_instance(seed, act, m=40, n=6, p=5, q=2):
-    rng = np.random.default_rng(seed)
-    U = rng.standard_normal((m, p))
-    X = rng.standard_normal((m, n))
-    if isinstance(act, ReLU):
-        P = np.maximum(rng.standard_normal((m, n)), 0.0)
-    else:
-        P = np.tanh(rng.standard_normal((m, n)))
-    lam = rng.uniform(0.5, 3.0, n)
-    D = fixed_part(rng, q, p)
-    return X, U, P, lam, D
+def _shrink_mp(a, delta, t):
+    """The shrink factor rho / (rho + t) of the prox, rho the root of
+    rho^2 [(rho + t)^2 - a^2] = delta^2 (rho + t)^2, by bisection with 60 digits."""
+    mpmath = pytest.importorskip("mpmath")
+    with mpmath.workdps(60):
+        a, d, t = mpmath.mpf(a), mpmath.mpf(delta), mpmath.mpf(t)
+
+        def h(r):
+            return r * r * ((r + t) ** 2 - a * a) - d * d * (r + t) ** 2
+
+        lo, hi = max(mpmath.mpf(0), a - t), mpmath.sqrt(a * a + d * d)
+        for _ in range(400):
+            mid = (lo + hi) / 2
+            if h(mid) > 0:
+                hi = mid
+            else:
+                lo = mid
+        rho = (lo + hi) / 2
+        return float(rho / (rho + t))
 
 
-def ab_kkt_residual(X, U, P, lam, kappa, act, pen, A, B, b):
-    """Prox-gradient fixed-point residual of the (A, B, b) block at a single step 1/L."""
-    m = X.shape[0]
-    Z = X @ A.T + U @ B.T + b
-    G = (act(Z) - P) * (lam / m)
-    gA, gB, gb = G.T @ X + pen.ridge * A, G.T @ U, G.sum(axis=0)
-    M = np.hstack([X, U, np.ones((m, 1))])
-    t = 1.0 / (lam.max() * np.linalg.eigvalsh(M.T @ M)[-1] / m + pen.ridge)
-    An = project_l1_rows(A - t * gA, kappa)
-    Bn = pen.prox_part(B - t * gB, t)
-    return max(np.abs(An - A).max(), np.abs(Bn - B).max(), np.abs(t * gb).max()) / t
+SCALES = [1e-300, 1e-200, 1e-14, 1e-3, 1.0, 1e3]
 
 
-@pytest.mark.parametrize("act", [ReLU(), Tanh()], ids=["relu", "tanh"])
-@pytest.mark.parametrize("ord", ORDS)
-@pytest.mark.parametrize("seed", [0, 1])
-def test_solve_ab_group_matches_cvxpy(act, ord, seed):
-    X, U, P, lam, D = ab_instance(seed, act)
-    pen = GroupPenalty(0.3, ord).for_ab(D)
-    kappa = 0.5
-    fast = solve_ab(X, U, P, lam, kappa, act, pen)
-    ref = solve_ab(X, U, P, lam, kappa, act, pen, method="cvxpy")
-    assert fast.converged
-    assert fast.solver == "group_newton"
-    assert fast.objective <= ref.objective + 1e-9 * abs(ref.objective)
-    assert rel(fast.objective, ref.objective) < RTOL
-    A, B, b = fast.value
-    assert np.abs(A).sum(axis=1).max() <= kappa * (1 + 1e-10)
-    assert fast.objective == pytest.approx(ab_objective(X, U, P, lam, kappa, act, pen, A, B, b),
-                                           rel=1e-12)
-    assert ab_kkt_residual(X, U, P, lam, kappa, act, pen, A, B, b) < 1e-5
-    # columns whose D part is zero are exactly zero in B where cvxpy's are (numerically) zero
-    Bc = ref.value[1]
-    zero_ref = np.linalg.norm(Bc[:, :2], axis=0) < 1e-6
-    assert np.all(np.linalg.norm(B[:, :2], axis=0)[zero_ref] == 0.0)
+@pytest.mark.parametrize("a", SCALES)
+@pytest.mark.parametrize("delta", [1e-300, 1e-200, 1e-14, 1e-3, 1.0, 1e3])
+@pytest.mark.parametrize("t", [1e-12, 1e-3, 1.0, 1e3])
+def test_prox_l2_fixed_extreme_scales_match_high_precision(a, delta, t):
+    rng = np.random.default_rng(0)
+    v = rng.standard_normal(4)
+    v *= a / np.linalg.norm(v)
+    x = _prox_l2_fixed(v[:, None], np.array([delta]), np.array([t]))[:, 0]
+    assert np.all(np.isfinite(x))
+    want = _shrink_mp(a, delta, t)
+    # x = s v with the exact shrink s, to rounding
+    np.testing.assert_allclose(x, want * v, rtol=1e-12, atol=1e-15 * a)
 
 
-def test_solve_ab_group_zero_columns_and_warm_start():
-    """D = 0 makes the B part a plain group lasso: a large strength zeroes every column of B;
-    a warm start never ends above its own objective; strength 0 is the unpenalised block."""
-    act = ReLU()
-    X, U, P, lam, D = ab_instance(5, act)
-    big = solve_ab(X, U, P, lam, 0.5, act, GroupPenalty(50.0).for_ab(np.zeros_like(D)))
-    assert np.all(big.value[1] == 0.0)
-    pen = GroupPenalty(0.2).for_ab(D, ridge=0.05)
-    cold = solve_ab(X, U, P, lam, 0.5, act, pen)
-    ref = solve_ab(X, U, P, lam, 0.5, act, pen, method="cvxpy")
-    assert rel(cold.objective, ref.objective) < RTOL
-    rng = np.random.default_rng(9)
-    init = (project_inf_norm_ball(rng.standard_normal((6, 6)), 0.5),
-            rng.standard_normal((6, 5)), rng.standard_normal(6))
-    warm = solve_ab(X, U, P, lam, 0.5, act, pen, init=init)
-    assert warm.objective <= ab_objective(X, U, P, lam, 0.5, act, pen, *init)
-    assert rel(warm.objective, cold.objective) < RTOL
-    zero = solve_ab(X, U, P, lam, 0.5, act, GroupPenalty(0.0).for_ab(D))
-    plain = solve_ab(X, U, P, lam, 0.5, act, NoPenalty())
-    assert rel(zero.objective, plain.objective) < 1e-10
+@pytest.mark.parametrize("k", [1, 4, 8, 12, 15])
+@pytest.mark.parametrize("side", [-1, 1])
+def test_prox_l2_fixed_near_the_threshold(k, side):
+    """||v|| = t (1 +- 10^-k) with a tiny fixed part: the regime where rho ~ delta^(2/3)."""
+    t = 0.7
+    a = t * (1 + side * 10.0 ** -k)
+    v = np.array([[a * 0.6], [a * 0.8]])
+    for delta in (1e-14, 1e-8, 1e-3):
+        x = _prox_l2_fixed(v, np.array([delta]), np.array([t]))
+        np.testing.assert_allclose(x, _shrink_mp(a, delta, t) * v, rtol=1e-11, atol=1e-16)
 
 
-# --------------------------------------------------------------------------------------------
-# the (C, D) block
-# --------------------------------------------------------------------------------------------
-def cd_instance(seed, loss, m=50, n=5, p=6, q=3):
-    rng = np.random.default_rng(seed)
-    U = rng.standard_normal((m, p))
-    P = np.maximum(rng.standard_normal((m, n)), 0.0)
-    if loss == "squared":
-        Y = rng.standard_normal((m, q))
-    else:
-        Y = np.eye(q)[rng.integers(0, q, m)]
-    B = fixed_part(rng, 4, p, n_zero=3)
-    return P, U, Y, B
+def test_prox_l2_fixed_optimality_and_scale_equivariance():
+    """Many columns at once, norms and fixed parts spread over 600 decades: x = s v with
+    s in [0, 1], stationarity x - v + t x / rho = 0 (relative to |v|, in variables scaled by
+    the column's largest input, wherever x does not underflow), and
+    prox(c v, c delta, c t) = c prox(v, delta, t)."""
+    rng = np.random.default_rng(1)
+    r, p = 3, 400
+    V = rng.standard_normal((r, p)) * np.exp(rng.uniform(-650, 5, p))
+    delta = np.exp(rng.uniform(-690, 3, p))
+    t = np.exp(rng.uniform(-30, 3, p))
+    X = _prox_l2_fixed(V, delta, t)
+    assert np.all(np.isfinite(X))
+    cols = np.arange(p)
+    k = np.abs(V).argmax(axis=0)
+    s = X[k, cols] / V[k, cols]
+    assert np.all((s >= 0) & (s <= 1))
+    np.testing.assert_allclose(X, s * V, rtol=1e-13, atol=1e-300)
+    c = np.maximum(np.maximum(np.abs(V).max(axis=0), delta), t)
+    Xn, Vn, dn, tn = X / c, V / c, delta / c, t / c
+    mx = np.maximum(np.abs(Xn).max(axis=0), dn)
+    rho = mx * np.sqrt(((Xn / mx) ** 2).sum(axis=0) + (dn / mx) ** 2)
+    res = np.abs(Xn - Vn + tn * Xn / rho).max(axis=0) / np.abs(Vn).max(axis=0)
+    normal = np.abs(X).min(axis=0) > 1e-280
+    assert normal.sum() > p // 4
+    assert res[normal].max() < 1e-11
+    keep = np.abs(X).min(axis=0) > 1e-180  # no underflow at either scale
+    for scale in (1e-100, 1e100):
+        Xc = _prox_l2_fixed(V * scale, delta * scale, t * scale)
+        np.testing.assert_allclose(Xc[:, keep], X[:, keep] * scale, rtol=1e-12, atol=0)
 
 
-def cd_kkt_residual(P, U, Y, loss, pen, C, D, c, fit_intercept):
-    from lifted_idl.losses import get_loss
-
-    lo = get_loss(loss)
-    Yh = P @ C.T + U @ D.T + c
-    R = lo.grad(Y, Yh)
-    gC, gD = R.T @ P + pen.ridge * C, R.T @ U
-    M = np.hstack([P, U, np.ones((len(U), 1))])
-    t = 1.0 / (np.linalg.eigvalsh(M.T @ M)[-1] / len(U) + pen.ridge)
-    res = max(np.abs(t * gC).max(), np.abs(pen.prox_part(D - t * gD, t) - D).max())
-    if fit_intercept:
-        res = max(res, np.abs(t * R.sum(axis=0)).max())
-    return res / t
-
-
-@pytest.mark.parametrize("loss", ["squared", "cross_entropy"])
-@pytest.mark.parametrize("ord", ORDS)
-@pytest.mark.parametrize("fit_intercept", [True, False])
-def test_solve_cd_group_matches_cvxpy(loss, ord, fit_intercept):
-    P, U, Y, B = cd_instance(0, loss)
-    pen = GroupPenalty(0.08, ord).for_cd(B, ridge=0.01)
-    fast = solve_cd(P, U, Y, loss, pen, fit_intercept=fit_intercept)
-    ref = solve_cd(P, U, Y, loss, pen, method="cvxpy", fit_intercept=fit_intercept)
-    assert fast.converged
-    assert fast.objective <= ref.objective + 1e-9 * abs(ref.objective)
-    assert rel(fast.objective, ref.objective) < RTOL
-    C, D, c = fast.value
-    assert fast.objective == pytest.approx(cd_objective(P, U, Y, loss, pen, C, D, c), rel=1e-12)
-    assert cd_kkt_residual(P, U, Y, loss, pen, C, D, c, fit_intercept) < 1e-5
-    if not fit_intercept:
-        assert np.all(c == 0)
-
-
-def test_solve_cd_group_zeroes_columns():
-    """With B's column zero, D's column is zero exactly iff the loss gradient on it is at most
-    alpha in norm (checked at the solution, for every such column)."""
-    P, U, Y, B = cd_instance(1, "squared")
-    alpha = 0.15
-    r = solve_cd(P, U, Y, "squared", GroupPenalty(alpha).for_cd(B))
-    C, D, c = r.value
-    R = (P @ C.T + U @ D.T + c - Y) / len(U)
-    g = np.linalg.norm(R.T @ U, axis=0)
-    for j in range(3):  # the zero columns of B
-        if np.all(D[:, j] == 0):
-            assert g[j] <= alpha * (1 + 1e-8)
-        else:
-            assert g[j] > alpha * (1 - 1e-8)
-    assert np.any(np.all(D[:, :3] == 0, axis=0))
-
-
-# --------------------------------------------------------------------------------------------
-# objectives and errors
-# --------------------------------------------------------------------------------------------
-def test_relaxed_objective_with_group():
-    rng = np.random.default_rng(2)
-    m, n, p, q = 30, 4, 5, 2
-    A = project_inf_norm_ball(rng.standard_normal((n, n)), 0.5)
-    B, b = rng.standard_normal((n, p)), rng.standard_normal(n)
-    C, D, c = rng.standard_normal((q, n)), rng.standard_normal((q, p)), rng.standard_normal(q)
-    X, U, Y = rng.standard_normal((m, n)), rng.standard_normal((m, p)), rng.standard_normal((m, q))
-    P = np.maximum(rng.standard_normal((m, n)), 0.0)
-    G = GroupPenalty(0.4)
-    args = (A, B, b, C, D, c, X, P, U, Y, 1.0, 0.5, "relu", "squared")
-    base = relaxed_objective(*args, NoPenalty(), NoPenalty())
-    joint = relaxed_objective(*args, NoPenalty(), L2Penalty(0.1), pen_group=G)
-    view = relaxed_objective(*args, G.for_ab(D), L2Penalty(0.1))
-    want = G.value(B, D) + 0.05 * np.sum(np.hstack([C, D]) ** 2)
-    assert joint["penalty"] == pytest.approx(want, rel=1e-13)
-    assert view["total"] == pytest.approx(joint["total"], rel=1e-13)
-    assert joint["total"] - base["total"] == pytest.approx(want, rel=1e-12)
-    with pytest.raises(ValueError, match="pen_group must be a GroupPenalty"):
-        relaxed_objective(*args, NoPenalty(), NoPenalty(), pen_group=L2Penalty(1.0))
-
-
-def test_block_errors_name_the_argument():
-    act = ReLU()
-    X, U, P, lam, D = ab_instance(0, act)
-    G = GroupPenalty(0.1)
-    with pytest.raises(ValueError, match=r"group.for_ab\(D\)"):
-        solve_ab(X, U, P, lam, 0.5, act, G)
-    with pytest.raises(ValueError, match="4 groups"):
-        solve_ab(X, U, P, lam, 0.5, act, G.for_ab(D[:, :4]))
-    Pc, Uc, Yc, B = cd_instance(0, "squared")
-    with pytest.raises(ValueError, match=r"group.for_cd\(B\)"):
-        solve_cd(Pc, Uc, Yc, "squared", G.for_ab(B))
-    # the robust (A, B) block keeps its own list of penalties
-    from lifted_idl.blocks._common import get_block_penalty
-
-    with pytest.raises(ValueError, match="NoPenalty, L2Penalty or L1Penalty"):
-        get_block_penalty(G.for_ab(D), "penalty")
+def test_prox_l2_fixed_degenerate_inputs():
+    """Zero columns, zero steps, and a zero fixed part (the block soft threshold)."""
+    V = np.array([[0.0, 3.0, 3.0, 1e-14, 2.0], [0.0, 4.0, 4.0, 0.0, 0.0]])
+    delta = np.array([1.0, 0.0, 0.0, 0.0, 1e-14])
+    t = np.array([1.0, 2.0, 6.0, 1.0, 0.0])
+    X = _prox_l2_fixed(V, delta, t)
+    np.testing.assert_array_equal(X[:, 0], 0.0)
+    np.testing.assert_allclose(X[:, 1], V[:, 1] * (1 - 2.0 / 5.0), rtol=1e-15)
+    np.testing.assert_array_equal(X[:, 2], 0.0)
+    np.testing.assert_array_equal(X[:, 3], 0.0)
+    np.testing.assert_array_equal(X[:, 4], V[:, 4])

@@ -1,130 +1,152 @@
-"""Correctness of the fast group-penalised (A, B) block and of the fixed-part l2 group prox on
-the edge cases that made them slow (theory §5, §7).
+"""Tests of the (A, B, b) block (lifted_idl.blocks.ab, theory §7): the fast solvers against the
+cvxpy formulation of the same problem and against their optimality conditions.
 
-* ``_prox_l2_fixed`` (prox of :math:`t\\|(v, d)\\|_2` in v, :math:`\\|d\\| = \\delta` fixed) on
-  columns and fixed parts of norms down to 1e-300, near the threshold :math:`\\|v\\| = t`:
-  against a 50-digit root (mpmath) and its optimality conditions, and its scale equivariance;
-* the row-separable majorant of :func:`~lifted_idl.blocks.ab._ab_group_newton` (its row
-  searches and safe steps rely on it): it bounds the objective and touches it at the current
-  point, for both group norms;
-* the face Newton method (l2, and the l-inf variant behind ``_LINF_SOLVER``) on designs shaped
-  like those of the BCD loop (states affine in U on the samples: singular Hessians), with zero,
-  tiny (1e-14) and regular fixed parts: against the cvxpy formulation (objective within 1e-6
-  relative and never above it beyond rounding, KKT residual), also at the BCD tolerance
-  ``tol=1e-6``, where the stopping test must not stop short in the flat directions.
+* plain penalties (none, l2, l1): objective within 1e-6 relative of cvxpy, the prox-gradient
+  fixed point, the l1-ball of the rows of A, warm starts;
+* the group penalty of [IDL (5.1)] (theory §5): the group solvers against cvxpy (never above
+  it beyond rounding) and the block's KKT residual; the row-separable majorant of
+  :func:`~lifted_idl.blocks.ab._ab_group_newton` (it bounds the objective and touches it);
+  the face Newton method (l2 and l-inf) on designs shaped like those of the BCD loop
+  (singular Hessians; zero, tiny and regular fixed parts), also at the BCD tolerance
+  ``tol=1e-6``, where the stopping test must not stop short.
+
+The majorize-minimize solver is in ``test_ab_mm.py``, the row-parallel solves in
+``test_ab_parallel.py``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_group_penalty import ORDS, RTOL, ab_kkt_residual, rel
+from _helpers import (
+    ACTS,
+    CLARABEL_STATUS,
+    ORDS,
+    PENS,
+    RTOL,
+    ab_fixed_point_residual,
+    ab_instance,
+    ab_kkt_residual,
+    instance,
+    rel,
+)
 
 from lifted_idl.activations import ReLU, Tanh
 from lifted_idl.blocks import ab as ab_module
 from lifted_idl.blocks import ab_objective, solve_ab
 from lifted_idl.blocks._common import project_l1_rows
-from lifted_idl.penalties import GroupPenalty, _prox_l2_fixed
+from lifted_idl.losses import SquaredLoss
+from lifted_idl.penalties import GroupPenalty, L2Penalty, NoPenalty
+from lifted_idl.wellposedness import inf_norm, project_inf_norm_ball
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*CLARABEL returned status:UserWarning",
-                                        "ignore:.*CLARABEL returned status")
+pytestmark = CLARABEL_STATUS
 
 
 # --------------------------------------------------------------------------------------------
-# the fixed-part l2 prox
+# plain penalties
 # --------------------------------------------------------------------------------------------
-def _shrink_mp(a, delta, t):
-    """The shrink factor rho / (rho + t) of the prox, rho the root of
-    rho^2 [(rho + t)^2 - a^2] = delta^2 (rho + t)^2, by bisection with 60 digits."""
-    mpmath = pytest.importorskip("mpmath")
-    with mpmath.workdps(60):
-        a, d, t = mpmath.mpf(a), mpmath.mpf(delta), mpmath.mpf(t)
-
-        def h(r):
-            return r * r * ((r + t) ** 2 - a * a) - d * d * (r + t) ** 2
-
-        lo, hi = max(mpmath.mpf(0), a - t), mpmath.sqrt(a * a + d * d)
-        for _ in range(400):
-            mid = (lo + hi) / 2
-            if h(mid) > 0:
-                hi = mid
-            else:
-                lo = mid
-        rho = (lo + hi) / 2
-        return float(rho / (rho + t))
+@pytest.mark.parametrize("act", ACTS, ids=["relu", "tanh"])
+@pytest.mark.parametrize("pen", PENS, ids=["none", "l2", "l1"])
+def test_ab_fast_matches_cvxpy_and_fixed_point(act, pen):
+    d = instance(5, act, SquaredLoss())
+    args = (d["X"], d["U"], d["P"], d["lam"], d["kappa"], act, pen)
+    fast = solve_ab(*args)
+    ref = solve_ab(*args, method="cvxpy")
+    assert fast.converged
+    assert rel(fast.objective, ref.objective) < RTOL
+    A, B, b = fast.value
+    assert inf_norm(A) <= d["kappa"] * (1 + 1e-12)
+    assert fast.objective == pytest.approx(ab_objective(*args, A, B, b), rel=1e-14)
+    assert ab_fixed_point_residual(*args, A, B, b) < 1e-7
 
 
-SCALES = [1e-300, 1e-200, 1e-14, 1e-3, 1.0, 1e3]
+@pytest.mark.parametrize("act", ACTS, ids=["relu", "tanh"])
+def test_ab_no_bias_and_inactive_ball(act):
+    d = instance(6, act, SquaredLoss())
+    for kappa, fit_bias in [(0.3, False), (50.0, True)]:
+        args = (d["X"], d["U"], d["P"], d["lam"], kappa, act, L2Penalty(0.01))
+        fast = solve_ab(*args, fit_bias=fit_bias)
+        ref = solve_ab(*args, fit_bias=fit_bias, method="cvxpy")
+        assert rel(fast.objective, ref.objective) < RTOL
+        A, B, b = fast.value
+        if not fit_bias:
+            assert np.all(b == 0.0)
+        assert ab_fixed_point_residual(*args, A, B, b, fit_bias=fit_bias) < 1e-7
+    # with kappa = 50 the ball is inactive at the optimum: a plain stationary point
+    assert inf_norm(A) < 50.0
 
 
-@pytest.mark.parametrize("a", SCALES)
-@pytest.mark.parametrize("delta", [1e-300, 1e-200, 1e-14, 1e-3, 1.0, 1e3])
-@pytest.mark.parametrize("t", [1e-12, 1e-3, 1.0, 1e3])
-def test_prox_l2_fixed_extreme_scales_match_high_precision(a, delta, t):
-    rng = np.random.default_rng(0)
-    v = rng.standard_normal(4)
-    v *= a / np.linalg.norm(v)
-    x = _prox_l2_fixed(v[:, None], np.array([delta]), np.array([t]))[:, 0]
-    assert np.all(np.isfinite(x))
-    want = _shrink_mp(a, delta, t)
-    # x = s v with the exact shrink s, to rounding
-    np.testing.assert_allclose(x, want * v, rtol=1e-12, atol=1e-15 * a)
+def test_ab_flat_row_relu():
+    """A state with P[:, i] = 0 has a flat optimum (any w with Mw <= 0): objective still exact."""
+    act = ReLU()
+    d = instance(7, act, SquaredLoss())
+    P = d["P"].copy()
+    P[:, 0] = 0.0
+    args = (d["X"], d["U"], P, d["lam"], d["kappa"], act, NoPenalty())
+    fast = solve_ab(*args)
+    ref = solve_ab(*args, method="cvxpy")
+    assert abs(fast.objective - ref.objective) < 1e-6 * max(1.0, abs(ref.objective))
+    A, B, b = fast.value
+    Z0 = d["X"] @ A[0] + d["U"] @ B[0] + b[0]
+    assert np.all(Z0 <= 1e-8)  # the flat row sits where its divergence part is zero
 
 
-@pytest.mark.parametrize("k", [1, 4, 8, 12, 15])
-@pytest.mark.parametrize("side", [-1, 1])
-def test_prox_l2_fixed_near_the_threshold(k, side):
-    """||v|| = t (1 +- 10^-k) with a tiny fixed part: the regime where rho ~ delta^(2/3)."""
-    t = 0.7
-    a = t * (1 + side * 10.0 ** -k)
-    v = np.array([[a * 0.6], [a * 0.8]])
-    for delta in (1e-14, 1e-8, 1e-3):
-        x = _prox_l2_fixed(v, np.array([delta]), np.array([t]))
-        np.testing.assert_allclose(x, _shrink_mp(a, delta, t) * v, rtol=1e-11, atol=1e-16)
+def test_warm_start_converges_faster_ab():
+    act = ReLU()
+    d = instance(13, act, SquaredLoss())
+    args = (d["X"], d["U"], d["P"], d["lam"], d["kappa"], act, NoPenalty())
+    cold = solve_ab(*args)
+    warm = solve_ab(*args, init=cold.value)
+    assert warm.n_iter <= 2 and warm.objective <= cold.objective
 
 
-def test_prox_l2_fixed_optimality_and_scale_equivariance():
-    """Many columns at once, norms and fixed parts spread over 600 decades: x = s v with
-    s in [0, 1], stationarity x - v + t x / rho = 0 (relative to |v|, in variables scaled by
-    the column's largest input, wherever x does not underflow), and
-    prox(c v, c delta, c t) = c prox(v, delta, t)."""
-    rng = np.random.default_rng(1)
-    r, p = 3, 400
-    V = rng.standard_normal((r, p)) * np.exp(rng.uniform(-650, 5, p))
-    delta = np.exp(rng.uniform(-690, 3, p))
-    t = np.exp(rng.uniform(-30, 3, p))
-    X = _prox_l2_fixed(V, delta, t)
-    assert np.all(np.isfinite(X))
-    cols = np.arange(p)
-    k = np.abs(V).argmax(axis=0)
-    s = X[k, cols] / V[k, cols]
-    assert np.all((s >= 0) & (s <= 1))
-    np.testing.assert_allclose(X, s * V, rtol=1e-13, atol=1e-300)
-    c = np.maximum(np.maximum(np.abs(V).max(axis=0), delta), t)
-    Xn, Vn, dn, tn = X / c, V / c, delta / c, t / c
-    mx = np.maximum(np.abs(Xn).max(axis=0), dn)
-    rho = mx * np.sqrt(((Xn / mx) ** 2).sum(axis=0) + (dn / mx) ** 2)
-    res = np.abs(Xn - Vn + tn * Xn / rho).max(axis=0) / np.abs(Vn).max(axis=0)
-    normal = np.abs(X).min(axis=0) > 1e-280
-    assert normal.sum() > p // 4
-    assert res[normal].max() < 1e-11
-    keep = np.abs(X).min(axis=0) > 1e-180  # no underflow at either scale
-    for scale in (1e-100, 1e100):
-        Xc = _prox_l2_fixed(V * scale, delta * scale, t * scale)
-        np.testing.assert_allclose(Xc[:, keep], X[:, keep] * scale, rtol=1e-12, atol=0)
+# --------------------------------------------------------------------------------------------
+# the group penalty
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("act", [ReLU(), Tanh()], ids=["relu", "tanh"])
+@pytest.mark.parametrize("ord", ORDS)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_solve_ab_group_matches_cvxpy(act, ord, seed):
+    X, U, P, lam, D = ab_instance(seed, act)
+    pen = GroupPenalty(0.3, ord).for_ab(D)
+    kappa = 0.5
+    fast = solve_ab(X, U, P, lam, kappa, act, pen)
+    ref = solve_ab(X, U, P, lam, kappa, act, pen, method="cvxpy")
+    assert fast.converged
+    assert fast.solver == "group_newton"
+    assert fast.objective <= ref.objective + 1e-9 * abs(ref.objective)
+    assert rel(fast.objective, ref.objective) < RTOL
+    A, B, b = fast.value
+    assert np.abs(A).sum(axis=1).max() <= kappa * (1 + 1e-10)
+    assert fast.objective == pytest.approx(ab_objective(X, U, P, lam, kappa, act, pen, A, B, b),
+                                           rel=1e-12)
+    assert ab_kkt_residual(X, U, P, lam, kappa, act, pen, A, B, b) < 1e-5
+    # columns whose D part is zero are exactly zero in B where cvxpy's are (numerically) zero
+    Bc = ref.value[1]
+    zero_ref = np.linalg.norm(Bc[:, :2], axis=0) < 1e-6
+    assert np.all(np.linalg.norm(B[:, :2], axis=0)[zero_ref] == 0.0)
 
 
-def test_prox_l2_fixed_degenerate_inputs():
-    """Zero columns, zero steps, and a zero fixed part (the block soft threshold)."""
-    V = np.array([[0.0, 3.0, 3.0, 1e-14, 2.0], [0.0, 4.0, 4.0, 0.0, 0.0]])
-    delta = np.array([1.0, 0.0, 0.0, 0.0, 1e-14])
-    t = np.array([1.0, 2.0, 6.0, 1.0, 0.0])
-    X = _prox_l2_fixed(V, delta, t)
-    np.testing.assert_array_equal(X[:, 0], 0.0)
-    np.testing.assert_allclose(X[:, 1], V[:, 1] * (1 - 2.0 / 5.0), rtol=1e-15)
-    np.testing.assert_array_equal(X[:, 2], 0.0)
-    np.testing.assert_array_equal(X[:, 3], 0.0)
-    np.testing.assert_array_equal(X[:, 4], V[:, 4])
+def test_solve_ab_group_zero_columns_and_warm_start():
+    """D = 0 makes the B part a plain group lasso: a large strength zeroes every column of B;
+    a warm start never ends above its own objective; strength 0 is the unpenalised block."""
+    act = ReLU()
+    X, U, P, lam, D = ab_instance(5, act)
+    big = solve_ab(X, U, P, lam, 0.5, act, GroupPenalty(50.0).for_ab(np.zeros_like(D)))
+    assert np.all(big.value[1] == 0.0)
+    pen = GroupPenalty(0.2).for_ab(D, ridge=0.05)
+    cold = solve_ab(X, U, P, lam, 0.5, act, pen)
+    ref = solve_ab(X, U, P, lam, 0.5, act, pen, method="cvxpy")
+    assert rel(cold.objective, ref.objective) < RTOL
+    rng = np.random.default_rng(9)
+    init = (project_inf_norm_ball(rng.standard_normal((6, 6)), 0.5),
+            rng.standard_normal((6, 5)), rng.standard_normal(6))
+    warm = solve_ab(X, U, P, lam, 0.5, act, pen, init=init)
+    assert warm.objective <= ab_objective(X, U, P, lam, 0.5, act, pen, *init)
+    assert rel(warm.objective, cold.objective) < RTOL
+    zero = solve_ab(X, U, P, lam, 0.5, act, GroupPenalty(0.0).for_ab(D))
+    plain = solve_ab(X, U, P, lam, 0.5, act, NoPenalty())
+    assert rel(zero.objective, plain.objective) < 1e-10
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,7 +251,7 @@ def test_row_majorant_safe_step_decreases_every_row(ord):
 
 
 # --------------------------------------------------------------------------------------------
-# the block solves against cvxpy
+# the group Newton solves against cvxpy
 # --------------------------------------------------------------------------------------------
 @pytest.fixture(params=ORDS, ids=["l2", "linf"])
 def group_ord(request, monkeypatch):

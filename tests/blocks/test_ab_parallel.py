@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_blocks import ab_fixed_point_residual as fixed_point_residual
+from _helpers import ACTS, PENS, RTOL, rel
+from _helpers import ab_fixed_point_residual as fixed_point_residual
 from threadpoolctl import threadpool_info
 
 import lifted_idl.blocks.ab as ab_module
 import lifted_idl.blocks.ab_robust as robust_module
-from lifted_idl.activations import ReLU, Tanh
+from lifted_idl.activations import ReLU
 from lifted_idl.blocks import (
     _common,
     ab_objective,
@@ -27,14 +28,7 @@ from lifted_idl.blocks._common import check_n_jobs, row_chunks, solve_row_chunks
 from lifted_idl.penalties import GroupPenalty, L1Penalty, L2Penalty, NoPenalty
 from lifted_idl.wellposedness import inf_norm, project_inf_norm_ball
 
-ACTS = [ReLU(), Tanh()]
-PENS = [NoPenalty(), L2Penalty(0.05), L1Penalty(0.02)]
 SAME = 1e-8  # n_jobs > 1 against n_jobs = 1, relative objective
-RTOL = 1e-6  # fast against cvxpy, relative objective (as tests/test_blocks.py)
-
-
-def rel(a, b):
-    return abs(a - b) / max(abs(a), abs(b), 1e-12)
 
 
 def instance(seed, act, m=60, n=10, p=4, kappa=0.5, slow_half=False):

@@ -1,14 +1,15 @@
-"""Tests of the four BCD blocks of the Fenchel relaxation (lifted_idl.blocks, theory §7).
+"""Tests across the four BCD blocks (lifted_idl.blocks, theory §7): the relaxed objective, the
+descent guarantee from an initial point, names, bad inputs and solver failures.
 
-Every fast solver is checked against the cvxpy formulation of the same problem (objective within
-1e-6 relative) and against its own optimality conditions; every returned objective against the
-objective function at the returned value.
+Each block's own reference tests (fast solver against cvxpy and optimality conditions) are in
+``test_ab.py``, ``test_cd.py``, ``test_x.py`` and ``test_p.py``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from _helpers import ACTS, LOSSES, RTOL, ab_instance, cd_instance, instance, rel
 
 from lifted_idl import ImplicitModel
 from lifted_idl.activations import LeakyReLU, ReLU, Tanh
@@ -26,103 +27,13 @@ from lifted_idl.blocks import (
 )
 from lifted_idl.blocks._common import project_l1_rows, solve_cvxpy
 from lifted_idl.exceptions import SolverError
-from lifted_idl.losses import SoftmaxCrossEntropy, SquaredLoss
-from lifted_idl.penalties import L1Penalty, L2Penalty, NoPenalty
-from lifted_idl.wellposedness import inf_norm, project_inf_norm_ball
-
-ACTS = [ReLU(), Tanh()]
-LOSSES = [SquaredLoss(), SoftmaxCrossEntropy()]
-PENS = [NoPenalty(), L2Penalty(0.05), L1Penalty(0.02)]
-RTOL = 1e-6
-
-
-def rel(a, b):
-    return abs(a - b) / max(abs(a), abs(b), 1e-12)
-
-
-def instance(seed, act, loss, m=40, n=6, p=3, q=2, kappa=0.5):
-    rng = np.random.default_rng(seed)
-    U = rng.standard_normal((m, p))
-    A = project_inf_norm_ball(rng.standard_normal((n, n)), kappa)
-    B = rng.standard_normal((n, p))
-    b = 0.3 * rng.standard_normal(n)
-    X = rng.standard_normal((m, n))
-    if isinstance(act, ReLU):
-        P = np.maximum(rng.standard_normal((m, n)), 0.0)
-    else:
-        P = np.tanh(rng.standard_normal((m, n)))
-    C = rng.standard_normal((q, n))
-    D = rng.standard_normal((q, p))
-    c = rng.standard_normal(q)
-    if isinstance(loss, SquaredLoss):
-        Y = rng.standard_normal((m, q))
-    else:
-        Y = np.eye(q)[rng.integers(0, q, m)]
-    lam = rng.uniform(0.5, 3.0, n)
-    return dict(U=U, A=A, B=B, b=b, X=X, P=P, C=C, D=D, c=c, Y=Y, lam=lam, mu=0.7,
-                kappa=kappa)
-
-
-def fd_grad(f, x, h=1e-6):
-    g = np.zeros_like(x)
-    for k in np.ndindex(x.shape):
-        e = np.zeros_like(x)
-        e[k] = h
-        g[k] = (f(x + e) - f(x - e)) / (2 * h)
-    return g
+from lifted_idl.losses import SquaredLoss
+from lifted_idl.penalties import GroupPenalty, L1Penalty, L2Penalty, NoPenalty
+from lifted_idl.wellposedness import project_inf_norm_ball
 
 
 # --------------------------------------------------------------------------------------------
-# Fenchel divergence
-# --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("act", ACTS, ids=["relu", "tanh"])
-def test_fenchel_divergence_properties(act):
-    rng = np.random.default_rng(0)
-    Z = 2 * rng.standard_normal((30, 4))
-    Xd = np.maximum(rng.standard_normal((30, 4)), 0) if isinstance(act, ReLU) else np.tanh(
-        rng.standard_normal((30, 4)))
-    F = act.fenchel(Xd, Z)
-    assert np.all(F >= -1e-12)
-    # zero exactly at x = phi(z), positive elsewhere (away from phi(z))
-    assert np.abs(act.fenchel(act(Z), Z)).max() < 1e-12
-    far = np.abs(Xd - act(Z)) > 1e-3
-    assert np.all(F[far] > 0)
-    # gradients against central finite differences
-    gz = act.fenchel_grad_z(Xd, Z)
-    gx = act.fenchel_grad_x(Xd, Z)
-    for s in range(5):
-        i = s % 4
-        z, x = Z[s, i], Xd[s, i]
-        if isinstance(act, ReLU) and x < 1e-3:
-            x = 0.5
-        h = 1e-6
-        dz = (act.fenchel(np.array([x]), np.array([z + h]))
-              - act.fenchel(np.array([x]), np.array([z - h])))[0] / (2 * h)
-        dx = (act.fenchel(np.array([x + h]), np.array([z]))
-              - act.fenchel(np.array([x - h]), np.array([z])))[0] / (2 * h)
-        assert abs(dz - act.fenchel_grad_z(np.array([x]), np.array([z]))[0]) < 1e-6
-        assert abs(dx - act.fenchel_grad_x(np.array([x]), np.array([z]))[0]) < 1e-6
-    assert gz.shape == gx.shape == Z.shape
-
-
-@pytest.mark.parametrize("act", ACTS, ids=["relu", "tanh"])
-def test_fenchel_cvxpy_matches_numpy(act):
-    import cvxpy as cp
-
-    rng = np.random.default_rng(1)
-    Z = rng.standard_normal((7, 3))
-    Xd = np.abs(rng.standard_normal((7, 3))) if isinstance(act, ReLU) else np.tanh(
-        rng.standard_normal((7, 3)))
-    expr = act.fenchel_cvxpy(cp.Constant(Xd), cp.Constant(Z))
-    assert rel(float(expr.value), float(act.fenchel(Xd, Z).sum())) < 1e-10
-    # with one argument a variable (as in the blocks) the expression is convex
-    v = cp.Variable((7, 3))
-    assert act.fenchel_cvxpy(cp.Constant(Xd), v).is_convex()
-    assert act.fenchel_cvxpy(v, cp.Constant(Z)).is_convex()
-
-
-# --------------------------------------------------------------------------------------------
-# relaxed objective
+# the relaxed objective
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("act", ACTS, ids=["relu", "tanh"])
 @pytest.mark.parametrize("loss", LOSSES, ids=["sq", "ce"])
@@ -154,233 +65,25 @@ def test_relaxed_objective_zero_divergence_at_equilibrium(act, loss):
     assert J3["divergence"] == np.inf
 
 
-# --------------------------------------------------------------------------------------------
-# (C, D, c) block
-# --------------------------------------------------------------------------------------------
-def cd_subgradient_residual(P, U, Y, loss, pen, C, D, c, fit_intercept=True):
-    M = np.hstack([P, U])
-    W = np.hstack([C, D])
-    G = loss.grad(Y, M @ W.T + c)
-    gW = G.T @ M
-    if isinstance(pen, L1Penalty):
-        r = np.where(W == 0, np.maximum(np.abs(gW) - pen.alpha, 0.0),
-                     np.abs(gW + pen.alpha * np.sign(W)))
-    else:
-        r = np.abs(gW + pen.alpha * W)
-    res = float(r.max())
-    if fit_intercept:
-        res = max(res, float(np.abs(G.sum(axis=0)).max()))
-    return res
-
-
-@pytest.mark.parametrize("loss", LOSSES, ids=["sq", "ce"])
-@pytest.mark.parametrize("pen", PENS, ids=["none", "l2", "l1"])
-def test_cd_fast_matches_cvxpy_and_kkt(loss, pen):
-    d = instance(3, ReLU(), loss)
-    fast = solve_cd(d["P"], d["U"], d["Y"], loss, pen)
-    ref = solve_cd(d["P"], d["U"], d["Y"], loss, pen, method="cvxpy")
-    assert isinstance(fast, BlockResult) and fast.converged
-    # the squared loss makes a quadratic program (OSQP), the cross-entropy exponential cones
-    assert ref.solver == ("cvxpy:OSQP" if isinstance(loss, SquaredLoss) else "cvxpy:CLARABEL")
-    assert rel(fast.objective, ref.objective) < RTOL
-    C, D, c = fast.value
-    assert C.shape == (2, 6) and D.shape == (2, 3) and c.shape == (2,)
-    assert fast.objective == pytest.approx(cd_objective(d["P"], d["U"], d["Y"], loss, pen,
-                                                        C, D, c), rel=1e-14)
-    assert cd_subgradient_residual(d["P"], d["U"], d["Y"], loss, pen, C, D, c) < 1e-6
-
-
-@pytest.mark.parametrize("loss", LOSSES, ids=["sq", "ce"])
-def test_cd_without_intercept_and_rank_deficient(loss):
-    d = instance(4, ReLU(), loss)
-    P = d["P"].copy()
-    P[:, 1] = P[:, 0]  # duplicate column: a rank-deficient design
-    P[:, 2] = 0.0  # dead state
-    pen = NoPenalty() if isinstance(loss, SquaredLoss) else L2Penalty(0.01)
-    fast = solve_cd(P, d["U"], d["Y"], loss, pen, fit_intercept=False)
-    ref = solve_cd(P, d["U"], d["Y"], loss, pen, fit_intercept=False, method="cvxpy")
-    assert np.all(fast.value[2] == 0.0)
-    assert rel(fast.objective, ref.objective) < RTOL
-    C, D, c = fast.value
-    assert cd_subgradient_residual(P, d["U"], d["Y"], loss, pen, C, D, c,
-                                   fit_intercept=False) < 1e-6
-
-
-@pytest.mark.parametrize("fit_intercept", [True, False])
-@pytest.mark.parametrize("q", [2, 4])
-def test_softmax_ridge_dense_newton_and_cg_agree_with_cvxpy(q, fit_intercept):
-    """The (C, D, c) cross-entropy + ridge block has two exact solvers: Newton with the explicit
-    Hessian (few variables, the default there) and trust-region Newton-CG (many): both reach
-    the cvxpy optimum, with a rank-deficient design (a duplicated and a dead column)."""
-    from lifted_idl.blocks import cd as cd_mod
-
-    loss, pen = SoftmaxCrossEntropy(), L2Penalty(0.02)
-    d = instance(5 + q, ReLU(), loss, m=60, q=q)
-    P = d["P"].copy()
-    P[:, 1] = P[:, 0]
-    P[:, 2] = 0.0
-    M = np.hstack([P, d["U"]])
-    ref = solve_cd(P, d["U"], d["Y"], loss, pen, fit_intercept=fit_intercept, method="cvxpy")
-    for dense_max in (10**6, 0):
-        W, c, _, conv, solver = cd_mod._softmax_ridge_newton(
-            M, d["Y"], pen.alpha, fit_intercept, None, None, 1e-10, 200, dense_max=dense_max)
-        assert conv and solver == ("newton" if dense_max else "newton_cg")
-        C, D = W[:, :6], W[:, 6:]
-        obj = cd_objective(P, d["U"], d["Y"], loss, pen, C, D, c)
-        assert obj <= ref.objective + 1e-7 * abs(ref.objective)
-        assert rel(obj, ref.objective) < RTOL
-        assert cd_subgradient_residual(P, d["U"], d["Y"], loss, pen, C, D, c,
-                                       fit_intercept=fit_intercept) < 1e-7
-        if not fit_intercept:
-            assert np.all(c == 0.0)
-
-
-# --------------------------------------------------------------------------------------------
-# (A, B, b) block
-# --------------------------------------------------------------------------------------------
-def ab_fixed_point_residual(X, U, P, lam, kappa, act, pen, A, B, b, fit_bias=True):
-    """|W - Proj(prox(W - t grad))| for the (A, B, b) block, with a per-row step t."""
-    m = X.shape[0]
-    n = A.shape[0]
-    Z = X @ A.T + U @ B.T + b
-    G = (act(Z) - P) * (lam / m)
-    W = np.hstack([A, B])
-    gW = G.T @ np.hstack([X, U])
-    if isinstance(pen, L2Penalty):
-        gW = gW + pen.alpha * W
-    M1 = np.hstack([X, U, np.ones((m, 1))])
-    t = (m / (lam * np.linalg.norm(M1, 2) ** 2))[:, None]
-    V = W - t * gW
-    if isinstance(pen, L1Penalty):
-        V = np.sign(V) * np.maximum(np.abs(V) - t * pen.alpha, 0.0)
-    V[:, :n] = project_inf_norm_ball(V[:, :n], kappa)
-    res = float(np.abs(V - W).max())
-    if fit_bias:
-        res = max(res, float(np.abs(t[:, 0] * G.sum(axis=0)).max()))
-    return res
-
-
-@pytest.mark.parametrize("act", ACTS, ids=["relu", "tanh"])
-@pytest.mark.parametrize("pen", PENS, ids=["none", "l2", "l1"])
-def test_ab_fast_matches_cvxpy_and_fixed_point(act, pen):
-    d = instance(5, act, SquaredLoss())
-    args = (d["X"], d["U"], d["P"], d["lam"], d["kappa"], act, pen)
-    fast = solve_ab(*args)
-    ref = solve_ab(*args, method="cvxpy")
-    assert fast.converged
-    assert rel(fast.objective, ref.objective) < RTOL
-    A, B, b = fast.value
-    assert inf_norm(A) <= d["kappa"] * (1 + 1e-12)
-    assert fast.objective == pytest.approx(ab_objective(*args, A, B, b), rel=1e-14)
-    assert ab_fixed_point_residual(*args, A, B, b) < 1e-7
-
-
-@pytest.mark.parametrize("act", ACTS, ids=["relu", "tanh"])
-def test_ab_no_bias_and_inactive_ball(act):
-    d = instance(6, act, SquaredLoss())
-    for kappa, fit_bias in [(0.3, False), (50.0, True)]:
-        args = (d["X"], d["U"], d["P"], d["lam"], kappa, act, L2Penalty(0.01))
-        fast = solve_ab(*args, fit_bias=fit_bias)
-        ref = solve_ab(*args, fit_bias=fit_bias, method="cvxpy")
-        assert rel(fast.objective, ref.objective) < RTOL
-        A, B, b = fast.value
-        if not fit_bias:
-            assert np.all(b == 0.0)
-        assert ab_fixed_point_residual(*args, A, B, b, fit_bias=fit_bias) < 1e-7
-    # with kappa = 50 the ball is inactive at the optimum: a plain stationary point
-    assert inf_norm(A) < 50.0
-
-
-def test_ab_flat_row_relu():
-    """A state with P[:, i] = 0 has a flat optimum (any w with Mw <= 0): objective still exact."""
-    act = ReLU()
-    d = instance(7, act, SquaredLoss())
-    P = d["P"].copy()
-    P[:, 0] = 0.0
-    args = (d["X"], d["U"], P, d["lam"], d["kappa"], act, NoPenalty())
-    fast = solve_ab(*args)
-    ref = solve_ab(*args, method="cvxpy")
-    assert abs(fast.objective - ref.objective) < 1e-6 * max(1.0, abs(ref.objective))
-    A, B, b = fast.value
-    Z0 = d["X"] @ A[0] + d["U"] @ B[0] + b[0]
-    assert np.all(Z0 <= 1e-8)  # the flat row sits where its divergence part is zero
-
-
-# --------------------------------------------------------------------------------------------
-# X block
-# --------------------------------------------------------------------------------------------
-def x_gradient(A, B, b, U, P, lam, mu, act, X):
-    Z = X @ A.T + U @ B.T + b
-    return ((act(Z) - P) * lam @ A + mu * (X - P)) / X.shape[0]
-
-
-@pytest.mark.parametrize("act", ACTS, ids=["relu", "tanh"])
-@pytest.mark.parametrize("lam_scale", [1.0, 400.0], ids=["agd", "newton"])
-def test_x_fast_matches_cvxpy_and_stationary(act, lam_scale):
-    d = instance(8, act, SquaredLoss(), kappa=0.9)
-    lam = d["lam"] * lam_scale
-    args = (d["A"], d["B"], d["b"], d["U"], d["P"], lam, d["mu"], act)
-    fast = solve_x(*args)
-    ref = solve_x(*args, method="cvxpy")
-    assert fast.converged
-    assert fast.solver == ("agd" if lam_scale == 1.0 else "newton")
-    assert rel(fast.objective, ref.objective) < RTOL
-    assert fast.objective == pytest.approx(x_objective(*args, fast.value), rel=1e-14)
-    g = x_gradient(*args, fast.value)
-    assert np.abs(g).max() < 1e-8 * max(1.0, lam.max())
-
-
-# --------------------------------------------------------------------------------------------
-# P block
-# --------------------------------------------------------------------------------------------
-def p_gradient(d, act, loss, P):
-    Z = d["X"] @ d["A"].T + d["U"] @ d["B"].T + d["b"]
-    Yhat = P @ d["C"].T + d["U"] @ d["D"].T + d["c"]
-    m = P.shape[0]
-    return loss.grad(d["Y"], Yhat) @ d["C"] + (d["lam"] * (act.inverse(P) - Z)
-                                               + d["mu"] * (P - d["X"])) / m
-
-
-@pytest.mark.parametrize("act", ACTS, ids=["relu", "tanh"])
-@pytest.mark.parametrize("loss", LOSSES, ids=["sq", "ce"])
-def test_p_fast_matches_cvxpy_and_kkt(act, loss):
-    d = instance(9, act, loss)
-    args = [d[k] for k in ("A", "B", "b", "C", "D", "c", "X", "U", "Y", "lam", "mu")]
-    fast = solve_p(*args, act, loss)
-    ref = solve_p(*args, act, loss, method="cvxpy")
-    assert fast.converged
-    assert rel(fast.objective, ref.objective) < RTOL
-    P = fast.value
-    assert fast.objective == pytest.approx(p_objective(*args, act, loss, P), rel=1e-14)
-    g = p_gradient(d, act, loss, P) * P.shape[0]
-    if isinstance(act, ReLU):
-        # NNLS complementarity: P >= 0, grad >= 0, P * grad = 0
-        assert P.min() >= 0.0
-        assert g.min() > -1e-7
-        assert np.abs(P * g).max() < 1e-7
-        assert (P == 0).any()  # the bound is active somewhere on this instance
-    else:
-        assert np.abs(P).max() < 1.0
-        assert np.abs(g).max() < 1e-7
-
-
-def test_p_relu_differs_from_unconstrained_closed_form():
-    """theory §7 fix: with P >= 0 the squared-loss P step is an NNLS, not the closed form."""
-    act, loss = ReLU(), SquaredLoss()
-    d = instance(10, act, loss)
-    args = [d[k] for k in ("A", "B", "b", "C", "D", "c", "X", "U", "Y", "lam", "mu")]
-    P = solve_p(*args, act, loss).value
-    m, n = P.shape
-    Z = d["X"] @ d["A"].T + d["U"] @ d["B"].T + d["b"]
-    P0 = (d["lam"] * Z + d["mu"] * d["X"]) / (d["lam"] + d["mu"])
-    # unconstrained minimiser, sample by sample: (C^T C + diag(lam + mu)) p = C^T r + (lam+mu) p0
-    H = d["C"].T @ d["C"] + np.diag(d["lam"] + d["mu"])
-    R = d["Y"] - d["U"] @ d["D"].T - d["c"]
-    Pfree = np.linalg.solve(H, (R @ d["C"] + (d["lam"] + d["mu"]) * P0).T).T
-    assert Pfree.min() < 0  # the closed form leaves the domain ...
-    assert not np.allclose(P, np.maximum(Pfree, 0), atol=1e-6)  # ... and clipping is not optimal
-    obj = p_objective(*args, act, loss, P)
-    assert obj <= p_objective(*args, act, loss, np.maximum(Pfree, 0)) + 1e-12
+def test_relaxed_objective_with_group():
+    rng = np.random.default_rng(2)
+    m, n, p, q = 30, 4, 5, 2
+    A = project_inf_norm_ball(rng.standard_normal((n, n)), 0.5)
+    B, b = rng.standard_normal((n, p)), rng.standard_normal(n)
+    C, D, c = rng.standard_normal((q, n)), rng.standard_normal((q, p)), rng.standard_normal(q)
+    X, U, Y = rng.standard_normal((m, n)), rng.standard_normal((m, p)), rng.standard_normal((m, q))
+    P = np.maximum(rng.standard_normal((m, n)), 0.0)
+    G = GroupPenalty(0.4)
+    args = (A, B, b, C, D, c, X, P, U, Y, 1.0, 0.5, "relu", "squared")
+    base = relaxed_objective(*args, NoPenalty(), NoPenalty())
+    joint = relaxed_objective(*args, NoPenalty(), L2Penalty(0.1), pen_group=G)
+    view = relaxed_objective(*args, G.for_ab(D), L2Penalty(0.1))
+    want = G.value(B, D) + 0.05 * np.sum(np.hstack([C, D]) ** 2)
+    assert joint["penalty"] == pytest.approx(want, rel=1e-13)
+    assert view["total"] == pytest.approx(joint["total"], rel=1e-13)
+    assert joint["total"] - base["total"] == pytest.approx(want, rel=1e-12)
+    with pytest.raises(ValueError, match="pen_group must be a GroupPenalty"):
+        relaxed_objective(*args, NoPenalty(), NoPenalty(), pen_group=L2Penalty(1.0))
 
 
 # --------------------------------------------------------------------------------------------
@@ -430,13 +133,19 @@ def test_init_kept_when_solver_ends_worse():
     assert rp.objective <= bp.objective
 
 
-def test_warm_start_converges_faster_ab():
-    act = ReLU()
-    d = instance(13, act, SquaredLoss())
-    args = (d["X"], d["U"], d["P"], d["lam"], d["kappa"], act, NoPenalty())
-    cold = solve_ab(*args)
-    warm = solve_ab(*args, init=cold.value)
-    assert warm.n_iter <= 2 and warm.objective <= cold.objective
+@pytest.mark.parametrize("act", [LeakyReLU(0.1), "sigmoid"], ids=["leaky", "sigmoid"])
+def test_other_activations_ab_x(act):
+    from lifted_idl.activations import get_activation
+
+    act = get_activation(act)
+    d = instance(19, Tanh(), SquaredLoss())  # P in (-1, 1)
+    P = d["P"] if isinstance(act, LeakyReLU) else 0.5 * (d["P"] + 1.0)  # sigmoid: (0, 1)
+    args = (d["X"], d["U"], P, d["lam"], d["kappa"], act, L2Penalty(0.05))
+    fast, ref = solve_ab(*args), solve_ab(*args, method="cvxpy")
+    assert rel(fast.objective, ref.objective) < RTOL
+    xargs = (d["A"], d["B"], d["b"], d["U"], P, d["lam"], d["mu"], act)
+    fast, ref = solve_x(*xargs), solve_x(*xargs, method="cvxpy")
+    assert rel(fast.objective, ref.objective) < RTOL
 
 
 # --------------------------------------------------------------------------------------------
@@ -515,48 +224,19 @@ def test_keep_better_returns_init_when_worse():
     assert keep_better(better, init, 1.0) is better
 
 
-@pytest.mark.parametrize("loss", LOSSES, ids=["sq", "ce"])
-def test_loss_sample_values_and_hessians(loss):
-    rng = np.random.default_rng(17)
-    m, q = 6, 3
-    Yhat = rng.standard_normal((m, q))
-    Y = rng.standard_normal((m, q)) if isinstance(loss, SquaredLoss) else np.eye(q)[
-        rng.integers(0, q, m)]
-    v = loss.sample_values(Y, Yhat)
-    assert v.shape == (m,) and v.mean() == pytest.approx(loss.value(Y, Yhat), rel=1e-13)
-    H = loss.sample_hessians(Y, Yhat)
-    for s in range(m):
-        def grad_s(y, s=s):
-            Z = Yhat.copy()
-            Z[s] = y
-            return loss.grad(Y, Z)[s] * m
-        J = np.column_stack([(grad_s(Yhat[s] + 1e-6 * e) - grad_s(Yhat[s] - 1e-6 * e)) / 2e-6
-                             for e in np.eye(q)])
-        assert np.allclose(H[s], J, atol=1e-6)
+def test_block_errors_name_the_argument():
+    act = ReLU()
+    X, U, P, lam, D = ab_instance(0, act)
+    G = GroupPenalty(0.1)
+    with pytest.raises(ValueError, match=r"group.for_ab\(D\)"):
+        solve_ab(X, U, P, lam, 0.5, act, G)
+    with pytest.raises(ValueError, match="4 groups"):
+        solve_ab(X, U, P, lam, 0.5, act, G.for_ab(D[:, :4]))
+    Pc, Uc, Yc, B = cd_instance(0, "squared")
+    with pytest.raises(ValueError, match=r"group.for_cd\(B\)"):
+        solve_cd(Pc, Uc, Yc, "squared", G.for_ab(B))
+    # the robust (A, B) block keeps its own list of penalties
+    from lifted_idl.blocks._common import get_block_penalty
 
-
-@pytest.mark.parametrize("act", [LeakyReLU(0.1), "sigmoid"], ids=["leaky", "sigmoid"])
-def test_other_activations_ab_x(act):
-    from lifted_idl.activations import get_activation
-
-    act = get_activation(act)
-    d = instance(19, Tanh(), SquaredLoss())  # P in (-1, 1)
-    P = d["P"] if isinstance(act, LeakyReLU) else 0.5 * (d["P"] + 1.0)  # sigmoid: (0, 1)
-    args = (d["X"], d["U"], P, d["lam"], d["kappa"], act, L2Penalty(0.05))
-    fast, ref = solve_ab(*args), solve_ab(*args, method="cvxpy")
-    assert rel(fast.objective, ref.objective) < RTOL
-    xargs = (d["A"], d["B"], d["b"], d["U"], P, d["lam"], d["mu"], act)
-    fast, ref = solve_x(*xargs), solve_x(*xargs, method="cvxpy")
-    assert rel(fast.objective, ref.objective) < RTOL
-
-
-def test_sigmoid_p_block():
-    from lifted_idl.activations import Sigmoid
-
-    act, loss = Sigmoid(), SquaredLoss()
-    d = instance(20, Tanh(), loss)
-    d["X"] = 0.5 * (d["P"] + 1.0)
-    args = [d[k] for k in ("A", "B", "b", "C", "D", "c", "X", "U", "Y", "lam", "mu")]
-    fast, ref = solve_p(*args, act, loss), solve_p(*args, act, loss, method="cvxpy")
-    assert fast.converged and rel(fast.objective, ref.objective) < RTOL
-    assert 0.0 < fast.value.min() and fast.value.max() < 1.0
+    with pytest.raises(ValueError, match="NoPenalty, L2Penalty or L1Penalty"):
+        get_block_penalty(G.for_ab(D), "penalty")

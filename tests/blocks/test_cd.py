@@ -1,0 +1,151 @@
+"""Tests of the (C, D, c) block (lifted_idl.blocks.cd, theory §7): the fast solvers against the
+cvxpy formulation of the same problem (objective within 1e-6 relative) and against their
+optimality conditions (subgradient, prox fixed point), with plain and group penalties.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _helpers import CLARABEL_STATUS, LOSSES, ORDS, PENS, RTOL, cd_instance, instance, rel
+
+from lifted_idl.activations import ReLU
+from lifted_idl.blocks import BlockResult, cd_objective, solve_cd
+from lifted_idl.losses import SoftmaxCrossEntropy, SquaredLoss
+from lifted_idl.penalties import GroupPenalty, L1Penalty, L2Penalty, NoPenalty
+
+pytestmark = CLARABEL_STATUS
+
+
+# --------------------------------------------------------------------------------------------
+# plain penalties
+# --------------------------------------------------------------------------------------------
+def cd_subgradient_residual(P, U, Y, loss, pen, C, D, c, fit_intercept=True):
+    M = np.hstack([P, U])
+    W = np.hstack([C, D])
+    G = loss.grad(Y, M @ W.T + c)
+    gW = G.T @ M
+    if isinstance(pen, L1Penalty):
+        r = np.where(W == 0, np.maximum(np.abs(gW) - pen.alpha, 0.0),
+                     np.abs(gW + pen.alpha * np.sign(W)))
+    else:
+        r = np.abs(gW + pen.alpha * W)
+    res = float(r.max())
+    if fit_intercept:
+        res = max(res, float(np.abs(G.sum(axis=0)).max()))
+    return res
+
+
+@pytest.mark.parametrize("loss", LOSSES, ids=["sq", "ce"])
+@pytest.mark.parametrize("pen", PENS, ids=["none", "l2", "l1"])
+def test_cd_fast_matches_cvxpy_and_kkt(loss, pen):
+    d = instance(3, ReLU(), loss)
+    fast = solve_cd(d["P"], d["U"], d["Y"], loss, pen)
+    ref = solve_cd(d["P"], d["U"], d["Y"], loss, pen, method="cvxpy")
+    assert isinstance(fast, BlockResult) and fast.converged
+    # the squared loss makes a quadratic program (OSQP), the cross-entropy exponential cones
+    assert ref.solver == ("cvxpy:OSQP" if isinstance(loss, SquaredLoss) else "cvxpy:CLARABEL")
+    assert rel(fast.objective, ref.objective) < RTOL
+    C, D, c = fast.value
+    assert C.shape == (2, 6) and D.shape == (2, 3) and c.shape == (2,)
+    assert fast.objective == pytest.approx(cd_objective(d["P"], d["U"], d["Y"], loss, pen,
+                                                        C, D, c), rel=1e-14)
+    assert cd_subgradient_residual(d["P"], d["U"], d["Y"], loss, pen, C, D, c) < 1e-6
+
+
+@pytest.mark.parametrize("loss", LOSSES, ids=["sq", "ce"])
+def test_cd_without_intercept_and_rank_deficient(loss):
+    d = instance(4, ReLU(), loss)
+    P = d["P"].copy()
+    P[:, 1] = P[:, 0]  # duplicate column: a rank-deficient design
+    P[:, 2] = 0.0  # dead state
+    pen = NoPenalty() if isinstance(loss, SquaredLoss) else L2Penalty(0.01)
+    fast = solve_cd(P, d["U"], d["Y"], loss, pen, fit_intercept=False)
+    ref = solve_cd(P, d["U"], d["Y"], loss, pen, fit_intercept=False, method="cvxpy")
+    assert np.all(fast.value[2] == 0.0)
+    assert rel(fast.objective, ref.objective) < RTOL
+    C, D, c = fast.value
+    assert cd_subgradient_residual(P, d["U"], d["Y"], loss, pen, C, D, c,
+                                   fit_intercept=False) < 1e-6
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("q", [2, 4])
+def test_softmax_ridge_dense_newton_and_cg_agree_with_cvxpy(q, fit_intercept):
+    """The (C, D, c) cross-entropy + ridge block has two exact solvers: Newton with the explicit
+    Hessian (few variables, the default there) and trust-region Newton-CG (many): both reach
+    the cvxpy optimum, with a rank-deficient design (a duplicated and a dead column)."""
+    from lifted_idl.blocks import cd as cd_mod
+
+    loss, pen = SoftmaxCrossEntropy(), L2Penalty(0.02)
+    d = instance(5 + q, ReLU(), loss, m=60, q=q)
+    P = d["P"].copy()
+    P[:, 1] = P[:, 0]
+    P[:, 2] = 0.0
+    M = np.hstack([P, d["U"]])
+    ref = solve_cd(P, d["U"], d["Y"], loss, pen, fit_intercept=fit_intercept, method="cvxpy")
+    for dense_max in (10**6, 0):
+        W, c, _, conv, solver = cd_mod._softmax_ridge_newton(
+            M, d["Y"], pen.alpha, fit_intercept, None, None, 1e-10, 200, dense_max=dense_max)
+        assert conv and solver == ("newton" if dense_max else "newton_cg")
+        C, D = W[:, :6], W[:, 6:]
+        obj = cd_objective(P, d["U"], d["Y"], loss, pen, C, D, c)
+        assert obj <= ref.objective + 1e-7 * abs(ref.objective)
+        assert rel(obj, ref.objective) < RTOL
+        assert cd_subgradient_residual(P, d["U"], d["Y"], loss, pen, C, D, c,
+                                       fit_intercept=fit_intercept) < 1e-7
+        if not fit_intercept:
+            assert np.all(c == 0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# the group penalty
+# --------------------------------------------------------------------------------------------
+def cd_kkt_residual(P, U, Y, loss, pen, C, D, c, fit_intercept):
+    from lifted_idl.losses import get_loss
+
+    lo = get_loss(loss)
+    Yh = P @ C.T + U @ D.T + c
+    R = lo.grad(Y, Yh)
+    gC, gD = R.T @ P + pen.ridge * C, R.T @ U
+    M = np.hstack([P, U, np.ones((len(U), 1))])
+    t = 1.0 / (np.linalg.eigvalsh(M.T @ M)[-1] / len(U) + pen.ridge)
+    res = max(np.abs(t * gC).max(), np.abs(pen.prox_part(D - t * gD, t) - D).max())
+    if fit_intercept:
+        res = max(res, np.abs(t * R.sum(axis=0)).max())
+    return res / t
+
+
+@pytest.mark.parametrize("loss", ["squared", "cross_entropy"])
+@pytest.mark.parametrize("ord", ORDS)
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_solve_cd_group_matches_cvxpy(loss, ord, fit_intercept):
+    P, U, Y, B = cd_instance(0, loss)
+    pen = GroupPenalty(0.08, ord).for_cd(B, ridge=0.01)
+    fast = solve_cd(P, U, Y, loss, pen, fit_intercept=fit_intercept)
+    ref = solve_cd(P, U, Y, loss, pen, method="cvxpy", fit_intercept=fit_intercept)
+    assert fast.converged
+    assert fast.objective <= ref.objective + 1e-9 * abs(ref.objective)
+    assert rel(fast.objective, ref.objective) < RTOL
+    C, D, c = fast.value
+    assert fast.objective == pytest.approx(cd_objective(P, U, Y, loss, pen, C, D, c), rel=1e-12)
+    assert cd_kkt_residual(P, U, Y, loss, pen, C, D, c, fit_intercept) < 1e-5
+    if not fit_intercept:
+        assert np.all(c == 0)
+
+
+def test_solve_cd_group_zeroes_columns():
+    """With B's column zero, D's column is zero exactly iff the loss gradient on it is at most
+    alpha in norm (checked at the solution, for every such column)."""
+    P, U, Y, B = cd_instance(1, "squared")
+    alpha = 0.15
+    r = solve_cd(P, U, Y, "squared", GroupPenalty(alpha).for_cd(B))
+    C, D, c = r.value
+    R = (P @ C.T + U @ D.T + c - Y) / len(U)
+    g = np.linalg.norm(R.T @ U, axis=0)
+    for j in range(3):  # the zero columns of B
+        if np.all(D[:, j] == 0):
+            assert g[j] <= alpha * (1 + 1e-8)
+        else:
+            assert g[j] > alpha * (1 - 1e-8)
+    assert np.any(np.all(D[:, :3] == 0, axis=0))

@@ -1,0 +1,75 @@
+"""Tests of the P block (lifted_idl.blocks.p, theory §7): the fast solver against the cvxpy
+formulation and its KKT conditions, for ReLU, tanh and sigmoid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _helpers import ACTS, LOSSES, RTOL, instance, rel
+
+from lifted_idl.activations import ReLU, Tanh
+from lifted_idl.blocks import p_objective, solve_p
+from lifted_idl.losses import SquaredLoss
+
+
+def p_gradient(d, act, loss, P):
+    Z = d["X"] @ d["A"].T + d["U"] @ d["B"].T + d["b"]
+    Yhat = P @ d["C"].T + d["U"] @ d["D"].T + d["c"]
+    m = P.shape[0]
+    return loss.grad(d["Y"], Yhat) @ d["C"] + (d["lam"] * (act.inverse(P) - Z)
+                                               + d["mu"] * (P - d["X"])) / m
+
+
+@pytest.mark.parametrize("act", ACTS, ids=["relu", "tanh"])
+@pytest.mark.parametrize("loss", LOSSES, ids=["sq", "ce"])
+def test_p_fast_matches_cvxpy_and_kkt(act, loss):
+    d = instance(9, act, loss)
+    args = [d[k] for k in ("A", "B", "b", "C", "D", "c", "X", "U", "Y", "lam", "mu")]
+    fast = solve_p(*args, act, loss)
+    ref = solve_p(*args, act, loss, method="cvxpy")
+    assert fast.converged
+    assert rel(fast.objective, ref.objective) < RTOL
+    P = fast.value
+    assert fast.objective == pytest.approx(p_objective(*args, act, loss, P), rel=1e-14)
+    g = p_gradient(d, act, loss, P) * P.shape[0]
+    if isinstance(act, ReLU):
+        # NNLS complementarity: P >= 0, grad >= 0, P * grad = 0
+        assert P.min() >= 0.0
+        assert g.min() > -1e-7
+        assert np.abs(P * g).max() < 1e-7
+        assert (P == 0).any()  # the bound is active somewhere on this instance
+    else:
+        assert np.abs(P).max() < 1.0
+        assert np.abs(g).max() < 1e-7
+
+
+def test_p_relu_differs_from_unconstrained_closed_form():
+    """theory §7 fix: with P >= 0 the squared-loss P step is an NNLS, not the closed form."""
+    act, loss = ReLU(), SquaredLoss()
+    d = instance(10, act, loss)
+    args = [d[k] for k in ("A", "B", "b", "C", "D", "c", "X", "U", "Y", "lam", "mu")]
+    P = solve_p(*args, act, loss).value
+    m, n = P.shape
+    Z = d["X"] @ d["A"].T + d["U"] @ d["B"].T + d["b"]
+    P0 = (d["lam"] * Z + d["mu"] * d["X"]) / (d["lam"] + d["mu"])
+    # unconstrained minimiser, sample by sample: (C^T C + diag(lam + mu)) p = C^T r + (lam+mu) p0
+    H = d["C"].T @ d["C"] + np.diag(d["lam"] + d["mu"])
+    R = d["Y"] - d["U"] @ d["D"].T - d["c"]
+    Pfree = np.linalg.solve(H, (R @ d["C"] + (d["lam"] + d["mu"]) * P0).T).T
+    assert Pfree.min() < 0  # the closed form leaves the domain ...
+    assert not np.allclose(P, np.maximum(Pfree, 0), atol=1e-6)  # ... and clipping is not optimal
+    obj = p_objective(*args, act, loss, P)
+    assert obj <= p_objective(*args, act, loss, np.maximum(Pfree, 0)) + 1e-12
+
+
+def test_sigmoid_p_block():
+    from lifted_idl.activations import Sigmoid
+
+    act, loss = Sigmoid(), SquaredLoss()
+    d = instance(20, Tanh(), loss)
+    d["X"] = 0.5 * (d["P"] + 1.0)
+    args = [d[k] for k in ("A", "B", "b", "C", "D", "c", "X", "U", "Y", "lam", "mu")]
+    fast, ref = solve_p(*args, act, loss), solve_p(*args, act, loss, method="cvxpy")
+    assert fast.converged and rel(fast.objective, ref.objective) < RTOL
+    assert 0.0 < fast.value.min() and fast.value.max() < 1.0
