@@ -318,7 +318,7 @@ def bench_ab_parallel(rounds=5, m=2000, n=100, p=64):
 def bench_group_linf(reps=5):
     """The (A, B) block with the l-inf group norm: face Newton (the default) against FISTA
     (``_LINF_SOLVER``), CPU time (min over ``reps``), on the instances of
-    ``tests/test_group_penalty.py::test_solve_ab_group_matches_cvxpy`` (m=40, n=6, p=5) and a
+    ``tests/blocks/test_ab.py::test_solve_ab_group_matches_cvxpy`` (m=40, n=6, p=5) and a
     larger one (m=400, n=10, p=100) at the default tol and at BCD's tol=1e-6, max_iter=100."""
     from lifted_idl.blocks import ab as _ab
     from lifted_idl.penalties import GroupPenalty

@@ -358,9 +358,9 @@ _OSQP_1 = _osqp_1()
 def _solve_osqp(problem, tol, max_iter):
     # ADMM's residual tolerances leave a point less accurate than an interior point's at the
     # same value, and the polishing step (an active-set refinement) that makes it exact does
-    # not always succeed. At most 1e-8: a BCD round (tests/test_bcd.py) then ends within 2e-6 of
-    # the fast blocks' round (Clarabel: 2e-5; OSQP at 1e-6: 2e-4); benchmarks/README.md has
-    # the cost
+    # not always succeed. At most 1e-8: a BCD round (tests/training/test_bcd.py) then ends
+    # within 2e-6 of the fast blocks' round (Clarabel: 2e-5; OSQP at 1e-6: 2e-4);
+    # benchmarks/README.md has the cost
     eps = min(_eps(tol), 1e-8)
     polish = {"polishing" if _OSQP_1 else "polish": True}
     problem.solve(solver="OSQP", eps_abs=eps, eps_rel=eps, **polish,

@@ -517,7 +517,7 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
         :math:`\eta_j = \eta/(\sqrt{\bar v_j} + \epsilon)` is then exact in that metric, and a
         fixed point of the iteration satisfies the group-lasso optimality condition
         :math:`-\nabla_{(B,D)e_j}\mathcal L \in \alpha_g\,\partial\|[B; D]e_j\|_r` for every j
-        (``tests/test_gradient_group.py`` checks it). With ``optimizer="sgd"`` it is the
+        (``tests/training/test_gradient_group.py`` checks it). With ``optimizer="sgd"`` it is the
         plain proximal gradient method with step ``learning_rate``. ``pen_ab`` and ``pen_cd``
         must then be smooth (or none): the prox of a sum is not the composition of the
         proxes in general.
