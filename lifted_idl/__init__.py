@@ -26,3 +26,7 @@ __all__ = [
 from .estimators import ImplicitClassifier, ImplicitRegressor  # noqa: E402
 
 __all__ += ["ImplicitRegressor", "ImplicitClassifier"]
+
+from .cv import ImplicitClassifierCV, ImplicitRegressorCV  # noqa: E402
+
+__all__ += ["ImplicitRegressorCV", "ImplicitClassifierCV"]
