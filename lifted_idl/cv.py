@@ -184,15 +184,21 @@ def _fold_path(base, X, y, train, test, alphas, relaxed, classes):
             out["n_selected"][i] = int(sel.sum())
             if relaxed:
                 out["relaxed_loss"][i] = _relaxed_loss(base, sel, a, Xtr, ytr, Xte, yte,
-                                                       classes, out["loss"][i])
+                                                       classes)
     return out
 
 
-def _relaxed_loss(base, sel, alpha, Xtr, ytr, Xte, yte, classes, penalised_loss):
+def _relaxed_loss(base, sel, alpha, Xtr, ytr, Xte, yte, classes):
     """The relaxed rule's score of one path point: refit on the features ``sel`` without the
-    group penalty (the ridge on C kept, :math:`\\beta` = ``c_ridge`` or the point's alpha),
-    from the base estimator's own initialisation; validation loss of the refit."""
-    if not sel.any():  # the model with no input: the prior
+    group penalty (the ridge on C kept, :math:`\beta` = ``c_ridge`` or the point's alpha),
+    from the base estimator's own initialisation; validation loss of the refit. An empty
+    ``sel`` scores the model with no input (the training mean, or the class frequencies).
+
+    Refits warm-started from the path point (restricted to ``sel``), as
+    ``experiments/model_recovery.py`` does with the gradient trainer, were tried and dropped:
+    unpenalised BCD from a group-penalised start diverged on some folds (validation MSE up to
+    1e21 on the design teachers of ``experiments/cv_support.py``)."""
+    if not sel.any():
         return _prior_loss(ytr, yte, classes)
     beta = float(alpha if base.c_ridge is None else base.c_ridge)
     refit = clone(base).set_params(alpha=0.0, c_ridge=beta, warm_start=False)
@@ -210,7 +216,7 @@ def _cv_signature(base_cls, extra):
 
 
 _EXTRA = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
-          for name, default in [("alphas", 10), ("eps", 1e-3), ("cv", 5), ("selection", "relaxed"),
+          for name, default in [("alphas", 20), ("eps", 1e-3), ("cv", 5), ("selection", "relaxed"),
                                 ("n_jobs", None)]]
 
 
@@ -330,7 +336,7 @@ _DOC_CV = r"""
     (every parameter of the base estimator)
         As in :class:`~lifted_idl.{base}`; ``alpha`` is ignored (the grid replaces it) and
         ``n_jobs`` is the one below.
-    alphas : int or array-like, default=10
+    alphas : int or array-like, default=20
         A count: that many strengths on a geometric grid from :func:`alpha_max` down to
         ``alpha_max * eps``. An array: exactly those strengths (fitted largest first). The
         count trades time for resolution: every strength costs one fit per fold.
