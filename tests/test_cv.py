@@ -70,15 +70,15 @@ def test_alpha_max_is_the_group_lasso_threshold_of_the_linear_part():
 def test_group_fit_is_empty_above_alpha_max_and_not_below(sparse_data):
     U, y, _ = sparse_data
     amax = alpha_max(U, y)
-    above = ImplicitRegressor(penalty="group", alpha=1.01 * amax, n_hidden=6,
+    above = ImplicitRegressor(penalty="group", alpha=1.01 * amax, n_hidden=6, max_iter=30,
                               random_state=0).fit(U, y)
     assert not np.any(above.feature_importances_ > 0)
-    below = ImplicitRegressor(penalty="group", alpha=0.3 * amax, n_hidden=6,
+    below = ImplicitRegressor(penalty="group", alpha=0.3 * amax, n_hidden=6, max_iter=30,
                               random_state=0).fit(U, y)
     assert np.any(below.feature_importances_ > 0)
     Xc, yc = make_classification(80, 6, n_informative=3, random_state=0)
     amax_c = alpha_max(Xc, yc, classifier=True)
-    clf = ImplicitClassifier(penalty="group", alpha=1.01 * amax_c, n_hidden=6,
+    clf = ImplicitClassifier(penalty="group", alpha=1.01 * amax_c, n_hidden=6, max_iter=30,
                              random_state=0).fit(Xc, yc)
     assert not np.any(clf.feature_importances_ > 0)
     clf.set_params(alpha=0.3 * amax_c).fit(Xc, yc)
