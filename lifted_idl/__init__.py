@@ -23,6 +23,8 @@ _EXPORTS = {
     "ModelFileError": ".exceptions",
     "ImplicitRegressor": ".estimators",
     "ImplicitClassifier": ".estimators",
+    "ImplicitRegressorCV": ".cv",
+    "ImplicitClassifierCV": ".cv",
     "save": ".persistence",
     "load": ".persistence",
 }
@@ -37,6 +39,8 @@ __all__ = [
     "__version__",
     "ImplicitRegressor",
     "ImplicitClassifier",
+    "ImplicitRegressorCV",
+    "ImplicitClassifierCV",
     "save",
     "load",
 ]

@@ -1,0 +1,165 @@
+"""The cross-validated estimators: the alpha grid, the selection, and the refit."""
+
+from __future__ import annotations
+
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.datasets import make_classification
+
+from lifted_idl import (
+    ConvergenceWarning,
+    ImplicitClassifier,
+    ImplicitClassifierCV,
+    ImplicitRegressor,
+    ImplicitRegressorCV,
+)
+from lifted_idl.cv import alpha_grid, alpha_max
+from lifted_idl.datasets import make_teacher
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+FAST = {"n_hidden": 4, "max_iter": 4, "random_state": 0}
+
+
+@pytest.fixture(scope="module")
+def sparse_data():
+    U, y, _, _, info = make_teacher(80, 1, n_features=12, n_hidden=6, noise=0.01,
+                                    sparse_columns=3, random_state=7)
+    # features in raw units of different scales: the grid must not depend on them
+    return U * np.linspace(0.5, 20, 12), y, info["support"]
+
+
+def test_alpha_grid_is_geometric_from_alpha_max(sparse_data):
+    U, y, _ = sparse_data
+    amax = alpha_max(U, y)
+    grid = alpha_grid(amax, 7, 1e-2)
+    assert grid.shape == (7,) and grid[0] == pytest.approx(amax)
+    assert grid[-1] == pytest.approx(amax * 1e-2)
+    assert np.all(np.diff(grid) < 0)
+    np.testing.assert_allclose(grid[1:] / grid[:-1], (1e-2) ** (1 / 6))
+    # invariant to the units of the features and of y (the estimators standardise both)
+    assert alpha_max(U / np.arange(1, 13), 3 * y + 5) == pytest.approx(amax)
+    est = ImplicitRegressorCV(alphas=3, eps=1e-2, cv=2, penalty="group", selection="min",
+                              **FAST).fit(U, y)
+    np.testing.assert_allclose(est.alphas_, alpha_grid(amax, 3, 1e-2))
+
+
+def test_alpha_max_is_the_group_lasso_threshold_of_the_linear_part():
+    # the linear part alone (B = 0): min 1/(2m)||Y_s - U_s D^T||^2 + alpha sum_j ||D e_j||_2,
+    # solved by cvxpy, is zero exactly from alpha_max on (two outputs: a true group norm)
+    cp = pytest.importorskip("cvxpy")
+    rng = np.random.default_rng(0)
+    U = rng.standard_normal((50, 5)) * [1, 2, 3, 4, 5]
+    Y = U[:, :2] @ rng.standard_normal((2, 2)) + 0.3 * rng.standard_normal((50, 2))
+    amax = alpha_max(U, Y)
+    Us = (U - U.mean(0)) / U.std(0)
+    Ys = (Y - Y.mean(0)) / Y.std(0)
+    D = cp.Variable((2, 5))
+    a = cp.Parameter(nonneg=True)
+    obj = cp.sum_squares(Ys - Us @ D.T) / 100 + a * cp.sum(cp.norm(D, 2, axis=0))
+    prob = cp.Problem(cp.Minimize(obj))
+    for f, zero in ((1.02, True), (0.95, False)):
+        a.value = f * amax
+        prob.solve()
+        assert bool(np.abs(D.value).max() < 1e-4) is zero, f
+
+
+def test_group_fit_is_empty_above_alpha_max_and_not_below(sparse_data):
+    U, y, _ = sparse_data
+    amax = alpha_max(U, y)
+    above = ImplicitRegressor(penalty="group", alpha=1.01 * amax, n_hidden=6, max_iter=30,
+                              random_state=0).fit(U, y)
+    assert not np.any(above.feature_importances_ > 0)
+    below = ImplicitRegressor(penalty="group", alpha=0.3 * amax, n_hidden=6, max_iter=30,
+                              random_state=0).fit(U, y)
+    assert np.any(below.feature_importances_ > 0)
+    Xc, yc = make_classification(80, 6, n_informative=3, random_state=0)
+    amax_c = alpha_max(Xc, yc, classifier=True)
+    clf = ImplicitClassifier(penalty="group", alpha=1.01 * amax_c, n_hidden=6, max_iter=30,
+                             random_state=0).fit(Xc, yc)
+    assert not np.any(clf.feature_importances_ > 0)
+    clf.set_params(alpha=0.3 * amax_c).fit(Xc, yc)
+    assert np.any(clf.feature_importances_ > 0)
+
+
+@pytest.mark.parametrize("selection", ["min", "relaxed"])
+def test_cv_results_and_the_choice(sparse_data, selection):
+    U, y, _ = sparse_data
+    est = ImplicitRegressorCV(alphas=4, cv=3, penalty="group", selection=selection,
+                              **FAST).fit(U, y)
+    res = est.cv_results_
+    for key in ("mean_test_score", "std_test_score", "split0_test_score",
+                "split2_test_score", "mean_n_selected"):
+        assert res[key].shape == (4,), key
+    assert res["converged"].shape == res["n_iter"].shape == (3, 4)
+    folds = np.array([res[f"split{k}_test_score"] for k in range(3)])
+    np.testing.assert_allclose(res["mean_test_score"], folds.mean(0))
+    np.testing.assert_allclose(res["std_test_score"], folds.std(0))
+    key = "mean_relaxed_test_score" if selection == "relaxed" else "mean_test_score"
+    assert (key in res) and ("mean_relaxed_test_score" in res) is (selection == "relaxed")
+    # the score is minus the validation loss: the choice is the argmin of the mean loss
+    assert np.all(res["mean_test_score"] <= 0)
+    assert est.alpha_ == est.alphas_[np.argmin(-res[key])] == est.alphas_[est.best_index_]
+    # the largest alpha keeps (almost) nothing, the smallest keeps features
+    assert res["mean_n_selected"][0] <= 1 and res["mean_n_selected"][-1] >= 3
+
+
+def test_final_model_is_the_base_fit_at_alpha_(sparse_data):
+    U, y, _ = sparse_data
+    est = ImplicitRegressorCV(alphas=3, cv=2, penalty="group", **FAST).fit(U, y)
+    ref = ImplicitRegressor(penalty="group", alpha=est.alpha_, **FAST).fit(U, y)
+    for name in "ABCD":
+        np.testing.assert_array_equal(getattr(est.model_, name), getattr(ref.model_, name))
+    np.testing.assert_array_equal(est.predict(U), ref.predict(U))
+    assert est.score(U, y) == ref.score(U, y)
+    assert est.n_iter_ == ref.n_iter_
+    np.testing.assert_array_equal(est.support_, est.feature_importances_ > 0)
+    np.testing.assert_array_equal(est.support_, ref.feature_importances_ > 0)
+
+
+def test_n_jobs_2_matches_n_jobs_1(sparse_data):
+    # the folds go through joblib.Parallel; threads here (worker processes take seconds to
+    # start), any backend (loky, Dask) runs the same independent, seeded fold paths
+    U, y, _ = sparse_data
+    kw = dict(alphas=3, cv=2, penalty="group", selection="min", **FAST)
+    one = ImplicitRegressorCV(n_jobs=1, **kw).fit(U, y)
+    with joblib.parallel_backend("threading"):
+        two = ImplicitRegressorCV(n_jobs=2, **kw).fit(U, y)
+    for key, val in one.cv_results_.items():
+        np.testing.assert_array_equal(two.cv_results_[key], val, err_msg=key)
+    assert one.alpha_ == two.alpha_
+    np.testing.assert_array_equal(one.predict(U), two.predict(U))
+
+
+def test_explicit_alphas_are_honoured():
+    Xc, yc = make_classification(60, 4, n_informative=2, n_redundant=0, random_state=1)
+    est = ImplicitClassifierCV(alphas=[1e-3, 0.3, 0.03], cv=2, **FAST).fit(Xc, yc)
+    np.testing.assert_array_equal(est.alphas_, [0.3, 0.03, 1e-3])
+    assert est.alpha_ in est.alphas_ and est.cv_results_["mean_test_score"].shape == (3,)
+    assert not hasattr(est, "support_")  # l2 penalty: no support
+    ref = ImplicitClassifier(alpha=est.alpha_, **FAST).fit(Xc, yc)
+    np.testing.assert_allclose(est.predict_proba(Xc), ref.predict_proba(Xc))
+    np.testing.assert_array_equal(est.classes_, ref.classes_)
+
+
+def test_bad_input_raises():
+    Xc, yc = make_classification(30, 3, n_informative=2, n_redundant=0, random_state=1)
+    with pytest.raises(ValueError, match="penalty='none'"):
+        ImplicitClassifierCV(penalty="none", **FAST).fit(Xc, yc)
+    with pytest.raises(ValueError, match="alphas"):
+        ImplicitClassifierCV(alphas=[0.1, -1.0], **FAST).fit(Xc, yc)
+    with pytest.raises(ValueError, match="selection"):
+        ImplicitClassifierCV(selection="best", **FAST).fit(Xc, yc)
+
+
+def test_convergence_warnings_do_not_leak_from_the_folds(sparse_data):
+    U, y, _ = sparse_data
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        est = ImplicitRegressorCV(alphas=2, cv=2, tol=0.0, **FAST).fit(U, y)
+    # the folds record theirs (one per fit would drown the user); the final fit warns
+    assert not est.cv_results_["converged"].any()
+    assert sum(issubclass(w.category, ConvergenceWarning) for w in caught) == 1
