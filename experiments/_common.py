@@ -3,7 +3,7 @@ data and the implicit classifiers the experiments train.
 
 Every experiment script has ``main(out_dir="experiments/results")`` and writes a small JSON
 file (numbers, settings, notes) and a PNG figure there. The data are scikit-learn's bundled
-8×8 digits (MNIST is not reachable offline, theory §8), scaled to [0, 1] by dividing the
+8×8 digits (MNIST is not reachable offline, theory §9), scaled to [0, 1] by dividing the
 pixel intensities (0–16) by 16, so every perturbation size is in units of the full pixel
 range. Models are trained by :func:`lifted_idl.training.gradient.fit_gradient` directly on the
 scaled pixels (the estimators standardise their inputs, which would change the input norm in
@@ -106,7 +106,7 @@ def train_digits_classifier(U, y, *, n_hidden: int = 100, kappa: float = 0.9,
                             max_iter: int = 300, learning_rate: float = 0.01, seed: int = 0):
     r"""An implicit ReLU classifier on the scaled digits, trained by :func:`fit_gradient`.
 
-    Full-batch Adam on the softmax cross-entropy (theory §7), from :math:`A = 0`,
+    Full-batch Adam on the softmax cross-entropy (theory §8), from :math:`A = 0`,
     :math:`B \sim \mathcal N(0, 1/p)`, :math:`C = D = 0`, zero biases, with the
     well-posedness ``constraint`` at radius ``kappa`` and an optional ``model_penalty``
     (:mod:`lifted_idl.robustness.penalties`). Stops after ``max_iter`` epochs or when the

@@ -1,4 +1,4 @@
-r"""Certified accuracy vs radius: plain vs robustly trained implicit models (theory §6, §7).
+r"""Certified accuracy vs radius: plain vs robustly trained implicit models (theory §7, §8).
 
 Certificates on the l-infinity ball of radius :math:`\varepsilon` around each test image
 (:func:`lifted_idl.robustness.certified_accuracy`):
@@ -15,7 +15,7 @@ trained by :func:`lifted_idl.training.gradient.fit_gradient` with ``model_penalt
 
 * ``plain``: no robustness penalty;
 * ``sensitivity``: :class:`~lifted_idl.robustness.penalties.SensitivityPenalty`
-  (:math:`\alpha\|S\|_\infty`, theory §6);
+  (:math:`\alpha\|S\|_\infty`, theory §7);
 * ``lipschitz``: :class:`~lifted_idl.robustness.penalties.LipschitzSurrogatePenalty` (the
   surrogate [IDL (4.7)] with log-sum-exp smoothing of the row maxima).
 
@@ -111,7 +111,7 @@ def main(out_dir: str | Path = "experiments/results") -> dict:
                 gains["0.03"] >= 0.2 and gains["0.05"] >= 0.2),
         }
     result = {
-        "experiment": "certified accuracy vs eps, plain vs robust training (theory §6-§7)",
+        "experiment": "certified accuracy vs eps, plain vs robust training (theory §7-§8)",
         "data": {"dataset": "sklearn digits / 16", "train": len(yt), "test": len(ys),
                  "n_lp": N_LP},
         "eps": list(EPS),

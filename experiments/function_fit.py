@@ -1,6 +1,6 @@
 r"""[IDL §7.1]: fit :math:`f(u) = 5\cos(\pi u)e^{-|u|/2}` with an implicit ReLU model.
 
-Setting of the paper (theory §8): :math:`u \sim U[-5, 5]`, m = 200 training points, output noise
+Setting of the paper (theory §9): :math:`u \sim U[-5, 5]`, m = 200 training points, output noise
 :math:`U[-1, 1]` (standard deviation :math:`1/\sqrt3 \approx 0.577`), n = 75 states,
 :math:`\|A\|_\infty \le 0.5`. The paper learns the model by **two block updates**:
 
@@ -81,7 +81,7 @@ def ab_update(U, y, *, n, kappa, epochs, learning_rate, batch_size, seed):
     Minimises :math:`\frac{1}{2m}\|y - \hat y\|^2` over (A, B, b) with
     :math:`\|A\|_\infty \le \kappa`, gradients by implicit differentiation
     (:func:`~lifted_idl.training.gradient.implicit_gradients`, [IDL §6.2]), A projected onto
-    the ball after every step (theory §2).
+    the ball after every step (theory §3).
 
     Parameters
     ----------

@@ -4,12 +4,12 @@ The paper compares, over 5 runs, an implicit model trained by stochastic project
 [IDL §6.2] with a neural network trained by Adam (step tuned by grid search), the number of
 states n of the implicit model aligned with the network ([IDL §3.2]: a network with hidden
 widths :math:`n_1, \dots, n_L` is an implicit model with :math:`n = \sum_l n_l`). Its
-"average best accuracy" (theory §8): MNIST 0.976 (implicit) vs 0.972 (network); GTSRB 0.874 vs
+"average best accuracy" (theory §9): MNIST 0.976 (implicit) vs 0.972 (network); GTSRB 0.874 vs
 0.859; two synthetic sets with p = 5 inputs and q = 2 outputs, 0.85 vs 0.76 and 0.85 vs 0.74.
 
 What is reproduced here:
 
-* **digits instead of MNIST** (MNIST and GTSRB are not reachable offline, theory §8):
+* **digits instead of MNIST** (MNIST and GTSRB are not reachable offline, theory §9):
   scikit-learn's 8 × 8 digits (1797 images, 64 features, 10 classes), 5 runs, each a new
   stratified 75 / 25 train/test split (seed = run) and new initialisations. Implicit model:
   :class:`~lifted_idl.ImplicitClassifier`, ReLU, n = 100, :math:`\|A\|_\infty \le 0.9`,

@@ -1,4 +1,4 @@
-r"""Attacks from the LP relaxation on digits images [IDL §7.3.2, Thm 4.3], theory §6.
+r"""Attacks from the LP relaxation on digits images [IDL §7.3.2, Thm 4.3], theory §7.
 
 For a ReLU implicit model, a nominal image :math:`u^0` with label y and a competing class k, the
 LP relaxation of [IDL Thm 4.3] upper-bounds :math:`\max_{u \in \mathcal U}\ \hat y_k(u) -
@@ -94,7 +94,7 @@ def main(out_dir: str | Path = "experiments/results") -> dict:
             }
         examples.append(entry)
     result = {
-        "experiment": "LP-relaxation attacks on digits [IDL §7.3.2] (theory §6)",
+        "experiment": "LP-relaxation attacks on digits [IDL §7.3.2] (theory §7)",
         "model": {"n_hidden": 100, "kappa": 0.9, "activation": "relu",
                   "clean_test_accuracy": accuracy(model, Us, ys), **info},
         "settings": {"box_eps": EPS_BOX, "sparse_k": SPARSE_K, "sparse_sigma": SPARSE_SIGMA,

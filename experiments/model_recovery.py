@@ -1,4 +1,4 @@
-r"""[arXiv §7.2] model recovery with the group penalty [IDL (5.1)] (theory §8).
+r"""[arXiv §7.2] model recovery with the group penalty [IDL (5.1)] (theory §9).
 
 Teacher (:func:`lifted_idl.datasets.make_teacher`): an implicit ReLU model with n = 20 states,
 p = 100 inputs, q = 1 output, :math:`\|A\|_\infty = 0.5`, and **10 of the 100 columns** of B
@@ -645,7 +645,7 @@ def main(out_dir="experiments/results", seeds=None, heldout: bool = True,
     summary["bar_met"] = {t: {v: bool(summary[t][v]["exact_recovery"] >= 4)
                               for v in VARIANTS + RELAXED_VARIANTS if v in summary[t]}
                           for t in ("gradient", "bcd")}
-    data = {"experiment": "model_recovery", "source": "[arXiv §7.2], theory §8",
+    data = {"experiment": "model_recovery", "source": "[arXiv §7.2], theory §9",
             "paper": PAPER, "config": CONFIG, "summary": summary, "seeds": results,
             "heldout_seeds": held, "fresh_seeds": new,
             "run": run_info("model_recovery.py" + ("" if bcd else " --no-bcd"),

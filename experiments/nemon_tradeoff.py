@@ -2,7 +2,7 @@ r"""[NEMON] accuracy–robustness trade-off on digits, with the matrix-measure c
 
 [NEMON] trains implicit networks with :math:`\mu_\infty(A) \le \gamma < 1` and a penalty
 :math:`\lambda\,\mathrm{Lip}_{u\to y}` on the l-infinity Lipschitz bound
-:math:`\|B\|_\infty\|C\|_\infty / (1 - \mu_\infty(A)_+)` (theory §1, §6), and shows (MNIST,
+:math:`\|B\|_\infty\|C\|_\infty / (1 - \mu_\infty(A)_+)` (theory §2, §7), and shows (MNIST,
 n = 100) that clean accuracy falls as robustness grows with :math:`\lambda`.
 
 Here: n = 100, ReLU, scaled 8×8 digits; :func:`lifted_idl.training.gradient.fit_gradient`
@@ -13,10 +13,10 @@ convex surrogate [IDL (4.7)] of the NE-MON bound, log-sum-exp smoothing ``SMOOTH
 grid of weights :math:`\alpha`. For each model: clean test accuracy, the NE-MON Lipschitz
 bound (:func:`lifted_idl.robustness.lipschitz_bound` with ``kind="nemon"``), and certified
 accuracy at a fixed radius with the NE-MON pairwise certificate below (and the sensitivity
-certificate of theory §6 when :math:`\lambda_{PF}(|A|) < 1`). One unsmoothed run documents why
+certificate of theory §7 when :math:`\lambda_{PF}(|A|) < 1`). One unsmoothed run documents why
 the smoothing is used.
 
-NE-MON pairwise certificate (theory §6 with the [NEMON] input-to-state bound). If
+NE-MON pairwise certificate (theory §7 with the [NEMON] input-to-state bound). If
 :math:`\mu_\infty(A) < 1` and the slopes of :math:`\phi` lie in [0, 1],
 :math:`\|x(u) - x(u^0)\|_\infty \le \|B\|_\infty\|u - u^0\|_\infty/(1 - \mu_\infty(A)_+)`, so
 the margin :math:`m_{yk} = \hat y_y - \hat y_k` moves by at most
@@ -172,7 +172,7 @@ def main(out_dir: str | Path = "experiments/results") -> dict:
     accs = [p["clean_test_accuracy"] for p in points]
     lips = [p["lipschitz_nemon"] for p in points]
     result = {
-        "experiment": "NE-MON accuracy-robustness trade-off on digits (theory §1, §6, §8)",
+        "experiment": "NE-MON accuracy-robustness trade-off on digits (theory §2, §7, §9)",
         "settings": {"n_hidden": N_HIDDEN, "constraint": "mu_inf", "gamma": GAMMA,
                      "penalty": "LipschitzSurrogatePenalty(measure='mu_inf')",
                      "smoothing": SMOOTHING, "eps": EPS, "max_epochs": MAX_EPOCHS,

@@ -1,10 +1,10 @@
-r"""[IDL Table 1] on digits: sensitivity-matrix attack vs gradient attack (theory §6, §8).
+r"""[IDL Table 1] on digits: sensitivity-matrix attack vs gradient attack (theory §7, §9).
 
 [IDL §7.3.1] ranks input features by the sensitivity matrix
 :math:`S = |C|(I - |A|)^{-1}|B| + |D|` [IDL Thm 4.2] (here the pairwise rows
-:math:`S_{yk}` of the margins, theory §6) and perturbs the top ones; the baseline ranks them by
+:math:`S_{yk}` of the margins, theory §7) and perturbs the top ones; the baseline ranks them by
 the saliency :math:`|\nabla_u|` of the same margin at the sample (implicit differentiation,
-theory §7). Table 1 of the paper reports, on MNIST, the attack success rate against the
+theory §8). Table 1 of the paper reports, on MNIST, the attack success rate against the
 percentage of perturbed inputs.
 
 Here: an implicit ReLU classifier (n = 100, :math:`\|A\|_\infty \le 0.9`) trained on the
@@ -15,7 +15,7 @@ classified test images that become misclassified
 (:func:`lifted_idl.robustness.attack_success_rate`). Percentages of the 64 pixels map to
 :math:`k = \max(1, \mathrm{round}(f \cdot 64))`: 0.1 % → 1 (0.064, raised to one pixel),
 1 % → 1 (0.64), 10 % → 6 (6.4), 20 % → 13 (12.8), 30 % → 19 (19.2). The perturbed pixels are
-not clipped to [0, 1] (the uncertainty set is the box of theory §6).
+not clipped to [0, 1] (the uncertainty set is the box of theory §7).
 
 Run: ``python experiments/robustness_table1.py`` (writes ``robustness_table1.json`` and
 ``robustness_table1.png``).
@@ -49,7 +49,7 @@ from lifted_idl.robustness import (  # noqa: E402
 FRACTIONS = (0.001, 0.01, 0.10, 0.20, 0.30)
 SIGMAS = (0.1, 0.25)
 MAIN_SIGMA = 0.25
-# [IDL Table 1], MNIST (theory §8), in percent
+# [IDL Table 1], MNIST (theory §9), in percent
 PAPER_MNIST = {"sensitivity": [1.01, 13.41, 70.67, 89.82, 90.22],
                "gradient": [2.42, 26.92, 74.90, 87.10, 89.82]}
 
@@ -109,7 +109,7 @@ def main(out_dir: str | Path = "experiments/results") -> dict:
                                        PAPER_MNIST["gradient"], strict=True)),
     ]
     result = {
-        "experiment": "IDL Table 1 analogue on digits (theory §8)",
+        "experiment": "IDL Table 1 analogue on digits (theory §9)",
         "model": {"n_hidden": 100, "kappa": 0.9, "activation": "relu",
                   "train_samples": len(yt), "test_samples": len(ys),
                   "clean_test_accuracy": clean, **info},

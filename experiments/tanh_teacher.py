@@ -1,6 +1,6 @@
 r"""[arXiv §7.1]: BCD against gradient training on the two-layer tanh teacher.
 
-Teacher (theory §8, :func:`lifted_idl.datasets.make_tanh_teacher`):
+Teacher (theory §9, :func:`lifted_idl.datasets.make_tanh_teacher`):
 :math:`\hat y = W_3\tanh(W_2\tanh(W_1 u))`, p = 20, widths 12 and 6, q = 5, weights
 Bernoulli(0.3)·U[−0.5, 0.5]; inputs :math:`\mathcal N(0, \Sigma)`,
 :math:`\Sigma = MM^\top - \lambda_{\min} I`, 1000 training and 500 test points (the test set

@@ -1,7 +1,7 @@
 r"""Activation functions: value, derivative, Lipschitz data and Fenchel divergence.
 
 Every componentwise activation here is the gradient of a convex function :math:`f`
-(:math:`\phi = \nabla f`), so the Fenchel divergence [IDL §6, theory §7]
+(:math:`\phi = \nabla f`), so the Fenchel divergence [IDL §6, theory §8]
 
 .. math:: F_\phi(x, z) = f^*(x) + f(z) - x z \ \ge 0, \qquad F_\phi(x, z) = 0 \iff x = \phi(z)
 
@@ -45,7 +45,7 @@ class Activation:
     lipschitz : float
         Lipschitz constant :math:`\\gamma` (slopes lie in ``[0, gamma]``).
     positively_homogeneous : bool
-        ``phi(t z) = t phi(z)`` for ``t >= 0`` (needed by the PF rescaling of theory §3).
+        ``phi(t z) = t phi(z)`` for ``t >= 0`` (needed by the PF rescaling of theory §4).
     componentwise : bool
         True for maps applied to each state separately.
     norm : float
@@ -95,7 +95,7 @@ class Activation:
         raise TypeError(f"{type(self).__name__} has no Fenchel potential")
 
     def fenchel(self, X, Z):
-        """Elementwise Fenchel divergence :math:`F(x, z) = f^*(x) + f(z) - xz` (theory §7)."""
+        """Elementwise Fenchel divergence :math:`F(x, z) = f^*(x) + f(z) - xz` (theory §8)."""
         return self.f_conj(X) + self.f(Z) - X * Z
 
     def fenchel_grad_z(self, X, Z):
@@ -139,7 +139,7 @@ class Activation:
 
 class ReLU(Activation):
     r"""ReLU, :math:`\phi(z) = \max(z, 0)`; :math:`f(z) = \tfrac12 z_+^2`,
-    :math:`f^*(x) = \tfrac12 x^2` for :math:`x \ge 0` (theory §7)."""
+    :math:`f^*(x) = \tfrac12 x^2` for :math:`x \ge 0` (theory §8)."""
 
     name = "relu"
     positively_homogeneous = True
@@ -229,7 +229,7 @@ class LeakyReLU(Activation):
 
 class Tanh(Activation):
     r"""tanh; :math:`f(z) = \log\cosh z`,
-    :math:`f^*(x) = \tfrac12[(1+x)\log(1+x) + (1-x)\log(1-x)]` on :math:`|x| < 1` (theory §7)."""
+    :math:`f^*(x) = \tfrac12[(1+x)\log(1+x) + (1-x)\log(1-x)]` on :math:`|x| < 1` (theory §8)."""
 
     name = "tanh"
 

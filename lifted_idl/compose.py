@@ -1,4 +1,4 @@
-r"""Composition of implicit models and conversion of networks (theory §4, [IDL §2.4, §3], [CPL]).
+r"""Composition of implicit models and conversion of networks (theory §5, [IDL §2.4, §3], [CPL]).
 
 Every function here returns a new :class:`~lifted_idl.ImplicitModel`
 
@@ -20,13 +20,13 @@ When the parts have different activations the result carries a
 :class:`~lifted_idl.activations.Blockwise` map :math:`\phi(z_1, z_2) = (\phi_1(z_1),
 \phi_2(z_2))` in state order. Biases are carried along (they are the same as a constant input
 1, theory "Notation"); a result has ``b`` (``c``) set to ``None`` only when no part contributes
-one. Low-rank factors (theory §5) are kept by :func:`parallel` and :func:`concatenate` when every
+one. Low-rank factors (theory §6) are kept by :func:`parallel` and :func:`concatenate` when every
 part has them and dropped otherwise.
 
 Well-posedness. For :func:`cascade`, :func:`parallel` and :func:`concatenate` the matrix
 :math:`A` of the result is block (upper) triangular with the parts' matrices on the diagonal, so
 it is well-posed iff every part is [IDL Thm 2.7, 2.8], and the DAG, inf-norm and PF certificates
-of theory §1 carry over: :math:`\lambda_{PF}` of a block-triangular :math:`|A|` is the largest
+of theory §2 carry over: :math:`\lambda_{PF}` of a block-triangular :math:`|A|` is the largest
 of the blocks' (see the notes of :func:`cascade` for the one exception, :math:`\mu_\infty`).
 """
 
@@ -167,7 +167,7 @@ def cascade(*models: ImplicitModel) -> ImplicitModel:
 
     For two models (``first`` then ``second``, :math:`u_2 = \hat y_1`) the result has state
     :math:`x = (x_2, x_1)`, activation :math:`\phi(z_2, z_1) = (\phi_2(z_2), \phi_1(z_1))` and
-    [IDL §2.4, Figure 2; theory §4]
+    [IDL §2.4, Figure 2; theory §5]
 
     .. math::
 
@@ -202,7 +202,7 @@ def cascade(*models: ImplicitModel) -> ImplicitModel:
     -----
     :math:`A` is block upper triangular with diagonal blocks :math:`A_2, A_1`, so the result is
     well-posed iff both parts are [IDL Thm 2.8], and the DAG, inf-norm and PF certificates
-    (theory §1) of the parts carry over to the result. A part certified only by
+    (theory §2) of the parts carry over to the result. A part certified only by
     :math:`\mu_\infty(A_i) < 1` [NEMON] may lose its certificate through the coupling block
     :math:`B_2 C_1` (its rows enter :math:`\mu_\infty`); the result is still well-posed
     mathematically, but :attr:`ImplicitModel.well_posedness` will not certify it.
@@ -241,7 +241,7 @@ def _stack_states(models, xp, dtype):
     act = _activation([(m.n_states, m.activation) for m in models])
     factors = None
     if all(m.factors is not None for m in models):
-        # blockdiag(L_k R_k^T) = blockdiag(L_k) blockdiag(R_k)^T  (theory §5)
+        # blockdiag(L_k R_k^T) = blockdiag(L_k) blockdiag(R_k)^T  (theory §6)
         factors = (_blockdiag([xp.asarray(m.factors[0], dtype=dtype) for m in models], xp,
                               dtype),
                    _blockdiag([xp.asarray(m.factors[1], dtype=dtype) for m in models], xp,
@@ -263,7 +263,7 @@ def _check_same(models, attr: str, what: str, func: str):
 def parallel(*models: ImplicitModel, weights: Sequence[float] | None = None) -> ImplicitModel:
     r"""Parallel connection: the (weighted) sum of the outputs of models fed the same input.
 
-    :math:`\hat y(u) = \sum_k w_k \hat y_k(u)` [IDL §2.4; theory §4], with state
+    :math:`\hat y(u) = \sum_k w_k \hat y_k(u)` [IDL §2.4; theory §5], with state
     :math:`x = (x_1, \dots, x_K)` and
 
     .. math::
@@ -296,9 +296,9 @@ def parallel(*models: ImplicitModel, weights: Sequence[float] | None = None) -> 
     -----
     :math:`A` is block diagonal: the result is well-posed iff every part is, and
     :math:`\lambda_{PF}(|A|) = \max_k \lambda_{PF}(|A_k|)`, :math:`\|A\|_\infty = \max_k
-    \|A_k\|_\infty`, :math:`\mu_\infty(A) = \max_k \mu_\infty(A_k)` (theory §1). A part with a
+    \|A_k\|_\infty`, :math:`\mu_\infty(A) = \max_k \mu_\infty(A_k)` (theory §2). A part with a
     DAG certificate next to a part certified only by :math:`\mu_\infty` is the one mix the
-    sufficient conditions of theory §1 may fail to certify.
+    sufficient conditions of theory §2 may fail to certify.
     """
     models = _check_models(models, "parallel")
     _check_same(models, "n_features", "p (inputs)", "parallel")
@@ -330,7 +330,7 @@ def parallel(*models: ImplicitModel, weights: Sequence[float] | None = None) -> 
 def concatenate(*models: ImplicitModel) -> ImplicitModel:
     r"""Concatenation: models fed the same input, outputs stacked.
 
-    :math:`\hat y(u) = (\hat y_1(u), \dots, \hat y_K(u))` [IDL §2.4; theory §4], with state
+    :math:`\hat y(u) = (\hat y_1(u), \dots, \hat y_K(u))` [IDL §2.4; theory §5], with state
     :math:`x = (x_1, \dots, x_K)`, :math:`A = \mathrm{diag}(A_k)`, :math:`B, b` stacked,
     :math:`C = \mathrm{diag}(C_k)`, :math:`D` and :math:`c` stacked.
 
@@ -376,7 +376,7 @@ def feedback(m1: ImplicitModel, m2: ImplicitModel) -> ImplicitModel:
     r"""Feedback connection: :math:`u_1 = u + y_2`, :math:`u_2 = y_1`, output :math:`y = y_1`.
 
     With :math:`D_1 = D_2 = 0` the loop is an implicit model with state :math:`x = (x_1, x_2)`,
-    activation :math:`\phi(z_1, z_2) = (\phi_1(z_1), \phi_2(z_2))` and [IDL §2.4; theory §4]
+    activation :math:`\phi(z_1, z_2) = (\phi_1(z_1), \phi_2(z_2))` and [IDL §2.4; theory §5]
 
     .. math::
 
@@ -409,7 +409,7 @@ def feedback(m1: ImplicitModel, m2: ImplicitModel) -> ImplicitModel:
     -----
     The loop is not well-posed in general, even when both parts are [IDL §2.4]: the coupling
     blocks :math:`B_1 C_2`, :math:`B_2 C_1` are off the block diagonal. The returned model's
-    :attr:`~lifted_idl.ImplicitModel.well_posedness` reports which certificate of theory §1
+    :attr:`~lifted_idl.ImplicitModel.well_posedness` reports which certificate of theory §2
     holds, if any, and solving a model without one raises
     :class:`~lifted_idl.exceptions.IllPosedModelError`.
     """
@@ -471,7 +471,7 @@ def from_mlp(mlp) -> ImplicitModel:
     For the network :math:`x_0 = u`, :math:`x_{l+1} = \phi(W_l x_l + b_l)`
     (:math:`l = 0, \dots, L-1`), :math:`\hat y = W_L x_L + b_L`, with
     :math:`W_l` = ``coefs_[l].T`` and :math:`b_l` = ``intercepts_[l]``, the state is
-    :math:`x = (x_L, \dots, x_1)` and [IDL (3.2), §3.2; theory §4]
+    :math:`x = (x_L, \dots, x_1)` and [IDL (3.2), §3.2; theory §5]
 
     .. math::
 
@@ -601,7 +601,7 @@ def cpl_block(W, b=None) -> ImplicitModel:
     is a gradient step of size :math:`2/\|W\|_2^2` on the convex potential
     :math:`F(x) = \sum_i \tfrac12 (w_i^\top x + b_i)_+^2`, which is
     :math:`\|W\|_2^2`-smooth, hence 1-Lipschitz in the l2 norm [CPL, "Convex Potential
-    Layer"]. As an implicit model (theory §4): :math:`A = 0`, :math:`B = W`, bias :math:`b`,
+    Layer"]. As an implicit model (theory §5): :math:`A = 0`, :math:`B = W`, bias :math:`b`,
     :math:`C = -\tfrac{2}{\|W\|_2^2} W^\top`, :math:`D = I`, activation ReLU.
 
     Parameters
@@ -650,7 +650,7 @@ def cpl_block(W, b=None) -> ImplicitModel:
 
 
 def cpl_network(Ws: Sequence, bs: Sequence | None = None) -> ImplicitModel:
-    r"""A deep CPL network: the :func:`cascade` of :func:`cpl_block` layers [CPL; theory §4].
+    r"""A deep CPL network: the :func:`cascade` of :func:`cpl_block` layers [CPL; theory §5].
 
     :math:`z_0 = u`, :math:`z_{l+1} = z_l - \frac{2}{\|W_l\|_2^2} W_l^\top \sigma(W_l z_l + b_l)`;
     a composition of 1-Lipschitz (l2) maps, hence 1-Lipschitz. The implicit form has a strictly

@@ -7,7 +7,7 @@ decreasing grid of strengths (each fit from the base estimator's own initialisat
 starts were measured worse, see ``_fold_path``); the strength with the best mean validation
 score is chosen, and the base estimator is refit at it on all the data.
 
-The grid starts at :func:`alpha_max`. For ``penalty="group"`` (theory §5, [IDL (5.1)]) that is the
+The grid starts at :func:`alpha_max`. For ``penalty="group"`` (theory §6, [IDL (5.1)]) that is the
 smallest strength at which the model with no input, :math:`B = 0, D = 0`, is a stationary point
 of the penalised training problem; below it the penalty lets features in.
 """

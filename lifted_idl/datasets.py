@@ -1,8 +1,8 @@
 """Synthetic data sets of the papers, and a loader for scikit-learn's bundled ones.
 
 * :func:`make_teacher`: data from a random implicit ReLU model (training issue, training notes);
-* :func:`make_function_fit`: :math:`f(u) = 5\\cos(\\pi u)e^{-|u|/2}` [IDL §7.1] (theory §8);
-* :func:`make_tanh_teacher`: the two-layer tanh teacher of [arXiv §7.1] (theory §8);
+* :func:`make_function_fit`: :math:`f(u) = 5\\cos(\\pi u)e^{-|u|/2}` [IDL §7.1] (theory §9);
+* :func:`make_tanh_teacher`: the two-layer tanh teacher of [arXiv §7.1] (theory §9);
 * :func:`load_builtin`: ``digits``, ``diabetes``, ``breast_cancer``, ``iris``, ``wine`` (bundled
   with scikit-learn, no download).
 """

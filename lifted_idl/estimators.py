@@ -6,7 +6,7 @@ fitted :class:`~lifted_idl.ImplicitModel`, so ``model_`` acts on the raw feature
 
 .. math:: \hat y = Cx + Du + c, \qquad x = \phi(Ax + Bu + b) \quad [IDL\ (2.1)].
 
-Solvers (theory §7):
+Solvers (theory §8):
 
 ``"bcd"``
     block-coordinate descent on the Fenchel-divergence relaxation
@@ -238,7 +238,7 @@ class _BaseImplicit(BaseEstimator):
             )
 
     def _model_penalty(self, scale_u):
-        """The robustness penalty on the raw-feature model, or None (theory §6, [IDL (4.7)])."""
+        """The robustness penalty on the raw-feature model, or None (theory §7, [IDL (4.7)])."""
         if self.robust is None or self.robust_alpha == 0:
             return None
         from .robustness.penalties import (
@@ -583,7 +583,7 @@ _DOC_PARAMS = r"""
     n_hidden : int, default=20
         State dimension n.
     kappa : float in (0, 1), default=0.5
-        Well-posedness margin: training keeps :math:`\|A\|_\infty \le \kappa` (theory §1).
+        Well-posedness margin: training keeps :math:`\|A\|_\infty \le \kappa` (theory §2).
         It also bounds the model's capacity (the trained A sits on the bound) and sets the
         Picard contraction rate: the equilibrium needs about
         :math:`\log(\mathrm{tol})/\log\kappa` iterations. Raise it for more feedback
@@ -592,13 +592,13 @@ _DOC_PARAMS = r"""
     activation : {"relu", "tanh", "leaky_relu"} or Activation, default="relu"
     solver : {"bcd", "gradient", "bcd+gradient"}, default="bcd"
         Block-coordinate descent on the Fenchel relaxation, projected gradient with implicit
-        differentiation, or BCD followed by gradient fine-tuning (theory §7). The fine-tuning
+        differentiation, or BCD followed by gradient fine-tuning (theory §8). The fine-tuning
         stage is kept only if it ends below the BCD model's training objective; otherwise it
         is retried from the BCD model with the learning rate divided by 4, three times at
         most, and the BCD model is kept if none of the tries improves on it.
     penalty : {"l2", "l1", "group", "none"}, default="l2"
         Penalty on ``[A B]`` and on ``[C D]`` (biases are not penalised), or ``"group"``:
-        the feature-selection penalty of [IDL (5.1)] (theory §5),
+        the feature-selection penalty of [IDL (5.1)] (theory §6),
 
         .. math:: \alpha \sum_{j=1}^p \left\|\begin{pmatrix} B \\ D \end{pmatrix} e_j
                   \right\|_r + \frac{\beta}{2}\|C\|_F^2
@@ -680,7 +680,7 @@ _DOC_PARAMS = r"""
         Robustness penalty of the gradient solver, on the model acting on raw features: the
         convex Lipschitz surrogate :math:`\tfrac12(\|B\|_\infty^2 + \|C\|_\infty^2)/(1 -
         \|A\|_\infty) + \|D\|_\infty` [IDL (4.7)] or :math:`\|S\|_\infty`, S the
-        sensitivity matrix (theory §6); see :mod:`lifted_idl.robustness.penalties`.
+        sensitivity matrix (theory §7); see :mod:`lifted_idl.robustness.penalties`.
     robust_alpha : float, default=0.0
         Strength of the robustness penalty.
     robust_smoothing : float, default=0.1
@@ -729,7 +729,7 @@ class ImplicitRegressor(RegressorMixin, _BaseImplicit):
         r"""Implicit-model regressor with the squared loss, single or multi-output.
 
     Minimises :math:`\frac{1}{2m}\|Y - \hat Y\|_F^2 + \mathrm{Pen}` over implicit models with
-    :math:`\|A\|_\infty \le \kappa` (theory §7).
+    :math:`\|A\|_\infty \le \kappa` (theory §8).
     """
         + _DOC_PARAMS
         + _DOC_ATTRS
@@ -812,7 +812,7 @@ class ImplicitClassifier(ClassifierMixin, _BaseImplicit):
         r"""Implicit-model classifier with the softmax cross-entropy loss.
 
     One logit per class (also for two classes): :math:`\frac1m\sum_s \mathrm{logsumexp}(\hat
-    y_s) - y_s^\top \hat y_s + \mathrm{Pen}` with :math:`\|A\|_\infty \le \kappa` (theory §7).
+    y_s) - y_s^\top \hat y_s + \mathrm{Pen}` with :math:`\|A\|_\infty \le \kappa` (theory §8).
     """
         + _DOC_PARAMS
         + _DOC_ATTRS

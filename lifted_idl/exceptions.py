@@ -19,7 +19,7 @@ class IllPosedModelError(ValueError):
 
     Raised by the fixed-point kernel and by :class:`~lifted_idl.ImplicitModel` when neither
     ``lambda_PF(|A|) < 1`` [IDL Thm 2.2], nor ``mu_inf(A) < 1`` [NEMON], nor a DAG structure
-    (strictly triangular up to permutation) certifies a unique equilibrium (theory §1). Pass
+    (strictly triangular up to permutation) certifies a unique equilibrium (theory §2). Pass
     ``force=True`` (to :meth:`ImplicitModel.solve` or :func:`lifted_idl.kernel.solve`) to try
     the iteration anyway; non-convergence is then reported by a ConvergenceWarning.
     """

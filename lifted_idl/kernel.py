@@ -18,7 +18,7 @@ converged, so late iterations only pay for the slow samples. With a contraction 
 exact fixed point. A sample whose iterate becomes NaN or inf (an ill-posed A solved with
 ``force=True``) is stopped and reported as unconverged with an infinite residual.
 
-Methods (theory §1 and §5):
+Methods (theory §2 and §6):
 
 ``"picard"``
     :math:`x \leftarrow \phi(Ax + z_0)`; converges linearly when :math:`\lambda_{PF}(|A|) < 1`
@@ -33,7 +33,7 @@ Methods (theory §1 and §5):
     permutation (feed-forward networks, [IDL §3, Thm 2.7]); blockwise maps are evaluated one
     whole block at a time.
 ``"lowrank"``
-    :math:`A = L R^\top`: :math:`O(mnk)` per iteration instead of :math:`O(mn^2)` (theory §5,
+    :math:`A = L R^\top`: :math:`O(mnk)` per iteration instead of :math:`O(mn^2)` (theory §6,
     [IDL §5]).
 ``"anderson"``
     Anderson-accelerated Picard (type II, per-sample least squares, safeguarded). **Opt-in**:
@@ -292,7 +292,7 @@ def picard(A, Z0, activation, tol=None, max_iter: int = 500, X0=None,
     r"""Picard iteration :math:`x \leftarrow \phi(Ax + z_0)`, all samples at once [IDL §2].
 
     Converges linearly when :math:`\lambda_{PF}(\mathrm{diag}(\gamma)|A|) < 1` [IDL Thm 2.2]
-    (theory §1). In place: one GEMM into a preallocated buffer, then the bias, the activation
+    (theory §2). In place: one GEMM into a preallocated buffer, then the bias, the activation
     and the residual in about six passes over the active rows; a cold start's first step needs
     no product.
 
@@ -340,7 +340,7 @@ def averaged(A, Z0, activation, alpha, tol=None, max_iter: int = 2000, X0=None,
 
     With :math:`\alpha = 1/(1 + \max_i\max(-a_{ii}, 0))` it contracts in the inf-norm with
     factor :math:`1 - (1 - \max(\mu_\infty(A), 0))\alpha` whenever :math:`\mu_\infty(A) < 1`
-    and the slopes of :math:`\phi` lie in [0, 1] [NEMON] (theory §1; see
+    and the slopes of :math:`\phi` lie in [0, 1] [NEMON] (theory §2; see
     :func:`lifted_idl.wellposedness.averaged_step`). The convergence test is on the Picard
     residual :math:`\|\phi(Ax + z_0) - x\|_\infty = \|x^{t+1} - x^t\|_\infty / \alpha`.
 
@@ -468,7 +468,7 @@ def lowrank(L, R, Z0, activation, tol=None, max_iter: int = 500, X0=None,
 
     Iterates :math:`x \leftarrow \phi(L (R^\top x) + z_0)`: the same iterates as Picard on the
     full A, computed through the k-dimensional variable :math:`z = R^\top x`, i.e. the
-    iteration :math:`z \leftarrow R^\top\phi(Lz + z_0)` of theory §5 [IDL §5]; well-posed when
+    iteration :math:`z \leftarrow R^\top\phi(Lz + z_0)` of theory §6 [IDL §5]; well-posed when
     :math:`\lambda_{PF}(|R|^\top \mathrm{diag}(\gamma)|L|) < 1`.
 
     Other parameters and the return value are as for :func:`picard`.
@@ -699,7 +699,7 @@ def solve_adjoint(A, Psi, R, *, alpha: float = 1.0, tol: float | None = None,
 
     .. math:: V \leftarrow (1 - \alpha) V + \alpha\,\big(\Psi \odot (V A) + R\big),
 
-    converges for every well-posed A (theory §1):
+    converges for every well-posed A (theory §2):
 
     * :math:`\|A\|_\infty < 1`, :math:`\alpha = 1`: each row map :math:`v \mapsto \Psi A^\top v`
       contracts in the l1 norm, :math:`\|\Psi A^\top\|_1 = \|A\Psi\|_\infty \le \|A\|_\infty`;
@@ -709,7 +709,7 @@ def solve_adjoint(A, Psi, R, *, alpha: float = 1.0, tol: float | None = None,
       \max(-a_{ii}, 0))` [NEMON]: the iteration matrix :math:`(1-\alpha) I + \alpha\Psi A^\top`
       has the spectrum of :math:`(1-\alpha) I + \alpha \Psi A`, whose inf-norm is at most
       :math:`1 - \alpha(1 - \max(\mu_\infty(A), 0))` since :math:`0 \le \psi_i \le 1`
-      (theory §1);
+      (theory §2);
     * strictly triangular A (a DAG, [IDL §3]): :math:`\Psi A^\top` is nilpotent and the
       iteration is exact after as many steps as the DAG has levels.
 
@@ -859,7 +859,7 @@ def solve_adjoint_direct(A, Psi, R, chunk_floats: int = 2_000_000) -> np.ndarray
 # dispatch
 # ----------------------------------------------------------------------------------------------
 def _lowrank_certified(L, R, activation) -> bool:
-    """:math:`\\lambda_{PF}(|R|^\\top \\mathrm{diag}(\\gamma)|L|) < 1` (theory §5)."""
+    """:math:`\\lambda_{PF}(|R|^\\top \\mathrm{diag}(\\gamma)|L|) < 1` (theory §6)."""
     if not activation.componentwise:
         return False
     L = np.abs(np.asarray(_to_host(L), dtype=np.float64))

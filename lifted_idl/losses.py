@@ -2,7 +2,7 @@ r"""Losses on the predictions :math:`\hat Y` (rows are samples): value, gradient
 
 Both are averaged over samples so hyper-parameters do not depend on the sample count m:
 
-* :class:`SquaredLoss`: :math:`\frac{1}{2m}\|Y - \hat Y\|_F^2` (theory §7);
+* :class:`SquaredLoss`: :math:`\frac{1}{2m}\|Y - \hat Y\|_F^2` (theory §8);
 * :class:`SoftmaxCrossEntropy`: :math:`\frac1m\sum_s \big(\mathrm{logsumexp}(\hat y_s) -
   y_s^\top \hat y_s\big)` with one-hot (or probability) rows :math:`y_s`.
 """

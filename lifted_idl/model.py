@@ -73,7 +73,7 @@ class ImplicitModel:
         Componentwise ("relu", "leaky_relu", "tanh", "sigmoid", "identity") or a
         :class:`~lifted_idl.activations.Blockwise` map.
     factors : tuple (L, R), optional
-        Low-rank factors with ``A = L @ R.T`` (theory §5); the kernel then iterates in
+        Low-rank factors with ``A = L @ R.T`` (theory §6); the kernel then iterates in
         :math:`O(mnk)`. Build with :meth:`from_low_rank`.
 
     Raises
@@ -87,7 +87,7 @@ class ImplicitModel:
     Parameters are copied and keep the floating dtype they are given (float32 or float64;
     integers become float64; mixed inputs take the wider type). Inference runs in the dtype of
     the input when it is float32 or float64, so float32 data stays float32. The well-posedness
-    certificate (theory §1) is computed once, on first use, and cached; assigning a parameter
+    certificate (theory §2) is computed once, on first use, and cached; assigning a parameter
     attribute clears the cache (treat the arrays as immutable — use :meth:`replace`). The model
     pickles as its arrays and settings only.
 
@@ -159,7 +159,7 @@ class ImplicitModel:
     # ------------------------------------------------------------------------------------------
     @classmethod
     def from_low_rank(cls, L, R, B, C, D, b=None, c=None, activation="relu") -> ImplicitModel:
-        r"""Model with :math:`A = L R^\top` (theory §5), solved in :math:`O(mnk)` per step."""
+        r"""Model with :math:`A = L R^\top` (theory §6), solved in :math:`O(mnk)` per step."""
         xp = get_namespace(L)
         L = _check_matrix("L", L)
         R = _check_matrix("R", R, L.shape)
@@ -227,11 +227,11 @@ class ImplicitModel:
     # ------------------------------------------------------------------------------------------
     @property
     def well_posedness(self) -> WellPosedness:
-        """The certificate of theory §1 that holds for A (computed once, then cached).
+        """The certificate of theory §2 that holds for A (computed once, then cached).
 
         See :func:`lifted_idl.wellposedness.is_well_posed`. For a low-rank model where no
         certificate holds for the full A, :math:`\\lambda_{PF}(|R|^\\top\\mathrm{diag}(\\gamma)
-        |L|) < 1` (theory §5) is tried last and reported as ``"lowrank"``.
+        |L|) < 1` (theory §6) is tried last and reported as ``"lowrank"``.
         """
         wp = self._cache.get("wp")
         if wp is None:
@@ -380,7 +380,7 @@ class ImplicitModel:
         U : array of shape (m, p)
         method : {"auto", "picard", "averaged", "triangular", "lowrank", "anderson"}
             ``"auto"`` picks exact back-substitution for DAG-structured A [IDL §3], the low-rank
-            iteration when factors are known (theory §5), Picard under the inf-norm or PF
+            iteration when factors are known (theory §6), Picard under the inf-norm or PF
             certificate [IDL Thm 2.2], and the averaged iteration under the
             :math:`\\mu_\\infty` certificate [NEMON]. ``"anderson"`` is opt-in, for slowly
             contracting problems (see :mod:`lifted_idl.kernel`).
@@ -595,7 +595,7 @@ class ImplicitModel:
     # ------------------------------------------------------------------------------------------
     def pf_eigenvalue(self) -> float:
         """:math:`\\lambda_{PF}(\\mathrm{diag}(\\gamma)|A|)` or :math:`\\lambda_{PF}(N(A,\\gamma))`
-        (theory §1)."""
+        (theory §2)."""
         return pf_eigenvalue(to_numpy(self.A), self.activation)
 
     def __getstate__(self):

@@ -7,7 +7,7 @@ A penalty acts on one matrix ``W`` (``(A, B)`` stacked as ``[A B]``, or ``(C, D)
 * :class:`L2Penalty`: :math:`\tfrac{\alpha}{2}\|W\|_F^2` (ridge);
 * :class:`L1Penalty`: :math:`\alpha\|W\|_1` (entrywise, sparsity [IDL §5]).
 
-The feature-selection penalty of [IDL (5.1)] (theory §5) couples two blocks,
+The feature-selection penalty of [IDL (5.1)] (theory §6) couples two blocks,
 
 .. math:: \mathcal P(B, D) = \alpha_g \sum_{j=1}^p
           \left\| \begin{pmatrix} B \\ D \end{pmatrix} e_j \right\|_r ,
@@ -196,7 +196,7 @@ def _group_steps(step, p: int, n_cols: int | None = None) -> np.ndarray:
 def l1_thresholds(V: np.ndarray, radius: np.ndarray) -> np.ndarray:
     r"""Per column j, the :math:`\theta_j \ge 0` with :math:`\sum_i (|V_{ij}| - \theta_j)_+ =
     r_j` (0 when :math:`\|V_{:j}\|_1 \le r_j`): the soft-threshold level of the projection
-    onto the l1 ball (theory §2)."""
+    onto the l1 ball (theory §3)."""
     r, p = V.shape
     theta = np.zeros(p)
     if r == 0 or p == 0:
@@ -306,7 +306,7 @@ def _prox_group_columns(V, delta, t, ord):
 
 
 def group_prox(B, D, step, alpha: float, ord=2):
-    r"""Exact prox of the joint group penalty [IDL (5.1)] (theory §5).
+    r"""Exact prox of the joint group penalty [IDL (5.1)] (theory §6).
 
     .. math::
 
@@ -484,7 +484,7 @@ class PartialGroupPenalty(Penalty):
 
 
 class GroupPenalty:
-    r"""The feature-selection penalty of [IDL (5.1)] (theory §5).
+    r"""The feature-selection penalty of [IDL (5.1)] (theory §6).
 
     .. math:: \mathcal P(B, D) = \alpha \sum_{j=1}^p \left\|\begin{pmatrix} B \\ D
               \end{pmatrix} e_j\right\|_r, \qquad r \in \{2, \infty\}

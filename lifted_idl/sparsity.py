@@ -1,6 +1,6 @@
 r"""Feature selection, state reduction, low-rank compression and model-error bounds [IDL §5].
 
-Implements theory §5 on a given :class:`~lifted_idl.model.ImplicitModel`:
+Implements theory §6 on a given :class:`~lifted_idl.model.ImplicitModel`:
 
 * :func:`active_features`, :func:`drop_features`: zero columns of :math:`[B; D]` mean unused
   inputs [IDL §5.1];
@@ -63,7 +63,7 @@ def active_features(model: ImplicitModel, tol: float = 0.0) -> np.ndarray:
     r"""Indices of the inputs the model reads: the nonzero columns of :math:`[B; D]`.
 
     A zero column j of :math:`\begin{pmatrix} B \\ D \end{pmatrix}` means input :math:`u_j`
-    plays no role in the prediction rule [IDL §5.1, (5.1)] (theory §5).
+    plays no role in the prediction rule [IDL §5.1, (5.1)] (theory §6).
 
     Parameters
     ----------
@@ -139,7 +139,7 @@ def reduce_model(model: ImplicitModel, tol: float = 0.0, *, return_kept: bool = 
                  ) -> ImplicitModel | tuple[ImplicitModel, np.ndarray]:
     r"""An equivalent model with fewer states: constant and dead states removed [IDL §5.2].
 
-    Two reductions are applied in turn until neither removes a state (theory §5):
+    Two reductions are applied in turn until neither removes a state (theory §6):
 
     1. **Constant states.** If row i of :math:`(A, B)` is zero, then
        :math:`x_i = \phi_i(b_i)` for every input (:math:`\phi_i(0)` without bias; the
@@ -292,7 +292,7 @@ class ApproximationBound:
 def approximation_error_bound(model: ImplicitModel, A_approx, U=None) -> ApproximationBound:
     r"""Bound the state and output error of replacing the model's A by ``A_approx``.
 
-    The corrected [IDL Thm 5.1] (theory §5, **fix**): let :math:`A^0` be the model's A,
+    The corrected [IDL Thm 5.1] (theory §6, **fix**): let :math:`A^0` be the model's A,
     :math:`A` = ``A_approx`` and :math:`E = |A - A^0|`. If :math:`\phi` is CONE with slopes in
     :math:`[0, \gamma_i]`, :math:`\Gamma = \mathrm{diag}(\gamma)` and
     :math:`\lambda_{PF}(\Gamma(|A^0| + E)) < 1`, then for every input
@@ -413,11 +413,11 @@ def low_rank_compress(model: ImplicitModel, rank: int, U=None, *, kappa: float |
 
     With :math:`A^0 = \sum_i \sigma_i u_i v_i^\top`, take :math:`L = U_k \Sigma_k^{1/2} s`,
     :math:`R = V_k \Sigma_k^{1/2}` (k = ``rank``) and the largest :math:`s \in (0, 1]` that
-    keeps the compressed model well-posed (theory §5):
+    keeps the compressed model well-posed (theory §6):
 
     * ``criterion="inf_norm"`` when ``kappa`` is given or :math:`\|\Gamma A^0\|_\infty < 1`:
       :math:`\|\Gamma L R^\top\|_\infty \le` ``kappa`` (default: the original's
-      :math:`\|\Gamma A^0\|_\infty`), the convex training condition of theory §1;
+      :math:`\|\Gamma A^0\|_\infty`), the convex training condition of theory §2;
     * otherwise ``criterion="pf"`` when :math:`0 < \lambda_{PF}(\Gamma|A^0|) < 1`:
       :math:`\lambda_{PF}(\Gamma|L R^\top|) \le \lambda_{PF}(\Gamma|A^0|)` [IDL Thm 2.2]
       (:math:`\lambda_{PF}` is positively homogeneous, so s is exact).

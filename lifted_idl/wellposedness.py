@@ -1,6 +1,6 @@
 r"""Well-posedness certificates, the projections onto the constraint sets, PF rescaling.
 
-Implements theory §1–3:
+Implements theory §2–3:
 
 * :func:`inf_norm`, :func:`pf_eigenvalue` (of :math:`|A|`, or of :math:`N(A,\gamma)` for
   blockwise activations [IDL §2.3]), :func:`mu_inf` [NEMON];
@@ -58,13 +58,13 @@ def _as_matrix(A, name: str = "A", square: bool = True) -> np.ndarray:
 
 
 def inf_norm(A) -> float:
-    r"""Induced infinity norm :math:`\|A\|_\infty = \max_i \sum_j |A_{ij}|` (theory §1).
+    r"""Induced infinity norm :math:`\|A\|_\infty = \max_i \sum_j |A_{ij}|` (theory §2).
 
     Parameters
     ----------
     A : array of shape (n, d)
         Any real matrix (square for the well-posedness condition :math:`\|A\|_\infty < 1`,
-        rectangular for B or C in the Lipschitz bounds of theory §6).
+        rectangular for B or C in the Lipschitz bounds of theory §7).
 
     Returns
     -------
@@ -76,7 +76,7 @@ def inf_norm(A) -> float:
 
 
 def mu_inf(A) -> float:
-    r"""The l-infinity matrix measure [NEMON] (theory §1),
+    r"""The l-infinity matrix measure [NEMON] (theory §2),
 
     .. math:: \mu_\infty(A) = \max_i \Big(a_{ii} + \sum_{j \ne i} |a_{ij}|\Big)
               \le \|A\|_\infty .
@@ -169,7 +169,7 @@ def _units(act: Activation, n: int):
 
 
 def block_gain_matrix(A, activation) -> np.ndarray:
-    r"""The nonnegative matrix whose PF eigenvalue certifies well-posedness (theory §1).
+    r"""The nonnegative matrix whose PF eigenvalue certifies well-posedness (theory §2).
 
     For componentwise activations: :math:`\mathrm{diag}(\gamma)|A|`. For a blockwise activation
     with a genuine (non-componentwise) block: the :math:`L \times L` matrix
@@ -208,7 +208,7 @@ def block_gain_matrix(A, activation) -> np.ndarray:
 
 def pf_eigenvalue(A, activation="relu") -> float:
     r"""Perron–Frobenius eigenvalue of :math:`\mathrm{diag}(\gamma)|A|`, or of
-    :math:`N(A, \gamma)` for blockwise activations (theory §1, [IDL Thm 2.2, Thm 2.5]).
+    :math:`N(A, \gamma)` for blockwise activations (theory §2, [IDL Thm 2.2, Thm 2.5]).
 
     For ReLU, leaky ReLU and tanh (:math:`\gamma = 1`) this is :math:`\lambda_{PF}(|A|)`;
     well-posedness holds when it is below 1.
@@ -309,7 +309,7 @@ class WellPosedness:
 
 
 def averaged_step(A) -> tuple[float, float]:
-    r"""NE-MON step and contraction factor for :math:`\mu_\infty(A) < 1` (theory §1).
+    r"""NE-MON step and contraction factor for :math:`\mu_\infty(A) < 1` (theory §2).
 
     Returns
     -------
@@ -327,7 +327,7 @@ def averaged_step(A) -> tuple[float, float]:
 
 
 def is_well_posed(A, activation="relu") -> WellPosedness:
-    r"""Check the sufficient well-posedness conditions of theory §1 in order of cost.
+    r"""Check the sufficient well-posedness conditions of theory §2 in order of cost.
 
     Parameters
     ----------
@@ -370,7 +370,7 @@ def is_well_posed(A, activation="relu") -> WellPosedness:
 
 
 # ----------------------------------------------------------------------------------------------
-# projection onto the inf-norm ball (theory §2)
+# projection onto the inf-norm ball (theory §3)
 # ----------------------------------------------------------------------------------------------
 def _check_kappa(kappa, n_rows):
     try:
@@ -398,7 +398,7 @@ def project_inf_norm_ball(A, kappa, method: str = "sort", tol: float = 1e-12,
     is separable across rows: each row :math:`a` is projected onto the l1 ball of radius
     :math:`\kappa_i`, i.e. soft-thresholded, :math:`a \mapsto \mathrm{sign}(a)\max(|a| -
     \theta, 0)`, with :math:`\theta \ge 0` the root of :math:`\sum_j \max(|a_j| - \theta, 0) =
-    \kappa_i` (:math:`\theta = 0` for rows already inside; theory §2).
+    \kappa_i` (:math:`\theta = 0` for rows already inside; theory §3).
 
     Parameters
     ----------
@@ -533,7 +533,7 @@ def _theta_bisection(absA, kappa, xp, tol, max_iter):
 
 
 # ----------------------------------------------------------------------------------------------
-# projection onto {mu_inf(A) <= gamma} (theory §1) [NEMON]
+# projection onto {mu_inf(A) <= gamma} (theory §2) [NEMON]
 # ----------------------------------------------------------------------------------------------
 def _check_gamma_rows(gamma, n: int) -> np.ndarray:
     try:
@@ -550,7 +550,7 @@ def _check_gamma_rows(gamma, n: int) -> np.ndarray:
 
 
 def project_mu_inf(A, gamma):
-    r"""Euclidean projection onto :math:`\{A : \mu_\infty(A) \le \gamma\}` [NEMON], theory §1.
+    r"""Euclidean projection onto :math:`\{A : \mu_\infty(A) \le \gamma\}` [NEMON], theory §2.
 
     .. math::
 
@@ -565,7 +565,7 @@ def project_mu_inf(A, gamma):
 
     with :math:`\theta` the root of the strictly decreasing, piecewise-linear
     :math:`g(\theta) = a_{ii} - \theta + \sum_{j\ne i}(|a_{ij}| - \theta)_+ = \gamma_i` (the
-    l1-ball projection of theory §2 with one extra coordinate that is always "active"). With
+    l1-ball projection of theory §3 with one extra coordinate that is always "active"). With
     :math:`s_1 \ge s_2 \ge \dots` the sorted off-diagonal magnitudes and
     :math:`c_k = \sum_{l \le k} s_l`, the test :math:`(k + 1)s_k > a_{ii} + c_k - \gamma_i`
     holds exactly for :math:`k \le \rho` (its left minus right side is nonincreasing in k), and
@@ -578,7 +578,7 @@ def project_mu_inf(A, gamma):
         NumPy or CuPy; float32 stays float32, integers become float64.
     gamma : float or array of shape (n,)
         Bound on the matrix measure, any finite real (one for all rows or one per row);
-        :math:`\gamma < 1` certifies well-posedness for slopes in [0, 1] (theory §1).
+        :math:`\gamma < 1` certifies well-posedness for slopes in [0, 1] (theory §2).
 
     Returns
     -------
@@ -634,7 +634,7 @@ def project_mu_inf(A, gamma):
 
 
 # ----------------------------------------------------------------------------------------------
-# PF rescaling (theory §3) and NE-MON parametrization (theory §1)
+# PF rescaling (theory §4) and NE-MON parametrization (theory §2)
 # ----------------------------------------------------------------------------------------------
 def rescale_to_inf_norm(model):
     r"""Equivalent model with :math:`\|A'\|_\infty < 1`, by the PF diagonal scaling [IDL §2.5].
@@ -645,7 +645,7 @@ def rescale_to_inf_norm(model):
               D' = D,
 
     so that :math:`\|A'\|_\infty = \max_i (1 - 1/s_i) < 1` (because :math:`|A| s = s -
-    \mathbf 1`; theory §3) and the states become :math:`x' = S^{-1}x`. The predictions are
+    \mathbf 1`; theory §4) and the states become :math:`x' = S^{-1}x`. The predictions are
     unchanged because a positively homogeneous componentwise activation commutes with positive
     diagonal scaling. Low-rank factors are rescaled too (:math:`L' = S^{-1}L`, :math:`R' = SR`).
 
@@ -709,7 +709,7 @@ def _check_gamma(gamma):
 
 
 def nemon_parametrize(T, gamma: float):
-    r"""NE-MON parametrization (theory §1, **fix** of the [NEMON] slide):
+    r"""NE-MON parametrization (theory §2, **fix** of the [NEMON] slide):
 
     .. math:: A = T - \mathrm{diag}(|T|\mathbf 1) + \gamma I .
 

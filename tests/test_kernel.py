@@ -78,7 +78,7 @@ def test_tanh_against_a_tight_root_solve(rng, random_A):
 
 
 def _feed_forward(rng, widths, p):
-    """A dense ReLU network as an implicit model (theory §4, [IDL §3]) and its forward pass."""
+    """A dense ReLU network as an implicit model (theory §5, [IDL §3]) and its forward pass."""
     Ws = [rng.standard_normal((widths[0], p))]
     for k in range(1, len(widths)):
         Ws.append(rng.standard_normal((widths[k], widths[k - 1])) / np.sqrt(widths[k - 1]))

@@ -1,5 +1,5 @@
 """Tests of the penalties (lifted_idl.penalties), chiefly the group penalty of [IDL (5.1)]
-(theory §5).
+(theory §6).
 
 The prox is checked against its optimality conditions, the Moreau identity and cvxpy; the
 fixed-part l2 group prox ``_prox_l2_fixed`` (prox of :math:`t\\|(v, d)\\|_2` in v,

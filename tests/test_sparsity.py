@@ -1,4 +1,4 @@
-"""Feature selection, state reduction, low rank and the model-error bound (theory §5)."""
+"""Feature selection, state reduction, low rank and the model-error bound (theory §6)."""
 
 import numpy as np
 import pytest

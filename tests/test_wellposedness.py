@@ -40,7 +40,7 @@ def test_norms_against_explicit_formulas(rng):
         assert mu_inf(A) == pytest.approx(mu)
         lam = pf_eigenvalue(A)
         assert lam == pytest.approx(np.abs(np.linalg.eigvals(np.abs(A))).max())
-        # lambda_PF(|A|) <= ||A||_inf and mu_inf(A) <= ||A||_inf (theory §1)
+        # lambda_PF(|A|) <= ||A||_inf and mu_inf(A) <= ||A||_inf (theory §2)
         assert lam <= inf_norm(A) + 1e-12 and mu_inf(A) <= inf_norm(A) + 1e-12
     # rectangular matrices (B, C in the Lipschitz bounds)
     B = rng.standard_normal((3, 5))
@@ -156,7 +156,7 @@ def test_is_well_posed_picks_the_right_certificate(rng, strictly_upper, random_A
     assert inf_norm(A) > 1
     wp = is_well_posed(A)
     assert wp.certificate == "pf" and wp.value == pytest.approx(0.7)
-    # mu_inf below 1 with very negative diagonal, lambda_PF(|A|) > 1 (theory §1, NE-MON)
+    # mu_inf below 1 with very negative diagonal, lambda_PF(|A|) > 1 (theory §2, NE-MON)
     A = -5 * np.eye(6) + random_A(rng, 6, 0.5)
     A[np.diag_indices(6)] = -5.0
     assert pf_eigenvalue(A) > 1

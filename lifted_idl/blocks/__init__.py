@@ -1,4 +1,4 @@
-r"""The four convex blocks of block-coordinate descent on the Fenchel relaxation (theory §7).
+r"""The four convex blocks of block-coordinate descent on the Fenchel relaxation (theory §8).
 
 Each block minimises the relaxed, lifted objective (arXiv (11), row layout, data terms averaged
 over the m samples) exactly over its own variables, all others fixed:

@@ -532,7 +532,7 @@ def ab_result(objective, A, B, b, n_iter, converged, solver, init, init_objectiv
 def project_l1_rows(V: np.ndarray, kappa: float) -> np.ndarray:
     r"""Project every row of ``V`` onto :math:`\{a : \|a\|_1 \le \kappa\}`, in place.
 
-    The exact sort-based soft-thresholding of theory §2 (the same map as
+    The exact sort-based soft-thresholding of theory §3 (the same map as
     :func:`lifted_idl.wellposedness.project_inf_norm_ball`), without its input validation:
     it runs inside the solvers' inner loops on arrays already checked.
     """

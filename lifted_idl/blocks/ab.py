@@ -7,7 +7,7 @@ r"""The (A, B, b) block of BCD: fit the state equation to the proxy states in di
         + \mathrm{Pen}([A\ B])
     \quad\text{s.t.}\quad \|A\|_\infty \le \kappa
 
-(theory §7 and §2; arXiv §4.2, eq. (13); [IDL §6.2] for the projection). With
+(theory §8 and §3; arXiv §4.2, eq. (13); [IDL §6.2] for the projection). With
 :math:`M = [X\ U\ \mathbf 1]` and :math:`w_i` the i-th row of :math:`[A\ B\ b]` the problem
 separates across rows; row i minimises
 :math:`\frac{\lambda_i}m\sum_s \big(f(M_s w_i) - P_{si} M_s w_i\big) + \mathrm{pen}(w_i)`
@@ -20,7 +20,7 @@ Fast solver (``method="fast"``): a semismooth Newton method on all rows at once
 (:math:`b' = b + A\bar x + B\bar u`). Optimality of row i is the fixed point
 :math:`w = \mathrm{prox}_t(w - t\nabla)`, the prox of "penalty + l1 ball on the A part" (for the
 zero, ridge and l1 penalties exactly the penalty's shrinkage followed by the row-wise l1-ball
-projection of theory §2). Each iteration takes a Newton step on the face of the feasible set that
+projection of theory §3). Each iteration takes a Newton step on the face of the feasible set that
 this proximal point identifies (one small KKT solve per row with the generalised Hessian
 :math:`\frac{\lambda_i}m M^\top\mathrm{diag}(\phi'(z))M`, updated incrementally for ReLU), an
 Armijo search along the projection arc, and falls back to a proximal-gradient step
@@ -109,7 +109,7 @@ def solve_ab(X, U, P, lam, kappa, activation, penalty, *, fit_bias: bool = True,
              method: str = "fast", tol: float = 1e-8, max_iter: int = 2000,
              n_jobs: int | None = None, cvxpy_solver: str | None = None,
              sample_weight=None) -> BlockResult:
-    r"""Solve the (A, B, b) block exactly (theory §7, arXiv (13)).
+    r"""Solve the (A, B, b) block exactly (theory §8, arXiv (13)).
 
     .. math::
 

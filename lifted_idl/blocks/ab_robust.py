@@ -1,4 +1,4 @@
-r"""The robust-counterpart (A, B, b) block for box input uncertainty (ReLU), theory §7.
+r"""The robust-counterpart (A, B, b) block for box input uncertainty (ReLU), theory §8.
 
 Robust counterpart [arXiv §5.3]: the inputs are only known to lie in the box
 :math:`\{\hat u + \delta : |\delta| \le \sigma\}` (arXiv (16)), independently per sample. For a
@@ -7,9 +7,9 @@ b_i^\top\delta` with :math:`\hat Z = XA^\top + \hat UB^\top + \mathbf 1 b^\top`,
 the interval :math:`[\hat z_{si} - r_i,\ \hat z_{si} + r_i]`, :math:`r = |B|\sigma`: the worst
 case **adds** :math:`|B|\sigma` to the pre-activation (and subtracts it on the other side). The
 robust LP relaxation of arXiv §5.3 writes this as the constraint
-:math:`X \ge AX + B\hat U + |B|\sigma\mathbf 1^\top` (theory §7).
+:math:`X \ge AX + B\hat U + |B|\sigma\mathbf 1^\top` (theory §8).
 
-This module carries the same idea into the Fenchel-divergence (A, B) block of BCD (theory §7,
+This module carries the same idea into the Fenchel-divergence (A, B) block of BCD (theory §8,
 arXiv (13)). For ReLU and a proxy :math:`x \ge 0`, the divergence
 :math:`F(x, z) = \tfrac12 x^2 + \tfrac12 z_+^2 - xz` splits into a nondecreasing and a
 nonincreasing convex part of z,
@@ -188,7 +188,7 @@ def ab_robust_objective(X, U, P, lam, kappa, activation, penalty, sigma, A, B, b
 def solve_ab_robust(X, U, P, lam, kappa, activation, penalty, sigma, *, fit_bias: bool = True,
                     init=None, method: str = "fast", tol: float = 1e-8, max_iter: int = 2000,
                     n_jobs: int | None = None, cvxpy_solver: str | None = None) -> BlockResult:
-    r"""Solve the robust-counterpart (A, B, b) block (module docstring; arXiv §5.3, theory §7).
+    r"""Solve the robust-counterpart (A, B, b) block (module docstring; arXiv §5.3, theory §8).
 
     .. math::
 

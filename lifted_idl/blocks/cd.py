@@ -4,7 +4,7 @@ r"""The (C, D, c) block of BCD: a (regularised) linear fit of Y on the proxy sta
 
     \min_{C, D, c}\; \mathcal L(Y, PC^\top + UD^\top + \mathbf 1c^\top) + \mathrm{Pen}([C\ D])
 
-(theory §7; arXiv §4.2, eq. (12) with a penalty instead of the l1-ball). With the design
+(theory §8; arXiv §4.2, eq. (12) with a penalty instead of the l1-ball). With the design
 :math:`M = [P\ U]` and :math:`W = [C\ D]` this is a generalised linear model per output; the
 intercept :math:`c` is not penalised.
 
@@ -100,7 +100,7 @@ def _check(P, U, Y, loss, penalty, init):
 def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
              method: str = "fast", tol: float = 1e-8, max_iter: int = 1000,
              cvxpy_solver: str | None = None, sample_weight=None) -> BlockResult:
-    r"""Solve the (C, D, c) block exactly (theory §7, arXiv (12)).
+    r"""Solve the (C, D, c) block exactly (theory §8, arXiv (12)).
 
     .. math::
 

@@ -1,6 +1,6 @@
-r"""Frank–Wolfe (conditional-gradient) solvers for the l1-constrained BCD blocks (theory §7).
+r"""Frank–Wolfe (conditional-gradient) solvers for the l1-constrained BCD blocks (theory §8).
 
-The relaxed, lifted training problem of [IDL §6] / theory §7 splits into convex blocks. Two of
+The relaxed, lifted training problem of [IDL §6] / theory §8 splits into convex blocks. Two of
 them have l1-type constraints whose linear minimisation oracle (LMO) returns a single signed
 vertex, so Frank–Wolfe iterates stay sparse [IDL §5]:
 
@@ -17,7 +17,7 @@ vertex, so Frank–Wolfe iterates stay sparse [IDL §5]:
   subject to :math:`\|A\|_\infty \le \kappa_A` (each row of A in an l1 ball) and
   :math:`\|B\|_1 = \sum_{ij} |B_{ij}| \le \kappa_B` (the entrywise l1 norm, so its LMO picks a
   single signed entry of B), with :math:`F_\phi(x, z) = f^*(x) + f(z) - xz` the Fenchel
-  divergence of the activation (theory §7).
+  divergence of the activation (theory §8).
 
 The unconstrained intercepts (c, b) are minimised out exactly at every iterate, so the solver
 runs Frank–Wolfe on the convex partial minimum :math:`g(W) = \min_c f(W, c)`, whose gradient is
@@ -399,14 +399,14 @@ def fw_cd(P, U, Y, loss, kappa_c: float, *, fit_intercept: bool = True, init=Non
           tol: float = 1e-6, max_iter: int = 1000, away_steps: bool = True,
           warn: bool = True, method: str = "fast",
           cvxpy_solver: str | None = None) -> FWResult:
-    r"""Frank–Wolfe for the l1-ball-constrained output block (C, D) (theory §7, [IDL §5-6]).
+    r"""Frank–Wolfe for the l1-ball-constrained output block (C, D) (theory §8, [IDL §5-6]).
 
     Solves
 
     .. math:: \min_{C, D, c}\ \mathcal L\big(Y,\ P C^\top + U D^\top + \mathbf 1 c^\top\big)
               \quad\text{s.t.}\quad \|\mathrm{vec}[C\ D]\|_1 \le \kappa_C,
 
-    the (C, D) block of the relaxed problem of theory §7 with an l1-ball instead of an l1
+    the (C, D) block of the relaxed problem of theory §8 with an l1-ball instead of an l1
     penalty. The LMO of the ball picks a single signed entry
     :math:`-\kappa_C\,\mathrm{sign}(G_{kj}) e_k e_j^\top` of the gradient's largest magnitude,
     so after t steps ``[C D]`` has at most ``nnz(init) + t`` nonzeros.
@@ -652,7 +652,7 @@ def fw_ab(X, U, P, lam, kappa_a, kappa_b: float, activation, *, fit_bias: bool =
           init=None, tol: float = 1e-6, max_iter: int = 1000, away_steps: bool = True,
           warn: bool = True, method: str = "fast",
           cvxpy_solver: str | None = None) -> FWResult:
-    r"""Frank–Wolfe for the (A, B) block of the relaxed problem (theory §7, [IDL §5-6]).
+    r"""Frank–Wolfe for the (A, B) block of the relaxed problem (theory §8, [IDL §5-6]).
 
     Solves
 
@@ -660,10 +660,10 @@ def fw_ab(X, U, P, lam, kappa_a, kappa_b: float, activation, *, fit_bias: bool =
               F_\phi\big(P_{si}, (X A^\top + U B^\top + \mathbf 1 b^\top)_{si}\big)
               \quad\text{s.t.}\quad \|A\|_\infty \le \kappa_A,\ \ \|B\|_1 \le \kappa_B,
 
-    with :math:`F_\phi(x, z) = f^*(x) + f(z) - xz` the Fenchel divergence (theory §7),
+    with :math:`F_\phi(x, z) = f^*(x) + f(z) - xz` the Fenchel divergence (theory §8),
     :math:`\|A\|_\infty = \max_i \sum_j |A_{ij}|` (every row of A in an l1 ball, the
-    convex well-posedness condition of theory §1) and :math:`\|B\|_1 = \sum_{ij} |B_{ij}|`
-    the *entrywise* l1 norm (theory §7 writes :math:`\|B\|_1 \le \kappa_B`; the entrywise norm
+    convex well-posedness condition of theory §2) and :math:`\|B\|_1 = \sum_{ij} |B_{ij}|`
+    the *entrywise* l1 norm (theory §8 writes :math:`\|B\|_1 \le \kappa_B`; the entrywise norm
     makes its LMO a single signed entry of B). The LMO picks one signed vertex per row of A
     and one entry of B, so after t sweeps every row of A and all of B have at most t more
     nonzeros than ``init``.

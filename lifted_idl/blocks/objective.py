@@ -1,6 +1,6 @@
 r"""The relaxed, lifted training objective and the part of it that each BCD block changes.
 
-Row layout (samples in rows), data terms averaged over the :math:`m` samples (theory §7, the
+Row layout (samples in rows), data terms averaged over the :math:`m` samples (theory §8, the
 scaled relaxation (11) of arXiv §4.1):
 
 .. math::
@@ -109,7 +109,7 @@ def _check_lifted(A, B, b, C, D, c, X, P, U, Y, lam, mu):
 def relaxed_objective(A, B, b, C, D, c, X, P, U, Y, lam, mu, activation, loss, pen_ab,
                       pen_cd, *, pen_group: GroupPenalty | None = None,
                       sample_weight=None) -> dict:
-    r"""The relaxed lifted objective :math:`J` of theory §7 (arXiv (11)), term by term.
+    r"""The relaxed lifted objective :math:`J` of theory §8 (arXiv (11)), term by term.
 
     .. math::
 
@@ -139,7 +139,7 @@ def relaxed_objective(A, B, b, C, D, c, X, P, U, Y, lam, mu, activation, loss, p
         :math:`\mathcal P(B, D)` of [IDL (5.1)]; then pass ``pen_cd=None``), and ``pen_cd``
         likewise ``group.for_cd(B)``.
     pen_group : GroupPenalty, optional
-        The group penalty :math:`\mathcal P(B, D)` of [IDL (5.1)] (theory §5), added once to
+        The group penalty :math:`\mathcal P(B, D)` of [IDL (5.1)] (theory §6), added once to
         the ``penalty`` term (on top of ``pen_ab`` and ``pen_cd``).
     sample_weight : array of shape (m,), optional
         Non-negative sample weights: every average over samples (loss, divergence, coupling)
@@ -182,7 +182,7 @@ def relaxed_objective(A, B, b, C, D, c, X, P, U, Y, lam, mu, activation, loss, p
 
 def cd_objective(P, U, Y, loss, penalty, C, D, c=None, *, sample_weight=None) -> float:
     r"""Objective of the (C, D, c) block: :math:`\mathcal L(Y, PC^\top + UD^\top + c) +
-    \mathrm{Pen}_{CD}([C\ D])` (theory §7, arXiv (12)); with ``sample_weight`` the loss is the
+    \mathrm{Pen}_{CD}([C\ D])` (theory §8, arXiv (12)); with ``sample_weight`` the loss is the
     weighted average over samples."""
     loss = get_loss(loss)
     pen = get_block_penalty(penalty, "penalty", allow_group=True)
@@ -202,7 +202,7 @@ def _cd_objective(P, U, Y, loss, pen, C, D, c, w=None):
 
 def ab_objective(X, U, P, lam, kappa, activation, penalty, A, B, b=None, *,
                  sample_weight=None) -> float:
-    r"""Objective of the (A, B, b) block (theory §7, arXiv (13)):
+    r"""Objective of the (A, B, b) block (theory §8, arXiv (13)):
     :math:`\frac1m\sum_i\lambda_i\sum_s F_\phi(P_{si}, Z_{si}) + \mathrm{Pen}_{AB}([A\ B])`,
     ``+inf`` when :math:`\|A\|_\infty > \kappa` (up to a relative slack of 1e-10). With
     ``sample_weight`` the average over samples is weighted
@@ -231,7 +231,7 @@ def _ab_objective(X, U, P, lam, kappa, act, pen, A, B, b, w=None):
 
 
 def x_objective(A, B, b, U, P, lam, mu, activation, X) -> float:
-    r"""Objective of the X block (theory §7, arXiv (14)):
+    r"""Objective of the X block (theory §8, arXiv (14)):
     :math:`\frac1m\sum_i\lambda_i\sum_s F_\phi(P_{si}, Z_{si}) + \frac{\mu}{2m}\|X - P\|_F^2`."""
     act = get_fenchel_activation(activation, "X")
     U = as_matrix("U", U)
@@ -251,7 +251,7 @@ def _x_objective(A, B, b, U, P, lam, mu, act, X, w=None):
 
 
 def p_objective(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, P) -> float:
-    r"""Objective of the P block (theory §7, arXiv (15)):
+    r"""Objective of the P block (theory §8, arXiv (15)):
     :math:`\mathcal L(Y, PC^\top + UD^\top + c) + \frac1m\sum_i\lambda_i\sum_s
     F_\phi(P_{si}, Z_{si}) + \frac{\mu}{2m}\|X - P\|_F^2`, ``+inf`` outside
     :math:`\mathrm{dom} f^*`."""

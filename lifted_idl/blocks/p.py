@@ -6,11 +6,11 @@ r"""The P block of BCD: the proxy states, between the output fit, the state equa
       + \frac1m\sum_{i=1}^n\lambda_i\sum_{s=1}^m F_\phi(P_{si}, Z_{si})
       + \frac{\mu}{2m}\|X - P\|_F^2, \qquad Z = XA^\top + UB^\top + \mathbf 1b^\top
 
-(theory §7; arXiv §4.2, eq. (15)). Strictly convex and separable across samples. For ReLU the
+(theory §8; arXiv §4.2, eq. (15)). Strictly convex and separable across samples. For ReLU the
 divergence and coupling terms are :math:`\sum_i\frac{\lambda_i + \mu}{2m}\|P_{:,i} - P^0_{:,i}\|^2
 + \text{const}` with :math:`P^0 = (Z\Lambda + \mu X)(\Lambda + \mu I)^{-1}`; with the constraint
 :math:`P \ge 0` this is, per sample, a small bound-constrained QP for the squared loss (a
-non-negative least-squares problem, **not** the closed form the arXiv text states: theory §7
+non-negative least-squares problem, **not** the closed form the arXiv text states: theory §8
 **fix**) and a bound-constrained strictly convex program for the cross-entropy. For tanh the
 domain is :math:`|P| < 1` and :math:`f^*(x) = \tfrac12[(1+x)\log(1+x) + (1-x)\log(1-x)]`.
 
@@ -89,7 +89,7 @@ def _check(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, init):
 def solve_p(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, *, init=None,
             method: str = "fast", tol: float = 1e-8, max_iter: int = 2000,
             cvxpy_solver: str | None = None, sample_weight=None) -> BlockResult:
-    r"""Solve the P block exactly (theory §7 with its **fix**, arXiv (15)).
+    r"""Solve the P block exactly (theory §8 with its **fix**, arXiv (15)).
 
     .. math::
 

@@ -6,7 +6,7 @@ r"""The X block of BCD: the states that best explain the proxies through the sta
         F_\phi\big(P_{si},\, (XA^\top + UB^\top + \mathbf 1b^\top)_{si}\big)
         + \frac{\mu}{2m}\|X - P\|_F^2
 
-(theory §7; arXiv §4.2, eq. (14)). Unconstrained, :math:`\mu/m`-strongly convex, separable
+(theory §8; arXiv §4.2, eq. (14)). Unconstrained, :math:`\mu/m`-strongly convex, separable
 across samples; the gradient is
 :math:`\frac1m\big[(\phi(Z) - P)\Lambda A + \mu(X - P)\big]` and its Lipschitz constant is at most
 :math:`(\gamma\|\Lambda^{1/2}A\|_2^2 + \mu)/m` (:math:`\gamma` the Lipschitz constant of
@@ -71,7 +71,7 @@ def _check(A, B, b, U, P, lam, mu, activation, init):
 def solve_x(A, B, b, U, P, lam, mu, activation, *, init=None, method: str = "fast",
             tol: float = 1e-8, max_iter: int = 2000,
             cvxpy_solver: str | None = None, sample_weight=None) -> BlockResult:
-    r"""Solve the X block exactly (theory §7, arXiv (14)).
+    r"""Solve the X block exactly (theory §8, arXiv (14)).
 
     .. math::
 

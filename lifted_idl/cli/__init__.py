@@ -13,8 +13,8 @@ Subcommands
     Predictions of a saved model for the rows of a CSV file (the feature columns the model was
     trained on, found by name).
 ``analyze``
-    The well-posedness certificate (theory §1), Lipschitz bounds and the sensitivity matrix
-    (theory §6) of a saved model, a heatmap of the matrix, and for classifiers the certified
+    The well-posedness certificate (theory §2), Lipschitz bounds and the sensitivity matrix
+    (theory §7) of a saved model, a heatmap of the matrix, and for classifiers the certified
     accuracy on the l-infinity ball of radius ``--eps`` per standardised feature (feature j
     moves by ``eps`` times its training standard deviation).
 ``experiment``

@@ -1,4 +1,4 @@
-r"""Robustness analysis of implicit models (theory §6, [IDL §4, §7.3], [NEMON]).
+r"""Robustness analysis of implicit models (theory §7, [IDL §4, §7.3], [NEMON]).
 
 * :mod:`~lifted_idl.robustness.bounds`: sensitivity matrix, state box and cardinality bounds,
   Lipschitz constants;

@@ -1,4 +1,4 @@
-r"""Shared helpers of the robustness modules: argument checks and the gain matrices of theory §6.
+r"""Shared helpers of the robustness modules: argument checks and the gain matrices of theory §7.
 
 Every robustness bound of [IDL §4] is written with three nonnegative "gain" matrices over a
 partition of the state into blocks :math:`l = 1, \dots, L`:
@@ -172,7 +172,7 @@ def _labels_to_index(obj, model: ImplicitModel, y, m: int, name: str = "y") -> n
 
 
 # ----------------------------------------------------------------------------------------------
-# gain matrices (theory §6, [IDL (2.4), (4.5), §4.3])
+# gain matrices (theory §7, [IDL (2.4), (4.5), §4.3])
 # ----------------------------------------------------------------------------------------------
 def _dual(p: float) -> float:
     if p == np.inf:
@@ -208,7 +208,7 @@ class _Gains:
             g = float(sub.lipschitz)
             if not np.isfinite(g) or g < 0:
                 raise BoundConditionError(
-                    f"the bounds of theory §6 need a finite Lipschitz constant; activation "
+                    f"the bounds of theory §7 need a finite Lipschitz constant; activation "
                     f"{sub!r} has lipschitz={sub.lipschitz!r}"
                 )
         self.activation = act

@@ -1,4 +1,4 @@
-r"""Sparse adversarial attacks on implicit models [IDL §7.3], theory §6.
+r"""Sparse adversarial attacks on implicit models [IDL §7.3], theory §7.
 
 Both attacks change at most ``k`` input features of each sample by :math:`\pm\sigma_j`, so the
 attacked input stays in the cardinality set :math:`\mathcal U^{card}` [IDL (4.2)] with
@@ -8,7 +8,7 @@ attacked input stays in the cardinality set :math:`\mathcal U^{card}` [IDL (4.2)
   sensitivity matrix :math:`S` of [IDL Thm 4.2] (for a classifier, the pairwise row
   :math:`S_{yk}` of the margin :math:`\hat y_y - \hat y_k`), weighted by :math:`\sigma`;
 * :func:`gradient_attack` ranks them by the saliency :math:`|\nabla_u|` of the same quantity at
-  the sample, from implicit differentiation (theory §7): with :math:`z = Ax + Bu + b`,
+  the sample, from implicit differentiation (theory §8): with :math:`z = Ax + Bu + b`,
   :math:`\Phi = \phi'(z)` and an output cotangent :math:`g`, the row vector :math:`v` solves
   :math:`v = \Phi \odot (vA + gC)` and :math:`\nabla_u (g^\top \hat y) = vB + gD`.
 
@@ -79,7 +79,7 @@ def input_gradient(model: ModelLike, U: ArrayLike, G: ArrayLike,
                    X: ArrayLike | None = None) -> np.ndarray:
     r"""Gradient of :math:`g_i^\top \hat y(u_i)` with respect to :math:`u_i`, for every row i.
 
-    Implicit differentiation in row layout (theory §7, [IDL §6.2]): with
+    Implicit differentiation in row layout (theory §8, [IDL §6.2]): with
     :math:`z = xA^\top + uB^\top + b`, :math:`\Phi = \phi'(z)`, the adjoint :math:`v` solves
 
     .. math:: v = \Phi \odot (vA + gC), \qquad \nabla_u = vB + gD.
@@ -294,7 +294,7 @@ def sensitivity_attack(model: ModelLike, U: ArrayLike, k: int, sigma: ArrayLike 
     r"""Sparse attack from the sensitivity matrix [IDL §7.3.1].
 
     For each sample and each attacked output (every competing class k of the label y for a
-    classifier, with the pairwise row :math:`S_{yk}` of theory §6; output t of a regressor,
+    classifier, with the pairwise row :math:`S_{yk}` of theory §7; output t of a regressor,
     with the row :math:`S_t`), the k features with the largest :math:`S_{\cdot j}\sigma_j`
     are moved by :math:`\pm\sigma_j`. Signs are tried three ways — from the local linearisation
     (the sign of the implicit gradient of :math:`\hat y_k - \hat y_y`, resp. :math:`\hat y_t`),

@@ -1,6 +1,6 @@
 r"""Closed-form robustness bounds: sensitivity matrix, state box bounds, Lipschitz constants.
 
-Implements theory §6 ([IDL §4.2–4.3], [NEMON]). With :math:`x^0 = x(u^0)` and
+Implements theory §7 ([IDL §4.2–4.3], [NEMON]). With :math:`x^0 = x(u^0)` and
 :math:`x = x(u)` the equilibria at a nominal and a perturbed input:
 
 * box bound on the state [IDL Thm 4.1]: :math:`|x - x^0| \le (I - |A|)^{-1}|B|\,\sigma_u` on
@@ -51,7 +51,7 @@ def _norm_arg(norm) -> float:
 def sensitivity_matrix(model: ModelLike) -> np.ndarray:
     r"""Sensitivity matrix :math:`S` with :math:`|\hat y(u) - \hat y(u^0)| \le S\,|u - u^0|`.
 
-    [IDL Thm 4.2, (4.8)], theory §6. For a CONE map with per-state Lipschitz constants
+    [IDL Thm 4.2, (4.8)], theory §7. For a CONE map with per-state Lipschitz constants
     :math:`\gamma` (:math:`\Gamma = \mathrm{diag}(\gamma)`):
 
     .. math:: S = |C|\,(I - \Gamma|A|)^{-1}\,\Gamma|B| + |D|,
@@ -123,7 +123,7 @@ def state_box_bound(model: ModelLike, sigma_u: ArrayLike, k: int | None = None,
     r"""Bound on the state deviation :math:`x(u) - x(u^0)` over a box or cardinality set.
 
     Box set :math:`\mathcal U^{box} = \{u : |u - u^0| \le \sigma_u\}` (``k=None``), [IDL
-    Thm 4.1], theory §6: for a CONE map,
+    Thm 4.1], theory §7: for a CONE map,
 
     .. math:: |x - x^0| \le \sigma_x := (I - \Gamma|A|)^{-1}\,\Gamma|B|\,\sigma_u,
 
@@ -196,7 +196,7 @@ def lipschitz_bound(model: ModelLike, norm: str | float = "inf",
                     kind: str = "sensitivity") -> float:
     r"""An upper bound on the Lipschitz constant of :math:`u \mapsto \hat y(u)`.
 
-    ``kind="sensitivity"`` (theory §6, [IDL Thm 4.2]): from :math:`|\Delta\hat y| \le
+    ``kind="sensitivity"`` (theory §7, [IDL Thm 4.2]): from :math:`|\Delta\hat y| \le
     S|\Delta u|`, the constant :math:`\|S\|` in the induced norm ``norm`` (inf, 2 or 1; the
     tightest of the three kinds in the inf-norm).
 
@@ -213,7 +213,7 @@ def lipschitz_bound(model: ModelLike, norm: str | float = "inf",
 
     with :math:`\mu_\infty(A) = \max_i (a_{ii} + \sum_{j \ne i} |a_{ij}|)`. It allows very
     negative diagonals where :math:`\|A\|_\infty \ge 1`. For :math:`\gamma = 1` all three are
-    the formulas of theory §6.
+    the formulas of theory §7.
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-r"""Robustness certificates for implicit classifiers (theory §6, [IDL §4.3–4.4]).
+r"""Robustness certificates for implicit classifiers (theory §7, [IDL §4.3–4.4]).
 
 A sample :math:`u^0` with label :math:`y` is *certified* on a ball of radius :math:`\varepsilon`
 when every input of the ball is classified :math:`y`. With the margins
@@ -40,7 +40,7 @@ def _check_eps(eps) -> float:
 
 def certified_radius(clf: ModelLike, X: ArrayLike, y: ArrayLike,
                      norm: str | float = "inf") -> np.ndarray:
-    r"""Certified radius of each sample from the pairwise sensitivity rows (theory §6).
+    r"""Certified radius of each sample from the pairwise sensitivity rows (theory §7).
 
     .. math::
 
@@ -100,7 +100,7 @@ def lp_certify(clf: ModelLike, X: ArrayLike, y: ArrayLike, eps: float,
                relaxation: str = "triangle", solver: str | None = None, screen: bool = True,
                atol: float = 1e-7, return_bounds: bool = False
                ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    r"""LP certificate on the l-infinity ball of radius ``eps`` (theory §6, [IDL Thm 4.3]).
+    r"""LP certificate on the l-infinity ball of radius ``eps`` (theory §7, [IDL Thm 4.3]).
 
     Sample i is certified when it is classified correctly and, for every :math:`k \ne y_i`,
 
@@ -194,7 +194,7 @@ def certified_accuracy(clf: ModelLike, X: ArrayLike, y: ArrayLike, eps: float,
 
     ``method="sensitivity"``: :math:`r(u^0) > \varepsilon` with :func:`certified_radius`
     (any ``norm``). ``method="lp"``: :func:`lp_certify` (l-infinity only; ``lp_options`` are
-    passed on). The LP's certified accuracy is never below the sensitivity one (theory §6).
+    passed on). The LP's certified accuracy is never below the sensitivity one (theory §7).
 
     Returns
     -------

@@ -1,4 +1,4 @@
-r"""LP relaxation of the worst case over an input set, for ReLU models [IDL Thm 4.3], theory §6.
+r"""LP relaxation of the worst case over an input set, for ReLU models [IDL Thm 4.3], theory §7.
 
 For a ReLU implicit model, a nominal input :math:`u^0` with state :math:`x^0 = x(u^0)` and the
 box bound :math:`|x - x^0| \le \sigma_x` [IDL Thm 4.1], the worst linear objective over the input
@@ -410,7 +410,7 @@ class LPRelaxation:
 
     def box_output_bound(self, c_out: ArrayLike) -> float:
         r"""The closed-form bound the LP improves on: :math:`c^\top\hat y^0 + |c^\top C|\sigma_x
-        + |c^\top D|\sigma_u` (theory §6), with the same widened :math:`\sigma_x` as the LP."""
+        + |c^\top D|\sigma_u` (theory §7), with the same widened :math:`\sigma_x` as the LP."""
         q = self._C.shape[0]
         c_out = _check_vector(c_out, q, "c_out")
         sx = 0.5 * (self._xhi.value - self._xlo.value)
@@ -482,7 +482,7 @@ def lp_output_bound(model: ModelLike, u0: ArrayLike, sigma_u: ArrayLike, c_out: 
                     k: int | None = None, relaxation: str = "paper",
                     solver: str | None = None, verbose: bool = False) -> LPResult:
     r"""LP upper bound on :math:`\max_{u \in \mathcal U} c^\top \hat y(u)`, with
-    :math:`\hat y = Cx + Du + c_0` (theory §6, [IDL Thm 4.3] with a term in u).
+    :math:`\hat y = Cx + Du + c_0` (theory §7, [IDL Thm 4.3] with a term in u).
 
     Parameters and errors as :func:`lp_state_bound`, with ``c_out`` of shape (q,).
     """

@@ -157,7 +157,7 @@ class ModelPenalty:
 
 
 class LipschitzSurrogatePenalty(ModelPenalty):
-    r"""Convex surrogate of the l-infinity Lipschitz constant [IDL (4.7)], theory §6.
+    r"""Convex surrogate of the l-infinity Lipschitz constant [IDL (4.7)], theory §7.
 
     .. math::
 
@@ -166,7 +166,7 @@ class LipschitzSurrogatePenalty(ModelPenalty):
 
     with :math:`a(A) = \|A\|_\infty` (``measure="inf_norm"``, [IDL (4.7)]) or
     :math:`a(A) = \max(\mu_\infty(A), 0)` (``measure="mu_inf"``, the NE-MON form of the bound
-    [NEMON], theory §6). By :math:`\tfrac12(b^2 + c^2) \ge bc` it upper-bounds :math:`\alpha`
+    [NEMON], theory §7). By :math:`\tfrac12(b^2 + c^2) \ge bc` it upper-bounds :math:`\alpha`
     times the Lipschitz bound :math:`\rho = \|B\|_\infty\|C\|_\infty/(1 - a(A)) +
     \|D\|_\infty` (:func:`~lifted_idl.robustness.bounds.lipschitz_bound` with ``kind="rho"``,
     resp. ``kind="nemon"``, for slopes in [0, 1]).
@@ -262,7 +262,7 @@ class LipschitzSurrogatePenalty(ModelPenalty):
 
 
 class SensitivityPenalty(ModelPenalty):
-    r""":math:`\alpha\|S\|_\infty` with the sensitivity matrix of [IDL Thm 4.2] (theory §6).
+    r""":math:`\alpha\|S\|_\infty` with the sensitivity matrix of [IDL Thm 4.2] (theory §7).
 
     .. math::
 

@@ -1,4 +1,4 @@
-r"""Projected gradient training with implicit differentiation [IDL §6.2], theory §7.
+r"""Projected gradient training with implicit differentiation [IDL §6.2], theory §8.
 
 The problem is [IDL (6.3)]
 
@@ -9,7 +9,7 @@ The problem is [IDL (6.3)]
     \quad\text{s.t.}\quad X = \phi(A X + B U + b),\ \ \hat Y = C X + D U + c,
     \ \ \|A\|_\infty \le \kappa,
 
-with :math:`\kappa < 1`, so that every iterate is well-posed (theory §1).
+with :math:`\kappa < 1`, so that every iterate is well-posed (theory §2).
 
 Gradients (row layout). Samples are rows: ``U`` is ``(m, p)``, ``X`` is ``(m, n)`` and
 :math:`G = \nabla_{\hat Y}\mathcal L` is ``(m, q)``. With :math:`Z = X A^\top + U B^\top + b` and
@@ -27,14 +27,14 @@ fixed-point iteration [IDL (6.6)]. Then, by [IDL §6.2] (the outer-product formu
     \nabla_A = V^\top X,\quad \nabla_B = V^\top U,\quad \nabla_b = V^\top \mathbf 1,\quad
     \nabla_C = G^\top X,\quad \nabla_D = G^\top U,\quad \nabla_c = G^\top \mathbf 1.
 
-After every step, A is projected onto :math:`\{\|A\|_\infty \le \kappa\}` [IDL (6.7)], theory §2,
+After every step, A is projected onto :math:`\{\|A\|_\infty \le \kappa\}` [IDL (6.7)], theory §3,
 with :func:`lifted_idl.wellposedness.project_inf_norm_ball`, or, with ``constraint="mu_inf"``,
-onto the NE-MON set :math:`\{\mu_\infty(A) \le \kappa\}` [NEMON] (theory §1) with
+onto the NE-MON set :math:`\{\mu_\infty(A) \le \kappa\}` [NEMON] (theory §2) with
 :func:`lifted_idl.wellposedness.project_mu_inf`; the forward and adjoint iterations are then
-the averaged ones of theory §1. Robust training adds a ``model_penalty`` on (A, B, C, D), e.g. the
-Lipschitz surrogate [IDL (4.7)] or the sensitivity penalty of theory §6
+the averaged ones of theory §2. Robust training adds a ``model_penalty`` on (A, B, C, D), e.g. the
+Lipschitz surrogate [IDL (4.7)] or the sensitivity penalty of theory §7
 (:mod:`lifted_idl.robustness.penalties`). Feature selection adds the group penalty of
-[IDL (5.1)] (theory §5) through its exact joint prox on ``(B, D)`` after every step
+[IDL (5.1)] (theory §6) through its exact joint prox on ``(B, D)`` after every step
 (``group=``; proximal gradient, with Adam's metric shared within each feature group), so
 unused features get exactly zero columns.
 """
@@ -124,13 +124,13 @@ def _picard_batch(A, Z0, act, X0, tol, max_iter, min_iter=0, alpha=1.0, w=None):
     per-sample one: a training step needs the batch gradient, a sum over samples, not
     subset-invariant answers, and the per-row norms the kernel computes cost several times the
     matrix product at the sizes of a training step. It converges when
-    :math:`\gamma\|A\|_\infty < 1` (theory §1), which :func:`fit_gradient` enforces. The
+    :math:`\gamma\|A\|_\infty < 1` (theory §2), which :func:`fit_gradient` enforces. The
     test is skipped for the first ``min_iter`` iterations.
 
     With ``alpha < 1`` it is the averaged (Krasnosel'skii–Mann) iteration
     :math:`X \leftarrow (1 - \alpha)X + \alpha\phi(XA^\top + Z_0)` that contracts under the
     NE-MON certificate :math:`\mu_\infty(A\Gamma) < 1` with the step of
-    :func:`~lifted_idl.wellposedness.averaged_step` (theory §1); the test is then on the
+    :func:`~lifted_idl.wellposedness.averaged_step` (theory §2); the test is then on the
     residual :math:`\|\phi(XA^\top + Z_0) - X\|_F = \|X^{t+1} - X^t\|_F/\alpha`.
 
     With sample weights ``w`` both norms are weighted, :math:`\sum_s w_s\|x_s\|^2`: the
@@ -172,7 +172,7 @@ def _picard_batch(A, Z0, act, X0, tol, max_iter, min_iter=0, alpha=1.0, w=None):
 
 def _backward(P, act, U, Y, X, loss, Z0, *, alpha, tol, max_iter, V0=None, min_iter=0,
               warn=True, out=None, w=None):
-    r"""Loss value, adjoint and gradients at the equilibrium ``X`` (row layout, theory §7).
+    r"""Loss value, adjoint and gradients at the equilibrium ``X`` (row layout, theory §8).
 
     ``P`` maps names to the parameter arrays (``b``/``c`` may be None); ``Z0 = U B^T + b``.
     Gradients are written into ``out`` (a dict of arrays of the parameters' shapes) when given.
@@ -231,7 +231,7 @@ def implicit_gradients(model: ImplicitModel, U, Y, loss: str | Loss, X=None,
 
     Computes :math:`\mathcal L(Y, \hat Y)` with :math:`\hat Y = X C^\top + U D^\top + c` at the
     equilibrium :math:`X = \phi(X A^\top + U B^\top + b)` and the gradients of [IDL §6.2]
-    (theory §7), in the row layout,
+    (theory §8), in the row layout,
 
     .. math::
 
@@ -273,7 +273,7 @@ def implicit_gradients(model: ImplicitModel, U, Y, loss: str | Loss, X=None,
     Raises
     ------
     IllPosedModelError
-        When no well-posedness certificate holds for A (theory §1).
+        When no well-posedness certificate holds for A (theory §2).
     ValueError
         For shapes that do not match the model, non-finite data or a non-componentwise
         activation.
@@ -406,7 +406,7 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
                  solver_tol: float | None = None, model_penalty=None,
                  constraint: str = "inf_norm", group: GroupPenalty | None = None,
                  c_ridge: float = 0.0, sample_weight=None) -> tuple[ImplicitModel, dict]:
-    r"""Train every parameter by (stochastic) projected gradient [IDL §6.2], theory §7.
+    r"""Train every parameter by (stochastic) projected gradient [IDL §6.2], theory §8.
 
     Minimises [IDL (6.3)] with biases and penalties,
 
@@ -423,8 +423,8 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
     [IDL (6.7)]) or :math:`\mathcal K = \{\mu_\infty(A) \le \kappa\}` (``constraint="mu_inf"``,
     [NEMON]), :math:`\mathrm{pen}_M` an optional penalty on the whole model
     (``model_penalty``, e.g. the Lipschitz surrogate [IDL (4.7)] of
-    :class:`~lifted_idl.robustness.penalties.LipschitzSurrogatePenalty`; theory §6), and the
-    optional feature-selection penalty of [IDL (5.1)] (``group``, theory §5) with its ridge
+    :class:`~lifted_idl.robustness.penalties.LipschitzSurrogatePenalty`; theory §7), and the
+    optional feature-selection penalty of [IDL (5.1)] (``group``, theory §6) with its ridge
     :math:`\beta` on C (``c_ridge``).
 
     Each step computes the minibatch gradients by implicit differentiation
@@ -432,11 +432,11 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
     gradients of smooth penalties and of ``model_penalty``, takes an Adam or plain gradient
     step on all of ``A, B, b, C, D, c``, applies the prox of non-smooth penalties (l1, and
     the exact joint prox :func:`~lifted_idl.penalties.group_prox` of the group penalty on
-    ``(B, D)``), then projects A onto :math:`\mathcal K` (theory §2 for the inf-norm ball,
+    ``(B, D)``), then projects A onto :math:`\mathcal K` (theory §3 for the inf-norm ball,
     :func:`~lifted_idl.wellposedness.project_mu_inf` for the matrix-measure set). Every
     iterate is therefore well-posed: under ``"inf_norm"`` Picard contracts with factor at most
     :math:`\gamma\kappa`; under ``"mu_inf"`` the forward and adjoint iterations are the
-    averaged ones of theory §1, with the NE-MON step
+    averaged ones of theory §2, with the NE-MON step
     :math:`\alpha = 1/(1 + \max_i\max(-\gamma a_{ii}, 0))` recomputed after every projection.
 
     Parameters
@@ -507,7 +507,7 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
         :math:`\|A\|_\infty` can exceed 1).
     group : GroupPenalty, optional
         The feature-selection penalty :math:`\alpha_g\sum_j\|[B; D]e_j\|_r` of [IDL (5.1)]
-        (theory §5), applied by its exact joint prox after every step (proximal gradient), so
+        (theory §6), applied by its exact joint prox after every step (proximal gradient), so
         unused features get **exactly zero** columns of ``[B; D]``. Adam's per-entry metric
         would make that prox inexact (it is not separable across a group with unequal
         weights), so for the entries of ``B`` and ``D`` the Adam denominator is shared within
@@ -775,7 +775,7 @@ class _GradientTrainer:
             self.stol = float(opts.solver_tol)
         self.mu_mode = opts.constraint == "mu_inf"
         self.project = project_mu_inf if self.mu_mode else project_inf_norm_ball
-        # NE-MON step and contraction (theory §1), recomputed after every projection (mu_inf)
+        # NE-MON step and contraction (theory §2), recomputed after every projection (mu_inf)
         self.alpha = 1.0
         self.max_iter = _default_max_iter(self.stol, float(opts.kappa) * opts.lip)
         self.par = par = _Params(n, p, q, dtype)
@@ -803,7 +803,7 @@ class _GradientTrainer:
 
     # -- the fixed-point solves ------------------------------------------------------------
     def set_iteration(self):
-        """Under ``mu_inf``: the NE-MON step and iteration cap of the current A (theory §1)."""
+        """Under ``mu_inf``: the NE-MON step and iteration cap of the current A (theory §2)."""
         if not self.mu_mode:
             return
         alpha, c = averaged_step(self.opts.lip * np.asarray(self.par.A, dtype=np.float64))

@@ -1,4 +1,4 @@
-r"""The true training objective, one definition for every trainer (theory §7).
+r"""The true training objective, one definition for every trainer (theory §8).
 
 The objective of [IDL (6.3)] with the penalties the package offers,
 
@@ -26,7 +26,7 @@ __all__ = ["training_objective", "group_terms", "true_objective"]
 
 
 def group_terms(B, C, D, group=None, c_ridge: float = 0.0) -> float:
-    r"""The feature-selection penalty [IDL (5.1)] plus its ridge on C (theory §5).
+    r"""The feature-selection penalty [IDL (5.1)] plus its ridge on C (theory §6).
 
     :math:`\alpha_g\sum_j\|[B; D]e_j\|_r + \tfrac{\beta}{2}\|C\|_F^2`, with ``group`` a
     :class:`~lifted_idl.penalties.GroupPenalty` (or None: no group term) and

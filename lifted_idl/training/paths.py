@@ -239,7 +239,7 @@ def frank_wolfe_path(U, Y, budgets, *, task: str = "regression", n_hidden: int =
                      n_rounds: int = 10, tol: float = 1e-4, fw_tol: float = 1e-6,
                      ridge: float = 1e-3, rounds: RoundSettings | None = None
                      ) -> list[PathPoint]:
-    r"""Sparsity path over l1-ball budgets, Frank–Wolfe blocks in anchored BCD (theory §7).
+    r"""Sparsity path over l1-ball budgets, Frank–Wolfe blocks in anchored BCD (theory §8).
 
     In the spirit of :func:`sklearn.linear_model.lasso_path`: for every budget, in increasing
     order, warm-started from the previous point, runs anchored BCD rounds on
@@ -477,14 +477,14 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
 
     For every strength :math:`\alpha` in ``alphas`` (largest first, as
     :func:`sklearn.linear_model.lasso_path`), warm-started from the previous point, runs
-    anchored BCD rounds (as :func:`~lifted_idl.training.bcd.fit_bcd`, theory §7) on
+    anchored BCD rounds (as :func:`~lifted_idl.training.bcd.fit_bcd`, theory §8) on
 
     .. math:: \min\ \mathcal L(Y, XC^\top + UD^\top + c) + \alpha\sum_{j=1}^p
               \left\|\begin{pmatrix} B \\ D\end{pmatrix}e_j\right\|_r
               + \frac{\beta}{2}\|C\|_F^2
               \ \ \text{s.t.}\ \ X = \phi(XA^\top + UB^\top + b),\ \ \|A\|_\infty \le \kappa,
 
-    the feature-selection problem of [IDL §5.1] (theory §5). The small ridge on C
+    the feature-selection problem of [IDL §5.1] (theory §6). The small ridge on C
     (:math:`\beta` = ``c_ridge``) makes it well-posed: for a positively homogeneous
     activation, :math:`(B, b, C) \to (sB, sb, C/s)` keeps the predictions and lowers the group
     penalty as :math:`s \to 0`, so without it the infimum is approached with B shrinking to 0

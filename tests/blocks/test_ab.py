@@ -1,9 +1,9 @@
-"""Tests of the (A, B, b) block (lifted_idl.blocks.ab, theory §7): the fast solvers against the
+"""Tests of the (A, B, b) block (lifted_idl.blocks.ab, theory §8): the fast solvers against the
 cvxpy formulation of the same problem and against their optimality conditions.
 
 * plain penalties (none, l2, l1): objective within 1e-6 relative of cvxpy, the prox-gradient
   fixed point, the l1-ball of the rows of A, warm starts;
-* the group penalty of [IDL (5.1)] (theory §5): the group solvers against cvxpy (never above
+* the group penalty of [IDL (5.1)] (theory §6): the group solvers against cvxpy (never above
   it beyond rounding) and the block's KKT residual; the row-separable majorant of
   :func:`~lifted_idl.blocks.ab._ab_group_newton` (it bounds the objective and touches it);
   the face Newton method (l2 and l-inf) on designs shaped like those of the BCD loop

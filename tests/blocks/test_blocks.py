@@ -1,4 +1,4 @@
-"""Tests across the four BCD blocks (lifted_idl.blocks, theory §7): the relaxed objective, the
+"""Tests across the four BCD blocks (lifted_idl.blocks, theory §8): the relaxed objective, the
 descent guarantee from an initial point, names, bad inputs and solver failures.
 
 Each block's own reference tests (fast solver against cvxpy and optimality conditions) are in

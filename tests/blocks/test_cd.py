@@ -1,4 +1,4 @@
-"""Tests of the (C, D, c) block (lifted_idl.blocks.cd, theory §7): the fast solvers against the
+"""Tests of the (C, D, c) block (lifted_idl.blocks.cd, theory §8): the fast solvers against the
 cvxpy formulation of the same problem (objective within 1e-6 relative) and against their
 optimality conditions (subgradient, prox fixed point), with plain and group penalties.
 """

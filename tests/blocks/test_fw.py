@@ -1,4 +1,4 @@
-"""Frank–Wolfe block solvers (lifted_idl.blocks.fw, theory §7) against their cvxpy twins."""
+"""Frank–Wolfe block solvers (lifted_idl.blocks.fw, theory §8) against their cvxpy twins."""
 
 import itertools
 

@@ -1,4 +1,4 @@
-"""Tests of the P block (lifted_idl.blocks.p, theory §7): the fast solver against the cvxpy
+"""Tests of the P block (lifted_idl.blocks.p, theory §8): the fast solver against the cvxpy
 formulation and its KKT conditions, for ReLU, tanh and sigmoid.
 """
 
@@ -45,7 +45,7 @@ def test_p_fast_matches_cvxpy_and_kkt(act, loss):
 
 
 def test_p_relu_differs_from_unconstrained_closed_form():
-    """theory §7 fix: with P >= 0 the squared-loss P step is an NNLS, not the closed form."""
+    """theory §8 fix: with P >= 0 the squared-loss P step is an NNLS, not the closed form."""
     act, loss = ReLU(), SquaredLoss()
     d = instance(10, act, loss)
     args = [d[k] for k in ("A", "B", "b", "C", "D", "c", "X", "U", "Y", "lam", "mu")]

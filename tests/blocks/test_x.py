@@ -1,4 +1,4 @@
-"""Tests of the X block (lifted_idl.blocks.x, theory §7): the fast solver (accelerated gradient,
+"""Tests of the X block (lifted_idl.blocks.x, theory §8): the fast solver (accelerated gradient,
 Newton) against the cvxpy formulation and its stationarity condition.
 """
 

@@ -1,4 +1,4 @@
-"""Soundness of the closed-form robustness bounds (theory §6, [IDL §4.2-4.3], [NEMON])."""
+"""Soundness of the closed-form robustness bounds (theory §7, [IDL §4.2-4.3], [NEMON])."""
 
 import itertools
 

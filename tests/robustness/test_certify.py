@@ -1,4 +1,4 @@
-"""Certificates (theory §6): radii are sound, LP certifies whatever sensitivity certifies, and
+"""Certificates (theory §7): radii are sound, LP certifies whatever sensitivity certifies, and
 no attack flips a certified sample."""
 
 import numpy as np

@@ -1,6 +1,6 @@
 """Robust training: Lipschitz/sensitivity penalties, robust training in fit_gradient (its mu_inf
 projection is tested in test_wellposedness.py), and the robust-counterpart (A, B) block
-(theory §1, §6, §7; [IDL (4.7)], [NEMON], arXiv §5.3)."""
+(theory §2, §7, §8; [IDL (4.7)], [NEMON], arXiv §5.3)."""
 
 import itertools
 import warnings
@@ -167,7 +167,7 @@ def test_sensitivity_penalty_value_is_the_sensitivity_lipschitz_bound():
         pen = SensitivityPenalty(0.5)
         assert pen.value(P) == pytest.approx(
             0.5 * lipschitz_bound(_model(P), kind="sensitivity"), rel=1e-10)
-        # tighter than rho (theory §6)
+        # tighter than rho (theory §7)
         assert pen.value(P) <= 0.5 * lipschitz_bound(_model(P), kind="rho") * (1 + 1e-12)
 
 

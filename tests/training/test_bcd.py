@@ -1,4 +1,4 @@
-"""Properties of the block-coordinate descent loop (theory §7)."""
+"""Properties of the block-coordinate descent loop (theory §8)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Tests of projected gradient training with implicit differentiation [IDL §6.2], theory §7."""
+"""Tests of projected gradient training with implicit differentiation [IDL §6.2], theory §8."""
 
 import warnings
 

@@ -1,4 +1,4 @@
-"""Proximal gradient with the group penalty of [IDL (5.1)] in ``fit_gradient`` (theory §5, §7).
+"""Proximal gradient with the group penalty of [IDL (5.1)] in ``fit_gradient`` (theory §6, §8).
 
 At a fixed point of the proximal iteration the group-lasso optimality conditions must hold for
 ``(B, D)``: with :math:`G = \\nabla_{[B; D]}\\mathcal L` (implicit differentiation),
