@@ -164,10 +164,8 @@ def solve_ab(X, U, P, lam, kappa, activation, penalty, *, fit_bias: bool = True,
         rows through the columns of B), by ``method="cvxpy"`` (one problem over all
         rows) and by ``method="mm"`` (whose steps are matrix products over all rows).
     cvxpy_solver : {None, "CLARABEL", "ECOS", "OSQP", "HIGHS"}, default=None
-        With ``method="cvxpy"``: the solver. None picks one by the problem's class (OSQP for a
-        quadratic program, ECOS for a second-order cone program, Clarabel for exponential
-        cones, HiGHS for a linear program; ``lifted_idl.blocks.CVXPY_SOLVERS``); a name that
-        cannot take the class raises a ValueError.
+        With ``method="cvxpy"``: the solver; None picks it by the problem's class (see
+        :mod:`lifted_idl.blocks`).
     sample_weight : ndarray of shape (m,), optional
         Non-negative sample weights: the divergence becomes the weighted average
         :math:`\frac{1}{\sum_t w_t}\sum_s w_s F_\phi(P_{si}, Z_{si})`

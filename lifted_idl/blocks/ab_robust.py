@@ -239,10 +239,8 @@ def solve_ab_robust(X, U, P, lam, kappa, activation, penalty, sigma, *, fit_bias
         ``n_iter`` the largest of the chunks' and ``converged`` requires every chunk to
         converge. Ignored by ``method="cvxpy"``.
     cvxpy_solver : {None, "CLARABEL", "ECOS", "OSQP", "HIGHS"}, default=None
-        With ``method="cvxpy"``: the solver. None picks one by the problem's class (OSQP for a
-        quadratic program, ECOS for a second-order cone program, Clarabel for exponential
-        cones, HiGHS for a linear program; ``lifted_idl.blocks.CVXPY_SOLVERS``); a name that
-        cannot take the class raises a ValueError.
+        With ``method="cvxpy"``: the solver; None picks it by the problem's class (see
+        :mod:`lifted_idl.blocks`).
 
     Returns
     -------

@@ -107,10 +107,8 @@ def solve_bd(A, B, b, C, D, c, X, P, U, Y, lam, activation, loss, group, *,
     max_iter : int, default=50
         Proximal-gradient steps at most.
     cvxpy_solver : {None, "CLARABEL", "ECOS", "OSQP", "HIGHS"}, default=None
-        With ``method="cvxpy"``: the solver. None picks one by the problem's class (OSQP for a
-        quadratic program, ECOS for a second-order cone program, Clarabel for exponential
-        cones, HiGHS for a linear program; ``lifted_idl.blocks.CVXPY_SOLVERS``); a name that
-        cannot take the class raises a ValueError.
+        With ``method="cvxpy"``: the solver; None picks it by the problem's class (see
+        :mod:`lifted_idl.blocks`).
     sample_weight : ndarray of shape (m,), optional
         Non-negative sample weights: the loss and the divergence become weighted averages
         :math:`\frac{1}{\sum_t w_t}\sum_s w_s(\cdot)_s`

@@ -134,10 +134,8 @@ def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
         tolerances (clipped to [1e-10, 1e-6]).
     max_iter : int, default=1000
     cvxpy_solver : {None, "CLARABEL", "ECOS", "OSQP", "HIGHS"}, default=None
-        With ``method="cvxpy"``: the solver. None picks one by the problem's class (OSQP for a
-        quadratic program, ECOS for a second-order cone program, Clarabel for exponential
-        cones, HiGHS for a linear program; ``lifted_idl.blocks.CVXPY_SOLVERS``); a name that
-        cannot take the class raises a ValueError.
+        With ``method="cvxpy"``: the solver; None picks it by the problem's class (see
+        :mod:`lifted_idl.blocks`).
     sample_weight : ndarray of shape (m,), optional
         Non-negative sample weights: the loss becomes the weighted average
         :math:`\frac{1}{\sum_t w_t}\sum_s w_s\ell(y_s, \hat y_s)`

@@ -98,10 +98,8 @@ def solve_x(A, B, b, U, P, lam, mu, activation, *, init=None, method: str = "fas
         tolerances (clipped to [1e-10, 1e-6]).
     max_iter : int, default=2000
     cvxpy_solver : {None, "CLARABEL", "ECOS", "OSQP", "HIGHS"}, default=None
-        With ``method="cvxpy"``: the solver. None picks one by the problem's class (OSQP for a
-        quadratic program, ECOS for a second-order cone program, Clarabel for exponential
-        cones, HiGHS for a linear program; ``lifted_idl.blocks.CVXPY_SOLVERS``); a name that
-        cannot take the class raises a ValueError.
+        With ``method="cvxpy"``: the solver; None picks it by the problem's class (see
+        :mod:`lifted_idl.blocks`).
     sample_weight : ndarray of shape (m,), optional
         Non-negative sample weights: every average over samples in the objective is weighted
         (:func:`~lifted_idl.losses.unit_mean_weights`). The block is separable over samples
