@@ -85,7 +85,8 @@ def fit_once(model, n_hidden, seed, data, task, repeats):
         sc = float(np.mean(pred == yte))
     last = est[-1]
     rounds = int(getattr(last, "n_iter_", 0))
-    conv = bool(getattr(last, "converged_", True))
+    # the MLP has no converged_: it converged when it stopped before max_iter
+    conv = bool(getattr(last, "converged_", rounds < getattr(last, "max_iter", np.inf)))
     return {"cpu": cpu, "wall": wall, "score": sc, "n_iter": rounds, "converged": conv}
 
 
