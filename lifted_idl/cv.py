@@ -14,6 +14,7 @@ of the penalised training problem; below it the penalty lets features in.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import numbers
 import warnings
@@ -26,22 +27,36 @@ from sklearn.model_selection import check_cv
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    _get_feature_names,
+    check_is_fitted,
+    check_X_y,
+    validate_data,
+)
 
-from .estimators import ImplicitClassifier, ImplicitRegressor, _BaseImplicit
+from .estimators import ImplicitClassifier, ImplicitRegressor, _BaseImplicit, _standardise
 from .exceptions import ConvergenceWarning
 
 __all__ = ["ImplicitRegressorCV", "ImplicitClassifierCV", "alpha_max", "alpha_grid"]
 
 
-def _standardised(X, Y):
-    """The inputs as the base estimators standardise them (same rule, same tiny-scale guard)."""
-    X = np.asarray(X, dtype=np.float64)
-    mean, scale = _BaseImplicit._standardise(X)
-    return (X - mean) / scale
+def _checked_xy(X, y, **kw):
+    """``X``, ``y`` checked as ``validate_data`` checks them, and the feature names of ``X``
+    (or None), without setting any attribute: the CV fit sets them all at its end."""
+    names = _get_feature_names(X)
+    X, y = check_X_y(X, y, dtype=[np.float64, np.float32], **kw)
+    return X, y, names
 
 
-def alpha_max(X, Y, *, penalty: str = "group", group_ord=2, classifier: bool = False) -> float:
+def _standardised(X, sample_weight=None):
+    """The inputs as the base estimators standardise them (same rule, same tiny-scale guard,
+    weighted with ``sample_weight``)."""
+    return _standardise(X, sample_weight=sample_weight)[2]
+
+
+def alpha_max(X, Y, *, penalty: str = "group", group_ord=2, classifier: bool = False,
+              sample_weight=None) -> float:
     r"""The largest strength of the grid: where the penalty leaves (almost) no input in use.
 
     Let :math:`U` be the standardised inputs (as the estimators standardise them), and
@@ -84,6 +99,10 @@ def alpha_max(X, Y, *, penalty: str = "group", group_ord=2, classifier: bool = F
     penalty : {"group", "l1", "l2"}, default="group"
     group_ord : {2, "inf"}, default=2
     classifier : bool, default=False
+    sample_weight : array of shape (m,), optional
+        Positive sample weights: every average over the samples above (the standardisation,
+        the residual's mean or class frequencies, and :math:`G`) is weighted, as in the
+        estimators' weighted fit.
 
     Returns
     -------
@@ -92,22 +111,25 @@ def alpha_max(X, Y, *, penalty: str = "group", group_ord=2, classifier: bool = F
         resolution is returned, as :func:`sklearn.linear_model._coordinate_descent._alpha_grid`
         does.
     """
-    U = _standardised(X, Y)
+    U = _standardised(X, sample_weight)
     m = U.shape[0]
+    w = np.ones(m) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    w = w / w.mean()
     if penalty == "l2":
-        amax = float(np.linalg.norm(U, 2) ** 2 / m)
+        amax = float(np.linalg.norm(U * np.sqrt(w)[:, None], 2) ** 2 / m)
     else:
         if classifier:
             T = LabelBinarizer().fit_transform(np.asarray(Y)).astype(np.float64)
             if T.shape[1] == 1:
                 T = np.hstack([1 - T, T])
-            R = T.mean(axis=0) - T
+            R = np.average(T, axis=0, weights=w) - T
         else:
             Yf = np.asarray(Y, dtype=np.float64)
             Yf = Yf.reshape(-1, 1) if Yf.ndim == 1 else Yf
-            sd = Yf.std(axis=0)
-            R = -(Yf - Yf.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-        G = U.T @ R / m
+            mean = np.average(Yf, axis=0, weights=w)
+            sd = np.sqrt(np.average((Yf - mean) ** 2, axis=0, weights=w))
+            R = -(Yf - mean) / np.where(sd > 0, sd, 1.0)
+        G = U.T @ (R * w[:, None]) / m
         if penalty == "group":
             dual = 2 if group_ord == 2 else 1
             amax = float(np.linalg.norm(G, ord=dual, axis=1).max(initial=0.0))
@@ -125,30 +147,31 @@ def alpha_grid(amax: float, n_alphas: int, eps: float) -> np.ndarray:
     return np.geomspace(amax, amax * eps, num=n_alphas)
 
 
-def _validation_loss(est, X, y, classes=None) -> float:
+def _validation_loss(est, X, y, classes=None, sw=None) -> float:
     """Validation loss of a fitted base estimator: mean squared error in the raw target units
-    (averaged over outputs) or the log loss."""
+    (averaged over outputs) or the log loss, weighted by ``sw``."""
     if classes is None:
-        return float(mean_squared_error(y, est.predict(X)))
+        return float(mean_squared_error(y, est.predict(X), sample_weight=sw))
     proba = np.zeros((X.shape[0], len(classes)))  # a class missing from the fold: column 0
     proba[:, np.searchsorted(classes, est.classes_)] = est.predict_proba(X)
-    return float(log_loss(y, proba, labels=classes))
+    return float(log_loss(y, proba, labels=classes, sample_weight=sw))
 
 
-def _prior_loss(y_train, y_test, classes=None) -> float:
+def _prior_loss(y_train, y_test, classes=None, sw_train=None, sw_test=None) -> float:
     """Validation loss of the model with no input (training mean / class frequencies)."""
     if classes is None:
-        pred = np.broadcast_to(np.mean(y_train, axis=0), np.shape(y_test))
-        return float(mean_squared_error(y_test, pred))
-    freq = np.array([np.mean(y_train == c) for c in classes])
-    return float(log_loss(y_test, np.tile(freq, (len(y_test), 1)), labels=classes))
+        pred = np.broadcast_to(np.average(y_train, axis=0, weights=sw_train), np.shape(y_test))
+        return float(mean_squared_error(y_test, pred, sample_weight=sw_test))
+    freq = np.array([np.average(y_train == c, weights=sw_train) for c in classes])
+    return float(log_loss(y_test, np.tile(freq, (len(y_test), 1)), labels=classes,
+                          sample_weight=sw_test))
 
 
-def _fit_quiet(est, X, y):
+def _fit_quiet(est, X, y, sw=None):
     """Fit, recording (instead of raising repeatedly) convergence warnings."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        est.fit(X, y)
+        est.fit(X, y, sample_weight=sw)
     return est
 
 
@@ -161,7 +184,7 @@ def _fit_quiet(est, X, y):
 # ``alpha_`` trains (on more data).
 
 
-def _fold_path(base, X, y, train, test, alphas, relaxed, classes):
+def _fold_path(base, X, y, train, test, alphas, relaxed, classes, sw=None):
     """One fold: a fit at every strength of ``alphas`` (decreasing); validation losses.
 
     Returns a dict of arrays over the grid: ``loss``, ``n_iter``, ``converged``,
@@ -169,6 +192,7 @@ def _fold_path(base, X, y, train, test, alphas, relaxed, classes):
     loss of the refit of each path point on its support without the group penalty. A fold
     whose training targets are constant scores the constant model at every strength."""
     Xtr, Xte, ytr, yte = X[train], X[test], y[train], y[test]
+    swtr, swte = (None, None) if sw is None else (sw[train], sw[test])
     k = len(alphas)
     out = {"loss": np.empty(k), "n_iter": np.zeros(k, dtype=int),
            "converged": np.zeros(k, dtype=bool), "n_selected": np.full(k, -1)}
@@ -179,14 +203,15 @@ def _fold_path(base, X, y, train, test, alphas, relaxed, classes):
         # gives the constant model, scored as such
         for name in ("loss", "relaxed_loss"):
             if name in out:
-                out[name][:] = _prior_loss(ytr, yte)
+                out[name][:] = _prior_loss(ytr, yte, None, swtr, swte)
         out["converged"][:] = True
         out["n_selected"][:] = 0 if base.penalty == "group" else -1
         return out
     for i, a in enumerate(alphas):
         # every strength from the base estimator's own initialisation (see above)
-        est = _fit_quiet(clone(base).set_params(alpha=float(a), warm_start=False), Xtr, ytr)
-        out["loss"][i] = _validation_loss(est, Xte, yte, classes)
+        est = _fit_quiet(clone(base).set_params(alpha=float(a), warm_start=False), Xtr, ytr,
+                         swtr)
+        out["loss"][i] = _validation_loss(est, Xte, yte, classes, swte)
         out["n_iter"][i] = est.n_iter_
         out["converged"][i] = est.converged_
         if base.penalty == "group":
@@ -194,11 +219,11 @@ def _fold_path(base, X, y, train, test, alphas, relaxed, classes):
             out["n_selected"][i] = int(sel.sum())
             if relaxed:
                 out["relaxed_loss"][i] = _relaxed_loss(base, sel, a, Xtr, ytr, Xte, yte,
-                                                       classes)
+                                                       classes, swtr, swte)
     return out
 
 
-def _relaxed_loss(base, sel, alpha, Xtr, ytr, Xte, yte, classes):
+def _relaxed_loss(base, sel, alpha, Xtr, ytr, Xte, yte, classes, swtr=None, swte=None):
     """The relaxed rule's score of one path point: refit on the features ``sel`` without the
     group penalty (the ridge on C kept, :math:`\beta` = ``c_ridge`` or the point's alpha),
     from the base estimator's own initialisation; validation loss of the refit. An empty
@@ -209,11 +234,11 @@ def _relaxed_loss(base, sel, alpha, Xtr, ytr, Xte, yte, classes):
     unpenalised BCD from a group-penalised start diverged on some folds (validation MSE up to
     1e21 on the design teachers of ``experiments/cv_support.py``)."""
     if not sel.any():
-        return _prior_loss(ytr, yte, classes)
+        return _prior_loss(ytr, yte, classes, swtr, swte)
     beta = float(alpha if base.c_ridge is None else base.c_ridge)
     refit = clone(base).set_params(alpha=0.0, c_ridge=beta, warm_start=False)
-    _fit_quiet(refit, Xtr[:, sel], ytr)
-    return _validation_loss(refit, Xte[:, sel], yte, classes)
+    _fit_quiet(refit, Xtr[:, sel], ytr, swtr)
+    return _validation_loss(refit, Xte[:, sel], yte, classes, swte)
 
 
 def _cv_signature(base_cls, extra):
@@ -240,7 +265,8 @@ class _BaseImplicitCV(BaseEstimator):
         "eps": [Interval(numbers.Real, 0, 1, closed="neither")],
         "cv": ["cv_object"],
         "selection": [StrOptions({"min", "relaxed"})],
-        "n_jobs": [None, numbers.Integral],
+        "n_jobs": [None, Interval(numbers.Integral, None, -1, closed="right"),
+                   Interval(numbers.Integral, 1, None, closed="left")],
     }
 
     def __init__(self, *args, **kwargs):
@@ -258,7 +284,7 @@ class _BaseImplicitCV(BaseEstimator):
         params["n_jobs"] = None
         return self._base_class(**params)
 
-    def _grid(self, X, y):
+    def _grid(self, X, y, sw=None):
         if not isinstance(self.alphas, numbers.Integral):
             alphas = np.asarray(self.alphas, dtype=np.float64).ravel()
             if alphas.size == 0 or not np.all(np.isfinite(alphas)) or np.any(alphas < 0):
@@ -266,22 +292,24 @@ class _BaseImplicitCV(BaseEstimator):
                                  f"got alphas={self.alphas!r}")
             return np.sort(alphas)[::-1]
         amax = alpha_max(X, y, penalty=self.penalty, group_ord=self.group_ord,
-                         classifier=is_classifier(self))
+                         classifier=is_classifier(self), sample_weight=sw)
         return alpha_grid(amax, int(self.alphas), self.eps)
 
-    def _fit_cv(self, X, y, classes=None):
+    def _fit_cv(self, X, y, names, classes=None, sample_weight=None):
+        """The whole CV fit into locals, then every fitted attribute at once (a fit that
+        raises or is interrupted leaves the estimator as it was)."""
         if self.penalty == "none":
             raise ValueError("penalty='none' has no alpha to cross-validate; use "
                              f"{self._base_class.__name__} or another penalty")
         base = self._base()
-        base._validate_params()
         base._check_robust_options()
-        alphas = self._grid(X, y)
+        sw = None if sample_weight is None else _check_sample_weight(sample_weight, X)
+        alphas = self._grid(X, y, sw)
         cv = check_cv(self.cv, y, classifier=is_classifier(self))
         folds = list(cv.split(X, y))
         relaxed = self.selection == "relaxed" and self.penalty == "group"
         paths = Parallel(n_jobs=self.n_jobs)(
-            delayed(_fold_path)(base, X, y, train, test, alphas, relaxed, classes)
+            delayed(_fold_path)(base, X, y, train, test, alphas, relaxed, classes, sw)
             for train, test in folds)
         results = {"alphas": alphas}
         key = "relaxed_loss" if relaxed else "loss"
@@ -299,22 +327,29 @@ class _BaseImplicitCV(BaseEstimator):
         results["n_iter"] = np.array([p["n_iter"] for p in paths])
         mean = -np.mean([p[key] for p in paths], axis=0)
         best = int(np.argmax(mean))  # ties: the first, i.e. the largest alpha
-        self.alphas_ = alphas
-        self.alpha_ = float(alphas[best])
-        self.best_index_ = best
-        self.cv_results_ = results
-        self.n_splits_ = len(folds)
-
-        final = base.set_params(alpha=self.alpha_)
+        final = clone(base).set_params(alpha=float(alphas[best]))
         if self.warm_start and hasattr(self, "best_estimator_"):
-            final = self.best_estimator_.set_params(**final.get_params(), warm_start=True)
-        self.best_estimator_ = final.fit(X, y)
-        self.model_ = final.model_
-        self.n_iter_ = final.n_iter_
-        self.converged_ = final.converged_
-        self.loss_curve_ = final.loss_curve_
+            # continue from the previous refit, on a copy: the old one stays usable until
+            # the new fit has succeeded
+            params = {**final.get_params(), "warm_start": True}
+            final = copy.deepcopy(self.best_estimator_).set_params(**params)
+        final.fit(X, y, sample_weight=sw)
+        fitted = {"alphas_": alphas, "alpha_": float(alphas[best]), "best_index_": best,
+                  "cv_results_": results, "n_splits_": len(folds), "best_estimator_": final,
+                  "model_": final.model_, "n_iter_": final.n_iter_,
+                  "converged_": final.converged_, "loss_curve_": final.loss_curve_,
+                  "n_features_in_": final.n_features_in_}
+        if names is not None:
+            fitted["feature_names_in_"] = names
+            final.feature_names_in_ = names  # the refit saw an array; its columns are these
         if self.penalty == "group":
-            self.support_ = final.feature_importances_ > 0
+            fitted["support_"] = final.feature_importances_ > 0
+        if classes is not None:
+            fitted["classes_"] = final.classes_
+        for name in ("support_", "feature_names_in_", "classes_"):
+            if name not in fitted and name in self.__dict__:
+                del self.__dict__[name]
+        self.__dict__.update(fitted)
         return self
 
     @property
@@ -431,13 +466,14 @@ class ImplicitRegressorCV(RegressorMixin, _BaseImplicitCV):
     )
     _base_class = ImplicitRegressor
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Cross-validate ``alpha`` on ``X`` (n_samples, n_features), ``y``; refit at
-        ``alpha_``."""
+        ``alpha_``. ``sample_weight`` weights the fits, the validation losses and the grid
+        (as in :meth:`ImplicitRegressor.fit`). A fit that raises leaves the estimator as it
+        was."""
         self._validate_params()
-        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
-                             dtype=[np.float64, np.float32])
-        return self._fit_cv(X, y)
+        X, y, names = _checked_xy(X, y, multi_output=True, y_numeric=True)
+        return self._fit_cv(X, y, names, sample_weight=sample_weight)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -473,18 +509,18 @@ class ImplicitClassifierCV(ClassifierMixin, _BaseImplicitCV):
     )
     _base_class = ImplicitClassifier
 
-    def fit(self, X, y):
-        """Cross-validate ``alpha`` on ``X`` and labels ``y``; refit at ``alpha_``."""
+    def fit(self, X, y, sample_weight=None):
+        """Cross-validate ``alpha`` on ``X`` and labels ``y``; refit at ``alpha_``.
+        ``sample_weight`` weights the fits, the validation losses and the grid (as in
+        :meth:`ImplicitClassifier.fit`). A fit that raises leaves the estimator as it was."""
         self._validate_params()
-        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32])
+        X, y, names = _checked_xy(X, y)
         check_classification_targets(y)
         classes = np.unique(y)
         if classes.shape[0] < 2:
             raise ValueError(
                 f"The classifier needs at least 2 classes; got 1 class ({classes[0]!r})")
-        self._fit_cv(X, y, classes=classes)
-        self.classes_ = self.best_estimator_.classes_
-        return self
+        return self._fit_cv(X, y, names, classes=classes, sample_weight=sample_weight)
 
     def decision_function(self, X):
         """The refit classifier's logits (their difference for two classes)."""

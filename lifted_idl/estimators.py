@@ -169,7 +169,8 @@ class _BaseImplicit(BaseEstimator):
         "random_state": ["random_state"],
         "warm_start": ["boolean"],
         "verbose": ["verbose"],
-        "n_jobs": [None, numbers.Integral],
+        "n_jobs": [None, Interval(numbers.Integral, None, -1, closed="right"),
+                   Interval(numbers.Integral, 1, None, closed="left")],
         "robust": [None, StrOptions({"lipschitz", "sensitivity"})],
         "robust_alpha": [Interval(numbers.Real, 0, None, closed="left")],
         "robust_smoothing": [Interval(numbers.Real, 0, None, closed="left")],
@@ -510,12 +511,6 @@ class _BaseImplicit(BaseEstimator):
 
     def __sklearn_is_fitted__(self):
         return "model_" in self.__dict__
-
-    @staticmethod
-    def _standardise(X):
-        """Column means and scales of ``X`` (see :func:`_standardise`)."""
-        mean, scale, _, _ = _standardise(X)
-        return mean, scale
 
     def _check_min_samples(self, X):
         if X.shape[0] < 2:

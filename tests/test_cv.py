@@ -163,3 +163,57 @@ def test_convergence_warnings_do_not_leak_from_the_folds(sparse_data):
     # the folds record theirs (one per fit would drown the user); the final fit warns
     assert not est.cv_results_["converged"].any()
     assert sum(issubclass(w.category, ConvergenceWarning) for w in caught) == 1
+
+
+def test_zero_weights_equal_dropping_the_samples(sparse_data):
+    """With explicit splits, samples of weight 0 change nothing: the grid, every fold's score,
+    alpha_ and the refit are those of the data without them."""
+    U, y, _ = sparse_data
+    m = U.shape[0]
+    drop = np.arange(0, m, 5)
+    keep = np.setdiff1d(np.arange(m), drop)
+    w = np.ones(m)
+    w[drop] = 0.0
+    new = -np.ones(m, dtype=int)
+    new[keep] = np.arange(keep.size)
+    halves = [np.arange(0, m // 2), np.arange(m // 2, m)]
+    splits_full = [(halves[1], halves[0]), (halves[0], halves[1])]
+    splits_kept = [(new[np.intersect1d(tr, keep)], new[np.intersect1d(te, keep)])
+                   for tr, te in splits_full]
+    kw = dict(FAST, penalty="group", alphas=3)
+    weighted = ImplicitRegressorCV(cv=splits_full, **kw).fit(U, y, sample_weight=w)
+    dropped = ImplicitRegressorCV(cv=splits_kept, **kw).fit(U[keep], y[keep])
+    np.testing.assert_allclose(weighted.alphas_, dropped.alphas_, rtol=1e-12)
+    for k in range(2):
+        np.testing.assert_allclose(weighted.cv_results_[f"split{k}_test_score"],
+                                   dropped.cv_results_[f"split{k}_test_score"], rtol=1e-8)
+    assert weighted.alpha_ == dropped.alpha_
+    np.testing.assert_allclose(weighted.predict(U), dropped.predict(U), rtol=1e-8, atol=1e-10)
+
+
+def test_failed_fit_leaves_the_estimator_as_it_was(sparse_data):
+    U, y, _ = sparse_data
+    est = ImplicitRegressorCV(alphas=2, cv=2, **FAST).fit(U, y)
+    before = est.predict(U)
+    with pytest.raises(ValueError, match="penalty='none'"):
+        est.set_params(penalty="none").fit(U[:, :5], y)
+    assert est.n_features_in_ == U.shape[1]
+    np.testing.assert_array_equal(est.predict(U), before)
+
+
+def test_warm_start_refit_continues_from_a_copy(sparse_data):
+    U, y, _ = sparse_data
+    est = ImplicitRegressorCV(alphas=2, cv=2, warm_start=True, **FAST).fit(U, y)
+    first = est.best_estimator_
+    before = first.predict(U)
+    est.fit(U, y)  # the second fit used to pass warm_start twice and raise
+    assert est.best_estimator_ is not first
+    np.testing.assert_array_equal(first.predict(U), before)  # the old refit is untouched
+
+
+def test_support_is_dropped_when_the_penalty_changes(sparse_data):
+    U, y, _ = sparse_data
+    est = ImplicitRegressorCV(penalty="group", alphas=2, cv=2, **FAST).fit(U, y)
+    assert hasattr(est, "support_")
+    est.set_params(penalty="l2").fit(U, y)
+    assert not hasattr(est, "support_")

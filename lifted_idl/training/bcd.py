@@ -91,7 +91,8 @@ class BCDBlocks(Blocks):
             raise ValueError(f"ab_method must be 'mm' or 'fast'; got ab_method={ab_method!r}")
         # the (A, B, b) step: a few majorize-minimize steps (inexact by design, each one a
         # descent step), or the exact block solve
-        self.ab_mm = block_solver == "fast" and ab_method == "mm"
+        # (a group penalty is always solved exactly: the MM step does not take it)
+        self.ab_mm = block_solver == "fast" and ab_method == "mm" and group is None
         self.ab_max_iter = ab_max_iter
         # the joint (B, D) step: one short proximal-gradient solve per round (its own
         # tolerance), or the cvxpy twin to the blocks' tolerance
@@ -267,8 +268,10 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
         Maximum number of rounds.
     tol, n_iter_no_change : float, int
         Converged when the selection score (training objective, or validation loss) has
-        improved by less than ``tol`` (relative) over the last ``n_iter_no_change`` accepted
-        rounds (rejected rounds change nothing, so they do not count towards the patience).
+        improved by less than ``tol`` (relative) per round on average over the last
+        ``n_iter_no_change`` accepted rounds, i.e. by less than ``tol * n_iter_no_change``
+        over them (rejected rounds change nothing, so they do not count towards the
+        patience).
     block_solver : {"fast", "cvxpy", "CLARABEL", "ECOS", "OSQP", "HIGHS"}
         The block solvers: ``"fast"`` (the vectorised exact solvers of
         :mod:`lifted_idl.blocks`), ``"cvxpy"`` (their cvxpy formulations, each solved by the
@@ -362,8 +365,6 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
                          callback=callback)
     t0 = time.perf_counter()
     start = engine.anchor(W)
-    warn0 = list(engine.history.block_warnings)
     best, hist = engine.run(start, max_iter)
-    hist.block_warnings[:0] = warn0
     hist.time = time.perf_counter() - t0
     return best.model, hist

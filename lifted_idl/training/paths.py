@@ -150,9 +150,18 @@ class _PathBlocks(Blocks):
     path); the P step is the exact
     :func:`~lifted_idl.blocks.solve_p` (its default tolerance)."""
 
-    def __init__(self, U, Y, loss, act, kappa, cd_fn, ab_fn, pen_fn):
+    def __init__(self, U, Y, loss, act, kappa, cd_fn, ab_fn, pen_fn, b_budget=None):
         self.U, self.Y, self.loss, self.activation, self.kappa = U, Y, loss, act, kappa
         self.cd_fn, self.ab_fn, self.pen_fn = cd_fn, ab_fn, pen_fn
+        self.b_budget = b_budget  # callable: the current l1 budget on vec(B), or None
+
+    def project(self, W):
+        """A onto its ball and, under a budget on B, vec(B) onto its l1 ball."""
+        A, B, b = super().project(W)
+        budget = None if self.b_budget is None else self.b_budget()
+        if budget is not None:
+            B = project_inf_norm_ball(B.reshape(1, -1), budget).reshape(B.shape)
+        return A, B, b
 
     def cd_step(self, W, X, init):
         return self.cd_fn(X, W, init), True
@@ -329,7 +338,8 @@ def frank_wolfe_path(U, Y, budgets, *, task: str = "regression", n_hidden: int =
     act = get_activation(activation)
     steps = _FWSteps(U, Y, loss, act, budget_kind, kappa_a, ridge, fw_tol, max_iter)
     engine = _engine(_PathBlocks(U, Y, loss, act, kappa_a, steps.cd_step, steps.ab_step,
-                                 steps.penalties), rounds, tol)
+                                 steps.penalties, b_budget=lambda: steps.cur["kappa_b"]),
+                     rounds, tol)
     A, B, b = random_feature_init(U, n_hidden, act, random_state, kappa_a)
     path = []
     st = None

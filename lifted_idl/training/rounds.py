@@ -22,8 +22,10 @@ A round, from the anchored state :math:`(W, X^*, (C, D, c))` (docs/theory.md §8
    accepted one shrinks it by ``lam_decrease`` down to ``lam_min`` — the damping of
    Levenberg–Marquardt. The true objective therefore never increases over the rounds;
 5. after an accepted round, the **extrapolated** weights
-   :math:`W + \beta(W - W_{\mathrm{prev}})` (A re-projected onto the :math:`\kappa` ball) are
-   kept when their true objective is lower still (Xu & Yin 2013).
+   :math:`W_{k+1} + \beta(W_{k+1} - W_{k-1})` — the new weights pushed further along the
+   change over the last two accepted rounds, and made feasible again by
+   :meth:`Blocks.project` — are kept when their true objective is lower still (block updates
+   with extrapolation, Xu & Yin 2013). From the second accepted round on.
 
 The new weights are first judged with (C, D, c) kept, an upper bound of the refitted
 objective (``bound_first``): the (C, D, c) solve is then spent on the point that is kept.
@@ -53,13 +55,15 @@ class History:
     relaxed : list of (round, block, lam_scale, objective)
         The relaxed objective at the anchor and after every block step of every round (also of
         rejected rounds), when ``record_relaxed`` is set. Within a round (fixed ``lam_scale``)
-        it is non-increasing.
+        it is non-increasing for the exact and majorize–minimize block steps (not for the
+        robust (A, B, b) step of ``robust_sigma``, which descends its own robust objective).
     train_loss : list of float
         The true training objective (loss at the true equilibrium, after refitting (C, D, c),
         plus penalties) of the current weights after every round; entry 0 is the starting
         state. Non-increasing: rejected rounds leave it unchanged.
     validation_loss : list of float
-        The loss on held-out data after every round, when validation data were given.
+        The loss on held-out data of the starting state and after every round, when
+        validation data were given.
     lam : list of float
         The divergence weight used in every round.
     accepted : list of bool
@@ -115,8 +119,8 @@ class RoundSettings:
     x_step : bool
         Also minimise over X inside a round (the plain alternation of arXiv §4.2).
     extrapolation : float
-        Weight :math:`\beta` of the extrapolated point tried after every accepted round; 0
-        disables it.
+        Weight :math:`\beta` of the extrapolated point :math:`W_{k+1} + \beta(W_{k+1} -
+        W_{k-1})` tried after every accepted round (from the second on); 0 disables it.
     tol, n_iter_no_change : float, int
         Converged when the selection score improved by less than ``tol`` (relative) per round
         on average over the last ``n_iter_no_change`` rounds counted by ``patience``: by less
@@ -212,6 +216,12 @@ class Blocks:
     def relaxed(self, W, CD, X, P, lamv, mu):
         """The relaxed objective (for :attr:`History.relaxed`)."""
         raise TypeError(f"{type(self).__name__} does not define relaxed")
+
+    def project(self, W):
+        r"""The extrapolated weights made feasible: A onto :math:`\|A\|_\infty \le \kappa`
+        (a subclass whose weights carry more constraints projects onto those too)."""
+        A, B, b = W
+        return project_inf_norm_ball(A, self.kappa), B, b
 
     def model(self, W, CD):
         A, B, b = W
@@ -320,9 +330,9 @@ class RoundEngine:
             return None
         if s.extrapolation > 0 and w_prev is not None:
             (A, B, b), (Ap, Bp, bp), beta = cand.W, w_prev, s.extrapolation
-            At = project_inf_norm_ball(A + beta * (A - Ap), self.blocks.kappa)
-            trial = self.anchor((At, B + beta * (B - Bp), b + beta * (b - bp)), cand.X,
-                                cand.CD)
+            Wt = self.blocks.project((A + beta * (A - Ap), B + beta * (B - Bp),
+                                      b + beta * (b - bp)))
+            trial = self.anchor(Wt, cand.X, cand.CD)
             if trial.obj < cand.obj:
                 cand, refitted = trial, True
                 self.history.n_extrapolated += 1
@@ -354,7 +364,8 @@ class RoundEngine:
         """
         t0 = time.perf_counter()
         s = self.settings
-        hist = self.history = History()
+        # a new history per run; block warnings of the anchors before it carry over
+        hist = self.history = History(block_warnings=list(self.history.block_warnings))
         hist.train_loss.append(st.obj)
         score0 = self._score(st)
         best = (score0, st, 0)

@@ -210,3 +210,18 @@ def test_group_path_zeroes_noise_features_exactly():
                                  c_ridge=1e-2)
     norms = pt.column_norms
     assert np.all(norms[2:] == 0.0) and np.all(norms[:2] > 1e-2), norms
+
+
+@pytest.mark.parametrize("seed", [3, 5])
+def test_extrapolated_rounds_keep_the_budget_on_b(seed):
+    """The rounds' extrapolated point is projected onto every constraint of the weights: with
+    a budget on B (budget_kind="ab"), ||B||_1 <= kappa_B at every point (it exceeded it,
+    up to 0.63 for 0.5, when only A was projected)."""
+    rng = np.random.default_rng(seed)
+    U = rng.standard_normal((100, 5))
+    y = np.tanh(U @ rng.standard_normal(5)) + 0.1 * rng.standard_normal(100)
+    path = frank_wolfe_path(U, y, [0.5], n_hidden=6, activation="tanh", budget_kind="ab",
+                            random_state=seed, n_rounds=20)
+    for pt in path:
+        assert l1(pt.model.B) <= 0.5 * (1 + 1e-12)
+        assert np.abs(pt.model.A).sum(axis=1).max() <= 0.5 * (1 + 1e-12)
