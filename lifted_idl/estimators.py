@@ -359,6 +359,7 @@ class _BaseImplicit(BaseEstimator):
             max_iter=self.max_iter, tol=self.tol,
             n_iter_no_change=self.n_iter_no_change, block_solver=self.block_solver,
             ab_method="mm" if self._ab_mm() else "fast", ab_max_iter=_AB_MM_STEPS,
+            record_relaxed=False,
             validation=validation, random_state=seed, verbose=self.verbose,
             n_jobs=n_threads,
             robust_sigma=(None if self.robust_sigma is None

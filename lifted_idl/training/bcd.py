@@ -189,7 +189,7 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
             n_iter_no_change=5, block_solver="fast", block_tol=1e-6, block_max_iter=100,
             ab_method="fast", ab_max_iter=5, fit_intercept=True, validation=None,
             robust_sigma=None, group=None, c_ridge=0.0, n_jobs=None, random_state=None,
-            verbose=0, callback=None, sample_weight=None):
+            verbose=0, callback=None, sample_weight=None, record_relaxed=True):
     r"""Train an implicit model by block-coordinate descent on the relaxation (docs/theory.md §8).
 
     A fit is one run of the anchored-round engine (:class:`~lifted_idl.training.rounds.
@@ -328,6 +328,9 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
         data with each sample repeated :math:`w_s` times, and zero weights the fit without
         those samples (up to rounding: the random-feature start depends on the seed and the
         shapes only). Not supported with ``robust_sigma``.
+    record_relaxed : bool
+        Evaluate the relaxed objective after every block step into ``history.relaxed`` (a
+        diagnostic: one objective evaluation per block step; the estimators turn it off).
 
     Returns
     -------
@@ -360,7 +363,7 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
                              lam_min=lam_min, lam_max=lam_max, mu=mu,
                              per_state_lam=per_state_lam, x_step=x_step,
                              extrapolation=extrapolation, tol=tol,
-                             n_iter_no_change=n_iter_no_change)
+                             n_iter_no_change=n_iter_no_change, record_relaxed=record_relaxed)
     engine = RoundEngine(problem, settings, validation=validation, verbose=verbose,
                          callback=callback)
     t0 = time.perf_counter()
