@@ -173,8 +173,13 @@ def check_finite_matrix(name: str, M, shape: tuple | None = None, ndim: int = 2)
     if hasattr(M, "toarray"):
         raise TypeError(f"{name} is a sparse matrix; pass a dense array ({name}.toarray())")
     if M is None:
-        raise ValueError(f"{name} is required")
+        raise ValueError(f"{name} is required; got None")
     M = np.asarray(M)
+    if M.dtype.kind == "O":  # e.g. a list mixing ints and NumPy floats
+        try:
+            M = M.astype(np.float64)
+        except (TypeError, ValueError):
+            pass
     if M.dtype.kind not in "fiub":
         raise ValueError(f"{name} must be a real numeric array; got dtype {M.dtype}")
     if M.ndim != ndim:
@@ -183,8 +188,9 @@ def check_finite_matrix(name: str, M, shape: tuple | None = None, ndim: int = 2)
         for k, (got, want) in enumerate(zip(M.shape, shape, strict=True)):
             if want is not None and got != want:
                 expected = tuple(s if s is not None else "*" for s in shape)
+                word = ("rows", "columns")[k] if ndim == 2 else f"entries along axis {k}"
                 raise ValueError(f"{name} has shape {M.shape}; expected {expected} "
-                                 f"(dimension {k} must be {want})")
+                                 f"({name} has {got} {word}; expected {want})")
     M = M.astype(np.float64, copy=False)
     ok = np.isfinite(M)
     if not ok.all():
