@@ -23,6 +23,7 @@ __all__ = [
     "check_kappa",
     "check_max_iter",
     "check_n_jobs",
+    "check_radius",
     "check_real",
     "check_tol",
     "nonfinite_message",
@@ -134,25 +135,30 @@ def check_choice(name: str, v, options) -> str:
     return v
 
 
-def check_kappa(kappa, n_rows: int | None = None, name: str = "kappa") -> np.ndarray:
-    """A row-norm bound: a finite number ``>= 0``, or a vector of them with one entry per row.
+def check_radius(name: str, v, size: int | None = None, per: str = "entry") -> np.ndarray:
+    """A bound or radius: a finite number ``>= 0``, or a vector of ``size`` of them.
 
-    Returns a float64 array of shape ``()`` or ``(n_rows,)``. With ``n_rows=None`` only a
-    scalar is accepted.
+    Returns a float64 array of shape ``()`` or ``(size,)`` (not broadcast). With
+    ``size=None`` only a scalar is accepted. ``per`` names what the entries stand for
+    ("row", "feature") in the message.
     """
     try:
-        k = np.asarray(kappa, dtype=np.float64)
+        r = np.asarray(v, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a real number or array; got {name}={kappa!r}") \
-            from None
-    if k.ndim > 1 or (k.ndim == 1 and (n_rows is None or k.shape[0] != n_rows)):
-        rows = "" if n_rows is None else f" ({n_rows})"
+        raise ValueError(f"{name} must be a real number or array; got {name}={v!r}") from None
+    if r.ndim > 1 or (r.ndim == 1 and (size is None or r.shape[0] != size)):
+        count = "" if size is None else f" ({size})"
         raise ValueError(
-            f"{name} must be a scalar or have one entry per row{rows}; got shape {k.shape}"
+            f"{name} must be a scalar or have one entry per {per}{count}; got shape {r.shape}"
         )
-    if not np.all(np.isfinite(k)) or np.any(k < 0):
-        raise ValueError(f"{name} must be finite and >= 0; got {name}={kappa!r}")
-    return k
+    if not np.all(np.isfinite(r)) or np.any(r < 0):
+        raise ValueError(f"{name} must be finite and >= 0; got {name}={v!r}")
+    return r
+
+
+def check_kappa(kappa, n_rows: int | None = None) -> np.ndarray:
+    """A row-norm bound ``kappa``: a number ``>= 0`` or one per row (:func:`check_radius`)."""
+    return check_radius("kappa", kappa, n_rows, per="row")
 
 
 def nonfinite_message(name: str, where: tuple, value: float, count: int) -> str:

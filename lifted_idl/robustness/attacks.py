@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._array import to_numpy
+from .._validation import check_int
 from ..kernel import solve_adjoint, solve_adjoint_direct
 from ._common import (
     ModelLike,
@@ -157,9 +158,7 @@ def _task(obj, model, task):
 
 
 def _check_attack_k(k, p):
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or not 1 <= k:
-        raise ValueError(f"k must be a positive int (features to perturb); got k={k!r}")
-    return int(min(k, p))
+    return min(check_int("k", k, 1), p)
 
 
 def _target_index(obj, model, target, m, task):
