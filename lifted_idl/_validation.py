@@ -25,6 +25,7 @@ __all__ = [
     "check_n_jobs",
     "check_radius",
     "check_real",
+    "check_shape",
     "check_tol",
     "nonfinite_message",
 ]
@@ -169,6 +170,17 @@ def nonfinite_message(name: str, where: tuple, value: float, count: int) -> str:
             f"({name} contains NaN or inf in {count} {plural})")
 
 
+def check_shape(name: str, got: tuple, shape: tuple) -> None:
+    """Raise a ValueError naming ``name`` unless ``got`` matches ``shape`` (same length; a
+    None in ``shape`` matches any size)."""
+    for k, (g, want) in enumerate(zip(got, shape, strict=True)):
+        if want is not None and g != want:
+            expected = tuple(s if s is not None else "*" for s in shape)
+            word = ("rows", "columns")[k] if len(shape) == 2 else f"entries along axis {k}"
+            raise ValueError(f"{name} has shape {tuple(got)}; expected {expected} "
+                             f"({name} has {g} {word}; expected {want})")
+
+
 def check_finite_matrix(name: str, M, shape: tuple | None = None, ndim: int = 2) -> np.ndarray:
     """``M`` as a finite float64 NumPy array of ``ndim`` dimensions and ``shape``.
 
@@ -191,12 +203,7 @@ def check_finite_matrix(name: str, M, shape: tuple | None = None, ndim: int = 2)
     if M.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D; got shape {M.shape}")
     if shape is not None:
-        for k, (got, want) in enumerate(zip(M.shape, shape, strict=True)):
-            if want is not None and got != want:
-                expected = tuple(s if s is not None else "*" for s in shape)
-                word = ("rows", "columns")[k] if ndim == 2 else f"entries along axis {k}"
-                raise ValueError(f"{name} has shape {M.shape}; expected {expected} "
-                                 f"({name} has {got} {word}; expected {want})")
+        check_shape(name, M.shape, shape)
     M = M.astype(np.float64, copy=False)
     ok = np.isfinite(M)
     if not ok.all():
