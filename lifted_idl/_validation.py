@@ -64,10 +64,24 @@ def check_int(name: str, v, low: int | None = None, high: int | None = None, *,
     return int(v)
 
 
-def _interval(low, high, closed: str) -> str:
-    left = "[" if closed in ("both", "left") else "("
-    right = "]" if closed in ("both", "right") else ")"
-    return f"in {left}{low}, {high}{right}"
+def _in_range(v, low, high, closed: str) -> bool:
+    """Whether the finite real ``v`` lies between ``low`` and ``high`` (None: unbounded)."""
+    if low is not None and not (v >= low if closed in ("both", "left") else v > low):
+        return False
+    return high is None or (v <= high if closed in ("both", "right") else v < high)
+
+
+def _range_words(low, high, closed: str) -> str:
+    """What :func:`check_real` asks for, in words: "finite and >= 0", "a finite number in
+    (0, 1]", ..."""
+    low_in, high_in = closed in ("both", "left"), closed in ("both", "right")
+    if low is not None and high is not None:
+        return f"a finite number in {'[' if low_in else '('}{low}, {high}{']' if high_in else ')'}"
+    if low is not None:
+        return f"finite and {'>=' if low_in else '>'} {low}"
+    if high is not None:
+        return f"finite and {'<=' if high_in else '<'} {high}"
+    return "a finite number"
 
 
 def check_real(name: str, v, low: float | None = None, high: float | None = None, *,
@@ -83,24 +97,9 @@ def check_real(name: str, v, low: float | None = None, high: float | None = None
         raise ValueError(f"closed must be one of {_CLOSED}; got closed={closed!r}")
     if v is None and allow_none:
         return None
-    low_in = closed in ("both", "left")
-    high_in = closed in ("both", "right")
-    ok = _is_real(v) and bool(np.isfinite(v))
-    if ok and low is not None:
-        ok = v >= low if low_in else v > low
-    if ok and high is not None:
-        ok = v <= high if high_in else v < high
-    if not ok:
-        if low is not None and high is not None:
-            what = f"a finite number {_interval(low, high, closed)}"
-        elif low is not None:
-            what = f"finite and {'>=' if low_in else '>'} {low}"
-        elif high is not None:
-            what = f"finite and {'<=' if high_in else '<'} {high}"
-        else:
-            what = "a finite number"
-        if allow_none:
-            what = f"None or {what}"
+    if not (_is_real(v) and bool(np.isfinite(v)) and _in_range(v, low, high, closed)):
+        what = _range_words(low, high, closed)
+        what = f"None or {what}" if allow_none else what
         raise ValueError(f"{name} must be {what}; got {name}={v!r}")
     return float(v)
 
