@@ -23,7 +23,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._array import check_finite, get_namespace, to_numpy
-from ._validation import check_choice, check_kappa, check_max_iter, check_real, check_tol
+from ._validation import (
+    check_choice,
+    check_finite_matrix,
+    check_kappa,
+    check_max_iter,
+    check_real,
+    check_tol,
+)
 from .activations import Activation, Blockwise, get_activation
 from .exceptions import ConvergenceWarning, IllPosedModelError
 
@@ -47,14 +54,10 @@ __all__ = [
 def _as_matrix(A, name: str = "A", square: bool = True) -> np.ndarray:
     """``A`` as a finite float64 NumPy matrix (copied from the GPU when needed)."""
     A = np.asarray(to_numpy(A))
-    if A.dtype.kind not in "fiub":
-        raise ValueError(f"{name} must be a real numeric array; got dtype {A.dtype}")
-    if A.ndim != 2 or (square and A.shape[0] != A.shape[1]):
+    if A.dtype.kind in "fiub" and (A.ndim != 2 or (square and A.shape[0] != A.shape[1])):
         kind = "a square 2-D" if square else "a 2-D"
         raise ValueError(f"{name} must be {kind} array; got shape {A.shape}")
-    A = A.astype(np.float64, copy=False)
-    check_finite(name, A)
-    return A
+    return check_finite_matrix(name, A)
 
 
 def inf_norm(A) -> float:
