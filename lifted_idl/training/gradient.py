@@ -50,7 +50,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from .. import kernel
-from .._array import get_namespace
+from .._array import check_finite, get_namespace
 from .._validation import check_choice, check_int, check_max_iter, check_real, check_tol
 from ..activations import get_activation
 from ..exceptions import ConvergenceWarning, IllPosedModelError
@@ -103,9 +103,8 @@ def _check_data(model: ImplicitModel, U, Y):
         raise ValueError("U has no samples (m = 0)")
     U = U.astype(dtype, copy=False)
     Y = Y.astype(dtype, copy=False)
-    for name, M in (("U", U), ("Y", Y)):
-        if not np.all(np.isfinite(M)):
-            raise ValueError(f"{name} contains NaN or inf")
+    check_finite("U", U, np)
+    check_finite("Y", Y, np)
     return U, Y
 
 
