@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._array import to_numpy
+from ._array import check_finite, to_numpy
 from ._validation import check_int, check_real, check_tol
 from .activations import Blockwise
 from .exceptions import BoundConditionError, IllPosedModelError
@@ -333,8 +333,7 @@ def approximation_error_bound(model: ImplicitModel, A_approx, U=None) -> Approxi
             f"dtype {Aap.dtype}"
         )
     Aap = Aap.astype(np.float64)
-    if not np.all(np.isfinite(Aap)):
-        raise ValueError("A_approx contains NaN or inf")
+    check_finite("A_approx", Aap, np)
     gamma = act.state_lipschitz(n)
     E = np.abs(Aap - A0)
     M = gamma[:, None] * (np.abs(A0) + E)

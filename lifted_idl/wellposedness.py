@@ -584,8 +584,7 @@ def project_mu_inf(A, gamma):
         raise ValueError(f"A must be a real numeric array; got dtype {A.dtype}")
     dtype = A.dtype if A.dtype in (np.float32, np.float64) else np.dtype(np.float64)
     A = A.astype(dtype, copy=False)
-    if not bool(xp.all(xp.isfinite(A))):
-        raise ValueError("A contains NaN or inf")
+    check_finite("A", A, xp)
     n = A.shape[0]
     g = xp.asarray(_check_gamma_rows(gamma, n), dtype=dtype)
     out = A.copy()

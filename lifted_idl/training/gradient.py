@@ -305,8 +305,7 @@ def implicit_gradients(model: ImplicitModel, U, Y, loss: str | Loss, X=None,
             raise ValueError(
                 f"X must have shape ({U.shape[0]}, {model.n_states}); got shape {X.shape}"
             )
-        if not np.all(np.isfinite(X)):
-            raise ValueError("X contains NaN or inf")
+        check_finite("X", X, np)
         X = X.astype(model.dtype, copy=False)
     P = {k: getattr(model, k) for k in _PARAMS}
     Z0 = U @ P["B"].T
