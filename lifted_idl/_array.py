@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._validation import nonfinite_message
+
 __all__ = ["get_namespace", "to_numpy", "cupy_available", "check_finite"]
 
 
@@ -54,7 +56,4 @@ def check_finite(name: str, M, xp=None) -> None:
     bad = to_numpy(xp.argwhere(~ok)[0]).tolist()
     where = tuple(int(i) for i in bad)
     val = to_numpy(M[where] if where else M)
-    raise ValueError(
-        f"{name} must be finite; got {name}[{', '.join(map(str, where))}] = {float(val)!r} "
-        f"({int(to_numpy((~ok).sum()))} non-finite entries)"
-    )
+    raise ValueError(nonfinite_message(name, where, float(val), int(to_numpy((~ok).sum()))))

@@ -21,6 +21,7 @@ import numbers
 import numpy as np
 
 from ._array import get_namespace
+from ._validation import check_real
 
 __all__ = [
     "Activation",
@@ -187,8 +188,7 @@ class LeakyReLU(Activation):
     positively_homogeneous = True
 
     def __init__(self, slope: float = 0.01):
-        if not isinstance(slope, numbers.Real) or not 0 < slope < 1:
-            raise ValueError(f"LeakyReLU slope must lie in (0, 1); got slope={slope!r}")
+        check_real("slope", slope, 0, 1, closed="neither")
         self.slope = float(slope)
 
     def __call__(self, Z, out=None):

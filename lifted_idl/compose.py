@@ -37,7 +37,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._array import get_namespace, to_numpy
+from ._array import check_finite, get_namespace, to_numpy
 from .activations import Activation, Blockwise
 from .model import ImplicitModel
 
@@ -586,8 +586,7 @@ def _check_W(W, name: str):
     if W_np.shape[0] == 0 or W_np.shape[1] == 0:
         raise ValueError(f"{name} must have k >= 1 rows and d >= 1 columns; got shape "
                          f"{W_np.shape}")
-    if not np.all(np.isfinite(W_np)):
-        raise ValueError(f"{name} contains NaN or inf")
+    check_finite(name, W_np, np)
     return W_np
 
 
@@ -638,8 +637,7 @@ def cpl_block(W, b=None) -> ImplicitModel:
                 f"b must be a real array of shape ({k},) to match W of shape {W.shape}; got "
                 f"dtype {b_np.dtype} and shape {b_np.shape}"
             )
-        if not np.all(np.isfinite(b_np)):
-            raise ValueError("b contains NaN or inf")
+        check_finite("b", b_np, np)
         b = b_np.astype(dtype)
     s = float(np.linalg.norm(W.astype(np.float64), 2))
     if s == 0.0:

@@ -57,13 +57,13 @@ iteration, whole-batch test, used by :mod:`lifted_idl.training.gradient`) and
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from ._array import check_finite, get_namespace
+from ._validation import check_int, check_max_iter, check_real, check_tol
 from .activations import get_activation
 from .exceptions import ConvergenceWarning, IllPosedModelError
 from .wellposedness import is_well_posed
@@ -123,17 +123,8 @@ def default_tol(dtype) -> float:
 # validation
 # ----------------------------------------------------------------------------------------------
 def _check_tol(tol, dtype) -> float:
-    if tol is None:
-        return default_tol(dtype)
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (0 <= tol < np.inf):
-        raise ValueError(f"tol must be a finite number >= 0; got tol={tol!r}")
-    return float(tol)
-
-
-def _check_max_iter(max_iter) -> int:
-    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive int; got max_iter={max_iter!r}")
-    return int(max_iter)
+    """``tol``, or the dtype's :func:`default_tol` when it is None."""
+    return default_tol(dtype) if tol is None else check_tol(tol, allow_zero=True)
 
 
 def _as_float_2d(name, M, xp, dtype=None):
@@ -317,7 +308,7 @@ def picard(A, Z0, activation, tol=None, max_iter: int = 500, X0=None,
     """
     xp, A, Z0, X0 = _prepare(A, Z0, X0)
     tol = _check_tol(tol, Z0.dtype)
-    max_iter = _check_max_iter(max_iter)
+    max_iter = check_max_iter(max_iter)
     AT = A.T
 
     def step(Xa, Z0a, out, zero):
@@ -353,9 +344,8 @@ def averaged(A, Z0, activation, alpha, tol=None, max_iter: int = 2000, X0=None,
     """
     xp, A, Z0, X0 = _prepare(A, Z0, X0)
     tol = _check_tol(tol, Z0.dtype)
-    max_iter = _check_max_iter(max_iter)
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 < alpha <= 1:
-        raise ValueError(f"alpha must lie in (0, 1]; got alpha={alpha!r}")
+    max_iter = check_max_iter(max_iter)
+    check_real("alpha", alpha, 0, 1, closed="right")
     AT = A.T
     a = Z0.dtype.type(alpha)
 
@@ -488,7 +478,7 @@ def lowrank(L, R, Z0, activation, tol=None, max_iter: int = 500, X0=None,
     check_finite("L", L, xp)
     check_finite("R", R, xp)
     tol = _check_tol(tol, Z0.dtype)
-    max_iter = _check_max_iter(max_iter)
+    max_iter = check_max_iter(max_iter)
     LT = L.T
 
     def step(Xa, Z0a, out, zero):
@@ -532,11 +522,9 @@ def anderson(A, Z0, activation, tol=None, max_iter: int = 500, X0=None, memory: 
     """
     xp, A, Z0, X0 = _prepare(A, Z0, X0)
     tol = _check_tol(tol, Z0.dtype)
-    max_iter = _check_max_iter(max_iter)
-    if isinstance(memory, bool) or not isinstance(memory, numbers.Integral) or memory < 1:
-        raise ValueError(f"memory must be a positive int; got memory={memory!r}")
-    if isinstance(reg, bool) or not isinstance(reg, numbers.Real) or not 0 <= reg < np.inf:
-        raise ValueError(f"reg must be a finite number >= 0; got reg={reg!r}")
+    max_iter = check_max_iter(max_iter)
+    check_int("memory", memory, 1)
+    check_real("reg", reg, 0)
     m, n = Z0.shape
     if m == 0 or n == 0:
         return FixedPointResult(xp.empty_like(Z0), 0, 0.0, True, 0, "anderson")
@@ -782,12 +770,9 @@ def _check_adjoint_args(A, Psi, R, alpha, max_iter, min_iter):
         raise ValueError(f"Psi must have shape (m, {n}); got shape {Psi.shape}")
     if R.shape != Psi.shape:
         raise ValueError(f"R must have the shape of Psi {Psi.shape}; got shape {R.shape}")
-    if not isinstance(alpha, numbers.Real) or not 0 < alpha <= 1:
-        raise ValueError(f"alpha must lie in (0, 1]; got alpha={alpha!r}")
-    if not isinstance(max_iter, numbers.Integral) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive int; got max_iter={max_iter!r}")
-    if not isinstance(min_iter, numbers.Integral) or min_iter < 0:
-        raise ValueError(f"min_iter must be an int >= 0; got min_iter={min_iter!r}")
+    check_real("alpha", alpha, 0, 1, closed="right")
+    check_max_iter(max_iter)
+    check_int("min_iter", min_iter, 0)
     dtype = np.result_type(A.dtype, Psi.dtype, R.dtype)
     if dtype not in (np.float32, np.float64):
         dtype = np.dtype(np.float64)

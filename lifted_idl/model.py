@@ -2,13 +2,12 @@ r"""The implicit model :math:`\hat y = Cx + Du + c`, :math:`x = \phi(Ax + Bu + b
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 from sklearn.utils import gen_batches
 
 from . import kernel
 from ._array import check_finite, cupy_available, get_namespace, to_numpy
+from ._validation import check_int, check_shape
 from .activations import Activation, get_activation
 from .exceptions import IllPosedModelError
 from .wellposedness import (
@@ -39,13 +38,7 @@ def _check_matrix(name, M, shape=None, ndim=2, finite=True):
     if M.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D; got shape {M.shape}")
     if shape is not None:
-        for k, (got, want) in enumerate(zip(M.shape, shape, strict=True)):
-            if want is not None and got != want:
-                expected = tuple(s if s is not None else "*" for s in shape)
-                raise ValueError(
-                    f"{name} has shape {M.shape}; expected {expected} "
-                    f"(dimension {k} must be {want})"
-                )
+        check_shape(name, M.shape, shape)
     if finite:
         check_finite(name, M, xp)
     return M
@@ -480,12 +473,8 @@ class ImplicitModel:
     @staticmethod
     def _check_batch_size(batch_size, m):
         """The chunk length, or None when ``m`` rows are solved at once."""
-        if batch_size is None:
-            return None
-        if (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
-                or batch_size < 1):
-            raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
-        return int(batch_size) if m > batch_size else None
+        batch_size = check_int("batch_size", batch_size, 1, allow_none=True)
+        return batch_size if batch_size is not None and m > batch_size else None
 
     def _run(self, U, xp, plan, X0, warn) -> kernel.FixedPointResult:
         """One kernel solve for inputs ``U`` (checked and cast) under a :meth:`_plan`."""

@@ -25,6 +25,8 @@ import numbers
 
 import numpy as np
 
+from ._validation import check_choice, check_finite_matrix, check_real
+
 __all__ = [
     "Penalty",
     "NoPenalty",
@@ -45,10 +47,7 @@ class Penalty:
     smooth = True
 
     def __init__(self, alpha: float = 0.0):
-        if not isinstance(alpha, numbers.Real) or not np.isfinite(alpha) or alpha < 0:
-            raise ValueError(
-                f"penalty strength alpha must be finite and >= 0; got alpha={alpha!r}")
-        self.alpha = float(alpha)
+        self.alpha = check_real("alpha", alpha, 0)
 
     def value(self, W) -> float:  # pragma: no cover - abstract
         raise TypeError(f"{type(self).__name__} does not define value")
@@ -144,18 +143,6 @@ def _check_ord(ord) -> float:
         if ord == np.inf:
             return np.inf
     raise ValueError(f"ord must be 2 or np.inf (the column norm of [IDL (5.1)]); got ord={ord!r}")
-
-
-def _as_float_matrix(name: str, M) -> np.ndarray:
-    try:
-        M = np.asarray(M, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a real numeric array; got {type(M).__name__}") from exc
-    if M.ndim != 2:
-        raise ValueError(f"{name} must be 2-D; got shape {M.shape}")
-    if not np.all(np.isfinite(M)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return M
 
 
 def _column_norms(V: np.ndarray, ord: float) -> np.ndarray:
@@ -336,8 +323,8 @@ def group_prox(B, D, step, alpha: float, ord=2):
     """
     ordv = _check_ord(ord)
     alpha = GroupPenalty(alpha, ordv).alpha
-    B = _as_float_matrix("B", B)
-    D = _as_float_matrix("D", D)
+    B = check_finite_matrix("B", B)
+    D = check_finite_matrix("D", D)
     if B.shape[1] != D.shape[1]:
         raise ValueError(f"B and D must have the same number of columns (features); got "
                          f"B.shape={B.shape}, D.shape={D.shape}")
@@ -379,15 +366,10 @@ class PartialGroupPenalty(Penalty):
 
     def __init__(self, alpha: float, fixed, ord=2, block: str = "ab", ridge: float = 0.0):
         super().__init__(alpha)
-        if isinstance(ridge, bool) or not isinstance(ridge, numbers.Real) or not np.isfinite(
-                ridge) or ridge < 0:
-            raise ValueError(f"ridge must be finite and >= 0; got ridge={ridge!r}")
-        self.ridge = float(ridge)
+        self.ridge = check_real("ridge", ridge, 0)
         self.ord = _check_ord(ord)
-        if block not in ("ab", "cd"):
-            raise ValueError(f"block must be 'ab' or 'cd'; got block={block!r}")
-        self.block = block
-        self.fixed = _as_float_matrix("fixed", fixed).copy()
+        self.block = check_choice("block", block, ("ab", "cd"))
+        self.fixed = check_finite_matrix("fixed", fixed).copy()
         self.fixed.setflags(write=False)
         self.n_groups = self.fixed.shape[1]
         self.fixed_norms = _column_norms(self.fixed, self.ord)
@@ -510,16 +492,12 @@ class GroupPenalty:
     smooth = False
 
     def __init__(self, alpha: float = 0.0, ord=2):
-        if not isinstance(alpha, numbers.Real) or isinstance(alpha, bool) or not np.isfinite(
-                alpha) or alpha < 0:
-            raise ValueError(
-                f"penalty strength alpha must be finite and >= 0; got alpha={alpha!r}")
-        self.alpha = float(alpha)
+        self.alpha = check_real("alpha", alpha, 0)
         self.ord = _check_ord(ord)
 
     def _pair(self, B, D):
-        B = _as_float_matrix("B", B)
-        D = _as_float_matrix("D", D)
+        B = check_finite_matrix("B", B)
+        D = check_finite_matrix("D", D)
         if B.shape[1] != D.shape[1]:
             raise ValueError(f"B and D must have the same number of columns (features); got "
                              f"B.shape={B.shape}, D.shape={D.shape}")

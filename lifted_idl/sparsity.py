@@ -17,12 +17,12 @@ The training paths that *produce* sparse models (the group-lasso and Frank–Wol
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._array import to_numpy
+from ._array import check_finite, to_numpy
+from ._validation import check_int, check_real, check_tol
 from .activations import Blockwise
 from .exceptions import BoundConditionError, IllPosedModelError
 from .model import ImplicitModel
@@ -43,13 +43,6 @@ def _check_model(model):
     if not isinstance(model, ImplicitModel):
         raise TypeError(f"model must be an ImplicitModel; got {type(model).__name__}")
     return model
-
-
-def _check_tol(tol):
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not np.isfinite(tol) \
-            or tol < 0:
-        raise ValueError(f"tol must be a finite real number >= 0; got tol={tol!r}")
-    return float(tol)
 
 
 def _np64(M):
@@ -76,7 +69,7 @@ def active_features(model: ImplicitModel, tol: float = 0.0) -> np.ndarray:
     ndarray of int, sorted: the j with :math:`\max(|B_{:j}|, |D_{:j}|) >` ``tol``.
     """
     _check_model(model)
-    tol = _check_tol(tol)
+    tol = check_tol(tol, allow_zero=True)
     BD = np.vstack([_np64(model.B), _np64(model.D)])
     return np.flatnonzero((np.abs(BD) > tol).any(axis=0))
 
@@ -177,7 +170,7 @@ def reduce_model(model: ImplicitModel, tol: float = 0.0, *, return_kept: bool = 
     ImplicitModel, or (ImplicitModel, ndarray of int) with ``return_kept=True``.
     """
     _check_model(model)
-    tol = _check_tol(tol)
+    tol = check_tol(tol, allow_zero=True)
     A, B, C, D = (_np64(getattr(model, k)) for k in "ABCD")
     n, q = A.shape[0], C.shape[0]
     b = np.zeros(n) if model.b is None else _np64(model.b).copy()
@@ -340,8 +333,7 @@ def approximation_error_bound(model: ImplicitModel, A_approx, U=None) -> Approxi
             f"dtype {Aap.dtype}"
         )
     Aap = Aap.astype(np.float64)
-    if not np.all(np.isfinite(Aap)):
-        raise ValueError("A_approx contains NaN or inf")
+    check_finite("A_approx", Aap, np)
     gamma = act.state_lipschitz(n)
     E = np.abs(Aap - A0)
     M = gamma[:, None] * (np.abs(A0) + E)
@@ -449,12 +441,8 @@ def low_rank_compress(model: ImplicitModel, rank: int, U=None, *, kappa: float |
     """
     _check_model(model)
     n = model.n_states
-    if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or not 1 <= rank <= n:
-        raise ValueError(f"rank must be an int with 1 <= rank <= n={n}; got rank={rank!r}")
-    if kappa is not None:
-        if isinstance(kappa, bool) or not isinstance(kappa, numbers.Real) \
-                or not 0 < kappa < 1:
-            raise ValueError(f"kappa must be a real number in (0, 1); got kappa={kappa!r}")
+    check_int("rank", rank, 1, n)
+    check_real("kappa", kappa, 0, 1, closed="neither", allow_none=True)
     act = model.activation
     A0 = _np64(model.A)
     gamma = act.state_lipschitz(n) if act.componentwise else None

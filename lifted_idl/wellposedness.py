@@ -17,13 +17,20 @@ Implements theory §2–3:
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from ._array import check_finite, get_namespace, to_numpy
+from ._validation import (
+    check_choice,
+    check_finite_matrix,
+    check_kappa,
+    check_max_iter,
+    check_real,
+    check_tol,
+)
 from .activations import Activation, Blockwise, get_activation
 from .exceptions import ConvergenceWarning, IllPosedModelError
 
@@ -47,14 +54,10 @@ __all__ = [
 def _as_matrix(A, name: str = "A", square: bool = True) -> np.ndarray:
     """``A`` as a finite float64 NumPy matrix (copied from the GPU when needed)."""
     A = np.asarray(to_numpy(A))
-    if A.dtype.kind not in "fiub":
-        raise ValueError(f"{name} must be a real numeric array; got dtype {A.dtype}")
-    if A.ndim != 2 or (square and A.shape[0] != A.shape[1]):
+    if A.dtype.kind in "fiub" and (A.ndim != 2 or (square and A.shape[0] != A.shape[1])):
         kind = "a square 2-D" if square else "a 2-D"
         raise ValueError(f"{name} must be {kind} array; got shape {A.shape}")
-    A = A.astype(np.float64, copy=False)
-    check_finite(name, A)
-    return A
+    return check_finite_matrix(name, A)
 
 
 def inf_norm(A) -> float:
@@ -372,20 +375,6 @@ def is_well_posed(A, activation="relu") -> WellPosedness:
 # ----------------------------------------------------------------------------------------------
 # projection onto the inf-norm ball (theory §3)
 # ----------------------------------------------------------------------------------------------
-def _check_kappa(kappa, n_rows):
-    try:
-        k = np.asarray(kappa, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"kappa must be a real number or array; got kappa={kappa!r}") from None
-    if k.ndim > 1 or (k.ndim == 1 and k.shape[0] != n_rows):
-        raise ValueError(
-            f"kappa must be a scalar or have one entry per row ({n_rows}); got shape {k.shape}"
-        )
-    if not np.all(np.isfinite(k)) or np.any(k < 0):
-        raise ValueError(f"kappa must be finite and >= 0; got kappa={kappa!r}")
-    return k
-
-
 def project_inf_norm_ball(A, kappa, method: str = "sort", tol: float = 1e-12,
                           max_iter: int = 100):
     r"""Euclidean projection of ``A`` onto :math:`\{A : \|A\|_\infty \le \kappa\}` [IDL §6.2].
@@ -432,15 +421,12 @@ def project_inf_norm_ball(A, kappa, method: str = "sort", tol: float = 1e-12,
     if A.dtype.kind not in "fiub":
         raise ValueError(f"A must be a real numeric array; got dtype {A.dtype}")
     check_finite("A", A, xp)
-    if method not in ("sort", "bisection"):
-        raise ValueError(f"method must be 'sort' or 'bisection'; got method={method!r}")
+    check_choice("method", method, ("sort", "bisection"))
     if method == "bisection":
-        if not isinstance(tol, numbers.Real) or not tol > 0:
-            raise ValueError(f"tol must be a positive number; got tol={tol!r}")
-        if not isinstance(max_iter, numbers.Integral) or max_iter < 1:
-            raise ValueError(f"max_iter must be a positive int; got max_iter={max_iter!r}")
+        check_tol(tol)
+        check_max_iter(max_iter)
     n, d = A.shape
-    k_np = _check_kappa(kappa, n)
+    k_np = check_kappa(kappa, n)
     dtype = A.dtype if A.dtype in (np.float32, np.float64) else np.dtype(np.float64)
     A = A.astype(dtype, copy=False)
     absA = xp.abs(A)
@@ -598,8 +584,7 @@ def project_mu_inf(A, gamma):
         raise ValueError(f"A must be a real numeric array; got dtype {A.dtype}")
     dtype = A.dtype if A.dtype in (np.float32, np.float64) else np.dtype(np.float64)
     A = A.astype(dtype, copy=False)
-    if not bool(xp.all(xp.isfinite(A))):
-        raise ValueError("A contains NaN or inf")
+    check_finite("A", A, xp)
     n = A.shape[0]
     g = xp.asarray(_check_gamma_rows(gamma, n), dtype=dtype)
     out = A.copy()
@@ -702,12 +687,6 @@ def rescale_to_inf_norm(model):
     return model.replace(**changes)
 
 
-def _check_gamma(gamma):
-    if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not np.isfinite(gamma):
-        raise ValueError(f"gamma must be a finite real number; got gamma={gamma!r}")
-    return float(gamma)
-
-
 def nemon_parametrize(T, gamma: float):
     r"""NE-MON parametrization (theory §2, **fix** of the [NEMON] slide):
 
@@ -736,7 +715,7 @@ def nemon_parametrize(T, gamma: float):
     if getattr(T, "ndim", None) != 2 or T.shape[0] != T.shape[1]:
         raise ValueError(f"T must be a square 2-D array; got shape {getattr(T, 'shape', None)}")
     check_finite("T", T, xp)
-    gamma = _check_gamma(gamma)
+    gamma = check_real("gamma", gamma)
     n = T.shape[0]
     return T - xp.diag(xp.abs(T).sum(axis=1)) + gamma * xp.eye(n, dtype=T.dtype)
 
@@ -754,7 +733,7 @@ def nemon_parameter(A, gamma: float) -> np.ndarray:
         If :math:`\mu_\infty(A) > \gamma` (no such T exists).
     """
     A = _as_matrix(A)
-    gamma = _check_gamma(gamma)
+    gamma = check_real("gamma", gamma)
     d = np.diag(A)
     r = d - gamma + np.abs(A).sum(axis=1) - np.abs(d)
     if r.size and r.max() > 1e-12 * max(1.0, abs(gamma)):

@@ -29,6 +29,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._validation import (
+    check_choice,
+    check_finite_matrix,
+    check_max_iter,
+    check_real,
+    check_tol,
+)
+from .._validation import check_n_jobs as _check_n_jobs
 from ..activations import Activation, LeakyReLU, ReLU, Sigmoid, Tanh, get_activation
 from ..exceptions import ConvergenceWarning, SolverError
 from ..penalties import (
@@ -78,23 +86,9 @@ class BlockResult:
 # input checks
 # --------------------------------------------------------------------------------------------
 def as_matrix(name: str, M, shape=None, ndim: int = 2) -> np.ndarray:
-    """``M`` as a finite float64 array of the given shape, or a ValueError naming ``name``."""
-    if M is None:
-        raise ValueError(f"{name} is required; got None")
-    try:
-        M = np.asarray(M, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a real numeric array; got {type(M).__name__}") from exc
-    if M.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D; got shape {M.shape}")
-    if shape is not None:
-        for got, want in zip(M.shape, shape, strict=True):
-            if want is not None and got != want:
-                expect = tuple("*" if s is None else s for s in shape)
-                raise ValueError(f"{name} has shape {M.shape}; expected {expect}")
-    if not np.all(np.isfinite(M)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return M
+    """``M`` as a finite float64 array of the given shape, or a ValueError naming ``name``
+    (:func:`lifted_idl._validation.check_finite_matrix`)."""
+    return check_finite_matrix(name, M, shape, ndim)
 
 
 def as_vector(name: str, v, size: int, default_zero: bool = True) -> np.ndarray:
@@ -132,20 +126,13 @@ def as_lam(lam, n: int) -> np.ndarray:
 
 def as_positive(name: str, v, upper: float | None = None, strict_upper: bool = True) -> float:
     """A finite positive float (optionally below ``upper``), or a ValueError naming ``name``."""
-    if not isinstance(v, numbers.Real) or not np.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be a finite number > 0; got {name}={v!r}")
-    if upper is not None and (v >= upper if strict_upper else v > upper):
-        raise ValueError(f"{name} must be < {upper}; got {name}={v!r}")
-    return float(v)
+    return check_real(name, v, 0, upper, closed="neither" if strict_upper else "right")
 
 
 def check_options(method: str, tol, max_iter) -> None:
-    if method not in ("fast", "cvxpy"):
-        raise ValueError(f"method must be 'fast' or 'cvxpy'; got method={method!r}")
-    if not isinstance(tol, numbers.Real) or not np.isfinite(tol) or tol <= 0:
-        raise ValueError(f"tol must be a finite number > 0; got tol={tol!r}")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive int; got max_iter={max_iter!r}")
+    check_choice("method", method, ("fast", "cvxpy"))
+    check_tol(tol)
+    check_max_iter(max_iter)
 
 
 def check_cvxpy_solver(method: str, cvxpy_solver) -> str | None:
@@ -571,17 +558,12 @@ def check_n_jobs(n_jobs) -> int:
     ``None`` or ``1``: one (sequential); ``-1``: all cores (:func:`joblib.cpu_count`); any
     other int ``>= 1``: that many. Anything else raises a ValueError naming ``n_jobs``.
     """
-    if n_jobs is None:
-        return 1
-    if (isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral)
-            or (n_jobs < 1 and n_jobs != -1)):
-        raise ValueError(
-            f"n_jobs must be None, an int >= 1 or -1 (all cores); got n_jobs={n_jobs!r}")
+    n_jobs = _check_n_jobs(n_jobs)
     if n_jobs == -1:
         import joblib
 
         return max(1, int(joblib.cpu_count()))
-    return int(n_jobs)
+    return n_jobs
 
 
 def row_chunks(n_rows: int, n_workers: int) -> list[slice]:

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validation import check_choice
 from ..losses import unit_mean_weights
 from ..penalties import L1Penalty, L2Penalty, NoPenalty, PartialGroupPenalty, l1_thresholds
 from ..wellposedness import project_inf_norm_ball
@@ -186,8 +187,7 @@ def solve_ab(X, U, P, lam, kappa, activation, penalty, *, fit_bias: bool = True,
     SolverError
         The cvxpy solve failed or was infeasible.
     """
-    if method not in ("fast", "cvxpy", "mm"):
-        raise ValueError(f"method must be 'fast', 'cvxpy' or 'mm'; got method={method!r}")
+    check_choice("method", method, ("fast", "cvxpy", "mm"))
     check_options("fast" if method == "mm" else method, tol, max_iter)
     cvxpy_solver = check_cvxpy_solver(method, cvxpy_solver)
     n_workers = check_n_jobs(n_jobs)

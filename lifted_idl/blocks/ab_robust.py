@@ -76,6 +76,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validation import check_radius
 from ..activations import ReLU
 from ..penalties import L1Penalty, L2Penalty
 from ..wellposedness import project_inf_norm_ball
@@ -118,19 +119,6 @@ _KAPPA_SLACK = 1e-10
 # --------------------------------------------------------------------------------------------
 # checks
 # --------------------------------------------------------------------------------------------
-def _check_sigma(sigma, p: int) -> np.ndarray:
-    try:
-        s = np.asarray(sigma, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"sigma must be a number or an array of shape ({p},); got "
-                         f"sigma={sigma!r}") from None
-    if s.ndim > 1 or (s.ndim == 1 and s.shape[0] != p):
-        raise ValueError(f"sigma must be a scalar or have shape ({p},); got shape {s.shape}")
-    if not np.all(np.isfinite(s)) or np.any(s < 0):
-        raise ValueError(f"sigma must be finite and >= 0; got sigma={sigma!r}")
-    return np.array(np.broadcast_to(s, (p,)), dtype=np.float64)
-
-
 def _check(X, U, P, lam, kappa, activation, penalty, sigma, init):
     act = get_fenchel_activation(activation, "robust (A, B)")
     if not isinstance(act, ReLU):
@@ -140,7 +128,8 @@ def _check(X, U, P, lam, kappa, activation, penalty, sigma, init):
         )
     pen = get_block_penalty(penalty, "penalty")
     X, U, P, lam, kappa = check_ab_data(X, U, P, lam, kappa, act, pen)
-    sigma = _check_sigma(sigma, U.shape[1])
+    sigma = np.array(np.broadcast_to(check_radius("sigma", sigma, U.shape[1], per="feature"),
+                                     (U.shape[1],)), dtype=np.float64)
     init = check_ab_init(init, X.shape[1], U.shape[1])
     return X, U, P, lam, kappa, act, pen, sigma, init
 

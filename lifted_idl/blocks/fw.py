@@ -36,13 +36,19 @@ l1 balls as ``sum(abs(.))`` constraints, and are solved by the solver of the pro
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import softmax
 
+from .._validation import (
+    check_choice,
+    check_finite_matrix,
+    check_max_iter,
+    check_real,
+    check_tol,
+)
 from ..activations import Activation, get_activation
 from ..exceptions import ConvergenceWarning
 from ..losses import Loss, SoftmaxCrossEntropy, SquaredLoss, get_loss
@@ -254,48 +260,12 @@ def _stop_scale(obj, obj0):
 # input checks
 # ----------------------------------------------------------------------------------------------
 def _as_2d(name, M, rows=None, cols=None):
-    if hasattr(M, "toarray"):
-        raise TypeError(f"{name} is a sparse matrix; pass a dense array ({name}.toarray())")
-    M = np.asarray(M)
-    if M.dtype.kind not in "fiub":
-        raise ValueError(f"{name} must be a real numeric array; got dtype {M.dtype}")
-    M = M.astype(float)
-    if M.ndim != 2:
-        raise ValueError(f"{name} must be 2-D; got shape {M.shape}")
-    if rows is not None and M.shape[0] != rows:
-        raise ValueError(f"{name} has {M.shape[0]} rows; expected {rows} (shape {M.shape})")
-    if cols is not None and M.shape[1] != cols:
-        raise ValueError(f"{name} has {M.shape[1]} columns; expected {cols} (shape {M.shape})")
-    if not np.all(np.isfinite(M)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return M
-
-
-def _as_vec(name, v, size):
-    v = np.asarray(v, dtype=float)
-    if v.shape != (size,):
-        raise ValueError(f"{name} must have shape ({size},); got shape {v.shape}")
-    if not np.all(np.isfinite(v)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return v
-
-
-def _check_scalar(name, v, low=0.0, low_open=False):
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v):
-        raise ValueError(f"{name} must be a finite real number; got {name}={v!r}")
-    if v < low or (low_open and v == low):
-        op = ">" if low_open else ">="
-        raise ValueError(f"{name} must be {op} {low}; got {name}={v!r}")
-    return float(v)
+    return check_finite_matrix(name, M, (rows, cols))
 
 
 def _check_iter(tol, max_iter, method="fast"):
-    if method not in ("fast", "cvxpy"):
-        raise ValueError(f"method must be 'fast' or 'cvxpy'; got method={method!r}")
-    tol = _check_scalar("tol", tol, 0.0, low_open=True)
-    if isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 0:
-        raise ValueError(f"max_iter must be a non-negative int; got max_iter={max_iter!r}")
-    return tol, int(max_iter)
+    check_choice("method", method, ("fast", "cvxpy"))
+    return check_tol(tol), check_max_iter(max_iter, low=0)
 
 
 def _warn_unconverged(name, gap, tol, scale, max_iter):
@@ -476,7 +446,7 @@ def fw_cd(P, U, Y, loss, kappa_c: float, *, fit_intercept: bool = True, init=Non
     if m == 0:
         raise ValueError("P, U and Y have no samples (m = 0)")
     p, q = U.shape[1], Y.shape[1]
-    kappa_c = _check_scalar("kappa_c", kappa_c)
+    kappa_c = check_real("kappa_c", kappa_c, 0)
     tol, max_iter = _check_iter(tol, max_iter, method)
     cvxpy_solver = check_cvxpy_solver(method, cvxpy_solver)
     _check_cd_targets(loss, Y, fit_intercept)
@@ -492,7 +462,7 @@ def fw_cd(P, U, Y, loss, kappa_c: float, *, fit_intercept: bool = True, init=Non
         D0 = _as_2d("init D", init[1], rows=q, cols=p)
         W = np.hstack([C0, D0])
         if len(init) == 3 and init[2] is not None:
-            c_fixed = _as_vec("init c", init[2], q)
+            c_fixed = check_finite_matrix("init c", init[2], (q,), ndim=1)
     if method == "cvxpy":
         return _fw_cd_cvxpy(F, Y, loss, kappa_c, n, fit_intercept, c_fixed, tol, max_iter,
                             cvxpy_solver)
@@ -743,7 +713,7 @@ def fw_ab(X, U, P, lam, kappa_a, kappa_b: float, activation, *, fit_bias: bool =
             f"lam must be a positive scalar or a positive ({n},) array; got lam={lam!r}"
         )
     ra = _radius(kappa_a, n, "kappa_a")
-    kappa_b = _check_scalar("kappa_b", kappa_b)
+    kappa_b = check_real("kappa_b", kappa_b, 0)
     tol, max_iter = _check_iter(tol, max_iter, method)
     cvxpy_solver = check_cvxpy_solver(method, cvxpy_solver)
     with np.errstate(all="ignore"):
@@ -763,7 +733,7 @@ def fw_ab(X, U, P, lam, kappa_a, kappa_b: float, activation, *, fit_bias: bool =
         A0 = _as_2d("init A", init[0], rows=n, cols=n)
         B0 = _as_2d("init B", init[1], rows=n, cols=p)
         if len(init) == 3 and init[2] is not None:
-            b = _as_vec("init b", init[2], n).copy()
+            b = check_finite_matrix("init b", init[2], (n,), ndim=1).copy()
     if method == "cvxpy":
         return _fw_ab_cvxpy(X, U, P, lam_arr, ra, kappa_b, act, fit_bias, b, tol, max_iter,
                             cvxpy_solver)

@@ -16,12 +16,12 @@ with :math:`p_l = \infty`, so :math:`N(A,\gamma) = \mathrm{diag}(\gamma)|A|`,
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import numpy as np
 
 from .._array import to_numpy
+from .._validation import check_finite_matrix, check_int, check_radius
 from ..activations import Activation, Blockwise
 from ..exceptions import BoundConditionError
 from ..model import ImplicitModel
@@ -61,19 +61,9 @@ def _is_estimator_classifier(obj) -> bool:
 
 def _check_U(model: ImplicitModel, U, name: str = "U") -> np.ndarray:
     """``U`` as a float64 array of shape (m, p)."""
-    if hasattr(U, "toarray") or type(U).__module__.startswith("scipy.sparse"):
-        raise TypeError(f"{name} is a sparse matrix; pass a dense array (call .toarray())")
-    U = np.asarray(to_numpy(U))
-    if U.dtype.kind not in "fiub":
-        raise ValueError(f"{name} must be numeric; got dtype {U.dtype}")
-    if U.ndim != 2 or U.shape[1] != model.n_features:
-        raise ValueError(
-            f"{name} must have shape (n_samples, {model.n_features}); got shape {U.shape}"
-        )
-    U = U.astype(np.float64)
-    if not np.all(np.isfinite(U)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return U
+    if not hasattr(U, "toarray"):
+        U = to_numpy(U)
+    return check_finite_matrix(name, U, (None, model.n_features)).copy()
 
 
 def _check_point(model: ImplicitModel, u0, name: str = "u0") -> np.ndarray:
@@ -81,30 +71,14 @@ def _check_point(model: ImplicitModel, u0, name: str = "u0") -> np.ndarray:
     u = np.asarray(to_numpy(u0))
     if u.ndim == 2 and u.shape[0] == 1:
         u = u[0]
-    if u.dtype.kind not in "fiub" or u.ndim != 1 or u.shape[0] != model.n_features:
-        raise ValueError(
-            f"{name} must be a numeric vector of length {model.n_features}; got shape "
-            f"{u.shape} and dtype {u.dtype}"
-        )
-    u = u.astype(np.float64)
-    if not np.all(np.isfinite(u)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return u
+    return check_finite_matrix(name, u, (model.n_features,), ndim=1).copy()
 
 
 def _check_sigma(sigma, p: int, name: str = "sigma_u", positive: bool = False) -> np.ndarray:
     """A scalar or length-p radius as a float64 vector of length p, finite and >= 0."""
-    try:
-        s = np.asarray(sigma, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number or a vector of length {p}; got {sigma!r}") \
-            from None
+    s = check_radius(name, sigma, p, per="feature")
     if s.ndim == 0:
         s = np.full(p, float(s))
-    if s.ndim != 1 or s.shape[0] != p:
-        raise ValueError(f"{name} must be a scalar or have length {p}; got shape {s.shape}")
-    if not np.all(np.isfinite(s)) or np.any(s < 0):
-        raise ValueError(f"{name} must be finite and >= 0; got {name}={sigma!r}")
     if positive and not np.any(s > 0):
         raise ValueError(f"{name} must have a positive entry; got {name}={sigma!r}")
     return s
@@ -112,23 +86,12 @@ def _check_sigma(sigma, p: int, name: str = "sigma_u", positive: bool = False) -
 
 def _check_k(k, p: int, name: str = "k") -> int | None:
     """``None`` or a positive int; values above p mean the whole box (Card <= p always)."""
-    if k is None:
-        return None
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral) or k < 1:
-        raise ValueError(f"{name} must be a positive int or None; got {name}={k!r}")
-    return int(min(int(k), p))
+    k = check_int(name, k, 1, allow_none=True)
+    return None if k is None else min(k, p)
 
 
 def _check_vector(v, length: int, name: str) -> np.ndarray:
-    a = np.asarray(to_numpy(v))
-    if a.dtype.kind not in "fiub" or a.ndim != 1 or a.shape[0] != length:
-        raise ValueError(
-            f"{name} must be a numeric vector of length {length}; got shape {a.shape}"
-        )
-    a = a.astype(np.float64)
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return a
+    return check_finite_matrix(name, to_numpy(v), (length,), ndim=1).copy()
 
 
 def _labels_to_index(obj, model: ImplicitModel, y, m: int, name: str = "y") -> np.ndarray:

@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._array import to_numpy
+from .._validation import check_choice, check_int
 from ..kernel import solve_adjoint, solve_adjoint_direct
 from ._common import (
     ModelLike,
@@ -143,10 +144,7 @@ def input_gradient(model: ModelLike, U: ArrayLike, G: ArrayLike,
 # shared machinery
 # ----------------------------------------------------------------------------------------------
 def _task(obj, model, task):
-    if task not in ("auto", "classification", "regression"):
-        raise ValueError(
-            f"task must be 'auto', 'classification' or 'regression'; got task={task!r}"
-        )
+    check_choice("task", task, ("auto", "classification", "regression"))
     if task != "auto":
         return task
     if _is_estimator_classifier(obj):
@@ -157,9 +155,7 @@ def _task(obj, model, task):
 
 
 def _check_attack_k(k, p):
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or not 1 <= k:
-        raise ValueError(f"k must be a positive int (features to perturb); got k={k!r}")
-    return int(min(k, p))
+    return min(check_int("k", k, 1), p)
 
 
 def _target_index(obj, model, target, m, task):
@@ -368,8 +364,7 @@ def attack_success_rate(clf_or_model: ModelLike, U: ArrayLike, y: ArrayLike, U_a
     -------
     float
     """
-    if among not in ("correct", "all"):
-        raise ValueError(f"among must be 'correct' or 'all'; got among={among!r}")
+    check_choice("among", among, ("correct", "all"))
     model = _as_model(clf_or_model)
     U = _check_U(model, U)
     U_adv = _check_U(model, U_adv, name="U_adv")

@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._array import to_numpy
+from .._validation import check_choice
 from ..exceptions import BoundConditionError
 from ..wellposedness import mu_inf
 from ._common import ModelLike, _as_model, _check_k, _check_sigma, _Gains, _top_k_sum
@@ -231,8 +232,7 @@ def lipschitz_bound(model: ModelLike, norm: str | float = "inf",
     BoundConditionError
         When the condition of the chosen bound fails or the activation does not fit it.
     """
-    if kind not in ("sensitivity", "rho", "nemon"):
-        raise ValueError(f"kind must be 'sensitivity', 'rho' or 'nemon'; got kind={kind!r}")
+    check_choice("kind", kind, ("sensitivity", "rho", "nemon"))
     pn = _norm_arg(norm)
     m = _as_model(model)
     if kind == "sensitivity":

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .._validation import check_choice, check_real
 from ._common import ModelLike, _as_model, _check_U, _labels_to_index
 from .bounds import _norm_arg, pairwise_sensitivity
 from .lp import LPRelaxation
@@ -148,8 +149,7 @@ def lp_certify(clf: ModelLike, X: ArrayLike, y: ArrayLike, eps: float,
         An LP could not be solved.
     """
     eps = _check_eps(eps)
-    if not (isinstance(atol, (int, float)) and np.isfinite(atol) and atol >= 0):
-        raise ValueError(f"atol must be a finite number >= 0; got atol={atol!r}")
+    check_real("atol", atol, 0)
     model = _as_model(clf)
     X = _check_U(model, X, name="X")
     m = X.shape[0]
@@ -201,8 +201,7 @@ def certified_accuracy(clf: ModelLike, X: ArrayLike, y: ArrayLike, eps: float,
     float
         In [0, 1]; NaN for an empty ``X``.
     """
-    if method not in ("sensitivity", "lp"):
-        raise ValueError(f"method must be 'sensitivity' or 'lp'; got method={method!r}")
+    check_choice("method", method, ("sensitivity", "lp"))
     eps = _check_eps(eps)
     if method == "sensitivity":
         if lp_options:

@@ -29,11 +29,10 @@ finite.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from .._array import to_numpy
+from .._validation import check_choice, check_real
 from ..exceptions import BoundConditionError
 from ..model import ImplicitModel
 
@@ -45,13 +44,6 @@ __all__ = [
 ]
 
 _KEYS = ("A", "B", "C", "D")
-
-
-def _check_alpha(alpha) -> float:
-    if (isinstance(alpha, bool) or not isinstance(alpha, numbers.Real)
-            or not np.isfinite(alpha) or alpha < 0):
-        raise ValueError(f"alpha must be a finite number >= 0; got alpha={alpha!r}")
-    return float(alpha)
 
 
 def _params(params) -> dict:
@@ -144,7 +136,7 @@ class ModelPenalty:
     constraints: tuple[str, ...] = ("inf_norm", "mu_inf")
 
     def __init__(self, alpha: float):
-        self.alpha = _check_alpha(alpha)
+        self.alpha = check_real("alpha", alpha, 0)
 
     def value(self, params) -> float:  # pragma: no cover - abstract
         raise TypeError(f"{type(self).__name__} does not define value")
@@ -207,14 +199,8 @@ class LipschitzSurrogatePenalty(ModelPenalty):
 
     def __init__(self, alpha: float, measure: str = "inf_norm", smoothing: float = 0.0):
         super().__init__(alpha)
-        if measure not in ("inf_norm", "mu_inf"):
-            raise ValueError(f"measure must be 'inf_norm' or 'mu_inf'; got measure={measure!r}")
-        if (isinstance(smoothing, bool) or not isinstance(smoothing, numbers.Real)
-                or not np.isfinite(smoothing) or smoothing < 0):
-            raise ValueError(f"smoothing must be a finite number >= 0; got "
-                             f"smoothing={smoothing!r}")
-        self.measure = measure
-        self.smoothing = float(smoothing)
+        self.measure = check_choice("measure", measure, ("inf_norm", "mu_inf"))
+        self.smoothing = check_real("smoothing", smoothing, 0)
         self.constraints = ("inf_norm",) if measure == "inf_norm" else ("inf_norm", "mu_inf")
 
     def _parts(self, P):

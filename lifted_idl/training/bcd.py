@@ -32,6 +32,7 @@ import time
 import numpy as np
 
 from .. import blocks
+from .._validation import check_choice
 from ..losses import unit_mean_weights
 from ..penalties import NoPenalty
 from ..wellposedness import project_inf_norm_ball
@@ -87,8 +88,7 @@ class BCDBlocks(Blocks):
         method = block_method(block_solver)
         self.kw = {**method, "tol": block_tol, "max_iter": block_max_iter}
         self.ab_kw = {} if n_jobs in (None, 1) else {"n_jobs": n_jobs}
-        if ab_method not in ("mm", "fast"):
-            raise ValueError(f"ab_method must be 'mm' or 'fast'; got ab_method={ab_method!r}")
+        check_choice("ab_method", ab_method, ("mm", "fast"))
         # the (A, B, b) step: a few majorize-minimize steps (inexact by design, each one a
         # descent step), or the exact block solve
         # (a group penalty is always solved exactly: the MM step does not take it)

@@ -42,7 +42,6 @@ unused features get exactly zero columns.
 from __future__ import annotations
 
 import math
-import numbers
 import time
 import warnings
 from dataclasses import dataclass
@@ -51,7 +50,8 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from .. import kernel
-from .._array import get_namespace
+from .._array import check_finite, get_namespace
+from .._validation import check_choice, check_int, check_max_iter, check_real, check_tol
 from ..activations import get_activation
 from ..exceptions import ConvergenceWarning, IllPosedModelError
 from ..kernel import solve_adjoint  # also importable from here, as before
@@ -103,9 +103,8 @@ def _check_data(model: ImplicitModel, U, Y):
         raise ValueError("U has no samples (m = 0)")
     U = U.astype(dtype, copy=False)
     Y = Y.astype(dtype, copy=False)
-    for name, M in (("U", U), ("Y", Y)):
-        if not np.all(np.isfinite(M)):
-            raise ValueError(f"{name} contains NaN or inf")
+    check_finite("U", U, np)
+    check_finite("Y", Y, np)
     return U, Y
 
 
@@ -296,10 +295,8 @@ def implicit_gradients(model: ImplicitModel, U, Y, loss: str | Loss, X=None,
             f"No well-posedness certificate holds for this A (lambda_PF = {wp.value:.6g}); the "
             "adjoint equation [IDL (6.5)] need not have a unique solution"
         )
-    if max_iter is not None and (not isinstance(max_iter, numbers.Integral) or max_iter < 1):
-        raise ValueError(f"max_iter must be a positive int; got max_iter={max_iter!r}")
-    if tol is not None and not (isinstance(tol, numbers.Real) and tol >= 0):
-        raise ValueError(f"tol must be a float >= 0; got tol={tol!r}")
+    check_int("max_iter", max_iter, 1, allow_none=True)
+    check_real("tol", tol, 0, allow_none=True)
     if X is None:
         X = model.solve(U, tol=tol, max_iter=max_iter).X
     else:
@@ -308,8 +305,7 @@ def implicit_gradients(model: ImplicitModel, U, Y, loss: str | Loss, X=None,
             raise ValueError(
                 f"X must have shape ({U.shape[0]}, {model.n_states}); got shape {X.shape}"
             )
-        if not np.all(np.isfinite(X)):
-            raise ValueError("X contains NaN or inf")
+        check_finite("X", X, np)
         X = X.astype(model.dtype, copy=False)
     P = {k: getattr(model, k) for k in _PARAMS}
     Z0 = U @ P["B"].T
@@ -355,12 +351,6 @@ def _check_model_penalty(pen, constraint):
             f"model_penalty={pen!r} is only defined under constraint in {tuple(allowed)}; got "
             f"constraint={constraint!r}"
         )
-
-
-def _check_int(value, name, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}; got {name}={value!r}")
-    return int(value)
 
 
 class _Params:
@@ -647,8 +637,7 @@ def _check_fit_options(model, loss, *, kappa, pen_ab, pen_cd, constraint, model_
         raise ValueError(f"model must be an ImplicitModel; got {type(model).__name__}")
     loss = get_loss(loss)
     act = _check_activation(get_activation(model.activation))
-    if isinstance(kappa, bool) or not isinstance(kappa, numbers.Real) or not 0 < kappa < 1:
-        raise ValueError(f"kappa must lie in (0, 1); got kappa={kappa!r}")
+    check_real("kappa", kappa, 0, 1, closed="neither")
     lip = float(np.max(act.state_lipschitz(model.n_states), initial=0.0))
     if float(kappa) * lip >= 1:
         raise ValueError(
@@ -657,14 +646,10 @@ def _check_fit_options(model, loss, *, kappa, pen_ab, pen_cd, constraint, model_
         )
     pen_ab = _check_penalty(pen_ab, "pen_ab")
     pen_cd = _check_penalty(pen_cd, "pen_cd")
-    if constraint not in ("inf_norm", "mu_inf"):
-        raise ValueError(
-            f"constraint must be 'inf_norm' or 'mu_inf'; got constraint={constraint!r}")
+    check_choice("constraint", constraint, ("inf_norm", "mu_inf"))
     _check_model_penalty(model_penalty, constraint)
     _check_group(group, pen_ab, pen_cd)
-    if (isinstance(c_ridge, bool) or not isinstance(c_ridge, numbers.Real)
-            or not math.isfinite(c_ridge) or c_ridge < 0):
-        raise ValueError(f"c_ridge must be a finite float >= 0; got c_ridge={c_ridge!r}")
+    check_real("c_ridge", c_ridge, 0)
     return _FitOptions(loss=loss, act=act, kappa=kappa, lip=lip, pen_ab=pen_ab, pen_cd=pen_cd,
                        constraint=constraint, model_penalty=model_penalty, group=group,
                        c_ridge=float(c_ridge), **_check_loop_options(**loop))
@@ -682,22 +667,15 @@ def _check_group(group, pen_ab, pen_cd):
 def _check_loop_options(*, max_iter, n_iter_no_change, batch_size, optimizer, learning_rate,
                         tol, solver_tol, verbose, callback, train_bias) -> dict:
     """Validate the optimizer's and the stopping rule's settings of :func:`fit_gradient`."""
-    max_iter = _check_int(max_iter, "max_iter", 1)
-    n_iter_no_change = _check_int(n_iter_no_change, "n_iter_no_change", 1)
-    if batch_size is not None:
-        batch_size = _check_int(batch_size, "batch_size", 1)
-    if optimizer not in ("adam", "sgd"):
-        raise ValueError(f"optimizer must be 'adam' or 'sgd'; got optimizer={optimizer!r}")
-    if (isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real)
-            or not math.isfinite(learning_rate) or learning_rate <= 0):
-        raise ValueError(f"learning_rate must be a finite float > 0; got "
-                         f"learning_rate={learning_rate!r}")
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol >= 0:
-        raise ValueError(f"tol must be a float >= 0; got tol={tol!r}")
-    if solver_tol is not None and (not isinstance(solver_tol, numbers.Real)
-                                   or not solver_tol > 0):
-        raise ValueError(f"solver_tol must be a float > 0; got solver_tol={solver_tol!r}")
-    verbose = _check_int(verbose, "verbose", 0)
+    max_iter = check_max_iter(max_iter)
+    n_iter_no_change = check_int("n_iter_no_change", n_iter_no_change, 1)
+    batch_size = check_int("batch_size", batch_size, 1, allow_none=True)
+    check_choice("optimizer", optimizer, ("adam", "sgd"))
+    check_real("learning_rate", learning_rate, 0, closed="neither")
+    check_tol(tol, allow_zero=True)
+    if solver_tol is not None:
+        check_tol(solver_tol, "solver_tol")
+    verbose = check_int("verbose", verbose, 0)
     if callback is not None and not callable(callback):
         raise ValueError(f"callback must be callable; got callback={callback!r}")
     return dict(max_iter=max_iter, n_iter_no_change=n_iter_no_change, batch_size=batch_size,

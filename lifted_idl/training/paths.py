@@ -13,11 +13,11 @@ previous point, with the divergence weight carried along.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .._validation import check_choice, check_int, check_real
 from ..activations import get_activation
 from ..blocks import fw_ab, fw_cd, relaxed_objective, solve_ab, solve_bd, solve_cd, solve_p
 from ..losses import SoftmaxCrossEntropy, SquaredLoss
@@ -204,20 +204,6 @@ def _run(engine, st, n_rounds):
     return best, hist.n_iter, hist.n_accepted, hist.converged
 
 
-def _check_count(name, v, low):
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low:
-        raise ValueError(f"{name} must be an int >= {low}; got {name}={v!r}")
-    return int(v)
-
-
-def _check_positive(name, v, upper=None):
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v) or v <= 0 \
-            or (upper is not None and v >= upper):
-        rng = f"in (0, {upper})" if upper is not None else "> 0"
-        raise ValueError(f"{name} must be a finite number {rng}; got {name}={v!r}")
-    return float(v)
-
-
 def _make_point(params, st, task, U_val, Y_val, act, n_run, n_acc, fw_iter, converged,
                 classes, U, Y):
     A, B, b = st.W
@@ -326,15 +312,13 @@ def frank_wolfe_path(U, Y, budgets, *, task: str = "regression", n_hidden: int =
     """
     U, Y, U_val, Y_val, loss, classes = _path_data(U, Y, task, U_val, Y_val)
     bud = _check_budgets(budgets, budget_kind)
-    n_hidden = _check_count("n_hidden", n_hidden, 1)
-    kappa_a = _check_positive("kappa_a", kappa_a, 1.0)
-    max_iter = _check_count("max_iter", max_iter, 1)
-    n_rounds = _check_count("n_rounds", n_rounds, 0)
-    tol = _check_positive("tol", tol)
-    fw_tol = _check_positive("fw_tol", fw_tol)
-    if isinstance(ridge, bool) or not isinstance(ridge, numbers.Real) or not np.isfinite(
-            ridge) or ridge < 0:
-        raise ValueError(f"ridge must be a finite number >= 0; got ridge={ridge!r}")
+    n_hidden = check_int("n_hidden", n_hidden, 1)
+    kappa_a = check_real("kappa_a", kappa_a, 0, 1.0, closed="neither")
+    max_iter = check_int("max_iter", max_iter, 1)
+    n_rounds = check_int("n_rounds", n_rounds, 0)
+    tol = check_real("tol", tol, 0, closed="neither")
+    fw_tol = check_real("fw_tol", fw_tol, 0, closed="neither")
+    check_real("ridge", ridge, 0)
     act = get_activation(activation)
     steps = _FWSteps(U, Y, loss, act, budget_kind, kappa_a, ridge, fw_tol, max_iter)
     engine = _engine(_PathBlocks(U, Y, loss, act, kappa_a, steps.cd_step, steps.ab_step,
@@ -359,9 +343,7 @@ def frank_wolfe_path(U, Y, budgets, *, task: str = "regression", n_hidden: int =
 
 def _check_budgets(budgets, budget_kind) -> np.ndarray:
     """The budgets of :func:`frank_wolfe_path`, checked and sorted along the path."""
-    if budget_kind not in ("cd", "ab", "both"):
-        raise ValueError(f"budget_kind must be 'cd', 'ab' or 'both'; got "
-                         f"budget_kind={budget_kind!r}")
+    check_choice("budget_kind", budget_kind, ("cd", "ab", "both"))
     bud = np.asarray(budgets, dtype=np.float64)
     if budget_kind == "both" and bud.ndim == 1:
         bud = np.stack([bud, bud], axis=1)
@@ -562,13 +544,11 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
                          f"alphas={alphas!r}")
     al = np.sort(al)[::-1]
     GroupPenalty(0.0, ord)  # validates ord
-    n_hidden = _check_count("n_hidden", n_hidden, 1)
-    kappa = _check_positive("kappa", kappa, 1.0)
-    n_rounds = _check_count("n_rounds", n_rounds, 0)
-    tol = _check_positive("tol", tol)
-    if isinstance(c_ridge, bool) or not isinstance(c_ridge, numbers.Real) or not np.isfinite(
-            c_ridge) or c_ridge < 0:
-        raise ValueError(f"c_ridge must be a finite number >= 0; got c_ridge={c_ridge!r}")
+    n_hidden = check_int("n_hidden", n_hidden, 1)
+    kappa = check_real("kappa", kappa, 0, 1.0, closed="neither")
+    n_rounds = check_int("n_rounds", n_rounds, 0)
+    tol = check_real("tol", tol, 0, closed="neither")
+    check_real("c_ridge", c_ridge, 0)
     c_ridge = float(c_ridge)
     act = get_activation(activation)
     group = {"pen": GroupPenalty(float(al[0]), ord)}

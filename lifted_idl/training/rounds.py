@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._validation import check_choice
 from ..exceptions import ConvergenceWarning
 from ..model import ImplicitModel
 from ..wellposedness import project_inf_norm_ball
@@ -152,8 +153,7 @@ class RoundSettings:
     record_relaxed: bool = True
 
     def __post_init__(self):
-        if self.patience not in ("accepted", "all"):
-            raise ValueError(f"patience must be 'accepted' or 'all'; got {self.patience!r}")
+        check_choice("patience", self.patience, ("accepted", "all"))
 
 
 @dataclass
