@@ -241,6 +241,26 @@ def _relaxed_loss(base, sel, alpha, Xtr, ytr, Xte, yte, classes, swtr=None, swte
     return _validation_loss(refit, Xte[:, sel], yte, classes, swte)
 
 
+def _cv_results(paths, alphas, relaxed, group):
+    """``cv_results_`` from the folds' paths, and the index of the best strength (ties: the
+    first, i.e. the largest alpha)."""
+    results = {"alphas": alphas}
+    for name, prefix in (("loss", "test_score"), ("relaxed_loss", "relaxed_test_score")):
+        if name not in paths[0]:
+            continue
+        scores = -np.array([p[name] for p in paths])  # (n_folds, n_alphas)
+        for k, row in enumerate(scores):
+            results[f"split{k}_{prefix}"] = row
+        results[f"mean_{prefix}"] = scores.mean(axis=0)
+        results[f"std_{prefix}"] = scores.std(axis=0)
+    if group:
+        results["mean_n_selected"] = np.mean([p["n_selected"] for p in paths], axis=0)
+    results["converged"] = np.array([p["converged"] for p in paths])
+    results["n_iter"] = np.array([p["n_iter"] for p in paths])
+    key = "relaxed_loss" if relaxed else "loss"
+    return results, int(np.argmax(-np.mean([p[key] for p in paths], axis=0)))
+
+
 def _cv_signature(base_cls, extra):
     """``__init__``'s signature: the base estimator's parameters, then ``extra`` (keyword
     only; an extra parameter of the same name replaces the base's)."""
@@ -311,29 +331,8 @@ class _BaseImplicitCV(BaseEstimator):
         paths = Parallel(n_jobs=self.n_jobs)(
             delayed(_fold_path)(base, X, y, train, test, alphas, relaxed, classes, sw)
             for train, test in folds)
-        results = {"alphas": alphas}
-        key = "relaxed_loss" if relaxed else "loss"
-        for name, prefix in (("loss", "test_score"), ("relaxed_loss", "relaxed_test_score")):
-            if name not in paths[0]:
-                continue
-            scores = -np.array([p[name] for p in paths])  # (n_folds, n_alphas)
-            for k, s in enumerate(scores):
-                results[f"split{k}_{prefix}"] = s
-            results[f"mean_{prefix}"] = scores.mean(axis=0)
-            results[f"std_{prefix}"] = scores.std(axis=0)
-        if self.penalty == "group":
-            results["mean_n_selected"] = np.mean([p["n_selected"] for p in paths], axis=0)
-        results["converged"] = np.array([p["converged"] for p in paths])
-        results["n_iter"] = np.array([p["n_iter"] for p in paths])
-        mean = -np.mean([p[key] for p in paths], axis=0)
-        best = int(np.argmax(mean))  # ties: the first, i.e. the largest alpha
-        final = clone(base).set_params(alpha=float(alphas[best]))
-        if self.warm_start and hasattr(self, "best_estimator_"):
-            # continue from the previous refit, on a copy: the old one stays usable until
-            # the new fit has succeeded
-            params = {**final.get_params(), "warm_start": True}
-            final = copy.deepcopy(self.best_estimator_).set_params(**params)
-        final.fit(X, y, sample_weight=sw)
+        results, best = _cv_results(paths, alphas, relaxed, self.penalty == "group")
+        final = self._refit(base, float(alphas[best]), X, y, sw)
         fitted = {"alphas_": alphas, "alpha_": float(alphas[best]), "best_index_": best,
                   "cv_results_": results, "n_splits_": len(folds), "best_estimator_": final,
                   "model_": final.model_, "n_iter_": final.n_iter_,
@@ -351,6 +350,15 @@ class _BaseImplicitCV(BaseEstimator):
                 del self.__dict__[name]
         self.__dict__.update(fitted)
         return self
+
+    def _refit(self, base, alpha, X, y, sw):
+        """The base estimator refit on all the data at ``alpha`` (with ``warm_start``, from a
+        copy of the previous refit: the old one stays usable until the new fit succeeds)."""
+        final = clone(base).set_params(alpha=alpha)
+        if self.warm_start and hasattr(self, "best_estimator_"):
+            params = {**final.get_params(), "warm_start": True}
+            final = copy.deepcopy(self.best_estimator_).set_params(**params)
+        return final.fit(X, y, sample_weight=sw)
 
     @property
     def feature_importances_(self):
