@@ -125,3 +125,26 @@ def cd_instance(seed, loss, m=50, n=5, p=6, q=3):
         Y = np.eye(q)[rng.integers(0, q, m)]
     B = fixed_part(rng, 4, p, n_zero=3)
     return P, U, Y, B
+
+
+# --------------------------------------------------------------------------------------------
+# golden numbers (tests/data/*.npz, written by tests/data/make_goldens.py)
+# --------------------------------------------------------------------------------------------
+def golden_arrays(cases) -> dict:
+    """Every array of every case, keyed ``"case/key"`` as the golden files store them."""
+    return {f"{name}/{key}": np.asarray(val, dtype=np.float64)
+            for name, run in cases.items() for key, val in run().items()}
+
+
+def load_golden(path) -> dict:
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def assert_golden(cases, golden, name):
+    """Case ``name`` recomputed equals its golden arrays (to 1e-12)."""
+    got = {k.split("/", 1)[1]: v for k, v in golden_arrays({name: cases[name]}).items()}
+    want = {k.split("/", 1)[1]: v for k, v in golden.items() if k.split("/", 1)[0] == name}
+    assert set(got) == set(want)
+    for key, val in got.items():
+        np.testing.assert_allclose(val, want[key], rtol=1e-12, atol=1e-13, err_msg=key)

@@ -1,7 +1,7 @@
 """Fixed-settings runs of the anchored BCD rounds whose numbers are kept as goldens.
 
 Every setting is spelled out (none taken from a default), so a change of a default does not
-move a golden; a change of the engine's arithmetic does. ``tests/data/make_golden_rounds.py``
+move a golden; a change of the engine's arithmetic does. ``tests/data/make_goldens.py rounds``
 writes the goldens; ``test_rounds_golden.py`` compares.
 """
 

@@ -1,17 +1,18 @@
 """The anchored round engine reproduces its golden numbers (``golden_cases.CASES``).
 
-The goldens were written by ``tests/data/make_golden_rounds.py`` before the round loop was
-moved into ``lifted_idl.training.rounds``: the refactor had to leave every number of
+The goldens were written (``python tests/data/make_goldens.py rounds``) before the round loop
+was moved into ``lifted_idl.training.rounds``: the refactor had to leave every number of
 ``fit_bcd``, ``group_lasso_path``, ``frank_wolfe_path`` and the estimators' initialisation as
-it was (to 1e-12, where the order of operations changed).
+it was (to 1e-12, where the order of operations changed). Commits that changed the numbers on
+purpose rewrote them and say so.
 """
 
 from __future__ import annotations
 
 import pathlib
 
-import numpy as np
 import pytest
+from _helpers import assert_golden, load_golden
 from golden_cases import CASES
 
 GOLDEN = pathlib.Path(__file__).resolve().parents[1] / "data" / "golden_rounds.npz"
@@ -19,14 +20,9 @@ GOLDEN = pathlib.Path(__file__).resolve().parents[1] / "data" / "golden_rounds.n
 
 @pytest.fixture(scope="module")
 def golden():
-    with np.load(GOLDEN, allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
+    return load_golden(GOLDEN)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_golden(golden, name):
-    got = {k: np.asarray(v, dtype=np.float64) for k, v in CASES[name]().items()}
-    want = {k.split("/", 1)[1]: v for k, v in golden.items() if k.split("/", 1)[0] == name}
-    assert set(got) == set(want)
-    for key, val in got.items():
-        np.testing.assert_allclose(val, want[key], rtol=1e-12, atol=1e-13, err_msg=key)
+    assert_golden(CASES, golden, name)
