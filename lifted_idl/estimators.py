@@ -720,6 +720,19 @@ _DOC_ATTRS = r"""
 """
 
 
+_DOC_SAMPLE_WEIGHT = r"""        sample_weight : array-like of shape (n_samples,), optional
+            Non-negative weights. Every average over the samples (the loss, the divergence and
+            coupling terms of BCD's relaxation, the training objective, the validation loss
+            of ``early_stopping``) becomes the weighted average
+            :math:`\sum_s w_s(\cdot)_s/\sum_s w_s`, and the standardisation uses the
+            weighted mean and standard deviation. Samples of weight 0 are dropped, so they
+            give exactly the fit without them; integer weights give the fit on the data with
+            each sample repeated :math:`w_s` times (to rounding) for ``solver="bcd"``, and for
+            the gradient solvers with full-batch steps (``batch_size="auto"`` up to 1000
+            samples). Minibatches and the ``early_stopping`` split draw samples, not copies,
+            so there the two agree in distribution only. Not supported with ``robust_sigma``."""
+
+
 class ImplicitRegressor(RegressorMixin, _BaseImplicit):
     __doc__ = (
         r"""Implicit-model regressor with the squared loss, single or multi-output.
@@ -750,17 +763,7 @@ class ImplicitRegressor(RegressorMixin, _BaseImplicit):
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-        sample_weight : array-like of shape (n_samples,), optional
-            Non-negative weights. Every average over the samples (the loss, the divergence and
-            coupling terms of BCD's relaxation, the training objective, the validation loss
-            of ``early_stopping``) becomes the weighted average
-            :math:`\sum_s w_s(\cdot)_s/\sum_s w_s`, and the standardisation uses the
-            weighted mean and standard deviation. Samples of weight 0 are dropped, so they
-            give exactly the fit without them; integer weights give the fit on the data with
-            each sample repeated :math:`w_s` times (to rounding) for ``solver="bcd"``, and for
-            the gradient solvers with full-batch steps (``batch_size="auto"`` up to 1000
-            samples). Minibatches and the ``early_stopping`` split draw samples, not copies,
-            so there the two agree in distribution only. Not supported with ``robust_sigma``.
+{sample_weight}
         """
         self._validate_params()
         X, y, seen = self._validate_fit_data(X, y, multi_output=True, y_numeric=True,
@@ -835,17 +838,7 @@ class ImplicitClassifier(ClassifierMixin, _BaseImplicit):
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
-        sample_weight : array-like of shape (n_samples,), optional
-            Non-negative weights. Every average over the samples (the loss, the divergence and
-            coupling terms of BCD's relaxation, the training objective, the validation loss
-            of ``early_stopping``) becomes the weighted average
-            :math:`\sum_s w_s(\cdot)_s/\sum_s w_s`, and the standardisation uses the
-            weighted mean and standard deviation. Samples of weight 0 are dropped, so they
-            give exactly the fit without them; integer weights give the fit on the data with
-            each sample repeated :math:`w_s` times (to rounding) for ``solver="bcd"``, and for
-            the gradient solvers with full-batch steps (``batch_size="auto"`` up to 1000
-            samples). Minibatches and the ``early_stopping`` split draw samples, not copies,
-            so there the two agree in distribution only. Not supported with ``robust_sigma``.
+{sample_weight}
         """
         self._validate_params()
         X, y, seen = self._validate_fit_data(X, y, dtype=[np.float64, np.float32])
@@ -906,3 +899,8 @@ class ImplicitClassifier(ClassifierMixin, _BaseImplicit):
         """
         labels = self._decision(X, post=lambda Z: np.argmax(Z, axis=1))
         return self.classes_[labels]
+
+
+for _cls in (ImplicitRegressor, ImplicitClassifier):  # one text for both fits' sample_weight
+    _cls.fit.__doc__ = _cls.fit.__doc__.replace("{sample_weight}", _DOC_SAMPLE_WEIGHT)
+del _cls
