@@ -101,13 +101,9 @@ def solve_x(A, B, b, U, P, lam, mu, activation, *, init=None, method: str = "fas
         With ``method="cvxpy"``: the solver; None picks it by the problem's class (see
         :mod:`lifted_idl.blocks`).
     sample_weight : ndarray of shape (m,), optional
-        Non-negative sample weights: every average over samples in the objective is weighted
-        (:func:`~lifted_idl.losses.unit_mean_weights`). The block is separable over samples
-        and a weight multiplies all of one sample's terms, so the minimiser does not depend
-        on the weights (a sample of weight 0 has any minimiser; the unweighted one is
-        returned): the fast solver ignores them, while the reported objective, the
-        comparison with ``init`` and the cvxpy formulation are weighted (the cvxpy twin thus
-        checks this invariance).
+        Non-negative sample weights, as in :func:`~lifted_idl.blocks.solve_p`: the block is
+        separable over samples, so the minimiser does not depend on them; the fast solver
+        ignores them and the objective and the cvxpy twin are weighted.
 
     Returns
     -------
