@@ -114,6 +114,20 @@ def as_output_weights(C, D, c, q: int, n: int, p: int):
     return as_matrix("C", C, (q, n)), as_matrix("D", D, (q, p)), as_vector("c", c, q)
 
 
+def as_model_data(A, B, b, C, D, c, X, U, Y):
+    """The data and all the weights of a block that sees the whole model (the P and the
+    (B, D) blocks), checked against each other: ``(A, B, b), (C, D, c), X, U, Y``."""
+    U = as_matrix("U", U)
+    m, p = U.shape
+    if m < 1:
+        raise ValueError(f"U must have at least one sample; got shape {U.shape}")
+    A, B, b = as_state_weights(A, B, b, p)
+    n = A.shape[0]
+    Y = as_matrix("Y", Y, (m, None))
+    CD = as_output_weights(C, D, c, Y.shape[1], n, p)
+    return (A, B, b), CD, as_matrix("X", X, (m, n)), U, Y
+
+
 def as_lam(lam, n: int) -> np.ndarray:
     """Per-state weights ``lam`` (a positive scalar or a positive vector of length ``n``)."""
     if isinstance(lam, numbers.Real) or np.ndim(lam) == 0:

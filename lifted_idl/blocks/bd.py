@@ -35,8 +35,7 @@ from ._common import (
     BlockResult,
     as_lam,
     as_matrix,
-    as_output_weights,
-    as_state_weights,
+    as_model_data,
     check_cvxpy_solver,
     check_domain,
     check_options,
@@ -54,15 +53,8 @@ def _check(A, B, b, C, D, c, X, P, U, Y, lam, activation, loss, group):
                          f"got group={group!r}")
     act = get_fenchel_activation(activation, "(B, D)")
     loss = get_loss(loss)
-    U = as_matrix("U", U)
-    m, p = U.shape
-    if m < 1:
-        raise ValueError(f"U must have at least one sample; got shape {U.shape}")
-    A, B, b = as_state_weights(A, B, b, p)
-    n = A.shape[0]
-    Y = as_matrix("Y", Y, (m, None))
-    C, D, c = as_output_weights(C, D, c, Y.shape[1], n, p)
-    X = as_matrix("X", X, (m, n))
+    (A, B, b), (C, D, c), X, U, Y = as_model_data(A, B, b, C, D, c, X, U, Y)
+    m, n = X.shape
     P = as_matrix("P", P, (m, n))
     check_domain("P", P, act)
     return A, B, b, C, D, c, X, P, U, Y, as_lam(lam, n), act, loss

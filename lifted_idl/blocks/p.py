@@ -42,9 +42,8 @@ from ._common import (
     BlockResult,
     as_lam,
     as_matrix,
-    as_output_weights,
+    as_model_data,
     as_positive,
-    as_state_weights,
     check_cvxpy_solver,
     check_options,
     domain_interval,
@@ -69,16 +68,8 @@ def _check(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, init):
     if not isinstance(loss, (SquaredLoss, SoftmaxCrossEntropy)):
         raise ValueError(f"the P block supports SquaredLoss and SoftmaxCrossEntropy; got "
                          f"loss={loss!r}")
-    U = as_matrix("U", U)
-    m, p = U.shape
-    if m < 1:
-        raise ValueError(f"U must have at least one sample; got shape {U.shape}")
-    A, B, b = as_state_weights(A, B, b, p)
-    n = A.shape[0]
-    Y = as_matrix("Y", Y, (m, None))
-    q = Y.shape[1]
-    C, D, c = as_output_weights(C, D, c, q, n, p)
-    X = as_matrix("X", X, (m, n))
+    (A, B, b), (C, D, c), X, U, Y = as_model_data(A, B, b, C, D, c, X, U, Y)
+    m, n = X.shape
     lam = as_lam(lam, n)
     mu = as_positive("mu", mu)
     if init is not None:
