@@ -417,10 +417,7 @@ class ImplicitModel:
         m = U.shape[0]
         chunk = self._check_batch_size(batch_size, m)
         if chunk is None:
-            U, _ = self._check_input(U)
-            if X0 is not None:
-                X0 = _check_matrix("X0", X0, (m, self.n_states))
-            return self._run(U, xp, plan, X0, warn)
+            return self._run_whole(U, xp, plan, X0, warn)[0]
         X = xp.empty((m, self.n_states), dtype=plan["dtype"])
 
         def keep(sl, Uc, res):
@@ -554,6 +551,14 @@ class ImplicitModel:
         U = self._to_device(U, kwargs.pop("device", None))
         return self._predict(U, **kwargs)
 
+    def _run_whole(self, U, xp, plan, X0, warn):
+        """One solve over all the rows of ``U`` (no chunking), its input checked in full;
+        returns the result and the checked ``U``."""
+        U, _ = self._check_input(U)
+        if X0 is not None:
+            X0 = _check_matrix("X0", X0, (U.shape[0], self.n_states))
+        return self._run(U, xp, plan, X0, warn), U
+
     def _predict(self, U, method="auto", tol=None, max_iter=None, X0=None, force=False,
                  batch_size=None, warn=True, alpha=None, post=None):
         """:meth:`predict`, with ``post`` applied to each chunk's outputs (the estimators'
@@ -563,10 +568,8 @@ class ImplicitModel:
         m = U.shape[0]
         chunk = self._check_batch_size(batch_size, m)
         if chunk is None:
-            U, _ = self._check_input(U)
-            if X0 is not None:
-                X0 = _check_matrix("X0", X0, (m, self.n_states))
-            Y = self._output(self._run(U, xp, plan, X0, warn).X, U, xp)
+            res, U = self._run_whole(U, xp, plan, X0, warn)
+            Y = self._output(res.X, U, xp)
             return Y if post is None else post(Y)
         out = []
 
