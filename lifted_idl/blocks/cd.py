@@ -20,8 +20,8 @@ Fast solvers (``method="fast"``):
 * cross-entropy, no penalty or ridge: trust-region Newton-CG (SciPy ``trust-ncg``, exact
   Hessian-vector products) on :math:`(W, c)` in whitened coordinates (the centred design's
   Gram matrix becomes :math:`mI`), typically 5-15 Newton iterations;
-* the group penalty [IDL (5.1)] seen by this block (:meth:`GroupPenalty.for_cd
-  <lifted_idl.penalties.GroupPenalty.for_cd>`: :math:`\alpha\sum_j\|(De_j; Be_j)\|_r`, B
+* the group penalty [IDL (5.1)] seen by this block (:meth:`GroupPenalty.restrict
+  <lifted_idl.penalties.GroupPenalty.restrict>`: :math:`\alpha\sum_j\|(De_j; Be_j)\|_r`, B
   fixed): for the squared loss, C is eliminated in closed form and FISTA runs on D against the
   Schur complement of the Gram matrix (:func:`_cd_group_squared`); for the cross-entropy a face
   Newton method (l2 group norm, :func:`_cd_group_newton`) or FISTA (l-inf,
@@ -52,7 +52,7 @@ import scipy.optimize
 from scipy.special import logsumexp, softmax
 
 from ..losses import SoftmaxCrossEntropy, SquaredLoss, get_loss, unit_mean_weights
-from ..penalties import L1Penalty, L2Penalty, NoPenalty, PartialGroupPenalty
+from ..penalties import GroupView, L1View, L2View, ZeroView
 from ._common import (
     BlockResult,
     as_matrix,
@@ -74,15 +74,15 @@ def _check(P, U, Y, loss, penalty, init):
     if not isinstance(loss, (SquaredLoss, SoftmaxCrossEntropy)):
         raise ValueError(f"the (C, D) block supports SquaredLoss and SoftmaxCrossEntropy; got "
                          f"loss={loss!r}")
-    pen = get_block_penalty(penalty, "penalty", allow_group=True)
+    pen = get_block_penalty(penalty, "penalty", "cd", allow_group=True)
     U = as_matrix("U", U)
     m, p = U.shape
     if m < 1:
         raise ValueError(f"U must have at least one sample; got shape {U.shape}")
     check_group_columns(pen, p, "penalty")
-    if isinstance(pen, PartialGroupPenalty) and pen.block != "cd":
+    if isinstance(pen, GroupView) and pen.block != "cd":
         raise ValueError(f"penalty is the (A, B) block's view of the group penalty; the (C, D) "
-                         f"block needs group.for_cd(B); got penalty={pen!r}")
+                         f"block needs group.restrict('cd', {{'B': B}}); got penalty={pen!r}")
     P = as_matrix("P", P, (m, None))
     Y = as_matrix("Y", Y, (m, None))
     n, q = P.shape[1], Y.shape[1]
@@ -117,9 +117,10 @@ def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
     loss : Loss or str
         :class:`~lifted_idl.losses.SquaredLoss` or
         :class:`~lifted_idl.losses.SoftmaxCrossEntropy`.
-    penalty : Penalty or str
-        NoPenalty, L2Penalty or L1Penalty on ``[C D]`` (the intercept is not penalised), or
-        the group penalty's view of this block, ``GroupPenalty(alpha, ord).for_cd(B)``
+    penalty : Penalty, BlockView or str
+        NoPenalty, L2Penalty or L1Penalty, seen on ``[C D]`` (the intercept is not
+        penalised), or the group penalty's view of this block,
+        ``GroupPenalty(alpha, ord).restrict("cd", {"B": B})``
         (:math:`\alpha\sum_j\|(De_j; Be_j)\|_r` [IDL (5.1)] with B fixed).
     fit_intercept : bool, default=True
         Fit :math:`c`; otherwise :math:`c = 0`.
@@ -170,12 +171,12 @@ def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
         # sqrt(w): the same objective, without an intercept (restored below)
         M, Y, mbar_w, ybar_w = _weighted_rows(M, Y, w, fit_intercept)
         fit_intercept, w = False, None
-    if isinstance(pen, PartialGroupPenalty) and pen.alpha == 0 and method != "cvxpy":
-        pen = NoPenalty()
+    if isinstance(pen, GroupView) and pen.alpha == 0 and method != "cvxpy":
+        pen = ZeroView()
     if method == "cvxpy":
         W, c, n_iter, conv, solver = _cd_cvxpy(M, Y, loss, pen, fit_intercept, tol, max_iter,
                                                cvxpy_solver, w)
-    elif isinstance(pen, PartialGroupPenalty) and pen.alpha > 0:
+    elif isinstance(pen, GroupView) and pen.alpha > 0:
         W0 = None if init is None else np.hstack([init[0], init[1]])
         c0 = None if init is None else init[2]
         if isinstance(loss, SquaredLoss):
@@ -189,9 +190,8 @@ def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
             W, c, n_iter, conv = _cd_group_fista(M, Y, loss, pen, fit_intercept, W0, c0, tol,
                                                  max_iter, w=w)
             solver = "group_fista"
-    elif isinstance(loss, SquaredLoss) and not isinstance(pen, (L1Penalty,
-                                                                  PartialGroupPenalty)):
-        W, c = _ridge_closed_form(M, Y, pen.alpha if isinstance(pen, L2Penalty) else 0.0,
+    elif isinstance(loss, SquaredLoss) and not isinstance(pen, (L1View, GroupView)):
+        W, c = _ridge_closed_form(M, Y, pen.alpha if isinstance(pen, L2View) else 0.0,
                                   fit_intercept)
         n_iter, conv, solver = 0, True, "closed_form"
     elif isinstance(loss, SquaredLoss):
@@ -201,7 +201,7 @@ def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
     else:
         W0 = None if init is None else np.hstack([init[0], init[1]])
         c0 = None if init is None else init[2]
-        if isinstance(pen, L1Penalty) and pen.alpha > 0:
+        if isinstance(pen, L1View) and pen.alpha > 0:
             W, c, n_iter, conv = _softmax_l1_lbfgsb(M, Y, pen.alpha, fit_intercept, W0, c0, tol,
                                                     max_iter, w)
             solver = "lbfgsb"
@@ -548,7 +548,7 @@ def _cd_group_fista(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter,
     :math:`L = \beta\lambda_{\max}(M_c^\top M_c/m)` (:math:`\beta` the loss smoothness,
     1 for the squared loss and 1/2 for the cross-entropy; with the intercept column the
     eigenvalue is at least 1). The prox of the unpenalised C columns is the identity and of the
-    D columns the exact group prox (:class:`~lifted_idl.penalties.PartialGroupPenalty`).
+    D columns the exact group prox (:class:`~lifted_idl.penalties.GroupView`).
     Stops when the prox-gradient residual with per-column steps :math:`1/(\beta G_{jj})`
     (inverse curvature of column j) is at most ``tol * max(1, max|W|)``.
     """
@@ -653,7 +653,7 @@ def _cd_group_fista(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter,
 
 
 class _GroupCD:
-    r"""The (C, D, c) block with a :class:`~lifted_idl.penalties.PartialGroupPenalty` on D.
+    r"""The (C, D, c) block with a :class:`~lifted_idl.penalties.GroupView` on D.
 
     Variables :math:`V = [W\ c']` (the intercept column only for the cross-entropy with an
     intercept, against the centred design; the squared loss drops the intercept by centring and

@@ -480,11 +480,10 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
     (:math:`\beta` = ``c_ridge``) makes it well-posed: for a positively homogeneous
     activation, :math:`(B, b, C) \to (sB, sb, C/s)` keeps the predictions and lowers the group
     penalty as :math:`s \to 0`, so without it the infimum is approached with B shrinking to 0
-    and C growing without bound (:meth:`~lifted_idl.penalties.GroupPenalty.for_cd`).
+    and C growing without bound (:meth:`~lifted_idl.penalties.GroupPenalty.restrict`).
 
-    The (A, B, b) step sees the penalty with D fixed
-    (:meth:`~lifted_idl.penalties.GroupPenalty.for_ab`), the (C, D, c) step at the anchor with B
-    fixed (:meth:`~lifted_idl.penalties.GroupPenalty.for_cd`); each
+    The (A, B, b) step sees the penalty with D fixed, the (C, D, c) step at the anchor with B
+    fixed (:meth:`~lifted_idl.penalties.GroupPenalty.restrict`); each
     is convex and solved exactly (:func:`~lifted_idl.blocks.solve_ab`,
     :func:`~lifted_idl.blocks.solve_cd`). After the (A, B, b) step, a joint (B, D) block step
     (proximal gradient with the exact joint prox, as in
@@ -554,11 +553,12 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
     group = {"pen": GroupPenalty(float(al[0]), ord)}
 
     def cd_step(X, AB, init):
-        pen = group["pen"].for_cd(AB[1], ridge=c_ridge)
+        pen = group["pen"].restrict("cd", {"B": AB[1]}, ridge=c_ridge)
         return solve_cd(X, U, Y, loss, pen, init=init).value
 
     def ab_step(X, P, lamv, AB, CD):
-        W = solve_ab(X, U, P, lamv, kappa, act, group["pen"].for_ab(CD[1]), init=AB).value
+        pen = group["pen"].restrict("ab", {"D": CD[1]})
+        W = solve_ab(X, U, P, lamv, kappa, act, pen, init=AB).value
         if group["pen"].alpha <= 0:
             return W
         # the joint (B, D) block step: the one that zeroes whole columns (as in fit_bcd)

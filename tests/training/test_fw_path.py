@@ -187,7 +187,7 @@ def test_group_path_objective_and_collapse(data):
         pred = np.asarray(m.predict(U))[:, 0]
         loss = 0.5 * np.mean((pred - y) ** 2)
         assert pt.train_loss == pytest.approx(loss, rel=1e-8)
-        want = loss + pt.params["alpha"] * G.value(m.B, m.D) + 0.5e-2 * np.sum(m.C ** 2)
+        want = loss + pt.params["alpha"] * G.value(m) + 0.5e-2 * np.sum(m.C ** 2)
         assert pt.objective == pytest.approx(want, rel=1e-8)
     # far above the data's strength every group shrinks to (numerically) nothing
     _, B0, _ = random_feature_init(U, N_HIDDEN, "relu", 0, 0.5)
