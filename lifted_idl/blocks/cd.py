@@ -540,15 +540,14 @@ def _softmax_l1_lbfgsb(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter, w=None
 def _cd_group_fista(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter,
                     check_every: int = 5, w=None):
     r"""FISTA (function-value restarts) for :math:`\mathcal L(Y, MW^\top + c) +
-    \alpha\sum_j\|(W_{:,n+j}; F e_j)\|_r` (the group penalty with B fixed).
+    \alpha\sum_j\|(W_{:,n+j}; F e_j)\|_r` (the group penalty with B fixed), for the
+    cross-entropy (the squared loss goes to :func:`_cd_group_squared`).
 
-    The intercept is removed by centring for the squared loss (the loss then runs on the Gram
-    matrix :math:`M_c^\top M_c/m`, :math:`O(qd^2)` a step) and is a free variable against
-    the centred design otherwise. The step is :math:`1/L`,
+    The intercept is a free variable against the centred design. The step is :math:`1/L`,
     :math:`L = \beta\lambda_{\max}(M_c^\top M_c/m)` (:math:`\beta` the loss smoothness,
-    1 for the squared loss and 1/2 for the cross-entropy; with the intercept column the
-    eigenvalue is at least 1). The prox of the unpenalised C columns is the identity and of the
-    D columns the exact group prox (:class:`~lifted_idl.penalties.GroupView`).
+    1/2 for the cross-entropy; with the intercept column the eigenvalue is at least 1). The
+    prox of the unpenalised C columns is the identity and of the D columns the exact group prox
+    (:class:`~lifted_idl.penalties.GroupView`).
     Stops when the prox-gradient residual with per-column steps :math:`1/(\beta G_{jj})`
     (inverse curvature of column j) is at most ``tol * max(1, max|W|)``.
     """
@@ -556,13 +555,10 @@ def _cd_group_fista(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter,
     q = Y.shape[1]
     p = pen.n_groups
     k0 = d - p
-    squared = isinstance(loss, SquaredLoss)
-    if squared and w is not None:
-        raise ValueError("the weighted squared loss is reduced to an unweighted one by solve_cd")
     beta = float(getattr(loss, "smoothness", 1.0))
     Mc, mbar = _weighted_centre(M, w, fit_intercept)
     G = _wgram(Mc, w) / m
-    free_c = fit_intercept and not squared
+    free_c = fit_intercept
     ridge = pen.ridge  # on the C columns, in the smooth part
     L = beta * max(float(np.linalg.eigvalsh(G)[-1]) if d else 0.0, 1.0 if free_c else 0.0)
     L = max(L + ridge, 1e-300)
@@ -571,22 +567,12 @@ def _cd_group_fista(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter,
     gdiag[:k0] += ridge
     col_steps = np.where(gdiag > 0, 1.0 / np.maximum(gdiag, 1e-300), t)
     col_steps = np.maximum(col_steps, t)
-    if squared:
-        Yc = Y - Y.mean(axis=0) if fit_intercept else Y
-        YM = Yc.T @ Mc / m  # (q, d)
-        y2 = 0.5 * float(np.vdot(Yc, Yc)) / m
-
-        def smooth(W, c):
-            WG = W @ G
-            f = 0.5 * float(np.vdot(W, WG)) - float(np.vdot(W, YM)) + y2
-            return f, WG - YM, None
-    else:
-        def smooth(W, c):
-            Yh = Mc @ W.T
-            Yh += c
-            f = loss.value(Y, Yh, sample_weight=w)
-            R = loss.grad(Y, Yh, sample_weight=w)
-            return f, R.T @ Mc, R.sum(axis=0)
+    def smooth(W, c):
+        Yh = Mc @ W.T
+        Yh += c
+        f = loss.value(Y, Yh, sample_weight=w)
+        R = loss.grad(Y, Yh, sample_weight=w)
+        return f, R.T @ Mc, R.sum(axis=0)
 
     def value(W, c):
         f, gW, gc = smooth(W, c)
@@ -645,36 +631,29 @@ def _cd_group_fista(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter,
             if res <= tol * max(1.0, float(np.abs(W).max(initial=0.0))):
                 converged = True
                 break
-    if squared:
-        c = (Y.mean(axis=0) - W @ mbar) if fit_intercept else np.zeros(q)
-    elif fit_intercept:
+    if fit_intercept:
         c = c - W @ mbar
     return W, np.asarray(c, dtype=np.float64), n_iter, converged
 
 
 class _GroupCD:
-    r"""The (C, D, c) block with a :class:`~lifted_idl.penalties.GroupView` on D.
+    r"""The (C, D, c) block with a :class:`~lifted_idl.penalties.GroupView` on D, for the
+    cross-entropy (the squared loss goes to :func:`_cd_group_squared`).
 
-    Variables :math:`V = [W\ c']` (the intercept column only for the cross-entropy with an
-    intercept, against the centred design; the squared loss drops the intercept by centring and
-    works on the Gram matrix :math:`G = M_c^\top M_c/m`).
+    Variables :math:`V = [W\ c']` (the intercept column with an intercept, against the centred
+    design).
     """
 
     def __init__(self, M, Y, loss, pen, fit_intercept, w=None):
         m, d = M.shape
-        self.w = w  # unit-mean sample weights (cross-entropy only) or None
+        self.w = w  # unit-mean sample weights or None
         self.m, self.d, self.q = m, d, Y.shape[1]
         self.p = pen.n_groups
         self.k0 = d - self.p
         self.loss, self.pen, self.Y = loss, pen, Y
-        self.squared = isinstance(loss, SquaredLoss)
         self.beta = float(getattr(loss, "smoothness", 1.0))
-        self.fit_intercept = fit_intercept
-        if self.squared and w is not None:
-            raise ValueError("the weighted squared loss is reduced to an unweighted one by "
-                             "solve_cd")
         Mc, self.mbar = _weighted_centre(M, w, fit_intercept)
-        self.free_c = fit_intercept and not self.squared
+        self.free_c = fit_intercept
         self.Mx = np.hstack([Mc, np.ones((m, 1))]) if self.free_c else Mc
         self.dx = self.Mx.shape[1]
         self.G = _wgram(self.Mx, w) / m
@@ -686,21 +665,12 @@ class _GroupCD:
         gd[:self.k0] += self.ridge
         st = np.where(gd > 0, 1.0 / np.maximum(gd, 1e-300), self.t_safe)
         self.col_steps = np.maximum(st, self.t_safe)
-        if self.squared:
-            Yc = Y - Y.mean(axis=0) if fit_intercept else Y
-            self.YM = Yc.T @ self.Mx / m
-            self.y2 = 0.5 * float(np.vdot(Yc, Yc)) / m
 
     def smooth(self, V):
         """Loss (plus the ridge on C) value and gradient (q, dx)."""
-        if self.squared:
-            VG = V @ self.G
-            f = 0.5 * float(np.vdot(V, VG)) - float(np.vdot(V, self.YM)) + self.y2
-            g = VG - self.YM
-        else:
-            Yh = self.Mx @ V.T
-            f = self.loss.value(self.Y, Yh, sample_weight=self.w)
-            g = self.loss.grad(self.Y, Yh, sample_weight=self.w).T @ self.Mx
+        Yh = self.Mx @ V.T
+        f = self.loss.value(self.Y, Yh, sample_weight=self.w)
+        g = self.loss.grad(self.Y, Yh, sample_weight=self.w).T @ self.Mx
         if self.ridge:
             C = V[:, :self.k0]
             f += 0.5 * self.ridge * float(np.vdot(C, C))
@@ -713,20 +683,17 @@ class _GroupCD:
     def hessian(self, V):
         """Hessian of the loss in ``vec(V)`` (row-major: output k, column j at k*dx + j)."""
         q, dx = self.q, self.dx
-        if self.squared:
-            H = np.kron(np.eye(q), self.G)
-        else:
-            S = softmax(self.Mx @ V.T, axis=1)
-            H4 = np.empty((q, dx, q, dx))
-            for k in range(q):
-                for l_ in range(k, q):
-                    wk = S[:, k] * ((k == l_) - S[:, l_])
-                    if self.w is not None:
-                        wk = wk * self.w
-                    blk = (self.Mx * wk[:, None]).T @ self.Mx / self.m
-                    H4[k, :, l_, :] = blk
-                    H4[l_, :, k, :] = blk.T
-            H = H4.reshape(q * dx, q * dx)
+        S = softmax(self.Mx @ V.T, axis=1)
+        H4 = np.empty((q, dx, q, dx))
+        for k in range(q):
+            for l_ in range(k, q):
+                wk = S[:, k] * ((k == l_) - S[:, l_])
+                if self.w is not None:
+                    wk = wk * self.w
+                blk = (self.Mx * wk[:, None]).T @ self.Mx / self.m
+                H4[k, :, l_, :] = blk
+                H4[l_, :, k, :] = blk.T
+        H = H4.reshape(q * dx, q * dx)
         if self.ridge:
             idx = (np.arange(q)[:, None] * dx + np.arange(self.k0)[None, :]).ravel()
             H[idx, idx] += self.ridge
@@ -749,9 +716,7 @@ class _GroupCD:
 
     def from_internal(self, V):
         W = np.ascontiguousarray(V[:, :self.d])
-        if self.squared:
-            c = (self.Y.mean(axis=0) - W @ self.mbar) if self.fit_intercept else np.zeros(self.q)
-        elif self.free_c:
+        if self.free_c:
             c = V[:, self.d] - W @ self.mbar
         else:
             c = np.zeros(self.q)
@@ -855,17 +820,18 @@ def _residual_halved(prob: _GroupCD, V, Vp, Vt) -> bool:
 
 
 def _cd_group_newton(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter, w=None):
-    r"""Face Newton method for the (C, D, c) block with the l2 group norm on D.
+    r"""Face Newton method for the (C, D, c) block with the l2 group norm on D (cross-entropy;
+    the squared loss goes to :func:`_cd_group_squared`).
 
     Each iteration: the prox-gradient point with one step per column (inverse curvature
     :math:`1/(\beta G_{jj})`) gives the stopping test (``tol * max(1, max|W|)``) and the
     working face (the groups it keeps; the others move to zero). On the face the penalty
     :math:`\alpha\sum_j\sqrt{\|W_{:,n+j}\|^2 + \|Be_j\|^2}` is smooth; the Newton step solves
-    the loss Hessian (:math:`I_q\otimes G` for the squared loss, the softmax Hessian otherwise)
-    plus the penalty Hessian :math:`\alpha(I/\rho_j - w_jw_j^\top/\rho_j^3)` on the free
-    variables. An Armijo search along the step (a group that the step takes through zero stops
-    at zero) is accepted on decrease; otherwise the prox-gradient step with :math:`1/L` (a
-    guaranteed descent) and a larger Levenberg–Marquardt damping.
+    the softmax Hessian plus the penalty Hessian :math:`\alpha(I/\rho_j -
+    w_jw_j^\top/\rho_j^3)` on the free variables. An Armijo search along the step (a group
+    that the step takes through zero stops at zero) is accepted on decrease; otherwise the
+    prox-gradient step with :math:`1/L` (a guaranteed descent) and a larger
+    Levenberg–Marquardt damping.
     """
     prob = _GroupCD(M, Y, loss, pen, fit_intercept, w)
     q, dx, k0, p = prob.q, prob.dx, prob.k0, prob.p
