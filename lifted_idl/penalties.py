@@ -9,6 +9,8 @@ training already works on:
   ``smooth``;
 * ``prox(params, step)``: :math:`\arg\min_V \tfrac12\|V - \mathrm{params}\|^2 +
   \mathrm{step}\cdot\mathrm{pen}(V)` (a dict over ``keys``), when it has one;
+* ``cvxpy(params)``: its cvxpy expression (``params``: a dict of cvxpy expressions), when it
+  has one;
 * ``restrict(block, params)``: the view one BCD block needs, a convex function of that
   block's own matrix, ``[A B]`` (``block="ab"``) or ``[C D]`` (``block="cd"``), the other
   parameters fixed at ``params`` (a :class:`BlockView`);
@@ -132,6 +134,10 @@ class Penalty:
         r""":math:`\arg\min_V \tfrac12\|V - \mathrm{params}\|_F^2 +
         \mathrm{step}\cdot\mathrm{pen}(V)`, over the parameters ``keys``."""
         raise TypeError(f"{type(self).__name__} does not define prox")
+
+    def cvxpy(self, params):
+        """cvxpy expression of the value (``params``: a dict of cvxpy expressions or arrays)."""
+        raise TypeError(f"{type(self).__name__} does not define a cvxpy form")
 
     def restrict(self, block: str, params=None) -> BlockView:
         """The view of BCD block ``block`` (``"ab"``: on ``[A B]``, ``"cd"``: on ``[C D]``),
