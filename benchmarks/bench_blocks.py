@@ -172,7 +172,7 @@ def make_loop_like(m, n, p, seed=1, rank=4):
     P = np.maximum(X + 0.3 * rng.standard_normal((m, n)), 0.0)
     lam = 1e-3 + 0.6 * rng.random(n) ** 3
     A0 = project_inf_norm_ball(rng.standard_normal((n, n)), 0.9)
-    return (X, U, P, lam, 0.9, ReLU(), NoPenalty()), (A0, W, np.zeros(n))
+    return (X, U, P, lam, 0.9, ReLU(), NoPenalty().restrict("ab")), (A0, W, np.zeros(n))
 
 
 def timed(fn, reps=3):
@@ -197,7 +197,8 @@ def bench_size(n, act, with_cvxpy=True):
     d = make(m, n, p, 1, act)
     # ---- (A, B, b)
     for pen in (NoPenalty(), L2Penalty(1e-3), L1Penalty(1e-3)):
-        args = (d["X"], d["U"], d["P"], d["lam"], d["kappa"], act, pen)
+        # the private solvers take the block's view of the penalty
+        args = (d["X"], d["U"], d["P"], d["lam"], d["kappa"], act, pen.restrict("ab"))
         tf, rf = timed(lambda args=args: solve_ab(*args, init=d["init_ab"]))
         tc, _ = timed(lambda args=args: solve_ab(*args), reps=1)
         tr, rr = timed(lambda args=args: solve_ab(*args, **REF), reps=1)
@@ -335,7 +336,7 @@ def bench_group_linf(reps=5):
         D = rng.standard_normal((q, p))
         D[:, :2] = 0.0  # the test's fixed part: two zero columns and one tiny one
         D[:, 2] *= 1e-4
-        return (X, U, P, lam, 0.5, act, GroupPenalty(0.3, np.inf).for_ab(D))
+        return (X, U, P, lam, 0.5, act, GroupPenalty(0.3, np.inf).restrict("ab", {"D": D}))
 
     default = _ab._LINF_SOLVER
     cases = [(act, seed, (40, 6, 5), {}) for act in (ReLU(), Tanh()) for seed in (0, 1)]

@@ -214,7 +214,7 @@ def _data(seed):
     mu, sd = y.mean(), y.std()
     Y, Yv = ((y - mu) / sd)[:, None], ((yv - mu) / sd)[:, None]
     teacher = info["model"]
-    true_norms = GroupPenalty(1.0).column_norms(np.asarray(teacher.B), np.asarray(teacher.D))
+    true_norms = GroupPenalty(1.0).column_norms(teacher)
     return U, Y, Uv, Yv, np.asarray(info["support"]), true_norms
 
 
@@ -250,7 +250,7 @@ def _gradient_path(init, U, Y, Uv, Yv, support, fractions, seed, weights=None):
             n_iter_no_change=epochs, random_state=seed,
             group=GroupPenalty(alpha, CONFIG["group_ord"]), c_ridge=alpha)
         # column norms in the original features: [B; D] e_j w_j
-        norms = GroupPenalty(1.0).column_norms(model.B, model.D) * w
+        norms = GroupPenalty(1.0).column_norms(model) * w
         points.append(_point(model, norms, Uvw, Yv, support, alpha,
                              {"fraction": float(f), "objective": hist["loss"][-1]}))
         points[-1]["_model"] = model
@@ -300,7 +300,7 @@ def _bcd_path(U, Y, Uv, Yv, support, fractions, seed, weights=None, init=None):
     points = []
     for pt in path[::-1]:  # the path runs from the largest strength down
         model = pt.model
-        norms = GroupPenalty(1.0).column_norms(model.B, model.D) * w
+        norms = GroupPenalty(1.0).column_norms(model) * w
         points.append(_point(model, norms, Uvw, Yv, support, pt.params["alpha"],
                              {"fraction": pt.params["alpha"] / amax,
                               "objective": pt.objective}))

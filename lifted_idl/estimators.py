@@ -624,7 +624,7 @@ _DOC_PARAMS = r"""
         For a positively homogeneous activation (ReLU) the rescaling
         :math:`(B, b, C) \to (sB, sb, C/s)` keeps the predictions and lowers the group
         penalty as :math:`s \to 0`; the ridge gives the problem a minimiser
-        (:meth:`lifted_idl.penalties.GroupPenalty.for_cd`). Ignored by the other penalties.
+        (:meth:`lifted_idl.penalties.GroupPenalty.restrict`). Ignored by the other penalties.
     max_iter : int, default=300
         Maximum number of BCD rounds (see :func:`lifted_idl.training.bcd.fit_bcd`). A fit
         stops earlier when its objective stops improving (``tol``); the cap is for hard

@@ -1,30 +1,57 @@
-r"""Penalties on weight matrices: value, gradient (where smooth), prox, and cvxpy form.
+r"""Penalties: one interface on the model's parameters, and the view each BCD block takes.
 
-A penalty acts on one matrix ``W`` (``(A, B)`` stacked as ``[A B]``, or ``(C, D)`` stacked as
-``[C D]``) with strength ``alpha``:
+A :class:`Penalty` is a function of the model's parameter dict ``params`` (the arrays
+``"A", "B", "C", "D"``, or an :class:`~lifted_idl.ImplicitModel`), the dict that gradient
+training already works on:
+
+* ``value(params)``: the penalty's value;
+* ``grad(params)``: its gradient (a dict over the parameters it reads, ``keys``), when
+  ``smooth``;
+* ``prox(params, step)``: :math:`\arg\min_V \tfrac12\|V - \mathrm{params}\|^2 +
+  \mathrm{step}\cdot\mathrm{pen}(V)` (a dict over ``keys``), when it has one;
+* ``cvxpy(params)``: its cvxpy expression (``params``: a dict of cvxpy expressions), when it
+  has one;
+* ``restrict(block, params)``: the view one BCD block needs, a convex function of that
+  block's own matrix, ``[A B]`` (``block="ab"``) or ``[C D]`` (``block="cd"``), the other
+  parameters fixed at ``params`` (a :class:`BlockView`);
+* ``constraints``: the training constraints of
+  :func:`~lifted_idl.training.gradient.fit_gradient` under which the value is finite.
+
+The penalties:
 
 * :class:`NoPenalty`: 0;
-* :class:`L2Penalty`: :math:`\tfrac{\alpha}{2}\|W\|_F^2` (ridge);
-* :class:`L1Penalty`: :math:`\alpha\|W\|_1` (entrywise, sparsity [IDL §5]).
+* :class:`L2Penalty`: :math:`\tfrac{\alpha}{2}(\|A\|_F^2 + \|B\|_F^2 + \|C\|_F^2 +
+  \|D\|_F^2)` (ridge);
+* :class:`L1Penalty`: :math:`\alpha(\|A\|_1 + \|B\|_1 + \|C\|_1 + \|D\|_1)` (entrywise,
+  sparsity [IDL §5]);
+* :class:`GroupPenalty`: the feature-selection penalty of [IDL (5.1)] (theory §6),
 
-The feature-selection penalty of [IDL (5.1)] (theory §6) couples two blocks,
+  .. math:: \mathcal P(B, D) = \alpha_g \sum_{j=1}^p
+            \left\| \begin{pmatrix} B \\ D \end{pmatrix} e_j \right\|_r ,
+            \qquad r \in \{2, \infty\};
 
-.. math:: \mathcal P(B, D) = \alpha_g \sum_{j=1}^p
-          \left\| \begin{pmatrix} B \\ D \end{pmatrix} e_j \right\|_r ,
-          \qquad r \in \{2, \infty\},
+* the robustness penalties of :mod:`lifted_idl.robustness.penalties` (the Lipschitz
+  surrogate [IDL (4.7)] and the sensitivity penalty), which act on all four matrices at once
+  and have no block view.
 
-so it is not a penalty on one matrix. :class:`GroupPenalty` holds it (value, joint prox
-:func:`group_prox`, cvxpy form) and hands each BCD block a convex penalty in its own variables
-with the other block's part fixed: :meth:`GroupPenalty.for_ab` (a :class:`PartialGroupPenalty` on
-``[A B]``, D fixed) and :meth:`GroupPenalty.for_cd` (on ``[C D]``, B fixed).
+The entrywise penalties are separable over the blocks, so their views need no fixed part and
+their value is the sum of their views' values; :class:`GroupPenalty` couples B and D, so its
+view on one block holds the other block's part fixed (:class:`GroupView`), and its value
+there is the whole :math:`\mathcal P(B, D)`.
+
+The views (:class:`ZeroView`, :class:`L2View`, :class:`L1View`, :class:`GroupView`) act on
+one matrix ``W``: ``value(W)``, ``grad(W)``, ``prox(W, step)`` and ``cvxpy(W)``. The block
+solvers of :mod:`lifted_idl.blocks` take a penalty (and restrict it themselves) or a view.
 """
 
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping
 
 import numpy as np
 
+from ._array import to_numpy
 from ._validation import check_choice, check_finite_matrix, check_real
 
 __all__ = [
@@ -33,17 +60,109 @@ __all__ = [
     "L2Penalty",
     "L1Penalty",
     "GroupPenalty",
-    "PartialGroupPenalty",
+    "BlockView",
+    "ZeroView",
+    "L2View",
+    "L1View",
+    "GroupView",
+    "as_params",
     "group_prox",
     "l1_thresholds",
     "get_penalty",
 ]
 
+PARAM_KEYS = ("A", "B", "C", "D")
+_BLOCKS = {"ab": ("A", "B"), "cd": ("C", "D")}
+
+
+def as_params(params, keys=PARAM_KEYS) -> dict:
+    """The arrays ``keys`` of ``params`` as float64 NumPy arrays.
+
+    ``params`` is a dict (other keys, such as the biases, are ignored) or an
+    :class:`~lifted_idl.ImplicitModel` (CuPy arrays are copied to the host). A missing key
+    raises a ValueError that names it.
+    """
+    if not isinstance(params, Mapping):
+        if not all(hasattr(params, k) for k in keys):
+            raise ValueError(f"params must be a dict with keys {list(keys)} or an "
+                             f"ImplicitModel; got {type(params).__name__}")
+        params = {k: getattr(params, k) for k in keys}
+    out = {}
+    for k in keys:
+        if params.get(k) is None:
+            raise ValueError(f"params is missing {k!r}; it needs keys {list(keys)}")
+        out[k] = np.asarray(to_numpy(params[k]), dtype=np.float64)
+    return out
+
+
+def _check_block(block) -> str:
+    return check_choice("block", block, ("ab", "cd"))
+
 
 class Penalty:
-    """Base class. ``smooth`` says whether :meth:`grad` exists."""
+    """Base class: a penalty on the model's parameter dict (see the module docstring).
+
+    Attributes
+    ----------
+    alpha : float
+        The strength (>= 0).
+    smooth : bool
+        Whether :meth:`grad` exists (the non-smooth penalties have a :meth:`prox`).
+    keys : tuple of str
+        The parameters the penalty reads; :meth:`grad` and :meth:`prox` return these keys.
+    constraints : tuple of str
+        The training constraints of :func:`~lifted_idl.training.gradient.fit_gradient`
+        under which the value is finite (``"inf_norm"``: :math:`\\|A\\|_\\infty \\le \\kappa
+        < 1`; ``"mu_inf"``: :math:`\\mu_\\infty(A) \\le \\kappa < 1`).
+    """
 
     name = "penalty"
+    smooth = True
+    keys: tuple[str, ...] = PARAM_KEYS
+    constraints: tuple[str, ...] = ("inf_norm", "mu_inf")
+
+    def __init__(self, alpha: float = 0.0):
+        self.alpha = check_real("alpha", alpha, 0)
+
+    def value(self, params) -> float:  # pragma: no cover - abstract
+        raise TypeError(f"{type(self).__name__} does not define value")
+
+    def grad(self, params) -> dict:
+        raise TypeError(f"{type(self).__name__} is not smooth: it has no grad")
+
+    def prox(self, params, step) -> dict:
+        r""":math:`\arg\min_V \tfrac12\|V - \mathrm{params}\|_F^2 +
+        \mathrm{step}\cdot\mathrm{pen}(V)`, over the parameters ``keys``."""
+        raise TypeError(f"{type(self).__name__} does not define prox")
+
+    def cvxpy(self, params):
+        """cvxpy expression of the value (``params``: a dict of cvxpy expressions or arrays)."""
+        raise TypeError(f"{type(self).__name__} does not define a cvxpy form")
+
+    def restrict(self, block: str, params=None) -> BlockView:
+        """The view of BCD block ``block`` (``"ab"``: on ``[A B]``, ``"cd"``: on ``[C D]``),
+        the other parameters fixed at ``params``."""
+        raise ValueError(
+            f"{type(self).__name__} acts on all of (A, B, C, D) at once and has no view on one "
+            "BCD block; train with fit_gradient(model_penalty=...) instead")
+
+    def __repr__(self):
+        return f"{type(self).__name__}(alpha={self.alpha})"
+
+
+# --------------------------------------------------------------------------------------------
+# the views: a convex function of one block's matrix
+# --------------------------------------------------------------------------------------------
+class BlockView:
+    """Base class of the views: a convex function of one BCD block's matrix ``W``.
+
+    ``W`` is ``[A B]`` for the (A, B) block or ``[C D]`` for the (C, D) block. A view has
+    ``value(W)``, ``grad(W)`` (when ``smooth``), ``prox(W, step)`` (``step`` a scalar or an
+    array of W's shape) and ``cvxpy(W)`` (W a cvxpy expression). Build one with
+    :meth:`Penalty.restrict`.
+    """
+
+    name = "view"
     smooth = True
 
     def __init__(self, alpha: float = 0.0):
@@ -52,12 +171,12 @@ class Penalty:
     def value(self, W) -> float:  # pragma: no cover - abstract
         raise TypeError(f"{type(self).__name__} does not define value")
 
-    def grad(self, W):  # pragma: no cover - abstract
+    def grad(self, W):
         raise TypeError(f"{type(self).__name__} is not smooth")
 
-    def prox(self, W, step: float):
+    def prox(self, W, step):  # pragma: no cover - abstract
         r""":math:`\arg\min_V \tfrac{1}{2}\|V - W\|_F^2 + \mathrm{step}\cdot\mathrm{pen}(V)`."""
-        raise TypeError(f"{type(self).__name__} does not define prox")  # pragma: no cover
+        raise TypeError(f"{type(self).__name__} does not define prox")
 
     def cvxpy(self, W):  # pragma: no cover - abstract
         raise TypeError(f"{type(self).__name__} does not define a cvxpy form")
@@ -66,7 +185,9 @@ class Penalty:
         return f"{type(self).__name__}(alpha={self.alpha})"
 
 
-class NoPenalty(Penalty):
+class ZeroView(BlockView):
+    """The zero function (the view of :class:`NoPenalty`)."""
+
     name = "none"
 
     def __init__(self, alpha: float = 0.0):
@@ -87,8 +208,8 @@ class NoPenalty(Penalty):
         return cp.Constant(0.0)
 
 
-class L2Penalty(Penalty):
-    r"""Ridge, :math:`\tfrac\alpha2\|W\|_F^2`."""
+class L2View(BlockView):
+    r"""Ridge on one matrix, :math:`\tfrac\alpha2\|W\|_F^2` (the view of :class:`L2Penalty`)."""
 
     name = "l2"
 
@@ -107,8 +228,9 @@ class L2Penalty(Penalty):
         return 0.5 * self.alpha * cp.sum_squares(W)
 
 
-class L1Penalty(Penalty):
-    r"""Entrywise lasso, :math:`\alpha\|W\|_1`; prox is soft thresholding."""
+class L1View(BlockView):
+    r"""Lasso on one matrix, :math:`\alpha\|W\|_1`; its prox is soft thresholding (the view of
+    :class:`L1Penalty`)."""
 
     name = "l1"
     smooth = False
@@ -124,6 +246,75 @@ class L1Penalty(Penalty):
         import cvxpy as cp
 
         return self.alpha * cp.sum(cp.abs(W))
+
+
+# --------------------------------------------------------------------------------------------
+# the entrywise penalties: one view applied to each of A, B, C, D
+# --------------------------------------------------------------------------------------------
+class _Entrywise(Penalty):
+    """A penalty that applies the same function, its view, to each of A, B, C and D: its
+    value is the sum of its views' values on ``[A B]`` and ``[C D]``, and it needs no fixed
+    part."""
+
+    view_class = BlockView
+
+    def __init__(self, alpha: float = 0.0):
+        super().__init__(alpha)
+        self._view = self.view_class(self.alpha)
+
+    def value(self, params) -> float:
+        P = as_params(params)
+        return float(sum(self._view.value(P[k]) for k in PARAM_KEYS))
+
+    def grad(self, params) -> dict:
+        if not self.smooth:
+            return super().grad(params)
+        P = as_params(params)
+        return {k: self._view.grad(P[k]) for k in PARAM_KEYS}
+
+    def prox(self, params, step) -> dict:
+        """The prox, entry by entry; ``step`` is a scalar or a dict of per-entry steps with
+        the keys ``"A", "B", "C", "D"``."""
+        P = as_params(params)
+        return {k: self._view.prox(P[k], step[k] if isinstance(step, Mapping) else step)
+                for k in PARAM_KEYS}
+
+    def cvxpy(self, params):
+        """cvxpy expression of the value (``params``: a dict of cvxpy expressions)."""
+        return sum(self._view.cvxpy(params[k]) for k in PARAM_KEYS)
+
+    def restrict(self, block: str, params=None) -> BlockView:
+        """The same function on the block's matrix (no fixed part: ``params`` unused)."""
+        _check_block(block)
+        return self._view
+
+
+class NoPenalty(_Entrywise):
+    """No penalty (0)."""
+
+    name = "none"
+    view_class = ZeroView
+
+    def __init__(self, alpha: float = 0.0):
+        super().__init__(0.0)
+
+
+class L2Penalty(_Entrywise):
+    r"""Ridge on the weights, :math:`\tfrac\alpha2(\|A\|_F^2 + \|B\|_F^2 + \|C\|_F^2 +
+    \|D\|_F^2)`; each block sees :math:`\tfrac\alpha2\|W\|_F^2` (:class:`L2View`)."""
+
+    name = "l2"
+    view_class = L2View
+
+
+class L1Penalty(_Entrywise):
+    r"""Entrywise lasso on the weights, :math:`\alpha(\|A\|_1 + \|B\|_1 + \|C\|_1 + \|D\|_1)`;
+    each block sees :math:`\alpha\|W\|_1` (:class:`L1View`), whose prox is soft
+    thresholding."""
+
+    name = "l1"
+    smooth = False
+    view_class = L1View
 
 
 # --------------------------------------------------------------------------------------------
@@ -334,7 +525,7 @@ def group_prox(B, D, step, alpha: float, ord=2):
     return W[:B.shape[0]].copy(), W[B.shape[0]:].copy()
 
 
-class PartialGroupPenalty(Penalty):
+class GroupView(BlockView):
     r"""One block's view of the group penalty [IDL (5.1)], the other block's part fixed.
 
     On a matrix ``W`` whose last :math:`p` columns are the penalised part :math:`V` (B in
@@ -346,7 +537,7 @@ class PartialGroupPenalty(Penalty):
     a convex function of :math:`V` (a norm of an affine map), equal to the group penalty
     :math:`\mathcal P(B, D)` of [IDL (5.1)] at the fixed part, plus an optional ridge
     :math:`\tfrac{\beta}{2}\|W_0\|_F^2` on the other columns :math:`W_0` of ``W`` (A, or C;
-    0 by default). Build it with :meth:`GroupPenalty.for_ab` or :meth:`GroupPenalty.for_cd`.
+    0 by default). Build it with :meth:`GroupPenalty.restrict`.
 
     Parameters
     ----------
@@ -361,7 +552,7 @@ class PartialGroupPenalty(Penalty):
         :math:`\beta \ge 0`, the ridge on the other columns (A or C).
     """
 
-    name = "group_partial"
+    name = "group_view"
     smooth = False
 
     def __init__(self, alpha: float, fixed, ord=2, block: str = "ab", ridge: float = 0.0):
@@ -407,7 +598,7 @@ class PartialGroupPenalty(Penalty):
             return np.hypot(norms, self.fixed_norms)
         return np.maximum(norms, self.fixed_norms)
 
-    # -- the Penalty interface, on the whole W ------------------------------------------------
+    # -- the view's interface, on the whole W ------------------------------------------------
     def value(self, W):
         k = self._part(W)
         W = np.asarray(W, dtype=np.float64)
@@ -461,11 +652,11 @@ class PartialGroupPenalty(Penalty):
     def __repr__(self):
         o = "2" if self.ord == 2 else "inf"
         extra = f", ridge={self.ridge}" if self.ridge else ""
-        return (f"PartialGroupPenalty(alpha={self.alpha}, ord={o}, block={self.block!r}, "
+        return (f"GroupView(alpha={self.alpha}, ord={o}, block={self.block!r}, "
                 f"fixed shape={self.fixed.shape}{extra})")
 
 
-class GroupPenalty:
+class GroupPenalty(Penalty):
     r"""The feature-selection penalty of [IDL (5.1)] (theory §6).
 
     .. math:: \mathcal P(B, D) = \alpha \sum_{j=1}^p \left\|\begin{pmatrix} B \\ D
@@ -475,10 +666,10 @@ class GroupPenalty:
     :math:`\alpha_g`). A zero column j of :math:`[B; D]` means input j is unused [IDL §5.1].
 
     The penalty couples the (A, B) and (C, D) blocks of BCD; each block sees a convex penalty in
-    its own variables with the other part fixed: :meth:`for_ab` (on ``[A B]``, D fixed) and
-    :meth:`for_cd` (on ``[C D]``, B fixed), both :class:`PartialGroupPenalty` and accepted by
-    :func:`~lifted_idl.blocks.solve_ab` and :func:`~lifted_idl.blocks.solve_cd`. A gradient
-    method on all parameters uses the joint :meth:`prox` (:func:`group_prox`).
+    its own variables with the other part fixed, :meth:`restrict` (a :class:`GroupView`,
+    accepted by :func:`~lifted_idl.blocks.solve_ab` and :func:`~lifted_idl.blocks.solve_cd`).
+    A gradient method on all parameters, and the joint (B, D) block, use the joint
+    :meth:`prox` (:func:`group_prox`).
 
     Parameters
     ----------
@@ -490,52 +681,70 @@ class GroupPenalty:
 
     name = "group"
     smooth = False
+    keys = ("B", "D")
 
     def __init__(self, alpha: float = 0.0, ord=2):
-        self.alpha = check_real("alpha", alpha, 0)
+        super().__init__(alpha)
         self.ord = _check_ord(ord)
 
-    def _pair(self, B, D):
-        B = check_finite_matrix("B", B)
-        D = check_finite_matrix("D", D)
+    def _pair(self, params):
+        P = params if isinstance(params, Mapping) else as_params(params, self.keys)
+        for k in self.keys:
+            if P.get(k) is None:
+                raise ValueError(f"params is missing {k!r}; it needs keys {list(self.keys)}")
+        B = check_finite_matrix("B", P["B"])
+        D = check_finite_matrix("D", P["D"])
         if B.shape[1] != D.shape[1]:
             raise ValueError(f"B and D must have the same number of columns (features); got "
                              f"B.shape={B.shape}, D.shape={D.shape}")
         return B, D
 
-    def column_norms(self, B, D) -> np.ndarray:
+    def column_norms(self, params) -> np.ndarray:
         r"""The group norms :math:`\|[B; D] e_j\|_r`, shape (p,)."""
-        B, D = self._pair(B, D)
+        B, D = self._pair(params)
         return _column_norms(np.vstack([B, D]), self.ord)
 
-    def value(self, B, D) -> float:
+    def value(self, params) -> float:
         r""":math:`\mathcal P(B, D)` of [IDL (5.1)]."""
-        return self.alpha * float(self.column_norms(B, D).sum())
+        return self.alpha * float(self.column_norms(params).sum())
 
-    def prox(self, B, D, step):
-        """The joint prox, :func:`group_prox` ``(B, D, step, alpha, ord)``."""
-        return group_prox(B, D, step, self.alpha, self.ord)
+    def prox(self, params, step) -> dict:
+        """The joint prox of B and D, :func:`group_prox` (``step``: a scalar or one step per
+        group, shape (p,))."""
+        B, D = self._pair(params)
+        Bn, Dn = group_prox(B, D, step, self.alpha, self.ord)
+        return {"B": Bn, "D": Dn}
 
-    def for_ab(self, D, ridge: float = 0.0) -> PartialGroupPenalty:
-        """The penalty the (A, B) block sees: on ``[A B]``, acting on B, with D fixed (and an
-        optional ridge ``ridge/2 * ||A||^2``)."""
-        return PartialGroupPenalty(self.alpha, D, self.ord, block="ab", ridge=ridge)
+    def restrict(self, block: str, params=None, ridge: float = 0.0) -> GroupView:
+        r"""The penalty block ``block`` sees, the other block's part fixed at ``params``.
 
-    def for_cd(self, B, ridge: float = 0.0) -> PartialGroupPenalty:
-        r"""The penalty the (C, D) block sees: on ``[C D]``, acting on D, with B fixed, and an
-        optional ridge :math:`\tfrac{\beta}{2}\|C\|_F^2` (``ridge``).
+        ``"ab"``: on ``[A B]``, acting on B, with ``params["D"]`` fixed; ``"cd"``: on
+        ``[C D]``, acting on D, with ``params["B"]`` fixed. Either adds the optional ridge
+        :math:`\tfrac{\beta}{2}\|W_0\|_F^2` (``ridge``) on the block's other columns (A or C).
 
         For a positively homogeneous activation (ReLU) the rescaling
         :math:`(B, b, C) \to (sB, sb, C/s)` leaves the predictions unchanged and lowers
         :math:`\mathcal P(B, D)` as :math:`s \to 0`: without a bound on C the penalised
-        problem has no minimiser (B shrinks to 0 while C grows). A ridge on C restores one."""
-        return PartialGroupPenalty(self.alpha, B, self.ord, block="cd", ridge=ridge)
+        problem has no minimiser (B shrinks to 0 while C grows). A ridge on C restores one.
+        """
+        block = _check_block(block)
+        other = "D" if block == "ab" else "B"
+        fixed = None if params is None else (
+            params.get(other) if isinstance(params, Mapping) else getattr(params, other, None))
+        if fixed is None:
+            raise ValueError(
+                f"the group penalty couples B and D: its view on the ({block[0].upper()}, "
+                f"{block[1].upper()}) block needs the fixed {other}; pass "
+                f"group.restrict({block!r}, {{{other!r}: {other}}})")
+        return GroupView(self.alpha, np.asarray(to_numpy(fixed), dtype=np.float64), self.ord,
+                         block=block, ridge=ridge)
 
-    def cvxpy(self, B, D):
-        """cvxpy expression of :math:`\\mathcal P(B, D)` (B, D expressions or arrays)."""
+    def cvxpy(self, params):
+        """cvxpy expression of :math:`\\mathcal P(B, D)` (``params["B"]``, ``params["D"]``:
+        cvxpy expressions or arrays)."""
         import cvxpy as cp
 
-        S = cp.vstack([B, D])
+        S = cp.vstack([params["B"], params["D"]])
         if self.ord == 2:
             return self.alpha * cp.sum(cp.norm(S, 2, axis=0))
         return self.alpha * cp.sum(cp.max(cp.abs(S), axis=0))
@@ -553,6 +762,10 @@ def get_penalty(penalty, alpha: float = 0.0) -> Penalty:
     instance."""
     if isinstance(penalty, Penalty):
         return penalty
+    if isinstance(penalty, BlockView):
+        raise ValueError(
+            f"penalty={penalty!r} is one block's view; pass the penalty it restricts (e.g. "
+            "L2Penalty(alpha), GroupPenalty(alpha, ord))")
     if penalty in _TABLE:
         return _TABLE[penalty](alpha)
     raise ValueError(

@@ -40,7 +40,7 @@ def _objective(est, X, y):
     ridge = est.alpha if est.c_ridge is None else est.c_ridge
     ord_ = np.inf if est.group_ord == "inf" else est.group_ord
     return (SquaredLoss().value(ys, M.predict(Xs, tol=1e-12))
-            + GroupPenalty(est.alpha, ord_).value(M.B, M.D) + 0.5 * ridge * np.sum(M.C ** 2))
+            + GroupPenalty(est.alpha, ord_).value(M) + 0.5 * ridge * np.sum(M.C ** 2))
 
 
 def _fit(X, y, **kw):
@@ -74,7 +74,7 @@ def test_noise_features_get_exactly_zero_importance(solver, group_ord):
         pen, group = est._penalties()
         init = est._random_feature_model(Xs, ys, SquaredLoss(), get_activation("relu"), pen,
                                          0, group, est.alpha)  # the solver's starting point
-        first = (SquaredLoss().value(ys, init.predict(Xs)) + group.value(init.B, init.D)
+        first = (SquaredLoss().value(ys, init.predict(Xs)) + group.value(init)
                  + 0.5 * est.alpha * np.sum(init.C ** 2))
     else:
         first = est.loss_curve_[0]  # BCD's round 0: the anchored initial model

@@ -15,10 +15,147 @@ import numpy as np
 import pytest
 from _helpers import CLARABEL_STATUS, ORDS, RTOL, fixed_part, rel
 
-from lifted_idl.penalties import GroupPenalty, PartialGroupPenalty, _prox_l2_fixed, group_prox
+from lifted_idl.blocks import solve_ab
+from lifted_idl.model import ImplicitModel
+from lifted_idl.penalties import (
+    GroupPenalty,
+    GroupView,
+    L1Penalty,
+    L2Penalty,
+    NoPenalty,
+    Penalty,
+    _prox_l2_fixed,
+    group_prox,
+)
+from lifted_idl.robustness.penalties import (
+    InputScaledPenalty,
+    LipschitzSurrogatePenalty,
+    SensitivityPenalty,
+)
 from lifted_idl.wellposedness import project_inf_norm_ball
 
 pytestmark = CLARABEL_STATUS
+
+
+# --------------------------------------------------------------------------------------------
+# the one interface: value / grad / prox on the parameter dict, restrict to a block
+# --------------------------------------------------------------------------------------------
+KEYS = ("A", "B", "C", "D")
+ALL_PENALTIES = {
+    "none": NoPenalty(),
+    "l2": L2Penalty(0.3),
+    "l1": L1Penalty(0.2),
+    "group2": GroupPenalty(0.4, 2),
+    "group_inf": GroupPenalty(0.4, np.inf),
+    "lipschitz": LipschitzSurrogatePenalty(0.5, smoothing=0.1),
+    "sensitivity": SensitivityPenalty(0.5),
+    "scaled": InputScaledPenalty(SensitivityPenalty(0.5), [0.5, 2.0, 1.0, 3.0, 0.7]),
+}
+PROX_PENALTIES = ["none", "l2", "l1", "group2", "group_inf"]
+MODEL_PENALTIES = ["lipschitz", "sensitivity", "scaled"]
+
+
+def _point(seed, n=4, p=5, q=3):
+    """A generic parameter dict (no zero entries, distinct row norms; ||A||_inf < 1)."""
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((n, n))
+    A *= 0.6 / np.abs(A).sum(axis=1).max()
+    return {"A": A, "B": rng.standard_normal((n, p)), "C": rng.standard_normal((q, n)),
+            "D": rng.standard_normal((q, p)), "b": rng.standard_normal(n)}
+
+
+@pytest.mark.parametrize("name", list(ALL_PENALTIES))
+def test_every_penalty_takes_the_parameter_dict_or_a_model(name):
+    pen = ALL_PENALTIES[name]
+    assert isinstance(pen, Penalty)
+    P = _point(0)
+    model = ImplicitModel(P["A"], P["B"], P["C"], P["D"], b=P["b"])
+    assert pen.value(model) == pen.value(P)
+    assert pen.value(P) >= 0.0
+    with pytest.raises(ValueError, match="missing 'D'"):
+        pen.value({k: P[k] for k in ("A", "B", "C")})
+
+
+@pytest.mark.parametrize("name", [k for k, v in ALL_PENALTIES.items() if v.smooth])
+def test_grad_agrees_with_finite_differences(name):
+    pen = ALL_PENALTIES[name]
+    P, h = _point(1), 1e-6
+    g = pen.grad(P)
+    assert set(g) == set(pen.keys)
+    for k in pen.keys:
+        fd = np.zeros_like(P[k])
+        for i in np.ndindex(P[k].shape):
+            up, down = dict(P, **{k: P[k].copy()}), dict(P, **{k: P[k].copy()})
+            up[k][i] += h
+            down[k][i] -= h
+            fd[i] = (pen.value(up) - pen.value(down)) / (2 * h)
+        np.testing.assert_allclose(g[k], fd, rtol=1e-6, atol=1e-7, err_msg=k)
+
+
+@pytest.mark.parametrize("name", PROX_PENALTIES)
+@pytest.mark.parametrize("step", [0.3, 1.7])
+def test_prox_is_the_prox(name, step):
+    r"""prox(params, t) minimises 1/2||V - params||^2 + t pen(V) (over the penalised keys): it
+    matches cvxpy on the penalty's own cvxpy form, and no perturbation does better."""
+    pen = ALL_PENALTIES[name]
+    P = _point(2)
+    V = pen.prox(P, step)
+    assert set(V) == set(pen.keys)
+
+    def f(W):
+        return (0.5 * sum(float(np.sum((W[k] - P[k]) ** 2)) for k in pen.keys)
+                + step * pen.value(dict(P, **W)))
+
+    x = {k: cp.Variable(P[k].shape) for k in pen.keys}
+    expr = pen.cvxpy(dict(P, **x))
+    obj = 0.5 * sum(cp.sum_squares(x[k] - P[k]) for k in pen.keys) + step * expr
+    cp.Problem(cp.Minimize(obj)).solve(solver=cp.CLARABEL)
+    ref = {k: x[k].value for k in pen.keys}
+    assert f(V) <= f(ref) + 1e-9
+    for k in pen.keys:
+        np.testing.assert_allclose(V[k], ref[k], atol=1e-5)
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        W = {k: V[k] + 1e-3 * rng.standard_normal(V[k].shape) for k in pen.keys}
+        assert f(V) <= f(W) + 1e-12
+
+
+@pytest.mark.parametrize("name", PROX_PENALTIES)
+def test_restricted_views_agree_with_the_full_penalty(name):
+    """Entrywise penalties: the views' values add up to the value, and the views' prox (and
+    grad) are the penalty's on the block's keys. The group penalty: the view of either block,
+    at the other block's part, is the whole value."""
+    pen = ALL_PENALTIES[name]
+    P = _point(4)
+    AB, CD = np.hstack([P["A"], P["B"]]), np.hstack([P["C"], P["D"]])
+    if isinstance(pen, GroupPenalty):
+        want = pen.value(P)
+        assert pen.restrict("ab", P).value(AB) == pytest.approx(want, rel=1e-13)
+        assert pen.restrict("cd", P).value(CD) == pytest.approx(want, rel=1e-13)
+        with pytest.raises(ValueError, match="needs the fixed D"):
+            pen.restrict("ab")
+        return
+    ab, cd = pen.restrict("ab"), pen.restrict("cd")
+    assert ab.value(AB) + cd.value(CD) == pytest.approx(pen.value(P), rel=1e-13)
+    full = pen.prox(P, 0.7)
+    np.testing.assert_array_equal(ab.prox(AB, 0.7), np.hstack([full["A"], full["B"]]))
+    np.testing.assert_array_equal(cd.prox(CD, 0.7), np.hstack([full["C"], full["D"]]))
+    if pen.smooth:
+        g = pen.grad(P)
+        np.testing.assert_array_equal(ab.grad(AB), np.hstack([g["A"], g["B"]]))
+
+
+@pytest.mark.parametrize("name", MODEL_PENALTIES)
+def test_model_penalties_have_no_block_view(name):
+    """A penalty on all of (A, B, C, D) at once has no view on one block: restricting it, or
+    handing it to a block solver or as pen_ab, is an error that says where it belongs."""
+    pen = ALL_PENALTIES[name]
+    with pytest.raises(ValueError, match="model_penalty"):
+        pen.restrict("ab")
+    rng = np.random.default_rng(5)
+    X, U = rng.random((10, 4)), rng.standard_normal((10, 5))
+    with pytest.raises(ValueError, match="model_penalty"):
+        solve_ab(X, U, X, 1.0, 0.5, "relu", pen)
 
 
 # --------------------------------------------------------------------------------------------
@@ -33,14 +170,15 @@ def test_values_and_cvxpy_forms_agree(ord):
     G = GroupPenalty(0.7, ord)
     r = 2 if ord == 2 else np.inf
     want = 0.7 * sum(np.linalg.norm(np.concatenate([B[:, j], D[:, j]]), r) for j in range(p))
-    assert G.value(B, D) == pytest.approx(want, rel=1e-13)
+    assert G.value({"B": B, "D": D}) == pytest.approx(want, rel=1e-13)
     # each block's view, at the other block's part, is the whole penalty (+ its ridge)
-    assert G.for_ab(D).value(np.hstack([A, B])) == pytest.approx(want, rel=1e-13)
-    assert G.for_cd(B).value(np.hstack([C, D])) == pytest.approx(want, rel=1e-13)
-    with_ridge = G.for_cd(B, ridge=0.3).value(np.hstack([C, D]))
+    assert G.restrict("ab", {"D": D}).value(np.hstack([A, B])) == pytest.approx(want, rel=1e-13)
+    assert G.restrict("cd", {"B": B}).value(np.hstack([C, D])) == pytest.approx(want, rel=1e-13)
+    with_ridge = G.restrict("cd", {"B": B}, ridge=0.3).value(np.hstack([C, D]))
     assert with_ridge == pytest.approx(want + 0.15 * np.sum(C * C), rel=1e-13)
-    assert float(G.cvxpy(cp.Constant(B), cp.Constant(D)).value) == pytest.approx(want, rel=1e-9)
-    expr = G.for_cd(B, ridge=0.3).cvxpy(cp.Constant(np.hstack([C, D])))
+    expr = G.cvxpy({"B": cp.Constant(B), "D": cp.Constant(D)})
+    assert float(expr.value) == pytest.approx(want, rel=1e-9)
+    expr = G.restrict("cd", {"B": B}, ridge=0.3).cvxpy(cp.Constant(np.hstack([C, D])))
     assert float(expr.value) == pytest.approx(with_ridge, rel=1e-9)
 
 
@@ -52,7 +190,7 @@ def test_partial_prox_matches_cvxpy(ord, seed):
     V = rng.standard_normal((r, p)) * rng.uniform(0.05, 3.0, p)
     F = fixed_part(rng, k, p)
     t = rng.uniform(0.2, 2.0)
-    pen = PartialGroupPenalty(1.3, F, ord)
+    pen = GroupView(1.3, F, ord)
     X = pen.prox_part(V, t)
 
     def f(Xv):
@@ -77,7 +215,7 @@ def test_partial_l2_prox_optimality_conditions(seed):
     delta = np.where(rng.random(p) < 0.3, 0.0, np.exp(rng.uniform(-8, 1, p)))
     F = np.vstack([delta, np.zeros(p)])
     t = np.exp(rng.uniform(-3, 1, p))
-    X = PartialGroupPenalty(1.0, F, 2).prox_part(V, t)
+    X = GroupView(1.0, F, 2).prox_part(V, t)
     rho = np.sqrt((X * X).sum(axis=0) + delta ** 2)
     nz = rho > 0
     res = X[:, nz] - V[:, nz] + t[nz] * X[:, nz] / rho[nz]
@@ -108,7 +246,8 @@ def test_joint_prox_closed_forms(ord):
     np.testing.assert_allclose(Wn, want, atol=1e-13)
     assert np.all(Wn[:, 0] == 0)
     # the GroupPenalty method and per-group steps give the same map
-    Bm, Dm = GroupPenalty(alpha, ord).prox(B, D, np.full(p, step))
+    new = GroupPenalty(alpha, ord).prox({"B": B, "D": D}, np.full(p, step))
+    Bm, Dm = new["B"], new["D"]
     np.testing.assert_allclose(Bm, Bn, atol=1e-15)
     np.testing.assert_allclose(Dm, Dn, atol=1e-15)
 
@@ -116,7 +255,7 @@ def test_joint_prox_closed_forms(ord):
 def test_prox_step_shapes_and_errors():
     rng = np.random.default_rng(4)
     F = rng.standard_normal((2, 5))
-    pen = PartialGroupPenalty(0.5, F, 2, block="cd", ridge=0.2)
+    pen = GroupView(0.5, F, 2, block="cd", ridge=0.2)
     W = rng.standard_normal((3, 8))
     # per-row steps that are all equal act as a scalar step
     np.testing.assert_allclose(pen.prox(W, np.full((3, 1), 0.4)), pen.prox(W, 0.4), atol=1e-15)
@@ -129,7 +268,7 @@ def test_prox_step_shapes_and_errors():
     with pytest.raises(ValueError, match="alpha must be finite and >= 0"):
         GroupPenalty(-1.0)
     with pytest.raises(ValueError, match="ridge must be finite"):
-        GroupPenalty(1.0).for_cd(F, ridge=-1.0)
+        GroupPenalty(1.0).restrict("cd", {"B": F}, ridge=-1.0)
     with pytest.raises(ValueError, match="same number of columns"):
         group_prox(np.zeros((2, 3)), np.zeros((1, 4)), 1.0, 1.0)
     with pytest.raises(ValueError, match="at least 5 columns"):

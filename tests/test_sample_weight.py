@@ -102,8 +102,8 @@ def test_cd_block_weighted(loss_name, pen):
     Y = rng.standard_normal((M, q)) if loss_name == "squared" else np.eye(q)[
         rng.integers(0, q, M)]
     if isinstance(pen, str):
-        pen = GroupPenalty(0.05, 2 if pen == "group2" else np.inf).for_cd(
-            rng.standard_normal((n, p)))
+        group = GroupPenalty(0.05, 2 if pen == "group2" else np.inf)
+        pen = group.restrict("cd", {"B": rng.standard_normal((n, p))})
     kw = dict(tol=1e-10, max_iter=600)  # the l-inf group FISTA stops on max_iter
     r = blocks.solve_cd(P, U, Y, loss, pen, sample_weight=W_INT, **kw)
     rr = blocks.solve_cd(*_rep(P, U, Y), loss, pen, **kw)
@@ -133,8 +133,8 @@ def test_ab_block_weighted(act_name, pen, method):
     if act_name == "tanh":
         P = 0.9 * np.tanh(P)
     if isinstance(pen, str):
-        pen = GroupPenalty(0.05, 2 if pen == "group2" else np.inf).for_ab(
-            rng.standard_normal((2, p)))
+        group = GroupPenalty(0.05, 2 if pen == "group2" else np.inf)
+        pen = group.restrict("ab", {"D": rng.standard_normal((2, p))})
     act, lam = get_activation(act_name), np.array([1.0, 2.0, 0.5])
     kw = dict(method=method, tol=1e-10, max_iter=5000)
     r = blocks.solve_ab(X, U, P, lam, 0.5, act, pen, sample_weight=W_INT, **kw)

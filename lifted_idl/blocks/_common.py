@@ -40,12 +40,12 @@ from .._validation import check_n_jobs as _check_n_jobs
 from ..activations import Activation, LeakyReLU, ReLU, Sigmoid, Tanh, get_activation
 from ..exceptions import ConvergenceWarning, SolverError
 from ..penalties import (
+    BlockView,
     GroupPenalty,
-    L1Penalty,
-    L2Penalty,
-    NoPenalty,
-    PartialGroupPenalty,
-    Penalty,
+    GroupView,
+    L1View,
+    L2View,
+    ZeroView,
     get_penalty,
 )
 
@@ -184,29 +184,40 @@ def get_fenchel_activation(activation, block: str) -> Activation:
     return act
 
 
-def get_block_penalty(penalty, name: str, allow_group: bool = False) -> Penalty:
-    """The block penalty: NoPenalty, L2Penalty or L1Penalty, and with ``allow_group`` also a
-    :class:`~lifted_idl.penalties.PartialGroupPenalty` (one block's view of [IDL (5.1)])."""
-    if isinstance(penalty, GroupPenalty):
-        raise ValueError(
-            f"{name} must be a penalty on this block's matrix; the group penalty [IDL (5.1)] "
-            f"couples B and D: pass {name}=group.for_ab(D) to the (A, B) block or "
-            f"group.for_cd(B) to the (C, D) block; got {name}={penalty!r}"
-        )
-    pen = get_penalty(penalty)
-    allowed = (NoPenalty, L2Penalty, L1Penalty) + ((PartialGroupPenalty,) if allow_group else ())
-    if not isinstance(pen, allowed):
-        extra = " or PartialGroupPenalty" if allow_group else ""
+def get_block_penalty(penalty, name: str, block: str, allow_group: bool = False) -> BlockView:
+    """The view block ``block`` (``"ab"``: on ``[A B]``, ``"cd"``: on ``[C D]``) solves with.
+
+    ``penalty`` is a view already, or a :class:`~lifted_idl.penalties.Penalty` or a penalty
+    name, restricted to the block (:meth:`~lifted_idl.penalties.Penalty.restrict`). The views
+    allowed: :class:`~lifted_idl.penalties.ZeroView`, :class:`~lifted_idl.penalties.L2View`,
+    :class:`~lifted_idl.penalties.L1View`, and with ``allow_group`` also a
+    :class:`~lifted_idl.penalties.GroupView` (one block's view of [IDL (5.1)]).
+    """
+    if isinstance(penalty, BlockView):
+        view = penalty
+    else:
+        pen = get_penalty(penalty)
+        if isinstance(pen, GroupPenalty):
+            raise ValueError(
+                f"{name} must be a penalty on this block's matrix; the group penalty [IDL (5.1)] "
+                f"couples B and D: pass {name}=group.restrict('ab', {{'D': D}}) to the (A, B) "
+                f"block or group.restrict('cd', {{'B': B}}) to the (C, D) block; got "
+                f"{name}={penalty!r}"
+            )
+        view = pen.restrict(block)
+    allowed = (ZeroView, L2View, L1View) + ((GroupView,) if allow_group else ())
+    if not isinstance(view, allowed):
+        extra = " or GroupPenalty's view" if allow_group else ""
         raise ValueError(
             f"{name} must be a NoPenalty, L2Penalty{',' if allow_group else ' or'} "
-            f"L1Penalty{extra}; got {name}={pen!r}"
+            f"L1Penalty{extra} (or the view of one); got {name}={view!r}"
         )
-    return pen
+    return view
 
 
-def check_group_columns(pen: Penalty, p: int, name: str) -> None:
-    """A PartialGroupPenalty must have one group per input feature (p)."""
-    if isinstance(pen, PartialGroupPenalty) and pen.n_groups != p:
+def check_group_columns(pen: BlockView, p: int, name: str) -> None:
+    """A GroupView must have one group per input feature (p)."""
+    if isinstance(pen, GroupView) and pen.n_groups != p:
         other = "D" if pen.block == "ab" else "B"
         raise ValueError(
             f"{name} is a group penalty with {pen.n_groups} groups (its fixed {other} has "
@@ -243,7 +254,7 @@ def check_domain(name: str, P: np.ndarray, act: Activation) -> None:
         )
 
 
-def check_ab_data(X, U, P, lam, kappa, act: Activation, pen: Penalty):
+def check_ab_data(X, U, P, lam, kappa, act: Activation, pen: BlockView):
     """The data of an (A, B, b) block, checked: ``(X, U, P, lam, kappa)`` as float64 arrays of
     shapes (m, n), (m, p), (m, n), (n,) and a float, ``P`` in the domain of :math:`f^*`, and a
     group penalty with one group per input (shared by :mod:`.ab` and :mod:`.ab_robust`)."""

@@ -63,7 +63,7 @@ import numpy as np
 
 from .._validation import check_choice
 from ..losses import unit_mean_weights
-from ..penalties import L1Penalty, L2Penalty, NoPenalty, PartialGroupPenalty, l1_thresholds
+from ..penalties import GroupView, L1View, L2View, ZeroView, l1_thresholds
 from ..wellposedness import project_inf_norm_ball
 from ._common import (
     BlockResult,
@@ -100,7 +100,7 @@ __all__ = ["solve_ab"]
 
 def _check(X, U, P, lam, kappa, activation, penalty, init):
     act = get_fenchel_activation(activation, "(A, B)")
-    pen = get_block_penalty(penalty, "penalty", allow_group=True)
+    pen = get_block_penalty(penalty, "penalty", "ab", allow_group=True)
     X, U, P, lam, kappa = check_ab_data(X, U, P, lam, kappa, act, pen)
     init = check_ab_init(init, X.shape[1], U.shape[1])
     return X, U, P, lam, kappa, act, pen, init
@@ -130,8 +130,10 @@ def solve_ab(X, U, P, lam, kappa, activation, penalty, *, fit_bias: bool = True,
     kappa : float
         Bound on :math:`\|A\|_\infty` (> 0; < 1 for well-posedness).
     activation : Activation or str
-    penalty : Penalty or str
-        NoPenalty, L2Penalty or L1Penalty on ``[A B]`` (b is not penalised).
+    penalty : Penalty, BlockView or str
+        NoPenalty, L2Penalty or L1Penalty, seen on ``[A B]`` (b is not penalised), or the group
+        penalty's view of this block, ``GroupPenalty(alpha, ord).restrict("ab", {"D": D})``
+        (:math:`\alpha\sum_j\|(Be_j; De_j)\|_r` [IDL (5.1)] with D fixed).
     fit_bias : bool, default=True
         Fit :math:`b`; otherwise :math:`b = 0`.
     init : tuple (A, B, b), optional
@@ -161,7 +163,7 @@ def solve_ab(X, U, P, lam, kappa, activation, penalty, *, fit_bias: bool = True,
         independent problems, so the solution is the sequential one up to rounding;
         ``n_iter`` is the largest of the chunks' and ``converged`` requires every chunk to
         converge. Ignored (sequential) where the rows are not separable, for a
-        :class:`~lifted_idl.penalties.PartialGroupPenalty` of strength > 0 (it couples the
+        :class:`~lifted_idl.penalties.GroupView` of strength > 0 (it couples the
         rows through the columns of B), by ``method="cvxpy"`` (one problem over all
         rows) and by ``method="mm"`` (whose steps are matrix products over all rows).
     cvxpy_solver : {None, "CLARABEL", "ECOS", "OSQP", "HIGHS"}, default=None
@@ -199,18 +201,18 @@ def solve_ab(X, U, P, lam, kappa, activation, penalty, *, fit_bias: bool = True,
     if method == "cvxpy":
         A, B, b, n_iter, conv, solver = _ab_cvxpy(X, U, P, lam, kappa, act, pen, fit_bias, tol,
                                                   max_iter, cvxpy_solver, w)
-    elif isinstance(pen, PartialGroupPenalty) and pen.alpha > 0:
+    elif isinstance(pen, GroupView) and pen.alpha > 0:
         A, B, b, n_iter, conv, solver = _ab_group(X, U, P, lam, kappa, act, pen, fit_bias,
                                                   init, tol, max_iter, w)
     elif method == "mm":
-        if isinstance(pen, PartialGroupPenalty):  # strength 0: no penalty
-            pen = NoPenalty()
+        if isinstance(pen, GroupView):  # strength 0: no penalty
+            pen = ZeroView()
         A, B, b, n_iter, conv = ab_mm(X, U, P, lam, kappa, act, pen, fit_bias, init, tol,
                                       max_iter, w=w)
         solver = "mm"
     else:
-        if isinstance(pen, PartialGroupPenalty):  # strength 0: no penalty
-            pen = NoPenalty()
+        if isinstance(pen, GroupView):  # strength 0: no penalty
+            pen = ZeroView()
         A, B, b, n_iter, conv = _ab_newton(X, U, P, lam, kappa, act, pen, fit_bias, init, tol,
                                            max_iter, n_workers, w)
         solver = "newton"
@@ -233,8 +235,8 @@ class _ABRows:
         self.w = w  # unit-mean sample weights, or None
         self.n, self.npen, self.m = n, npen, M.shape[0]
         self.alpha = pen.alpha
-        self.l1 = isinstance(pen, L1Penalty) and pen.alpha > 0
-        self.l2 = isinstance(pen, L2Penalty) and pen.alpha > 0
+        self.l1 = isinstance(pen, L1View) and pen.alpha > 0
+        self.l2 = isinstance(pen, L2View) and pen.alpha > 0
 
     def values(self, W, rows, Z=None):
         if Z is None:
@@ -451,7 +453,7 @@ def _ab_cvxpy(X, U, P, lam, kappa, act, pen, fit_bias, tol, max_iter, solver=Non
 # the group penalty [IDL (5.1)]: rows coupled through the columns of B
 # --------------------------------------------------------------------------------------------
 class _GroupAB:
-    r"""The (A, B, b) block with a :class:`~lifted_idl.penalties.PartialGroupPenalty` on B.
+    r"""The (A, B, b) block with a :class:`~lifted_idl.penalties.GroupView` on B.
 
     In the internal (centred) parametrisation :math:`W = [A\ B\ b']` the objective is
     :math:`\sum_i \frac{\lambda_i}{m}\sum_s [f(z_{si}) - P_{si}z_{si}] + \alpha\sum_j
@@ -470,7 +472,7 @@ class _GroupAB:
         self.d = self.M.shape[1]
         self.lam, self.kappa, self.act, self.pen = lam, kappa, act, pen
         self.w = w  # unit-mean sample weights, or None
-        self.rows = _ABRows(self.M, P, lam, kappa, act, NoPenalty(), n, n + p, w)
+        self.rows = _ABRows(self.M, P, lam, kappa, act, ZeroView(), n, n + p, w)
         self.all = np.arange(n)
         self.M2 = self.M * self.M
         Mw = self.M if w is None else self.M * w[:, None]

@@ -64,7 +64,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..penalties import L1Penalty, L2Penalty
+from ..penalties import L1View, L2View
 from ._common import project_l1_rows
 from ._newton import design, from_internal, to_internal
 
@@ -95,8 +95,8 @@ class _MMProblem:
         self.P, self.lam, self.kappa, self.act = P, lam, kappa, act
         self.gamma = float(act.lipschitz)
         self.alpha = float(getattr(pen, "alpha", 0.0))
-        self.l1 = isinstance(pen, L1Penalty) and self.alpha > 0
-        self.l2 = isinstance(pen, L2Penalty) and self.alpha > 0
+        self.l1 = isinstance(pen, L1View) and self.alpha > 0
+        self.l2 = isinstance(pen, L2View) and self.alpha > 0
         Mp = self.M[:, :self.npen]
         Gc = Mp.T @ Mp if w is None else (Mp * w[:, None]).T @ Mp
         s, V = np.linalg.eigh(0.5 * (Gc + Gc.T))
@@ -342,8 +342,8 @@ def ab_mm(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter, *, adapt
     Parameters
     ----------
     X, U, P, lam, kappa, act, pen, fit_bias
-        The block's data, checked by :func:`~.ab.solve_ab` (``pen``: NoPenalty, L2Penalty or
-        L1Penalty).
+        The block's data, checked by :func:`~.ab.solve_ab` (``pen``: the view of NoPenalty,
+        L2Penalty or L1Penalty).
     init : tuple (A, B, b) or None
         Starting point (A is projected onto the ball).
     tol : float

@@ -78,7 +78,7 @@ import numpy as np
 
 from .._validation import check_radius
 from ..activations import ReLU
-from ..penalties import L1Penalty, L2Penalty
+from ..penalties import L1View, L2View
 from ..wellposedness import project_inf_norm_ball
 from ._common import (
     BlockResult,
@@ -126,7 +126,7 @@ def _check(X, U, P, lam, kappa, activation, penalty, sigma, init):
             "the robust-counterpart (A, B) block is written for ReLU (arXiv §5.3); got "
             f"activation={act!r}"
         )
-    pen = get_block_penalty(penalty, "penalty")
+    pen = get_block_penalty(penalty, "penalty", "ab")
     X, U, P, lam, kappa = check_ab_data(X, U, P, lam, kappa, act, pen)
     sigma = np.array(np.broadcast_to(check_radius("sigma", sigma, U.shape[1], per="feature"),
                                      (U.shape[1],)), dtype=np.float64)
@@ -205,8 +205,8 @@ def solve_ab_robust(X, U, P, lam, kappa, activation, penalty, sigma, *, fit_bias
         Bound on :math:`\|A\|_\infty` (> 0; < 1 for well-posedness).
     activation : Activation or str
         ReLU only.
-    penalty : Penalty or str
-        NoPenalty, L2Penalty or L1Penalty on ``[A B]`` (b is not penalised).
+    penalty : Penalty, BlockView or str
+        NoPenalty, L2Penalty or L1Penalty, seen on ``[A B]`` (b is not penalised).
     sigma : float or ndarray of shape (p,)
         Half-widths of the input box, ``>= 0``, in the units of U.
     fit_bias : bool, default=True
@@ -288,8 +288,8 @@ class _Rows:
         self.Mt, self.P, self.lam, self.kappa, self.sigma = Mt, P, lam, kappa, sigma
         self.m, self.n, self.p = Mt.shape[0], n, p
         self.alpha = pen.alpha
-        self.l1 = isinstance(pen, L1Penalty) and pen.alpha > 0
-        self.l2 = isinstance(pen, L2Penalty) and pen.alpha > 0
+        self.l1 = isinstance(pen, L1View) and pen.alpha > 0
+        self.l2 = isinstance(pen, L2View) and pen.alpha > 0
 
     # ---- the original variables
     def pieces(self, W, rows, r=None):
@@ -377,7 +377,7 @@ def _newton(X, U, P, lam, kappa, pen, sigma, fit_bias, init, tol, max_iter, n_wo
     Kp = np.hstack([Xc, Uc + sigma, -Uc + sigma, ones])
     Km = np.hstack([Xc, Uc - sigma, -Uc - sigma, ones])
     sQ = float(np.linalg.eigvalsh(Kp.T @ Kp + Km.T @ Km)[-1])
-    l2 = isinstance(pen, L2Penalty) and pen.alpha > 0
+    l2 = isinstance(pen, L2View) and pen.alpha > 0
     L = lam * max(sQ, 1e-300) / m + (2.0 * pen.alpha if l2 else 0.0)
     steps = 1.0 / L
     if init is None:

@@ -141,7 +141,7 @@ def solve_bd(A, B, b, C, D, c, X, P, U, Y, lam, activation, loss, group, *,
 def _bd_objective(A, B, b, C, D, c, X, P, U, Y, lam, act, loss, group, w=None):
     Z = X @ A.T + b + U @ B.T
     return (loss.value(Y, P @ C.T + c + U @ D.T, sample_weight=w)
-            + _divergence(act, P, Z, lam, w) + group.value(B, D))
+            + _divergence(act, P, Z, lam, w) + group.value({"B": B, "D": D}))
 
 
 def _bd_prox_grad(A, B, b, C, D, c, X, P, U, Y, lamv, activation, loss, group, max_steps,
@@ -158,7 +158,7 @@ def _bd_prox_grad(A, B, b, C, D, c, X, P, U, Y, lamv, activation, loss, group, m
                 + _divergence(activation, P, Z, lamv, w)), Z
 
     f, Z = smooth(B, D)
-    F = f + group.value(B, D)
+    F = f + group.value({"B": B, "D": D})
     t = None
     n_steps, converged = 0, False
     for _ in range(max_steps):
@@ -173,7 +173,8 @@ def _bd_prox_grad(A, B, b, C, D, c, X, P, U, Y, lamv, activation, loss, group, m
                                                     getattr(loss, "smoothness", 1.0) / m)
             t = 1.0 / max(L0, 1e-12)
         while True:
-            Bn, Dn = group.prox(B - t * gB, D - t * gD, t)
+            new = group.prox({"B": B - t * gB, "D": D - t * gD}, t)
+            Bn, Dn = new["B"], new["D"]
             dB, dD = Bn - B, Dn - D
             fn, Zn = smooth(Bn, Dn)
             quad = (float(np.vdot(gB, dB) + np.vdot(gD, dD))
@@ -181,7 +182,7 @@ def _bd_prox_grad(A, B, b, C, D, c, X, P, U, Y, lamv, activation, loss, group, m
             if fn <= f + quad + 1e-12 * max(1.0, abs(f)) or t < 1e-12:
                 break
             t *= 0.5
-        Fn = fn + group.value(Bn, Dn)
+        Fn = fn + group.value({"B": Bn, "D": Dn})
         if not Fn <= F:  # no step lowers the objective any more
             converged = True
             break
@@ -210,7 +211,7 @@ def _bd_cvxpy(A, b, C, c, X, P, U, Y, lam, act, loss, group, tol, max_iter, solv
     # f*(P) is constant here; it is added back by the numpy objective
     div = cp.sum(cp.multiply(lam_rows, act.f_cvxpy(Z))) - cp.sum(cp.multiply(lam_rows * P, Z))
     obj = (loss.cvxpy(Y, (P @ C.T + c) + U @ Dv.T, sample_weight=w) + div / m
-           + group.cvxpy(Bv, Dv))
+           + group.cvxpy({"B": Bv, "D": Dv}))
     conv, n_iter, name = solve_cvxpy(cp.Problem(cp.Minimize(obj)), "(B, D)", tol, max_iter,
                                      solver)
     return (np.array(Bv.value, dtype=np.float64), np.array(Dv.value, dtype=np.float64), n_iter,

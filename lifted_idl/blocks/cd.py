@@ -20,8 +20,8 @@ Fast solvers (``method="fast"``):
 * cross-entropy, no penalty or ridge: trust-region Newton-CG (SciPy ``trust-ncg``, exact
   Hessian-vector products) on :math:`(W, c)` in whitened coordinates (the centred design's
   Gram matrix becomes :math:`mI`), typically 5-15 Newton iterations;
-* the group penalty [IDL (5.1)] seen by this block (:meth:`GroupPenalty.for_cd
-  <lifted_idl.penalties.GroupPenalty.for_cd>`: :math:`\alpha\sum_j\|(De_j; Be_j)\|_r`, B
+* the group penalty [IDL (5.1)] seen by this block (:meth:`GroupPenalty.restrict
+  <lifted_idl.penalties.GroupPenalty.restrict>`: :math:`\alpha\sum_j\|(De_j; Be_j)\|_r`, B
   fixed): for the squared loss, C is eliminated in closed form and FISTA runs on D against the
   Schur complement of the Gram matrix (:func:`_cd_group_squared`); for the cross-entropy a face
   Newton method (l2 group norm, :func:`_cd_group_newton`) or FISTA (l-inf,
@@ -52,7 +52,7 @@ import scipy.optimize
 from scipy.special import logsumexp, softmax
 
 from ..losses import SoftmaxCrossEntropy, SquaredLoss, get_loss, unit_mean_weights
-from ..penalties import L1Penalty, L2Penalty, NoPenalty, PartialGroupPenalty
+from ..penalties import GroupView, L1View, L2View, ZeroView
 from ._common import (
     BlockResult,
     as_matrix,
@@ -74,15 +74,15 @@ def _check(P, U, Y, loss, penalty, init):
     if not isinstance(loss, (SquaredLoss, SoftmaxCrossEntropy)):
         raise ValueError(f"the (C, D) block supports SquaredLoss and SoftmaxCrossEntropy; got "
                          f"loss={loss!r}")
-    pen = get_block_penalty(penalty, "penalty", allow_group=True)
+    pen = get_block_penalty(penalty, "penalty", "cd", allow_group=True)
     U = as_matrix("U", U)
     m, p = U.shape
     if m < 1:
         raise ValueError(f"U must have at least one sample; got shape {U.shape}")
     check_group_columns(pen, p, "penalty")
-    if isinstance(pen, PartialGroupPenalty) and pen.block != "cd":
+    if isinstance(pen, GroupView) and pen.block != "cd":
         raise ValueError(f"penalty is the (A, B) block's view of the group penalty; the (C, D) "
-                         f"block needs group.for_cd(B); got penalty={pen!r}")
+                         f"block needs group.restrict('cd', {{'B': B}}); got penalty={pen!r}")
     P = as_matrix("P", P, (m, None))
     Y = as_matrix("Y", Y, (m, None))
     n, q = P.shape[1], Y.shape[1]
@@ -117,9 +117,10 @@ def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
     loss : Loss or str
         :class:`~lifted_idl.losses.SquaredLoss` or
         :class:`~lifted_idl.losses.SoftmaxCrossEntropy`.
-    penalty : Penalty or str
-        NoPenalty, L2Penalty or L1Penalty on ``[C D]`` (the intercept is not penalised), or
-        the group penalty's view of this block, ``GroupPenalty(alpha, ord).for_cd(B)``
+    penalty : Penalty, BlockView or str
+        NoPenalty, L2Penalty or L1Penalty, seen on ``[C D]`` (the intercept is not
+        penalised), or the group penalty's view of this block,
+        ``GroupPenalty(alpha, ord).restrict("cd", {"B": B})``
         (:math:`\alpha\sum_j\|(De_j; Be_j)\|_r` [IDL (5.1)] with B fixed).
     fit_intercept : bool, default=True
         Fit :math:`c`; otherwise :math:`c = 0`.
@@ -170,12 +171,12 @@ def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
         # sqrt(w): the same objective, without an intercept (restored below)
         M, Y, mbar_w, ybar_w = _weighted_rows(M, Y, w, fit_intercept)
         fit_intercept, w = False, None
-    if isinstance(pen, PartialGroupPenalty) and pen.alpha == 0 and method != "cvxpy":
-        pen = NoPenalty()
+    if isinstance(pen, GroupView) and pen.alpha == 0 and method != "cvxpy":
+        pen = ZeroView()
     if method == "cvxpy":
         W, c, n_iter, conv, solver = _cd_cvxpy(M, Y, loss, pen, fit_intercept, tol, max_iter,
                                                cvxpy_solver, w)
-    elif isinstance(pen, PartialGroupPenalty) and pen.alpha > 0:
+    elif isinstance(pen, GroupView) and pen.alpha > 0:
         W0 = None if init is None else np.hstack([init[0], init[1]])
         c0 = None if init is None else init[2]
         if isinstance(loss, SquaredLoss):
@@ -189,9 +190,8 @@ def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
             W, c, n_iter, conv = _cd_group_fista(M, Y, loss, pen, fit_intercept, W0, c0, tol,
                                                  max_iter, w=w)
             solver = "group_fista"
-    elif isinstance(loss, SquaredLoss) and not isinstance(pen, (L1Penalty,
-                                                                  PartialGroupPenalty)):
-        W, c = _ridge_closed_form(M, Y, pen.alpha if isinstance(pen, L2Penalty) else 0.0,
+    elif isinstance(loss, SquaredLoss) and not isinstance(pen, (L1View, GroupView)):
+        W, c = _ridge_closed_form(M, Y, pen.alpha if isinstance(pen, L2View) else 0.0,
                                   fit_intercept)
         n_iter, conv, solver = 0, True, "closed_form"
     elif isinstance(loss, SquaredLoss):
@@ -201,7 +201,7 @@ def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
     else:
         W0 = None if init is None else np.hstack([init[0], init[1]])
         c0 = None if init is None else init[2]
-        if isinstance(pen, L1Penalty) and pen.alpha > 0:
+        if isinstance(pen, L1View) and pen.alpha > 0:
             W, c, n_iter, conv = _softmax_l1_lbfgsb(M, Y, pen.alpha, fit_intercept, W0, c0, tol,
                                                     max_iter, w)
             solver = "lbfgsb"
@@ -540,15 +540,14 @@ def _softmax_l1_lbfgsb(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter, w=None
 def _cd_group_fista(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter,
                     check_every: int = 5, w=None):
     r"""FISTA (function-value restarts) for :math:`\mathcal L(Y, MW^\top + c) +
-    \alpha\sum_j\|(W_{:,n+j}; F e_j)\|_r` (the group penalty with B fixed).
+    \alpha\sum_j\|(W_{:,n+j}; F e_j)\|_r` (the group penalty with B fixed), for the
+    cross-entropy (the squared loss goes to :func:`_cd_group_squared`).
 
-    The intercept is removed by centring for the squared loss (the loss then runs on the Gram
-    matrix :math:`M_c^\top M_c/m`, :math:`O(qd^2)` a step) and is a free variable against
-    the centred design otherwise. The step is :math:`1/L`,
+    The intercept is a free variable against the centred design. The step is :math:`1/L`,
     :math:`L = \beta\lambda_{\max}(M_c^\top M_c/m)` (:math:`\beta` the loss smoothness,
-    1 for the squared loss and 1/2 for the cross-entropy; with the intercept column the
-    eigenvalue is at least 1). The prox of the unpenalised C columns is the identity and of the
-    D columns the exact group prox (:class:`~lifted_idl.penalties.PartialGroupPenalty`).
+    1/2 for the cross-entropy; with the intercept column the eigenvalue is at least 1). The
+    prox of the unpenalised C columns is the identity and of the D columns the exact group prox
+    (:class:`~lifted_idl.penalties.GroupView`).
     Stops when the prox-gradient residual with per-column steps :math:`1/(\beta G_{jj})`
     (inverse curvature of column j) is at most ``tol * max(1, max|W|)``.
     """
@@ -556,13 +555,10 @@ def _cd_group_fista(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter,
     q = Y.shape[1]
     p = pen.n_groups
     k0 = d - p
-    squared = isinstance(loss, SquaredLoss)
-    if squared and w is not None:
-        raise ValueError("the weighted squared loss is reduced to an unweighted one by solve_cd")
     beta = float(getattr(loss, "smoothness", 1.0))
     Mc, mbar = _weighted_centre(M, w, fit_intercept)
     G = _wgram(Mc, w) / m
-    free_c = fit_intercept and not squared
+    free_c = fit_intercept
     ridge = pen.ridge  # on the C columns, in the smooth part
     L = beta * max(float(np.linalg.eigvalsh(G)[-1]) if d else 0.0, 1.0 if free_c else 0.0)
     L = max(L + ridge, 1e-300)
@@ -571,22 +567,12 @@ def _cd_group_fista(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter,
     gdiag[:k0] += ridge
     col_steps = np.where(gdiag > 0, 1.0 / np.maximum(gdiag, 1e-300), t)
     col_steps = np.maximum(col_steps, t)
-    if squared:
-        Yc = Y - Y.mean(axis=0) if fit_intercept else Y
-        YM = Yc.T @ Mc / m  # (q, d)
-        y2 = 0.5 * float(np.vdot(Yc, Yc)) / m
-
-        def smooth(W, c):
-            WG = W @ G
-            f = 0.5 * float(np.vdot(W, WG)) - float(np.vdot(W, YM)) + y2
-            return f, WG - YM, None
-    else:
-        def smooth(W, c):
-            Yh = Mc @ W.T
-            Yh += c
-            f = loss.value(Y, Yh, sample_weight=w)
-            R = loss.grad(Y, Yh, sample_weight=w)
-            return f, R.T @ Mc, R.sum(axis=0)
+    def smooth(W, c):
+        Yh = Mc @ W.T
+        Yh += c
+        f = loss.value(Y, Yh, sample_weight=w)
+        R = loss.grad(Y, Yh, sample_weight=w)
+        return f, R.T @ Mc, R.sum(axis=0)
 
     def value(W, c):
         f, gW, gc = smooth(W, c)
@@ -645,36 +631,29 @@ def _cd_group_fista(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter,
             if res <= tol * max(1.0, float(np.abs(W).max(initial=0.0))):
                 converged = True
                 break
-    if squared:
-        c = (Y.mean(axis=0) - W @ mbar) if fit_intercept else np.zeros(q)
-    elif fit_intercept:
+    if fit_intercept:
         c = c - W @ mbar
     return W, np.asarray(c, dtype=np.float64), n_iter, converged
 
 
 class _GroupCD:
-    r"""The (C, D, c) block with a :class:`~lifted_idl.penalties.PartialGroupPenalty` on D.
+    r"""The (C, D, c) block with a :class:`~lifted_idl.penalties.GroupView` on D, for the
+    cross-entropy (the squared loss goes to :func:`_cd_group_squared`).
 
-    Variables :math:`V = [W\ c']` (the intercept column only for the cross-entropy with an
-    intercept, against the centred design; the squared loss drops the intercept by centring and
-    works on the Gram matrix :math:`G = M_c^\top M_c/m`).
+    Variables :math:`V = [W\ c']` (the intercept column with an intercept, against the centred
+    design).
     """
 
     def __init__(self, M, Y, loss, pen, fit_intercept, w=None):
         m, d = M.shape
-        self.w = w  # unit-mean sample weights (cross-entropy only) or None
+        self.w = w  # unit-mean sample weights or None
         self.m, self.d, self.q = m, d, Y.shape[1]
         self.p = pen.n_groups
         self.k0 = d - self.p
         self.loss, self.pen, self.Y = loss, pen, Y
-        self.squared = isinstance(loss, SquaredLoss)
         self.beta = float(getattr(loss, "smoothness", 1.0))
-        self.fit_intercept = fit_intercept
-        if self.squared and w is not None:
-            raise ValueError("the weighted squared loss is reduced to an unweighted one by "
-                             "solve_cd")
         Mc, self.mbar = _weighted_centre(M, w, fit_intercept)
-        self.free_c = fit_intercept and not self.squared
+        self.free_c = fit_intercept
         self.Mx = np.hstack([Mc, np.ones((m, 1))]) if self.free_c else Mc
         self.dx = self.Mx.shape[1]
         self.G = _wgram(self.Mx, w) / m
@@ -686,21 +665,12 @@ class _GroupCD:
         gd[:self.k0] += self.ridge
         st = np.where(gd > 0, 1.0 / np.maximum(gd, 1e-300), self.t_safe)
         self.col_steps = np.maximum(st, self.t_safe)
-        if self.squared:
-            Yc = Y - Y.mean(axis=0) if fit_intercept else Y
-            self.YM = Yc.T @ self.Mx / m
-            self.y2 = 0.5 * float(np.vdot(Yc, Yc)) / m
 
     def smooth(self, V):
         """Loss (plus the ridge on C) value and gradient (q, dx)."""
-        if self.squared:
-            VG = V @ self.G
-            f = 0.5 * float(np.vdot(V, VG)) - float(np.vdot(V, self.YM)) + self.y2
-            g = VG - self.YM
-        else:
-            Yh = self.Mx @ V.T
-            f = self.loss.value(self.Y, Yh, sample_weight=self.w)
-            g = self.loss.grad(self.Y, Yh, sample_weight=self.w).T @ self.Mx
+        Yh = self.Mx @ V.T
+        f = self.loss.value(self.Y, Yh, sample_weight=self.w)
+        g = self.loss.grad(self.Y, Yh, sample_weight=self.w).T @ self.Mx
         if self.ridge:
             C = V[:, :self.k0]
             f += 0.5 * self.ridge * float(np.vdot(C, C))
@@ -713,20 +683,17 @@ class _GroupCD:
     def hessian(self, V):
         """Hessian of the loss in ``vec(V)`` (row-major: output k, column j at k*dx + j)."""
         q, dx = self.q, self.dx
-        if self.squared:
-            H = np.kron(np.eye(q), self.G)
-        else:
-            S = softmax(self.Mx @ V.T, axis=1)
-            H4 = np.empty((q, dx, q, dx))
-            for k in range(q):
-                for l_ in range(k, q):
-                    wk = S[:, k] * ((k == l_) - S[:, l_])
-                    if self.w is not None:
-                        wk = wk * self.w
-                    blk = (self.Mx * wk[:, None]).T @ self.Mx / self.m
-                    H4[k, :, l_, :] = blk
-                    H4[l_, :, k, :] = blk.T
-            H = H4.reshape(q * dx, q * dx)
+        S = softmax(self.Mx @ V.T, axis=1)
+        H4 = np.empty((q, dx, q, dx))
+        for k in range(q):
+            for l_ in range(k, q):
+                wk = S[:, k] * ((k == l_) - S[:, l_])
+                if self.w is not None:
+                    wk = wk * self.w
+                blk = (self.Mx * wk[:, None]).T @ self.Mx / self.m
+                H4[k, :, l_, :] = blk
+                H4[l_, :, k, :] = blk.T
+        H = H4.reshape(q * dx, q * dx)
         if self.ridge:
             idx = (np.arange(q)[:, None] * dx + np.arange(self.k0)[None, :]).ravel()
             H[idx, idx] += self.ridge
@@ -749,9 +716,7 @@ class _GroupCD:
 
     def from_internal(self, V):
         W = np.ascontiguousarray(V[:, :self.d])
-        if self.squared:
-            c = (self.Y.mean(axis=0) - W @ self.mbar) if self.fit_intercept else np.zeros(self.q)
-        elif self.free_c:
+        if self.free_c:
             c = V[:, self.d] - W @ self.mbar
         else:
             c = np.zeros(self.q)
@@ -855,17 +820,18 @@ def _residual_halved(prob: _GroupCD, V, Vp, Vt) -> bool:
 
 
 def _cd_group_newton(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter, w=None):
-    r"""Face Newton method for the (C, D, c) block with the l2 group norm on D.
+    r"""Face Newton method for the (C, D, c) block with the l2 group norm on D (cross-entropy;
+    the squared loss goes to :func:`_cd_group_squared`).
 
     Each iteration: the prox-gradient point with one step per column (inverse curvature
     :math:`1/(\beta G_{jj})`) gives the stopping test (``tol * max(1, max|W|)``) and the
     working face (the groups it keeps; the others move to zero). On the face the penalty
     :math:`\alpha\sum_j\sqrt{\|W_{:,n+j}\|^2 + \|Be_j\|^2}` is smooth; the Newton step solves
-    the loss Hessian (:math:`I_q\otimes G` for the squared loss, the softmax Hessian otherwise)
-    plus the penalty Hessian :math:`\alpha(I/\rho_j - w_jw_j^\top/\rho_j^3)` on the free
-    variables. An Armijo search along the step (a group that the step takes through zero stops
-    at zero) is accepted on decrease; otherwise the prox-gradient step with :math:`1/L` (a
-    guaranteed descent) and a larger Levenberg–Marquardt damping.
+    the softmax Hessian plus the penalty Hessian :math:`\alpha(I/\rho_j -
+    w_jw_j^\top/\rho_j^3)` on the free variables. An Armijo search along the step (a group
+    that the step takes through zero stops at zero) is accepted on decrease; otherwise the
+    prox-gradient step with :math:`1/L` (a guaranteed descent) and a larger
+    Levenberg–Marquardt damping.
     """
     prob = _GroupCD(M, Y, loss, pen, fit_intercept, w)
     q, dx, k0, p = prob.q, prob.dx, prob.k0, prob.p

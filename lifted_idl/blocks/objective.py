@@ -13,8 +13,9 @@ with :math:`Z = XA^\top + UB^\top + \mathbf 1 b^\top` and the Fenchel divergence
 :math:`F_\phi(x, z) = f^*(x) + f(z) - xz \ge 0` (zero iff :math:`x = \phi(z)`), subject to
 :math:`\|A\|_\infty \le \kappa` and :math:`P \in \mathrm{dom} f^*`. Biases are not penalised.
 The group penalty :math:`\mathcal P(B, D)` of [IDL (5.1)] couples the two penalty terms: it
-enters as ``pen_group`` (once), or through one block's view of it (``group.for_ab(D)`` as
-:math:`\mathrm{Pen}_{AB}`, whose value at the fixed D is the whole :math:`\mathcal P(B, D)`).
+enters as ``pen_group`` (once), or through one block's view of it
+(``group.restrict("ab", {"D": D})`` as :math:`\mathrm{Pen}_{AB}`, whose value at the fixed D is
+the whole :math:`\mathcal P(B, D)`).
 
 Each block objective is the sum of the terms of :math:`J` that involve the block's variables
 (whole terms, so e.g. the divergence keeps its :math:`f^*(P)` part in the (A, B) block):
@@ -134,10 +135,12 @@ def relaxed_objective(A, B, b, C, D, c, X, P, U, Y, lam, mu, activation, loss, p
         Coupling weight, > 0.
     activation, loss, pen_ab, pen_cd : instances or names
         See :func:`~lifted_idl.activations.get_activation`, :func:`~lifted_idl.losses.get_loss`,
-        :func:`~lifted_idl.penalties.get_penalty`. ``pen_ab`` may also be one block's view of
-        the group penalty (``group.for_ab(D)``, whose value is the whole
+        :func:`~lifted_idl.penalties.get_penalty`; the penalties enter through their views
+        on ``[A B]`` and ``[C D]`` (:meth:`~lifted_idl.penalties.Penalty.restrict`).
+        ``pen_ab`` may also be one block's view of the group penalty
+        (``group.restrict("ab", {"D": D})``, whose value is the whole
         :math:`\mathcal P(B, D)` of [IDL (5.1)]; then pass ``pen_cd=None``), and ``pen_cd``
-        likewise ``group.for_cd(B)``.
+        likewise ``group.restrict("cd", {"B": B})``.
     pen_group : GroupPenalty, optional
         The group penalty :math:`\mathcal P(B, D)` of [IDL (5.1)] (theory §6), added once to
         the ``penalty`` term (on top of ``pen_ab`` and ``pen_cd``).
@@ -162,8 +165,8 @@ def relaxed_objective(A, B, b, C, D, c, X, P, U, Y, lam, mu, activation, loss, p
     """
     act = get_fenchel_activation(activation, "relaxed objective")
     loss = get_loss(loss)
-    pen_ab = get_block_penalty(pen_ab, "pen_ab", allow_group=True)
-    pen_cd = get_block_penalty(pen_cd, "pen_cd", allow_group=True)
+    pen_ab = get_block_penalty(pen_ab, "pen_ab", "ab", allow_group=True)
+    pen_cd = get_block_penalty(pen_cd, "pen_cd", "cd", allow_group=True)
     if pen_group is not None and not isinstance(pen_group, GroupPenalty):
         raise ValueError(f"pen_group must be a GroupPenalty or None; got pen_group={pen_group!r}")
     A, B, b, C, D, c, X, P, U, Y, lam, mu = _check_lifted(A, B, b, C, D, c, X, P, U, Y, lam,
@@ -175,7 +178,7 @@ def relaxed_objective(A, B, b, C, D, c, X, P, U, Y, lam, mu, activation, loss, p
     cp_ = _coupling(X, P, mu, w)
     pen = pen_ab.value(np.hstack([A, B])) + pen_cd.value(np.hstack([C, D]))
     if pen_group is not None:
-        pen += pen_group.value(B, D)
+        pen += pen_group.value({"B": B, "D": D})
     return {"total": lo + dv + cp_ + pen, "loss": lo, "divergence": dv, "coupling": cp_,
             "penalty": pen}
 
@@ -185,7 +188,7 @@ def cd_objective(P, U, Y, loss, penalty, C, D, c=None, *, sample_weight=None) ->
     \mathrm{Pen}_{CD}([C\ D])` (theory §8, arXiv (12)); with ``sample_weight`` the loss is the
     weighted average over samples."""
     loss = get_loss(loss)
-    pen = get_block_penalty(penalty, "penalty", allow_group=True)
+    pen = get_block_penalty(penalty, "penalty", "cd", allow_group=True)
     U = as_matrix("U", U)
     m, p = U.shape
     P = as_matrix("P", P, (m, None))
@@ -208,7 +211,7 @@ def ab_objective(X, U, P, lam, kappa, activation, penalty, A, B, b=None, *,
     ``sample_weight`` the average over samples is weighted
     (:func:`~lifted_idl.losses.unit_mean_weights`)."""
     act = get_fenchel_activation(activation, "(A, B)")
-    pen = get_block_penalty(penalty, "penalty", allow_group=True)
+    pen = get_block_penalty(penalty, "penalty", "ab", allow_group=True)
     U = as_matrix("U", U)
     m, p = U.shape
     X = as_matrix("X", X, (m, None))

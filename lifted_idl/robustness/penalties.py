@@ -17,52 +17,38 @@ Theory §6 (bounds) and §1 (matrix measure); [IDL §4.3, (4.7)], [NEMON].
 * :class:`InputScaledPenalty` — either penalty measured on the raw inputs of a model trained on
   standardised ones (what an estimator needs).
 
-The penalties act on the model parameters and are passed to
+The penalties are :class:`~lifted_idl.penalties.Penalty` objects: ``value(params)`` and
+``grad(params)`` (keys ``"A", "B", "C", "D"``) on the parameter dict or an
+:class:`~lifted_idl.ImplicitModel`, and ``constraints``, the training constraints under which
+the value is finite. They act on all four matrices at once, so they have no view on one BCD
+block (``restrict`` raises); they are passed to
 :func:`lifted_idl.training.gradient.fit_gradient` as ``model_penalty`` (its
 ``constraint="mu_inf"`` option, the NE-MON training constraint, projects with
-:func:`lifted_idl.wellposedness.project_mu_inf`). A model penalty is any object with
-``value(params) -> float`` and ``grad(params) -> dict`` (keys ``"A", "B", "C", "D"``), where
-``params`` is a dict holding at least those four arrays or an :class:`~lifted_idl.ImplicitModel`;
-an optional attribute ``constraints`` lists the training constraints under which its value is
-finite.
+:func:`lifted_idl.wellposedness.project_mu_inf`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .._array import to_numpy
 from .._validation import check_choice, check_real
 from ..exceptions import BoundConditionError
-from ..model import ImplicitModel
+from ..penalties import PARAM_KEYS as _KEYS
+from ..penalties import Penalty, as_params
 
 __all__ = [
-    "ModelPenalty",
     "LipschitzSurrogatePenalty",
     "SensitivityPenalty",
     "InputScaledPenalty",
 ]
 
-_KEYS = ("A", "B", "C", "D")
-
 
 def _params(params) -> dict:
     """``A, B, C, D`` as float64 NumPy arrays of consistent shapes, from a dict or a model."""
-    if isinstance(params, ImplicitModel):
-        params = {k: getattr(params, k) for k in _KEYS}
-    if not isinstance(params, dict):
-        raise ValueError(
-            f"params must be a dict with keys {list(_KEYS)} or an ImplicitModel; got "
-            f"{type(params).__name__}"
-        )
-    out = {}
+    out = as_params(params)
     for k in _KEYS:
-        if k not in params or params[k] is None:
-            raise ValueError(f"params is missing {k!r}; it needs keys {list(_KEYS)}")
-        M = np.asarray(to_numpy(params[k]), dtype=np.float64)
-        if M.ndim != 2:
-            raise ValueError(f"params[{k!r}] must be 2-D; got shape {M.shape}")
-        out[k] = M
+        if out[k].ndim != 2:
+            raise ValueError(f"params[{k!r}] must be 2-D; got shape {out[k].shape}")
     n = out["A"].shape[0]
     if out["A"].shape != (n, n):
         raise ValueError(f"params['A'] must be square; got shape {out['A'].shape}")
@@ -124,31 +110,7 @@ def _mu_inf_and_subgrad(A: np.ndarray) -> tuple[float, np.ndarray]:
     return float(rows[i]), G
 
 
-class ModelPenalty:
-    r"""Base class of penalties on the model parameters :math:`(A, B, C, D)`.
-
-    Subclasses define :meth:`value` and :meth:`grad`. ``constraints`` names the training
-    constraints of :func:`~lifted_idl.training.gradient.fit_gradient` under which the value is
-    finite (``"inf_norm"``: :math:`\|A\|_\infty \le \kappa < 1`; ``"mu_inf"``:
-    :math:`\mu_\infty(A) \le \kappa < 1`).
-    """
-
-    constraints: tuple[str, ...] = ("inf_norm", "mu_inf")
-
-    def __init__(self, alpha: float):
-        self.alpha = check_real("alpha", alpha, 0)
-
-    def value(self, params) -> float:  # pragma: no cover - abstract
-        raise TypeError(f"{type(self).__name__} does not define value")
-
-    def grad(self, params) -> dict:  # pragma: no cover - abstract
-        raise TypeError(f"{type(self).__name__} does not define grad")
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(alpha={self.alpha})"
-
-
-class LipschitzSurrogatePenalty(ModelPenalty):
+class LipschitzSurrogatePenalty(Penalty):
     r"""Convex surrogate of the l-infinity Lipschitz constant [IDL (4.7)], theory §7.
 
     .. math::
@@ -247,7 +209,7 @@ class LipschitzSurrogatePenalty(ModelPenalty):
                 f"smoothing={self.smoothing})")
 
 
-class SensitivityPenalty(ModelPenalty):
+class SensitivityPenalty(Penalty):
     r""":math:`\alpha\|S\|_\infty` with the sensitivity matrix of [IDL Thm 4.2] (theory §7).
 
     .. math::
@@ -325,7 +287,7 @@ class SensitivityPenalty(ModelPenalty):
         return out
 
 
-class InputScaledPenalty(ModelPenalty):
+class InputScaledPenalty(Penalty):
     r"""A model penalty measured in the units of the raw inputs of a standardised model.
 
     An estimator trains on :math:`\tilde u = (u - \bar u) \oslash s` and folds the scaling
@@ -341,7 +303,7 @@ class InputScaledPenalty(ModelPenalty):
 
     Parameters
     ----------
-    penalty : ModelPenalty
+    penalty : Penalty
         E.g. :class:`LipschitzSurrogatePenalty` or :class:`SensitivityPenalty`.
     scale : array of shape (p,)
         The positive per-feature scales :math:`s`.
@@ -358,7 +320,7 @@ class InputScaledPenalty(ModelPenalty):
         self.penalty = penalty
         self.scale = s
         self.alpha = getattr(penalty, "alpha", 1.0)
-        self.constraints = getattr(penalty, "constraints", ModelPenalty.constraints)
+        self.constraints = getattr(penalty, "constraints", Penalty.constraints)
 
     def _raw(self, params):
         P = _params(params)

@@ -104,7 +104,8 @@ class BCDBlocks(Blocks):
         return group_terms(B, C, D, self.group, self.c_ridge)
 
     def cd_step(self, W, X, init):
-        pen = self.pen_cd if self.group is None else self.group.for_cd(W[1], ridge=self.c_ridge)
+        pen = self.pen_cd if self.group is None else self.group.restrict(
+            "cd", {"B": W[1]}, ridge=self.c_ridge)
         r = blocks.solve_cd(X, self.U, self.Y, self.loss, pen, fit_intercept=self.fit_intercept,
                             init=init, sample_weight=self.w, **self.kw)
         return r.value, r.converged
@@ -132,7 +133,7 @@ class BCDBlocks(Blocks):
                 + self.group_value(W[1], *CD[:2]))
 
     def weight_steps(self, X, P, lamv, W, CD):
-        pen = self.pen_ab if self.group is None else self.group.for_ab(CD[1])
+        pen = self.pen_ab if self.group is None else self.group.restrict("ab", {"D": CD[1]})
         if self.robust_sigma is None and self.ab_mm:
             r = blocks.solve_ab(X, self.U, P, lamv, self.kappa, self.activation, pen, init=W,
                                 method="mm", tol=self.kw["tol"], max_iter=self.ab_max_iter,
@@ -233,7 +234,8 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
         Bound :math:`\|A\|_\infty \le \kappa < 1`.
     activation : Activation
     pen_ab, pen_cd : Penalty
-        Penalties on ``[A B]`` and ``[C D]``.
+        The penalties the (A, B, b) and (C, D, c) steps see, through their views on ``[A B]``
+        and ``[C D]`` (:meth:`~lifted_idl.penalties.Penalty.restrict`).
     init_model : ImplicitModel, optional
         Start from this model (e.g. :func:`lifted_idl.compose.from_mlp`) instead of random
         features; its A is projected onto the :math:`\kappa` ball first.
@@ -297,8 +299,8 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
     group : GroupPenalty, optional
         The feature-selection penalty :math:`\mathcal P(B, D) = \alpha\sum_j \|[B; D]e_j\|_r`
         of [IDL (5.1)], on top of ``pen_ab`` and ``pen_cd``. It couples the two weight blocks:
-        the (C, D, c) step sees it with B fixed (:meth:`GroupPenalty.for_cd`), the (A, B, b)
-        step with D fixed (:meth:`GroupPenalty.for_ab`), and a joint (B, D) block step
+        the (C, D, c) step sees it with B fixed, the (A, B, b) step with D fixed
+        (:meth:`~lifted_idl.penalties.GroupPenalty.restrict`), and a joint (B, D) block step
         (:func:`~lifted_idl.blocks.solve_bd`) after the (A, B, b) step is what sets
         whole columns of [B; D] to zero; all are convex block steps of the same objective,
         which therefore still never increases.

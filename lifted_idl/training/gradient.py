@@ -325,23 +325,27 @@ def implicit_gradients(model: ImplicitModel, U, Y, loss: str | Loss, X=None,
 # ----------------------------------------------------------------------------------------------
 # public: training
 # ----------------------------------------------------------------------------------------------
-def _check_penalty(pen, name):
+def _check_penalty(pen, name, block):
+    """``pen_ab`` / ``pen_cd``: None, a name or a Penalty with a view on ``block``."""
     if pen is None:
         return NoPenalty()
-    if isinstance(pen, Penalty):
-        return pen
-    if isinstance(pen, str):
-        return get_penalty(pen, 0.0)
-    raise ValueError(f"{name} must be None, a penalty name or a Penalty; got {pen!r}")
+    if isinstance(pen, GroupPenalty):
+        raise ValueError(f"{name} must act on one block's weights; the group penalty couples B "
+                         f"and D: pass it as group=; got {name}={pen!r}")
+    if not isinstance(pen, (Penalty, str)):
+        raise ValueError(f"{name} must be None, a penalty name or a Penalty; got {pen!r}")
+    pen = get_penalty(pen, 0.0)
+    pen.restrict(block)  # a penalty on all of (A, B, C, D) at once raises here
+    return pen
 
 
 def _check_model_penalty(pen, constraint):
-    """``pen`` is None or has callable ``value`` and ``grad``, valid under ``constraint``."""
+    """``pen`` is None or a Penalty with ``grad``, valid under ``constraint``."""
     if pen is None:
         return
     if not (callable(getattr(pen, "value", None)) and callable(getattr(pen, "grad", None))):
         raise ValueError(
-            "model_penalty must be None or an object with value(params) and grad(params) "
+            "model_penalty must be None or a Penalty with value(params) and grad(params) "
             f"(e.g. lifted_idl.robustness.penalties.LipschitzSurrogatePenalty); got "
             f"model_penalty={pen!r}"
         )
@@ -443,13 +447,14 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
     kappa : float
         Radius of the well-posedness constraint, in (0, 1).
     pen_ab, pen_cd : Penalty or str, optional
-        Penalties on ``[A B]`` and on ``[C D]`` (biases are not penalised). Smooth ones
+        Penalties seen through their views on ``[A B]`` and on ``[C D]``
+        (:meth:`~lifted_idl.penalties.Penalty.restrict`; biases are not penalised). Smooth ones
         (``penalty.smooth``) enter through their gradient, others (l1) through a proximal step
         after the gradient step. With Adam the prox uses the optimizer's diagonal metric, i.e.
         per-entry steps :math:`\eta/(\sqrt{\hat v} + \epsilon)`, so its fixed points satisfy the
         optimality conditions of the penalised problem; with SGD the step is
-        ``learning_rate``. The penalty's ``prox`` must accept an array of steps (the package's
-        penalties do).
+        ``learning_rate``. The view's ``prox`` must accept an array of steps (the package's
+        penalties' do).
     max_iter : int, default=200
         Maximum number of epochs (passes over the data).
     batch_size : int, optional
@@ -481,8 +486,8 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
         warm-started from the previous step's solution for the same samples, so a step
         usually needs only a few iterations. (Under ``"mu_inf"`` the test is on the residual,
         i.e. on the averaged step divided by :math:`\alpha`.)
-    model_penalty : object, optional
-        A penalty on the model parameters with ``value(params) -> float`` and
+    model_penalty : Penalty, optional
+        A penalty on the whole model with ``value(params) -> float`` and
         ``grad(params) -> dict`` (keys ``"A", "B", "C", "D"``; ``params`` is a dict of the
         current arrays), such as
         :class:`~lifted_idl.robustness.penalties.LipschitzSurrogatePenalty` or
@@ -516,7 +521,7 @@ def fit_gradient(model: ImplicitModel, U, Y, loss: str | Loss, *, kappa: float,
         gradient and in the objective). With ``group`` and a positively homogeneous
         activation (ReLU), :math:`(B, b, C) \to (sB, sb, C/s)` keeps the predictions and
         lowers the group penalty as :math:`s \to 0`; the ridge gives the problem a minimiser
-        (:meth:`~lifted_idl.penalties.GroupPenalty.for_cd`).
+        (:meth:`~lifted_idl.penalties.GroupPenalty.restrict`).
     sample_weight : ndarray of shape (m,), optional
         Non-negative sample weights: the loss is the weighted average
         :math:`\frac{1}{\sum_t w_t}\sum_s w_s\ell_s`
@@ -644,8 +649,8 @@ def _check_fit_options(model, loss, *, kappa, pen_ab, pen_cd, constraint, model_
             f"kappa * lipschitz(activation) = {float(kappa) * lip:.4g} >= 1: ||A||_inf <= kappa "
             f"does not certify well-posedness for activation={act!r}; got kappa={kappa!r}"
         )
-    pen_ab = _check_penalty(pen_ab, "pen_ab")
-    pen_cd = _check_penalty(pen_cd, "pen_cd")
+    pen_ab = _check_penalty(pen_ab, "pen_ab", "ab")
+    pen_cd = _check_penalty(pen_cd, "pen_cd", "cd")
     check_choice("constraint", constraint, ("inf_norm", "mu_inf"))
     _check_model_penalty(model_penalty, constraint)
     _check_group(group, pen_ab, pen_cd)
@@ -873,9 +878,9 @@ class _GradientTrainer:
             grad.b[...] = 0
             grad.c[...] = 0
         if opts.pen_ab.smooth and not isinstance(opts.pen_ab, NoPenalty):
-            grad.AB[...] += opts.pen_ab.grad(par.AB)
+            grad.AB[...] += opts.pen_ab.restrict("ab").grad(par.AB)
         if opts.pen_cd.smooth and not isinstance(opts.pen_cd, NoPenalty):
-            grad.CD[...] += opts.pen_cd.grad(par.CD)
+            grad.CD[...] += opts.pen_cd.restrict("cd").grad(par.CD)
         if opts.c_ridge:
             grad.C[...] += opts.c_ridge * par.C
         if opts.model_penalty is not None:
@@ -911,13 +916,13 @@ class _GradientTrainer:
         """Prox of the non-smooth penalties (steps in ``self.steps``) and of the group one."""
         opts, par = self.opts, self.par
         if not opts.pen_ab.smooth:
-            par.AB[...] = opts.pen_ab.prox(par.AB, self.steps.AB)
+            par.AB[...] = opts.pen_ab.restrict("ab").prox(par.AB, self.steps.AB)
         if not opts.pen_cd.smooth:
-            par.CD[...] = opts.pen_cd.prox(par.CD, self.steps.CD)
+            par.CD[...] = opts.pen_cd.restrict("cd").prox(par.CD, self.steps.CD)
         if opts.group is not None:
-            Bn, Dn = opts.group.prox(par.B, par.D, group_step)
-            par.B[...] = Bn
-            par.D[...] = Dn
+            new = opts.group.prox({"B": par.B, "D": par.D}, group_step)
+            par.B[...] = new["B"]
+            par.D[...] = new["D"]
 
     def result_model(self, model):
         """A new model from the last iterate (biases kept as ``None`` when not trained)."""

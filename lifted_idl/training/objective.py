@@ -33,7 +33,7 @@ def group_terms(B, C, D, group=None, c_ridge: float = 0.0) -> float:
     :math:`\beta` = ``c_ridge``.
     """
     v = 0.5 * c_ridge * float(np.vdot(C, C)) if c_ridge else 0.0
-    return v + group.value(B, D) if group is not None else v
+    return v + group.value({"B": B, "D": D}) if group is not None else v
 
 
 def training_objective(loss_value: float, A, B, C, D, *, pen_ab=None, pen_cd=None, group=None,
@@ -48,7 +48,8 @@ def training_objective(loss_value: float, A, B, C, D, *, pen_ab=None, pen_cd=Non
     A, B, C, D : arrays
         The weights.
     pen_ab, pen_cd : Penalty, optional
-        Penalties on ``[A B]`` and ``[C D]`` (None: no term).
+        Penalties seen through their views on ``[A B]`` and ``[C D]``
+        (:meth:`~lifted_idl.penalties.Penalty.restrict`; None: no term).
     group : GroupPenalty, optional
         The feature-selection penalty on ``(B, D)``.
     c_ridge : float, default=0.0
@@ -64,9 +65,9 @@ def training_objective(loss_value: float, A, B, C, D, *, pen_ab=None, pen_cd=Non
     """
     total = loss_value
     if pen_ab is not None:
-        total += pen_ab.value(np.hstack([A, B]) if AB is None else AB)
+        total += pen_ab.restrict("ab").value(np.hstack([A, B]) if AB is None else AB)
     if pen_cd is not None:
-        total += pen_cd.value(np.hstack([C, D]) if CD is None else CD)
+        total += pen_cd.restrict("cd").value(np.hstack([C, D]) if CD is None else CD)
     total += model_penalty
     return total + group_terms(B, C, D, group, c_ridge)
 

@@ -66,6 +66,10 @@ class PathPoint:
         ``[C D]``; an (A, B) sweep at most one to every row of A and one to B.
     converged : bool
         Whether the rounds at this point stopped on ``tol`` (not on ``n_rounds``).
+    blocks_converged : bool
+        Whether every block solve at this point (equilibria, (C, D, c) fits, P steps and weight
+        steps, Frank–Wolfe included) reached its own tolerance; False when one stopped on its
+        iteration limit (for Frank–Wolfe: raise ``max_iter`` or ``fw_tol``).
     classes : ndarray or None
         The class labels (classification), in the order of the model's outputs.
     """
@@ -84,6 +88,7 @@ class PathPoint:
     fw_iter: dict = field(default_factory=dict)
     converged: bool = False
     classes: np.ndarray | None = None
+    blocks_converged: bool = True
 
 
 def _path_data(U, Y, task, U_val, Y_val):
@@ -143,11 +148,11 @@ def _score(task, Y, Yhat):
 
 
 class _PathBlocks(Blocks):
-    r"""The blocks of a sparsity path: a pluggable (C, D, c) step ``cd_fn(X, W, init)``, weight
-    step ``ab_fn(X, P, lamv, W, CD)`` (returning W, or (W, CD) when it also moved (C, D, c))
-    and penalties ``pen_fn()`` (the keywords of
-    :func:`~lifted_idl.training.objective.training_objective` at the current point of the
-    path); the P step is the exact
+    r"""The blocks of a sparsity path: a pluggable (C, D, c) step ``cd_fn(X, W, init)``
+    (returning ``(CD, converged)``), weight step ``ab_fn(X, P, lamv, W, CD)`` (returning
+    ``(W, CD, converged)``, CD as given unless the step also moved (C, D, c)) and penalties
+    ``pen_fn()`` (the keywords of :func:`~lifted_idl.training.objective.training_objective`
+    at the current point of the path); the P step is the exact
     :func:`~lifted_idl.blocks.solve_p` (its default tolerance)."""
 
     def __init__(self, U, Y, loss, act, kappa, cd_fn, ab_fn, pen_fn, b_budget=None):
@@ -164,7 +169,7 @@ class _PathBlocks(Blocks):
         return A, B, b
 
     def cd_step(self, W, X, init):
-        return self.cd_fn(X, W, init), True
+        return self.cd_fn(X, W, init)
 
     def objective(self, W, CD, X, model):
         C, D, c = CD
@@ -182,9 +187,7 @@ class _PathBlocks(Blocks):
                                      training_objective(0.0, *W[:2], *CD[:2], **self.pen_fn()))
 
     def weight_steps(self, X, P, lamv, W, CD):
-        out = self.ab_fn(X, P, lamv, W, CD)
-        W, CD = out if len(out) == 2 else (out, CD)
-        yield "AB", W, CD, True
+        yield "AB", *self.ab_fn(X, P, lamv, W, CD)
 
 
 def _engine(blocks, rounds, tol):
@@ -198,14 +201,18 @@ def _engine(blocks, rounds, tol):
     return RoundEngine(blocks, replace(rounds, tol=tol, record_relaxed=False), label="path")
 
 
-def _run(engine, st, n_rounds):
-    """Rounds at one path point; returns ``(state, n_run, n_accepted, converged)``."""
+def _run(engine, st, n_rounds, n_warned):
+    """Rounds at one path point; returns ``(state, n_run, n_accepted, converged,
+    blocks_converged)``. ``n_warned``: the engine's block warnings before this point's anchor
+    (the block solves that missed their tolerance since then make ``blocks_converged`` False).
+    """
     best, hist = engine.run(st, n_rounds, warn=False)
-    return best, hist.n_iter, hist.n_accepted, hist.converged
+    return (best, hist.n_iter, hist.n_accepted, hist.converged,
+            len(hist.block_warnings) == n_warned)
 
 
 def _make_point(params, st, task, U_val, Y_val, act, n_run, n_acc, fw_iter, converged,
-                classes, U, Y):
+                classes, U, Y, blocks_converged):
     A, B, b = st.W
     C, D, c = st.CD
     model = ImplicitModel(A, B, C, D, b=b, c=c, activation=act)
@@ -225,7 +232,8 @@ def _make_point(params, st, task, U_val, Y_val, act, n_run, n_acc, fw_iter, conv
                      train_loss=float(loss_value), objective=float(st.obj),
                      train_score=_score(task, Y, Yhat), val_score=val_score, val_loss=val_loss,
                      n_rounds=int(n_run), n_accepted=int(n_acc), fw_iter=dict(fw_iter),
-                     converged=bool(converged), classes=classes)
+                     converged=bool(converged), classes=classes,
+                     blocks_converged=bool(blocks_converged))
 
 
 def frank_wolfe_path(U, Y, budgets, *, task: str = "regression", n_hidden: int = 10,
@@ -329,15 +337,16 @@ def frank_wolfe_path(U, Y, budgets, *, task: str = "regression", n_hidden: int =
     st = None
     for row in bud:
         steps.set_budgets(row)
+        n_warned = len(engine.history.block_warnings)
         if st is None:
             if steps.has_ab:
                 B = project_inf_norm_ball(B.reshape(1, -1), steps.cur["kappa_b"]).reshape(B.shape)
             st = engine.anchor((A, B, b))
         else:  # warm start: the previous point is feasible for the larger balls
             st = engine.anchor(st.W, X0=st.X, cd_init=st.CD)
-        st, n_run, n_acc, conv = _run(engine, st, n_rounds)
+        st, n_run, n_acc, conv, blocks_ok = _run(engine, st, n_rounds, n_warned)
         path.append(_make_point(steps.cur, st, task, U_val, Y_val, act, n_run, n_acc,
-                                steps.fw_iter, conv, classes, U, Y))
+                                steps.fw_iter, conv, classes, U, Y, blocks_ok))
     return path
 
 
@@ -396,8 +405,9 @@ class _FWSteps:
                       init=None if init is None else (C0, D0), tol=self.fw_tol,
                       max_iter=self.max_iter, warn=False)
             self.fw_iter["cd"] += r.n_iter
-            return r.value
-        return solve_cd(X, self.U, self.Y, self.loss, self.cd_pen, init=init).value
+        else:
+            r = solve_cd(X, self.U, self.Y, self.loss, self.cd_pen, init=init)
+        return r.value, r.converged
 
     def ab_step(self, X, P, lamv, AB, CD):
         if self.has_ab:
@@ -405,8 +415,9 @@ class _FWSteps:
                       fit_bias=True, init=AB, tol=self.fw_tol, max_iter=self.max_iter,
                       warn=False)
             self.fw_iter["ab"] += r.n_iter
-            return r.value
-        return solve_ab(X, self.U, P, lamv, self.kappa_a, self.act, "none", init=AB).value
+        else:
+            r = solve_ab(X, self.U, P, lamv, self.kappa_a, self.act, "none", init=AB)
+        return r.value, CD, r.converged
 
     def penalties(self):
         """The penalties of the objective (:func:`~.objective.training_objective`'s keywords):
@@ -480,11 +491,10 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
     (:math:`\beta` = ``c_ridge``) makes it well-posed: for a positively homogeneous
     activation, :math:`(B, b, C) \to (sB, sb, C/s)` keeps the predictions and lowers the group
     penalty as :math:`s \to 0`, so without it the infimum is approached with B shrinking to 0
-    and C growing without bound (:meth:`~lifted_idl.penalties.GroupPenalty.for_cd`).
+    and C growing without bound (:meth:`~lifted_idl.penalties.GroupPenalty.restrict`).
 
-    The (A, B, b) step sees the penalty with D fixed
-    (:meth:`~lifted_idl.penalties.GroupPenalty.for_ab`), the (C, D, c) step at the anchor with B
-    fixed (:meth:`~lifted_idl.penalties.GroupPenalty.for_cd`); each
+    The (A, B, b) step sees the penalty with D fixed, the (C, D, c) step at the anchor with B
+    fixed (:meth:`~lifted_idl.penalties.GroupPenalty.restrict`); each
     is convex and solved exactly (:func:`~lifted_idl.blocks.solve_ab`,
     :func:`~lifted_idl.blocks.solve_cd`). After the (A, B, b) step, a joint (B, D) block step
     (proximal gradient with the exact joint prox, as in
@@ -554,15 +564,18 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
     group = {"pen": GroupPenalty(float(al[0]), ord)}
 
     def cd_step(X, AB, init):
-        pen = group["pen"].for_cd(AB[1], ridge=c_ridge)
-        return solve_cd(X, U, Y, loss, pen, init=init).value
+        pen = group["pen"].restrict("cd", {"B": AB[1]}, ridge=c_ridge)
+        r = solve_cd(X, U, Y, loss, pen, init=init)
+        return r.value, r.converged
 
     def ab_step(X, P, lamv, AB, CD):
-        W = solve_ab(X, U, P, lamv, kappa, act, group["pen"].for_ab(CD[1]), init=AB).value
+        pen = group["pen"].restrict("ab", {"D": CD[1]})
+        r = solve_ab(X, U, P, lamv, kappa, act, pen, init=AB)
         if group["pen"].alpha <= 0:
-            return W
+            return r.value, CD, r.converged
         # the joint (B, D) block step: the one that zeroes whole columns (as in fit_bcd)
-        return solve_bd(*W, *CD, X, P, U, Y, lamv, act, loss, group["pen"]).value
+        rb = solve_bd(*r.value, *CD, X, P, U, Y, lamv, act, loss, group["pen"])
+        return *rb.value, r.converged and rb.converged
 
     def penalty():
         return {"group": group["pen"], "c_ridge": c_ridge}
@@ -584,11 +597,12 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
     st = None
     for a in al:
         group["pen"] = GroupPenalty(float(a), ord)
+        n_warned = len(engine.history.block_warnings)
         if st is None:
             st = engine.anchor((A, B, b))
         else:
             st = engine.anchor(st.W, X0=st.X, cd_init=st.CD)
-        st, n_run, n_acc, conv = _run(engine, st, n_rounds)
+        st, n_run, n_acc, conv, blocks_ok = _run(engine, st, n_rounds, n_warned)
         path.append(_make_point({"alpha": float(a)}, st, task, U_val, Y_val, act, n_run, n_acc,
-                                {"cd": 0, "ab": 0}, conv, classes, U, Y))
+                                {"cd": 0, "ab": 0}, conv, classes, U, Y, blocks_ok))
     return path

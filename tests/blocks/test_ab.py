@@ -108,7 +108,7 @@ def test_warm_start_converges_faster_ab():
 @pytest.mark.parametrize("seed", [0, 1])
 def test_solve_ab_group_matches_cvxpy(act, ord, seed):
     X, U, P, lam, D = ab_instance(seed, act)
-    pen = GroupPenalty(0.3, ord).for_ab(D)
+    pen = GroupPenalty(0.3, ord).restrict("ab", {"D": D})
     kappa = 0.5
     fast = solve_ab(X, U, P, lam, kappa, act, pen)
     ref = solve_ab(X, U, P, lam, kappa, act, pen, method="cvxpy")
@@ -132,9 +132,10 @@ def test_solve_ab_group_zero_columns_and_warm_start():
     a warm start never ends above its own objective; strength 0 is the unpenalised block."""
     act = ReLU()
     X, U, P, lam, D = ab_instance(5, act)
-    big = solve_ab(X, U, P, lam, 0.5, act, GroupPenalty(50.0).for_ab(np.zeros_like(D)))
+    big = solve_ab(X, U, P, lam, 0.5, act,
+                   GroupPenalty(50.0).restrict("ab", {"D": np.zeros_like(D)}))
     assert np.all(big.value[1] == 0.0)
-    pen = GroupPenalty(0.2).for_ab(D, ridge=0.05)
+    pen = GroupPenalty(0.2).restrict("ab", {"D": D}, ridge=0.05)
     cold = solve_ab(X, U, P, lam, 0.5, act, pen)
     ref = solve_ab(X, U, P, lam, 0.5, act, pen, method="cvxpy")
     assert rel(cold.objective, ref.objective) < RTOL
@@ -144,7 +145,7 @@ def test_solve_ab_group_zero_columns_and_warm_start():
     warm = solve_ab(X, U, P, lam, 0.5, act, pen, init=init)
     assert warm.objective <= ab_objective(X, U, P, lam, 0.5, act, pen, *init)
     assert rel(warm.objective, cold.objective) < RTOL
-    zero = solve_ab(X, U, P, lam, 0.5, act, GroupPenalty(0.0).for_ab(D))
+    zero = solve_ab(X, U, P, lam, 0.5, act, GroupPenalty(0.0).restrict("ab", {"D": D}))
     plain = solve_ab(X, U, P, lam, 0.5, act, NoPenalty())
     assert rel(zero.objective, plain.objective) < 1e-10
 
@@ -184,7 +185,7 @@ def bcd_like_instance(seed, act, m=80, n=5, p=7, q=2, fixed="mixed"):
 def group_problem(seed, ord, fixed="mixed", alpha=0.05, ridge=0.0):
     act = ReLU()
     X, U, P, lam, D = bcd_like_instance(seed, act, fixed=fixed)
-    pen = GroupPenalty(alpha, ord).for_ab(D, ridge=ridge)
+    pen = GroupPenalty(alpha, ord).restrict("ab", {"D": D}, ridge=ridge)
     return ab_module._GroupAB(X, U, P, lam, 0.9, act, pen, True)
 
 
@@ -280,7 +281,7 @@ def check_against_cvxpy(X, U, P, lam, kappa, act, pen, rtol=RTOL, **kw):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_group_newton_rank_deficient_design_matches_cvxpy(group_ord, act, fixed, seed):
     X, U, P, lam, D = bcd_like_instance(seed, act, fixed=fixed)
-    pen = GroupPenalty(0.05, group_ord).for_ab(D)
+    pen = GroupPenalty(0.05, group_ord).restrict("ab", {"D": D})
     fast, ref = check_against_cvxpy(X, U, P, lam, 0.9, act, pen)
     A, B, b = fast.value
     assert ab_kkt_residual(X, U, P, lam, 0.9, act, pen, A, B, b) < 1e-5
@@ -299,7 +300,7 @@ def test_group_newton_bcd_tolerance_does_not_stop_short(group_ord, seed):
     going. Also from a warm start, as in BCD."""
     act = ReLU()
     X, U, P, lam, D = bcd_like_instance(10 + seed, act, m=120)
-    pen = GroupPenalty(0.01, group_ord).for_ab(D)
+    pen = GroupPenalty(0.01, group_ord).restrict("ab", {"D": D})
     fast, ref = check_against_cvxpy(X, U, P, lam, 0.9, act, pen, tol=1e-6, max_iter=100)
     rng = np.random.default_rng(seed)
     A, B, b = ref.value
@@ -316,10 +317,11 @@ def test_group_newton_large_strength_and_ridge(group_ord):
     """A strength that zeroes every column of B (zero fixed part), and a ridge on A."""
     act = ReLU()
     X, U, P, lam, D = bcd_like_instance(7, act)
-    big = solve_ab(X, U, P, lam, 0.9, act, GroupPenalty(50.0, group_ord).for_ab(0 * D))
+    big = solve_ab(X, U, P, lam, 0.9, act,
+                   GroupPenalty(50.0, group_ord).restrict("ab", {"D": 0 * D}))
     assert big.converged
     assert np.all(big.value[1] == 0.0)
-    pen = GroupPenalty(0.05, group_ord).for_ab(D, ridge=0.1)
+    pen = GroupPenalty(0.05, group_ord).restrict("ab", {"D": D}, ridge=0.1)
     check_against_cvxpy(X, U, P, lam, 0.9, act, pen)
 
 
@@ -329,7 +331,7 @@ def test_linf_newton_ties_the_column_maxima(monkeypatch):
     monkeypatch.setattr(ab_module, "_LINF_SOLVER", "newton")
     act = ReLU()
     X, U, P, lam, D = bcd_like_instance(3, act, fixed="zero")
-    pen = GroupPenalty(0.02, np.inf).for_ab(D)
+    pen = GroupPenalty(0.02, np.inf).restrict("ab", {"D": D})
     fast, ref = check_against_cvxpy(X, U, P, lam, 0.9, act, pen)
     B = fast.value[1]
     absB = np.abs(B)

@@ -50,7 +50,8 @@ def test_mm_steps_decrease_model_and_objective(act, adaptive, accelerate):
     X, U, P, lam, init = instance(0, act)
     init = (project_l1_rows(init[0].copy(), 0.4), init[1], init[2])
     trace = []
-    A, B, b, n_iter, _ = ab_mm(X, U, P, lam, 0.4, act, L2Penalty(0.01), True, init, 1e-12, 30,
+    A, B, b, n_iter, _ = ab_mm(X, U, P, lam, 0.4, act, L2Penalty(0.01).restrict("ab"), True,
+                               init, 1e-12, 30,
                                adaptive=adaptive, accelerate=accelerate, trace=trace)
     assert len(trace) == n_iter == 30
     for f0, f1, dec in trace:
@@ -121,7 +122,7 @@ def test_mm_group_penalty_uses_exact_solver():
     act = ReLU()
     X, U, P, lam, _ = instance(5, act)
     D = np.random.default_rng(0).standard_normal((2, U.shape[1]))
-    pen = GroupPenalty(0.05).for_ab(D)
+    pen = GroupPenalty(0.05).restrict("ab", {"D": D})
     mm = solve_ab(X, U, P, lam, 0.5, act, pen, method="mm")
     fast = solve_ab(X, U, P, lam, 0.5, act, pen, method="fast")
     assert mm.solver == fast.solver != "mm"

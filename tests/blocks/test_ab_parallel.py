@@ -156,7 +156,7 @@ def test_group_penalty_falls_back_to_sequential(chunk_spy):
     """The group penalty couples the rows: n_jobs is ignored, the answer is bit-identical."""
     X, U, P, lam, kappa = instance(4, ReLU())
     D = np.random.default_rng(0).standard_normal((2, U.shape[1]))
-    pen = GroupPenalty(0.05).for_ab(D)
+    pen = GroupPenalty(0.05).restrict("ab", {"D": D})
     seq = solve_ab(X, U, P, lam, kappa, "relu", pen)
     par = solve_ab(X, U, P, lam, kappa, "relu", pen, n_jobs=2)
     assert par.solver == seq.solver == "group_newton"
@@ -165,7 +165,8 @@ def test_group_penalty_falls_back_to_sequential(chunk_spy):
     for a, b in zip(par.value, seq.value, strict=True):
         np.testing.assert_array_equal(a, b)
     # strength 0: no penalty, rows separable again, so the chunks are used
-    free = solve_ab(X, U, P, lam, kappa, "relu", GroupPenalty(0.0).for_ab(D), n_jobs=2)
+    free = solve_ab(X, U, P, lam, kappa, "relu", GroupPenalty(0.0).restrict("ab", {"D": D}),
+                    n_jobs=2)
     assert len(chunk_spy) == 2
     assert rel(free.objective, solve_ab(X, U, P, lam, kappa, "relu", "none").objective) < SAME
 

@@ -36,7 +36,7 @@ def test_group_bd_step_matches_cvxpy(ord):
     def objective(B, D):
         Z = X @ A.T + U @ B.T + b
         return (loss.value(Y, P @ C.T + U @ D.T + c)
-                + float(act.fenchel(P, Z).sum(axis=0) @ lamv) / m + group.value(B, D))
+                + float(act.fenchel(P, Z).sum(axis=0) @ lamv) / m + group.value({"B": B, "D": D}))
 
     fast = solve_bd(A, B0, b, C, D0, c, X, P, U, Y, lamv, act, loss, group, max_iter=20000,
                     tol=1e-13)
@@ -55,8 +55,8 @@ def test_group_bd_step_matches_cvxpy(ord):
     assert f_fast <= f_ref + 1e-6 * abs(f_ref)
     assert f_fast >= f_ref - 1e-6 * abs(f_ref)
     assert f_fast < objective(B0, D0)
-    norms = group.column_norms(B, D)
-    ref_norms = group.column_norms(Bv, Dv)
+    norms = group.column_norms({"B": B, "D": D})
+    ref_norms = group.column_norms({"B": Bv, "D": Dv})
     assert np.any(norms == 0.0) and np.any(norms > 0)  # exact zeros from the joint prox ...
     np.testing.assert_array_equal(norms == 0.0, ref_norms < 1e-6)  # ... where cvxpy has ~0
 
@@ -84,7 +84,8 @@ def test_bd_checks_its_input():
     A, B0, b, C, D0, c, X, P, U, Y, lamv = _instance()
     group = GroupPenalty(0.4, 2)
     with pytest.raises(ValueError, match="GroupPenalty"):
-        solve_bd(A, B0, b, C, D0, c, X, P, U, Y, lamv, "relu", "squared", group.for_ab(D0))
+        solve_bd(A, B0, b, C, D0, c, X, P, U, Y, lamv, "relu", "squared",
+                 group.restrict("ab", {"D": D0}))
     with pytest.raises(ValueError, match="domain"):
         solve_bd(A, B0, b, C, D0, c, X, -1.0 - P, U, Y, lamv, "relu", "squared", group)
     with pytest.raises(ValueError, match="B has shape"):

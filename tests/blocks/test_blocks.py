@@ -46,8 +46,8 @@ def test_relaxed_objective_zero_divergence_at_equilibrium(act, loss):
                           d["Y"], d["lam"], d["mu"], act, loss, pen_ab, pen_cd)
     assert abs(J["divergence"]) < 1e-9 and J["coupling"] == 0.0
     true = (loss.value(d["Y"], model.predict(d["U"]))
-            + pen_ab.value(np.hstack([d["A"], d["B"]])) + pen_cd.value(np.hstack([d["C"],
-                                                                                  d["D"]])))
+            + pen_ab.restrict("ab").value(np.hstack([d["A"], d["B"]]))
+            + pen_cd.restrict("cd").value(np.hstack([d["C"], d["D"]])))
     assert rel(J["total"], true) < 1e-9
     # away from the equilibrium every term is non-negative and the divergence positive
     J2 = relaxed_objective(d["A"], d["B"], d["b"], d["C"], d["D"], d["c"], d["X"], d["P"],
@@ -77,8 +77,8 @@ def test_relaxed_objective_with_group():
     args = (A, B, b, C, D, c, X, P, U, Y, 1.0, 0.5, "relu", "squared")
     base = relaxed_objective(*args, NoPenalty(), NoPenalty())
     joint = relaxed_objective(*args, NoPenalty(), L2Penalty(0.1), pen_group=G)
-    view = relaxed_objective(*args, G.for_ab(D), L2Penalty(0.1))
-    want = G.value(B, D) + 0.05 * np.sum(np.hstack([C, D]) ** 2)
+    view = relaxed_objective(*args, G.restrict("ab", {"D": D}), L2Penalty(0.1))
+    want = G.value({"B": B, "D": D}) + 0.05 * np.sum(np.hstack([C, D]) ** 2)
     assert joint["penalty"] == pytest.approx(want, rel=1e-13)
     assert view["total"] == pytest.approx(joint["total"], rel=1e-13)
     assert joint["total"] - base["total"] == pytest.approx(want, rel=1e-12)
@@ -228,15 +228,15 @@ def test_block_errors_name_the_argument():
     act = ReLU()
     X, U, P, lam, D = ab_instance(0, act)
     G = GroupPenalty(0.1)
-    with pytest.raises(ValueError, match=r"group.for_ab\(D\)"):
+    with pytest.raises(ValueError, match=r"group.restrict\('ab', \{'D': D\}\)"):
         solve_ab(X, U, P, lam, 0.5, act, G)
     with pytest.raises(ValueError, match="4 groups"):
-        solve_ab(X, U, P, lam, 0.5, act, G.for_ab(D[:, :4]))
+        solve_ab(X, U, P, lam, 0.5, act, G.restrict("ab", {"D": D[:, :4]}))
     Pc, Uc, Yc, B = cd_instance(0, "squared")
-    with pytest.raises(ValueError, match=r"group.for_cd\(B\)"):
-        solve_cd(Pc, Uc, Yc, "squared", G.for_ab(B))
+    with pytest.raises(ValueError, match=r"group.restrict\('cd', \{'B': B\}\)"):
+        solve_cd(Pc, Uc, Yc, "squared", G.restrict("ab", {"D": B}))
     # the robust (A, B) block keeps its own list of penalties
     from lifted_idl.blocks._common import get_block_penalty
 
     with pytest.raises(ValueError, match="NoPenalty, L2Penalty or L1Penalty"):
-        get_block_penalty(G.for_ab(D), "penalty")
+        get_block_penalty(G.restrict("ab", {"D": D}), "penalty", "ab")

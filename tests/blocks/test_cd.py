@@ -121,7 +121,7 @@ def cd_kkt_residual(P, U, Y, loss, pen, C, D, c, fit_intercept):
 @pytest.mark.parametrize("fit_intercept", [True, False])
 def test_solve_cd_group_matches_cvxpy(loss, ord, fit_intercept):
     P, U, Y, B = cd_instance(0, loss)
-    pen = GroupPenalty(0.08, ord).for_cd(B, ridge=0.01)
+    pen = GroupPenalty(0.08, ord).restrict("cd", {"B": B}, ridge=0.01)
     fast = solve_cd(P, U, Y, loss, pen, fit_intercept=fit_intercept)
     ref = solve_cd(P, U, Y, loss, pen, method="cvxpy", fit_intercept=fit_intercept)
     assert fast.converged
@@ -139,7 +139,7 @@ def test_solve_cd_group_zeroes_columns():
     alpha in norm (checked at the solution, for every such column)."""
     P, U, Y, B = cd_instance(1, "squared")
     alpha = 0.15
-    r = solve_cd(P, U, Y, "squared", GroupPenalty(alpha).for_cd(B))
+    r = solve_cd(P, U, Y, "squared", GroupPenalty(alpha).restrict("cd", {"B": B}))
     C, D, c = r.value
     R = (P @ C.T + U @ D.T + c - Y) / len(U)
     g = np.linalg.norm(R.T @ U, axis=0)

@@ -175,7 +175,7 @@ def test_group_penalty_in_bcd_keeps_descent(ord):
     assert all(b <= a for a, b in zip(tl, tl[1:], strict=False))
     anchors = [v for it, block, _, v in hist.relaxed if block == "anchor"]
     np.testing.assert_allclose(anchors, tl[: len(anchors)], rtol=1e-8)
-    expected = (SquaredLoss().value(Y, model.predict(U)) + group.value(model.B, model.D)
+    expected = (SquaredLoss().value(Y, model.predict(U)) + group.value(model)
                 + 0.5e-2 * float(np.vdot(model.C, model.C)))
     assert expected == pytest.approx(min(tl), rel=1e-6)
     with pytest.raises(ValueError, match="group cannot be combined"):

@@ -81,6 +81,15 @@ def test_tight_iteration_budget_bounds_nonzeros(data):
     assert all(pt.nnz["C"] + pt.nnz["D"] <= k for pt, k in zip(path, [1, 2, 3], strict=True))
 
 
+def test_unconverged_frank_wolfe_block_is_reported(data):
+    """A (C, D) Frank–Wolfe solve cut at one iteration, far from its gap tolerance, is reported
+    as unconverged (it used to count as converged whatever its gap)."""
+    U, y, _, _ = data
+    path = frank_wolfe_path(U, y, BUDGETS, n_hidden=N_HIDDEN, random_state=1, max_iter=1,
+                            n_rounds=0, fw_tol=1e-12)
+    assert [pt.blocks_converged for pt in path] == [False, False, False]
+
+
 def test_objective_non_increasing_and_scores_improve(data):
     U, y, Uv, yv = data
     path = frank_wolfe_path(U, y, [0.25, 0.5, 1.0, 2.0, 4.0], n_hidden=N_HIDDEN, U_val=Uv,
@@ -187,7 +196,7 @@ def test_group_path_objective_and_collapse(data):
         pred = np.asarray(m.predict(U))[:, 0]
         loss = 0.5 * np.mean((pred - y) ** 2)
         assert pt.train_loss == pytest.approx(loss, rel=1e-8)
-        want = loss + pt.params["alpha"] * G.value(m.B, m.D) + 0.5e-2 * np.sum(m.C ** 2)
+        want = loss + pt.params["alpha"] * G.value(m) + 0.5e-2 * np.sum(m.C ** 2)
         assert pt.objective == pytest.approx(want, rel=1e-8)
     # far above the data's strength every group shrinks to (numerically) nothing
     _, B0, _ = random_feature_init(U, N_HIDDEN, "relu", 0, 0.5)

@@ -197,9 +197,9 @@ def _teacher_problem(seed=0, m=80, p=3, n=5, q=1):
 def _objective(model, U, Y, loss, pen_ab=None, pen_cd=None):
     value = loss.value(Y, model.predict(U))
     if pen_ab is not None:
-        value += pen_ab.value(np.hstack([model.A, model.B]))
+        value += pen_ab.restrict("ab").value(np.hstack([model.A, model.B]))
     if pen_cd is not None:
-        value += pen_cd.value(np.hstack([model.C, model.D]))
+        value += pen_cd.restrict("cd").value(np.hstack([model.C, model.D]))
     return value
 
 

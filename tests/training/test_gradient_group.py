@@ -81,7 +81,7 @@ def test_fixed_point_satisfies_group_lasso_optimality(ord, alpha, optimizer, lr,
             assert r <= 1e-4
     # the objective recorded is loss + group penalty + C ridge of the returned model
     data = SquaredLoss().value(Y, fitted.predict(U, tol=1e-13))
-    pen = group.value(fitted.B, fitted.D) + 0.05 * float(np.sum(fitted.C ** 2))
+    pen = group.value(fitted) + 0.05 * float(np.sum(fitted.C ** 2))
     assert loss[-1] == pytest.approx(data + pen, rel=1e-7)
     assert hist["group_penalty"] == pytest.approx(pen, rel=1e-9)
 
@@ -101,11 +101,11 @@ def test_group_prox_gives_exact_zero_columns_for_noise_features():
         for ord in (2, np.inf):
             model, _ = fit_gradient(init, U, Y, "squared", kappa=0.5, max_iter=300,
                                     group=GroupPenalty(0.1, ord), c_ridge=0.1)
-            norms = GroupPenalty(1.0, ord).column_norms(model.B, model.D)
+            norms = GroupPenalty(1.0, ord).column_norms({"B": model.B, "D": model.D})
             assert np.all(norms[2:] == 0), norms
             assert np.all(norms[:2] > 1e-2), norms
         plain, _ = fit_gradient(init, U, Y, "squared", kappa=0.5, max_iter=300)
-    assert np.all(GroupPenalty(1.0).column_norms(plain.B, plain.D) > 0)
+    assert np.all(GroupPenalty(1.0).column_norms({"B": plain.B, "D": plain.D}) > 0)
 
 
 def test_group_argument_validation():
