@@ -57,6 +57,7 @@ __all__ = ["solve_p"]
 
 _ARMIJO = 1e-4
 _MAX_HALVINGS = 50
+_EXACT = 1e-12  # a relative scaled Newton step at the rounding level
 
 
 def _check(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, init):
@@ -199,13 +200,14 @@ def _p_newton(Z, C, E, X, Y, lam, mu, act, loss, init, tol, max_iter):
     :math:`\epsilon_{\rm mach}` of an end (the objective then differs from the infimum by a
     rounding-level amount).
 
-    The problem is separable over samples. For ReLU (a box with a bounded diagonal scaling
-    :math:`\lambda + \mu`) a sample whose scaled projected gradient step meets the tolerance is
-    optimal to that tolerance, so it is frozen and leaves the batch: later iterations only pay
-    for the samples still moving (usually a few after the first two steps). For tanh and
-    sigmoid the scaling :math:`\lambda f^{*\prime\prime}(p)` blows up near the ends of the
-    domain, where a small scaled step does not mean optimality on its own, so every sample
-    iterates until all meet the tolerance together.
+    The problem is separable over samples. For ReLU (a box with the bounded diagonal scaling
+    :math:`\lambda + \mu`) the objective of a sample is a quadratic, on which one Newton step
+    from the right face is exact: a sample whose scaled projected gradient step is at the
+    rounding level (below ``min(tol, 1e-12)`` relative) is frozen and leaves the batch, so
+    later iterations only pay for the samples still moving (usually a few after the first
+    two steps) and the answer is the one of iterating them all. For tanh and sigmoid the
+    scaling :math:`\lambda f^{*\prime\prime}(p)` blows up near the ends of the domain, where a
+    small scaled step does not mean optimality on its own: every sample iterates.
     """
     freeze = isinstance(act, ReLU)
     lo, hi = _box(act)
@@ -225,14 +227,15 @@ def _p_newton(Z, C, E, X, Y, lam, mu, act, loss, init, tol, max_iter):
         n_iter = k
         Za, Ea, Xa, Ya, va = batch
         g, Dg, res = _projected_gradient(Pa, Za, C, Ea, Xa, Ya, lam, mu, act, loss, lo, hi)
-        thr = tol * max(1.0, frozen_top, float(np.abs(Pa).max(initial=0.0)))
-        done = _row_abs_max_le(res, thr)
-        n_done = int(done.sum())
-        if n_done == Pa.shape[0]:
+        scale = max(1.0, frozen_top, float(np.abs(Pa).max(initial=0.0)))
+        exact = min(tol, _EXACT) * scale
+        rn = _row_abs_max(res, exact)
+        if bool((rn <= tol * scale).all()):
             converged = True
             break
-        if n_done and freeze:  # freeze the converged samples (their rows of P are final)
-            frozen_top = max(frozen_top, float(np.abs(Pa[done]).max(initial=0.0)))
+        done = rn <= exact
+        if freeze and bool(done.any()):  # freeze the exact samples (their rows of P are final)
+            frozen_top = max(frozen_top, float(np.abs(Pa[done]).max()))
             keep = np.flatnonzero(~done)
             rows = keep if rows is None else rows[keep]
             Pa, g, Dg, res = Pa[keep], g[keep], Dg[keep], res[keep]
@@ -267,14 +270,16 @@ def _projected_gradient(P, Z, C, E, X, Y, lam, mu, act, loss, lo, hi):
     return g, Dg, res
 
 
-def _row_abs_max_le(R, thr):
-    r"""Rows with :math:`\|r\|_\infty \le` ``thr``, screened by :math:`\|r\|_2 \le` ``thr``
-    (a row reduction of a C-ordered matrix is cheap as a dot product, not as a maximum)."""
-    ok = np.sqrt(np.einsum("ij,ij->i", R, R)) <= thr
-    rest = np.flatnonzero(~ok)
+def _row_abs_max(R, below):
+    r"""Row-wise :math:`\|r\|_\infty`, exact where it exceeds ``below``; elsewhere an upper
+    bound that is at most ``below`` (:math:`\|r\|_2`: a row reduction of a C-ordered matrix is
+    cheap as a dot product, not as a maximum). Comparisons with any threshold of at least
+    ``below`` are thus exact."""
+    rn = np.sqrt(np.einsum("ij,ij->i", R, R))
+    rest = np.flatnonzero(~(rn <= below))
     if rest.size:
-        ok[rest] = np.abs(R[rest]).max(axis=1) <= thr
-    return ok
+        rn[rest] = np.abs(R[rest]).max(axis=1)
+    return rn
 
 
 def _newton_direction(P, g, Dg, res, C, CC, E, Y, loss, lo, hi):
