@@ -154,9 +154,9 @@ def solve_p(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, *, init=None,
 # Newton
 # --------------------------------------------------------------------------------------------
 def _fstar_derivs(act, P):
-    """(f*'(P), f*''(P)) on the domain."""
+    """(f*'(P), f*''(P)) on the domain; f*'' is None for ReLU, where it is 1."""
     if isinstance(act, ReLU):
-        return P, np.ones_like(P)
+        return P, None
     if isinstance(act, Tanh):
         return np.arctanh(P), 1.0 / ((1.0 - P) * (1.0 + P))
     # sigmoid
@@ -176,8 +176,13 @@ def _sample_values(P, Z, C, E, X, Y, lam, mu, act, loss):
     Yhat = P @ C.T
     Yhat += E
     R = P - X
-    with np.errstate(all="ignore"):
-        F = act.f_conj(P) - P * Z
+    if isinstance(act, ReLU):  # P >= 0 on the box, where f*(p) = p^2 / 2
+        F = 0.5 * P
+        F -= Z
+        F *= P
+    else:
+        with np.errstate(all="ignore"):
+            F = act.f_conj(P) - P * Z
     return loss.sample_values(Y, Yhat) + F @ lam + 0.5 * mu * np.einsum("ij,ij->i", R, R)
 
 
@@ -217,7 +222,9 @@ def _p_newton(Z, C, E, X, Y, lam, mu, act, loss, init, tol, max_iter):
         P = _into_domain(act, init)
     P = np.array(P, dtype=np.float64, order="C")
     CC = (C.T[:, :, None] * C.T[:, None, :]).reshape(C.shape[1], -1)  # row i: C[:, i] C[:, i]^T
-    batch = (Z, E, X, Y, _sample_values(P, Z, C, E, X, Y, lam, mu, act, loss))
+    # ReLU: the gradient's constant part lam Z + mu X, once
+    ZX = lam * Z + mu * X if isinstance(act, ReLU) else None
+    batch = (Z, E, X, Y, ZX, _sample_values(P, Z, C, E, X, Y, lam, mu, act, loss))
     Pa = P
     rows = None  # the samples still iterating (None: all of them)
     frozen_top = 0.0  # max |P| over the frozen samples
@@ -225,8 +232,9 @@ def _p_newton(Z, C, E, X, Y, lam, mu, act, loss, init, tol, max_iter):
     n_iter = 0
     for k in range(1, max_iter + 1):
         n_iter = k
-        Za, Ea, Xa, Ya, va = batch
-        g, Dg, res = _projected_gradient(Pa, Za, C, Ea, Xa, Ya, lam, mu, act, loss, lo, hi)
+        Za, Ea, Xa, Ya, ZXa, va = batch
+        g, Dg, gs, res, Yhat = _projected_gradient(Pa, Za, C, Ea, Xa, Ya, ZXa, lam, mu, act,
+                                                   loss, lo, hi)
         scale = max(1.0, frozen_top, float(np.abs(Pa).max(initial=0.0)))
         exact = min(tol, _EXACT) * scale
         rn = _row_abs_max(res, exact)
@@ -238,13 +246,14 @@ def _p_newton(Z, C, E, X, Y, lam, mu, act, loss, init, tol, max_iter):
             frozen_top = max(frozen_top, float(np.abs(Pa[done]).max()))
             keep = np.flatnonzero(~done)
             rows = keep if rows is None else rows[keep]
-            Pa, g, Dg, res = Pa[keep], g[keep], Dg[keep], res[keep]
-            batch = tuple(M[keep] for M in batch)
-            Za, Ea, Xa, Ya, va = batch
-        d, free = _newton_direction(Pa, g, Dg, res, C, CC, Ea, Ya, loss, lo, hi)
+            Pa, g, gs, res, Yhat = Pa[keep], g[keep], gs[keep], res[keep], Yhat[keep]
+            Dg = Dg[keep] if Dg.ndim == 2 else Dg
+            batch = tuple(None if M is None else M[keep] for M in batch)
+            Za, Ea, Xa, Ya, ZXa, va = batch
+        d, free = _newton_direction(Pa, g, Dg, gs, res, Yhat, C, CC, Ya, loss, lo, hi)
         Pa, va, ok = _search_projected(Pa, d, g, free, lo, hi, va, Za, C, Ea, Xa, Ya, lam, mu,
                                        act, loss)
-        batch = (Za, Ea, Xa, Ya, va)
+        batch = (Za, Ea, Xa, Ya, ZXa, va)
         if rows is None:
             P = Pa
         else:
@@ -255,19 +264,29 @@ def _p_newton(Z, C, E, X, Y, lam, mu, act, loss, init, tol, max_iter):
     return P, n_iter, converged
 
 
-def _projected_gradient(P, Z, C, E, X, Y, lam, mu, act, loss, lo, hi):
-    r"""Gradient g (m times the objective's), Hessian diagonal ``Dg`` of the separable terms and
-    the scaled projected gradient step :math:`P - \Pi(P - g / D_g)`."""
+def _projected_gradient(P, Z, C, E, X, Y, ZX, lam, mu, act, loss, lo, hi):
+    r"""The gradient g (m times the objective's), the Hessian diagonal ``Dg`` of the separable
+    terms (shape (n,) for ReLU, where it is :math:`\lambda + \mu`), the scaled gradient
+    :math:`g / D_g`, the scaled projected gradient step :math:`P - \Pi(P - g / D_g)` and the
+    outputs :math:`\hat Y`. ``ZX`` is :math:`\lambda Z + \mu X` for ReLU (None otherwise)."""
     Yhat = P @ C.T
     Yhat += E
     d1, d2 = _fstar_derivs(act, P)
     # loss.grad averages over the rows it gets: the per-sample gradient is that many times it
     g = (loss.grad(Y, Yhat) * float(P.shape[0])) @ C
-    g += lam * (d1 - Z)
-    g += mu * (P - X)
-    Dg = lam * d2 + mu
-    res = P - np.clip(P - g / Dg, lo, hi)
-    return g, Dg, res
+    if d2 is None:  # ReLU: lam (P - Z) + mu (P - X) = (lam + mu) P - ZX
+        Dg = lam + mu
+        g += Dg * P
+        g -= ZX
+    else:
+        g += lam * (d1 - Z)
+        g += mu * (P - X)
+        Dg = lam * d2 + mu
+    gs = g / Dg
+    res = P - gs
+    np.clip(res, lo, hi, out=res)
+    np.subtract(P, res, out=res)
+    return g, Dg, gs, res, Yhat
 
 
 def _row_abs_max(R, below):
@@ -282,20 +301,20 @@ def _row_abs_max(R, below):
     return rn
 
 
-def _newton_direction(P, g, Dg, res, C, CC, E, Y, loss, lo, hi):
+def _newton_direction(P, g, Dg, gs, res, Yhat, C, CC, Y, loss, lo, hi):
     """The projected Newton direction and the mask (1.0 / 0.0) of the free variables."""
     m = P.shape[0]
     q = C.shape[0]
     # epsilon-active bounds (Bertsekas): at a bound with the gradient pushing outwards
     eps = np.minimum(np.sqrt(np.einsum("ij,ij->i", res, res)), 1e-3)[:, None]
-    active = ((P <= lo + eps) & (g > 0)) | ((P >= hi - eps) & (g < 0))
+    active = (P <= lo + eps) & (g > 0)
+    if np.isfinite(hi):
+        active |= (P >= hi - eps) & (g < 0)
     free = np.logical_not(active).astype(np.float64)  # masks multiply: np.where is slower
     Dinv = free / Dg
     # Newton direction on the free variables (Woodbury, one q x q solve per sample)
-    Yhat = P @ C.T
-    Yhat += E
     H = loss.sample_hessians(Y, Yhat)
-    h = Dinv * g
+    h = free * gs
     # K_s = C diag(Dinv_s) C^T for every sample, as one (m, n) x (n, q q) product: no
     # (m, q, n) temporary, so the block's memory stays O(m (n + q^2))
     K = (Dinv @ CC).reshape(m, q, q)
@@ -306,18 +325,18 @@ def _newton_direction(P, g, Dg, res, C, CC, E, Y, loss, lo, hi):
         t = Hr[:, :, 0] / S[:, :, 0]
     else:
         t = np.linalg.solve(S, Hr)[:, :, 0]
+    # free variables: -(h - Dinv C^T t); active ones: the scaled gradient step -g / Dg
     d = Dinv * (t @ C)
-    d -= h
-    # scaled gradient step on the active variables
-    d -= (1.0 - free) * (g / Dg)
+    d -= gs
     return d, free
 
 
 def _search_projected(P, d, g, free, lo, hi, vals, Z, C, E, X, Y, lam, mu, act, loss):
     r"""Armijo search along the projection arc :math:`P(\alpha) = \Pi(P + \alpha d)`, per
     sample; every sample tries :math:`\alpha = 1` first, on the whole batch."""
-    gd_free = np.einsum("ij,ij->i", g * free, d)  # <= 0
-    g_act = g * (1.0 - free)
+    g_free = g * free
+    gd_free = np.einsum("ij,ij->i", g_free, d)  # <= 0
+    g_act = g - g_free
 
     def trial(a, Pt, vt, todo):
         """The samples ``todo`` that accept the step ``a`` to ``Pt`` (values ``vt``)."""
