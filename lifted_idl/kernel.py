@@ -23,7 +23,9 @@ Methods (theory §2 and §6):
 ``"picard"``
     :math:`x \leftarrow \phi(Ax + z_0)`; converges linearly when :math:`\lambda_{PF}(|A|) < 1`
     [IDL Thm 2.2]. Per step: one GEMM into a preallocated buffer, then bias, activation,
-    difference and row norms in about six passes over the active (m, n) block.
+    difference and row norms in about six passes over the active (m, n) block, which is held
+    column-major so that the per-sample norms reduce over n contiguous columns (the returned
+    states are row-major).
 ``"averaged"``
     Krasnosel'skii–Mann :math:`x \leftarrow (1-\alpha)x + \alpha\phi(Ax + z_0)` with the NE-MON
     step :math:`\alpha = 1/(1 + \max_i \max(-a_{ii}, 0))`; converges when
