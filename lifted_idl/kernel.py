@@ -236,7 +236,9 @@ def _iterate(step, Z0, X0, tol, max_iter, method, nonneg=False, step_scale=1.0):
     idx = None  # original row of each active row (None: identity)
     alive = None  # mask of active rows not yet stopped (None: all of them)
     n_alive = m
-    rel = xp.zeros(m, dtype=Z0.dtype)  # final relative residual per original row
+    # final residual and iterate norm per original row (their ratio is taken once, at the end)
+    res_end = xp.zeros(m, dtype=Z0.dtype)
+    scale_end = xp.zeros(m, dtype=Z0.dtype)
     ok = xp.zeros(m, dtype=bool)  # converged per original row
     thr = Z0.dtype.type(tol * step_scale)
     n_iter = 0
@@ -260,7 +262,8 @@ def _iterate(step, Z0, X0, tol, max_iter, method, nonneg=False, step_scale=1.0):
             rows = xp.flatnonzero(stop)
             orig = rows if idx is None else idx[rows]
             X[orig] = Xa[rows]
-            rel[orig] = _relative(res[rows], scale[rows] * step_scale, xp)
+            res_end[orig] = res[rows]
+            scale_end[orig] = scale[rows]
             ok[orig] = conv[rows]
             if alive is None:
                 alive = xp.ones(Xa.shape[0], dtype=bool)
@@ -279,7 +282,9 @@ def _iterate(step, Z0, X0, tol, max_iter, method, nonneg=False, step_scale=1.0):
         rows = xp.arange(Xa.shape[0]) if alive is None else xp.flatnonzero(alive)
         orig = rows if idx is None else idx[rows]
         X[orig] = Xa[rows]
-        rel[orig] = _relative(res[rows], scale[rows] * step_scale, xp)
+        res_end[orig] = res[rows]
+        scale_end[orig] = scale[rows]
+    rel = _relative(res_end, scale_end * step_scale, xp)
     n_unconv = m - int(ok.sum())
     residual = float(rel.max())
     return FixedPointResult(X, n_iter, residual, n_unconv == 0, n_unconv, method)
