@@ -220,7 +220,7 @@ def _p_newton(Z, C, E, X, Y, lam, mu, act, loss, init, tol, max_iter):
         P = _into_domain(act, (act(Z) * lam + mu * X) / (lam + mu))
     else:
         P = _into_domain(act, init)
-    P = np.array(P, dtype=np.float64, order="C")
+    P = np.ascontiguousarray(P, dtype=np.float64)  # a new array: rows are written in place
     CC = (C.T[:, :, None] * C.T[:, None, :]).reshape(C.shape[1], -1)  # row i: C[:, i] C[:, i]^T
     # ReLU: the gradient's constant part lam Z + mu X, once
     ZX = lam * Z + mu * X if isinstance(act, ReLU) else None
