@@ -57,6 +57,7 @@ __all__ = ["solve_p"]
 
 _ARMIJO = 1e-4
 _MAX_HALVINGS = 50
+_EXACT = 1e-12  # a relative scaled Newton step at the rounding level
 
 
 def _check(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, init):
@@ -153,9 +154,9 @@ def solve_p(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, *, init=None,
 # Newton
 # --------------------------------------------------------------------------------------------
 def _fstar_derivs(act, P):
-    """(f*'(P), f*''(P)) on the domain."""
+    """(f*'(P), f*''(P)) on the domain; f*'' is None for ReLU, where it is 1."""
     if isinstance(act, ReLU):
-        return P, np.ones_like(P)
+        return P, None
     if isinstance(act, Tanh):
         return np.arctanh(P), 1.0 / ((1.0 - P) * (1.0 + P))
     # sigmoid
@@ -175,8 +176,13 @@ def _sample_values(P, Z, C, E, X, Y, lam, mu, act, loss):
     Yhat = P @ C.T
     Yhat += E
     R = P - X
-    with np.errstate(all="ignore"):
-        F = act.f_conj(P) - P * Z
+    if isinstance(act, ReLU):  # P >= 0 on the box, where f*(p) = p^2 / 2
+        F = 0.5 * P
+        F -= Z
+        F *= P
+    else:
+        with np.errstate(all="ignore"):
+            F = act.f_conj(P) - P * Z
     return loss.sample_values(Y, Yhat) + F @ lam + 0.5 * mu * np.einsum("ij,ij->i", R, R)
 
 
@@ -198,83 +204,169 @@ def _p_newton(Z, C, E, X, Y, lam, mu, act, loss, init, tol, max_iter):
     as a barrier there, so a bound is active only when the optimum lies within
     :math:`\epsilon_{\rm mach}` of an end (the objective then differs from the infimum by a
     rounding-level amount).
+
+    The problem is separable over samples. For ReLU (a box with the bounded diagonal scaling
+    :math:`\lambda + \mu`) the objective of a sample is a quadratic, on which one Newton step
+    from the right face is exact: a sample whose scaled projected gradient step is at the
+    rounding level (below ``min(tol, 1e-12)`` relative) is frozen and leaves the batch, so
+    later iterations only pay for the samples still moving (usually a few after the first
+    two steps) and the answer is the one of iterating them all. For tanh and sigmoid the
+    scaling :math:`\lambda f^{*\prime\prime}(p)` blows up near the ends of the domain, where a
+    small scaled step does not mean optimality on its own: every sample iterates.
     """
-    m, n = X.shape
-    q = C.shape[0]
+    freeze = isinstance(act, ReLU)
     lo, hi = _box(act)
     if init is None:
         P = _into_domain(act, (act(Z) * lam + mu * X) / (lam + mu))
     else:
         P = _into_domain(act, init)
-    mloss = float(m)  # loss.grad is averaged over samples; the per-sample gradient is m times it
-    eye = np.eye(q)
-    CC = (C.T[:, :, None] * C.T[:, None, :]).reshape(n, q * q)  # row i: C[:, i] C[:, i]^T
-    vals = _sample_values(P, Z, C, E, X, Y, lam, mu, act, loss)
+    P = np.ascontiguousarray(P, dtype=np.float64)  # a new array: rows are written in place
+    CC = (C.T[:, :, None] * C.T[:, None, :]).reshape(C.shape[1], -1)  # row i: C[:, i] C[:, i]^T
+    # ReLU: the gradient's constant part lam Z + mu X, once
+    ZX = lam * Z + mu * X if isinstance(act, ReLU) else None
+    batch = (Z, E, X, Y, ZX, _sample_values(P, Z, C, E, X, Y, lam, mu, act, loss))
+    Pa = P
+    rows = None  # the samples still iterating (None: all of them)
+    frozen_top = 0.0  # max |P| over the frozen samples
     converged = False
     n_iter = 0
     for k in range(1, max_iter + 1):
         n_iter = k
-        Yhat = P @ C.T
-        Yhat += E
-        d1, d2 = _fstar_derivs(act, P)
-        g = (loss.grad(Y, Yhat) * mloss) @ C
-        g += lam * (d1 - Z)
-        g += mu * (P - X)
-        Dg = lam * d2 + mu
-        res = P - np.clip(P - g / Dg, lo, hi)
-        res_max = float(np.abs(res).max(initial=0.0))
-        if res_max <= tol * max(1.0, float(np.abs(P).max(initial=0.0))):
+        Za, Ea, Xa, Ya, ZXa, va = batch
+        g, Dg, gs, res, Yhat = _projected_gradient(Pa, Za, C, Ea, Xa, Ya, ZXa, lam, mu, act,
+                                                   loss, lo, hi)
+        scale = max(1.0, frozen_top, float(np.abs(Pa).max(initial=0.0)))
+        exact = min(tol, _EXACT) * scale
+        rn = _row_abs_max(res, exact)
+        if bool((rn <= tol * scale).all()):
             converged = True
             break
-        # epsilon-active bounds (Bertsekas): at a bound with the gradient pushing outwards
-        eps = np.minimum(np.sqrt((res * res).sum(axis=1, keepdims=True)), 1e-3)
-        active = ((P <= lo + eps) & (g > 0)) | ((P >= hi - eps) & (g < 0))
-        Dinv = np.where(active, 0.0, 1.0 / Dg)
-        # Newton direction on the free variables (Woodbury, one q x q solve per sample)
-        H = loss.sample_hessians(Y, Yhat)
-        h = Dinv * g
-        # K_s = C diag(Dinv_s) C^T for every sample, as one (m, n) x (n, q q) product: no
-        # (m, q, n) temporary, so the block's memory stays O(m (n + q^2))
-        K = (Dinv @ CC).reshape(m, q, q)
-        S = eye + H @ K
-        r = h @ C.T
-        t = np.linalg.solve(S, (H @ r[:, :, None]))[:, :, 0]
-        d = -(h - Dinv * (t @ C))
-        d = np.where(active, -g / Dg, d)
-        P, vals, ok = _search_projected(P, d, g, active, lo, hi, vals, Z, C, E, X, Y, lam, mu,
-                                        act, loss)
+        done = rn <= exact
+        if freeze and bool(done.any()):  # freeze the exact samples (their rows of P are final)
+            frozen_top = max(frozen_top, float(np.abs(Pa[done]).max()))
+            keep = np.flatnonzero(~done)
+            rows = keep if rows is None else rows[keep]
+            Pa, g, gs, res, Yhat = Pa[keep], g[keep], gs[keep], res[keep], Yhat[keep]
+            Dg = Dg[keep] if Dg.ndim == 2 else Dg
+            batch = tuple(None if M is None else M[keep] for M in batch)
+            Za, Ea, Xa, Ya, ZXa, va = batch
+        d, free = _newton_direction(Pa, g, Dg, gs, res, Yhat, C, CC, Ya, loss, lo, hi)
+        Pa, va, ok = _search_projected(Pa, d, g, free, lo, hi, va, Za, C, Ea, Xa, Ya, lam, mu,
+                                       act, loss)
+        batch = (Za, Ea, Xa, Ya, ZXa, va)
+        if rows is None:
+            P = Pa
+        else:
+            P[rows] = Pa
         if not ok:
             # no sample could make progress: we are at the rounding floor of the objective
             break
     return P, n_iter, converged
 
 
-def _search_projected(P, d, g, active, lo, hi, vals, Z, C, E, X, Y, lam, mu, act, loss):
-    r"""Armijo search along the projection arc :math:`P(\alpha) = \Pi(P + \alpha d)`."""
+def _projected_gradient(P, Z, C, E, X, Y, ZX, lam, mu, act, loss, lo, hi):
+    r"""The gradient g (m times the objective's), the Hessian diagonal ``Dg`` of the separable
+    terms (shape (n,) for ReLU, where it is :math:`\lambda + \mu`), the scaled gradient
+    :math:`g / D_g`, the scaled projected gradient step :math:`P - \Pi(P - g / D_g)` and the
+    outputs :math:`\hat Y`. ``ZX`` is :math:`\lambda Z + \mu X` for ReLU (None otherwise)."""
+    Yhat = P @ C.T
+    Yhat += E
+    d1, d2 = _fstar_derivs(act, P)
+    # loss.grad averages over the rows it gets: the per-sample gradient is that many times it
+    g = (loss.grad(Y, Yhat) * float(P.shape[0])) @ C
+    if d2 is None:  # ReLU: lam (P - Z) + mu (P - X) = (lam + mu) P - ZX
+        Dg = lam + mu
+        g += Dg * P
+        g -= ZX
+    else:
+        g += lam * (d1 - Z)
+        g += mu * (P - X)
+        Dg = lam * d2 + mu
+    gs = g / Dg
+    res = P - gs
+    np.clip(res, lo, hi, out=res)
+    np.subtract(P, res, out=res)
+    return g, Dg, gs, res, Yhat
+
+
+def _row_abs_max(R, below):
+    r"""Row-wise :math:`\|r\|_\infty`, exact where it exceeds ``below``; elsewhere an upper
+    bound that is at most ``below`` (:math:`\|r\|_2`: a row reduction of a C-ordered matrix is
+    cheap as a dot product, not as a maximum). Comparisons with any threshold of at least
+    ``below`` are thus exact."""
+    rn = np.sqrt(np.einsum("ij,ij->i", R, R))
+    rest = np.flatnonzero(~(rn <= below))
+    if rest.size:
+        rn[rest] = np.abs(R[rest]).max(axis=1)
+    return rn
+
+
+def _newton_direction(P, g, Dg, gs, res, Yhat, C, CC, Y, loss, lo, hi):
+    """The projected Newton direction and the mask (1.0 / 0.0) of the free variables."""
     m = P.shape[0]
-    alpha = np.ones(m)
-    newP = P.copy()
-    newv = vals.copy()
-    todo = np.arange(m)
-    moved = False
-    gd_free = np.where(active, 0.0, g * d).sum(axis=1)  # <= 0
-    for _ in range(_MAX_HALVINGS):
-        a = alpha[todo, None]
+    q = C.shape[0]
+    # epsilon-active bounds (Bertsekas): at a bound with the gradient pushing outwards
+    eps = np.minimum(np.sqrt(np.einsum("ij,ij->i", res, res)), 1e-3)[:, None]
+    active = (P <= lo + eps) & (g > 0)
+    if np.isfinite(hi):
+        active |= (P >= hi - eps) & (g < 0)
+    free = np.logical_not(active).astype(np.float64)  # masks multiply: np.where is slower
+    Dinv = free / Dg
+    # Newton direction on the free variables (Woodbury, one q x q solve per sample)
+    H = loss.sample_hessians(Y, Yhat)
+    h = free * gs
+    # K_s = C diag(Dinv_s) C^T for every sample, as one (m, n) x (n, q q) product: no
+    # (m, q, n) temporary, so the block's memory stays O(m (n + q^2))
+    K = (Dinv @ CC).reshape(m, q, q)
+    S = np.eye(q) + H @ K
+    r = h @ C.T
+    Hr = H @ r[:, :, None]
+    if q == 1:
+        t = Hr[:, :, 0] / S[:, :, 0]
+    else:
+        t = np.linalg.solve(S, Hr)[:, :, 0]
+    # free variables: -(h - Dinv C^T t); active ones: the scaled gradient step -g / Dg
+    d = Dinv * (t @ C)
+    d -= gs
+    return d, free
+
+
+def _search_projected(P, d, g, free, lo, hi, vals, Z, C, E, X, Y, lam, mu, act, loss):
+    r"""Armijo search along the projection arc :math:`P(\alpha) = \Pi(P + \alpha d)`, per
+    sample; every sample tries :math:`\alpha = 1` first, on the whole batch."""
+    g_free = g * free
+    gd_free = np.einsum("ij,ij->i", g_free, d)  # <= 0
+    g_act = g - g_free
+
+    def trial(a, Pt, vt, todo):
+        """The samples ``todo`` that accept the step ``a`` to ``Pt`` (values ``vt``)."""
+        P0, v0 = (P, vals) if todo is None else (P[todo], vals[todo])
+        ga = g_act if todo is None else g_act[todo]
+        gf = gd_free if todo is None else gd_free[todo]
+        pred = np.einsum("ij,ij->i", ga, P0 - Pt) - a * gf
+        slack = 1e-13 * (1.0 + np.abs(v0))
+        return (v0 - vt >= _ARMIJO * pred - slack) & (vt <= v0 + slack)
+
+    newP = np.clip(P + d, lo, hi)
+    newv = _sample_values(newP, Z, C, E, X, Y, lam, mu, act, loss)
+    ok = trial(1.0, newP, newv, None)
+    moved = bool(ok.any())
+    todo = np.flatnonzero(~ok)
+    newP[todo] = P[todo]
+    newv[todo] = vals[todo]
+    a = 1.0
+    for _ in range(_MAX_HALVINGS - 1):
+        if todo.size == 0:
+            break
+        a *= 0.5
         Pt = np.clip(P[todo] + a * d[todo], lo, hi)
         vt = _sample_values(Pt, Z[todo], C, E[todo], X[todo], Y[todo], lam, mu, act, loss)
-        pred = -a[:, 0] * gd_free[todo] + np.where(active[todo], g[todo] * (P[todo] - Pt),
-                                                   0.0).sum(axis=1)
-        slack = 1e-13 * (1.0 + np.abs(vals[todo]))
-        ok = vals[todo] - vt >= _ARMIJO * pred - slack
-        ok &= vt <= vals[todo] + slack
+        ok = trial(a, Pt, vt, todo)
         idx = todo[ok]
         newP[idx] = Pt[ok]
         newv[idx] = vt[ok]
         moved |= bool(ok.any())
         todo = todo[~ok]
-        if todo.size == 0:
-            break
-        alpha[todo] *= 0.5
     return newP, newv, moved
 
 

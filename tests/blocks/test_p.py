@@ -73,3 +73,24 @@ def test_sigmoid_p_block():
     fast, ref = solve_p(*args, act, loss), solve_p(*args, act, loss, method="cvxpy")
     assert fast.converged and rel(fast.objective, ref.objective) < RTOL
     assert 0.0 < fast.value.min() and fast.value.max() < 1.0
+
+
+@pytest.mark.parametrize("q", [1, 3], ids=["q1", "q3"])
+def test_p_relu_frozen_samples_match_iterating_all(q, monkeypatch):
+    """ReLU samples leave the Newton batch once their step is at the rounding level: the answer
+    is the one of iterating every sample (freezing off), an exact NNLS point (KKT per entry),
+    for the scalar (q = 1) and the batched (q > 1) Woodbury solves."""
+    import lifted_idl.blocks.p as pmod
+
+    act, loss = ReLU(), SquaredLoss()
+    d = instance(31, act, loss, m=300, n=12, q=q)
+    args = [d[k] for k in ("A", "B", "b", "C", "D", "c", "X", "U", "Y", "lam", "mu")]
+    fast = solve_p(*args, act, loss, tol=1e-10)
+    monkeypatch.setattr(pmod, "_EXACT", 0.0)  # no sample is ever frozen
+    every = solve_p(*args, act, loss, tol=1e-10)
+    assert fast.converged and every.converged and fast.n_iter >= 3
+    np.testing.assert_allclose(fast.value, every.value, rtol=0, atol=1e-11)
+    P = fast.value
+    g = p_gradient(d, act, loss, P) * P.shape[0]
+    assert P.min() >= 0.0 and g.min() > -1e-9 and np.abs(P * g).max() < 1e-9
+    assert (P == 0).any() and (P > 0).any()
