@@ -385,7 +385,9 @@ def _softmax_whitened_newton(Ma, Y, pa, Wa, tol, max_iter, w=None, dense=True):
       without changing the step.
     * otherwise conjugate gradients on Hessian-vector products (:func:`_softmax_pcg`), run to
       the relative residual :math:`\min(\tfrac12, \|g\|^{1/2})` (superlinear convergence,
-      the forcing of Nocedal & Wright, Algorithm 7.1), preconditioned by the Hessian's
+      the forcing of Nocedal & Wright, Algorithm 7.1) but not below the absolute residual
+      ``tol / 2`` (the last step need not solve its system more accurately than the
+      gradient the solve stops at), preconditioned by the Hessian's
       diagonal :math:`\mathrm{diag}(H)_{kj} = \sum_i w_is_{ik}(1 - s_{ik})\tilde m_{ij}^2/m +
       a_j`, which costs one product with the design. Whitening leaves the Hessian
       ill-conditioned where the softmax saturates (classes whose probabilities are near 0 or
@@ -427,7 +429,10 @@ def _softmax_whitened_newton(Ma, Y, pa, Wa, tol, max_iter, w=None, dense=True):
         if dense:
             step = _softmax_dense_step(Ma, S, Sw, pa, g)
         else:
-            step = _softmax_pcg(Ma, Ma2, S, Sw, pa, g, min(0.5, np.sqrt(gn)) * gn)
+            # the forcing min(1/2, |g|^(1/2))|g|, but never below tol/2: the next gradient is
+            # about the CG residual, and a residual under tol/2 ends the solve at that step
+            step = _softmax_pcg(Ma, Ma2, S, Sw, pa, g,
+                                max(0.5 * tol, min(0.5, np.sqrt(gn)) * gn))
         slope = float(np.vdot(g, step))
         if not slope < 0:
             break
