@@ -73,7 +73,7 @@ def test_cd_without_intercept_and_rank_deficient(loss):
 @pytest.mark.parametrize("q", [2, 4])
 def test_softmax_ridge_dense_newton_and_cg_agree_with_cvxpy(q, fit_intercept):
     """The (C, D, c) cross-entropy + ridge block has two exact solvers: Newton with the explicit
-    Hessian (few variables, the default there) and trust-region Newton-CG (many): both reach
+    Hessian (few variables, the default there) and preconditioned Newton-CG (many): both reach
     the cvxpy optimum, with a rank-deficient design (a duplicated and a dead column)."""
     from lifted_idl.blocks import cd as cd_mod
 
