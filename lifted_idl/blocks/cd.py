@@ -20,7 +20,7 @@ Fast solvers (``method="fast"``):
 * cross-entropy, no penalty or ridge: Newton's method on :math:`(W, c)` in whitened
   coordinates (the centred design's Gram matrix becomes :math:`mI`), each step solved with
   the explicit Hessian (few variables) or by conjugate gradients on exact Hessian-vector
-  products preconditioned by the Hessian's diagonal (:func:`_softmax_whitened_newton`);
+  products preconditioned by the Hessian's diagonal (:func:`_softmax_newton_cg`);
 * the group penalty [IDL (5.1)] seen by this block (:meth:`GroupPenalty.restrict
   <lifted_idl.penalties.GroupPenalty.restrict>`: :math:`\alpha\sum_j\|(De_j; Be_j)\|_r`, B
   fixed): for the squared loss, C is eliminated in closed form and FISTA runs on D against the
@@ -317,7 +317,7 @@ def _softmax_parts(Mx, Y, W, c, w=None):
 def _softmax_ridge_newton(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter, dense_max=100,
                           w=None):
     r"""Newton's method for :math:`\mathcal L_{CE}(Y, MW^\top + c) + \frac\alpha2\|W\|_F^2` in
-    whitened coordinates (:func:`_softmax_whitened_newton`).
+    whitened coordinates.
 
     With :math:`M_c = M - \bar m` (intercept) and the eigendecomposition
     :math:`M_c^\top M_c = V\Sigma^2V^\top`, the variables :math:`\tilde W = W V_r\Sigma_r/\sqrt m`
@@ -325,11 +325,12 @@ def _softmax_ridge_newton(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter, den
     = mI`), so the Hessian of the loss is at most :math:`\tfrac12 I`; the ridge becomes the
     diagonal :math:`\frac{\alpha m}{2}\sum_j \|\tilde W_{:,j}\|^2/\sigma_j^2`. Each whitened
     column j is then scaled by :math:`(\tfrac12 + \alpha m/\sigma_j^2)^{-1/2}`, which bounds
-    every diagonal entry of the whole Hessian by 1. Directions in the null space of
-    :math:`M_c` do not change the loss and are set to 0 (the ridge's choice, and the
-    minimum-norm one without it).
+    every diagonal entry of the whole Hessian by 1 (a Jacobi-like scaling that needs no
+    curvature). Directions in the null space of :math:`M_c` do not change the loss and are set
+    to 0 (the ridge's choice, and the minimum-norm one without it).
     With at most ``dense_max`` variables each Newton step solves the explicit Hessian
-    (Cholesky; solver ``"newton"``), with more by preconditioned conjugate gradients (solver
+    (:func:`_softmax_dense_newton`; solver ``"newton"``), with more it runs preconditioned
+    conjugate gradients on Hessian-vector products (:func:`_softmax_newton_cg`; solver
     ``"newton_cg"``). With unit-mean sample weights ``w`` the centring and the Gram matrix are
     weighted (:math:`M_c^\top\mathrm{diag}(w)M_c`), and so is every sample's loss term.
     """
@@ -340,24 +341,30 @@ def _softmax_ridge_newton(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter, den
     keep = ev > max(float(ev[-1]) if d else 0.0, 1e-300) * d * np.finfo(float).eps
     Vr, sv = V[:, keep], np.sqrt(ev[keep])
     r = Vr.shape[1]
+    # whitened columns, each scaled by 1/sqrt(1/2 + its ridge weight): the loss Hessian is at
+    # most I/2 in whitened coordinates, so after the scaling every diagonal entry of the
+    # whole Hessian is at most 1 and the strongly regularised directions (small singular
+    # values) do not stretch its spectrum upwards. Measured on digits with the trust-region
+    # CG of that time (seed 1, 40 BCD rounds, extrapolation 0.9): 292 -> 208 Hessian-vector
+    # products per solve; what was left came from the saturated softmax (small curvature),
+    # which the diagonal preconditioner of _softmax_newton_cg now addresses
     pw = alpha * m / sv ** 2  # ridge weights of the whitened columns
     scale = np.sqrt(m) / sv / np.sqrt(0.5 + pw)
-    ni = 1 if fit_intercept else 0
-    # the scaled whitened design, with a column of ones for the intercept
-    Ma = np.empty((m, r + ni))
-    np.matmul(Mc, Vr * scale, out=Ma[:, :r])
-    if ni:
-        Ma[:, r] = 1.0
-    pa = np.concatenate([pw / (0.5 + pw), np.zeros(ni)])
-    Wa0 = np.zeros((q, r + ni))
-    if W0 is not None:
-        Wa0[:, :r] = W0 @ Vr / scale
-        if ni:
-            Wa0[:, r] = c0 + W0 @ mbar
-    dense = q * (r + ni) <= dense_max
-    Wa, nit, ok = _softmax_whitened_newton(Ma, Y, pa, Wa0, tol, max_iter, w, dense)
-    W = (Wa[:, :r] * scale) @ Vr.T
-    c = Wa[:, r] - W @ mbar if fit_intercept else np.zeros(q)
+    to_w = Vr * scale  # W = Wt @ to_w.T
+    Mt = (Mc @ Vr) * scale
+    pw = pw / (0.5 + pw)
+    nw = q * r
+    ni = q if fit_intercept else 0
+    if W0 is None:
+        W0, c0 = np.zeros((q, d)), np.zeros(q)
+    x0 = np.concatenate([(W0 @ Vr / scale).ravel(),
+                         (c0 + W0 @ mbar)[:ni]])
+    dense = nw + ni <= dense_max
+    newton = _softmax_dense_newton if dense else _softmax_newton_cg
+    xs, nit, ok = newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w)
+    Wt, c = xs[:nw].reshape(q, r), (xs[nw:] if ni else np.zeros(q))
+    W = Wt @ to_w.T
+    c = c - W @ mbar if fit_intercept else np.zeros(q)
     conv = bool(ok) or _softmax_kkt(M, Y, W, c, alpha, fit_intercept, w) <= 10 * tol
     return W, np.array(c, dtype=np.float64), int(nit), conv, "newton" if dense else "newton_cg"
 
@@ -370,39 +377,120 @@ def _softmax_kkt(M, Y, W, c, alpha, fit_intercept, w):
                float(np.abs(G.sum(axis=0)).max(initial=0.0)) if fit_intercept else 0.0)
 
 
-def _softmax_whitened_newton(Ma, Y, pa, Wa, tol, max_iter, w=None, dense=True):
-    r"""Damped Newton for :math:`f(\tilde W) = \frac1m\sum_i w_i(\mathrm{lse}(z_i) - y_i^\top
-    z_i) + \frac12\sum_{k,j} a_j\tilde W_{kj}^2`, :math:`z_i = \tilde W\tilde m_i`, the whitened
-    problem of :func:`_softmax_ridge_newton` (``Ma``: its design, with the intercept's column of
-    ones; ``pa``: the ridge weights :math:`a`, 0 for the intercept; ``Wa``: the start).
+def _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None):
+    r"""Damped Newton with the explicit Hessian, for the whitened problem of
+    :func:`_softmax_ridge_newton` when it has few variables (:math:`q(r + 1)` up to about a
+    hundred): one Hessian costs :math:`q^2 m r^2/2` flops and a Cholesky solve, against the
+    few dozen Hessian-vector products (each a Python call) that :func:`_softmax_newton_cg`
+    spends per solve. The Hessian of :math:`\frac1m\sum_i \mathrm{lse}(z_i) - y_i^\top z_i` in
+    class blocks is :math:`H_{kl} = \tilde M_a^\top\mathrm{diag}(s_k\delta_{kl} - s_k s_l)\tilde
+    M_a/m` on :math:`\tilde M_a = [\tilde M\ \mathbf 1]` (the column of ones for the
+    intercept), plus the ridge's diagonal. Its null direction (the same shift of every
+    class's intercept) is orthogonal to the gradient, so a tiny diagonal shift makes the
+    Cholesky factorisation safe without changing the step. Steps are backtracked (Armijo);
+    stops when the gradient's 2-norm is at most ``tol`` (SciPy's ``gtol``).
 
-    The Hessian in class blocks is :math:`H_{kl} = \tilde M^\top\mathrm{diag}(w\circ(s_k
-    \delta_{kl} - s_k s_l))\tilde M/m + \delta_{kl}\mathrm{diag}(a)`.
+    ``x0`` and the returned point use :func:`_softmax_ridge_newton`'s packing
+    (the q×r weights row by row, then the q intercepts); ``w``: unit-mean sample weights."""
+    m, r = Mt.shape
+    ws = None if w is None else w / m
+    q = Y.shape[1]
+    ni = 1 if fit_intercept else 0
+    ra = r + ni
+    Ma = np.hstack([Mt, np.ones((m, 1))]) if ni else Mt
+    pa = np.concatenate([pw, np.zeros(ni)])
+    Wa = np.empty((q, ra))
+    Wa[:, :r] = x0[: q * r].reshape(q, r)
+    if ni:
+        Wa[:, r] = x0[q * r:]
 
-    * ``dense``: the explicit Hessian (:math:`q^2 m r^2/2` flops) and a Cholesky solve, for a
-      few hundred variables. Its null direction (the same shift of every class's intercept)
-      is orthogonal to the gradient, so a tiny diagonal shift makes the factorisation safe
-      without changing the step.
-    * otherwise conjugate gradients on Hessian-vector products (:func:`_softmax_pcg`), run to
-      the relative residual :math:`\min(\tfrac12, \|g\|^{1/2})` (superlinear convergence,
-      the forcing of Nocedal & Wright, Algorithm 7.1) but not below the absolute residual
-      ``tol / 2`` (the last step need not solve its system more accurately than the
-      gradient the solve stops at), preconditioned by the Hessian's
-      diagonal :math:`\mathrm{diag}(H)_{kj} = \sum_i w_is_{ik}(1 - s_{ik})\tilde m_{ij}^2/m +
-      a_j`, which costs one product with the design. Whitening leaves the Hessian
-      ill-conditioned where the softmax saturates (classes whose probabilities are near 0 or
-      1 on most samples have small curvature); the diagonal captures that per class and
-      column (see benchmarks/README.md for the measured effect).
+    def value(Wa):
+        Z = Ma @ Wa.T
+        if w is None:
+            f = float(logsumexp(Z, axis=1).sum() - np.vdot(Y, Z)) / m
+        else:
+            f = float(ws @ (logsumexp(Z, axis=1) - (Y * Z).sum(axis=1)))
+        return f + 0.5 * float(np.vdot(Wa * pa, Wa)), Z
+
+    f, Z = value(Wa)
+    ok, it = False, 0
+    for it in range(max_iter + 1):
+        S = softmax(Z, axis=1)
+        g = (((S - Y) / m) if w is None else (S - Y) * ws[:, None]).T @ Ma + Wa * pa
+        if float(np.linalg.norm(g)) <= tol:
+            ok = True
+            break
+        if it == max_iter:
+            break
+        H = np.empty((q, ra, q, ra))
+        for k in range(q):
+            for l in range(k, q):
+                wk = S[:, k] * ((k == l) - S[:, l])
+                wk = wk / m if w is None else wk * ws
+                blk = Ma.T @ (Ma * wk[:, None])
+                H[k, :, l, :] = blk
+                if l != k:
+                    H[l, :, k, :] = blk.T
+            H[k, :, k, :] += np.diag(pa)
+        H = H.reshape(q * ra, q * ra)
+        H[np.diag_indices_from(H)] += 1e-12 * max(1.0, float(np.abs(np.diag(H)).max()))
+        try:
+            step = -scipy.linalg.cho_solve(scipy.linalg.cho_factor(H), g.ravel())
+        except np.linalg.LinAlgError:
+            step = -np.linalg.lstsq(H, g.ravel(), rcond=None)[0]
+        step = step.reshape(q, ra)
+        slope = float(np.vdot(g, step))
+        if not slope < 0:
+            break
+        t = 1.0
+        while True:
+            fn, Zn = value(Wa + t * step)
+            if fn <= f + 1e-4 * t * slope:
+                break
+            t *= 0.5
+            if t < 1e-10:
+                break
+        if not fn < f:  # no decrease left at double precision: stationary up to rounding
+            ok = float(np.linalg.norm(g)) <= 1e3 * tol
+            break
+        Wa, f, Z = Wa + t * step, fn, Zn
+    x = np.concatenate([Wa[:, :r].ravel(), Wa[:, r] if ni else np.zeros(0)])
+    return x, it, ok
+
+
+def _softmax_newton_cg(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None):
+    r"""Newton-CG for the whitened problem of :func:`_softmax_ridge_newton` when it has many
+    variables (``Mt``, ``pw``, ``x0`` and the returned point as for
+    :func:`_softmax_dense_newton`; ``w``: unit-mean sample weights).
+
+    Each Newton step runs conjugate gradients on exact Hessian-vector products
+    (:func:`_softmax_pcg`) to the relative residual :math:`\min(\tfrac12, \|g\|^{1/2})`
+    (superlinear convergence, the forcing of Nocedal & Wright, Algorithm 7.1), but not below
+    the absolute residual ``tol / 2`` (the last step need not solve its system more accurately
+    than the gradient the solve stops at). CG is preconditioned by the Hessian's diagonal
+    :math:`\mathrm{diag}(H)_{kj} = \sum_i w_is_{ik}(1 - s_{ik})\tilde m_{ij}^2/m + a_j`
+    (:math:`a` the ridge weights), which costs one product with the design. Whitening leaves
+    the Hessian ill-conditioned where the softmax saturates (classes whose probabilities are
+    near 0 or 1 on most samples have small curvature); the diagonal captures that per class
+    and column (measured effect: benchmarks/README.md, ``bench_cd_softmax.py``).
 
     Steps are backtracked (Armijo); stops when the gradient's 2-norm is at most ``tol``, or
-    when no step decreases :math:`f` at double precision (converged if the gradient is then
-    at most ``1e3 * tol``). Returns ``(Wa, n_iter, converged)``.
+    when no step decreases the objective at double precision (converged if the gradient is
+    then at most ``1e3 * tol``). Returns ``(x, n_iter, converged)``.
     """
-    m = Ma.shape[0]
+    m, r = Mt.shape
+    q = Y.shape[1]
+    ni = 1 if fit_intercept else 0
+    Ma = np.hstack([Mt, np.ones((m, 1))]) if ni else Mt
+    Ma2 = Ma * Ma
+    pa = np.concatenate([pw, np.zeros(ni)])
+    Wa = np.empty((q, r + ni))
+    Wa[:, :r] = x0[: q * r].reshape(q, r)
+    if ni:
+        Wa[:, r] = x0[q * r:]
     ws = np.full(m, 1.0 / m) if w is None else w / m
     Yw = Y * ws[:, None]
-    Ma2 = None if dense else Ma * Ma
-    ones = np.ones(Y.shape[1])
+    ones = np.ones(q)
 
     def value(Wa):  # the objective and the softmax, from one exponential
         Z = Ma @ Wa.T
@@ -426,13 +514,9 @@ def _softmax_whitened_newton(Ma, Y, pa, Wa, tol, max_iter, w=None, dense=True):
             break
         if it == max_iter:
             break
-        if dense:
-            step = _softmax_dense_step(Ma, S, Sw, pa, g)
-        else:
-            # the forcing min(1/2, |g|^(1/2))|g|, but never below tol/2: the next gradient is
-            # about the CG residual, and a residual under tol/2 ends the solve at that step
-            step = _softmax_pcg(Ma, Ma2, S, Sw, pa, g,
-                                max(0.5 * tol, min(0.5, np.sqrt(gn)) * gn))
+        # the forcing min(1/2, |g|^(1/2))|g|, but never below tol/2: the next gradient is
+        # about the CG residual, and a residual under tol/2 ends the solve at that step
+        step = _softmax_pcg(Ma, Ma2, S, Sw, pa, g, max(0.5 * tol, min(0.5, np.sqrt(gn)) * gn))
         slope = float(np.vdot(g, step))
         if not slope < 0:
             break
@@ -448,28 +532,7 @@ def _softmax_whitened_newton(Ma, Y, pa, Wa, tol, max_iter, w=None, dense=True):
             ok = gn <= 1e3 * tol
             break
         Wa, f, S = Wa + t * step, fn, Sn
-    return Wa, it, ok
-
-
-def _softmax_dense_step(Ma, S, Sw, pa, g):
-    """The Newton step :math:`-H^{-1}g` with the explicit Hessian (Cholesky)."""
-    q, ra = g.shape
-    H = np.empty((q, ra, q, ra))
-    for k in range(q):
-        for l in range(k, q):
-            wk = Sw[:, k] * ((k == l) - S[:, l])
-            blk = Ma.T @ (Ma * wk[:, None])
-            H[k, :, l, :] = blk
-            if l != k:
-                H[l, :, k, :] = blk.T
-        H[k, :, k, :] += np.diag(pa)
-    H = H.reshape(q * ra, q * ra)
-    H[np.diag_indices_from(H)] += 1e-12 * max(1.0, float(np.abs(np.diag(H)).max()))
-    try:
-        step = -scipy.linalg.cho_solve(scipy.linalg.cho_factor(H), g.ravel())
-    except np.linalg.LinAlgError:
-        step = -np.linalg.lstsq(H, g.ravel(), rcond=None)[0]
-    return step.reshape(q, ra)
+    return np.concatenate([Wa[:, :r].ravel(), Wa[:, r] if ni else np.zeros(0)]), it, ok
 
 
 def _softmax_pcg(Ma, Ma2, S, Sw, pa, g, eps):
