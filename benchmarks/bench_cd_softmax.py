@@ -7,8 +7,8 @@ recorded instance, at each ``--tols`` tolerance, with
 
 * ``pcg``: the package's path (:func:`lifted_idl.blocks.solve_cd`; Newton steps by conjugate
   gradients preconditioned by the Hessian's diagonal, :func:`lifted_idl.blocks.cd.
-  _softmax_whitened_newton`);
-* ``trust-ncg``, the baseline: the same call with the whitened Newton loop replaced by SciPy's
+  _softmax_newton_cg`);
+* ``trust-ncg``, the baseline: the same call with that Newton-CG loop replaced by SciPy's
   trust-region Newton-CG (``scipy.optimize.minimize(method="trust-ncg")``, exact
   Hessian-vector products) on the same whitened problem, with the same stopping rule (the
   gradient's 2-norm at most ``tol``) — the solver this block used before.
@@ -66,34 +66,45 @@ def record(seed, rounds, every):
     return calls[1::every]  # the first one is the random-feature start, solved cold
 
 
-def trust_ncg(Ma, Y, pa, Wa, tol, max_iter, w=None, dense=True):
-    """SciPy trust-ncg on the whitened problem of ``_softmax_whitened_newton`` (same
-    signature and stopping rule)."""
-    m = Ma.shape[0]
-    ws = np.full(m, 1.0 / m) if w is None else w / m
-    shape = Wa.shape
-    cache = {}
+def trust_ncg(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None):
+    """SciPy trust-ncg on the whitened problem (the signature, packing and stopping rule of
+    :func:`lifted_idl.blocks.cd._softmax_newton_cg`): the block's solver before it."""
+    m, r = Mt.shape
+    q = Y.shape[1]
+    nw, ni = q * r, q if fit_intercept else 0
+    zero_c = np.zeros(q)
+
+    def unpack(v):
+        return v[:nw].reshape(q, r), (v[nw:] if ni else zero_c)
 
     def fun(v):
-        V = v.reshape(shape)
-        Z = Ma @ V.T
+        Wt, c = unpack(v)
+        Z = Mt @ Wt.T + c
+        ws = np.full(m, 1.0 / m) if w is None else w / m
         f = float(ws @ (logsumexp(Z, axis=1) - (Y * Z).sum(axis=1)))
-        g = ((softmax(Z, axis=1) - Y) * ws[:, None]).T @ Ma + V * pa
-        return f + 0.5 * float(np.vdot(V * pa, V)), g.ravel()
+        G = (softmax(Z, axis=1) - Y) * ws[:, None]
+        f += 0.5 * float(np.vdot(Wt * pw, Wt))
+        return f, np.concatenate([(G.T @ Mt + Wt * pw).ravel(), G.sum(axis=0)[:ni]])
 
-    def hessp(v, s):
+    cache = {"v": None, "S": None}
+
+    def hessp(v, s):  # many products at the same point: keep its softmax
         HVP["trust-ncg"] += 1
-        if cache.get("v") is None or not np.array_equal(cache["v"], v):
-            cache["v"], cache["S"] = v.copy(), softmax(Ma @ v.reshape(shape).T, axis=1)
-        S, P = cache["S"], s.reshape(shape)
-        T = S * (Ma @ P.T)
+        if cache["v"] is None or not np.array_equal(cache["v"], v):
+            Wt, c = unpack(v)
+            cache["v"], cache["S"] = v.copy(), softmax(Mt @ Wt.T + c, axis=1)
+        S = cache["S"]
+        sW, sc = unpack(s)
+        T = S * (Mt @ sW.T + sc)
         T -= S * T.sum(axis=1, keepdims=True)
-        T *= ws[:, None]
-        return (T.T @ Ma + P * pa).ravel()
+        T /= m
+        if w is not None:
+            T *= w[:, None]
+        return np.concatenate([(T.T @ Mt + sW * pw).ravel(), T.sum(axis=0)[:ni]])
 
-    res = scipy.optimize.minimize(fun, Wa.ravel(), jac=True, hessp=hessp, method="trust-ncg",
+    res = scipy.optimize.minimize(fun, x0, jac=True, hessp=hessp, method="trust-ncg",
                                   options={"maxiter": max_iter, "gtol": tol})
-    return res.x.reshape(shape), res.nit, res.success
+    return res.x, res.nit, res.success
 
 
 class _CountedDesign:
@@ -120,9 +131,9 @@ def counted_pcg(orig):
 
 
 def solve_all(calls, tol, solver):
-    newton = cd_mod._softmax_whitened_newton
+    newton = cd_mod._softmax_newton_cg
     if solver == "trust-ncg":
-        cd_mod._softmax_whitened_newton = trust_ncg
+        cd_mod._softmax_newton_cg = trust_ncg
     try:
         out = []
         t0 = time.process_time()
@@ -130,7 +141,7 @@ def solve_all(calls, tol, solver):
             out.append(blocks.solve_cd(P, U, Y, loss, pen, **{**kw, "tol": tol}))
         return time.process_time() - t0, out
     finally:
-        cd_mod._softmax_whitened_newton = newton
+        cd_mod._softmax_newton_cg = newton
 
 
 def kkt(call, res):
