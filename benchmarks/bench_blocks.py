@@ -9,7 +9,7 @@ cvxpy/Clarabel time (build + solve, one run), the relative objective gap
 cvxpy / fast. For the (A, B) block it also times the first-order baseline (FISTA with per-row
 steps and restarts) that the semismooth Newton solver replaced, for X both the accelerated
 gradient and the Newton solver, and for the cross-entropy (C, D) block with a ridge (small
-enough for Newton with the explicit Hessian) the trust-region Newton-CG path it replaced there.
+enough for Newton with the explicit Hessian) its Newton-CG path (the path of larger blocks).
 
 Parallel rows of the (A, B) block (``solve_ab(..., n_jobs=2)`` against ``n_jobs=1``), at
 m = 2000, n = 100, p = 64, cold starts: the loop-like ReLU instance below, the teacher instance
@@ -253,7 +253,7 @@ def bench_size(n, act, with_cvxpy=True):
             tf, rf = timed(lambda cargs=cargs, init=init: solve_cd(*cargs, init=init))
             tr, rr = timed(lambda cargs=cargs: solve_cd(*cargs, **REF), reps=1)
             extra = f"  | {rf.solver}"
-            if rf.solver == "newton":  # the same warm solve on the trust-region CG path
+            if rf.solver == "newton":  # the same warm solve on the Newton-CG path
                 with _dense_newton_off():
                     tg, rg = timed(lambda cargs=cargs, init=init: solve_cd(*cargs, init=init))
                 gap = (rg.objective - rf.objective) / max(abs(rf.objective), 1e-300)
@@ -265,7 +265,7 @@ def bench_size(n, act, with_cvxpy=True):
 
 @contextlib.contextmanager
 def _dense_newton_off():
-    """Route the cross-entropy ridge (C, D) block to its trust-region Newton-CG path."""
+    """Route the cross-entropy ridge (C, D) block to its Newton-CG path."""
     orig = _cd._softmax_ridge_newton
     _cd._softmax_ridge_newton = functools.partial(orig, dense_max=0)
     try:

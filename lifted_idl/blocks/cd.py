@@ -17,9 +17,10 @@ Fast solvers (``method="fast"``):
   :math:`c = \bar y - W\bar m`;
 * squared loss, l1: coordinate descent (scikit-learn's ``enet_path`` with a precomputed Gram
   matrix, one output at a time, stopped on the duality gap), warm-started from ``init``;
-* cross-entropy, no penalty or ridge: trust-region Newton-CG (SciPy ``trust-ncg``, exact
-  Hessian-vector products) on :math:`(W, c)` in whitened coordinates (the centred design's
-  Gram matrix becomes :math:`mI`), typically 5-15 Newton iterations;
+* cross-entropy, no penalty or ridge: Newton's method on :math:`(W, c)` in whitened
+  coordinates (the centred design's Gram matrix becomes :math:`mI`), each step solved with
+  the explicit Hessian (few variables) or by conjugate gradients on exact Hessian-vector
+  products preconditioned by the Hessian's diagonal (:func:`_softmax_newton_cg`);
 * the group penalty [IDL (5.1)] seen by this block (:meth:`GroupPenalty.restrict
   <lifted_idl.penalties.GroupPenalty.restrict>`: :math:`\alpha\sum_j\|(De_j; Be_j)\|_r`, B
   fixed): for the squared loss, C is eliminated in closed form and FISTA runs on D against the
@@ -313,25 +314,25 @@ def _softmax_parts(Mx, Y, W, c, w=None):
     return f, G, S
 
 
-def _softmax_ridge_newton(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter, dense_max=400,
+def _softmax_ridge_newton(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter, dense_max=100,
                           w=None):
-    r"""Trust-region Newton-CG (SciPy ``trust-ncg``) for :math:`\mathcal L_{CE}(Y, MW^\top + c)
-    + \frac\alpha2\|W\|_F^2` in whitened coordinates.
+    r"""Newton's method for :math:`\mathcal L_{CE}(Y, MW^\top + c) + \frac\alpha2\|W\|_F^2` in
+    whitened coordinates.
 
     With :math:`M_c = M - \bar m` (intercept) and the eigendecomposition
     :math:`M_c^\top M_c = V\Sigma^2V^\top`, the variables :math:`\tilde W = W V_r\Sigma_r/\sqrt m`
     see the design :math:`\tilde M = \sqrt m M_cV_r\Sigma_r^{-1}` (:math:`\tilde M^\top\tilde M
-    = mI`), so the Hessian of the loss is at most :math:`\tfrac12 I` and Newton-CG needs few
-    inner iterations; the ridge becomes the diagonal :math:`\frac{\alpha m}{2}\sum_j
-    \|\tilde W_{:,j}\|^2/\sigma_j^2`. Each whitened column j is then scaled by
-    :math:`(\tfrac12 + \alpha m/\sigma_j^2)^{-1/2}`, which bounds every diagonal entry of the
-    whole Hessian by 1 (a Jacobi-like scaling that needs no curvature). Directions in the null
-    space of :math:`M_c` do not change the loss and are set to 0 (the ridge's choice, and the
-    minimum-norm one without it).
-    With at most ``dense_max`` variables the whitened problem is solved by Newton's method
-    with the explicit Hessian instead (:func:`_softmax_dense_newton`; solver ``"newton"``).
-    With unit-mean sample weights ``w`` the centring and the Gram matrix are weighted
-    (:math:`M_c^\top\mathrm{diag}(w)M_c`), and so is every sample's loss term.
+    = mI`), so the Hessian of the loss is at most :math:`\tfrac12 I`; the ridge becomes the
+    diagonal :math:`\frac{\alpha m}{2}\sum_j \|\tilde W_{:,j}\|^2/\sigma_j^2`. Each whitened
+    column j is then scaled by :math:`(\tfrac12 + \alpha m/\sigma_j^2)^{-1/2}`, which bounds
+    every diagonal entry of the whole Hessian by 1 (a Jacobi-like scaling that needs no
+    curvature). Directions in the null space of :math:`M_c` do not change the loss and are set
+    to 0 (the ridge's choice, and the minimum-norm one without it).
+    With at most ``dense_max`` variables each Newton step solves the explicit Hessian
+    (:func:`_softmax_dense_newton`; solver ``"newton"``), with more it runs preconditioned
+    conjugate gradients on Hessian-vector products (:func:`_softmax_newton_cg`; solver
+    ``"newton_cg"``). With unit-mean sample weights ``w`` the centring and the Gram matrix are
+    weighted (:math:`M_c^\top\mathrm{diag}(w)M_c`), and so is every sample's loss term.
     """
     m, d = M.shape
     q = Y.shape[1]
@@ -343,9 +344,10 @@ def _softmax_ridge_newton(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter, den
     # whitened columns, each scaled by 1/sqrt(1/2 + its ridge weight): the loss Hessian is at
     # most I/2 in whitened coordinates, so after the scaling every diagonal entry of the
     # whole Hessian is at most 1 and the strongly regularised directions (small singular
-    # values) do not stretch its spectrum upwards. Measured on digits (seed 1, 40 BCD rounds,
-    # extrapolation 0.9): 292 -> 208 Hessian-vector products per solve; what is left comes
-    # from the saturated softmax (small curvature), not from the ridge
+    # values) do not stretch its spectrum upwards. Measured on digits with the trust-region
+    # CG of that time (seed 1, 40 BCD rounds, extrapolation 0.9): 292 -> 208 Hessian-vector
+    # products per solve; what was left came from the saturated softmax (small curvature),
+    # which the diagonal preconditioner of _softmax_newton_cg now addresses
     pw = alpha * m / sv ** 2  # ridge weights of the whitened columns
     scale = np.sqrt(m) / sv / np.sqrt(0.5 + pw)
     to_w = Vr * scale  # W = Wt @ to_w.T
@@ -357,64 +359,31 @@ def _softmax_ridge_newton(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter, den
         W0, c0 = np.zeros((q, d)), np.zeros(q)
     x0 = np.concatenate([(W0 @ Vr / scale).ravel(),
                          (c0 + W0 @ mbar)[:ni]])
-    zero_c = np.zeros(q)
-
-    def unpack(v):
-        return v[:nw].reshape(q, r), (v[nw:] if ni else zero_c)
-
-    def fun(v):
-        Wt, c = unpack(v)
-        f, G, _ = _softmax_parts(Mt, Y, Wt, c, w)
-        f += 0.5 * float(np.vdot(Wt * pw, Wt))
-        gW = G.T @ Mt + Wt * pw
-        return f, np.concatenate([gW.ravel(), G.sum(axis=0)[:ni]])
-
-    cache = {"v": None, "S": None}
-
-    def hessp(v, s):
-        # trust-ncg asks for many products at the same point: keep its softmax
-        if cache["v"] is None or not np.array_equal(cache["v"], v):
-            Wt, c = unpack(v)
-            Z = Mt @ Wt.T
-            Z += c
-            cache["v"], cache["S"] = v.copy(), softmax(Z, axis=1)
-        S = cache["S"]
-        sW, sc = unpack(s)
-        dZ = Mt @ sW.T
-        dZ += sc
-        T = S * dZ
-        T -= S * T.sum(axis=1, keepdims=True)
-        T /= m
-        if w is not None:
-            T *= w[:, None]
-        return np.concatenate([(T.T @ Mt + sW * pw).ravel(), T.sum(axis=0)[:ni]])
-
-    if nw + ni <= dense_max:
-        xs, nit, ok = _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w)
-        solver = "newton"
-    else:
-        solver = "newton_cg"
-        res = scipy.optimize.minimize(fun, x0, jac=True, hessp=hessp, method="trust-ncg",
-                                      options={"maxiter": max_iter, "gtol": tol})
-        xs, nit, ok = res.x, res.nit, res.success
-    Wt, c = unpack(xs)
+    dense = nw + ni <= dense_max
+    newton = _softmax_dense_newton if dense else _softmax_newton_cg
+    xs, nit, ok = newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w)
+    Wt, c = xs[:nw].reshape(q, r), (xs[nw:] if ni else np.zeros(q))
     W = Wt @ to_w.T
     c = c - W @ mbar if fit_intercept else np.zeros(q)
-    # optimality in the original coordinates
+    conv = bool(ok) or _softmax_kkt(M, Y, W, c, alpha, fit_intercept, w) <= 10 * tol
+    return W, np.array(c, dtype=np.float64), int(nit), conv, "newton" if dense else "newton_cg"
+
+
+def _softmax_kkt(M, Y, W, c, alpha, fit_intercept, w):
+    """The largest entry of the gradient in the original coordinates (optimality of a solve
+    that stopped before its whitened gradient met the tolerance)."""
     _, G, _ = _softmax_parts(M, Y, W, c, w)
-    kkt = max(float(np.abs(G.T @ M + alpha * W).max(initial=0.0)),
-              float(np.abs(G.sum(axis=0)).max(initial=0.0)) if fit_intercept else 0.0)
-    conv = bool(ok) or kkt <= 10 * tol
-    return W, np.array(c, dtype=np.float64), int(nit), conv, solver
+    return max(float(np.abs(G.T @ M + alpha * W).max(initial=0.0)),
+               float(np.abs(G.sum(axis=0)).max(initial=0.0)) if fit_intercept else 0.0)
 
 
 def _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None):
     r"""Damped Newton with the explicit Hessian, for the whitened problem of
-    :func:`_softmax_ridge_newton` when it has few variables (:math:`q(r + 1)` up to a few
+    :func:`_softmax_ridge_newton` when it has few variables (:math:`q(r + 1)` up to about a
     hundred): one Hessian costs :math:`q^2 m r^2/2` flops and a Cholesky solve, against the
-    hundred-odd Hessian-vector products (each a Python call) that trust-region CG spends per
-    solve. The Hessian of :math:`\frac1m\sum_i \mathrm{lse}(z_i) - y_i^\top z_i` in class
-    blocks is :math:`H_{kl} = \tilde M_a^\top\mathrm{diag}(s_k\delta_{kl} - s_k s_l)\tilde
+    few dozen Hessian-vector products (each a Python call) that :func:`_softmax_newton_cg`
+    spends per solve. The Hessian of :math:`\frac1m\sum_i \mathrm{lse}(z_i) - y_i^\top z_i` in
+    class blocks is :math:`H_{kl} = \tilde M_a^\top\mathrm{diag}(s_k\delta_{kl} - s_k s_l)\tilde
     M_a/m` on :math:`\tilde M_a = [\tilde M\ \mathbf 1]` (the column of ones for the
     intercept), plus the ridge's diagonal. Its null direction (the same shift of every
     class's intercept) is orthogonal to the gradient, so a tiny diagonal shift makes the
@@ -487,6 +456,125 @@ def _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None):
         Wa, f, Z = Wa + t * step, fn, Zn
     x = np.concatenate([Wa[:, :r].ravel(), Wa[:, r] if ni else np.zeros(0)])
     return x, it, ok
+
+
+def _softmax_newton_cg(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None):
+    r"""Newton-CG for the whitened problem of :func:`_softmax_ridge_newton` when it has many
+    variables (``Mt``, ``pw``, ``x0`` and the returned point as for
+    :func:`_softmax_dense_newton`; ``w``: unit-mean sample weights).
+
+    Each Newton step runs conjugate gradients on exact Hessian-vector products
+    (:func:`_softmax_pcg`) to the relative residual :math:`\min(\tfrac12, \|g\|^{1/2})`
+    (superlinear convergence, the forcing of Nocedal & Wright, Algorithm 7.1), but not below
+    the absolute residual ``tol / 2`` (the last step need not solve its system more accurately
+    than the gradient the solve stops at). CG is preconditioned by the Hessian's diagonal
+    :math:`\mathrm{diag}(H)_{kj} = \sum_i w_is_{ik}(1 - s_{ik})\tilde m_{ij}^2/m + a_j`
+    (:math:`a` the ridge weights), which costs one product with the design. Whitening leaves
+    the Hessian ill-conditioned where the softmax saturates (classes whose probabilities are
+    near 0 or 1 on most samples have small curvature); the diagonal captures that per class
+    and column (measured effect: benchmarks/README.md, ``bench_cd_softmax.py``).
+
+    Steps are backtracked (Armijo); stops when the gradient's 2-norm is at most ``tol``, or
+    when no step decreases the objective at double precision (converged if the gradient is
+    then at most ``1e3 * tol``). Returns ``(x, n_iter, converged)``.
+    """
+    m, r = Mt.shape
+    q = Y.shape[1]
+    ni = 1 if fit_intercept else 0
+    Ma = np.hstack([Mt, np.ones((m, 1))]) if ni else Mt
+    Ma2 = Ma * Ma
+    pa = np.concatenate([pw, np.zeros(ni)])
+    Wa = np.empty((q, r + ni))
+    Wa[:, :r] = x0[: q * r].reshape(q, r)
+    if ni:
+        Wa[:, r] = x0[q * r:]
+    ws = np.full(m, 1.0 / m) if w is None else w / m
+    Yw = Y * ws[:, None]
+    ones = np.ones(q)
+
+    def value(Wa):  # the objective and the softmax, from one exponential
+        Z = Ma @ Wa.T
+        f = 0.5 * float(np.vdot(Wa * pa, Wa)) - float(np.vdot(Yw, Z))
+        zmax = Z.max(axis=1)
+        Z -= zmax[:, None]
+        E = np.exp(Z, out=Z)
+        tot = E @ ones  # a product: faster than a reduction over short rows
+        f += float(ws @ (np.log(tot) + zmax))
+        E /= tot[:, None]
+        return f, E
+
+    f, S = value(Wa)
+    ok, it = False, 0
+    for it in range(max_iter + 1):
+        Sw = S * ws[:, None]
+        g = (Sw - Yw).T @ Ma + Wa * pa
+        gn = float(np.linalg.norm(g))
+        if gn <= tol:
+            ok = True
+            break
+        if it == max_iter:
+            break
+        # the forcing min(1/2, |g|^(1/2))|g|, but never below tol/2: the next gradient is
+        # about the CG residual, and a residual under tol/2 ends the solve at that step
+        step = _softmax_pcg(Ma, Ma2, S, Sw, pa, g, max(0.5 * tol, min(0.5, np.sqrt(gn)) * gn))
+        slope = float(np.vdot(g, step))
+        if not slope < 0:
+            break
+        t = 1.0
+        while True:
+            fn, Sn = value(Wa + t * step)
+            if fn <= f + 1e-4 * t * slope:
+                break
+            t *= 0.5
+            if t < 1e-10:
+                break
+        if not fn < f:  # no decrease left at double precision: stationary up to rounding
+            ok = gn <= 1e3 * tol
+            break
+        Wa, f, S = Wa + t * step, fn, Sn
+    return np.concatenate([Wa[:, :r].ravel(), Wa[:, r] if ni else np.zeros(0)]), it, ok
+
+
+def _softmax_pcg(Ma, Ma2, S, Sw, pa, g, eps):
+    r"""An approximate Newton step: conjugate gradients on :math:`Hs = -g` from 0, with the
+    Hessian's diagonal as preconditioner, until the residual's 2-norm is at most ``eps`` (or
+    after as many iterations as variables). ``Ma2``: the squared design, ``Sw``: the softmax
+    times the sample weights over m. Every iterate from 0 is a descent direction."""
+    dg = (Sw * (1.0 - S)).T @ Ma2 + pa
+    pinv = 1.0 / np.maximum(dg, 1e-12 * max(float(dg.max(initial=0.0)), 1e-300))
+    ones = np.ones(g.shape[0])
+
+    def hvp(P):
+        T = Ma @ P.T
+        T *= Sw
+        T -= S * (T @ ones)[:, None]
+        Hp = T.T @ Ma
+        Hp += P * pa
+        return Hp
+
+    s = np.zeros_like(g)
+    res = -g
+    z = pinv * res
+    p = z.copy()
+    rz = float(np.vdot(res, z))
+    for _ in range(g.size):
+        Hp = hvp(p)
+        pHp = float(np.vdot(p, Hp))
+        if not pHp > 0:  # no curvature left along p (rounding): keep the step so far
+            if not s.any():
+                s = p
+            break
+        a = rz / pHp
+        s += a * p
+        res -= a * Hp
+        if float(np.linalg.norm(res)) <= eps:
+            break
+        z = pinv * res
+        rz_new = float(np.vdot(res, z))
+        p *= rz_new / rz
+        p += z
+        rz = rz_new
+    return s
 
 
 def _softmax_l1_lbfgsb(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter, w=None):

@@ -73,7 +73,7 @@ def test_cd_without_intercept_and_rank_deficient(loss):
 @pytest.mark.parametrize("q", [2, 4])
 def test_softmax_ridge_dense_newton_and_cg_agree_with_cvxpy(q, fit_intercept):
     """The (C, D, c) cross-entropy + ridge block has two exact solvers: Newton with the explicit
-    Hessian (few variables, the default there) and trust-region Newton-CG (many): both reach
+    Hessian (few variables, the default there) and preconditioned Newton-CG (many): both reach
     the cvxpy optimum, with a rank-deficient design (a duplicated and a dead column)."""
     from lifted_idl.blocks import cd as cd_mod
 
@@ -96,6 +96,43 @@ def test_softmax_ridge_dense_newton_and_cg_agree_with_cvxpy(q, fit_intercept):
                                        fit_intercept=fit_intercept) < 1e-7
         if not fit_intercept:
             assert np.all(c == 0.0)
+
+
+def test_softmax_ridge_pcg_saturated_weighted_warm_start():
+    """Preconditioned Newton-CG where it matters: a nearly separable 4-class problem (the
+    softmax saturates, so the whitened Hessian's curvature spans orders of magnitude), a small
+    ridge, sample weights, and a warm start far from the optimum. It meets the weighted
+    optimality conditions, agrees with Newton on the explicit Hessian, and never ends above
+    its start."""
+    from lifted_idl.blocks import cd as cd_mod
+
+    rng = np.random.default_rng(7)
+    m, d, q, alpha = 300, 12, 4, 1e-4
+    M = rng.standard_normal((m, d)) * rng.uniform(0.2, 3.0, d)
+    T = 3.0 * rng.standard_normal((q, d))
+    Y = np.eye(q)[np.argmax(M @ T.T + 0.3 * rng.standard_normal((m, q)), axis=1)]
+    w = rng.uniform(0.2, 2.0, m)
+    w *= m / w.sum()
+    W0, c0 = 5.0 * T, rng.standard_normal(q)
+    loss, pen = SoftmaxCrossEntropy(), L2Penalty(alpha)
+    P, U = M[:, :7], M[:, 7:]
+
+    def obj(W, c):
+        return cd_objective(P, U, Y, loss, pen, W[:, :7], W[:, 7:], c, sample_weight=w)
+
+    sols = {}
+    for dense_max in (0, 10**6):
+        W, c, _, conv, solver = cd_mod._softmax_ridge_newton(
+            M, Y, alpha, True, W0, c0, 1e-10, 200, dense_max=dense_max, w=w)
+        assert conv and solver == ("newton" if dense_max else "newton_cg")
+        G = loss.grad(Y, M @ W.T + c, sample_weight=w)
+        assert np.abs(G.T @ M + alpha * W).max() < 1e-8
+        assert np.abs(G.sum(axis=0)).max() < 1e-8
+        assert obj(W, c) <= obj(W0, c0)
+        sols[dense_max] = W, c
+    (Wc, cc), (Wd, cd) = sols[0], sols[10**6]
+    assert np.abs(Wc - Wd).max() <= 1e-6 * np.abs(Wd).max()
+    assert rel(obj(Wc, cc), obj(Wd, cd)) < 1e-12
 
 
 # --------------------------------------------------------------------------------------------
