@@ -44,6 +44,9 @@ __all__ = ["ImplicitRegressor", "ImplicitClassifier"]
 _FINE_TUNE_TRIES = 4
 _AB_MM_MIN_HIDDEN = 16  # ab_step="auto": the MM (A, B, b) step from this many states on
 _AB_MM_STEPS = 3  # MM steps per BCD round
+#: tol=None: the relative decrease per BCD round / per gradient epoch below which each stops
+_BCD_TOL = 1e-3
+_GRADIENT_TOL = 1e-4
 
 
 def _fold_standardisation(model: ImplicitModel, mean_u, scale_u, mean_y=None, scale_y=None):
@@ -157,7 +160,7 @@ class _BaseImplicit(BaseEstimator):
         "gradient_max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
-        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "tol": [None, Interval(numbers.Real, 0, None, closed="left")],
         "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
@@ -181,7 +184,7 @@ class _BaseImplicit(BaseEstimator):
     def __init__(self, n_hidden=20, *, kappa=0.5, activation="relu", solver="bcd",
                  penalty="l2", alpha=1e-3, group_ord=2, c_ridge=None, max_iter=300,
                  gradient_max_iter=300,
-                 learning_rate=1e-2, batch_size="auto", tol=1e-4, n_iter_no_change=5,
+                 learning_rate=1e-2, batch_size="auto", tol=None, n_iter_no_change=5,
                  early_stopping=False, validation_fraction=0.1, lam=10.0, lam_min=3.0, mu=1e-3,
                  block_solver="fast", ab_step="auto", random_state=None, warm_start=False,
                  verbose=0,
@@ -356,7 +359,7 @@ class _BaseImplicit(BaseEstimator):
             X, Y, loss, n_hidden=self.n_hidden, kappa=self.kappa, activation=act,
             pen_ab=pen, pen_cd=pen, group=group, c_ridge=c_ridge,
             init_model=init, lam=self.lam, lam_min=self.lam_min, mu=self.mu,
-            max_iter=self.max_iter, tol=self.tol,
+            max_iter=self.max_iter, tol=_BCD_TOL if self.tol is None else self.tol,
             n_iter_no_change=self.n_iter_no_change, block_solver=self.block_solver,
             ab_method="mm" if self._ab_mm() else "fast", ab_max_iter=_AB_MM_STEPS,
             record_relaxed=False,
@@ -388,7 +391,8 @@ class _BaseImplicit(BaseEstimator):
             tuned, ghist = fit_gradient(
                 model, X, Y, loss, kappa=self.kappa, pen_ab=pen, pen_cd=pen,
                 max_iter=self.gradient_max_iter, batch_size=bs,
-                learning_rate=lr, tol=self.tol, random_state=seed,
+                learning_rate=lr, tol=_GRADIENT_TOL if self.tol is None else self.tol,
+                random_state=seed,
                 verbose=self.verbose, model_penalty=self._model_penalty(scale_u),
                 constraint=self.constraint, group=group, c_ridge=c_ridge,
                 sample_weight=sample_weight)
@@ -637,9 +641,11 @@ _DOC_PARAMS = r"""
         weight, often overshoot; see ``solver``).
     batch_size : int or "auto", default="auto"
         Minibatch size of the gradient solver ("auto": full batch up to 1000 samples, else 200).
-    tol : float, default=1e-4
+    tol : float or None, default=None
         Relative decrease per round (per epoch for the gradient solver) below which a
-        solver stops. Raise it for a quicker, rougher fit.
+        solver stops. None: 1e-3 per BCD round, 1e-4 per gradient epoch (a BCD round, with
+        its adaptive extrapolation, moves much further than an epoch). Raise it for a
+        quicker, rougher fit; lower it to run BCD further.
     n_iter_no_change : int, default=5
         BCD: the (accepted) rounds over which the mean relative decrease is compared with
         ``tol``; gradient solver: epochs without an improvement of ``tol`` before stopping.

@@ -139,6 +139,12 @@ class BCDBlocks(Blocks):
                                 method="mm", tol=self.kw["tol"], max_iter=self.ab_max_iter,
                                 sample_weight=self.w, **self.ab_kw)
             r.converged = True  # a fixed number of descent steps
+            if all(np.allclose(a, w, rtol=1e-12, atol=1e-12)
+                   for a, w in zip(r.value, W, strict=True)):
+                # the MM steps did not move (their inexact QP solves gave no model decrease):
+                # the exact step instead, so that a round is not wasted
+                r = blocks.solve_ab(X, self.U, P, lamv, self.kappa, self.activation, pen,
+                                    init=W, sample_weight=self.w, **self.kw, **self.ab_kw)
         elif self.robust_sigma is None:
             r = blocks.solve_ab(X, self.U, P, lamv, self.kappa, self.activation, pen, init=W,
                                 sample_weight=self.w, **self.kw, **self.ab_kw)
@@ -186,7 +192,8 @@ def initial_model(U, Y, loss, *, n_hidden, kappa, activation, pen_cd, group=None
 
 def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_model=None,
             lam=10.0, lam_increase=4.0, lam_decrease=0.5, lam_min=3.0, lam_max=1e4, mu=1e-3,
-            per_state_lam=True, x_step=False, extrapolation=0.9, max_iter=30, tol=1e-4,
+            per_state_lam=True, x_step=False, extrapolation=0.9, extrapolation_growth=1.2,
+            extrapolation_max=0.99, max_iter=30, tol=1e-4,
             n_iter_no_change=5, block_solver="fast", block_tol=1e-6, block_max_iter=100,
             ab_method="fast", ab_max_iter=5, fit_intercept=True, validation=None,
             robust_sigma=None, group=None, c_ridge=0.0, n_jobs=None, random_state=None,
@@ -265,7 +272,15 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
         of the accepted (A, B, b) sequence (A re-projected), tried after every accepted round
         and kept only when its true training objective is lower (block updates with
         extrapolation, Xu & Yin 2013). 0 disables it; the value chosen is measured in
-        ``benchmarks/README.md``.
+        ``benchmarks/README.md``. It is the weight at the start and after every restart (see
+        the next parameters).
+    extrapolation_growth, extrapolation_max : float
+        Adaptive extrapolation: after a kept extrapolated point the weight moves towards 1,
+        :math:`1 - \beta_{k+1} = (1 - \beta_k)/g` (g = ``extrapolation_growth`` >= 1), up to
+        ``extrapolation_max`` < 1; a point that is not kept restarts it at ``extrapolation``.
+        On a slow, steady drift of the weights (the usual tail of a fit) the steps grow
+        while they pay; g = 1 keeps the weight fixed. Lower ``extrapolation_max`` if the
+        extrapolated points are often not kept (``history.beta``, ``n_extrapolated``).
     max_iter : int
         Maximum number of rounds.
     tol, n_iter_no_change : float, int
@@ -364,7 +379,9 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
     settings = RoundSettings(lam=lam, lam_increase=lam_increase, lam_decrease=lam_decrease,
                              lam_min=lam_min, lam_max=lam_max, mu=mu,
                              per_state_lam=per_state_lam, x_step=x_step,
-                             extrapolation=extrapolation, tol=tol,
+                             extrapolation=extrapolation,
+                             extrapolation_growth=extrapolation_growth,
+                             extrapolation_max=extrapolation_max, tol=tol,
                              n_iter_no_change=n_iter_no_change, record_relaxed=record_relaxed)
     engine = RoundEngine(problem, settings, validation=validation, verbose=verbose,
                          callback=callback)

@@ -22,10 +22,13 @@ A round, from the anchored state :math:`(W, X^*, (C, D, c))` (docs/theory.md §8
    accepted one shrinks it by ``lam_decrease`` down to ``lam_min`` — the damping of
    Levenberg–Marquardt. The true objective therefore never increases over the rounds;
 5. after an accepted round, the **extrapolated** weights
-   :math:`W_{k+1} + \beta(W_{k+1} - W_{k-1})` — the new weights pushed further along the
+   :math:`W_{k+1} + \beta_k(W_{k+1} - W_{k-1})` — the new weights pushed further along the
    change over the last two accepted rounds, and made feasible again by
    :meth:`Blocks.project` — are kept when their true objective is lower still (block updates
-   with extrapolation, Xu & Yin 2013). From the second accepted round on.
+   with extrapolation, Xu & Yin 2013). From the second accepted round on. The weight
+   :math:`\beta_k` adapts: every kept point moves it towards 1 (longer steps along a steady
+   drift), a point that is not kept restarts it (the function-value restart of adaptive
+   momentum schemes).
 
 The new weights are first judged with (C, D, c) kept, an upper bound of the refitted
 objective (``bound_first``): the (C, D, c) solve is then spent on the point that is kept.
@@ -76,6 +79,9 @@ class History:
         The round whose state was returned.
     n_extrapolated : int
         Rounds whose extrapolated point was kept.
+    beta : list of float
+        The extrapolation weight tried in each round (0 where none was tried: a rejected
+        round, the first accepted one, or ``extrapolation=0``).
     time : float
         Seconds.
     block_warnings : list of (round, block)
@@ -91,6 +97,7 @@ class History:
     n_extrapolated: int = 0
     lam: list = field(default_factory=list)
     accepted: list = field(default_factory=list)
+    beta: list = field(default_factory=list)
     time: float = 0.0
     block_warnings: list = field(default_factory=list)
 
@@ -120,8 +127,14 @@ class RoundSettings:
     x_step : bool
         Also minimise over X inside a round (the plain alternation of arXiv §4.2).
     extrapolation : float
-        Weight :math:`\beta` of the extrapolated point :math:`W_{k+1} + \beta(W_{k+1} -
-        W_{k-1})` tried after every accepted round (from the second on); 0 disables it.
+        Weight :math:`\beta_k` of the extrapolated point :math:`W_{k+1} + \beta_k(W_{k+1} -
+        W_{k-1})` tried after every accepted round (from the second on), at the start and
+        after every restart; 0 disables it.
+    extrapolation_growth, extrapolation_max : float
+        Adaptive weight: after a kept extrapolated point :math:`1 - \beta_{k+1} = (1 -
+        \beta_k)/g` (``extrapolation_growth`` g >= 1), up to ``extrapolation_max`` (< 1);
+        a point that is not kept restarts :math:`\beta` at ``extrapolation``. g = 1 keeps
+        :math:`\beta` fixed at ``extrapolation``.
     tol, n_iter_no_change : float, int
         Converged when the selection score improved by less than ``tol`` (relative) per round
         on average over the last ``n_iter_no_change`` rounds counted by ``patience``: by less
@@ -146,6 +159,8 @@ class RoundSettings:
     per_state_lam: bool = True
     x_step: bool = False
     extrapolation: float = 0.9
+    extrapolation_growth: float = 1.2
+    extrapolation_max: float = 0.99
     tol: float = 1e-4
     n_iter_no_change: int = 5
     patience: str = "accepted"
@@ -154,6 +169,12 @@ class RoundSettings:
 
     def __post_init__(self):
         check_choice("patience", self.patience, ("accepted", "all"))
+        if not self.extrapolation_growth >= 1.0:
+            raise ValueError(f"extrapolation_growth must be >= 1; got "
+                             f"extrapolation_growth={self.extrapolation_growth!r}")
+        if not 0.0 <= self.extrapolation_max < 1.0:
+            raise ValueError(f"extrapolation_max must be in [0, 1); got "
+                             f"extrapolation_max={self.extrapolation_max!r}")
 
 
 @dataclass
@@ -267,6 +288,7 @@ class RoundEngine:
                                                                      callback, label)
         self.lam = float(settings.lam)
         self.lam_min = min(float(settings.lam_min), self.lam)  # a floor above the start
+        self.beta = float(settings.extrapolation)
         self.history = History()
 
     # -- states -----------------------------------------------------------------------------
@@ -329,16 +351,41 @@ class RoundEngine:
         if not cand.obj < st.obj:
             return None
         if s.extrapolation > 0 and w_prev is not None:
-            (A, B, b), (Ap, Bp, bp), beta = cand.W, w_prev, s.extrapolation
-            Wt = self.blocks.project((A + beta * (A - Ap), B + beta * (B - Bp),
-                                      b + beta * (b - bp)))
-            trial = self.anchor(Wt, cand.X, cand.CD)
-            if trial.obj < cand.obj:
-                cand, refitted = trial, True
-                self.history.n_extrapolated += 1
+            cand, refitted = self._extrapolate(cand, refitted, w_prev)
         if not refitted:
             cand = self.refit(cand.W, cand.X, cand.CD)
         return cand
+
+    def _trial(self, W, X0, CD, bar):
+        """Weights W judged against the objective ``bar``: ``(state, refitted)`` when their
+        true objective is lower, else None. Judged with (C, D, c) kept first (an upper bound
+        of the refitted objective); (C, D, c) is solved only when the bound does not decide."""
+        st = self.anchor(W, X0, CD, refit=False)
+        if st.obj < bar:
+            return st, False
+        st = self.refit(st.W, st.X, CD)
+        return (st, True) if st.obj < bar else None
+
+    def _extrapolate(self, cand, refitted, w_prev):
+        r"""The extrapolated point :math:`W_{k+1} + \beta_k(W_{k+1} - W_{k-1})`, kept when its
+        true objective is lower. Returns the kept point and whether its (C, D, c) is refitted.
+
+        :math:`\beta_k` adapts: each kept point brings it closer to 1, :math:`1 - \beta_{k+1} =
+        (1 - \beta_k)/g` (``extrapolation_growth``) up to ``extrapolation_max``, and a point
+        that is not kept restarts it at ``extrapolation`` (the function-value restart of
+        adaptive momentum schemes)."""
+        s = self.settings
+        (A, B, b), (Ap, Bp, bp), beta = cand.W, w_prev, self.beta
+        self.history.beta[-1] = beta
+        Wt = self.blocks.project((A + beta * (A - Ap), B + beta * (B - Bp), b + beta * (b - bp)))
+        trial = self._trial(Wt, cand.X, cand.CD, cand.obj)
+        if trial is None:
+            self.beta = s.extrapolation
+            return cand, refitted
+        self.history.n_extrapolated += 1
+        self.beta = min(1.0 - (1.0 - beta) / s.extrapolation_growth,
+                        max(s.extrapolation_max, s.extrapolation))
+        return trial
 
     def _score(self, st):
         if self.validation is None:
@@ -371,9 +418,11 @@ class RoundEngine:
         best = (score0, st, 0)
         scores, accepted_scores = [score0], [score0]
         w_prev = None
+        self.beta = float(s.extrapolation)  # the momentum restarts with every run
         for it in range(1, max_iter + 1):
             hist.n_iter = it
             hist.lam.append(self.lam)
+            hist.beta.append(0.0)
             W, CD = self._candidate(it, st)
             new = self._judge(st, W, CD, w_prev)
             stalled = False

@@ -193,3 +193,75 @@ def test_block_solver_names_one_cvxpy_solver(data):
         _fit(data, max_iter=1, block_solver="GUROBI")
     with pytest.raises(ValueError, match="cvxpy_solver='OSQP' cannot solve the P block"):
         _fit(data, max_iter=1, block_solver="OSQP", activation=get_activation("tanh"))
+
+
+@pytest.mark.filterwarnings("ignore::lifted_idl.ConvergenceWarning")
+def test_adaptive_extrapolation_follows_its_rule(data):
+    """The extrapolation weight grows towards 1 after every kept point (1 - beta divided by
+    the growth factor, capped) and restarts after a point that is not kept; the true
+    objective still never increases."""
+    kept = []
+    growth, cap, start = 1.5, 0.97, 0.6
+    _, hist = _fit(data, max_iter=25, tol=0.0, extrapolation=start, extrapolation_growth=growth,
+                   extrapolation_max=cap,
+                   callback=lambda it, model, h: kept.append(h.n_extrapolated))
+    assert np.all(np.diff(hist.train_loss) <= 1e-12)
+    gained = np.diff([0] + kept)
+    tried = [k for k, b in enumerate(hist.beta) if b > 0]
+    assert len(tried) >= 8 and gained.sum() >= 3 and gained.sum() < len(tried)
+    assert hist.beta[tried[0]] == start
+    for k, nxt in zip(tried[:-1], tried[1:], strict=True):
+        b = hist.beta[k]
+        want = min(1 - (1 - b) / growth, cap) if gained[k] else start
+        assert hist.beta[nxt] == pytest.approx(want, rel=1e-12), k
+    assert max(hist.beta) > start  # the weight did grow
+
+
+@pytest.mark.filterwarnings("ignore::lifted_idl.ConvergenceWarning")
+def test_fixed_extrapolation_keeps_its_weight(data):
+    _, hist = _fit(data, max_iter=10, tol=0.0, extrapolation=0.9, extrapolation_growth=1.0)
+    assert {b for b in hist.beta if b > 0} == {0.9}
+
+
+@pytest.mark.parametrize("kw", [{"extrapolation_growth": 0.5}, {"extrapolation_max": 1.0}])
+def test_adaptive_extrapolation_settings_are_checked(kw):
+    from lifted_idl.training.rounds import RoundSettings
+
+    with pytest.raises(ValueError, match=next(iter(kw))):
+        RoundSettings(**kw)
+
+
+def test_mm_step_that_does_not_move_falls_back_to_the_exact_step(data, monkeypatch):
+    """When the majorize-minimize (A, B, b) steps return their starting point (their inexact
+    QP solves found no model decrease), the round takes the exact block step instead."""
+    from lifted_idl import blocks
+    from lifted_idl.training.bcd import BCDBlocks
+
+    U, Y, _, _ = data
+    rng = np.random.default_rng(0)
+    n = 6
+    W = (0.1 * rng.standard_normal((n, n)), rng.standard_normal((n, U.shape[1])),
+         0.1 * rng.standard_normal(n))
+    X = np.maximum(U @ W[1].T + W[2], 0.0)
+    P = X + 0.3 * rng.random(X.shape)
+    lamv = np.full(n, 3.0)
+    pen = L2Penalty(1e-3)
+    exact = blocks.solve_ab(X, U, P, lamv, 0.9, get_activation("relu"), pen, init=W,
+                            tol=1e-6, max_iter=100).value
+    real = blocks.solve_ab
+
+    def stalled(*args, **kw):
+        if kw.get("method") == "mm":
+            r = real(*args, **kw)
+            r.value = tuple(np.array(w) for w in kw["init"])
+            return r
+        return real(*args, **kw)
+
+    monkeypatch.setattr(blocks, "solve_ab", stalled)
+    bl = BCDBlocks(U, Y, SquaredLoss(), get_activation("relu"), kappa=0.9, pen_ab=pen,
+                   pen_cd=pen, ab_method="mm", ab_max_iter=3)
+    (_, W1, _, ok), = list(bl.weight_steps(X, P, lamv, W, None))
+    assert ok
+    assert max(np.abs(a - w).max() for a, w in zip(W1, W, strict=True)) > 1e-3
+    for a, e in zip(W1, exact, strict=True):
+        np.testing.assert_allclose(a, e, atol=1e-8)
