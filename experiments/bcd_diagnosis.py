@@ -16,6 +16,8 @@ seeds of that script). Four measurements, each comparing the two trainers on the
    * BCD from the random-feature start, 150 rounds, with the default extrapolation (0.9) and
      without it (0), and the share of always-on states (active on > 97 % of the training
      points: a ReLU state that never switches off is a linear feature);
+   * BCD without the state bias (``group_lasso_path(..., fit_bias=False)``, b = 0: the
+     teacher's model), 150 rounds;
    * Adam (2000 epochs) from the same start;
    * 50 BCD rounds started at the Adam model (is BCD a worse *local* optimiser?);
    * 500 Adam epochs started at the BCD model (is BCD stalled at a point Adam can still
@@ -28,7 +30,10 @@ seeds of that script). Four measurements, each comparing the two trainers on the
    ``model_recovery.py`` (plain stage) and for :func:`group_lasso_path` as in
    ``model_recovery.py``; decreasing with :math:`\beta = \alpha`, 30 rounds, no extrapolation;
    increasing (``order="increasing"``, the continuation of the gradient path) with
-   :math:`\beta = \alpha`, 30 rounds, with and without extrapolation.
+   :math:`\beta = \alpha`, 30 rounds, with and without extrapolation, and without the bias;
+   independent fits (``warm_start=False``, every strength from the random features, as the
+   folds of the CV estimators) without the bias, 100 rounds each; and the gradient path
+   without the bias (b = 0, ``train_bias=False``).
 
 Run ``python experiments/bcd_diagnosis.py``; writes ``bcd_diagnosis.json`` into
 ``experiments/results/``. The findings are summarised in ``experiments/README.md``.
@@ -64,8 +69,9 @@ CONFIG = {
     "one_strength": {"bcd_rounds": 150, "adam_epochs": 2000, "polish_rounds": 50,
                      "descend_epochs": 500, "c_ridge": "alpha"},
     "path_rounds": 30,
+    "independent_rounds": 100,
     "always_on": 0.97,
-    "n_jobs": 2,
+    "n_jobs": 3,
 }
 
 
@@ -142,6 +148,13 @@ def one_strength(seed, U, Y, Uv, Yv) -> dict:
                         lam_last=float(h.lam[-1]))
         out[name]["_model"] = m
     t0 = time.process_time()
+    s = RECOVERY["student"]
+    (pt,) = group_lasso_path(U, Y, [a], ord=RECOVERY["group_ord"], n_hidden=s["n_hidden"],
+                             kappa=s["kappa"], random_state=seed, n_rounds=c["bcd_rounds"],
+                             tol=1e-9, c_ridge="alpha", fit_bias=False)
+    out["bcd_no_bias"] = rec(pt.model, time.process_time() - t0, accepted=pt.n_accepted,
+                             rounds=pt.n_rounds)
+    t0 = time.process_time()
     mg = _adam(_start(U, seed), U, Y, c["adam_epochs"], seed, G, a)
     out["adam"] = rec(mg, time.process_time() - t0)
     t0 = time.process_time()
@@ -153,6 +166,27 @@ def one_strength(seed, U, Y, Uv, Yv) -> dict:
     out["adam_from_bcd"] = rec(md, time.process_time() - t0)
     out["bcd_extrapolation"].pop("_model")
     return out
+
+
+def _gradient_no_bias(U, Y, Uv, Yv, support, fractions, seed):
+    """The gradient path of ``model_recovery.py`` (plain stage) with b = 0 and not trained."""
+    g = RECOVERY["gradient"]
+    model = _start(U, seed)
+    model = model.replace(b=np.zeros_like(np.asarray(model.b)))
+    amax, rows = _alpha_max(U, Y), []
+    for i, f in enumerate(fractions):
+        a = f * amax
+        epochs = g["epochs_first"] if i == 0 else g["epochs_per_alpha"]
+        model, _ = fit_gradient(model, U, Y, "squared", kappa=RECOVERY["student"]["kappa"],
+                                max_iter=epochs, learning_rate=g["learning_rate"],
+                                optimizer=g["optimizer"], tol=0.0, n_iter_no_change=epochs,
+                                random_state=seed, group=GroupPenalty(a, RECOVERY["group_ord"]),
+                                c_ridge=a, train_bias=False)
+        sel = support_of(GroupPenalty(1.0).column_norms(model.B, model.D))
+        prec, rec = precision_recall(sel, support)
+        rows.append({"fraction": float(f), "val_mse": _mse(model, Uv, Yv),
+                     "n_selected": int(sel.size), "exact": bool(prec == 1 and rec == 1)})
+    return rows
 
 
 def _path_rows(path, amax, support):
@@ -184,6 +218,11 @@ def paths(seed, U, Y, Uv, Yv, support) -> dict:
                            "rounds": RoundSettings(extrapolation=0.0)},
         "bcd_increasing_extrapolation": {"n_rounds": r, "c_ridge": "alpha",
                                          "order": "increasing"},
+        "bcd_increasing_no_bias": {"n_rounds": r, "c_ridge": "alpha", "order": "increasing",
+                                   "fit_bias": False},
+        "bcd_independent_no_bias": {"n_rounds": CONFIG["independent_rounds"],
+                                    "c_ridge": "alpha", "warm_start": False,
+                                    "fit_bias": False},
     }
     out = {}
     t0 = time.process_time()
@@ -191,6 +230,9 @@ def paths(seed, U, Y, Uv, Yv, support) -> dict:
     out["gradient"] = {"points": [{"fraction": p["fraction"], "val_mse": p["val_mse"],
                                    "n_selected": p["n_selected"], "exact": p["exact"]}
                                   for p in pts], "cpu_s": time.process_time() - t0}
+    t0 = time.process_time()
+    out["gradient_no_bias"] = {"points": _gradient_no_bias(U, Y, Uv, Yv, support, fr, seed),
+                               "cpu_s": time.process_time() - t0}
     for name, v in variants.items():
         t0 = time.process_time()
         path = group_lasso_path(U, Y, amax * fr, ord=RECOVERY["group_ord"], **kw, **v)
@@ -264,7 +306,14 @@ def main(out_dir="experiments/results", seeds=None, n_jobs=None) -> dict:
                                          for r in results],
         "one_strength_objective": {k: [r["one_strength"][k]["objective"] for r in results]
                                    for k in ("bcd_extrapolation", "bcd_no_extrapolation",
-                                             "adam", "bcd_from_adam", "adam_from_bcd")},
+                                             "bcd_no_bias", "adam", "bcd_from_adam",
+                                             "adam_from_bcd")},
+        "one_strength_val_mse": {k: [r["one_strength"][k]["val_mse"] for r in results]
+                                 for k in ("bcd_extrapolation", "bcd_no_extrapolation",
+                                           "bcd_no_bias", "adam", "bcd_from_adam",
+                                           "adam_from_bcd")},
+        "exact_support_on_path": {k: [int(sum(p["exact"] for p in r["paths"][k]["points"]))
+                                      for r in results] for k in names},
         "bar": "best validation MSE along the BCD path within 1.2x of the gradient path's",
     }
     data = {"experiment": "bcd_diagnosis", "source": "[arXiv §7.2], issue 14",

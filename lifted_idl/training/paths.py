@@ -464,7 +464,8 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
                      kappa: float = 0.5, U_val=None, Y_val=None, activation="relu",
                      random_state=None, n_rounds: int = 20, tol: float = 1e-4,
                      c_ridge: float | str = 1e-3, rounds: RoundSettings | None = None,
-                     init_model=None, order: str = "decreasing") -> list[PathPoint]:
+                     init_model=None, order: str = "decreasing", fit_bias: bool = True,
+                     warm_start: bool = True) -> list[PathPoint]:
     r"""Path of the group penalty [IDL (5.1)] over a grid of strengths, in anchored BCD.
 
     For every strength :math:`\alpha` in ``alphas`` (largest first, as
@@ -550,6 +551,21 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
         trained first, and lets the penalty remove features as it grows (the continuation of
         the gradient paths of ``experiments/model_recovery.py``).
 
+    warm_start : bool, default=True
+        Start every point from the previous one (a continuation path), or, with False, every
+        point from the same initialisation (random features or ``init_model``) with the
+        divergence weight reset: independent fits, as the folds of
+        :class:`~lifted_idl.ImplicitRegressorCV` run them. Warm starts carry a point's basin
+        to the next (from the largest strength down, the stationary point B = 0), so the
+        independent fits can validate better at the cost of more rounds.
+    fit_bias : bool, default=True
+        Fit the state bias b. With False, b = 0 (also from ``init_model``) and the states are
+        :math:`x = \phi(Ax + Bu)`, the model of the [arXiv §7.2] teacher. Under the group
+        penalty the unpenalised b is what lets the rounds move ReLU states into their
+        always-on, linear regime (B shrinks, b stays: ``experiments/README.md``); without b a
+        ReLU state of inputs that are symmetric about 0 cannot be always on. Turn it off for
+        inputs centred at 0 when the states need no offset.
+
     Returns
     -------
     list of PathPoint
@@ -581,7 +597,8 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
         return solve_cd(X, U, Y, loss, pen, init=init).value
 
     def ab_step(X, P, lamv, AB, CD):
-        W = solve_ab(X, U, P, lamv, kappa, act, group["pen"].for_ab(CD[1]), init=AB).value
+        W = solve_ab(X, U, P, lamv, kappa, act, group["pen"].for_ab(CD[1]), init=AB,
+                     fit_bias=fit_bias).value
         if group["pen"].alpha <= 0:
             return W
         # the joint (B, D) block step: the one that zeroes whole columns (as in fit_bcd)
@@ -603,13 +620,16 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
         A = project_inf_norm_ball(_np64(init_model.A), kappa)
         B = _np64(init_model.B)
         b = np.zeros(A.shape[0]) if init_model.b is None else _np64(init_model.b)
+    if not fit_bias:
+        b = np.zeros_like(b)
     path = []
     st = None
     for a in al:
         group["pen"] = GroupPenalty(float(a), ord)
         if ridge_tied:
             group["ridge"] = float(a)
-        if st is None:
+        if st is None or not warm_start:
+            engine.lam = engine.settings.lam
             st = engine.anchor((A, B, b))
         else:
             st = engine.anchor(st.W, X0=st.X, cd_init=st.CD)

@@ -256,3 +256,25 @@ def test_group_path_decreasing_start_is_stuck_at_b_zero_increasing_is_not(data):
         group_lasso_path(U, y, alphas, order="up")
     with pytest.raises(ValueError, match="c_ridge"):
         group_lasso_path(U, y, alphas, c_ridge="beta")
+
+
+def test_group_path_cold_points_are_independent_fits(data):
+    """``warm_start=False``: every point is the one-point path at its strength (same start,
+    same divergence weight), bit for bit; ``fit_bias=False`` keeps b at 0."""
+    U, y, _, _ = data
+    amax = np.abs(U.T @ (y - y.mean())).max() / len(y)
+    alphas = [0.3 * amax, 0.03 * amax]
+    kw = {"n_hidden": N_HIDDEN, "random_state": 0, "n_rounds": 6, "c_ridge": "alpha",
+          "fit_bias": False}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = group_lasso_path(U, y, alphas, warm_start=False, **kw)
+        singles = [group_lasso_path(U, y, [a], **kw)[0] for a in alphas]
+        warm = group_lasso_path(U, y, alphas, **kw)
+    for pt, one in zip(path, singles, strict=True):
+        assert pt.params == one.params
+        for name in ("A", "B", "C", "D", "b"):
+            np.testing.assert_array_equal(getattr(pt.model, name), getattr(one.model, name))
+        assert np.all(np.asarray(pt.model.b) == 0)
+    # the warm path's second point starts elsewhere, so it differs
+    assert not np.array_equal(warm[1].model.B, path[1].model.B)
