@@ -500,9 +500,11 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
     (:math:`\alpha \ge \alpha_{\max}`) has B = 0, and B = 0, C = 0 is a stationary point of
     the objective for every :math:`\alpha` (the states are constant, so neither the loss nor
     the rounds move B or C): every later point is then a linear model in D. And with the group
-    penalty, BCD's rounds progress slowly and stall at a higher objective than proximal Adam
-    reaches from the same start; started at Adam's model, BCD lowers its objective further.
-    ``order="increasing"`` avoids the first; nothing here removes the second.
+    penalty, BCD's rounds stall at a higher objective than proximal Adam reaches from the same
+    start, with most ReLU states always on (linear): the penalty shrinks B while the
+    unpenalised bias b stays. ``order="increasing"`` or ``warm_start=False`` avoid the first;
+    ``fit_bias=False`` removes the second where the states need no offset (the [arXiv §7.2]
+    teacher); started at Adam's model, BCD keeps it and lowers its objective further.
 
     Parameters
     ----------
