@@ -564,9 +564,9 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
         Fit the state bias b. With False, b = 0 (also from ``init_model``) and the states are
         :math:`x = \phi(Ax + Bu)`, the model of the [arXiv §7.2] teacher. Under the group
         penalty the unpenalised b is what lets the rounds move ReLU states into their
-        always-on, linear regime (B shrinks, b stays: ``experiments/README.md``); without b a
-        ReLU state of inputs that are symmetric about 0 cannot be always on. Turn it off for
-        inputs centred at 0 when the states need no offset.
+        always-on, linear regime (B shrinks, b stays: ``experiments/README.md``); without b
+        no offset can hold a state on. Turn it off for inputs centred at 0 when the states
+        need no offset.
 
     Returns
     -------
