@@ -1,7 +1,7 @@
 r"""Sparsity paths: anchored BCD rounds with sparse blocks, warm-started along a path
 (docs/theory.md §6 and §8).
 
-* :func:`group_lasso_path`: the path of the group penalty [IDL (5.1)] over decreasing
+* :func:`group_lasso_path`: the path of the group penalty [IDL (5.1)] over a grid of
   strengths (feature selection, [IDL §5.1]);
 * :func:`frank_wolfe_path`, :func:`plot_frank_wolfe_path`: the path over l1-ball budgets, with
   Frank–Wolfe blocks.
@@ -474,13 +474,15 @@ def plot_frank_wolfe_path(path, ax=None):
 def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden: int = 10,
                      kappa: float = 0.5, U_val=None, Y_val=None, activation="relu",
                      random_state=None, n_rounds: int = 20, tol: float = 1e-4,
-                     c_ridge: float = 1e-3, rounds: RoundSettings | None = None,
-                     init_model=None) -> list[PathPoint]:
-    r"""Path of the group penalty [IDL (5.1)] over decreasing strengths, in anchored BCD.
+                     c_ridge: float | str = 1e-3, rounds: RoundSettings | None = None,
+                     init_model=None, order: str = "decreasing", fit_bias: bool = True,
+                     warm_start: bool = True) -> list[PathPoint]:
+    r"""Path of the group penalty [IDL (5.1)] over a grid of strengths, in anchored BCD.
 
     For every strength :math:`\alpha` in ``alphas`` (largest first, as
-    :func:`sklearn.linear_model.lasso_path`), warm-started from the previous point, runs
-    anchored BCD rounds (as :func:`~lifted_idl.training.bcd.fit_bcd`, theory §8) on
+    :func:`sklearn.linear_model.lasso_path`, unless ``order="increasing"``), warm-started
+    from the previous point, runs anchored BCD rounds (as
+    :func:`~lifted_idl.training.bcd.fit_bcd`, theory §8) on
 
     .. math:: \min\ \mathcal L(Y, XC^\top + UD^\top + c) + \alpha\sum_{j=1}^p
               \left\|\begin{pmatrix} B \\ D\end{pmatrix}e_j\right\|_r
@@ -503,10 +505,16 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
     penalised training objective decreased.
 
     As an optimiser of this nonconvex problem the anchored BCD is weaker than gradient
-    training: in ``experiments/model_recovery.py`` (p = 100, m = 400, 5 rounds per strength) it
-    reached a validation MSE of 0.17–0.40 (standardised targets) against 0.03–0.06 for
-    :func:`~lifted_idl.training.gradient.fit_gradient` with the exact group prox
-    (``group=``), and no point of its paths had the teacher's support.
+    training (``experiments/bcd_diagnosis.py``, figures in ``experiments/README.md``). Two
+    reasons are structural. From the largest strength down, the first point
+    (:math:`\alpha \ge \alpha_{\max}`) has B = 0, and B = 0, C = 0 is a stationary point of
+    the objective for every :math:`\alpha` (the states are constant, so neither the loss nor
+    the rounds move B or C): every later point is then a linear model in D. And with the group
+    penalty, BCD's rounds stall at a higher objective than proximal Adam reaches from the same
+    start, with most ReLU states always on (linear): the penalty shrinks B while the
+    unpenalised bias b stays. ``order="increasing"`` or ``warm_start=False`` avoid the first;
+    ``fit_bias=False`` removes the second where the states need no offset (the [arXiv §7.2]
+    teacher); started at Adam's model, BCD keeps it and lowers its objective further.
 
     Parameters
     ----------
@@ -515,7 +523,7 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
     Y : array of shape (m,) or (m, q)
         Targets or class labels.
     alphas : array of shape (k,)
-        Strengths >= 0; sorted decreasingly.
+        Strengths >= 0, in any order (they are fitted in the order ``order``).
     ord : {2, np.inf}, default=2
         The group norm r.
     task : {"regression", "classification"}
@@ -532,8 +540,13 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
     tol : float, default=1e-4
         Rounds at a strength stop once the objective improved by less than ``tol`` (relative)
         over ``rounds.n_iter_no_change`` accepted rounds.
-    c_ridge : float, default=1e-3
-        :math:`\beta \ge 0`, the ridge on C.
+    c_ridge : float or "alpha", default=1e-3
+        :math:`\beta \ge 0`, the ridge on C; ``"alpha"``: :math:`\beta = \alpha` at every
+        point. With the group penalty on B the balance of the rescaling
+        :math:`(B, b, C) \to (sB, sb, C/s)` is set by :math:`\beta/\alpha`; a fixed small
+        :math:`\beta` lets B shrink and C grow as :math:`\alpha` grows, ``"alpha"`` keeps it
+        the same along the path (the recipe of ``experiments/model_recovery.py``'s gradient
+        paths).
     rounds : RoundSettings, optional
         The constants of the anchored rounds (divergence weight and its continuation,
         extrapolation, patience); default ``RoundSettings()``, those of
@@ -541,36 +554,64 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
         point to the next.
     init_model : ImplicitModel, optional
         Start from this model (its A projected onto the ball) instead of random features.
+    order : {"decreasing", "increasing"}, default="decreasing"
+        The order in which the strengths are fitted, each warm-started from the previous one.
+        ``"decreasing"`` is the order of :func:`sklearn.linear_model.lasso_path`; for this
+        nonconvex problem its first point, at or above :math:`\alpha_{\max}`, is the
+        stationary point B = 0 that the later points never leave (see above).
+        ``"increasing"`` starts from the weakest penalty, where the random features are
+        trained first, and lets the penalty remove features as it grows (the continuation of
+        the gradient paths of ``experiments/model_recovery.py``).
+
+    warm_start : bool, default=True
+        Start every point from the previous one (a continuation path), or, with False, every
+        point from the same initialisation (random features or ``init_model``) with the
+        divergence weight reset: independent fits, as the folds of
+        :class:`~lifted_idl.ImplicitRegressorCV` run them. Warm starts carry a point's basin
+        to the next (from the largest strength down, the stationary point B = 0), so the
+        independent fits can validate better at the cost of more rounds.
+    fit_bias : bool, default=True
+        Fit the state bias b. With False, b = 0 (also from ``init_model``) and the states are
+        :math:`x = \phi(Ax + Bu)`, the model of the [arXiv §7.2] teacher. Under the group
+        penalty the unpenalised b is what lets the rounds move ReLU states into their
+        always-on, linear regime (B shrinks, b stays: ``experiments/README.md``); without b
+        no offset can hold a state on. Turn it off for inputs centred at 0 when the states
+        need no offset.
 
     Returns
     -------
     list of PathPoint
-        One per strength, largest first; ``params = {"alpha": ...}``.
+        One per strength, in the order fitted (``order``); ``params = {"alpha": ...}``.
     """
     U, Y, U_val, Y_val, loss, classes = _path_data(U, Y, task, U_val, Y_val)
     al = np.asarray(alphas, dtype=np.float64)
     if al.ndim != 1 or al.size == 0 or not np.all(np.isfinite(al)) or np.any(al < 0):
         raise ValueError(f"alphas must be a non-empty 1-D array of finite values >= 0; got "
                          f"alphas={alphas!r}")
-    al = np.sort(al)[::-1]
+    order = check_choice("order", order, ("decreasing", "increasing"))
+    al = np.sort(al)[::-1] if order == "decreasing" else np.sort(al)
     GroupPenalty(0.0, ord)  # validates ord
     n_hidden = check_int("n_hidden", n_hidden, 1)
     kappa = check_real("kappa", kappa, 0, 1.0, closed="neither")
     n_rounds = check_int("n_rounds", n_rounds, 0)
     tol = check_real("tol", tol, 0, closed="neither")
-    check_real("c_ridge", c_ridge, 0)
-    c_ridge = float(c_ridge)
+    ridge_tied = isinstance(c_ridge, str)
+    if ridge_tied:
+        check_choice("c_ridge", c_ridge, ("alpha",))
+    else:
+        c_ridge = float(check_real("c_ridge", c_ridge, 0))
     act = get_activation(activation)
-    group = {"pen": GroupPenalty(float(al[0]), ord)}
+    group = {"pen": GroupPenalty(float(al[0]), ord),
+             "ridge": float(al[0]) if ridge_tied else c_ridge}
 
     def cd_step(X, AB, init):
-        pen = group["pen"].restrict("cd", {"B": AB[1]}, ridge=c_ridge)
+        pen = group["pen"].restrict("cd", {"B": AB[1]}, ridge=group["ridge"])
         r = solve_cd(X, U, Y, loss, pen, init=init)
         return r.value, r.converged
 
     def ab_step(X, P, lamv, AB, CD):
         pen = group["pen"].restrict("ab", {"D": CD[1]})
-        r = solve_ab(X, U, P, lamv, kappa, act, pen, init=AB)
+        r = solve_ab(X, U, P, lamv, kappa, act, pen, init=AB, fit_bias=fit_bias)
         if group["pen"].alpha <= 0:
             return r.value, CD, r.converged
         # the joint (B, D) block step: the one that zeroes whole columns (as in fit_bcd)
@@ -578,7 +619,7 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
         return *rb.value, r.converged and rb.converged
 
     def penalty():
-        return {"group": group["pen"], "c_ridge": c_ridge}
+        return {"group": group["pen"], "c_ridge": group["ridge"]}
 
     engine = _engine(_PathBlocks(U, Y, loss, act, kappa, cd_step, ab_step, penalty), rounds,
                      tol)
@@ -593,12 +634,17 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
         A = project_inf_norm_ball(_np64(init_model.A), kappa)
         B = _np64(init_model.B)
         b = np.zeros(A.shape[0]) if init_model.b is None else _np64(init_model.b)
+    if not fit_bias:
+        b = np.zeros_like(b)
     path = []
     st = None
     for a in al:
         group["pen"] = GroupPenalty(float(a), ord)
+        if ridge_tied:
+            group["ridge"] = float(a)
         n_warned = len(engine.history.block_warnings)
-        if st is None:
+        if st is None or not warm_start:
+            engine.lam = engine.settings.lam
             st = engine.anchor((A, B, b))
         else:
             st = engine.anchor(st.W, X0=st.X, cd_init=st.CD)

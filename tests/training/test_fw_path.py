@@ -234,3 +234,56 @@ def test_extrapolated_rounds_keep_the_budget_on_b(seed):
     for pt in path:
         assert l1(pt.model.B) <= 0.5 * (1 + 1e-12)
         assert np.abs(pt.model.A).sum(axis=1).max() <= 0.5 * (1 + 1e-12)
+
+
+def test_group_path_decreasing_start_is_stuck_at_b_zero_increasing_is_not(data):
+    """B = 0 (with C = 0) is a stationary point of the group-penalised objective: from the
+    largest strength down, B never comes back once the first point zeroed it; fitted in
+    increasing order, the weak strength is fitted first and keeps its states. With
+    ``c_ridge="alpha"`` the ridge of every point is its own strength."""
+    U, y, Uv, yv = data
+    amax = np.abs(U.T @ (y - y.mean())).max() / len(y)
+    alphas = [0.05 * amax, 20 * amax]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        down = group_lasso_path(U, y, alphas, n_hidden=N_HIDDEN, random_state=0, n_rounds=15,
+                                c_ridge="alpha")
+        up = group_lasso_path(U, y, alphas, n_hidden=N_HIDDEN, random_state=0, n_rounds=15,
+                              c_ridge="alpha", order="increasing")
+    assert [pt.params["alpha"] for pt in up] == sorted(alphas)
+    assert [pt.params["alpha"] for pt in down] == sorted(alphas)[::-1]
+    G = GroupPenalty(1.0)
+    for pt in down + up:
+        m, a = pt.model, pt.params["alpha"]
+        loss = 0.5 * np.mean((np.asarray(m.predict(U))[:, 0] - y) ** 2)
+        assert pt.objective == pytest.approx(loss + a * G.value(m)
+                                             + 0.5 * a * np.sum(m.C ** 2), rel=1e-8)
+    assert np.abs(down[1].model.B).max() < 1e-8
+    assert np.linalg.norm(up[0].model.B) > 0.1
+    assert up[0].train_loss < down[1].train_loss
+    with pytest.raises(ValueError, match="order"):
+        group_lasso_path(U, y, alphas, order="up")
+    with pytest.raises(ValueError, match="c_ridge"):
+        group_lasso_path(U, y, alphas, c_ridge="beta")
+
+
+def test_group_path_cold_points_are_independent_fits(data):
+    """``warm_start=False``: every point is the one-point path at its strength (same start,
+    same divergence weight), bit for bit; ``fit_bias=False`` keeps b at 0."""
+    U, y, _, _ = data
+    amax = np.abs(U.T @ (y - y.mean())).max() / len(y)
+    alphas = [0.3 * amax, 0.03 * amax]
+    kw = {"n_hidden": N_HIDDEN, "random_state": 0, "n_rounds": 6, "c_ridge": "alpha",
+          "fit_bias": False}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = group_lasso_path(U, y, alphas, warm_start=False, **kw)
+        singles = [group_lasso_path(U, y, [a], **kw)[0] for a in alphas]
+        warm = group_lasso_path(U, y, alphas, **kw)
+    for pt, one in zip(path, singles, strict=True):
+        assert pt.params == one.params
+        for name in ("A", "B", "C", "D", "b"):
+            np.testing.assert_array_equal(getattr(pt.model, name), getattr(one.model, name))
+        assert np.all(np.asarray(pt.model.b) == 0)
+    # the warm path's second point starts elsewhere, so it differs
+    assert not np.array_equal(warm[1].model.B, path[1].model.B)
