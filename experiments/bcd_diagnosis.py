@@ -132,7 +132,7 @@ def one_strength(seed, U, Y, Uv, Yv) -> dict:
     G = GroupPenalty(a, RECOVERY["group_ord"])
 
     def rec(model, cpu, **extra):
-        sel = support_of(G.column_norms(model.B, model.D))
+        sel = support_of(G.column_norms(model))
         return {"objective": float(true_objective(model, U, Y, SquaredLoss(), group=G,
                                                   c_ridge=a)),
                 "train_mse": _mse(model, U, Y), "val_mse": _mse(model, Uv, Yv),
@@ -182,7 +182,7 @@ def _gradient_no_bias(U, Y, Uv, Yv, support, fractions, seed):
                                 optimizer=g["optimizer"], tol=0.0, n_iter_no_change=epochs,
                                 random_state=seed, group=GroupPenalty(a, RECOVERY["group_ord"]),
                                 c_ridge=a, train_bias=False)
-        sel = support_of(GroupPenalty(1.0).column_norms(model.B, model.D))
+        sel = support_of(GroupPenalty(1.0).column_norms(model))
         prec, rec = precision_recall(sel, support)
         rows.append({"fraction": float(f), "val_mse": _mse(model, Uv, Yv),
                      "n_selected": int(sel.size), "exact": bool(prec == 1 and rec == 1)})
