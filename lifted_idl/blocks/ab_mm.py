@@ -52,17 +52,20 @@ the ball go on, and their answer lies on the sphere :math:`\|a\|_1 = \kappa`. Fo
 a few iterations of ADMM on the split :math:`w = z` (the quadratic and the ridge in the
 w-update, :math:`(G_c + (\rho_i + \alpha/(\theta c_i)) I)w = r_i` through the same
 eigendecomposition; the l1-ball projection :func:`~._common.project_l1_rows`, theory §3, in the
-z-update) find a face of the ball, and a primal active-set method finishes the QP exactly
-(:func:`_active_set`): the free part :math:`\beta` is eliminated (its Schur complement, through
+z-update) find a face of the ball, and one face solve of a primal active-set method finishes the
+QP (:func:`_active_set`; exact when ADMM found the face, and :data:`ACTIVE_SET_ROUNDS` rounds
+run the method further): the free part :math:`\beta` is eliminated (its Schur complement, through
 the eigendecomposition of :math:`G_{c,\beta\beta}`, so only the n coordinates of a remain);
 on a face (support F, signs s) the KKT system of :math:`\min \tfrac12 a^\top S a - \rho^\top
 a` s.t. :math:`s^\top a_F = \kappa` is one (|F| + 1)-dimensional solve per row; a coordinate
 whose sign would flip stops the step at zero and leaves the face, and at a face's optimum the
 coordinates whose gradient exceeds the ball's multiplier enter it. Every point of the method
-is feasible, and a row keeps the better of it and the ADMM point. With the l1 penalty, whose
-prox also zeroes coordinates of :math:`\beta`, the QP is solved by ADMM alone, to the inner
-tolerance, warm-starting its duals from the previous MM step. Either way the model decrease
-of the answer is checked (a row with none keeps its point).
+is feasible, and a row keeps the better of it and the ADMM point. This path runs where a
+face solve costs few ADMM iterations (:data:`FACE_COST`: few states, or many inputs, which the
+Schur complement removes); elsewhere, and with the l1 penalty (whose prox also zeroes
+coordinates of :math:`\beta`), ADMM runs alone to the inner tolerance. ADMM warm-starts its
+duals from the previous MM step. Either way the model decrease of the answer is checked (a
+row with none keeps its point).
 
 Only the zero, ridge and l1 penalties are handled here; :func:`~.ab.solve_ab` sends the group
 penalty to its exact solver.
@@ -88,8 +91,12 @@ RELAX = 1.6
 #: default ADMM tolerance: INNER_FACTOR times the previous MM step (relative), at most INNER_MAX
 INNER_FACTOR = 1e-2
 INNER_MAX = 1e-3
-#: ADMM iterations before the active-set method (ridge / no penalty), which finishes the QP
+#: ADMM iterations before the active-set method, where it runs (:attr:`_MMProblem.face`)
 ADMM_WARMUP = 3
+#: the active-set method runs where its largest face solve, about n^3/3 + n^2 p flops per row
+#: (the Schur complement and the KKT solve), costs at most FACE_COST ADMM iterations
+#: (2 (n + p)^2 flops per row); elsewhere ADMM runs to its tolerance
+FACE_COST = 15.0
 #: rounds (face solves) of the active-set method at most
 ACTIVE_SET_ROUNDS = 1
 #: a face's optimum adds every coordinate whose multiplier violation is at least this fraction
@@ -124,7 +131,9 @@ class _MMProblem:
         lo = max(float(self.s[self.s > self.s_cut].min(initial=smax)), 1e-3 * smax)
         self.rho0 = float(np.sqrt(lo * smax)) if smax > 0 else 1.0
         self.c0 = lam * self.gamma / m  # majoriser curvature of each row
-        if not self.l1:
+        p_free = self.npen - n
+        self.face = not self.l1 and n**3 / 3 + n * n * p_free <= FACE_COST * 2 * self.npen**2
+        if self.face:
             # the Schur complement of the free block: G_bb = U_b diag(lam_b) U_b^T
             Gbb = Gc[n:, n:]
             lam_b, U_b = np.linalg.eigh(0.5 * (Gbb + Gbb.T))
@@ -274,9 +283,9 @@ def _mm_qp(prob, W0, g, c, duals, inner_tol, inner_max_iter):
         Y = duals / (rho * c[:, None])  # scaled dual of the problem divided by c
         _qp_admm(prob, W0p[todo], q[todo], beta[todo],
                  None if thr is None else thr[todo], Z, Y, todo, inner_tol,
-                 inner_max_iter if prob.l1 else min(inner_max_iter, ADMM_WARMUP))
-        W1[todo, :npen] = Z[todo] if prob.l1 else _active_set(prob, W0p[todo], q[todo],
-                                                              beta[todo], Z[todo])
+                 min(inner_max_iter, ADMM_WARMUP) if prob.face else inner_max_iter)
+        W1[todo, :npen] = (_active_set(prob, W0p[todo], q[todo], beta[todo], Z[todo])
+                           if prob.face else Z[todo])
         duals[todo] = Y[todo] * (rho * c[todo, None])
     return W1
 
@@ -364,7 +373,7 @@ def _active_set(prob, W0p, q, beta, Z):
     """
     n = prob.n
     red = _Reduced(prob, W0p, q, beta)
-    a = project_l1_rows(Z[:, :n].copy(), prob.kappa)
+    a = Z[:, :n].copy()  # feasible (ADMM's z)
     sgn = np.sign(a)
     empty = ~sgn.any(axis=1)
     if empty.any():  # a = 0: start from the steepest coordinate
@@ -397,7 +406,8 @@ def _active_set(prob, W0p, q, beta, Z):
             live = live[~((t >= 1.0) & ~add)]
     except np.linalg.LinAlgError:  # a singular face (no ridge, a dead state): keep the points
         pass
-    a = project_l1_rows(a, prob.kappa)
+    norm = np.abs(a).sum(axis=1)  # kappa up to rounding
+    a *= np.minimum(1.0, prob.kappa / np.maximum(norm, 1e-300))[:, None]
     W = np.hstack([a, red.free_part(a)])
     worse = ~(red.values(W) < red.values(Z))
     W[worse] = Z[worse]
