@@ -44,28 +44,30 @@ W, so :math:`Z_y` costs no product), and keeps that step where it lands feasible
 :math:`f_i(w^k)`; elsewhere it restarts (:math:`\beta = 0`) with the plain step from
 :math:`w^k`. The objective therefore still never increases.
 
-**The QP.** In the centred parametrisation of :mod:`._newton` (:math:`M = [X - \bar x,\
-U - \bar u,\ \mathbf 1]`, free bias) the bias decouples: :math:`G = \mathrm{diag}(G_c, m)`,
-and the bias step is closed form. For the ridge and no penalty the QP is first solved without
-the constraint (one solve through the eigendecomposition of :math:`G_c`); only rows that leave
-the ball go on, and their answer lies on the sphere :math:`\|a\|_1 = \kappa`. For those rows
-a few iterations of ADMM on the split :math:`w = z` (the quadratic and the ridge in the
-w-update, :math:`(G_c + (\rho_i + \alpha/(\theta c_i)) I)w = r_i` through the same
-eigendecomposition; the l1-ball projection :func:`~._common.project_l1_rows`, theory §3, in the
-z-update) find a face of the ball, and one face solve of a primal active-set method finishes the
-QP (:func:`_active_set`; exact when ADMM found the face, and :data:`ACTIVE_SET_ROUNDS` rounds
-run the method further): the free part :math:`\beta` is eliminated (its Schur complement, through
-the eigendecomposition of :math:`G_{c,\beta\beta}`, so only the n coordinates of a remain);
-on a face (support F, signs s) the KKT system of :math:`\min \tfrac12 a^\top S a - \rho^\top
-a` s.t. :math:`s^\top a_F = \kappa` is one (|F| + 1)-dimensional solve per row; a coordinate
-whose sign would flip stops the step at zero and leaves the face, and at a face's optimum the
-coordinates whose gradient exceeds the ball's multiplier enter it. Every point of the method
-is feasible, and a row keeps the better of it and the ADMM point. This path runs where a
-face solve costs few ADMM iterations (:data:`FACE_COST`: few states, or many inputs, which the
-Schur complement removes); elsewhere, and with the l1 penalty (whose prox also zeroes
-coordinates of :math:`\beta`), ADMM runs alone to the inner tolerance. ADMM warm-starts its
-duals from the previous MM step. Either way the model decrease of the answer is checked (a
-row with none keeps its point).
+**The QP.** In the centred parametrisation of :mod:`._newton` (:math:`M = [X - \bar x,\ U -
+\bar u,\ \mathbf 1]`, free bias) the bias decouples: :math:`G = \mathrm{diag}(G_c, m)`, and the
+bias step is closed form. For the ridge and no penalty the QP is first solved without the
+constraint (one solve through the eigendecomposition of :math:`G_c`); only rows that leave the
+ball go on, and their answer lies on the sphere :math:`\|a\|_1 = \kappa`. For those rows ADMM
+on the split :math:`w = z` (the quadratic and the ridge in the w-update, :math:`(G_c + (\rho_i
++ \alpha/(\theta c_i)) I)w = r_i` through the same eigendecomposition; the l1-ball projection
+:func:`~._common.project_l1_rows`, theory §3, in the z-update) runs to its tolerance, at most
+:data:`ADMM_WARMUP` iterations; on the rows it has not settled by then (late in a fit, where
+the tolerance is tight, ADMM can take hundreds of iterations on an ill-conditioned or
+rank-deficient Gram matrix), one face solve of a primal active-set method on the face of ADMM's
+point finishes the QP (:func:`_active_set`; exact when ADMM found the face, and
+:data:`ACTIVE_SET_ROUNDS` rounds run the method further): the free part :math:`\beta` is
+eliminated (its Schur complement, through the eigendecomposition of :math:`G_{c,\beta\beta}`,
+so only the n coordinates of a remain); on a face (support F, signs s) the KKT system of
+:math:`\min \tfrac12 a^\top S a - \rho^\top a` s.t. :math:`s^\top a_F = \kappa` is one (|F| +
+1)-dimensional solve per row; a coordinate whose sign would flip stops the step at zero and
+leaves the face, and at a face's optimum the coordinates whose gradient exceeds the ball's
+multiplier enter it. Every point of the method is feasible, and a row keeps the better of it
+and the ADMM point. This path runs where a face solve costs few ADMM iterations
+(:data:`FACE_COST`: few states, or many inputs, which the Schur complement removes); elsewhere,
+and with the l1 penalty (whose prox also zeroes coordinates of :math:`\beta`), ADMM runs alone
+to the inner tolerance. ADMM warm-starts its duals from the previous MM step. Either way the
+model decrease of the answer is checked (a row with none keeps its point).
 
 Only the zero, ridge and l1 penalties are handled here; :func:`~.ab.solve_ab` sends the group
 penalty to its exact solver.
@@ -91,8 +93,9 @@ RELAX = 1.6
 #: default ADMM tolerance: INNER_FACTOR times the previous MM step (relative), at most INNER_MAX
 INNER_FACTOR = 1e-2
 INNER_MAX = 1e-3
-#: ADMM iterations before the active-set method, where it runs (:attr:`_MMProblem.face`)
-ADMM_WARMUP = 3
+#: ADMM iterations at most where the active-set method runs (:attr:`_MMProblem.face`); the
+#: rows still above the ADMM tolerance then go to it
+ADMM_WARMUP = 20
 #: the active-set method runs where its largest face solve, about n^3/3 + n^2 p flops per row
 #: (the Schur complement and the KKT solve), costs at most FACE_COST ADMM iterations
 #: (2 (n + p)^2 flops per row); elsewhere ADMM runs to its tolerance
@@ -214,7 +217,8 @@ def _qp_admm(prob, W0p, q, beta, thr, Z, Y, rows, tol, max_iter):
     :attr:`_MMProblem.rho0`; the w-update in the eigenbasis of :math:`G_c` (two products
     with V per iteration). A row stops when its primal and dual residuals (max norm) are below
     ``tol * max(1, max|z|)``. ``Z`` (the feasible iterate) and ``Y`` (the scaled duals) are
-    updated in place on ``rows``. Returns the number of iterations.
+    updated in place on ``rows``. Returns the number of iterations and the mask (over ``rows``)
+    of the rows that did not meet the tolerance within ``max_iter``.
     """
     n = prob.n
     rho = prob.rho0
@@ -226,6 +230,7 @@ def _qp_admm(prob, W0p, q, beta, thr, Z, Y, rows, tol, max_iter):
     live = np.arange(rows.size)  # the rows still iterating: z, u, base, inv, t cut to them
     zl, ul = z, u
     it = 0
+    done = np.zeros(rows.size, dtype=bool)
     while it < max_iter:
         it += 1
         w = ((base + rho * ((zl - ul) @ V)) * inv) @ V.T
@@ -250,7 +255,9 @@ def _qp_admm(prob, W0p, q, beta, thr, Z, Y, rows, tol, max_iter):
                 t = t[keep]
     z[live], u[live] = zl, ul
     Z[rows], Y[rows] = z, u
-    return it
+    slow = np.zeros(rows.size, dtype=bool)
+    slow[live[~done] if done.size == live.size else live] = True
+    return it, slow
 
 
 def _mm_qp(prob, W0, g, c, duals, inner_tol, inner_max_iter):
@@ -281,11 +288,13 @@ def _mm_qp(prob, W0, g, c, duals, inner_tol, inner_max_iter):
         Z[:, :n] = project_l1_rows(Z[:, :n], prob.kappa)
         rho = prob.rho0
         Y = duals / (rho * c[:, None])  # scaled dual of the problem divided by c
-        _qp_admm(prob, W0p[todo], q[todo], beta[todo],
-                 None if thr is None else thr[todo], Z, Y, todo, inner_tol,
-                 min(inner_max_iter, ADMM_WARMUP) if prob.face else inner_max_iter)
-        W1[todo, :npen] = (_active_set(prob, W0p[todo], q[todo], beta[todo], Z[todo])
-                           if prob.face else Z[todo])
+        _, slow = _qp_admm(prob, W0p[todo], q[todo], beta[todo],
+                           None if thr is None else thr[todo], Z, Y, todo, inner_tol,
+                           min(inner_max_iter, ADMM_WARMUP) if prob.face else inner_max_iter)
+        if prob.face and slow.any():
+            s = todo[slow]
+            Z[s] = _active_set(prob, W0p[s], q[s], beta[s], Z[s])
+        W1[todo, :npen] = Z[todo]
         duals[todo] = Y[todo] * (rho * c[todo, None])
     return W1
 

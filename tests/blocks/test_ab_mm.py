@@ -207,8 +207,8 @@ def test_bcd_with_mm_steps_keeps_rounds_monotone():
 def test_mm_qp_active_set_matches_cvxpy(seed, pen, monkeypatch):
     """The QP of one MM step (ADMM warm-up, then the active-set method on the rows that leave
     the ball) on a Gram matrix made rank deficient by a constant input (as the constant pixels
-    of digits): with the default single face solve, feasible and a model decrease; run to its
-    end, the active-set method reaches cvxpy's minimum."""
+    of digits): with the defaults, feasible and a model decrease; run to its end, the
+    active-set method reaches cvxpy's minimum."""
     import cvxpy as cp
 
     from lifted_idl.blocks import ab_mm as mod
@@ -223,9 +223,13 @@ def test_mm_qp_active_set_matches_cvxpy(seed, pen, monkeypatch):
     W0[:, :7] = project_l1_rows(W0[:, :7], kappa)
     g = prob.grad(prob.M @ W0.T)
     c = prob.c0 * rng.uniform(0.05, 1.0, 7)
-    for rounds in (mod.ACTIVE_SET_ROUNDS, 30):
+    assert prob.face
+    # the defaults (a loose ADMM tolerance), then 3 ADMM iterations to a tolerance no row meets
+    # and the active-set method run to its end
+    for rounds, warmup, itol in ((mod.ACTIVE_SET_ROUNDS, mod.ADMM_WARMUP, 1e-3), (30, 3, 1e-14)):
         monkeypatch.setattr(mod, "ACTIVE_SET_ROUNDS", rounds)
-        W1 = mod._mm_qp(prob, W0, g, c, np.zeros((7, prob.npen)), 1e-3, 500)
+        monkeypatch.setattr(mod, "ADMM_WARMUP", warmup)
+        W1 = mod._mm_qp(prob, W0, g, c, np.zeros((7, prob.npen)), itol, 500)
         dec = prob.model_decrease(W0, W1, g, c)
         assert np.all(dec <= 0.0)
         assert np.abs(W1[:, :7]).sum(axis=1).max() <= kappa * (1 + 1e-12)
