@@ -217,7 +217,7 @@ def test_mm_qp_active_set_matches_cvxpy(seed, pen, monkeypatch):
     X, U, P, lam, _ = instance(20 + seed, act, n=7, p=4)
     U[:, 1] = 0.7  # constant column: G_c singular
     kappa = 0.3
-    prob = mod._MMProblem(X, U, P, lam, kappa, act, pen, True)
+    prob = mod._MMProblem(X, U, P, lam, kappa, act, pen.restrict("ab"), True)
     rng = np.random.default_rng(seed)
     W0 = 0.1 * rng.standard_normal((7, prob.M.shape[1]))
     W0[:, :7] = project_l1_rows(W0[:, :7], kappa)
