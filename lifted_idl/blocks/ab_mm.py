@@ -531,7 +531,8 @@ def ab_mm(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter, *, adapt
         residuals). Default: 1e-2 times the previous MM step (relative), within
         ``[1e-2 tol, 1e-3]``: loose while the MM steps are long, tight near the solution.
     inner_max_iter : int, default=500
-        Iteration cap of each ADMM solve.
+        Iteration cap of each ADMM solve (lowered to :data:`ADMM_WARMUP` where the active-set
+        face solve finishes the rows ADMM has not settled; see the module docstring).
     trace : list, optional
         Appended with ``(f_before, f_after, model_decrease)`` row vectors per MM step (for
         tests).
