@@ -44,17 +44,30 @@ W, so :math:`Z_y` costs no product), and keeps that step where it lands feasible
 :math:`f_i(w^k)`; elsewhere it restarts (:math:`\beta = 0`) with the plain step from
 :math:`w^k`. The objective therefore still never increases.
 
-**The QP.** In the centred parametrisation of :mod:`._newton` (:math:`M = [X - \bar x,\
-U - \bar u,\ \mathbf 1]`, free bias) the bias decouples: :math:`G = \mathrm{diag}(G_c, m)`,
-and the bias step is closed form. The (A, B) part is solved by ADMM on the split
-:math:`w = z`, with the smooth quadratic (and the ridge) in the w-update and the penalty's prox
-and the ball in the z-update: the w-update is :math:`(G_c + (\rho_i + \alpha/(\theta c_i)) I)w
-= r_i` for all rows at once through the eigendecomposition of :math:`G_c` (two
-n × d × d products), the z-update the l1 soft threshold and the row-wise sort-based l1-ball
-projection (:func:`~._common.project_l1_rows`, theory §3). For the ridge and no penalty the
-QP is first solved without the constraint (one such solve); only rows that leave the ball run
-ADMM. ADMM ends at the feasible z, whose model decrease is checked (a row with none keeps
-its point), and warm-starts its duals from the previous MM step.
+**The QP.** In the centred parametrisation of :mod:`._newton` (:math:`M = [X - \bar x,\ U -
+\bar u,\ \mathbf 1]`, free bias) the bias decouples: :math:`G = \mathrm{diag}(G_c, m)`, and the
+bias step is closed form. For the ridge and no penalty the QP is first solved without the
+constraint (one solve through the eigendecomposition of :math:`G_c`); only rows that leave the
+ball go on, and their answer lies on the sphere :math:`\|a\|_1 = \kappa`. For those rows ADMM
+on the split :math:`w = z` (the quadratic and the ridge in the w-update, :math:`(G_c + (\rho_i
++ \alpha/(\theta c_i)) I)w = r_i` through the same eigendecomposition; the l1-ball projection
+:func:`~._common.project_l1_rows`, theory §3, in the z-update) runs to its tolerance, at most
+:data:`ADMM_WARMUP` iterations; on the rows it has not settled by then (late in a fit, where
+the tolerance is tight, ADMM can take hundreds of iterations on an ill-conditioned or
+rank-deficient Gram matrix), one face solve of a primal active-set method on the face of ADMM's
+point finishes the QP (:func:`_active_set`; exact when ADMM found the face, and
+:data:`ACTIVE_SET_ROUNDS` rounds run the method further): the free part :math:`\beta` is
+eliminated (its Schur complement, through the eigendecomposition of :math:`G_{c,\beta\beta}`,
+so only the n coordinates of a remain); on a face (support F, signs s) the KKT system of
+:math:`\min \tfrac12 a^\top S a - \rho^\top a` s.t. :math:`s^\top a_F = \kappa` is one (|F| +
+1)-dimensional solve per row; a coordinate whose sign would flip stops the step at zero and
+leaves the face, and at a face's optimum the coordinates whose gradient exceeds the ball's
+multiplier enter it. Every point of the method is feasible, and a row keeps the better of it
+and the ADMM point. This path runs where a face solve costs few ADMM iterations
+(:data:`FACE_COST`: few states, or many inputs, which the Schur complement removes); elsewhere,
+and with the l1 penalty (whose prox also zeroes coordinates of :math:`\beta`), ADMM runs alone
+to the inner tolerance. ADMM warm-starts its duals from the previous MM step. Either way the
+model decrease of the answer is checked (a row with none keeps its point).
 
 Only the zero, ridge and l1 penalties are handled here; :func:`~.ab.solve_ab` sends the group
 penalty to its exact solver.
@@ -80,6 +93,18 @@ RELAX = 1.6
 #: default ADMM tolerance: INNER_FACTOR times the previous MM step (relative), at most INNER_MAX
 INNER_FACTOR = 1e-2
 INNER_MAX = 1e-3
+#: ADMM iterations at most where the active-set method runs (:attr:`_MMProblem.face`); the
+#: rows still above the ADMM tolerance then go to it
+ADMM_WARMUP = 20
+#: the active-set method runs where its largest face solve, about n^3/3 + n^2 p flops per row
+#: (the Schur complement and the KKT solve), costs at most FACE_COST ADMM iterations
+#: (2 (n + p)^2 flops per row); elsewhere ADMM runs to its tolerance
+FACE_COST = 15.0
+#: rounds (face solves) of the active-set method at most
+ACTIVE_SET_ROUNDS = 1
+#: a face's optimum adds every coordinate whose multiplier violation is at least this fraction
+#: of the row's largest
+ADD_FRACTION = 0.1
 ACCELERATE = True
 
 
@@ -109,6 +134,15 @@ class _MMProblem:
         lo = max(float(self.s[self.s > self.s_cut].min(initial=smax)), 1e-3 * smax)
         self.rho0 = float(np.sqrt(lo * smax)) if smax > 0 else 1.0
         self.c0 = lam * self.gamma / m  # majoriser curvature of each row
+        p_free = self.npen - n
+        self.face = not self.l1 and n**3 / 3 + n * n * p_free <= FACE_COST * 2 * self.npen**2
+        if self.face:
+            # the Schur complement of the free block: G_bb = U_b diag(lam_b) U_b^T
+            Gbb = Gc[n:, n:]
+            lam_b, U_b = np.linalg.eigh(0.5 * (Gbb + Gbb.T))
+            self.lam_b, self.U_b = np.maximum(lam_b, 0.0), U_b
+            self.K = Gc[:n, n:] @ U_b
+            self.lam_b_cut = 1e-12 * max(float(self.lam_b[-1]) if lam_b.size else 0.0, 1e-300)
 
     # --- row values and gradients -------------------------------------------------------
     def pen_rows(self, W):
@@ -183,7 +217,8 @@ def _qp_admm(prob, W0p, q, beta, thr, Z, Y, rows, tol, max_iter):
     :attr:`_MMProblem.rho0`; the w-update in the eigenbasis of :math:`G_c` (two products
     with V per iteration). A row stops when its primal and dual residuals (max norm) are below
     ``tol * max(1, max|z|)``. ``Z`` (the feasible iterate) and ``Y`` (the scaled duals) are
-    updated in place on ``rows``. Returns the number of iterations.
+    updated in place on ``rows``. Returns the number of iterations and the mask (over ``rows``)
+    of the rows that did not meet the tolerance within ``max_iter``.
     """
     n = prob.n
     rho = prob.rho0
@@ -195,6 +230,7 @@ def _qp_admm(prob, W0p, q, beta, thr, Z, Y, rows, tol, max_iter):
     live = np.arange(rows.size)  # the rows still iterating: z, u, base, inv, t cut to them
     zl, ul = z, u
     it = 0
+    done = np.zeros(rows.size, dtype=bool)
     while it < max_iter:
         it += 1
         w = ((base + rho * ((zl - ul) @ V)) * inv) @ V.T
@@ -219,7 +255,9 @@ def _qp_admm(prob, W0p, q, beta, thr, Z, Y, rows, tol, max_iter):
                 t = t[keep]
     z[live], u[live] = zl, ul
     Z[rows], Y[rows] = z, u
-    return it
+    slow = np.zeros(rows.size, dtype=bool)
+    slow[live[~done] if done.size == live.size else live] = True
+    return it, slow
 
 
 def _mm_qp(prob, W0, g, c, duals, inner_tol, inner_max_iter):
@@ -250,11 +288,139 @@ def _mm_qp(prob, W0, g, c, duals, inner_tol, inner_max_iter):
         Z[:, :n] = project_l1_rows(Z[:, :n], prob.kappa)
         rho = prob.rho0
         Y = duals / (rho * c[:, None])  # scaled dual of the problem divided by c
-        _qp_admm(prob, W0p[todo], q[todo], beta[todo],
-                 None if thr is None else thr[todo], Z, Y, todo, inner_tol, inner_max_iter)
+        _, slow = _qp_admm(prob, W0p[todo], q[todo], beta[todo],
+                           None if thr is None else thr[todo], Z, Y, todo, inner_tol,
+                           min(inner_max_iter, ADMM_WARMUP) if prob.face else inner_max_iter)
+        if prob.face and slow.any():
+            s = todo[slow]
+            Z[s] = _active_set(prob, W0p[s], q[s], beta[s], Z[s])
         W1[todo, :npen] = Z[todo]
         duals[todo] = Y[todo] * (rho * c[todo, None])
     return W1
+
+
+class _Reduced:
+    r"""The QP of the rows that leave the ball with :math:`\beta` eliminated: :math:`\min_a
+    \tfrac12 a^\top S_i a - \rho_i^\top a` s.t. :math:`\|a\|_1 \le \kappa`, where, with
+    :math:`H_i = G_c + b_i I` (``beta``: the ridge over the curvature) and :math:`r_i = G_c
+    w^0_i - q_i`, :math:`S_i = H_{i,aa} - G_{a\beta} H_{i,\beta\beta}^{-1} G_{\beta a}`,
+    :math:`\rho_i = r_{i,a} - G_{a\beta}H_{i,\beta\beta}^{-1} r_{i,\beta}`, and
+    :math:`\beta^*(a) = H_{i,\beta\beta}^{-1}(r_{i,\beta} - G_{\beta a}a)` (pseudo-inverse on
+    the null space of :math:`G_{c,\beta\beta}` where :math:`b_i = 0`)."""
+
+    def __init__(self, prob, W0p, q, beta):
+        n = prob.n
+        self.prob, self.beta = prob, beta
+        self.r = W0p @ prob.Gc - q
+        dl = prob.lam_b[None, :] + beta[:, None]
+        ok = dl > prob.lam_b_cut
+        self.Dinv = np.where(ok, 1.0 / np.where(ok, dl, 1.0), 0.0)
+        self.sD = np.sqrt(self.Dinv)
+        self.rho = self.r[:, :n] - ((self.r[:, n:] @ prob.U_b) * self.Dinv) @ prob.K.T
+
+    def grad(self, a, rows):
+        r""":math:`S_i a_i - \rho_i` for the rows ``rows``."""
+        prob = self.prob
+        Gaa = prob.Gc[:prob.n, :prob.n]
+        return (a @ Gaa + self.beta[rows, None] * a
+                - ((a @ prob.K) * self.Dinv[rows]) @ prob.K.T - self.rho[rows])
+
+    def free_part(self, a):
+        r""":math:`\beta^*(a)` for every row."""
+        prob = self.prob
+        rb = self.r[:, prob.n:] - a @ prob.Gc[:prob.n, prob.n:]
+        return ((rb @ prob.U_b) * self.Dinv) @ prob.U_b.T
+
+    def values(self, W):
+        r"""The QP objective :math:`\tfrac12 w^\top H_i w - r_i^\top w` of full rows."""
+        return ((0.5 * (W @ self.prob.Gc + self.beta[:, None] * W) - self.r) * W).sum(axis=1)
+
+    def face_solve(self, sgn, rows):
+        r"""Minimise over the faces ``sgn`` (rows of signs in {-1, 0, 1}; support F) of the
+        sphere: :math:`S_{FF} a_F + \mu s_F = \rho_F`, :math:`s_F^\top a_F = \kappa`, one
+        (|F| + 1)-dimensional KKT solve per row, padded to the largest support. Returns
+        ``(a, mu)``."""
+        prob = self.prob
+        supp = sgn != 0
+        cnt = supp.sum(axis=1)
+        k = int(cnt.max())
+        order = np.argsort(~supp, axis=1, kind="stable")[:, :k]  # the support first
+        valid = np.arange(k)[None, :] < cnt[:, None]
+        KF = prob.K[order] * self.sD[rows, None, :]
+        S = prob.Gc[order[:, :, None], order[:, None, :]] - KF @ KF.transpose(0, 2, 1)
+        S[~(valid[:, :, None] & valid[:, None, :])] = 0.0
+        idx = np.arange(k)
+        S[:, idx, idx] += np.where(valid, self.beta[rows, None], 1.0)
+        kkt = np.zeros((rows.size, k + 1, k + 1))
+        kkt[:, :k, :k] = S
+        sF = np.take_along_axis(sgn, order, axis=1) * valid
+        kkt[:, :k, k] = sF
+        kkt[:, k, :k] = sF
+        rhs = np.empty((rows.size, k + 1, 1))
+        rhs[:, :k, 0] = np.take_along_axis(self.rho[rows], order, axis=1) * valid
+        rhs[:, k, 0] = prob.kappa
+        sol = np.linalg.solve(kkt, rhs)[:, :, 0]
+        a = np.zeros_like(sgn)
+        np.put_along_axis(a, order, sol[:, :k] * valid, axis=1)
+        return a, sol[:, k]
+
+
+def _active_set(prob, W0p, q, beta, Z):
+    r"""Finish the QP of :func:`_qp_admm` (no l1 penalty) on rows whose unconstrained
+    minimiser leaves the ball, from the feasible ADMM points ``Z``: a primal active-set method
+    on the faces of the sphere :math:`\|a\|_1 = \kappa` in the reduced problem of
+    :class:`_Reduced` (at most :data:`ACTIVE_SET_ROUNDS` face solves).
+
+    Each round solves the face of every unfinished row (:meth:`_Reduced.face_solve`). A row
+    whose solution keeps the face's signs moves there; at that face optimum, the zero
+    coordinates j with :math:`|\nabla_j| > \mu` (the KKT condition of the ball) enter the face
+    with the sign of :math:`-\nabla_j` (all those within :data:`ADD_FRACTION` of the largest
+    violation); with none the row is optimal. A row whose solution flips a sign moves along the
+    segment to the first coordinate that reaches zero, which leaves the face. The points stay
+    feasible; the model decreases along each segment (convex on the face). Returns the rows
+    (a and :math:`\beta^*(a)`), each the better of that point and its ADMM point.
+    """
+    n = prob.n
+    red = _Reduced(prob, W0p, q, beta)
+    a = Z[:, :n].copy()  # feasible (ADMM's z)
+    sgn = np.sign(a)
+    empty = ~sgn.any(axis=1)
+    if empty.any():  # a = 0: start from the steepest coordinate
+        e = np.flatnonzero(empty)
+        g = red.grad(a[e], e)
+        j = np.abs(g).argmax(axis=1)
+        sgn[e, j] = -np.sign(g[np.arange(e.size), j])
+    live = np.arange(a.shape[0])
+    try:
+        for _ in range(ACTIVE_SET_ROUNDS):
+            if live.size == 0:
+                break
+            cur, s = a[live], sgn[live]
+            new, mu = red.face_solve(s, live)
+            flip = (s != 0) & (new * s <= 0)
+            den = np.abs(cur) + np.abs(new)
+            ratio = np.where(flip, np.abs(cur) / np.where(den > 0, den, 1.0), np.inf)
+            t = np.minimum(1.0, ratio.min(axis=1, initial=np.inf))
+            step = cur + t[:, None] * (new - cur)
+            block = flip & (ratio <= t[:, None])
+            step[block] = 0.0
+            s[block] = 0.0
+            g = red.grad(step, live)
+            viol = np.where(s == 0, np.abs(g) - mu[:, None], -np.inf)
+            vmax = viol.max(axis=1, initial=-np.inf)
+            add = (t >= 1.0) & (vmax > 1e-9 * np.maximum(1.0, np.abs(mu)))
+            enter = add[:, None] & (viol >= ADD_FRACTION * vmax[:, None]) & (s == 0)
+            s[enter] = -np.sign(g[enter])
+            a[live], sgn[live] = step, s
+            live = live[~((t >= 1.0) & ~add)]
+    except np.linalg.LinAlgError:  # a singular face (no ridge, a dead state): keep the points
+        pass
+    norm = np.abs(a).sum(axis=1)  # kappa up to rounding
+    a *= np.minimum(1.0, prob.kappa / np.maximum(norm, 1e-300))[:, None]
+    W = np.hstack([a, red.free_part(a)])
+    worse = ~(red.values(W) < red.values(Z))
+    W[worse] = Z[worse]
+    return W
 
 
 def _curvature_ratio(prob, W0, W1, g, f0, f1, rows):
@@ -325,6 +491,10 @@ def _accelerated_step(prob, W, Z, f, W_prev, Z_prev, t, theta, duals, itol, inne
     W1, Z1, f1, dec, ratio = _mm_step(prob, rows, Yw, Zy, fy, prob.grad(Zy), theta, duals,
                                       itol, inner_max_iter)
     bad = ~(f1 <= f) | (np.abs(W1[:, :prob.n]).sum(axis=1) > prob.kappa * (1 + 1e-12))
+    # without extrapolation (beta = 0) the step is the plain one; it can only rise by the
+    # rounding of f computed from pre-activations of other shapes: keep the point
+    up = bad & (beta == 0)
+    W1[up], Z1[:, up], f1[up], dec[up] = W[up], Z[:, up], f[up], 0.0
     bad &= beta > 0
     if bad.any():
         b = np.flatnonzero(bad)
@@ -361,7 +531,8 @@ def ab_mm(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter, *, adapt
         residuals). Default: 1e-2 times the previous MM step (relative), within
         ``[1e-2 tol, 1e-3]``: loose while the MM steps are long, tight near the solution.
     inner_max_iter : int, default=500
-        Iteration cap of each ADMM solve.
+        Iteration cap of each ADMM solve (lowered to :data:`ADMM_WARMUP` where the active-set
+        face solve finishes the rows ADMM has not settled; see the module docstring).
     trace : list, optional
         Appended with ``(f_before, f_after, model_decrease)`` row vectors per MM step (for
         tests).
