@@ -59,11 +59,11 @@ point finishes the QP (:func:`_active_set`; exact when ADMM found the face, and
 :data:`ACTIVE_SET_ROUNDS` rounds run the method further): the free part :math:`\beta` is
 eliminated (its Schur complement, through the eigendecomposition of :math:`G_{c,\beta\beta}`,
 so only the n coordinates of a remain); on a face (support F, signs s) the KKT system of
-:math:`\min \tfrac12 a^\top S a - \rho^\top a` s.t. :math:`s^\top a_F = \kappa` is one (|F| +
-1)-dimensional solve per row; a coordinate whose sign would flip stops the step at zero and
-leaves the face, and at a face's optimum the coordinates whose gradient exceeds the ball's
-multiplier enter it. Every point of the method is feasible, and a row keeps the better of it
-and the ADMM point. This path runs where a face solve costs few ADMM iterations
+:math:`\min \tfrac12 a^\top S a - \rho^\top a` s.t. :math:`s^\top a_F = \kappa` is one
+:math:`(|F| + 1)`-dimensional solve per row; a coordinate whose sign would flip stops the step
+at zero and leaves the face, and at a face's optimum the coordinates whose gradient exceeds the
+ball's multiplier enter it. Every point of the method is feasible, and a row keeps the better
+of it and the ADMM point. This path runs where a face solve costs few ADMM iterations
 (:data:`FACE_COST`: few states, or many inputs, which the Schur complement removes); elsewhere,
 and with the l1 penalty (whose prox also zeroes coordinates of :math:`\beta`), ADMM runs alone
 to the inner tolerance. ADMM warm-starts its duals from the previous MM step. Either way the
@@ -338,7 +338,7 @@ class _Reduced:
     def face_solve(self, sgn, rows):
         r"""Minimise over the faces ``sgn`` (rows of signs in {-1, 0, 1}; support F) of the
         sphere: :math:`S_{FF} a_F + \mu s_F = \rho_F`, :math:`s_F^\top a_F = \kappa`, one
-        (|F| + 1)-dimensional KKT solve per row, padded to the largest support. Returns
+        :math:`(|F| + 1)`-dimensional KKT solve per row, padded to the largest support. Returns
         ``(a, mu)``."""
         prob = self.prob
         supp = sgn != 0
