@@ -306,8 +306,10 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
         m × n × (n + p)), an inexact step that keeps every round monotone. Use ``"mm"`` for
         wide models (n_hidden of 50 and more), where the Newton Hessians dominate a round;
         on small, ill-conditioned blocks a few MM steps make much less progress per round
-        than the exact step. Ignored with ``block_solver="cvxpy"`` and ``robust_sigma``; a
-        group penalty is always solved exactly.
+        than the exact step. A round whose MM steps do not move the weights (their inexact
+        QP solves found no model decrease) takes the exact step instead. Ignored with
+        ``block_solver="cvxpy"`` and ``robust_sigma``; a group penalty is always solved
+        exactly.
     ab_max_iter : int
         MM steps per round with ``ab_method="mm"``.
     fit_intercept : bool
