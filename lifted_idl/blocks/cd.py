@@ -465,9 +465,10 @@ def _softmax_newton_cg(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None):
 
     Each Newton step runs conjugate gradients on exact Hessian-vector products
     (:func:`_softmax_pcg`) to the relative residual :math:`\min(\tfrac12, \|g\|^{1/2})`
-    (superlinear convergence, the forcing of Nocedal & Wright, Algorithm 7.1), but not below
-    the absolute residual ``tol / 2`` (the last step need not solve its system more accurately
-    than the gradient the solve stops at). CG is preconditioned by the Hessian's diagonal
+    (superlinear convergence, the forcing of Nocedal & Wright 2006, Algorithm 7.1; theory
+    §10), but not below the absolute residual ``tol / 2`` (the last step need not solve its
+    system more accurately than the gradient the solve stops at). CG is preconditioned by the
+    Hessian's diagonal
     :math:`\mathrm{diag}(H)_{kj} = \sum_i w_is_{ik}(1 - s_{ik})\tilde m_{ij}^2/m + a_j`
     (:math:`a` the ridge weights), which costs one product with the design. Whitening leaves
     the Hessian ill-conditioned where the softmax saturates (classes whose probabilities are
