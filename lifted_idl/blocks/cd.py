@@ -445,11 +445,10 @@ def _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None):
         t = 1.0
         while True:
             fn, Zn = value(Wa + t * step)
-            if fn <= f + 1e-4 * t * slope:
+            # (the last t tried is the one taken: fn and Zn are its value and softmax)
+            if fn <= f + 1e-4 * t * slope or t < 1e-10:
                 break
             t *= 0.5
-            if t < 1e-10:
-                break
         if not fn < f:  # no decrease left at double precision: stationary up to rounding
             ok = float(np.linalg.norm(g)) <= 1e3 * tol
             break
@@ -524,11 +523,10 @@ def _softmax_newton_cg(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None):
         t = 1.0
         while True:
             fn, Sn = value(Wa + t * step)
-            if fn <= f + 1e-4 * t * slope:
+            # (the last t tried is the one taken: fn and Sn are its value and softmax)
+            if fn <= f + 1e-4 * t * slope or t < 1e-10:
                 break
             t *= 0.5
-            if t < 1e-10:
-                break
         if not fn < f:  # no decrease left at double precision: stationary up to rounding
             ok = gn <= 1e3 * tol
             break
