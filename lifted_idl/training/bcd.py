@@ -36,7 +36,7 @@ from .._validation import check_choice
 from ..losses import unit_mean_weights
 from ..penalties import NoPenalty
 from ..wellposedness import project_inf_norm_ball
-from .objective import group_terms, true_objective
+from .objective import check_weight_penalty, group_terms, true_objective
 from .rounds import Blocks, History, RoundEngine, RoundSettings
 
 __all__ = ["BCDHistory", "random_feature_init", "fit_bcd"]
@@ -366,6 +366,8 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
              np.array(init_model.B, dtype=np.float64),
              (np.zeros(init_model.A.shape[0]) if init_model.b is None
               else np.array(init_model.b, dtype=np.float64)))
+    pen_ab = check_weight_penalty(pen_ab, "pen_ab", "ab")
+    pen_cd = check_weight_penalty(pen_cd, "pen_cd", "cd")
     if group is not None and not group.alpha and not c_ridge:
         group = None
     if group is not None:
