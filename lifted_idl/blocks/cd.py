@@ -344,10 +344,9 @@ def _softmax_ridge_newton(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter, den
     # whitened columns, each scaled by 1/sqrt(1/2 + its ridge weight): the loss Hessian is at
     # most I/2 in whitened coordinates, so after the scaling every diagonal entry of the
     # whole Hessian is at most 1 and the strongly regularised directions (small singular
-    # values) do not stretch its spectrum upwards. Measured on digits with the trust-region
-    # CG of that time (seed 1, 40 BCD rounds, extrapolation 0.9): 292 -> 208 Hessian-vector
-    # products per solve; what was left came from the saturated softmax (small curvature),
-    # which the diagonal preconditioner of _softmax_newton_cg now addresses
+    # values) do not stretch its spectrum upwards. The ill-conditioning left comes from the
+    # saturated softmax (small curvature), which the diagonal preconditioner of
+    # _softmax_newton_cg addresses (benchmarks/README.md, bench_cd_softmax.py)
     pw = alpha * m / sv ** 2  # ridge weights of the whitened columns
     scale = np.sqrt(m) / sv / np.sqrt(0.5 + pw)
     to_w = Vr * scale  # W = Wt @ to_w.T
