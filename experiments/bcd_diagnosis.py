@@ -13,9 +13,10 @@ seeds of that script). Four measurements, each comparing the two trainers on the
    ``model_recovery.py`` validates best on seeds 0 and 2), :math:`\beta = \alpha` (the gradient
    recipe): the penalised objective reached by
 
-   * BCD from the random-feature start, 150 rounds, with the default extrapolation (0.9) and
-     without it (0), and the share of always-on states (active on > 97 % of the training
-     points: a ReLU state that never switches off is a linear feature);
+   * BCD from the random-feature start, 150 rounds, with the default extrapolation (weight
+     0.9 at the start, adaptive) and without it (0), and the share of always-on states
+     (active on > 97 % of the training points: a ReLU state that never switches off is a
+     linear feature);
    * BCD without the state bias (``group_lasso_path(..., fit_bias=False)``, b = 0: the
      teacher's model), 150 rounds;
    * Adam (2000 epochs) from the same start;

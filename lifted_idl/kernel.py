@@ -23,9 +23,9 @@ Methods (theory §2 and §6):
 ``"picard"``
     :math:`x \leftarrow \phi(Ax + z_0)`; converges linearly when :math:`\lambda_{PF}(|A|) < 1`
     [IDL Thm 2.2]. Per step: one GEMM into a preallocated buffer, then bias, activation,
-    difference and row norms in about six passes over the active (m, n) block, which is held
-    column-major so that the per-sample norms reduce over n contiguous columns (the returned
-    states are row-major).
+    difference and row norms in about six passes over the active (m, n) block, which NumPy
+    holds column-major so that the per-sample norms reduce over n contiguous columns (the
+    returned states are row-major; CuPy keeps row-major, where its GEMM writes in place).
 ``"averaged"``
     Krasnosel'skii–Mann :math:`x \leftarrow (1-\alpha)x + \alpha\phi(Ax + z_0)` with the NE-MON
     step :math:`\alpha = 1/(1 + \max_i \max(-a_{ii}, 0))`; converges when
@@ -207,9 +207,19 @@ def _warn(result: FixedPointResult, tol: float, max_iter: int):
         )
 
 
+def _iterate_order(xp) -> str:
+    """The layout of the iterates: column-major with NumPy, so that the per-sample norms reduce
+    over n contiguous columns of length m instead of m short rows (several times faster for
+    small n); row-major with CuPy, whose matmul writes in place only into a row-major ``out``
+    (into any other it computes a temporary and copies it, at every step)."""
+    return "F" if xp is np else "C"
+
+
 def _take_rows(M, rows):
-    """``M[rows]`` of a column-major (m, n) array, column-major too."""
-    return M.T[:, rows].T
+    """``M[rows]`` in the layout of M (column-major stays column-major)."""
+    if M.flags.f_contiguous and not M.flags.c_contiguous:
+        return M.T[:, rows].T
+    return M[rows]
 
 
 def _iterate(step, Z0, X0, tol, max_iter, method, nonneg=False, step_scale=1.0):
@@ -227,11 +237,10 @@ def _iterate(step, Z0, X0, tol, max_iter, method, nonneg=False, step_scale=1.0):
     X = xp.empty(Z0.shape, dtype=Z0.dtype)
     if m == 0 or n == 0:
         return FixedPointResult(X, 0, 0.0, True, 0, method)
-    # the iterates are column-major: the per-sample norms then reduce over n contiguous
-    # columns of length m instead of m short rows (several times faster for small n)
-    Xa = (xp.zeros(Z0.shape, dtype=Z0.dtype, order="F") if X0 is None
-          else xp.array(X0, dtype=Z0.dtype, copy=True, order="F"))
-    Z0a = xp.asfortranarray(Z0)
+    order = _iterate_order(xp)
+    Xa = (xp.zeros(Z0.shape, dtype=Z0.dtype, order=order) if X0 is None
+          else xp.array(X0, dtype=Z0.dtype, copy=True, order=order))
+    Z0a = xp.asfortranarray(Z0) if order == "F" else xp.ascontiguousarray(Z0)
     buf = xp.empty_like(Xa)
     idx = None  # original row of each active row (None: identity)
     alive = None  # mask of active rows not yet stopped (None: all of them)

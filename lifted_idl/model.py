@@ -476,8 +476,9 @@ class ImplicitModel:
     def _run(self, U, xp, plan, X0, warn) -> kernel.FixedPointResult:
         """One kernel solve for inputs ``U`` (checked and cast) under a :meth:`_plan`."""
         P = self._params_for(U.dtype, xp)
-        # column-major, the layout the fixed-point iterations work in (kernel._iterate)
-        Z0 = xp.empty((U.shape[0], self.n_states), dtype=U.dtype, order="F")
+        # in the layout the fixed-point iterations work in (kernel._iterate_order)
+        Z0 = xp.empty((U.shape[0], self.n_states), dtype=U.dtype,
+                      order=kernel._iterate_order(xp))
         xp.matmul(U, P["B"].T, out=Z0)
         if P["b"] is not None:
             Z0 += P["b"]

@@ -59,11 +59,11 @@ point finishes the QP (:func:`_active_set`; exact when ADMM found the face, and
 :data:`ACTIVE_SET_ROUNDS` rounds run the method further): the free part :math:`\beta` is
 eliminated (its Schur complement, through the eigendecomposition of :math:`G_{c,\beta\beta}`,
 so only the n coordinates of a remain); on a face (support F, signs s) the KKT system of
-:math:`\min \tfrac12 a^\top S a - \rho^\top a` s.t. :math:`s^\top a_F = \kappa` is one (|F| +
-1)-dimensional solve per row; a coordinate whose sign would flip stops the step at zero and
-leaves the face, and at a face's optimum the coordinates whose gradient exceeds the ball's
-multiplier enter it. Every point of the method is feasible, and a row keeps the better of it
-and the ADMM point. This path runs where a face solve costs few ADMM iterations
+:math:`\min \tfrac12 a^\top S a - \rho^\top a` s.t. :math:`s^\top a_F = \kappa` is one
+:math:`(|F| + 1)`-dimensional solve per row; a coordinate whose sign would flip stops the step
+at zero and leaves the face, and at a face's optimum the coordinates whose gradient exceeds the
+ball's multiplier enter it. Every point of the method is feasible, and a row keeps the better
+of it and the ADMM point. This path runs where a face solve costs few ADMM iterations
 (:data:`FACE_COST`: few states, or many inputs, which the Schur complement removes); elsewhere,
 and with the l1 penalty (whose prox also zeroes coordinates of :math:`\beta`), ADMM runs alone
 to the inner tolerance. ADMM warm-starts its duals from the previous MM step. Either way the
@@ -90,7 +90,8 @@ THETA_DECREASE = 0.7
 THETA_SAFETY = 2.0
 #: over-relaxation of the ADMM solves of the QPs
 RELAX = 1.6
-#: default ADMM tolerance: INNER_FACTOR times the previous MM step (relative), at most INNER_MAX
+#: ADMM tolerance: INNER_FACTOR times the previous MM step (relative), within [INNER_FACTOR tol,
+#: INNER_MAX]: loose while the MM steps are long, tight near the solution
 INNER_FACTOR = 1e-2
 INNER_MAX = 1e-3
 #: ADMM iterations at most where the active-set method runs (:attr:`_MMProblem.face`); the
@@ -105,7 +106,8 @@ ACTIVE_SET_ROUNDS = 1
 #: a face's optimum adds every coordinate whose multiplier violation is at least this fraction
 #: of the row's largest
 ADD_FRACTION = 0.1
-ACCELERATE = True
+#: iteration cap of each ADMM solve (lowered to ADMM_WARMUP where the face solve runs)
+INNER_MAX_ITER = 500
 
 
 class _MMProblem:
@@ -338,7 +340,7 @@ class _Reduced:
     def face_solve(self, sgn, rows):
         r"""Minimise over the faces ``sgn`` (rows of signs in {-1, 0, 1}; support F) of the
         sphere: :math:`S_{FF} a_F + \mu s_F = \rho_F`, :math:`s_F^\top a_F = \kappa`, one
-        (|F| + 1)-dimensional KKT solve per row, padded to the largest support. Returns
+        :math:`(|F| + 1)`-dimensional KKT solve per row, padded to the largest support. Returns
         ``(a, mu)``."""
         prob = self.prob
         supp = sgn != 0
@@ -506,7 +508,7 @@ def _accelerated_step(prob, W, Z, f, W_prev, Z_prev, t, theta, duals, itol, inne
 
 
 def ab_mm(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter, *, adaptive=True,
-          accelerate=None, inner_tol=None, inner_max_iter=500, trace=None, w=None):
+          accelerate=True, trace=None, w=None):
     r"""MM steps on all rows of the (A, B, b) block (see the module docstring).
 
     Parameters
@@ -523,16 +525,9 @@ def ab_mm(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter, *, adapt
     adaptive : bool, default=True
         Per-row curvature scales :math:`\theta_i` with the acceptance test; ``False`` uses the
         majoriser itself (:math:`\theta = 1`).
-    accelerate : bool, optional
-        Extrapolated steps with restarts (default :data:`ACCELERATE`); ``False``: plain MM
-        steps, each a minimiser of the model at the current point.
-    inner_tol : float, optional
-        Stopping tolerance of the ADMM solves of the QPs (relative, on the primal and dual
-        residuals). Default: 1e-2 times the previous MM step (relative), within
-        ``[1e-2 tol, 1e-3]``: loose while the MM steps are long, tight near the solution.
-    inner_max_iter : int, default=500
-        Iteration cap of each ADMM solve (lowered to :data:`ADMM_WARMUP` where the active-set
-        face solve finishes the rows ADMM has not settled; see the module docstring).
+    accelerate : bool, default=True
+        Extrapolated steps with restarts; ``False``: plain MM steps, each a minimiser of the
+        model at the current point.
     trace : list, optional
         Appended with ``(f_before, f_after, model_decrease)`` row vectors per MM step (for
         tests).
@@ -546,8 +541,6 @@ def ab_mm(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter, *, adapt
     """
     prob = _MMProblem(X, U, P, lam, kappa, act, pen, fit_bias, w)
     n, p = X.shape[1], U.shape[1]
-    if accelerate is None:
-        accelerate = ACCELERATE
     if init is None:
         W = np.zeros((n, prob.M.shape[1]))
     else:
@@ -564,14 +557,13 @@ def ab_mm(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter, *, adapt
     rel_step = np.inf
     for k in range(1, max_iter + 1):
         n_iter = k
-        itol = inner_tol if inner_tol is not None else float(
-            np.clip(INNER_FACTOR * rel_step, INNER_FACTOR * tol, INNER_MAX))
+        itol = float(np.clip(INNER_FACTOR * rel_step, INNER_FACTOR * tol, INNER_MAX))
         if accelerate and k > 1:
             (W1, Z1, f1, dec, ratio), t = _accelerated_step(
-                prob, W, Z, f, W_prev, Z_prev, t, theta, duals, itol, inner_max_iter)
+                prob, W, Z, f, W_prev, Z_prev, t, theta, duals, itol, INNER_MAX_ITER)
         else:
             W1, Z1, f1, dec, ratio = _mm_step(prob, np.arange(n), W, Z, f, prob.grad(Z),
-                                              theta, duals, itol, inner_max_iter)
+                                              theta, duals, itol, INNER_MAX_ITER)
         W_prev, Z_prev, Z = W, Z, Z1
         if trace is not None:
             trace.append((f.copy(), f1.copy(), dec.copy()))

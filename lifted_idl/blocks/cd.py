@@ -344,10 +344,9 @@ def _softmax_ridge_newton(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter, den
     # whitened columns, each scaled by 1/sqrt(1/2 + its ridge weight): the loss Hessian is at
     # most I/2 in whitened coordinates, so after the scaling every diagonal entry of the
     # whole Hessian is at most 1 and the strongly regularised directions (small singular
-    # values) do not stretch its spectrum upwards. Measured on digits with the trust-region
-    # CG of that time (seed 1, 40 BCD rounds, extrapolation 0.9): 292 -> 208 Hessian-vector
-    # products per solve; what was left came from the saturated softmax (small curvature),
-    # which the diagonal preconditioner of _softmax_newton_cg now addresses
+    # values) do not stretch its spectrum upwards. The ill-conditioning left comes from the
+    # saturated softmax (small curvature), which the diagonal preconditioner of
+    # _softmax_newton_cg addresses (benchmarks/README.md, bench_cd_softmax.py)
     pw = alpha * m / sv ** 2  # ridge weights of the whitened columns
     scale = np.sqrt(m) / sv / np.sqrt(0.5 + pw)
     to_w = Vr * scale  # W = Wt @ to_w.T
@@ -445,11 +444,10 @@ def _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None):
         t = 1.0
         while True:
             fn, Zn = value(Wa + t * step)
-            if fn <= f + 1e-4 * t * slope:
+            # (the last t tried is the one taken: fn and Zn are its value and softmax)
+            if fn <= f + 1e-4 * t * slope or t < 1e-10:
                 break
             t *= 0.5
-            if t < 1e-10:
-                break
         if not fn < f:  # no decrease left at double precision: stationary up to rounding
             ok = float(np.linalg.norm(g)) <= 1e3 * tol
             break
@@ -465,9 +463,10 @@ def _softmax_newton_cg(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None):
 
     Each Newton step runs conjugate gradients on exact Hessian-vector products
     (:func:`_softmax_pcg`) to the relative residual :math:`\min(\tfrac12, \|g\|^{1/2})`
-    (superlinear convergence, the forcing of Nocedal & Wright, Algorithm 7.1), but not below
-    the absolute residual ``tol / 2`` (the last step need not solve its system more accurately
-    than the gradient the solve stops at). CG is preconditioned by the Hessian's diagonal
+    (superlinear convergence, the forcing of Nocedal & Wright 2006, Algorithm 7.1; theory
+    §10), but not below the absolute residual ``tol / 2`` (the last step need not solve its
+    system more accurately than the gradient the solve stops at). CG is preconditioned by the
+    Hessian's diagonal
     :math:`\mathrm{diag}(H)_{kj} = \sum_i w_is_{ik}(1 - s_{ik})\tilde m_{ij}^2/m + a_j`
     (:math:`a` the ridge weights), which costs one product with the design. Whitening leaves
     the Hessian ill-conditioned where the softmax saturates (classes whose probabilities are
@@ -523,11 +522,10 @@ def _softmax_newton_cg(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None):
         t = 1.0
         while True:
             fn, Sn = value(Wa + t * step)
-            if fn <= f + 1e-4 * t * slope:
+            # (the last t tried is the one taken: fn and Sn are its value and softmax)
+            if fn <= f + 1e-4 * t * slope or t < 1e-10:
                 break
             t *= 0.5
-            if t < 1e-10:
-                break
         if not fn < f:  # no decrease left at double precision: stationary up to rounding
             ok = gn <= 1e3 * tol
             break

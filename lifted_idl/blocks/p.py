@@ -205,14 +205,16 @@ def _p_newton(Z, C, E, X, Y, lam, mu, act, loss, init, tol, max_iter):
     :math:`\epsilon_{\rm mach}` of an end (the objective then differs from the infimum by a
     rounding-level amount).
 
-    The problem is separable over samples. For ReLU (a box with the bounded diagonal scaling
-    :math:`\lambda + \mu`) the objective of a sample is a quadratic, on which one Newton step
-    from the right face is exact: a sample whose scaled projected gradient step is at the
-    rounding level (below ``min(tol, 1e-12)`` relative) is frozen and leaves the batch, so
-    later iterations only pay for the samples still moving (usually a few after the first
-    two steps) and the answer is the one of iterating them all. For tanh and sigmoid the
-    scaling :math:`\lambda f^{*\prime\prime}(p)` blows up near the ends of the domain, where a
-    small scaled step does not mean optimality on its own: every sample iterates.
+    The problem is separable over samples. For ReLU the diagonal scaling of the separable
+    terms is the bounded :math:`\lambda + \mu`, so a scaled projected gradient step at the
+    rounding level (below ``min(tol, 1e-12)`` relative) means a projected gradient at the
+    rounding level: such a sample is frozen and leaves the batch, so later iterations only pay
+    for the samples still moving (usually a few after the first two steps; with the squared
+    loss a sample's objective is a quadratic, on which one Newton step from the right face is
+    exact), and the answer is the one of iterating them all up to rounding. For tanh and
+    sigmoid the scaling :math:`\lambda f^{*\prime\prime}(p)` blows up near the ends of the
+    domain, where a small scaled step does not mean optimality on its own: every sample
+    iterates.
     """
     freeze = isinstance(act, ReLU)
     lo, hi = _box(act)

@@ -36,7 +36,7 @@ from .._validation import check_choice
 from ..losses import unit_mean_weights
 from ..penalties import NoPenalty
 from ..wellposedness import project_inf_norm_ball
-from .objective import group_terms, true_objective
+from .objective import check_weight_penalty, group_terms, true_objective
 from .rounds import Blocks, History, RoundEngine, RoundSettings
 
 __all__ = ["BCDHistory", "random_feature_init", "fit_bcd"]
@@ -306,8 +306,10 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
         m × n × (n + p)), an inexact step that keeps every round monotone. Use ``"mm"`` for
         wide models (n_hidden of 50 and more), where the Newton Hessians dominate a round;
         on small, ill-conditioned blocks a few MM steps make much less progress per round
-        than the exact step. Ignored with ``block_solver="cvxpy"`` and ``robust_sigma``; a
-        group penalty is always solved exactly.
+        than the exact step. A round whose MM steps do not move the weights (their inexact
+        QP solves found no model decrease) takes the exact step instead. Ignored with
+        ``block_solver="cvxpy"`` and ``robust_sigma``; a group penalty is always solved
+        exactly.
     ab_max_iter : int
         MM steps per round with ``ab_method="mm"``.
     fit_intercept : bool
@@ -364,6 +366,8 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
              np.array(init_model.B, dtype=np.float64),
              (np.zeros(init_model.A.shape[0]) if init_model.b is None
               else np.array(init_model.b, dtype=np.float64)))
+    pen_ab = check_weight_penalty(pen_ab, "pen_ab", "ab")
+    pen_cd = check_weight_penalty(pen_cd, "pen_cd", "cd")
     if group is not None and not group.alpha and not c_ridge:
         group = None
     if group is not None:

@@ -57,9 +57,9 @@ from ..exceptions import ConvergenceWarning, IllPosedModelError
 from ..kernel import solve_adjoint  # also importable from here, as before
 from ..losses import Loss, get_loss, unit_mean_weights
 from ..model import ImplicitModel
-from ..penalties import GroupPenalty, NoPenalty, Penalty, get_penalty
+from ..penalties import GroupPenalty, NoPenalty, Penalty
 from ..wellposedness import averaged_step, project_inf_norm_ball, project_mu_inf
-from .objective import group_terms, training_objective
+from .objective import check_weight_penalty, group_terms, training_objective
 
 __all__ = ["implicit_gradients", "fit_gradient"]
 
@@ -325,20 +325,6 @@ def implicit_gradients(model: ImplicitModel, U, Y, loss: str | Loss, X=None,
 # ----------------------------------------------------------------------------------------------
 # public: training
 # ----------------------------------------------------------------------------------------------
-def _check_penalty(pen, name, block):
-    """``pen_ab`` / ``pen_cd``: None, a name or a Penalty with a view on ``block``."""
-    if pen is None:
-        return NoPenalty()
-    if isinstance(pen, GroupPenalty):
-        raise ValueError(f"{name} must act on one block's weights; the group penalty couples B "
-                         f"and D: pass it as group=; got {name}={pen!r}")
-    if not isinstance(pen, (Penalty, str)):
-        raise ValueError(f"{name} must be None, a penalty name or a Penalty; got {pen!r}")
-    pen = get_penalty(pen, 0.0)
-    pen.restrict(block)  # a penalty on all of (A, B, C, D) at once raises here
-    return pen
-
-
 def _check_model_penalty(pen, constraint):
     """``pen`` is None or a Penalty with ``grad``, valid under ``constraint``."""
     if pen is None:
@@ -649,8 +635,8 @@ def _check_fit_options(model, loss, *, kappa, pen_ab, pen_cd, constraint, model_
             f"kappa * lipschitz(activation) = {float(kappa) * lip:.4g} >= 1: ||A||_inf <= kappa "
             f"does not certify well-posedness for activation={act!r}; got kappa={kappa!r}"
         )
-    pen_ab = _check_penalty(pen_ab, "pen_ab", "ab")
-    pen_cd = _check_penalty(pen_cd, "pen_cd", "cd")
+    pen_ab = check_weight_penalty(pen_ab, "pen_ab", "ab")
+    pen_cd = check_weight_penalty(pen_cd, "pen_cd", "cd")
     check_choice("constraint", constraint, ("inf_norm", "mu_inf"))
     _check_model_penalty(model_penalty, constraint)
     _check_group(group, pen_ab, pen_cd)

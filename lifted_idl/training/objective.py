@@ -22,7 +22,26 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["training_objective", "group_terms", "true_objective"]
+from ..penalties import GroupPenalty, NoPenalty, Penalty, get_penalty
+
+__all__ = ["training_objective", "group_terms", "true_objective", "check_weight_penalty"]
+
+
+def check_weight_penalty(pen, name: str, block: str) -> Penalty:
+    """``pen_ab`` / ``pen_cd`` of the trainers, checked: None (no penalty), a penalty name
+    (strength 0) or a :class:`~lifted_idl.penalties.Penalty` with a view on ``block``
+    (``"ab"`` or ``"cd"``); a ValueError naming ``name`` otherwise."""
+    if pen is None:
+        return NoPenalty()
+    if isinstance(pen, GroupPenalty):
+        raise ValueError(f"{name} must act on one block's weights; the group penalty couples B "
+                         f"and D: pass it as group=; got {name}={pen!r}")
+    if not isinstance(pen, (Penalty, str)):
+        raise ValueError(f"{name} must be None, a penalty name or a Penalty (not one block's "
+                         f"view of one); got {name}={pen!r}")
+    pen = get_penalty(pen, 0.0)
+    pen.restrict(block)  # a penalty on all of (A, B, C, D) at once raises here
+    return pen
 
 
 def group_terms(B, C, D, group=None, c_ridge: float = 0.0) -> float:

@@ -135,6 +135,57 @@ def test_softmax_ridge_pcg_saturated_weighted_warm_start():
     assert rel(obj(Wc, cc), obj(Wd, cd)) < 1e-12
 
 
+def test_softmax_newton_cg_line_search_takes_the_point_it_evaluated(monkeypatch):
+    """When the Armijo search runs down to its smallest step, the point taken is the last one
+    evaluated: the next Newton step starts from that point's softmax (an inconsistent pair
+    once moved the iterate by t but kept the value and softmax of 2t). The first direction
+    is built so that Armijo fails at every step down to 2**-33 while 2**-33 still decreases
+    the objective; the second is uphill, which ends the solve where the first step left it."""
+    from scipy.special import logsumexp, softmax
+
+    from lifted_idl.blocks import cd as cd_mod
+
+    rng = np.random.default_rng(3)
+    m, r, q = 60, 4, 3
+    Mt = rng.standard_normal((m, r))
+    Y = np.eye(q)[rng.integers(0, q, m)]
+    pw = np.full(r, 0.01)
+    Ma = np.hstack([Mt, np.ones((m, 1))])
+    pa = np.append(pw, 0.0)
+
+    def phi(Wa):
+        Z = Ma @ Wa.T
+        return 0.5 * float(np.vdot(Wa * pa, Wa)) - float(np.vdot(Y, Z)) / m + float(
+            logsumexp(Z, axis=1).mean())
+
+    Wa0 = np.zeros((q, r + 1))
+    g0 = (softmax(Ma @ Wa0.T, axis=1) - Y).T @ Ma / m + Wa0 * pa
+    u = -g0 / np.linalg.norm(g0)
+    f0, slope = phi(Wa0), float(np.vdot(g0, u))
+    lo, hi = 0.0, 1.0
+    while phi(Wa0 + hi * u) < f0:
+        hi *= 2.0
+    for _ in range(200):  # s*: where the objective along u comes back to f0
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if phi(Wa0 + mid * u) < f0 else (lo, mid)
+    h = 1e-6 * hi
+    dphi = (phi(Wa0 + (hi + h) * u) - phi(Wa0 + (hi - h) * u)) / (2 * h)
+    s = hi * (1.0 - 0.5e-4 * abs(slope) / dphi)  # Armijo fails at s, the objective is lower
+    assert f0 + 1e-4 * s * slope < phi(Wa0 + s * u) < f0
+    seen = []
+
+    def fake_pcg(Ma_, Ma2, S, Sw, pa_, g, eps):
+        seen.append(S.copy())
+        return u * (s * 2.0**33) if len(seen) == 1 else g  # then uphill: the solve stops
+
+    monkeypatch.setattr(cd_mod, "_softmax_pcg", fake_pcg)
+    x, _, _ = cd_mod._softmax_newton_cg(Mt, Y, pw, True, np.zeros(q * (r + 1)), 1e-14, 5)
+    assert len(seen) == 2
+    Wa1 = np.hstack([x[:q * r].reshape(q, r), x[q * r:, None]])
+    assert phi(Wa1) < f0
+    np.testing.assert_allclose(seen[1], softmax(Ma @ Wa1.T, axis=1), rtol=0, atol=1e-12)
+
+
 # --------------------------------------------------------------------------------------------
 # the group penalty
 # --------------------------------------------------------------------------------------------

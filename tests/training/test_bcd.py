@@ -265,3 +265,23 @@ def test_mm_step_that_does_not_move_falls_back_to_the_exact_step(data, monkeypat
     assert max(np.abs(a - w).max() for a, w in zip(W1, W, strict=True)) > 1e-3
     for a, e in zip(W1, exact, strict=True):
         np.testing.assert_allclose(a, e, atol=1e-8)
+
+
+@pytest.mark.filterwarnings("ignore::lifted_idl.ConvergenceWarning")
+def test_weight_penalties_are_checked_and_names_accepted(data):
+    """pen_ab / pen_cd as fit_gradient takes them: None and names are penalties of strength 0
+    (the same fit as NoPenalty), and one block's view, the group penalty or a penalty on all
+    four matrices give a ValueError that names the argument."""
+    from lifted_idl.penalties import GroupPenalty, NoPenalty
+    from lifted_idl.robustness.penalties import LipschitzSurrogatePenalty
+
+    ref, _ = _fit(data, max_iter=2, pen_ab=NoPenalty(), pen_cd=NoPenalty())
+    for pen in (None, "l2", "none"):
+        model, _ = _fit(data, max_iter=2, pen_ab=pen, pen_cd=pen)
+        np.testing.assert_array_equal(model.A, ref.A)
+        np.testing.assert_array_equal(model.C, ref.C)
+    for bad, match in ((L2Penalty(1e-3).restrict("ab"), "pen_ab=L2View"),
+                       (GroupPenalty(0.1), "pen_ab.*group="),
+                       (LipschitzSurrogatePenalty(0.1), "no view on one BCD block")):
+        with pytest.raises(ValueError, match=match):
+            _fit(data, max_iter=1, pen_ab=bad)
