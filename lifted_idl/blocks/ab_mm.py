@@ -573,7 +573,9 @@ def ab_mm(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter, *, adapt
         if adaptive:
             theta = np.clip(np.maximum(THETA_DECREASE * theta, THETA_SAFETY * ratio),
                             THETA_MIN, 1.0)
-        if rel_step <= tol:
+        # a step below tol is convergence only when its QPs were solved at the tight floor;
+        # a loose first solve that moved no row is followed by a tight one (rel_step = 0)
+        if rel_step <= tol and itol <= INNER_FACTOR * tol:
             converged = True
             break
     A, B, b = from_internal(W, n, p, prob.mbar, fit_bias)

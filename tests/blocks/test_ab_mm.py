@@ -245,3 +245,27 @@ def test_mm_qp_active_set_matches_cvxpy(seed, pen, monkeypatch):
                                   c[i:i + 1])[0]
         assert dec[i] <= ref + 1e-7 * abs(ref) + 1e-12
         assert dec[i] == pytest.approx(ref, rel=1e-5, abs=1e-12)
+
+
+def test_zero_step_of_loose_qps_is_not_convergence(monkeypatch):
+    """A first step whose loosely solved QPs move no row is not convergence: the next step
+    solves them at the tight floor and moves (before, the block returned its start as
+    converged, and a BCD round was wasted)."""
+    import lifted_idl.blocks.ab_mm as mm
+
+    act = ACTS["relu"]
+    X, U, P, lam, init = instance(3, act)
+    init = (project_l1_rows(init[0].copy(), 0.4), init[1], init[2])
+    tol = 1e-8
+    real = mm._mm_step
+
+    def loose_fails(prob, rows, W, Z, f, g, theta, duals, inner_tol, inner_max_iter):
+        if inner_tol > mm.INNER_FACTOR * tol:  # a loose solve that lowers no model
+            return W, Z, f, np.zeros(len(rows)), np.ones(len(rows))
+        return real(prob, rows, W, Z, f, g, theta, duals, inner_tol, inner_max_iter)
+
+    monkeypatch.setattr(mm, "_mm_step", loose_fails)
+    A, B, b, n_iter, converged = ab_mm(X, U, P, lam, 0.4, act, NoPenalty().restrict("ab"),
+                                      True, init, tol, 3, accelerate=False)
+    assert n_iter >= 2
+    assert max(np.abs(A - init[0]).max(), np.abs(B - init[1]).max()) > 1e-4
