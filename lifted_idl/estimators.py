@@ -43,7 +43,11 @@ __all__ = ["ImplicitRegressor", "ImplicitClassifier"]
 #: then 4x shorter steps after each try that ends above the BCD objective
 _FINE_TUNE_TRIES = 4
 _AB_MM_MIN_HIDDEN = 16  # ab_step="auto": the MM (A, B, b) step from this many states on
-_AB_MM_STEPS = 3  # MM steps per BCD round
+#: MM steps per BCD round: ``_AB_MM_STEPS`` below ``_AB_MM_WIDE_HIDDEN`` states, one from
+#: there on, where a round's MM steps cost the most and more rounds of one step pay better
+#: (measured in issue 13)
+_AB_MM_STEPS = 2
+_AB_MM_WIDE_HIDDEN = 64
 #: tol=None: the relative decrease per BCD round / per gradient epoch below which each stops
 _BCD_TOL = 1e-3
 _GRADIENT_TOL = 1e-4
@@ -361,7 +365,8 @@ class _BaseImplicit(BaseEstimator):
             init_model=init, lam=self.lam, lam_min=self.lam_min, mu=self.mu,
             max_iter=self.max_iter, tol=_BCD_TOL if self.tol is None else self.tol,
             n_iter_no_change=self.n_iter_no_change, block_solver=self.block_solver,
-            ab_method="mm" if self._ab_mm() else "fast", ab_max_iter=_AB_MM_STEPS,
+            ab_method="mm" if self._ab_mm() else "fast",
+            ab_max_iter=_AB_MM_STEPS if self.n_hidden < _AB_MM_WIDE_HIDDEN else 1,
             record_relaxed=False,
             validation=validation, random_state=seed, verbose=self.verbose,
             n_jobs=n_threads,

@@ -193,7 +193,7 @@ def initial_model(U, Y, loss, *, n_hidden, kappa, activation, pen_cd, group=None
 def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_model=None,
             lam=10.0, lam_increase=4.0, lam_decrease=0.5, lam_min=3.0, lam_max=1e4, mu=1e-3,
             per_state_lam=True, x_step=False, extrapolation=0.9, extrapolation_growth=1.2,
-            extrapolation_max=0.99, max_iter=30, tol=1e-4,
+            extrapolation_max=0.99, extrapolate_first=True, max_iter=30, tol=1e-4,
             n_iter_no_change=5, block_solver="fast", block_tol=1e-6, block_max_iter=100,
             ab_method="fast", ab_max_iter=5, fit_intercept=True, validation=None,
             robust_sigma=None, group=None, c_ridge=0.0, n_jobs=None, random_state=None,
@@ -281,6 +281,12 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
         On a slow, steady drift of the weights (the usual tail of a fit) the steps grow
         while they pay; g = 1 keeps the weight fixed. Lower ``extrapolation_max`` if the
         extrapolated points are often not kept (``history.beta``, ``n_extrapolated``).
+    extrapolate_first : bool
+        Judge the extrapolated point first (against the current objective) and anchor the
+        round's own new weights only when it is not kept: one equilibrium solve instead of
+        two in the rounds whose extrapolated point is kept. Turn it off to judge the new
+        weights first and keep the extrapolated point only when it beats them (the behaviour
+        before this option; ``RoundSettings.extrapolate_first``).
     max_iter : int
         Maximum number of rounds.
     tol, n_iter_no_change : float, int
@@ -385,7 +391,8 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
                              per_state_lam=per_state_lam, x_step=x_step,
                              extrapolation=extrapolation,
                              extrapolation_growth=extrapolation_growth,
-                             extrapolation_max=extrapolation_max, tol=tol,
+                             extrapolation_max=extrapolation_max,
+                             extrapolate_first=extrapolate_first, tol=tol,
                              n_iter_no_change=n_iter_no_change, record_relaxed=record_relaxed)
     engine = RoundEngine(problem, settings, validation=validation, verbose=verbose,
                          callback=callback)

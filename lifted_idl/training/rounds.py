@@ -28,7 +28,10 @@ A round, from the anchored state :math:`(W, X^*, (C, D, c))` (docs/theory.md §8
    with extrapolation, Xu & Yin 2013). From the second accepted round on. The weight
    :math:`\beta_k` adapts: every kept point moves it towards 1 (longer steps along a steady
    drift), a point that is not kept restarts it (the function-value restart of adaptive
-   momentum schemes).
+   momentum schemes). With ``extrapolate_first`` (the default) the extrapolated point is judged
+   first, against the current state's objective, and the round's own new weights are anchored
+   only when it is not kept: one equilibrium solve, not two, in the usual round whose
+   extrapolated point is kept.
 
 The new weights are first judged with (C, D, c) kept, an upper bound of the refitted
 objective (``bound_first``): the (C, D, c) solve is then spent on the point that is kept.
@@ -145,6 +148,13 @@ class RoundSettings:
     bound_first : bool
         Judge the new weights with (C, D, c) kept (an upper bound of the refitted objective)
         and refit (C, D, c) only on the point that is kept.
+    extrapolate_first : bool
+        From the second accepted round on, judge the extrapolated point first, against the
+        current state's objective, and anchor the round's own new weights only when it is not
+        kept: one equilibrium solve per round where the extrapolated point is usually kept
+        (``History.n_extrapolated``), instead of two. Its equilibrium starts from the current
+        states pushed along their change over the last accepted round. Off: the new weights
+        are anchored and accepted first, and the extrapolated point must beat them.
     record_relaxed : bool
         Evaluate the relaxed objective after every block step for :attr:`History.relaxed`
         (one objective evaluation per step; for diagnostics and tests).
@@ -165,6 +175,7 @@ class RoundSettings:
     n_iter_no_change: int = 5
     patience: str = "accepted"
     bound_first: bool = True
+    extrapolate_first: bool = True
     record_relaxed: bool = True
 
     def __post_init__(self):
@@ -289,6 +300,7 @@ class RoundEngine:
         self.lam = float(settings.lam)
         self.lam_min = min(float(settings.lam_min), self.lam)  # a floor above the start
         self.beta = float(settings.extrapolation)
+        self._x_prev = None  # the equilibrium of the state before the current one
         self.history = History()
 
     # -- states -----------------------------------------------------------------------------
@@ -344,17 +356,34 @@ class RoundEngine:
     def _judge(self, st, W, CD, w_prev):
         """The state to move to from ``st`` (None: reject), extrapolating when it pays."""
         s = self.settings
+        extrapolate = s.extrapolation > 0 and w_prev is not None
+        if extrapolate and s.extrapolate_first:
+            kept = self._extrapolate(W, CD, w_prev, self._x0_first(st), st.obj)
+            if kept is not None:
+                new, refitted = kept
+                return new if refitted else self.refit(new.W, new.X, new.CD)
+            extrapolate = False  # tried and not kept: the round's own weights are judged
         cand = self.anchor(W, st.X, CD, refit=not s.bound_first)
         refitted = not s.bound_first
         if cand.obj >= st.obj and not refitted:
             cand, refitted = self.refit(cand.W, cand.X, cand.CD), True
         if not cand.obj < st.obj:
             return None
-        if s.extrapolation > 0 and w_prev is not None:
-            cand, refitted = self._extrapolate(cand, refitted, w_prev)
+        if extrapolate:
+            kept = self._extrapolate(W, cand.CD, w_prev, cand.X, cand.obj)
+            if kept is not None:
+                cand, refitted = kept
         if not refitted:
             cand = self.refit(cand.W, cand.X, cand.CD)
         return cand
+
+    def _x0_first(self, st):
+        """The start of the extrapolated point's equilibrium under ``extrapolate_first``: the
+        current states pushed along their change over the last accepted round, ``X_k + (1 +
+        beta)(X_k - X_{k-1})``, the same two-round push as the weights'."""
+        if self._x_prev is None or self._x_prev.shape != st.X.shape:
+            return st.X
+        return st.X + (1.0 + self.beta) * (st.X - self._x_prev)
 
     def _trial(self, W, X0, CD, bar):
         """Weights W judged against the objective ``bar``: ``(state, refitted)`` when their
@@ -366,22 +395,24 @@ class RoundEngine:
         st = self.refit(st.W, st.X, CD)
         return (st, True) if st.obj < bar else None
 
-    def _extrapolate(self, cand, refitted, w_prev):
-        r"""The extrapolated point :math:`W_{k+1} + \beta_k(W_{k+1} - W_{k-1})`, kept when its
-        true objective is lower. Returns the kept point and whether its (C, D, c) is refitted.
+    def _extrapolate(self, W, CD, w_prev, X0, bar):
+        r"""The extrapolated point :math:`W_{k+1} + \beta_k(W_{k+1} - W_{k-1})` of the new
+        weights ``W`` (``w_prev`` is :math:`W_{k-1}`), its equilibrium from ``X0`` and judged
+        with ``CD`` first, kept when its true objective is below ``bar``: ``(state, refitted)``,
+        or None.
 
         :math:`\beta_k` adapts: each kept point brings it closer to 1, :math:`1 - \beta_{k+1} =
         (1 - \beta_k)/g` (``extrapolation_growth``) up to ``extrapolation_max``, and a point
         that is not kept restarts it at ``extrapolation`` (the function-value restart of
         adaptive momentum schemes)."""
         s = self.settings
-        (A, B, b), (Ap, Bp, bp), beta = cand.W, w_prev, self.beta
+        (A, B, b), (Ap, Bp, bp), beta = W, w_prev, self.beta
         self.history.beta[-1] = beta
         Wt = self.blocks.project((A + beta * (A - Ap), B + beta * (B - Bp), b + beta * (b - bp)))
-        trial = self._trial(Wt, cand.X, cand.CD, cand.obj)
+        trial = self._trial(Wt, X0, CD, bar)
         if trial is None:
             self.beta = s.extrapolation
-            return cand, refitted
+            return None
         self.history.n_extrapolated += 1
         self.beta = min(1.0 - (1.0 - beta) / s.extrapolation_growth,
                         max(s.extrapolation_max, s.extrapolation))
@@ -417,7 +448,7 @@ class RoundEngine:
         score0 = self._score(st)
         best = (score0, st, 0)
         scores, accepted_scores = [score0], [score0]
-        w_prev = None
+        w_prev, self._x_prev = None, None
         self.beta = float(s.extrapolation)  # the momentum restarts with every run
         for it in range(1, max_iter + 1):
             hist.n_iter = it
@@ -427,7 +458,7 @@ class RoundEngine:
             new = self._judge(st, W, CD, w_prev)
             stalled = False
             if new is not None:
-                w_prev, st = st.W, new
+                w_prev, self._x_prev, st = st.W, st.X, new
                 self.lam = max(self.lam * s.lam_decrease, self.lam_min)
             else:
                 stalled = self.lam >= s.lam_max

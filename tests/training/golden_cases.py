@@ -21,7 +21,7 @@ from lifted_idl.training.rounds import RoundSettings
 
 BCD = dict(lam=10.0, lam_increase=4.0, lam_decrease=0.5, lam_min=3.0, lam_max=1e4, mu=1e-3,
            per_state_lam=True, x_step=False, extrapolation=0.9, extrapolation_growth=1.0,
-           extrapolation_max=0.9, tol=1e-4, n_iter_no_change=5,
+           extrapolation_max=0.9, extrapolate_first=False, tol=1e-4, n_iter_no_change=5,
            block_solver="fast", block_tol=1e-6, block_max_iter=100, fit_intercept=True)
 
 

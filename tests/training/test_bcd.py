@@ -285,3 +285,44 @@ def test_weight_penalties_are_checked_and_names_accepted(data):
                        (LipschitzSurrogatePenalty(0.1), "no view on one BCD block")):
         with pytest.raises(ValueError, match=match):
             _fit(data, max_iter=1, pen_ab=bad)
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_extrapolate_first_judges_the_extrapolated_point_first(data, monkeypatch, first):
+    """``extrapolate_first``: a round whose extrapolated point is kept solves one equilibrium
+    (the point's own; the round's new weights are never anchored), a round whose point is not
+    kept two (the point, then the new weights); off, every round that tries the point solves
+    two. Either way accepted rounds lower the true objective and rejected ones keep it."""
+    from lifted_idl.training.bcd import BCDBlocks
+
+    solves = []
+    orig = BCDBlocks.equilibrium
+
+    def counting(self, W, X0):
+        solves.append(1)
+        return orig(self, W, X0)
+
+    monkeypatch.setattr(BCDBlocks, "equilibrium", counting)
+    per_round, kept = [], []
+
+    def cb(it, model, h):
+        per_round.append(len(solves))
+        kept.append(h.n_extrapolated)
+
+    _, hist = _fit(data, max_iter=20, tol=0.0, extrapolate_first=first, callback=cb)
+    n_solves = np.diff(per_round, prepend=0)
+    gained = np.diff(kept, prepend=0)
+    tl = hist.train_loss
+    tried = [k for k, b in enumerate(hist.beta) if b > 0]
+    assert len(tried) >= 5 and gained.sum() >= 3
+    for k in range(1, hist.n_iter):  # round 1 also holds the start's anchor: skip it
+        if hist.accepted[k]:
+            assert tl[k + 1] < tl[k]
+        else:
+            assert tl[k + 1] == tl[k] and not gained[k]
+        if k in tried and first:
+            assert n_solves[k] == (1 if gained[k] else 2), k
+        elif k in tried:
+            assert n_solves[k] == 2, k
+        else:
+            assert n_solves[k] == 1, k
