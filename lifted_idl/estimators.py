@@ -42,7 +42,6 @@ __all__ = ["ImplicitRegressor", "ImplicitClassifier"]
 #: learning rates tried by the fine-tuning stage of ``solver="bcd+gradient"``: learning_rate,
 #: then 4x shorter steps after each try that ends above the BCD objective
 _FINE_TUNE_TRIES = 4
-_AB_MM_MIN_HIDDEN = 16  # ab_step="auto": the MM (A, B, b) step from this many states on
 #: MM steps per BCD round: ``_AB_MM_STEPS`` below ``_AB_MM_WIDE_HIDDEN`` states, one from
 #: there on, where a round's MM steps cost the most and more rounds of one step pay better
 #: (measured in issue 13)
@@ -350,9 +349,7 @@ class _BaseImplicit(BaseEstimator):
 
     def _ab_mm(self):
         """Whether BCD's (A, B, b) step is the inexact majorize–minimize step."""
-        if self.ab_step == "auto":
-            return self.n_hidden >= _AB_MM_MIN_HIDDEN
-        return self.ab_step == "mm"
+        return self.ab_step in ("auto", "mm")
 
     def _fit_bcd_stage(self, X, Y, loss, act, pen, group, c_ridge, init, validation, seed,
                        n_threads, scale_u, record, sample_weight=None):
@@ -675,9 +672,11 @@ _DOC_PARAMS = r"""
         BCD's (A, B, b) step: solved exactly (a row-wise Newton method whose cost grows like
         :math:`n^3` per row), or a few majorize–minimize steps batched over all rows
         (:mod:`lifted_idl.blocks.ab_mm`; inexact, but each step lowers the block objective,
-        at a cost that grows like :math:`n^2`). ``"auto"`` takes the MM step from
-        ``n_hidden`` = 16 on, where it is the cheaper round for the same test score
-        (``benchmarks/bench_scaling.py``); choose ``"exact"`` for the fewest rounds.
+        at a cost that grows like :math:`n^2`). ``"auto"`` takes the MM step at every width
+        (the group penalty's (A, B, b) step is always exact): its damped steps are cheaper
+        and, at small widths, they also fit better than the exact block minimiser, which can
+        stop BCD early at a poor point (``benchmarks/README.md``, ``bench_scaling.py``);
+        choose ``"exact"`` for the reference block solve.
     random_state : int, RandomState instance or None, default=None
     warm_start : bool, default=False
         Start from the previous fit's model when its shape matches.

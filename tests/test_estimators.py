@@ -154,7 +154,7 @@ def test_feature_importances_select_from_model():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((200, 6))
     y = 3 * X[:, 0] - 2 * X[:, 1] + 0.01 * rng.standard_normal(200)
-    reg = ImplicitRegressor(n_hidden=6, max_iter=5, random_state=0).fit(X, y)
+    reg = ImplicitRegressor(n_hidden=6, max_iter=30, random_state=0).fit(X, y)
     imp = reg.feature_importances_
     assert imp.shape == (6,)
     assert set(np.argsort(imp)[-2:]) == {0, 1}
