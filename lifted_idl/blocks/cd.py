@@ -376,6 +376,18 @@ def _softmax_kkt(M, Y, W, c, alpha, fit_intercept, w):
                float(np.abs(G.sum(axis=0)).max(initial=0.0)) if fit_intercept else 0.0)
 
 
+def _armijo(value, Wa, f, step, slope):
+    """Backtracking (Armijo, halving) along ``step`` from ``Wa`` (objective ``f``, directional
+    derivative ``slope`` < 0) for the softmax Newton solvers; returns ``(t, f_t, extra_t)`` of
+    the last step tried, the one taken (``value`` returns the objective and its softmax)."""
+    t = 1.0
+    while True:
+        fn, extra = value(Wa + t * step)
+        if fn <= f + 1e-4 * t * slope or t < 1e-10:
+            return t, fn, extra
+        t *= 0.5
+
+
 def _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None):
     r"""Damped Newton with the explicit Hessian, for the whitened problem of
     :func:`_softmax_ridge_newton` when it has few variables (:math:`q(r + 1)` up to about a
@@ -441,13 +453,7 @@ def _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None):
         slope = float(np.vdot(g, step))
         if not slope < 0:
             break
-        t = 1.0
-        while True:
-            fn, Zn = value(Wa + t * step)
-            # (the last t tried is the one taken: fn and Zn are its value and softmax)
-            if fn <= f + 1e-4 * t * slope or t < 1e-10:
-                break
-            t *= 0.5
+        t, fn, Zn = _armijo(value, Wa, f, step, slope)
         if not fn < f:  # no decrease left at double precision: stationary up to rounding
             ok = float(np.linalg.norm(g)) <= 1e3 * tol
             break
@@ -519,13 +525,7 @@ def _softmax_newton_cg(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None):
         slope = float(np.vdot(g, step))
         if not slope < 0:
             break
-        t = 1.0
-        while True:
-            fn, Sn = value(Wa + t * step)
-            # (the last t tried is the one taken: fn and Sn are its value and softmax)
-            if fn <= f + 1e-4 * t * slope or t < 1e-10:
-                break
-            t *= 0.5
+        t, fn, Sn = _armijo(value, Wa, f, step, slope)
         if not fn < f:  # no decrease left at double precision: stationary up to rounding
             ok = gn <= 1e3 * tol
             break
