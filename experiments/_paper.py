@@ -26,7 +26,15 @@ for _p in (str(ROOT), str(HERE)):
 from _common import output_dir, run_info, save_png, write_json  # noqa: E402
 
 __all__ = ["output_dir", "run_info", "save_png", "write_json", "rmse", "source_state",
-           "fit_nonconstant", "quiet"]
+           "fit_nonconstant", "quiet", "run_settings"]
+
+
+def run_settings(config: dict, seeds=None, n_jobs=None, seed_key: str = "seeds"):
+    """The seeds (``config[seed_key]`` unless given) and worker count (``config["n_jobs"]``
+    unless given) of an experiment's ``main``, as a list of ints and an int."""
+    seeds = config[seed_key] if seeds is None else seeds
+    n_jobs = config["n_jobs"] if n_jobs is None else n_jobs
+    return [int(s) for s in seeds], int(n_jobs)
 
 
 def rmse(pred, target) -> float:

@@ -50,7 +50,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _paper import output_dir, quiet, run_info, source_state, write_json  # noqa: E402
+from _paper import output_dir, quiet, run_info, run_settings, source_state, write_json  # noqa: E402
 from model_recovery import CONFIG as RECOVERY  # noqa: E402
 from model_recovery import _alpha_max, _data, _gradient_path, precision_recall, support_of  # noqa: E402
 
@@ -286,8 +286,7 @@ def main(out_dir="experiments/results", seeds=None, n_jobs=None) -> dict:
     dict
         What the JSON file holds.
     """
-    seeds = CONFIG["seeds"] if seeds is None else [int(s) for s in seeds]
-    n_jobs = CONFIG["n_jobs"] if n_jobs is None else int(n_jobs)
+    seeds, n_jobs = run_settings(CONFIG, seeds, n_jobs)
     out = output_dir(out_dir)
     t0 = time.perf_counter()
     if n_jobs <= 1:

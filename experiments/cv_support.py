@@ -42,7 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _paper import output_dir, rmse, run_info, save_png, source_state, write_json  # noqa: E402
+from _paper import output_dir, rmse, run_info, run_settings, save_png, source_state, write_json  # noqa: E402
 
 from lifted_idl import ConvergenceWarning, ImplicitRegressor, ImplicitRegressorCV  # noqa: E402
 from lifted_idl.datasets import make_teacher  # noqa: E402
@@ -197,8 +197,7 @@ def main(out_dir="experiments/results", seeds=None, n_jobs: int | None = None,
     """
     from joblib import Parallel, delayed
 
-    seeds = CONFIG["fresh_seeds"] if seeds is None else [int(s) for s in seeds]
-    n_jobs = CONFIG["n_jobs"] if n_jobs is None else int(n_jobs)
+    seeds, n_jobs = run_settings(CONFIG, seeds, n_jobs, seed_key="fresh_seeds")
     t0 = time.perf_counter()
     jobs = [delayed(support_seed)(s) for s in seeds]
     if diabetes:

@@ -96,7 +96,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _paper import output_dir, quiet, run_info, save_png, source_state, write_json  # noqa: E402
+from _paper import output_dir, quiet, run_info, run_settings, save_png, source_state, write_json  # noqa: E402
 
 from lifted_idl import ImplicitModel  # noqa: E402
 from lifted_idl.datasets import make_teacher  # noqa: E402
@@ -590,8 +590,7 @@ def main(out_dir="experiments/results", seeds=None, heldout: bool = True,
     dict
         What the JSON file holds.
     """
-    seeds = CONFIG["seeds"] if seeds is None else [int(s) for s in seeds]
-    n_jobs = CONFIG["n_jobs"] if n_jobs is None else int(n_jobs)
+    seeds, n_jobs = run_settings(CONFIG, seeds, n_jobs)
     out = output_dir(out_dir)
     previous = _previous_run(out / "model_recovery.json")
     carried = None
