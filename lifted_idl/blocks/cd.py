@@ -177,38 +177,11 @@ def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
     if method == "cvxpy":
         W, c, n_iter, conv, solver = _cd_cvxpy(M, Y, loss, pen, fit_intercept, tol, max_iter,
                                                cvxpy_solver, w)
-    elif isinstance(pen, GroupView) and pen.alpha > 0:
-        W0 = None if init is None else np.hstack([init[0], init[1]])
-        c0 = None if init is None else init[2]
-        if isinstance(loss, SquaredLoss):
-            W, c, n_iter, conv = _cd_group_squared(M, Y, pen, fit_intercept, W0, tol, max_iter)
-            solver = "group_schur_fista"
-        elif pen.ord == 2:
-            W, c, n_iter, conv = _cd_group_newton(M, Y, loss, pen, fit_intercept, W0, c0, tol,
-                                                  max_iter, w)
-            solver = "group_newton"
-        else:
-            W, c, n_iter, conv = _cd_group_fista(M, Y, loss, pen, fit_intercept, W0, c0, tol,
-                                                 max_iter, w=w)
-            solver = "group_fista"
-    elif isinstance(loss, SquaredLoss) and not isinstance(pen, (L1View, GroupView)):
-        W, c = _ridge_closed_form(M, Y, pen.alpha if isinstance(pen, L2View) else 0.0,
-                                  fit_intercept)
-        n_iter, conv, solver = 0, True, "closed_form"
-    elif isinstance(loss, SquaredLoss):
-        W0 = None if init is None else np.hstack([init[0], init[1]])
-        W, c, n_iter, conv = _lasso_cd(M, Y, pen.alpha, fit_intercept, W0, tol, max_iter)
-        solver = "cd"
     else:
         W0 = None if init is None else np.hstack([init[0], init[1]])
         c0 = None if init is None else init[2]
-        if isinstance(pen, L1View) and pen.alpha > 0:
-            W, c, n_iter, conv = _softmax_l1_lbfgsb(M, Y, pen.alpha, fit_intercept, W0, c0, tol,
-                                                    max_iter, w)
-            solver = "lbfgsb"
-        else:
-            W, c, n_iter, conv, solver = _softmax_ridge_newton(M, Y, pen.alpha, fit_intercept,
-                                                               W0, c0, tol, max_iter, w=w)
+        W, c, n_iter, conv, solver = _solve_fast(M, Y, loss, pen, fit_intercept, W0, c0, tol,
+                                                 max_iter, w)
     C, D = np.ascontiguousarray(W[:, :n]), np.ascontiguousarray(W[:, n:])
     if not fit_intercept:
         c = np.zeros(q)
@@ -218,6 +191,30 @@ def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
     obj = _cd_objective(P, U, Y_orig, loss, pen, C, D, c, w)
     res = BlockResult((C, D, c), float(obj), int(n_iter), bool(conv), solver)
     return keep_better(res, init, init_obj)
+
+
+def _solve_fast(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter, w):
+    """The package's solver for this loss and penalty on the design ``M = [P U]``; returns
+    ``(W, c, n_iter, converged, solver name)``."""
+    if isinstance(pen, GroupView) and pen.alpha > 0:
+        if isinstance(loss, SquaredLoss):
+            return (*_cd_group_squared(M, Y, pen, fit_intercept, W0, tol, max_iter),
+                    "group_schur_fista")
+        if pen.ord == 2:
+            return (*_cd_group_newton(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter, w),
+                    "group_newton")
+        return (*_cd_group_fista(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter, w=w),
+                "group_fista")
+    if isinstance(loss, SquaredLoss) and not isinstance(pen, (L1View, GroupView)):
+        W, c = _ridge_closed_form(M, Y, pen.alpha if isinstance(pen, L2View) else 0.0,
+                                  fit_intercept)
+        return W, c, 0, True, "closed_form"
+    if isinstance(loss, SquaredLoss):
+        return (*_lasso_cd(M, Y, pen.alpha, fit_intercept, W0, tol, max_iter), "cd")
+    if isinstance(pen, L1View) and pen.alpha > 0:
+        return (*_softmax_l1_lbfgsb(M, Y, pen.alpha, fit_intercept, W0, c0, tol, max_iter, w),
+                "lbfgsb")
+    return _softmax_ridge_newton(M, Y, pen.alpha, fit_intercept, W0, c0, tol, max_iter, w=w)
 
 
 # --------------------------------------------------------------------------------------------
