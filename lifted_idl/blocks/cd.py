@@ -902,6 +902,77 @@ def _residual_halved(prob: _GroupCD, V, Vp, Vt) -> bool:
     return rt <= 0.5 * float(np.abs(Vp - V).max(initial=0.0))
 
 
+def _face_newton_step(prob, V, g, Vp, damp):
+    """The Newton step of :func:`_cd_group_newton` on the face of the prox-gradient point
+    ``Vp`` (Levenberg–Marquardt damping ``damp``); returns the step and its slope (<= 0) along
+    the face's gradient."""
+    q, dx, k0, p = prob.q, prob.dx, prob.k0, prob.p
+    alpha, delta = prob.pen.alpha, prob.pen.fixed_norms
+    cols = np.arange(k0, k0 + p)
+    VD = V[:, cols]
+    bn = np.sqrt((VD * VD).sum(axis=0))
+    fcol = np.any(Vp[:, cols] != 0, axis=0) | (delta > 0)
+    entering = fcol & (bn == 0) & (delta == 0)
+    Dt = np.where(entering[None, :], Vp[:, cols], VD)
+    rho = np.sqrt((Dt * Dt).sum(axis=0) + delta * delta)
+    H = prob.hessian(V)
+    Hd = np.diag(H)
+    # groups whose penalty curvature alpha/rho dwarfs the loss's (norm near 0) are frozen
+    # for this step: their Newton move is negligible and the prox fallback handles them
+    frozen = fcol & (alpha > 1e12 * max(float(Hd.mean()) if Hd.size else 0.0,
+                                        1e-300) * rho)
+    J = np.flatnonzero(fcol & ~frozen)
+    gf = g.copy()
+    gf[:, cols[J]] += alpha * Dt[:, J] / rho[J]
+    free = np.ones((q, dx), dtype=bool)
+    free[:, cols] = (fcol & ~frozen)[None, :]
+    for j in J:  # penalty Hessian of group j (couples the outputs in column j)
+        idx = np.arange(q) * dx + cols[j]
+        u = Dt[:, j] / rho[j]
+        H[np.ix_(idx, idx)] += (alpha / rho[j]) * (np.eye(q) - np.outer(u, u))
+    fv = free.ravel()
+    dz = np.where(free, 0.0, -V)
+    dz[:, cols[frozen]] = 0.0
+    dz = dz.ravel()
+    reg = 1e-12 * max(float(Hd.max(initial=0.0)), 1e-300) + damp * max(
+        float(Hd.mean()) if Hd.size else 0.0, 1e-300)
+    step = dz.copy()
+    if fv.any():
+        Hff = H[np.ix_(fv, fv)] + reg * np.eye(int(fv.sum()))
+        rhs = -gf.ravel()[fv] - H[np.ix_(fv, ~fv)] @ dz[~fv]
+        try:
+            step[fv] = scipy.linalg.solve(Hff, rhs, assume_a="sym", check_finite=False)
+        except (np.linalg.LinAlgError, ValueError):
+            step[fv] = np.linalg.lstsq(Hff, rhs, rcond=None)[0]
+    Delta = step.reshape(q, dx)
+    if not np.isfinite(Delta).all():
+        Delta = np.zeros_like(V)
+    return Delta, min(float((gf * Delta).sum()), 0.0)
+
+
+def _face_search(prob, V, Vp, Delta, gd, f_cur):
+    """Armijo search of :func:`_cd_group_newton` along ``Delta`` (a group the step takes
+    through zero stops at zero); returns ``(accepted, step length, point, value)``."""
+    cols = np.arange(prob.k0, prob.k0 + prob.p)
+    VD = V[:, cols]
+    bn = np.sqrt((VD * VD).sum(axis=0))
+    a = 1.0
+    if not np.abs(Delta).max(initial=0.0) > 0:
+        return False, a, V, f_cur
+    for _ in range(30):
+        Vt = V + a * Delta
+        cross = ((Vt[:, cols] * VD).sum(axis=0) <= 0) & (bn > 0)
+        Vt[:, cols[cross]] = 0.0
+        ft = prob.value(Vt)
+        if ft <= f_cur + 1e-4 * a * gd + 1e-15 * abs(f_cur):
+            # a decrease, or a change at the rounding level of f that halves the
+            # prox-gradient residual (flat directions the objective cannot resolve)
+            return (ft < f_cur - 1e-15 * abs(f_cur) or _residual_halved(prob, V, Vp, Vt)), a, \
+                Vt, ft
+        a *= 0.5
+    return False, a, Vt, ft
+
+
 def _cd_group_newton(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter, w=None):
     r"""Face Newton method for the (C, D, c) block with the l2 group norm on D (cross-entropy;
     the squared loss goes to :func:`_cd_group_squared`).
@@ -917,13 +988,11 @@ def _cd_group_newton(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter, w=No
     Levenberg–Marquardt damping.
     """
     prob = _GroupCD(M, Y, loss, pen, fit_intercept, w)
-    q, dx, k0, p = prob.q, prob.dx, prob.k0, prob.p
-    alpha, delta = pen.alpha, pen.fixed_norms
+    q, dx = prob.q, prob.dx
     if W0 is None:
         V = np.zeros((q, dx))
     else:
         V = prob.to_internal(W0, np.zeros(q) if c0 is None else np.asarray(c0, float))
-    cols = np.arange(k0, k0 + p)
     f_cur = prob.value(V)
     damp = 0.0
     stalled = 0
@@ -937,60 +1006,8 @@ def _cd_group_newton(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter, w=No
                 1.0, float(np.abs(V).max(initial=0.0))):
             converged = True
             break
-        VD = V[:, cols]
-        bn = np.sqrt((VD * VD).sum(axis=0))
-        fcol = np.any(Vp[:, cols] != 0, axis=0) | (delta > 0)
-        entering = fcol & (bn == 0) & (delta == 0)
-        Dt = np.where(entering[None, :], Vp[:, cols], VD)
-        rho = np.sqrt((Dt * Dt).sum(axis=0) + delta * delta)
-        H = prob.hessian(V)
-        Hd = np.diag(H)
-        # groups whose penalty curvature alpha/rho dwarfs the loss's (norm near 0) are frozen
-        # for this step: their Newton move is negligible and the prox fallback handles them
-        frozen = fcol & (alpha > 1e12 * max(float(Hd.mean()) if Hd.size else 0.0,
-                                            1e-300) * rho)
-        J = np.flatnonzero(fcol & ~frozen)
-        gf = g.copy()
-        gf[:, cols[J]] += alpha * Dt[:, J] / rho[J]
-        free = np.ones((q, dx), dtype=bool)
-        free[:, cols] = (fcol & ~frozen)[None, :]
-        for j in J:  # penalty Hessian of group j (couples the outputs in column j)
-            idx = np.arange(q) * dx + cols[j]
-            u = Dt[:, j] / rho[j]
-            H[np.ix_(idx, idx)] += (alpha / rho[j]) * (np.eye(q) - np.outer(u, u))
-        fv = free.ravel()
-        dz = np.where(free, 0.0, -V)
-        dz[:, cols[frozen]] = 0.0
-        dz = dz.ravel()
-        reg = 1e-12 * max(float(Hd.max(initial=0.0)), 1e-300) + damp * max(
-            float(Hd.mean()) if Hd.size else 0.0, 1e-300)
-        step = dz.copy()
-        if fv.any():
-            Hff = H[np.ix_(fv, fv)] + reg * np.eye(int(fv.sum()))
-            rhs = -gf.ravel()[fv] - H[np.ix_(fv, ~fv)] @ dz[~fv]
-            try:
-                step[fv] = scipy.linalg.solve(Hff, rhs, assume_a="sym", check_finite=False)
-            except (np.linalg.LinAlgError, ValueError):
-                step[fv] = np.linalg.lstsq(Hff, rhs, rcond=None)[0]
-        Delta = step.reshape(q, dx)
-        if not np.isfinite(Delta).all():
-            Delta = np.zeros_like(V)
-        gd = min(float((gf * Delta).sum()), 0.0)
-        accepted = False
-        a = 1.0
-        if np.abs(Delta).max(initial=0.0) > 0:
-            for _ in range(30):
-                Vt = V + a * Delta
-                cross = ((Vt[:, cols] * VD).sum(axis=0) <= 0) & (bn > 0)
-                Vt[:, cols[cross]] = 0.0
-                ft = prob.value(Vt)
-                if ft <= f_cur + 1e-4 * a * gd + 1e-15 * abs(f_cur):
-                    # a decrease, or a change at the rounding level of f that halves the
-                    # prox-gradient residual (flat directions the objective cannot resolve)
-                    accepted = ft < f_cur - 1e-15 * abs(f_cur) or _residual_halved(prob, V, Vp,
-                                                                                   Vt)
-                    break
-                a *= 0.5
+        Delta, gd = _face_newton_step(prob, V, g, Vp, damp)
+        accepted, a, Vt, ft = _face_search(prob, V, Vp, Delta, gd, f_cur)
         if accepted:
             damp = damp * 0.1 if (a >= 1.0 and damp >= 1e-10) else (0.0 if a >= 1.0 else damp)
         else:
