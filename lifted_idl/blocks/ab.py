@@ -955,6 +955,65 @@ def _group_direction(prob: _GroupAB, W, g, V, col, H, damp):
     return step, slope, zero_cols, tied
 
 
+def _global_search(prob, W, step, slope, moving, f_cur):
+    """Step 1 of :func:`_ab_group_newton`: the step on the whole objective, full or
+    backtracked up to 3 times; returns ``(W, f, Z, length, full)`` (W None and length 0 when
+    none passed the Armijo test; ``full``: the full step's point, value and pre-activations)."""
+    Wt = ft = Zt = full = None
+    if moving.any() and slope < 0:
+        a = 1.0
+        for _ in range(4):
+            Wa = _group_trial(prob, W + a * step, W)
+            fa, Za = prob.value(Wa)
+            if full is None:
+                full = (Wa, fa, Za)
+            if fa <= f_cur + 1e-4 * a * slope + 1e-15 * abs(f_cur):
+                return Wa, fa, Za, a, full
+            a *= 0.5
+    return Wt, ft, Zt, 0.0, full
+
+
+def _row_searches(prob, W, g, Z, step, tied, moving, zero_cols, damp):
+    """Step 2 of :func:`_ab_group_newton`: every row searches along its own arc on the
+    row-separable majorant, rows whose search fails take its safe proximal-gradient step;
+    then the columns the face sends to zero are zeroed where that lowers the objective.
+    Returns ``(W, f, Z, damping)``."""
+    n, npen = prob.n, prob.npen
+    maj = _RowMajorant(prob, W)
+    if tied is not None:  # a row alone cannot lower a shared maximum: keep them
+        step[:, n:npen][tied] = 0.0
+    slopes = np.minimum(maj.slopes(W, g, step), 0.0)
+    s_cur = prob.rows.values(W, prob.all, Z)[0] + maj.pen_rows(W)
+    Wr = np.empty_like(W)
+    sr = np.full(n, np.nan)
+    Zr = np.empty_like(Z)
+
+    def trial(Wq, rows):
+        Wq[:, :n] = project_l1_rows(_clip_signs(Wq[:, :n], W[rows, :n]), prob.kappa)
+        return maj.values(Wq, rows)
+
+    a, _ = armijo_rows(W, step, s_cur, slopes, np.flatnonzero(moving & (slopes < 0)),
+                       trial, Wr, sr, Zr)
+    failed = np.isnan(sr)
+    damp = np.where((a >= 1.0) & ~failed, damp * 0.1, damp)
+    damp[failed] = np.maximum(damp[failed] * 10.0, 1e-4)
+    if failed.any():
+        fr = np.flatnonzero(failed)
+        Wr[fr] = maj.prox_step(W[fr], g[fr], prob.safe_row[fr])
+        Zr[:, fr] = prob.M @ Wr[fr].T
+    fr_, Zr = prob.value(Wr, Zr)
+    # the columns the face sends to zero, zeroed where the searches stopped short
+    out = np.flatnonzero(zero_cols & np.any(Wr[:, n:npen] != 0, axis=0))
+    if out.size:
+        W0 = Wr.copy()
+        W0[:, n + out] = 0.0
+        Z0 = Zr - prob.M[:, n + out] @ Wr[:, n + out].T
+        f0, Z0 = prob.value(W0, Z0)
+        if f0 <= fr_:
+            Wr, fr_, Zr = W0, f0, Z0
+    return Wr, fr_, Zr, damp
+
+
 def _ab_group_newton(prob: _GroupAB, W, tol, max_iter):
     r"""Face Newton method for the group penalty (l2 or l-inf) on all rows at once.
 
@@ -1000,8 +1059,6 @@ def _ab_group_newton(prob: _GroupAB, W, tol, max_iter):
     n, p, d = prob.n, prob.p, prob.d
     hess = RowHessians(prob.M, n)
     idx_d = np.arange(d)
-    kappa = prob.kappa
-    npen = prob.npen
     damp = np.zeros(n)  # per-row Levenberg-Marquardt damping, relative to the mean curvature
     stalled = 0
     converged = False
@@ -1028,55 +1085,14 @@ def _ab_group_newton(prob: _GroupAB, W, tol, max_iter):
             break
         moving = np.abs(step).max(axis=1) > 0
         # ---- 1. the step on the whole objective: full, or backtracked a few times
-        Wt, a_glob, full = None, 0.0, None
-        if moving.any() and slope < 0:
-            a = 1.0
-            for _ in range(4):
-                Wa = _group_trial(prob, W + a * step, W)
-                fa, Za = prob.value(Wa)
-                if full is None:
-                    full = (Wa, fa, Za)
-                if fa <= f_cur + 1e-4 * a * slope + 1e-15 * abs(f_cur):
-                    Wt, ft, Zt, a_glob = Wa, fa, Za, a
-                    break
-                a *= 0.5
+        Wt, ft, Zt, a_glob, full = _global_search(prob, W, step, slope, moving, f_cur)
         if a_glob == 1.0:
             damp = np.where(moving, damp * 0.1, damp)
         else:
             # ---- 2. per-row searches on the majorant, the safe prox step where they fail;
             # kept if better than the backtracked step
-            maj = _RowMajorant(prob, W)
-            if tied is not None:  # a row alone cannot lower a shared maximum: keep them
-                step[:, n:npen][tied] = 0.0
-            slopes = np.minimum(maj.slopes(W, g, step), 0.0)
-            s_cur = prob.rows.values(W, prob.all, Z)[0] + maj.pen_rows(W)
-            Wr = np.empty_like(W)
-            sr = np.full(n, np.nan)
-            Zr = np.empty_like(Z)
-
-            def trial(Wq, rows, W=W, maj=maj):
-                Wq[:, :n] = project_l1_rows(_clip_signs(Wq[:, :n], W[rows, :n]), kappa)
-                return maj.values(Wq, rows)
-
-            a, _ = armijo_rows(W, step, s_cur, slopes, np.flatnonzero(moving & (slopes < 0)),
-                               trial, Wr, sr, Zr)
-            failed = np.isnan(sr)
-            damp = np.where((a >= 1.0) & ~failed, damp * 0.1, damp)
-            damp[failed] = np.maximum(damp[failed] * 10.0, 1e-4)
-            if failed.any():
-                fr = np.flatnonzero(failed)
-                Wr[fr] = maj.prox_step(W[fr], g[fr], prob.safe_row[fr])
-                Zr[:, fr] = prob.M @ Wr[fr].T
-            fr_, Zr = prob.value(Wr, Zr)
-            # the columns the face sends to zero, zeroed where the searches stopped short
-            out = np.flatnonzero(zero_cols & np.any(Wr[:, n:npen] != 0, axis=0))
-            if out.size:
-                W0 = Wr.copy()
-                W0[:, n + out] = 0.0
-                Z0 = Zr - prob.M[:, n + out] @ Wr[:, n + out].T
-                f0, Z0 = prob.value(W0, Z0)
-                if f0 <= fr_:
-                    Wr, fr_, Zr = W0, f0, Z0
+            Wr, fr_, Zr, damp = _row_searches(prob, W, g, Z, step, tied, moving, zero_cols,
+                                              damp)
             if Wt is None or fr_ < ft:
                 Wt, ft, Zt = Wr, fr_, Zr
         damp = np.minimum(np.where(damp < 1e-8, 0.0, damp), 1e8)
