@@ -29,6 +29,10 @@ and were run once.
 
 Run ``python experiments/cv_support.py`` or ``lifted-idl experiment cv_support``; writes
 ``cv_support.json`` and ``cv_support.png`` into ``experiments/results/``.
+``--diagnose SEED ...`` (development seeds only, never the fresh ones) runs
+:func:`diagnose_seed` instead and writes ``cv_support_dev.json``: along the CV grid, the
+support of the fit on all the training data and of the folds' averaged importances, and
+whether a threshold could separate the true columns (see ``experiments/README.md``).
 """
 
 from __future__ import annotations
@@ -110,6 +114,61 @@ def support_seed(seed: int) -> dict:
               f"{r['precision']:.2f}, recall {r['recall']:.2f}, exact {r['exact']}, "
               f"test R2 {r['test_r2']:.3f}", flush=True)
     return out
+
+
+def separation(importances, support) -> float:
+    """Smallest importance on ``support`` over the largest off it (> 1: some threshold on the
+    importances gives the exact support; 0: a relevant feature is out; inf: nothing false in)."""
+    imp = np.asarray(importances, dtype=float)
+    on = np.zeros(imp.size, dtype=bool)
+    on[np.asarray(support, dtype=int)] = True
+    off = imp[~on].max(initial=0.0)
+    return float(imp[on].min() / off) if off > 0 else float("inf")
+
+
+def diagnose_seed(seed: int) -> dict:
+    """Development diagnosis (not the declared run): the CV estimator's scores along its grid
+    and, at every strength of that grid, the base estimator fitted on all the training data:
+    features kept, true and false positives, :func:`separation`. Whether any selection rule
+    on the path (a strength, then perhaps a threshold) can give the exact support."""
+    t = CONFIG["teacher"]
+    U, y, Ut, yt, info = make_teacher(
+        t["n_train"], t["n_test"], n_features=t["n_features"], n_hidden=t["n_hidden"],
+        a_norm=t["a_norm"], noise=t["noise"], sparse_columns=t["sparse_columns"],
+        random_state=seed)
+    support = info["support"]
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        cv = ImplicitRegressorCV(**CONFIG["estimator"], selection="relaxed",
+                                 random_state=seed).fit(U, y)
+        res = cv.cv_results_
+        for i, a in enumerate(cv.alphas_):
+            fi = ImplicitRegressor(**CONFIG["estimator"], alpha=float(a),
+                                   random_state=seed).fit(U, y).feature_importances_
+            prec, rec = precision_recall(fi > 0, support)
+            rows.append({"alpha": float(a), "n_selected": int((fi > 0).sum()),
+                         "precision": prec, "recall": rec,
+                         "separation": separation(fi, support),
+                         "mean_test_score": float(res["mean_test_score"][i]),
+                         "mean_relaxed_test_score": float(res["mean_relaxed_test_score"][i]),
+                         "cv_mean_n_selected": float(res["mean_n_selected"][i])})
+            r = rows[-1]
+            print(f"seed {seed} alpha {a:.3g}: kept {r['n_selected']}, precision "
+                  f"{prec:.2f}, recall {rec:.2f}, separation {r['separation']:.3g}; CV score "
+                  f"{r['mean_test_score']:.2f}, relaxed {r['mean_relaxed_test_score']:.2f}",
+                  flush=True)
+    # the folds' importances, each fit's scaled by its largest, averaged over the folds
+    imp = res["feature_importances"]
+    scaled = imp / np.maximum(imp.max(axis=-1, keepdims=True), np.finfo(float).tiny)
+    for r, m in zip(rows, scaled.mean(axis=0), strict=True):
+        r["fold_mean_separation"] = separation(m, support)
+    print(f"seed {seed} fold-mean separation:",
+          " ".join(f"{r['fold_mean_separation']:.3g}" for r in rows), flush=True)
+    return {"seed": seed, "support": support, "path": rows,
+            "fold_mean_importances": scaled.mean(axis=0),
+            "min_index": int(np.argmax(res["mean_test_score"])),
+            "relaxed_index": int(np.argmax(res["mean_relaxed_test_score"]))}
 
 
 def diabetes_seed(seed: int) -> dict:
@@ -237,6 +296,20 @@ if __name__ == "__main__":
     parser.add_argument("--seeds", type=int, nargs="*", default=None)
     parser.add_argument("--n-jobs", type=int, default=None)
     parser.add_argument("--no-diabetes", action="store_true")
+    parser.add_argument("--diagnose", type=int, nargs="+", default=None, metavar="SEED",
+                        help="development seeds: diagnose_seed on each, to cv_support_dev.json")
     args = parser.parse_args()
+    if args.diagnose is not None:
+        from joblib import Parallel, delayed
+
+        t0 = time.perf_counter()
+        rows = Parallel(n_jobs=args.n_jobs or 1)(delayed(diagnose_seed)(s)
+                                                 for s in args.diagnose)
+        write_json({"experiment": "cv_support diagnosis (development seeds)", "config": CONFIG,
+                    "seeds": args.diagnose, "per_seed": rows,
+                    "run": run_info("cv_support.py", time.perf_counter() - t0),
+                    "source_state": source_state()},
+                   output_dir(args.out_dir) / "cv_support_dev.json")
+        sys.exit(0)
     main(out_dir=args.out_dir, seeds=args.seeds, n_jobs=args.n_jobs,
          diabetes=not args.no_diabetes)

@@ -188,7 +188,8 @@ def _fold_path(base, X, y, train, test, alphas, relaxed, classes, sw=None):
     """One fold: a fit at every strength of ``alphas`` (decreasing); validation losses.
 
     Returns a dict of arrays over the grid: ``loss``, ``n_iter``, ``converged``,
-    ``n_selected`` (group penalty) and, when ``relaxed``, ``relaxed_loss``: the validation
+    ``n_selected`` and ``importances`` (group penalty: the fits' ``feature_importances_``,
+    shape (n_alphas, n_features)) and, when ``relaxed``, ``relaxed_loss``: the validation
     loss of the refit of each path point on its support without the group penalty. A fold
     whose training targets are constant scores the constant model at every strength."""
     Xtr, Xte, ytr, yte = X[train], X[test], y[train], y[test]
@@ -196,6 +197,8 @@ def _fold_path(base, X, y, train, test, alphas, relaxed, classes, sw=None):
     k = len(alphas)
     out = {"loss": np.empty(k), "n_iter": np.zeros(k, dtype=int),
            "converged": np.zeros(k, dtype=bool), "n_selected": np.full(k, -1)}
+    if base.penalty == "group":
+        out["importances"] = np.zeros((k, X.shape[1]))
     if relaxed:
         out["relaxed_loss"] = np.empty(k)
     if classes is None and np.any(np.ptp(np.reshape(ytr, (len(ytr), -1)), axis=0) == 0):
@@ -215,7 +218,8 @@ def _fold_path(base, X, y, train, test, alphas, relaxed, classes, sw=None):
         out["n_iter"][i] = est.n_iter_
         out["converged"][i] = est.converged_
         if base.penalty == "group":
-            sel = est.feature_importances_ > 0
+            out["importances"][i] = est.feature_importances_
+            sel = out["importances"][i] > 0
             out["n_selected"][i] = int(sel.sum())
             if relaxed:
                 out["relaxed_loss"][i] = _relaxed_loss(base, sel, a, Xtr, ytr, Xte, yte,
@@ -255,6 +259,7 @@ def _cv_results(paths, alphas, relaxed, group):
         results[f"std_{prefix}"] = scores.std(axis=0)
     if group:
         results["mean_n_selected"] = np.mean([p["n_selected"] for p in paths], axis=0)
+        results["feature_importances"] = np.array([p["importances"] for p in paths])
     results["converged"] = np.array([p["converged"] for p in paths])
     results["n_iter"] = np.array([p["n_iter"] for p in paths])
     key = "relaxed_loss" if relaxed else "loss"
@@ -428,7 +433,9 @@ _DOC_CV = r"""
         penalised fits ({loss}; greater is better); with ``selection="relaxed"`` and
         ``penalty="group"`` the same keys with ``relaxed_test_score`` for the refits (which
         then choose ``alpha_``); ``"mean_n_selected"`` (group penalty): mean number of
-        features in use; ``"converged"``, ``"n_iter"``: (n_folds, n_alphas).
+        features in use, and ``"feature_importances"``: the folds' ``feature_importances_``,
+        (n_folds, n_alphas, n_features), zero where a fit drops a feature; ``"converged"``,
+        ``"n_iter"``: (n_folds, n_alphas).
     best_estimator_ : {base}
         The base estimator refit on all the data at ``alpha_``; ``predict`` and the other
         prediction methods delegate to it.

@@ -105,6 +105,10 @@ def test_cv_results_and_the_choice(sparse_data, selection):
     assert est.alpha_ == est.alphas_[np.argmin(-res[key])] == est.alphas_[est.best_index_]
     # the largest alpha keeps (almost) nothing, the smallest keeps features
     assert res["mean_n_selected"][0] <= 1 and res["mean_n_selected"][-1] >= 3
+    # the folds' importances: nonnegative, their nonzeros are the features counted as kept
+    imp = res["feature_importances"]
+    assert imp.shape == (3, 4, U.shape[1]) and np.all(imp >= 0)
+    np.testing.assert_allclose((imp > 0).sum(-1).mean(0), res["mean_n_selected"])
 
 
 def test_final_model_is_the_base_fit_at_alpha_(sparse_data):
