@@ -81,13 +81,19 @@ def _record(mask, support, alpha, r2) -> dict:
             "exact": bool(prec == 1.0 and rec == 1.0), "test_r2": float(r2)}
 
 
-def support_seed(seed: int) -> dict:
-    """Both selections on one teacher."""
+def teacher(seed: int):
+    """The declared sparse teacher (``CONFIG["teacher"]``) of one seed: ``make_teacher``'s
+    training and test data and its info."""
     t = CONFIG["teacher"]
-    U, y, Ut, yt, info = make_teacher(
+    return make_teacher(
         t["n_train"], t["n_test"], n_features=t["n_features"], n_hidden=t["n_hidden"],
         a_norm=t["a_norm"], noise=t["noise"], sparse_columns=t["sparse_columns"],
         random_state=seed)
+
+
+def support_seed(seed: int) -> dict:
+    """Both selections on one teacher."""
+    U, y, Ut, yt, info = teacher(seed)
     support = info["support"]
     t0 = time.process_time()
     with warnings.catch_warnings():
@@ -131,11 +137,7 @@ def diagnose_seed(seed: int) -> dict:
     and, at every strength of that grid, the base estimator fitted on all the training data:
     features kept, true and false positives, :func:`separation`. Whether any selection rule
     on the path (a strength, then perhaps a threshold) can give the exact support."""
-    t = CONFIG["teacher"]
-    U, y, Ut, yt, info = make_teacher(
-        t["n_train"], t["n_test"], n_features=t["n_features"], n_hidden=t["n_hidden"],
-        a_norm=t["a_norm"], noise=t["noise"], sparse_columns=t["sparse_columns"],
-        random_state=seed)
+    U, y, Ut, yt, info = teacher(seed)
     support = info["support"]
     rows = []
     with warnings.catch_warnings():
