@@ -35,7 +35,14 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from .estimators import ImplicitClassifier, ImplicitRegressor, _BaseImplicit, _standardise
+from .estimators import (
+    ImplicitClassifier,
+    ImplicitRegressor,
+    _BaseImplicit,
+    _DenseTags,
+    _MultiOutputTags,
+    _standardise,
+)
 from .exceptions import ConvergenceWarning
 
 __all__ = ["ImplicitRegressorCV", "ImplicitClassifierCV", "alpha_max", "alpha_grid"]
@@ -280,7 +287,7 @@ _EXTRA = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=defaul
                                 ("n_jobs", None)]]
 
 
-class _BaseImplicitCV(BaseEstimator):
+class _BaseImplicitCV(_DenseTags, BaseEstimator):
     """Shared machinery; ``_base_class`` is the estimator being tuned."""
 
     _base_class: type = _BaseImplicit
@@ -381,12 +388,6 @@ class _BaseImplicitCV(BaseEstimator):
         X = self._checked(X)
         return self.best_estimator_.predict(X)
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
-        tags.non_deterministic = False
-        return tags
-
 
 _DOC_CV = r"""
     Parameters
@@ -456,7 +457,7 @@ _DOC_CV = r"""
 """
 
 
-class ImplicitRegressorCV(RegressorMixin, _BaseImplicitCV):
+class ImplicitRegressorCV(_MultiOutputTags, RegressorMixin, _BaseImplicitCV):
     __doc__ = (
         r"""Implicit-model regressor with the penalty strength chosen by cross-validation.
 
@@ -489,12 +490,6 @@ class ImplicitRegressorCV(RegressorMixin, _BaseImplicitCV):
         self._validate_params()
         X, y, names = _checked_xy(X, y, multi_output=True, y_numeric=True)
         return self._fit_cv(X, y, names, sample_weight=sample_weight)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        tags.target_tags.single_output = True
-        return tags
 
 
 class ImplicitClassifierCV(ClassifierMixin, _BaseImplicitCV):

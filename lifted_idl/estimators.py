@@ -149,7 +149,28 @@ def _standardise(X, what="X", sample_weight=None):
     return size * mean_n, scale, (Xn - mean_n) / std_n, const
 
 
-class _BaseImplicit(BaseEstimator):
+class _DenseTags:
+    """The scikit-learn tags of every estimator of the package: dense input only, and
+    deterministic given ``random_state``."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        tags.non_deterministic = False
+        return tags
+
+
+class _MultiOutputTags:
+    """The regressors' tags: one or several targets."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        return tags
+
+
+class _BaseImplicit(_DenseTags, BaseEstimator):
     _parameter_constraints: dict = {
         "n_hidden": [Interval(numbers.Integral, 1, None, closed="left")],
         "kappa": [Interval(numbers.Real, 0, 1, closed="neither")],
@@ -572,12 +593,6 @@ class _BaseImplicit(BaseEstimator):
                                 working_memory=budget)
         return model._predict(X, batch_size=rows, post=post)
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
-        tags.non_deterministic = False
-        return tags
-
 
 _DOC_PARAMS = r"""
     Parameters
@@ -743,7 +758,7 @@ _DOC_SAMPLE_WEIGHT = r"""        sample_weight : array-like of shape (n_samples,
             so there the two agree in distribution only. Not supported with ``robust_sigma``."""
 
 
-class ImplicitRegressor(RegressorMixin, _BaseImplicit):
+class ImplicitRegressor(_MultiOutputTags, RegressorMixin, _BaseImplicit):
     __doc__ = (
         r"""Implicit-model regressor with the squared loss, single or multi-output.
 
@@ -808,12 +823,6 @@ class ImplicitRegressor(RegressorMixin, _BaseImplicit):
         bound it further.
         """
         return self._decision(X, post=lambda Y: Y[:, 0] if self._y_ndim == 1 else Y)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        tags.target_tags.single_output = True
-        return tags
 
 
 class ImplicitClassifier(ClassifierMixin, _BaseImplicit):
