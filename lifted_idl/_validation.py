@@ -23,6 +23,7 @@ __all__ = [
     "check_kappa",
     "check_max_iter",
     "check_n_jobs",
+    "check_numeric",
     "check_radius",
     "check_real",
     "check_shape",
@@ -180,6 +181,18 @@ def check_shape(name: str, got: tuple, shape: tuple) -> None:
                              f"({name} has {g} {word}; expected {want})")
 
 
+def check_numeric(name: str, M, shape: tuple | None = None, ndim: int = 2) -> None:
+    """Check that the array ``M`` (NumPy or another array namespace's) has a real numeric
+    dtype, ``ndim`` dimensions and ``shape`` (None: a free dimension); a ValueError names
+    ``name`` and what was seen. Converts nothing."""
+    if M.dtype.kind not in "fiub":
+        raise ValueError(f"{name} must be a real numeric array; got dtype {M.dtype}")
+    if M.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D; got shape {M.shape}")
+    if shape is not None:
+        check_shape(name, M.shape, shape)
+
+
 def check_finite_matrix(name: str, M, shape: tuple | None = None, ndim: int = 2) -> np.ndarray:
     """``M`` as a finite float64 NumPy array of ``ndim`` dimensions and ``shape``.
 
@@ -197,12 +210,7 @@ def check_finite_matrix(name: str, M, shape: tuple | None = None, ndim: int = 2)
             M = M.astype(np.float64)
         except (TypeError, ValueError):
             pass
-    if M.dtype.kind not in "fiub":
-        raise ValueError(f"{name} must be a real numeric array; got dtype {M.dtype}")
-    if M.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D; got shape {M.shape}")
-    if shape is not None:
-        check_shape(name, M.shape, shape)
+    check_numeric(name, M, shape, ndim)
     M = M.astype(np.float64, copy=False)
     ok = np.isfinite(M)
     if not ok.all():

@@ -7,7 +7,7 @@ from sklearn.utils import gen_batches
 
 from . import kernel
 from ._array import check_finite, cupy_available, get_namespace, to_numpy
-from ._validation import check_int, check_shape
+from ._validation import check_int, check_numeric
 from .activations import Activation, get_activation
 from .exceptions import IllPosedModelError
 from .wellposedness import (
@@ -33,12 +33,7 @@ def _check_matrix(name, M, shape=None, ndim=2, finite=True):
     xp = get_namespace(M)
     if xp is np:
         M = np.asarray(M)
-    if M.dtype.kind not in "fiub":
-        raise ValueError(f"{name} must be a real numeric array; got dtype {M.dtype}")
-    if M.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D; got shape {M.shape}")
-    if shape is not None:
-        check_shape(name, M.shape, shape)
+    check_numeric(name, M, shape, ndim)
     if finite:
         check_finite(name, M, xp)
     return M
