@@ -45,6 +45,15 @@ def unit_mean_weights(sample_weight, m: int):
     return w * (m / float(w.sum()))
 
 
+def _mean_rows(G, sample_weight=None):
+    """Per-sample gradient rows ``G`` scaled as the mean loss weighs them: by 1/m, times the
+    unit-mean sample weights when given (in place)."""
+    G /= max(G.shape[0], 1)
+    if sample_weight is not None:
+        G *= unit_mean_weights(sample_weight, G.shape[0])[:, None]
+    return G
+
+
 def _weighted_mean(v, w):
     """Mean of the per-sample values ``v`` (m,), weighted by unit-mean weights ``w``."""
     m = max(v.shape[0], 1)
@@ -97,10 +106,7 @@ class SquaredLoss(Loss):
         return 0.5 * _weighted_mean(np.einsum("ij,ij->i", R, R), w)
 
     def grad(self, Y, Yhat, sample_weight=None):
-        G = (Yhat - Y) / max(Y.shape[0], 1)
-        if sample_weight is not None:
-            G *= unit_mean_weights(sample_weight, Y.shape[0])[:, None]
-        return G
+        return _mean_rows(Yhat - Y, sample_weight)
 
     def cvxpy(self, Y, Yhat_expr, sample_weight=None):
         import cvxpy as cp
@@ -133,10 +139,7 @@ class SoftmaxCrossEntropy(Loss):
         return _weighted_mean(v, unit_mean_weights(sample_weight, Y.shape[0]))
 
     def grad(self, Y, Yhat, sample_weight=None):
-        G = (softmax(Yhat, axis=1) - Y) / max(Y.shape[0], 1)
-        if sample_weight is not None:
-            G *= unit_mean_weights(sample_weight, Y.shape[0])[:, None]
-        return G
+        return _mean_rows(softmax(Yhat, axis=1) - Y, sample_weight)
 
     def cvxpy(self, Y, Yhat_expr, sample_weight=None):
         import cvxpy as cp
