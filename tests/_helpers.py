@@ -7,6 +7,8 @@ Import them as ``from _helpers import ...``: ``tests/`` is on ``sys.path`` becau
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -148,3 +150,42 @@ def assert_golden(cases, golden, name):
     assert set(got) == set(want)
     for key, val in got.items():
         np.testing.assert_allclose(val, want[key], rtol=1e-12, atol=1e-13, err_msg=key)
+
+
+# ----- robustness: points of the perturbation sets, a fitted-classifier stand-in -------------
+def box_points(rng, u0, sigma, n_random=200):
+    r"""Every corner of the box :math:`\|u - u_0\|_\infty \le \sigma` (p small) and
+    ``n_random`` random points inside it."""
+    p = u0.size
+    corners = np.array(list(itertools.product([-1.0, 1.0], repeat=p)))
+    return u0 + np.vstack([corners, rng.uniform(-1, 1, size=(n_random, p))]) * sigma
+
+
+def card_points(rng, u0, sigma, k, n_random=200, full_support=False):
+    """Every vertex of the cardinality set (k entries at +-sigma) and ``n_random`` random
+    sparse points: k entries each (``full_support``) or between 1 and k."""
+    p = u0.size
+    pts = []
+    for supp in itertools.combinations(range(p), k):
+        for signs in itertools.product([-1.0, 1.0], repeat=k):
+            d = np.zeros(p)
+            d[list(supp)] = signs
+            pts.append(d)
+    for _ in range(n_random):
+        d = np.zeros(p)
+        size = k if full_support else rng.integers(1, k + 1)
+        supp = rng.choice(p, size=size, replace=False)
+        d[supp] = rng.uniform(-1, 1, size=supp.size)
+        pts.append(d)
+    return u0 + np.array(pts) * sigma
+
+
+class FittedClassifier:
+    """A stand-in for a fitted classifier: only ``model_``, ``classes_`` (and ``fit``)."""
+
+    def __init__(self, model, classes):
+        self.model_ = model
+        self.classes_ = np.asarray(classes)
+
+    def fit(self, X, y=None):  # pragma: no cover - never called
+        return self

@@ -4,6 +4,7 @@ import itertools
 
 import numpy as np
 import pytest
+from _helpers import FittedClassifier
 
 from lifted_idl import ImplicitModel
 from lifted_idl.robustness import (
@@ -23,15 +24,6 @@ def model_(n, p, q, seed, kappa=0.7, activation="relu"):
     return ImplicitModel(A, rng.normal(size=(n, p)), rng.normal(size=(q, n)),
                          0.3 * rng.normal(size=(q, p)), b=0.5 * rng.normal(size=n),
                          c=rng.normal(size=q), activation=activation)
-
-
-class FittedClassifier:
-    def __init__(self, model, classes):
-        self.model_ = model
-        self.classes_ = np.asarray(classes)
-
-    def fit(self, X, y=None):  # pragma: no cover
-        return self
 
 
 def check_in_card_set(res, U, sigma, k):

@@ -4,6 +4,7 @@ import itertools
 
 import numpy as np
 import pytest
+from _helpers import box_points, card_points
 
 from lifted_idl import ImplicitModel
 from lifted_idl.activations import BlockSoftmax, Blockwise
@@ -35,31 +36,6 @@ class Fitted:
 
     def fit(self, X, y=None):  # pragma: no cover - never called
         return self
-
-
-def box_points(rng, u0, sigma, n_random=200):
-    """Every corner of the box (p small) and random points inside it."""
-    p = u0.size
-    corners = np.array(list(itertools.product([-1.0, 1.0], repeat=p)))
-    inner = rng.uniform(-1, 1, size=(n_random, p))
-    return u0 + np.vstack([corners, inner]) * sigma
-
-
-def card_points(rng, u0, sigma, k, n_random=200):
-    """Every vertex of the cardinality set (k entries at +-sigma) and random sparse points."""
-    p = u0.size
-    pts = []
-    for supp in itertools.combinations(range(p), k):
-        for signs in itertools.product([-1.0, 1.0], repeat=k):
-            d = np.zeros(p)
-            d[list(supp)] = signs
-            pts.append(d)
-    for _ in range(n_random):
-        d = np.zeros(p)
-        supp = rng.choice(p, size=rng.integers(1, k + 1), replace=False)
-        d[supp] = rng.uniform(-1, 1, size=supp.size)
-        pts.append(d)
-    return u0 + np.array(pts) * sigma
 
 
 @pytest.mark.parametrize("n,p,q,seed", SIZES)

@@ -3,6 +3,7 @@ no attack flips a certified sample."""
 
 import numpy as np
 import pytest
+from _helpers import FittedClassifier
 
 from lifted_idl import ImplicitModel
 from lifted_idl.robustness import (
@@ -23,15 +24,6 @@ def classifier_model(n, p, q, seed, kappa=0.6):
     return ImplicitModel(A, rng.normal(size=(n, p)) / np.sqrt(p), rng.normal(size=(q, n)),
                          0.3 * rng.normal(size=(q, p)), b=0.3 * rng.normal(size=n),
                          c=rng.normal(size=q))
-
-
-class FittedClassifier:
-    def __init__(self, model, classes):
-        self.model_ = model
-        self.classes_ = np.asarray(classes)
-
-    def fit(self, X, y=None):  # pragma: no cover
-        return self
 
 
 def data(model, m, seed, noise=0.3):

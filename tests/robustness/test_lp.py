@@ -1,11 +1,11 @@
 """The LP relaxation of [IDL Thm 4.3]: soundness, ordering, exactness, reuse, refusals."""
 
-import itertools
 import pickle
 
 import cvxpy as cp
 import numpy as np
 import pytest
+from _helpers import box_points, card_points
 
 from lifted_idl import ImplicitModel
 from lifted_idl.exceptions import BoundConditionError, SolverError
@@ -30,28 +30,6 @@ def relu_model(n, p, q, seed, kappa=0.7):
                          c=rng.normal(size=q))
 
 
-def box_points(rng, u0, sigma, n_random=150):
-    p = u0.size
-    corners = np.array(list(itertools.product([-1.0, 1.0], repeat=p)))
-    return u0 + np.vstack([corners, rng.uniform(-1, 1, size=(n_random, p))]) * sigma
-
-
-def card_points(rng, u0, sigma, k, n_random=150):
-    p = u0.size
-    pts = []
-    for supp in itertools.combinations(range(p), k):
-        for signs in itertools.product([-1.0, 1.0], repeat=k):
-            d = np.zeros(p)
-            d[list(supp)] = signs
-            pts.append(d)
-    for _ in range(n_random):
-        d = np.zeros(p)
-        supp = rng.choice(p, size=k, replace=False)
-        d[supp] = rng.uniform(-1, 1, size=k)
-        pts.append(d)
-    return u0 + np.array(pts) * sigma
-
-
 @pytest.mark.parametrize("n,p,q,seed", SIZES)
 def test_lp_state_bound_sound_ordered_and_below_box(n, p, q, seed):
     model = relu_model(n, p, q, seed)
@@ -61,7 +39,7 @@ def test_lp_state_bound_sound_ordered_and_below_box(n, p, q, seed):
     paper = LPRelaxation(model, u0, sigma)
     tri = LPRelaxation(model, u0, sigma, relaxation="triangle")
     assert paper._problem.is_dpp() and tri._problem.is_dpp()
-    X = model.equilibrium(box_points(rng, u0, sigma))
+    X = model.equilibrium(box_points(rng, u0, sigma, n_random=150))
     x0 = model.equilibrium(u0[None])[0]
     sx = state_box_bound(model, sigma)
     strictly_tighter = 0
@@ -83,7 +61,7 @@ def test_lp_output_bound_sound_and_below_sensitivity(n, p, q, seed):
     rng = np.random.default_rng(60 + seed)
     u0 = rng.normal(size=p)
     sigma = 0.3
-    Y = model.predict(box_points(rng, u0, sigma))
+    Y = model.predict(box_points(rng, u0, sigma, n_random=150))
     y0 = model.predict(u0[None])[0]
     S = sensitivity_matrix(model)
     for rel in ("paper", "triangle"):
@@ -109,7 +87,7 @@ def test_lp_cardinality_sound_and_tighter_than_box(n, p, q, seed):
     u0 = rng.normal(size=p)
     sigma = rng.uniform(0.2, 0.8, size=p)
     k = 2
-    Xk = model.equilibrium(card_points(rng, u0, sigma, k))
+    Xk = model.equilibrium(card_points(rng, u0, sigma, k, n_random=150, full_support=True))
     for rel in ("paper", "triangle"):
         lpk = LPRelaxation(model, u0, sigma, k=k, relaxation=rel)
         lpb = LPRelaxation(model, u0, sigma, relaxation=rel)
