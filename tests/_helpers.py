@@ -132,6 +132,12 @@ def cd_instance(seed, loss, m=50, n=5, p=6, q=3):
 # --------------------------------------------------------------------------------------------
 # golden numbers (tests/data/*.npz, written by tests/data/make_goldens.py)
 # --------------------------------------------------------------------------------------------
+#: the golden suites: the module (in tests/training) that defines the cases, the file (in
+#: tests/data) that holds their numbers
+GOLDENS = {"rounds": ("golden_cases", "golden_rounds.npz"),
+           "gradient": ("golden_gradient_cases", "golden_gradient.npz")}
+
+
 def golden_arrays(cases) -> dict:
     """Every array of every case, keyed ``"case/key"`` as the golden files store them."""
     return {f"{name}/{key}": np.asarray(val, dtype=np.float64)

@@ -4,8 +4,7 @@
 
 Run from the repository root, ``python tests/data/make_goldens.py rounds`` (or ``gradient``),
 only when a change is *meant* to change those numbers, and say so in the commit;
-``tests/training/test_rounds_golden.py`` and ``test_gradient_golden.py`` recompute every case
-and compare.
+``tests/training/test_goldens.py`` recomputes every case of both and compares.
 """
 
 from __future__ import annotations
@@ -21,10 +20,7 @@ sys.path.insert(0, str(HERE.parent / "training"))
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parents[1]))
 
-from _helpers import golden_arrays  # noqa: E402
-
-GOLDENS = {"rounds": ("golden_cases", "golden_rounds.npz"),
-           "gradient": ("golden_gradient_cases", "golden_gradient.npz")}
+from _helpers import GOLDENS, golden_arrays  # noqa: E402
 
 
 def main(which):

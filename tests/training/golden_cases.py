@@ -2,7 +2,7 @@
 
 Every setting is spelled out (none taken from a default), so a change of a default does not
 move a golden; a change of the engine's arithmetic does. ``tests/data/make_goldens.py rounds``
-writes the goldens; ``test_rounds_golden.py`` compares.
+writes the goldens; ``test_goldens.py`` compares.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every setting is spelled out, so a change of a default does not move a golden; a change of the
 training loop's arithmetic does. ``tests/data/make_goldens.py gradient`` writes the goldens;
-``test_gradient_golden.py`` compares (to 1e-12). They were written before ``fit_gradient`` was
+``test_goldens.py`` compares (to 1e-12). They were written before ``fit_gradient`` was
 split into named steps, to prove that the split changed no number.
 """
 
