@@ -139,12 +139,6 @@ class BCDBlocks(Blocks):
                                 method="mm", tol=self.kw["tol"], max_iter=self.ab_max_iter,
                                 sample_weight=self.w, **self.ab_kw)
             r.converged = True  # a fixed number of descent steps
-            if all(np.allclose(a, w, rtol=1e-12, atol=1e-12)
-                   for a, w in zip(r.value, W, strict=True)):
-                # the MM steps did not move (their inexact QP solves gave no model decrease):
-                # the exact step instead, so that a round is not wasted
-                r = blocks.solve_ab(X, self.U, P, lamv, self.kappa, self.activation, pen,
-                                    init=W, sample_weight=self.w, **self.kw, **self.ab_kw)
         elif self.robust_sigma is None:
             r = blocks.solve_ab(X, self.U, P, lamv, self.kappa, self.activation, pen, init=W,
                                 sample_weight=self.w, **self.kw, **self.ab_kw)
@@ -310,10 +304,9 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
         ``"mm"`` takes at most ``ab_max_iter`` majorize–minimize steps
         (:mod:`lifted_idl.blocks.ab_mm`; each lowers the block objective, at a cost linear in
         m × n × (n + p)), an inexact step that keeps every round monotone. Use ``"mm"`` for
-        wide models (n_hidden of 50 and more), where the Newton Hessians dominate a round;
-        on small, ill-conditioned blocks a few MM steps make much less progress per round
-        than the exact step. A round whose MM steps do not move the weights (their inexact
-        QP solves found no model decrease) takes the exact step instead. Ignored with
+        wide models, where the Newton Hessians dominate a round; the estimators take it at
+        every width (their ``ab_step="auto"``: at small widths its damped steps also fitted
+        better than the exact block minimiser, ``benchmarks/README.md``). Ignored with
         ``block_solver="cvxpy"`` and ``robust_sigma``; a group penalty is always solved
         exactly.
     ab_max_iter : int

@@ -231,42 +231,6 @@ def test_adaptive_extrapolation_settings_are_checked(kw):
         RoundSettings(**kw)
 
 
-def test_mm_step_that_does_not_move_falls_back_to_the_exact_step(data, monkeypatch):
-    """When the majorize-minimize (A, B, b) steps return their starting point (their inexact
-    QP solves found no model decrease), the round takes the exact block step instead."""
-    from lifted_idl import blocks
-    from lifted_idl.training.bcd import BCDBlocks
-
-    U, Y, _, _ = data
-    rng = np.random.default_rng(0)
-    n = 6
-    W = (0.1 * rng.standard_normal((n, n)), rng.standard_normal((n, U.shape[1])),
-         0.1 * rng.standard_normal(n))
-    X = np.maximum(U @ W[1].T + W[2], 0.0)
-    P = X + 0.3 * rng.random(X.shape)
-    lamv = np.full(n, 3.0)
-    pen = L2Penalty(1e-3)
-    exact = blocks.solve_ab(X, U, P, lamv, 0.9, get_activation("relu"), pen, init=W,
-                            tol=1e-6, max_iter=100).value
-    real = blocks.solve_ab
-
-    def stalled(*args, **kw):
-        if kw.get("method") == "mm":
-            r = real(*args, **kw)
-            r.value = tuple(np.array(w) for w in kw["init"])
-            return r
-        return real(*args, **kw)
-
-    monkeypatch.setattr(blocks, "solve_ab", stalled)
-    bl = BCDBlocks(U, Y, SquaredLoss(), get_activation("relu"), kappa=0.9, pen_ab=pen,
-                   pen_cd=pen, ab_method="mm", ab_max_iter=3)
-    (_, W1, _, ok), = list(bl.weight_steps(X, P, lamv, W, None))
-    assert ok
-    assert max(np.abs(a - w).max() for a, w in zip(W1, W, strict=True)) > 1e-3
-    for a, e in zip(W1, exact, strict=True):
-        np.testing.assert_allclose(a, e, atol=1e-8)
-
-
 @pytest.mark.filterwarnings("ignore::lifted_idl.ConvergenceWarning")
 def test_weight_penalties_are_checked_and_names_accepted(data):
     """pen_ab / pen_cd as fit_gradient takes them: None and names are penalties of strength 0
