@@ -745,6 +745,13 @@ _DOC_ATTRS = r"""
 """
 
 
+_DOC_CHUNKING = """Computed in chunks of rows, as scikit-learn's
+        ``pairwise_distances_chunked`` does: each chunk's working set is at most
+        ``min(working_memory, 32)`` MiB (``sklearn.get_config()``; 32 MiB with the default
+        1024, since chunks of a few thousand rows already run at full speed), so memory beyond
+        the output stays bounded for any number of rows. Lower ``working_memory`` with
+        ``sklearn.config_context`` to bound it further."""
+
 _DOC_SAMPLE_WEIGHT = r"""        sample_weight : array-like of shape (n_samples,), optional
             Non-negative weights. Every average over the samples (the loss, the divergence and
             coupling terms of BCD's relaxation, the training objective, the validation loss
@@ -815,12 +822,7 @@ class ImplicitRegressor(_MultiOutputTags, RegressorMixin, _BaseImplicit):
     def predict(self, X):
         """Predictions, shape (n_samples,) or (n_samples, n_outputs); float32 stays float32.
 
-        Computed in chunks of rows, as scikit-learn's ``pairwise_distances_chunked`` does:
-        each chunk's working set is at most ``min(working_memory, 32)`` MiB
-        (``sklearn.get_config()``; 32 MiB with the default 1024, since chunks of a few
-        thousand rows already run at full speed), so memory beyond the output stays bounded
-        for any number of rows. Lower ``working_memory`` with ``sklearn.config_context`` to
-        bound it further.
+        {chunking}
         """
         return self._decision(X, post=lambda Y: Y[:, 0] if self._y_ndim == 1 else Y)
 
@@ -909,17 +911,13 @@ class ImplicitClassifier(ClassifierMixin, _BaseImplicit):
     def predict(self, X):
         """Class labels, the argmax of the logits.
 
-        Computed in chunks of rows, as scikit-learn's ``pairwise_distances_chunked`` does:
-        each chunk's working set is at most ``min(working_memory, 32)`` MiB
-        (``sklearn.get_config()``; 32 MiB with the default 1024, since chunks of a few
-        thousand rows already run at full speed), so memory beyond the output stays bounded
-        for any number of rows. Lower ``working_memory`` with ``sklearn.config_context`` to
-        bound it further.
+        {chunking}
         """
         labels = self._decision(X, post=lambda Z: np.argmax(Z, axis=1))
         return self.classes_[labels]
 
 
-for _cls in (ImplicitRegressor, ImplicitClassifier):  # one text for both fits' sample_weight
+for _cls in (ImplicitRegressor, ImplicitClassifier):  # one text for both estimators
     _cls.fit.__doc__ = _cls.fit.__doc__.replace("{sample_weight}", _DOC_SAMPLE_WEIGHT)
+    _cls.predict.__doc__ = _cls.predict.__doc__.replace("{chunking}", _DOC_CHUNKING)
 del _cls
