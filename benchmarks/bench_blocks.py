@@ -34,6 +34,7 @@ import functools
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -321,21 +322,14 @@ def bench_group_linf(reps=5):
     (``_LINF_SOLVER``), CPU time (min over ``reps``), on the instances of
     ``tests/blocks/test_ab.py::test_solve_ab_group_matches_cvxpy`` (m=40, n=6, p=5) and a
     larger one (m=400, n=10, p=100) at the default tol and at BCD's tol=1e-6, max_iter=100."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from _helpers import ab_instance  # the test's instances, drawn the same way
+
     from lifted_idl.blocks import ab as _ab
     from lifted_idl.penalties import GroupPenalty
 
     def instance(seed, act, m, n, p, q=2):
-        rng = np.random.default_rng(seed)
-        U = rng.standard_normal((m, p))
-        X = rng.standard_normal((m, n))
-        if isinstance(act, ReLU):
-            P = np.maximum(rng.standard_normal((m, n)), 0.0)
-        else:
-            P = np.tanh(rng.standard_normal((m, n)))
-        lam = rng.uniform(0.5, 3.0, n)
-        D = rng.standard_normal((q, p))
-        D[:, :2] = 0.0  # the test's fixed part: two zero columns and one tiny one
-        D[:, 2] *= 1e-4
+        X, U, P, lam, D = ab_instance(seed, act, m, n, p, q)
         return (X, U, P, lam, 0.5, act, GroupPenalty(0.3, np.inf).restrict("ab", {"D": D}))
 
     default = _ab._LINF_SOLVER
