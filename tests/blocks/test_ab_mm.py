@@ -174,6 +174,31 @@ def test_batched_l1_projection_matches_brute_force_and_cvxpy(seed):
         assert np.sum((pv - v) ** 2) <= prob.value + 1e-9
 
 
+@pytest.mark.parametrize("scale", [0.05, 0.2, 1.0], ids=["most-inside", "mixed", "outside"])
+def test_l1_projection_on_views_matches_brute_force(scale):
+    """In place on a view (the first columns of a wider array, as in the MM solver's z-update):
+    the sorted rows only (most rows inside the ball) and all rows at once (most outside) agree
+    with the bisection; rows inside, the other columns and zero rows stay bit-for-bit; ties,
+    kappa = 0 and a single column are handled."""
+    rng = np.random.default_rng(7)
+    for kappa in (0.0, 0.8):
+        for d in (1, 9):
+            W = rng.standard_normal((40, d + 3)) * scale
+            W[::5, :d] = np.round(W[::5, :d] * 4) / 4  # ties
+            W[3, :d] = 0.0
+            W0 = W.copy()
+            out = project_l1_rows(W[:, :d], kappa)
+            assert np.shares_memory(out, W)
+            np.testing.assert_array_equal(W[:, d:], W0[:, d:])
+            for v, pv in zip(W0[:, :d], W[:, :d], strict=True):
+                if np.abs(v).sum() <= kappa:
+                    np.testing.assert_array_equal(pv, v)
+                else:
+                    np.testing.assert_allclose(pv, _project_bisection(v, kappa), rtol=0,
+                                               atol=1e-12)
+                    assert np.abs(pv).sum() == pytest.approx(kappa, rel=1e-12, abs=1e-15)
+
+
 @pytest.mark.filterwarnings("ignore::lifted_idl.exceptions.ConvergenceWarning")
 def test_bcd_with_mm_steps_keeps_rounds_monotone():
     """fit_bcd(ab_method="mm"): the relaxed objective never increases within a round, the
