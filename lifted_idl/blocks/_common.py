@@ -544,23 +544,39 @@ def ab_result(objective, A, B, b, n_iter, converged, solver, init, init_objectiv
 def project_l1_rows(V: np.ndarray, kappa: float) -> np.ndarray:
     r"""Project every row of ``V`` onto :math:`\{a : \|a\|_1 \le \kappa\}`, in place.
 
-    The exact sort-based soft-thresholding of theory §3 (the same map as
+    The exact soft-thresholding of theory §3 (the same map as
     :func:`lifted_idl.wellposedness.project_inf_norm_ball`), without its input validation:
-    it runs inside the solvers' inner loops on arrays already checked.
+    it runs inside the solvers' inner loops on arrays already checked. ``V`` may be a view
+    (e.g. the first columns of a larger array); rows already inside the ball are left
+    bit-for-bit unchanged.
+
+    Each row's threshold is :math:`\theta = \max_j (\sum_{k \le j} |v|_{(k)} - \kappa) / j`
+    over the magnitudes sorted in decreasing order, clamped at 0: the root :math:`\theta^*`
+    of :math:`\sum_k \max(|v_k| - \theta^*, 0) = \kappa` bounds every term (the j largest
+    magnitudes minus :math:`\theta^*` sum to at most :math:`\kappa`), with equality at the
+    number of entries above :math:`\theta^*`; rows inside the ball (all terms
+    :math:`\le 0`) need no separate treatment. One sort, one cumulative sum and one maximum
+    per call; where fewer than half of the rows leave the ball, only those rows are sorted.
     """
     absV = np.abs(V)
     outside = absV.sum(axis=1) > kappa
-    if not outside.any():
+    n_out = np.count_nonzero(outside)
+    if n_out == 0:
         return V
-    sub = absV[outside]
-    S = -np.sort(-sub, axis=1)
-    css = np.cumsum(S, axis=1)
+    whole = 2 * n_out > V.shape[0]
+    sub = absV if whole else absV[outside]
+    css = np.cumsum(np.sort(sub, axis=1)[:, ::-1], axis=1)
     css -= kappa
-    j = np.arange(1, S.shape[1] + 1, dtype=np.float64)
-    cond = S * j > css
-    rho = S.shape[1] - 1 - np.argmax(cond[:, ::-1], axis=1)
-    theta = css[np.arange(S.shape[0]), rho] / (rho + 1.0)
-    V[outside] = np.copysign(np.maximum(sub - theta[:, None], 0.0), V[outside])
+    css /= np.arange(1.0, V.shape[1] + 1.0)
+    theta = css.max(axis=1)
+    if whole:
+        np.maximum(theta, 0.0, out=theta)  # the rows inside: theta = 0, V unchanged
+    sub -= theta[:, None]
+    np.maximum(sub, 0.0, out=sub)
+    if whole:
+        np.copysign(sub, V, out=V)
+    else:
+        V[outside] = np.copysign(sub, V[outside])
     return V
 
 

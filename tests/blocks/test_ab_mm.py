@@ -174,6 +174,31 @@ def test_batched_l1_projection_matches_brute_force_and_cvxpy(seed):
         assert np.sum((pv - v) ** 2) <= prob.value + 1e-9
 
 
+@pytest.mark.parametrize("scale", [0.05, 0.2, 1.0], ids=["most-inside", "mixed", "outside"])
+def test_l1_projection_on_views_matches_brute_force(scale):
+    """In place on a view (the first columns of a wider array, as in the MM solver's z-update):
+    the sorted rows only (most rows inside the ball) and all rows at once (most outside) agree
+    with the bisection; rows inside, the other columns and zero rows stay bit-for-bit; ties,
+    kappa = 0 and a single column are handled."""
+    rng = np.random.default_rng(7)
+    for kappa in (0.0, 0.8):
+        for d in (1, 9):
+            W = rng.standard_normal((40, d + 3)) * scale
+            W[::5, :d] = np.round(W[::5, :d] * 4) / 4  # ties
+            W[3, :d] = 0.0
+            W0 = W.copy()
+            out = project_l1_rows(W[:, :d], kappa)
+            assert np.shares_memory(out, W)
+            np.testing.assert_array_equal(W[:, d:], W0[:, d:])
+            for v, pv in zip(W0[:, :d], W[:, :d], strict=True):
+                if np.abs(v).sum() <= kappa:
+                    np.testing.assert_array_equal(pv, v)
+                else:
+                    np.testing.assert_allclose(pv, _project_bisection(v, kappa), rtol=0,
+                                               atol=1e-12)
+                    assert np.abs(pv).sum() == pytest.approx(kappa, rel=1e-12, abs=1e-15)
+
+
 @pytest.mark.filterwarnings("ignore::lifted_idl.exceptions.ConvergenceWarning")
 def test_bcd_with_mm_steps_keeps_rounds_monotone():
     """fit_bcd(ab_method="mm"): the relaxed objective never increases within a round, the
@@ -269,3 +294,65 @@ def test_zero_step_of_loose_qps_is_not_convergence(monkeypatch):
                                       True, init, tol, 3, accelerate=False)
     assert n_iter >= 2
     assert max(np.abs(A - init[0]).max(), np.abs(B - init[1]).max()) > 1e-4
+
+
+def test_rejected_steps_are_shortened_not_solved_again(monkeypatch):
+    """From theta at its floor most first trials fail the acceptance test; the rows (inside
+    the ball) shorten their step to (theta_first / theta_final) of it with no second QP, and
+    every accepted point is feasible, lowers its model at the final theta and is bounded by
+    it."""
+    from lifted_idl.blocks import ab_mm as mod
+
+    act = ReLU()
+    X, U, P, lam, init = instance(6, act)
+    prob = mod._MMProblem(X, U, P, lam, 0.4, act, L2Penalty(0.01).restrict("ab"), True)
+    W0 = np.hstack([project_l1_rows(init[0].copy(), 0.4), init[1], init[2][:, None]])
+    Z0 = prob.M @ W0.T
+    f0 = prob.values(W0, Z0, slice(None))
+    g = prob.grad(Z0)
+    n = W0.shape[0]
+    c_first = mod.THETA_MIN * prob.c0
+    first = mod._mm_qp(prob, W0, g, c_first, np.zeros((n, prob.npen)), 1e-10, 500)
+    calls = []
+    real = mod._mm_qp
+    monkeypatch.setattr(mod, "_mm_qp", lambda *a: calls.append(a[1].shape[0]) or real(*a))
+    theta = np.full(n, mod.THETA_MIN)
+    W1, Z1, f1, dec, _ = mod._mm_step(prob, np.arange(n), W0, Z0, f0, g, theta,
+                                      np.zeros((n, prob.npen)), 1e-10, 500)
+    assert calls == [n] and np.sum(theta > mod.THETA_MIN) >= n // 2
+    np.testing.assert_allclose(W1 - W0, (first - W0) * (mod.THETA_MIN / theta)[:, None],
+                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(Z1, prob.M @ W1.T, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(dec, prob.model_decrease(W0, W1, g, theta * prob.c0),
+                               rtol=1e-9, atol=1e-14)
+    assert np.all(dec < 0)
+    assert np.all(f1 <= f0 + dec + 1e-12 * np.maximum(1.0, np.abs(f0)))
+    assert np.abs(W1[:, :n]).sum(axis=1).max() <= 0.4 * (1 + 1e-12)
+
+
+def test_dual_guess_lies_in_the_normal_cone_and_is_exact_there():
+    """The warm start of ADMM's duals is a point of the l1 ball's normal cone at each row
+    (0 inside the ball), and is the given vector itself when that lies in the cone (the
+    multiplier at the QP's minimiser)."""
+    from lifted_idl.blocks.ab_mm import _normal_cone_guess
+
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((30, 8)) * (rng.random((30, 8)) < 0.6)
+    a[0] = 0.0
+    a[1:] = project_l1_rows(a[1:] * 10.0, 1.5)  # on the sphere
+    a[2] *= 0.5  # strictly inside
+    e = rng.standard_normal((30, 8))
+    y = _normal_cone_guess(a, e, 1.5)
+    for ai, yi in zip(a, y, strict=True):
+        if np.abs(ai).sum() < 1.5 * (1 - 1e-9):
+            assert np.all(yi == 0.0)
+            continue
+        s = np.sign(ai)
+        mu = np.abs(yi).max(initial=0.0)
+        np.testing.assert_allclose(yi[s != 0], mu * s[s != 0], rtol=1e-12)
+        assert np.all(np.abs(yi[s == 0]) <= mu)
+    # a vector of the cone: mu s on the support, anything within [-mu, mu] off it
+    mu = rng.uniform(0.1, 2.0, (30, 1))
+    cone = np.where(a != 0, mu * np.sign(a), mu * rng.uniform(-1, 1, a.shape))
+    on = np.abs(a).sum(axis=1) >= 1.5 * (1 - 1e-9)
+    np.testing.assert_allclose(_normal_cone_guess(a, cone, 1.5)[on], cone[on], rtol=1e-12)
