@@ -47,9 +47,26 @@ _FINE_TUNE_TRIES = 4
 #: (measured in issue 13)
 _AB_MM_STEPS = 2
 _AB_MM_WIDE_HIDDEN = 64
-#: tol=None: the relative decrease per BCD round / per gradient epoch below which each stops
+#: tol=None: the relative decrease per BCD round / per gradient epoch below which each stops;
+#: BCD's on up to ``_BCD_TOL_SAMPLES`` training samples (see :func:`_default_bcd_tol`)
 _BCD_TOL = 1e-3
+_BCD_TOL_SAMPLES = 1000
 _GRADIENT_TOL = 1e-4
+
+
+def _default_bcd_tol(n_samples: float) -> float:
+    r"""BCD's ``tol`` when ``tol=None``: ``_BCD_TOL`` on up to ``_BCD_TOL_SAMPLES`` samples,
+    :math:`\mathrm{tol}\sqrt{m_0/m}` on :math:`m` samples beyond.
+
+    The training objective is a mean over the m samples: its standard error, relative to it,
+    is :math:`\mathrm{sd}(\ell_s)/(\bar\ell\sqrt m)` (about :math:`1.4/\sqrt m` for Gaussian
+    residuals). A relative decrease per round below that resolution is not worth a round on
+    small data, but on more data the same decrease is a larger share of what the data can
+    tell apart, and the rounds still lower the test error; the tolerance therefore shrinks
+    with the statistical resolution, as :math:`1/\sqrt m`, beyond the size at which the
+    default was chosen (measured in ``benchmarks/README.md``). ``n_samples``: the training
+    samples, or the effective number :math:`(\sum_s w_s)^2/\sum_s w_s^2` with weights."""
+    return _BCD_TOL * min(1.0, float(np.sqrt(_BCD_TOL_SAMPLES / max(n_samples, 1.0))))
 
 
 def _fold_standardisation(model: ImplicitModel, mean_u, scale_u, mean_y=None, scale_y=None):
@@ -372,6 +389,16 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
         """Whether BCD's (A, B, b) step is the inexact majorize–minimize step."""
         return self.ab_step in ("auto", "mm")
 
+    def _bcd_tol(self, n_samples, sample_weight=None) -> float:
+        """``tol``, or for ``tol=None`` :func:`_default_bcd_tol` of the (effective) number of
+        training samples."""
+        if self.tol is not None:
+            return self.tol
+        if sample_weight is not None:
+            w = np.asarray(sample_weight, dtype=np.float64)
+            n_samples = float(w.sum() ** 2 / (w @ w))
+        return _default_bcd_tol(n_samples)
+
     def _fit_bcd_stage(self, X, Y, loss, act, pen, group, c_ridge, init, validation, seed,
                        n_threads, scale_u, record, sample_weight=None):
         """The BCD stage (:func:`~lifted_idl.training.bcd.fit_bcd`); updates ``record``."""
@@ -381,7 +408,7 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
             X, Y, loss, n_hidden=self.n_hidden, kappa=self.kappa, activation=act,
             pen_ab=pen, pen_cd=pen, group=group, c_ridge=c_ridge,
             init_model=init, lam=self.lam, lam_min=self.lam_min, mu=self.mu,
-            max_iter=self.max_iter, tol=_BCD_TOL if self.tol is None else self.tol,
+            max_iter=self.max_iter, tol=self._bcd_tol(X.shape[0], sample_weight),
             n_iter_no_change=self.n_iter_no_change, block_solver=self.block_solver,
             ab_method="mm" if self._ab_mm() else "fast",
             ab_max_iter=_AB_MM_STEPS if self.n_hidden < _AB_MM_WIDE_HIDDEN else 1,
@@ -660,9 +687,12 @@ _DOC_PARAMS = r"""
         Minibatch size of the gradient solver ("auto": full batch up to 1000 samples, else 200).
     tol : float or None, default=None
         Relative decrease per round (per epoch for the gradient solver) below which a
-        solver stops. None: 1e-3 per BCD round, 1e-4 per gradient epoch (a BCD round, with
-        its adaptive extrapolation, moves much further than an epoch). Raise it for a
-        quicker, rougher fit; lower it to run BCD further.
+        solver stops. None: 1e-4 per gradient epoch, and per BCD round (which, with its
+        adaptive extrapolation, moves much further than an epoch) 1e-3 on up to 1000
+        training samples and :math:`10^{-3}\sqrt{1000/m}` on m samples beyond: the
+        statistical error of the training objective shrinks like :math:`1/\sqrt m`, and on
+        more data further rounds keep lowering the test error (``benchmarks/README.md``).
+        Raise it for a quicker, rougher fit; lower it to run BCD further.
     n_iter_no_change : int, default=5
         BCD: the (accepted) rounds over which the mean relative decrease is compared with
         ``tol``; gradient solver: epochs without an improvement of ``tol`` before stopping.
@@ -759,10 +789,13 @@ _DOC_SAMPLE_WEIGHT = r"""        sample_weight : array-like of shape (n_samples,
             :math:`\sum_s w_s(\cdot)_s/\sum_s w_s`, and the standardisation uses the
             weighted mean and standard deviation. Samples of weight 0 are dropped, so they
             give exactly the fit without them; integer weights give the fit on the data with
-            each sample repeated :math:`w_s` times (to rounding) for ``solver="bcd"``, and for
-            the gradient solvers with full-batch steps (``batch_size="auto"`` up to 1000
-            samples). Minibatches and the ``early_stopping`` split draw samples, not copies,
-            so there the two agree in distribution only. Not supported with ``robust_sigma``."""
+            each sample repeated :math:`w_s` times (to rounding) for ``solver="bcd"`` (with
+            ``tol=None`` on up to 1000 effective samples :math:`(\sum_s w_s)^2/\sum_s w_s^2`:
+            beyond, the default ``tol`` follows the number of samples, which repeats raise and
+            weights do not), and for the gradient solvers with full-batch steps
+            (``batch_size="auto"`` up to 1000 samples). Minibatches and the
+            ``early_stopping`` split draw samples, not copies, so there the two agree in
+            distribution only. Not supported with ``robust_sigma``."""
 
 
 class ImplicitRegressor(_MultiOutputTags, RegressorMixin, _BaseImplicit):

@@ -336,3 +336,33 @@ def test_robust_options_need_their_solver():
         ImplicitClassifier(constraint="mu_inf").fit(X, y)
     with pytest.raises(ValueError, match="robust_sigma"):
         ImplicitClassifier(solver="gradient", robust_sigma=0.1).fit(X, y)
+
+
+def _first_converged_round(hist, tol, k):
+    """The first round at which the objective test of the rounds (relative decrease below
+    ``tol`` per round over the last ``k`` accepted rounds) holds, from the history."""
+    pool = [hist.train_loss[0]]
+    for it, acc in enumerate(hist.accepted, start=1):
+        if acc:
+            pool.append(hist.train_loss[it])
+        if len(pool) > k and min(pool[:-k]) - pool[-1] <= tol * k * abs(min(pool[:-k])):
+            return it
+    return None
+
+
+@pytest.mark.parametrize("m", [400, 2000])
+def test_default_bcd_tol_shrinks_beyond_1000_samples(m):
+    """``tol=None``: BCD stops at the first round whose objective test holds with
+    ``1e-3 * min(1, sqrt(1000 / m))``, and not with the tolerance of 1000 samples when
+    m > 1000."""
+    from lifted_idl.estimators import _default_bcd_tol
+
+    U, y, _, _, _ = make_teacher(m, 10, n_features=3, n_hidden=4, random_state=0)
+    reg = ImplicitRegressor(n_hidden=2, random_state=0).fit(U, y)
+    hist = reg.bcd_history_
+    tol = _default_bcd_tol(m)
+    assert tol == pytest.approx(1e-3 * min(1.0, np.sqrt(1000 / m)))
+    assert hist.stopped_by == "objective"
+    assert _first_converged_round(hist, tol, 5) == hist.n_iter
+    if m > 1000:  # the looser tolerance of 1000 samples would have stopped it earlier
+        assert _first_converged_round(hist, 1e-3, 5) < hist.n_iter

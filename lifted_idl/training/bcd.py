@@ -188,10 +188,11 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
             lam=10.0, lam_increase=4.0, lam_decrease=0.5, lam_min=3.0, lam_max=1e4, mu=1e-3,
             per_state_lam=True, x_step=False, extrapolation=0.9, extrapolation_growth=1.2,
             extrapolation_max=0.99, extrapolate_first=True, max_iter=30, tol=1e-4,
-            n_iter_no_change=5, block_solver="fast", block_tol=1e-6, block_max_iter=100,
-            ab_method="fast", ab_max_iter=5, fit_intercept=True, validation=None,
-            robust_sigma=None, group=None, c_ridge=0.0, n_jobs=None, random_state=None,
-            verbose=0, callback=None, sample_weight=None, record_relaxed=True):
+            n_iter_no_change=5, pred_tol=None, block_solver="fast", block_tol=1e-6,
+            block_max_iter=100, ab_method="fast", ab_max_iter=5, fit_intercept=True,
+            validation=None, robust_sigma=None, group=None, c_ridge=0.0, n_jobs=None,
+            random_state=None, verbose=0, callback=None, sample_weight=None,
+            record_relaxed=True):
     r"""Train an implicit model by block-coordinate descent on the relaxation (docs/theory.md §8).
 
     A fit is one run of the anchored-round engine (:class:`~lifted_idl.training.rounds.
@@ -289,6 +290,17 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
         ``n_iter_no_change`` accepted rounds, i.e. by less than ``tol * n_iter_no_change``
         over them (rejected rounds change nothing, so they do not count towards the
         patience).
+    pred_tol : float or None
+        Also converged when the training predictions have stopped moving: when the residuals
+        (fitted values minus targets for the squared loss, class probabilities minus one-hot
+        targets for the cross-entropy) moved by less than ``pred_tol`` per round, root mean
+        square over samples and outputs, on average over the last ``n_iter_no_change``
+        accepted rounds (``RoundSettings.pred_tol``; ``history.pred_change`` holds the change
+        of every accepted round). Unlike the objective's relative decrease, this test does not
+        depend on how close the objective is to zero: on nearly separable classes the
+        cross-entropy keeps falling by a steady fraction per round, the weights growing
+        against their penalty, long after the probabilities have settled. None: the objective
+        test only. ``history.stopped_by`` says which test ended the run.
     block_solver : {"fast", "cvxpy", "CLARABEL", "ECOS", "OSQP", "HIGHS"}
         The block solvers: ``"fast"`` (the vectorised exact solvers of
         :mod:`lifted_idl.blocks`), ``"cvxpy"`` (their cvxpy formulations, each solved by the
@@ -386,7 +398,8 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
                              extrapolation_growth=extrapolation_growth,
                              extrapolation_max=extrapolation_max,
                              extrapolate_first=extrapolate_first, tol=tol,
-                             n_iter_no_change=n_iter_no_change, record_relaxed=record_relaxed)
+                             n_iter_no_change=n_iter_no_change, pred_tol=pred_tol,
+                             record_relaxed=record_relaxed)
     engine = RoundEngine(problem, settings, validation=validation, verbose=verbose,
                          callback=callback)
     t0 = time.perf_counter()

@@ -89,6 +89,13 @@ class History:
         Seconds.
     block_warnings : list of (round, block)
         Block solves (and equilibrium solves) that stopped on their iteration cap.
+    pred_change : list of float
+        With ``RoundSettings.pred_tol``: for every accepted round, the root-mean-square change
+        of the training residuals (:meth:`Blocks.residuals`) from the previous accepted state.
+    stopped_by : str
+        Why the run ended: ``"objective"`` (``tol``, on the selection score: the validation
+        loss when validation data were given), ``"predictions"`` (``pred_tol``),
+        ``"stalled"`` (a rejection at ``lam_max``), ``"max_iter"``, or ``""`` before a run.
     """
 
     relaxed: list = field(default_factory=list)
@@ -103,6 +110,8 @@ class History:
     beta: list = field(default_factory=list)
     time: float = 0.0
     block_warnings: list = field(default_factory=list)
+    pred_change: list = field(default_factory=list)
+    stopped_by: str = ""
 
     @property
     def n_accepted(self) -> int:
@@ -142,6 +151,16 @@ class RoundSettings:
         Converged when the selection score improved by less than ``tol`` (relative) per round
         on average over the last ``n_iter_no_change`` rounds counted by ``patience``: by less
         than ``tol * n_iter_no_change`` relative to the score before them.
+    pred_tol : float or None
+        Also converged when the fitted function has stopped moving: when the training
+        residuals :meth:`Blocks.residuals` (the fitted values minus the targets for the squared
+        loss, the class probabilities minus the one-hot targets for the cross-entropy) moved by
+        less than ``pred_tol`` per round, root mean square over samples and outputs, on average
+        over the last ``n_iter_no_change`` accepted rounds. The change is in the units of the
+        targets (standardised targets, probabilities), whatever the size of the objective:
+        on a nearly separable classification problem the cross-entropy keeps falling by a
+        steady fraction per round (the weights grow against their penalty) while the
+        probabilities, and the predictions, no longer change. None: the objective test only.
     patience : {"accepted", "all"}
         Count only accepted rounds towards ``n_iter_no_change`` (rejected rounds change
         nothing), or every round.
@@ -173,6 +192,7 @@ class RoundSettings:
     extrapolation_max: float = 0.99
     tol: float = 1e-4
     n_iter_no_change: int = 5
+    pred_tol: float | None = None
     patience: str = "accepted"
     bound_first: bool = True
     extrapolate_first: bool = True
@@ -180,6 +200,8 @@ class RoundSettings:
 
     def __post_init__(self):
         check_choice("patience", self.patience, ("accepted", "all"))
+        if self.pred_tol is not None and not self.pred_tol >= 0:
+            raise ValueError(f"pred_tol must be None or >= 0; got pred_tol={self.pred_tol!r}")
         if not self.extrapolation_growth >= 1.0:
             raise ValueError(f"extrapolation_growth must be >= 1; got "
                              f"extrapolation_growth={self.extrapolation_growth!r}")
@@ -260,6 +282,15 @@ class Blocks:
         C, D, c = CD
         return ImplicitModel(A, B, C, D, b=b, c=c if self.fit_intercept else None,
                              activation=self.activation)
+
+    def residuals(self, st):
+        r"""The per-sample gradient of the loss with respect to the outputs at the training
+        predictions of state ``st``, shape (m, q): :math:`\hat y_s - y_s` for the squared
+        loss, :math:`\mathrm{softmax}(\hat y_s) - y_s` for the cross-entropy (the targets are
+        fixed, so its change between rounds is that of the fitted values, or of the class
+        probabilities)."""
+        Yhat = st.model.output(st.X, self.U)
+        return self.loss.grad(self.Y, Yhat) * max(self.U.shape[0], 1)
 
     def equilibrium(self, W, X0):
         """The true equilibrium of weights W (from X0); returns ``(X, converged)``."""
@@ -448,6 +479,9 @@ class RoundEngine:
         score0 = self._score(st)
         best = (score0, st, 0)
         scores, accepted_scores = [score0], [score0]
+        k = s.n_iter_no_change
+        # the residuals of the last k + 1 accepted states (the prediction test)
+        residuals = [] if s.pred_tol is None else [self.blocks.residuals(st)]
         w_prev, self._x_prev = None, None
         self.beta = float(s.extrapolation)  # the momentum restarts with every run
         for it in range(1, max_iter + 1):
@@ -478,28 +512,45 @@ class RoundEngine:
             if self.callback is not None:
                 self.callback(it, st.model, hist)
             if stalled:
-                hist.converged = True
+                hist.converged, hist.stopped_by = True, "stalled"
                 break
             if new is not None:
                 accepted_scores.append(score)
+                if s.pred_tol is not None:
+                    residuals = residuals[-k:] + [self.blocks.residuals(st)]
+                    hist.pred_change.append(self._rms(residuals[-1] - residuals[-2]))
             pool = accepted_scores if s.patience == "accepted" else scores
-            k = s.n_iter_no_change
             if len(pool) > k:
                 past = min(pool[:-k])
                 if past - best[0] <= s.tol * k * abs(past):
-                    hist.converged = True
+                    hist.converged, hist.stopped_by = True, "objective"
                     break
+            if (s.pred_tol is not None and new is not None and len(residuals) > k
+                    and self._rms(residuals[-1] - residuals[0]) <= s.pred_tol * k):
+                hist.converged, hist.stopped_by = True, "predictions"
+                break
         else:
+            hist.stopped_by = "max_iter"
             if warn and max_iter > 0:
+                moving = ("" if s.pred_tol is None else
+                          f" and its training predictions still moving by more than "
+                          f"pred_tol={s.pred_tol:g}")
                 warnings.warn(
                     f"{self.label} stopped at max_iter={max_iter} rounds while the objective was "
-                    f"still improving by more than tol={s.tol:g} per round over the last "
-                    f"{s.n_iter_no_change} rounds; the best round ({best[2]}) is returned; "
+                    f"still improving by more than tol={s.tol:g}{moving} per round over the "
+                    f"last {s.n_iter_no_change} rounds; the best round ({best[2]}) is returned; "
                     f"raise max_iter to train further.", ConvergenceWarning,
                     stacklevel=3)
         hist.best_round = best[2]
         hist.time = time.perf_counter() - t0
         return best[1], hist
+
+    def _rms(self, R):
+        """Root mean square of the rows ``R`` (m, q) over samples (weighted by the blocks'
+        unit-mean sample weights ``w``, when they have them) and outputs."""
+        sq = np.einsum("ij,ij->i", R, R) / max(R.shape[1], 1)
+        w = getattr(self.blocks, "w", None)
+        return float(np.sqrt((sq.mean() if w is None else w @ sq / sq.shape[0])))
 
     def _progress(self, it, st, score, best):
         if not self.verbose:

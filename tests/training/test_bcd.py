@@ -138,7 +138,64 @@ def test_cross_entropy_training_lowers_the_loss():
 def test_max_iter_reached_warns(data):
     with pytest.warns(ConvergenceWarning, match="max_iter"):
         _, hist = _fit(data, max_iter=2, tol=0.0)
-    assert not hist.converged
+    assert not hist.converged and hist.stopped_by == "max_iter"
+
+
+def _residual_rms(model, U, Y, loss, prev):
+    """The residuals of ``model`` on (U, Y) (softmax probabilities minus one-hot targets, or
+    fitted values minus targets) and their root-mean-square change from ``prev``."""
+    from scipy.special import softmax
+
+    Yhat = model.predict(U)
+    R = (softmax(Yhat, axis=1) if isinstance(loss, SoftmaxCrossEntropy) else Yhat) - Y
+    return R, (None if prev is None else float(np.sqrt(np.mean(np.sum((R - prev) ** 2, 1)
+                                                                / R.shape[1]))))
+
+
+@pytest.mark.parametrize("loss", ["squared", "cross_entropy"])
+def test_pred_tol_stops_when_the_predictions_stop_moving(data, loss):
+    """``pred_tol``: the recorded change of every accepted round is the root-mean-square change
+    of the residuals (probabilities minus one-hot targets for the cross-entropy), recomputed
+    here from the models of the rounds; the run stops at the first accepted round whose change
+    over the last ``n_iter_no_change`` accepted rounds is below ``pred_tol`` per round, and not
+    before."""
+    U, Y, _, _ = data
+    if loss == "cross_entropy":
+        Y = np.eye(2)[(Y[:, 0] > np.median(Y[:, 0])).astype(int)]
+        lossobj = SoftmaxCrossEntropy()
+    else:
+        lossobj = SquaredLoss()
+    models = []
+    k, pred_tol = 3, 5e-3
+    kw = dict(n_hidden=6, kappa=0.9, activation=get_activation("relu"), pen_ab=L2Penalty(1e-3),
+              pen_cd=L2Penalty(1e-3), tol=0.0, n_iter_no_change=k, pred_tol=pred_tol,
+              random_state=0, record_relaxed=False)
+    start, _ = fit_bcd(U, Y, lossobj, max_iter=0, **kw)  # no round: the start
+    _, hist = fit_bcd(U, Y, lossobj, max_iter=200, **kw,
+                      callback=lambda it, m, h: models.append(m))
+    assert hist.converged and hist.stopped_by == "predictions"
+    assert len(hist.pred_change) == hist.n_accepted
+    # the residuals of the start and of every accepted round, from the models themselves
+    states = [start] + [m for m, a in zip(models, hist.accepted, strict=True) if a]
+    res = [_residual_rms(start, U, Y, lossobj, None)[0]]
+    for j, m in enumerate(states[1:]):
+        R, change = _residual_rms(m, U, Y, lossobj, res[-1])
+        assert change == pytest.approx(hist.pred_change[j], rel=1e-6, abs=1e-12)
+        res.append(R)
+    windows = [_residual_rms(states[j], U, Y, lossobj, res[j - k])[1]
+               for j in range(k, len(res))]
+    assert windows[-1] <= pred_tol * k
+    assert all(w > pred_tol * k for w in windows[:-1])
+
+
+@pytest.mark.filterwarnings("ignore::lifted_idl.ConvergenceWarning")
+def test_pred_tol_none_changes_nothing(data):
+    _, h0 = _fit(data, max_iter=8)
+    _, h1 = _fit(data, max_iter=8, pred_tol=None)
+    assert h0.train_loss == h1.train_loss and h1.pred_change == []
+    assert h1.stopped_by in ("objective", "max_iter")
+    with pytest.raises(ValueError, match="pred_tol"):
+        _fit(data, pred_tol=-1.0)
 
 
 def test_cvxpy_blocks_give_the_same_first_round(data):
