@@ -52,6 +52,7 @@ import scipy.linalg
 import scipy.optimize
 from scipy.special import logsumexp, softmax
 
+from .._validation import check_real
 from ..losses import SoftmaxCrossEntropy, SquaredLoss, get_loss, unit_mean_weights
 from ..penalties import GroupView, L1View, L2View, ZeroView
 from ._common import (
@@ -100,7 +101,8 @@ def _check(P, U, Y, loss, penalty, init):
 
 def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
              method: str = "fast", tol: float = 1e-8, max_iter: int = 1000,
-             cvxpy_solver: str | None = None, sample_weight=None) -> BlockResult:
+             cvxpy_solver: str | None = None, sample_weight=None,
+             rtol: float | None = None) -> BlockResult:
     r"""Solve the (C, D, c) block exactly (theory §8, arXiv (12)).
 
     .. math::
@@ -144,6 +146,17 @@ def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
         (:func:`~lifted_idl.losses.unit_mean_weights`; integer weights are repeated samples).
         The squared loss is reduced to an unweighted problem (weighted centring, rows scaled by
         :math:`\sqrt{\tilde w_s}`); the cross-entropy solvers weight each sample's terms.
+    rtol : float in (0, 1), optional
+        An inexact solve from a warm start: with ``init``, the cross-entropy Newton solvers
+        (no penalty or ridge) stop once the gradient's norm (whitened, scaled coordinates, as
+        for ``tol``) is at most ``rtol`` times its norm at ``init``, or at most ``tol``. Every
+        Newton step is a descent step, so the objective is still below the one at ``init``,
+        and as a warm start approaches the optimum the solve becomes as accurate as the exact
+        one. For the blocks of BCD, which re-solve (C, D, c) every round from the previous
+        round's solution. Without ``init`` (a cold start, where the gradient at zero says
+        nothing of the accuracy wanted), with ``method="cvxpy"`` and for the other losses and
+        penalties it has no effect: the solve goes to ``tol``. None (the default): the exact
+        solve.
 
     Returns
     -------
@@ -158,6 +171,7 @@ def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
         The cvxpy solve failed or was infeasible.
     """
     check_options(method, tol, max_iter)
+    rtol = check_real("rtol", rtol, 0.0, 1.0, closed="neither", allow_none=True)
     cvxpy_solver = check_cvxpy_solver(method, cvxpy_solver)
     P, U, Y, loss, pen, init = _check(P, U, Y, loss, penalty, init)
     n, q = P.shape[1], Y.shape[1]
@@ -181,7 +195,7 @@ def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
         W0 = None if init is None else np.hstack([init[0], init[1]])
         c0 = None if init is None else init[2]
         W, c, n_iter, conv, solver = _solve_fast(M, Y, loss, pen, fit_intercept, W0, c0, tol,
-                                                 max_iter, w)
+                                                 max_iter, w, None if init is None else rtol)
     C, D = np.ascontiguousarray(W[:, :n]), np.ascontiguousarray(W[:, n:])
     if not fit_intercept:
         c = np.zeros(q)
@@ -193,9 +207,10 @@ def solve_cd(P, U, Y, loss, penalty, *, fit_intercept: bool = True, init=None,
     return keep_better(res, init, init_obj)
 
 
-def _solve_fast(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter, w):
+def _solve_fast(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter, w, rtol=None):
     """The package's solver for this loss and penalty on the design ``M = [P U]``; returns
-    ``(W, c, n_iter, converged, solver name)``."""
+    ``(W, c, n_iter, converged, solver name)``; ``rtol`` (None: exact) is used by the
+    cross-entropy Newton solvers only."""
     if isinstance(pen, GroupView) and pen.alpha > 0:
         if isinstance(loss, SquaredLoss):
             return (*_cd_group_squared(M, Y, pen, fit_intercept, W0, tol, max_iter),
@@ -214,7 +229,8 @@ def _solve_fast(M, Y, loss, pen, fit_intercept, W0, c0, tol, max_iter, w):
     if isinstance(pen, L1View) and pen.alpha > 0:
         return (*_softmax_l1_lbfgsb(M, Y, pen.alpha, fit_intercept, W0, c0, tol, max_iter, w),
                 "lbfgsb")
-    return _softmax_ridge_newton(M, Y, pen.alpha, fit_intercept, W0, c0, tol, max_iter, w=w)
+    return _softmax_ridge_newton(M, Y, pen.alpha, fit_intercept, W0, c0, tol, max_iter, w=w,
+                                 rtol=rtol)
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,7 +328,7 @@ def _softmax_parts(Mx, Y, W, c, w=None):
 
 
 def _softmax_ridge_newton(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter, dense_max=100,
-                          w=None):
+                          w=None, rtol=None):
     r"""Newton's method for :math:`\mathcal L_{CE}(Y, MW^\top + c) + \frac\alpha2\|W\|_F^2` in
     whitened coordinates.
 
@@ -330,6 +346,8 @@ def _softmax_ridge_newton(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter, den
     conjugate gradients on Hessian-vector products (:func:`_softmax_newton_cg`; solver
     ``"newton_cg"``). With unit-mean sample weights ``w`` the centring and the Gram matrix are
     weighted (:math:`M_c^\top\mathrm{diag}(w)M_c`), and so is every sample's loss term.
+    With ``rtol`` the Newton iteration stops at the gradient tolerance ``max(tol, rtol *
+    |g_0|)``, :math:`g_0` the (whitened) gradient at the start ``W0, c0`` (:func:`solve_cd`).
     """
     m, d = M.shape
     q = Y.shape[1]
@@ -357,7 +375,7 @@ def _softmax_ridge_newton(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter, den
                          (c0 + W0 @ mbar)[:ni]])
     dense = nw + ni <= dense_max
     newton = _softmax_dense_newton if dense else _softmax_newton_cg
-    xs, nit, ok = newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w)
+    xs, nit, ok = newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w, rtol)
     Wt, c = xs[:nw].reshape(q, r), (xs[nw:] if ni else np.zeros(q))
     W = Wt @ to_w.T
     c = c - W @ mbar if fit_intercept else np.zeros(q)
@@ -385,7 +403,7 @@ def _armijo(value, Wa, f, step, slope):
         t *= 0.5
 
 
-def _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None):
+def _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None, rtol=None):
     r"""Damped Newton with the explicit Hessian, for the whitened problem of
     :func:`_softmax_ridge_newton` when it has few variables (:math:`q(r + 1)` up to about a
     hundred): one Hessian costs :math:`q^2 m r^2/2` flops and a Cholesky solve, against the
@@ -396,7 +414,8 @@ def _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None):
     intercept), plus the ridge's diagonal. Its null direction (the same shift of every
     class's intercept) is orthogonal to the gradient, so a tiny diagonal shift makes the
     Cholesky factorisation safe without changing the step. Steps are backtracked (Armijo);
-    stops when the gradient's 2-norm is at most ``tol`` (SciPy's ``gtol``).
+    stops when the gradient's 2-norm is at most ``tol`` (SciPy's ``gtol``), or at most
+    ``rtol`` times its norm at ``x0`` (an inexact solve; None: exact).
 
     ``x0`` and the returned point use :func:`_softmax_ridge_newton`'s packing
     (the q×r weights row by row, then the q intercepts); ``w``: unit-mean sample weights."""
@@ -425,6 +444,8 @@ def _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None):
     for it in range(max_iter + 1):
         S = softmax(Z, axis=1)
         g = (((S - Y) / m) if w is None else (S - Y) * ws[:, None]).T @ Ma + Wa * pa
+        if it == 0:
+            tol = _relative_tol(tol, rtol, g)
         if float(np.linalg.norm(g)) <= tol:
             ok = True
             break
@@ -459,7 +480,7 @@ def _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None):
     return x, it, ok
 
 
-def _softmax_newton_cg(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None):
+def _softmax_newton_cg(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None, rtol=None):
     r"""Newton-CG for the whitened problem of :func:`_softmax_ridge_newton` when it has many
     variables (``Mt``, ``pw``, ``x0`` and the returned point as for
     :func:`_softmax_dense_newton`; ``w``: unit-mean sample weights).
@@ -476,7 +497,9 @@ def _softmax_newton_cg(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None):
     near 0 or 1 on most samples have small curvature); the diagonal captures that per class
     and column (measured effect: benchmarks/README.md, ``bench_cd_softmax.py``).
 
-    Steps are backtracked (Armijo); stops when the gradient's 2-norm is at most ``tol``, or
+    Steps are backtracked (Armijo); stops when the gradient's 2-norm is at most ``tol`` (with
+    ``rtol``: at most ``max(tol, rtol * |g_0|)``, :math:`g_0` the gradient at ``x0``, an
+    inexact solve whose CG systems are solved no further than that tolerance either), or
     when no step decreases the objective at double precision (converged if the gradient is
     then at most ``1e3 * tol``). Returns ``(x, n_iter, converged)``.
     """
@@ -511,6 +534,8 @@ def _softmax_newton_cg(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None):
         Sw = S * ws[:, None]
         g = (Sw - Yw).T @ Ma + Wa * pa
         gn = float(np.linalg.norm(g))
+        if it == 0:
+            tol = _relative_tol(tol, rtol, g)
         if gn <= tol:
             ok = True
             break
@@ -528,6 +553,12 @@ def _softmax_newton_cg(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None):
             break
         Wa, f, S = Wa + t * step, fn, Sn
     return np.concatenate([Wa[:, :r].ravel(), Wa[:, r] if ni else np.zeros(0)]), it, ok
+
+
+def _relative_tol(tol, rtol, g0):
+    """The gradient tolerance of a Newton solve from a point of gradient ``g0``: ``tol``, or
+    with ``rtol`` (an inexact solve) ``max(tol, rtol * |g0|)``."""
+    return tol if rtol is None else max(tol, rtol * float(np.linalg.norm(g0)))
 
 
 def _softmax_pcg(Ma, Ma2, S, Sw, pa, g, eps):

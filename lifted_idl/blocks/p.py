@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validation import check_real
 from ..activations import ReLU, Sigmoid, Tanh
 from ..losses import SoftmaxCrossEntropy, SquaredLoss, get_loss, unit_mean_weights
 from ._common import (
@@ -80,7 +81,8 @@ def _check(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, init):
 
 def solve_p(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, *, init=None,
             method: str = "fast", tol: float = 1e-8, max_iter: int = 2000,
-            cvxpy_solver: str | None = None, sample_weight=None) -> BlockResult:
+            cvxpy_solver: str | None = None, sample_weight=None,
+            rtol: float | None = None) -> BlockResult:
     r"""Solve the P block exactly (theory §8 with its **fix**, arXiv (15)).
 
     .. math::
@@ -123,6 +125,15 @@ def solve_p(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, *, init=None,
         returned): the fast solver ignores them, while the reported objective, the
         comparison with ``init`` and the cvxpy formulation are weighted (the cvxpy twin thus
         checks this invariance).
+    rtol : float in (0, 1), optional
+        An inexact solve (``method="fast"``): Newton also stops once the largest entry of the
+        scaled projected gradient step (the quantity of ``tol``) is at most ``rtol`` times
+        its value at the start (``init``, or :math:`P^0`); for ReLU a sample already there
+        stops moving (the block is separable). Every Newton step is a descent step, so the
+        objective is still below the start's. For the P step of BCD, which
+        starts every round from the anchored states and needs targets, not an exact
+        minimiser; as the rounds converge the start nears the optimum and the solve becomes
+        as accurate as the exact one. None (the default): the exact solve.
 
     Returns
     -------
@@ -130,6 +141,7 @@ def solve_p(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, *, init=None,
         ``value = P`` of shape (m, n).
     """
     check_options(method, tol, max_iter)
+    rtol = check_real("rtol", rtol, 0.0, 1.0, closed="neither", allow_none=True)
     cvxpy_solver = check_cvxpy_solver(method, cvxpy_solver)
     A, B, b, C, D, c, X, U, Y, lam, mu, act, loss, init = _check(
         A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, init)
@@ -143,7 +155,8 @@ def solve_p(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, *, init=None,
         P, n_iter, conv, solver = _p_cvxpy(Z, C, E, X, Y, lam, mu, act, loss, tol, max_iter,
                                            cvxpy_solver, w)
     else:
-        P, n_iter, conv = _p_newton(Z, C, E, X, Y, lam, mu, act, loss, init, tol, max_iter)
+        P, n_iter, conv = _p_newton(Z, C, E, X, Y, lam, mu, act, loss, init, tol, max_iter,
+                                    rtol)
         solver = "newton"
     obj = _p_objective(Z, C, E, X, Y, lam, mu, act, loss, P, w)
     return keep_better(BlockResult(P, float(obj), int(n_iter), bool(conv), solver), init,
@@ -197,7 +210,7 @@ def _box(act):
     return low + margin, high - margin
 
 
-def _p_newton(Z, C, E, X, Y, lam, mu, act, loss, init, tol, max_iter):
+def _p_newton(Z, C, E, X, Y, lam, mu, act, loss, init, tol, max_iter, rtol=None):
     r"""Projected Newton (Bertsekas 1982) on the box :func:`_box`, all samples at once.
 
     For tanh and sigmoid the box only guards the singular ends of the domain: :math:`f^*` acts
@@ -215,6 +228,11 @@ def _p_newton(Z, C, E, X, Y, lam, mu, act, loss, init, tol, max_iter):
     sigmoid the scaling :math:`\lambda f^{*\prime\prime}(p)` blows up near the ends of the
     domain, where a small scaled step does not mean optimality on its own: every sample
     iterates.
+
+    With ``rtol`` (an inexact solve, :func:`solve_p`) the iteration also stops once every
+    row's scaled projected gradient step is at most ``rtol`` times the largest one at the
+    start; for ReLU a sample already there is frozen as well (it has met the tolerance of
+    the solve).
     """
     freeze = isinstance(act, ReLU)
     lo, hi = _box(act)
@@ -230,6 +248,7 @@ def _p_newton(Z, C, E, X, Y, lam, mu, act, loss, init, tol, max_iter):
     Pa = P
     rows = None  # the samples still iterating (None: all of them)
     frozen_top = 0.0  # max |P| over the frozen samples
+    floor = 0.0  # with rtol: rtol times the largest scaled step at the start
     converged = False
     n_iter = 0
     for k in range(1, max_iter + 1):
@@ -239,12 +258,14 @@ def _p_newton(Z, C, E, X, Y, lam, mu, act, loss, init, tol, max_iter):
                                                    loss, lo, hi)
         scale = max(1.0, frozen_top, float(np.abs(Pa).max(initial=0.0)))
         exact = min(tol, _EXACT) * scale
-        rn = _row_abs_max(res, exact)
-        if bool((rn <= tol * scale).all()):
+        rn = _row_abs_max(res, max(exact, floor))
+        if k == 1 and rtol is not None:
+            floor = rtol * float(rn.max(initial=0.0))
+        if bool((rn <= max(tol * scale, floor)).all()):
             converged = True
             break
-        done = rn <= exact
-        if freeze and bool(done.any()):  # freeze the exact samples (their rows of P are final)
+        done = rn <= max(exact, floor)
+        if freeze and bool(done.any()):  # freeze the samples at the solve's tolerance
             frozen_top = max(frozen_top, float(np.abs(Pa[done]).max()))
             keep = np.flatnonzero(~done)
             rows = keep if rows is None else rows[keep]

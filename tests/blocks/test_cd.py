@@ -186,6 +186,58 @@ def test_softmax_newton_cg_line_search_takes_the_point_it_evaluated(monkeypatch)
     np.testing.assert_allclose(seen[1], softmax(Ma @ Wa1.T, axis=1), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("dense_max", [10**6, 0], ids=["dense", "cg"])
+def test_softmax_newton_rtol_stops_relative_to_the_warm_start(dense_max):
+    """The Newton solvers of the cross-entropy block with ``rtol``: the (whitened) gradient
+    ends at most ``rtol`` times its norm at the start, short of the exact solve's, in fewer
+    Newton steps."""
+    from scipy.special import softmax
+
+    from lifted_idl.blocks import cd as cd_mod
+
+    rng = np.random.default_rng(11)
+    m, r, q, rtol = 200, 6, 3, 0.05
+    Mt = rng.standard_normal((m, r))
+    Y = np.eye(q)[np.argmax(Mt[:, :q] * 2 + rng.standard_normal((m, q)), axis=1)]
+    pw = np.full(r, 0.01)
+    Ma = np.hstack([Mt, np.ones((m, 1))])
+    pa = np.append(pw, 0.0)
+
+    def grad_norm(x):
+        Wa = np.hstack([x[:q * r].reshape(q, r), x[q * r:, None]])
+        g = (softmax(Ma @ Wa.T, axis=1) - Y).T @ Ma / m + Wa * pa
+        return np.linalg.norm(g)
+
+    x0 = 0.3 * rng.standard_normal(q * (r + 1))
+    newton = cd_mod._softmax_dense_newton if dense_max else cd_mod._softmax_newton_cg
+    x, it, ok = newton(Mt, Y, pw, True, x0, 1e-10, 100, None, rtol)
+    xe, ite, oke = newton(Mt, Y, pw, True, x0, 1e-10, 100)
+    assert ok and oke and it < ite
+    assert 1e3 * grad_norm(xe) < grad_norm(x) <= rtol * grad_norm(x0)
+
+
+def test_solve_cd_rtol_warm_start_only():
+    """``solve_cd``'s ``rtol``: from ``init``, fewer Newton steps and an objective between the
+    start's and the optimum's; without ``init`` (a cold start) the exact solve."""
+    rng = np.random.default_rng(12)
+    m, q, rtol = 200, 3, 0.05
+    U = rng.standard_normal((m, 3))
+    P = np.maximum(rng.standard_normal((m, 3)), 0.0)
+    Y = np.eye(q)[np.argmax(2 * U + rng.standard_normal((m, q)), axis=1)]
+    loss, pen = SoftmaxCrossEntropy(), L2Penalty(0.01)
+    init = (np.ones((q, 3)), -np.ones((q, 3)), np.zeros(q))
+    kw = dict(tol=1e-10, max_iter=100)
+    ref = solve_cd(P, U, Y, loss, pen, init=init, **kw)
+    fast = solve_cd(P, U, Y, loss, pen, init=init, rtol=rtol, **kw)
+    assert fast.converged and fast.n_iter < ref.n_iter
+    assert ref.objective < fast.objective < cd_objective(P, U, Y, loss, pen, *init)
+    cold = solve_cd(P, U, Y, loss, pen, rtol=rtol, **kw)
+    exact = solve_cd(P, U, Y, loss, pen, **kw)
+    assert cold.objective == exact.objective and cold.n_iter == exact.n_iter
+    with pytest.raises(ValueError, match="rtol"):
+        solve_cd(P, U, Y, loss, pen, rtol=0.0)
+
+
 # --------------------------------------------------------------------------------------------
 # the group penalty
 # --------------------------------------------------------------------------------------------

@@ -94,3 +94,35 @@ def test_p_relu_frozen_samples_match_iterating_all(q, monkeypatch):
     g = p_gradient(d, act, loss, P) * P.shape[0]
     assert P.min() >= 0.0 and g.min() > -1e-9 and np.abs(P * g).max() < 1e-9
     assert (P == 0).any() and (P > 0).any()
+
+
+def scaled_step(d, act, loss, P):
+    r"""The scaled projected gradient step :math:`P - \Pi(P - g/D_g)` of ``solve_p``'s ``tol``
+    and ``rtol`` (``D_g`` the Hessian diagonal of the separable terms)."""
+    g = p_gradient(d, act, loss, P) * P.shape[0]
+    if isinstance(act, ReLU):
+        return P - np.maximum(P - g / (d["lam"] + d["mu"]), 0.0)
+    return P - np.clip(P - g / (d["lam"] / ((1 - P) * (1 + P)) + d["mu"]), -1.0, 1.0)
+
+
+@pytest.mark.parametrize("act", ACTS, ids=["relu", "tanh"])
+@pytest.mark.parametrize("loss", LOSSES, ids=["sq", "ce"])
+def test_p_rtol_stops_relative_to_the_start(act, loss):
+    """An inexact P step (``rtol``): every entry of the scaled projected gradient step ends at
+    most ``rtol`` times the largest one at the start (short of the exact solve's), in no more
+    Newton iterations than the exact solve, at an objective between the start's and the
+    optimum's."""
+    d = instance(12, act, loss, m=200, q=3)
+    args = [d[k] for k in ("A", "B", "b", "C", "D", "c", "X", "U", "Y", "lam", "mu")]
+    start = d["P"]  # in the domain, far from the optimum
+    exact = solve_p(*args, act, loss, init=start, tol=1e-10)
+    rtol = 0.05
+    fast = solve_p(*args, act, loss, init=start, tol=1e-10, rtol=rtol)
+    r0 = np.abs(scaled_step(d, act, loss, start)).max()
+    r = np.abs(scaled_step(d, act, loss, fast.value)).max()
+    assert fast.converged and r <= rtol * r0 * (1 + 1e-9)
+    assert r > 1e3 * np.abs(scaled_step(d, act, loss, exact.value)).max()  # stopped early
+    assert fast.n_iter <= exact.n_iter
+    assert exact.objective <= fast.objective < p_objective(*args, act, loss, start)
+    with pytest.raises(ValueError, match="rtol"):
+        solve_p(*args, act, loss, rtol=1.0)
