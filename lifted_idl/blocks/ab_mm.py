@@ -32,19 +32,11 @@ small on many samples (ReLU: the inactive ones). Each row therefore carries a sc
 \phi'(z_{si})` (a Gauss–Newton guess, not a majoriser) and lowered after every accepted step; a
 step is accepted only if :math:`f_i(w^{k+1}) \le Q_i(w^{k+1})`, i.e. if the model with that
 :math:`\theta_i` bounds the objective at the new point; otherwise :math:`\theta_i` is raised
-(to the curvature the failed step measured, at least doubled, at most 1) and the step tried
-again. A row whose point lies in the ball shortens its failed step :math:`d` to
-:math:`(\theta_i^{old}/\theta_i^{new})\, d` instead of solving its QP again (Z is affine in
-W, so the shortened step costs no product and no QP): the point stays feasible (a convex
-combination), and the model at the new :math:`\theta_i` decreases there by at least
-:math:`\frac{(\theta_i^{old})^2}{2\theta_i^{new}} c_i\, d^\top G d`, since the QP's
-optimality gives :math:`g^\top d + \mathrm{pen}(w^k + d) - \mathrm{pen}(w^k) \le
--\theta_i^{old} c_i\, d^\top G d` and the penalty is convex (without the ball and the
-penalty, the shortened step is the QP's answer at the new :math:`\theta_i`). A row
-extrapolated out of the ball solves its QP again. At :math:`\theta_i = 1` the test holds by
-the majoriser argument, so every accepted step decreases :math:`f_i` by at least the model
-decrease :math:`Q_i(w^k) - Q_i(w^{k+1}) \ge 0`, and a row whose step would not decrease it
-keeps :math:`w^k` (rounding).
+(to the curvature the failed step measured, at least doubled, at most 1) and the row's QP
+solved again. At :math:`\theta_i = 1` the test holds by the majoriser argument, so every
+accepted step decreases :math:`f_i` by at least the model decrease
+:math:`Q_i(w^k) - Q_i(w^{k+1}) \ge 0`, and a row whose step would not decrease it keeps
+:math:`w^k` (rounding).
 
 **Extrapolation.** From the second step on, each row steps from the extrapolated point
 :math:`y = w^k + \beta_k(w^k - w^{k-1})` (Nesterov's :math:`\beta_k`; :math:`Z` is affine in
@@ -74,10 +66,7 @@ ball's multiplier enter it. Every point of the method is feasible, and a row kee
 of it and the ADMM point. This path runs where a face solve costs few ADMM iterations
 (:data:`FACE_COST`: few states, or many inputs, which the Schur complement removes); elsewhere,
 and with the l1 penalty (whose prox also zeroes coordinates of :math:`\beta`), ADMM runs alone
-to the inner tolerance. ADMM warm-starts its duals from the previous MM step; a row
-without them (the first step of a block solve) starts from the multiplier its point would
-have if it were the QP's minimiser (:func:`_normal_cone_guess`: near the block's optimum,
-where the later BCD rounds start, nearly the answer). Either way the
+to the inner tolerance. ADMM warm-starts its duals from the previous MM step. Either way the
 model decrease of the answer is checked (a row with none keeps its point).
 
 Only the zero, ridge and l1 penalties are handled here; :func:`~.ab.solve_ab` sends the group
@@ -106,10 +95,8 @@ RELAX = 1.6
 INNER_FACTOR = 1e-2
 INNER_MAX = 1e-3
 #: ADMM iterations at most where the active-set method runs (:attr:`_MMProblem.face`); the
-#: rows still above the ADMM tolerance then go to it. A few iterations find the face often
-#: enough: on the (A, B) blocks of BCD fits (teacher, friedman1, digits) the face solve from
-#: them lowered the objective more, at a lower cost, than from 20
-ADMM_WARMUP = 3
+#: rows still above the ADMM tolerance then go to it
+ADMM_WARMUP = 20
 #: the active-set method runs where its largest face solve, about n^3/3 + n^2 p flops per row
 #: (the Schur complement and the KKT solve), costs at most FACE_COST ADMM iterations
 #: (2 (n + p)^2 flops per row); elsewhere ADMM runs to its tolerance
@@ -121,12 +108,6 @@ ACTIVE_SET_ROUNDS = 1
 ADD_FRACTION = 0.1
 #: iteration cap of each ADMM solve (lowered to ADMM_WARMUP where the face solve runs)
 INNER_MAX_ITER = 500
-
-
-def _every(rows, n):
-    """``slice(None)`` for the indices of all n rows (``rows``: increasing), saving a copy of
-    the columns they select; else ``rows``."""
-    return slice(None) if isinstance(rows, np.ndarray) and rows.size == n else rows
 
 
 class _MMProblem:
@@ -177,7 +158,7 @@ class _MMProblem:
     def values(self, W, Z, rows):
         """Row objectives (without the constant f*(P)) at W with pre-activations Z."""
         F = self.act.f(Z)
-        F -= self.P[:, _every(rows, self.n)] * Z
+        F -= self.P[:, rows] * Z
         Fs = F.sum(axis=0) if self.w is None else self.w @ F
         return Fs * (self.lam[rows] / self.m) + self.pen_rows(W)
 
@@ -193,7 +174,7 @@ class _MMProblem:
     def grad_rows(self, Z, rows):
         """Gradient of the data term of the rows ``rows`` (``Z``: their pre-activations)."""
         R = self.act(Z)
-        R -= self.P[:, _every(rows, self.n)]
+        R -= self.P[:, rows]
         R *= self.lam[rows] / self.m
         if self.w is not None:
             R *= self.w[:, None]
@@ -245,36 +226,33 @@ def _qp_admm(prob, W0p, q, beta, thr, Z, Y, rows, tol, max_iter):
     rho = prob.rho0
     V = prob.V
     z, u = Z[rows], Y[rows]
+    base = (W0p @ prob.Gc - q) @ V  # in the eigenbasis
     inv = _eig_inverse(prob, rho + beta)
-    base = ((W0p @ prob.Gc - q) @ V) * inv  # in the eigenbasis, divided by the shift
-    rinv = rho * inv
     t = None if thr is None else thr[:, None] / rho
-    live = np.arange(rows.size)  # the rows still iterating: z, u, base, rinv, t cut to them
+    live = np.arange(rows.size)  # the rows still iterating: z, u, base, inv, t cut to them
     zl, ul = z, u
     it = 0
     done = np.zeros(rows.size, dtype=bool)
     while it < max_iter:
         it += 1
-        w = (base + ((zl - ul) @ V) * rinv) @ V.T
+        w = ((base + rho * ((zl - ul) @ V)) * inv) @ V.T
         wr = RELAX * w
         wr += (1.0 - RELAX) * zl
         v = wr + ul
         if t is not None:
             v = np.sign(v) * np.maximum(np.abs(v) - t, 0.0)
-        project_l1_rows(v[:, :n], prob.kappa)
-        ul += wr
-        ul -= v
-        w -= v
-        res = np.maximum(np.abs(w).max(axis=1, initial=0.0),
-                         np.abs(zl - v).max(axis=1, initial=0.0))
+        v[:, :n] = project_l1_rows(v[:, :n], prob.kappa)
+        ul = ul + (wr - v)
+        res = np.maximum(np.abs(w - v).max(axis=1, initial=0.0),
+                         np.abs(v - zl).max(axis=1, initial=0.0))
         zl = v
-        done = res <= tol * np.maximum(np.abs(v).max(axis=1, initial=0.0), 1.0)
+        done = res <= tol * np.maximum(1.0, np.abs(v).max(axis=1, initial=0.0))
         if done.all():
             break
         if done.sum() * 4 >= done.size:  # drop the finished rows
             z[live], u[live] = zl, ul
             keep = ~done
-            live, zl, ul, base, rinv = live[keep], zl[keep], ul[keep], base[keep], rinv[keep]
+            live, zl, ul, base, inv = live[keep], zl[keep], ul[keep], base[keep], inv[keep]
             if t is not None:
                 t = t[keep]
     z[live], u[live] = zl, ul
@@ -309,11 +287,7 @@ def _mm_qp(prob, W0, g, c, duals, inner_tol, inner_max_iter):
         todo = np.flatnonzero(~inside)
     if todo.size:
         Z = W0p.copy()
-        project_l1_rows(Z[:, :n], prob.kappa)
-        cold = todo[~duals[todo].any(axis=1)]
-        if cold.size and not prob.l1:
-            e = g[cold, :n] + prob.alpha * W0p[cold, :n] if prob.l2 else g[cold, :n]
-            duals[cold, :n] = _normal_cone_guess(Z[cold, :n], -e, prob.kappa)
+        Z[:, :n] = project_l1_rows(Z[:, :n], prob.kappa)
         rho = prob.rho0
         Y = duals / (rho * c[:, None])  # scaled dual of the problem divided by c
         _, slow = _qp_admm(prob, W0p[todo], q[todo], beta[todo],
@@ -325,24 +299,6 @@ def _mm_qp(prob, W0, g, c, duals, inner_tol, inner_max_iter):
         W1[todo, :npen] = Z[todo]
         duals[todo] = Y[todo] * (rho * c[todo, None])
     return W1
-
-
-def _normal_cone_guess(a, e, kappa):
-    r"""A point of the normal cone of the ball :math:`\|a\|_1 \le \kappa` at each row of
-    ``a`` near the row of ``e``: the QP's multiplier if its minimiser were ``a`` (then
-    :math:`e = -\nabla`, the negative gradient of the QP's smooth part at ``a``), the warm start
-    of ADMM's duals where the previous step left none.
-
-    On the sphere, with support F and signs s, the cone is :math:`\{y : y_F = \mu s_F,\
-    |y_j| \le \mu \text{ off } F,\ \mu \ge 0\}`; the guess takes :math:`\mu` as the mean
-    of :math:`s_j e_j` over F (at least 0) and clips ``e`` off F. Inside the ball the cone is
-    {0}."""
-    s = np.sign(a)
-    cnt = np.count_nonzero(s, axis=1)
-    mu = np.maximum((s * e).sum(axis=1) / np.maximum(cnt, 1), 0.0)
-    mu[np.abs(a).sum(axis=1) < kappa * (1.0 - 1e-9)] = 0.0
-    mu = mu[:, None]
-    return np.where(s != 0, mu * s, np.clip(e, -mu, mu))
 
 
 class _Reduced:
@@ -488,59 +444,33 @@ def _mm_step(prob, rows, W, Z, f, g, theta, duals, inner_tol, inner_max_iter):
     the model decreases (<= 0) and the measured curvature ratios of the accepted steps.
     """
     r = W.shape[0]
-    # a rejected step of a row inside the ball is shortened, not solved again (module
-    # docstring); a row extrapolated out of the ball solves its QP again
-    feasible = np.abs(W[:, :prob.n]).sum(axis=1) <= prob.kappa * (1 + 1e-12)
+    W1, Z1 = np.empty_like(W), np.empty_like(Z)
+    f1, dec, ratio = np.empty(r), np.zeros(r), np.zeros(r)
     todo = np.arange(r)
-    W1 = Z1 = None
-    DW = DZ = None  # the shortened steps of the rows ``todo`` marked ``short``
-    short = np.zeros(r, dtype=bool)
     for _ in range(64):
-        every = todo.size == r
-        glob = rows if every else rows[todo]
-        c = theta[glob] * prob.c0[glob]
-        W0, Z0, g0, f0 = (W, Z, g, f) if every else (W[todo], Z[:, todo], g[todo], f[todo])
-        sh = short[todo]
-        if sh.all():
-            Wt, Zt = W0 + DW, Z0 + DZ
-        else:
-            solve = None if not sh.any() else np.flatnonzero(~sh)
-            Ws = W0 if solve is None else W0[solve]
-            du = duals[glob] if solve is None else duals[glob[solve]]
-            Wq = _mm_qp(prob, Ws, g0 if solve is None else g0[solve], c if solve is None
-                        else c[solve], du, inner_tol, inner_max_iter)
-            Zq = prob.M @ Wq.T
-            if solve is None:
-                duals[glob], Wt, Zt = du, Wq, Zq
-            else:
-                duals[glob[solve]] = du
-                Wt, Zt = W0 + DW, Z0 + DZ
-                Wt[solve], Zt[:, solve] = Wq, Zq
-        dt = prob.model_decrease(W0, Wt, g0, c)
-        worse = ~(dt <= 0)  # no model decrease (an inexact QP solve, rounding): keep the row
-        if worse.any():
-            Wt[worse], Zt[:, worse], dt[worse] = W0[worse], Z0[:, worse], 0.0
-        ft = prob.values(Wt, Zt, glob)
-        rt = _curvature_ratio(prob, W0, Wt, g0, f0, ft, glob)
-        ok = ft <= f0 + dt + 1e-12 * np.maximum(np.abs(f0), 1.0)
-        ok |= theta[glob] >= 1.0  # the majoriser: holds up to rounding (checked below)
-        if W1 is None:  # the first trial of every row
-            W1, Z1, f1, dec, ratio = Wt, Zt, ft, dt, rt
-        else:
-            acc = todo[ok]
-            W1[acc], Z1[:, acc], f1[acc], dec[acc], ratio[acc] = (Wt[ok], Zt[:, ok], ft[ok],
-                                                                  dt[ok], rt[ok])
-        if ok.all():
-            break
-        bad = ~ok
-        todo = todo[bad]
         glob = rows[todo]
-        old = theta[glob]
-        theta[glob] = np.minimum(1.0, np.maximum(2.0 * old, 1.1 * rt[bad]))
-        scale = old / theta[glob]
-        DW = (Wt[bad] - W0[bad]) * scale[:, None]
-        DZ = (Zt[:, bad] - Z0[:, bad]) * scale
-        short[todo] = feasible[todo]
+        c = theta[glob] * prob.c0[glob]
+        du = duals[glob]
+        W0 = W[todo]
+        Wt = _mm_qp(prob, W0, g[todo], c, du, inner_tol, inner_max_iter)
+        duals[glob] = du
+        dt = prob.model_decrease(W0, Wt, g[todo], c)
+        worse = ~(dt <= 0)  # no model decrease (an inexact QP solve, rounding): keep the row
+        Wt[worse] = W0[worse]
+        dt[worse] = 0.0
+        Zt = prob.M @ Wt.T
+        ft = prob.values(Wt, Zt, glob)
+        rt = _curvature_ratio(prob, W0, Wt, g[todo], f[todo], ft, glob)
+        ok = ft <= f[todo] + dt + 1e-12 * np.maximum(np.abs(f[todo]), 1.0)
+        ok |= theta[glob] >= 1.0  # the majoriser: holds up to rounding (checked below)
+        acc = todo[ok]
+        W1[acc], Z1[:, acc], f1[acc], dec[acc], ratio[acc] = (Wt[ok], Zt[:, ok], ft[ok],
+                                                              dt[ok], rt[ok])
+        todo = todo[~ok]
+        if todo.size == 0:
+            break
+        glob = rows[todo]
+        theta[glob] = np.minimum(1.0, np.maximum(2.0 * theta[glob], 1.1 * rt[~ok]))
     # a row whose step raised its objective (rounding, at theta = 1) keeps its point
     up = ~(f1 <= f)
     W1[up], Z1[:, up], f1[up], dec[up] = W[up], Z[:, up], f[up], 0.0
