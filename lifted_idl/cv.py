@@ -310,8 +310,8 @@ def _cv_signature(base_cls, extra):
 
 
 _EXTRA = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
-          for name, default in [("alphas", 10), ("eps", 1e-3), ("cv", 5), ("selection", "min"),
-                                ("n_jobs", None)]]
+          for name, default in [("alphas", 10), ("eps", 1e-3), ("cv", 5),
+                                ("selection", "adaptive"), ("n_jobs", None)]]
 
 
 class _BaseImplicitCV(_DenseTags, BaseEstimator):
@@ -454,7 +454,7 @@ _DOC_CV = r"""
     cv : int, cross-validation generator or iterable, default=5
         As in :func:`sklearn.model_selection.check_cv`: an int is that many folds of
         ``KFold`` ({strat}).
-    selection : {{"min", "relaxed", "adaptive"}}, default="min"
+    selection : {{"min", "relaxed", "adaptive"}}, default="adaptive"
         With ``penalty="group"``, how ``alpha_`` is chosen: ``"min"``, the lowest mean
         validation loss of the penalised fits; ``"relaxed"`` (Meinshausen 2007), the lowest
         mean validation loss of each fold's path point **refit on its support without the

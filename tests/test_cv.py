@@ -113,7 +113,8 @@ def test_cv_results_and_the_choice(sparse_data, selection):
 
 def test_final_model_is_the_base_fit_at_alpha_(sparse_data):
     U, y, _ = sparse_data
-    est = ImplicitRegressorCV(alphas=3, cv=2, penalty="group", **FAST).fit(U, y)
+    est = ImplicitRegressorCV(alphas=3, cv=2, penalty="group", selection="min",
+                              **FAST).fit(U, y)
     ref = ImplicitRegressor(penalty="group", alpha=est.alpha_, **FAST).fit(U, y)
     for name in "ABCD":
         np.testing.assert_array_equal(getattr(est.model_, name), getattr(ref.model_, name))
@@ -184,7 +185,7 @@ def test_zero_weights_equal_dropping_the_samples(sparse_data):
     splits_full = [(halves[1], halves[0]), (halves[0], halves[1])]
     splits_kept = [(new[np.intersect1d(tr, keep)], new[np.intersect1d(te, keep)])
                    for tr, te in splits_full]
-    kw = dict(FAST, penalty="group", alphas=3)
+    kw = dict(FAST, penalty="group", alphas=3, selection="min")
     weighted = ImplicitRegressorCV(cv=splits_full, **kw).fit(U, y, sample_weight=w)
     dropped = ImplicitRegressorCV(cv=splits_kept, **kw).fit(U[keep], y[keep])
     np.testing.assert_allclose(weighted.alphas_, dropped.alphas_, rtol=1e-12)
