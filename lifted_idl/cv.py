@@ -447,7 +447,8 @@ _DOC_CV = r"""
         ``n_jobs`` is the one below.
     alphas : int or array-like, default=10
         A count: that many strengths on a geometric grid from :func:`alpha_max` down to
-        ``alpha_max * eps``. An array: exactly those strengths (fitted largest first). The
+        ``alpha_max * eps`` (the weighted one for the adaptive second stage). An array:
+        exactly those strengths (fitted largest first; both adaptive stages use them). The
         count trades time for resolution: every strength costs one fit per fold.
     eps : float in (0, 1), default=1e-3
         Length of the grid, ``alpha_min / alpha_max``.
