@@ -95,6 +95,12 @@ def _fold_standardisation(model: ImplicitModel, mean_u, scale_u, mean_y=None, sc
                          factors=model.factors)
 
 
+def _scale_columns(model: ImplicitModel, s) -> ImplicitModel:
+    """The model with the columns of B and D multiplied by ``s`` (shape (p,))."""
+    return ImplicitModel(model.A, model.B * s, model.C, model.D * s, b=model.b, c=model.c,
+                         activation=model.activation, factors=model.factors)
+
+
 def _centre_logits(model: ImplicitModel) -> ImplicitModel:
     r"""The same classifier with logits that sum to zero over the classes: the class means of
     the rows of C, D and c subtracted.
@@ -220,6 +226,8 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
         "robust_smoothing": [Interval(numbers.Real, 0, None, closed="left")],
         "constraint": [StrOptions({"inf_norm", "mu_inf"})],
         "robust_sigma": [None, Interval(numbers.Real, 0, None, closed="left")],
+        "fit_bias": ["boolean", StrOptions({"auto"})],
+        "group_weights": [None, "array-like"],
     }
 
     def __init__(self, n_hidden=20, *, kappa=0.5, activation="relu", solver="bcd",
@@ -230,7 +238,8 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
                  block_solver="fast", ab_step="auto", random_state=None, warm_start=False,
                  verbose=0,
                  n_jobs=None, robust=None, robust_alpha=0.0, robust_smoothing=0.1,
-                 constraint="inf_norm", robust_sigma=None):
+                 constraint="inf_norm", robust_sigma=None, fit_bias="auto",
+                 group_weights=None):
         self.n_hidden = n_hidden
         self.kappa = kappa
         self.activation = activation
@@ -261,6 +270,8 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
         self.robust_smoothing = robust_smoothing
         self.constraint = constraint
         self.robust_sigma = robust_sigma
+        self.fit_bias = fit_bias
+        self.group_weights = group_weights
 
     # ------------------------------------------------------------------------------------------
     def _check_robust_options(self):
@@ -332,6 +343,12 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
         if group is not None:
             c_ridge = float(self.alpha if self.c_ridge is None else self.c_ridge)
         init = self._warm_start_model(X)
+        mult = self._column_multipliers(X.shape[1])
+        if mult is not None:  # the weighted group penalty as a rescaling of the columns
+            X = X * mult
+            if init is not None:  # the previous model on the weighted features
+                init = _scale_columns(init, np.divide(1.0, mult, out=np.zeros_like(mult),
+                                                      where=mult > 0))
         record = {"loss_curve": [], "n_iter": 0, "converged": True}
         X, Y, sw, validation = self._validation_split(X, Y, seed, stratify, sample_weight)
         with threadpool_limits(n_threads), warnings.catch_warnings(record=True) as caught:
@@ -347,7 +364,39 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
             if issubclass(w.category, ConvergenceWarning):
                 record["converged"] = False
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if mult is not None:
+            model = _scale_columns(model, mult)
         return model, record
+
+    def _fit_bias(self) -> bool:
+        """``fit_bias`` resolved: ``"auto"`` is False for the group penalty with a BCD stage,
+        True otherwise."""
+        if self.fit_bias == "auto":
+            return not (self.penalty == "group" and self.solver in ("bcd", "bcd+gradient"))
+        return bool(self.fit_bias)
+
+    def _column_multipliers(self, n_features):
+        r"""``1 / group_weights`` (0 where a weight is inf), or None without weights.
+
+        The weighted group penalty :math:`\alpha\sum_j w_j\|[B; D]e_j\|_r` on the
+        standardised features u is the plain one on the features :math:`\tilde u_j =
+        u_j / w_j`: a model :math:`(\tilde B, \tilde D)` on :math:`\tilde u` is
+        :math:`(B, D) = (\tilde B, \tilde D)\,\mathrm{diag}(1/w)` on u, and
+        :math:`\|\tilde B e_j\| = w_j\|B e_j\|`. A weight inf makes the feature's column 0,
+        so its weights stay 0."""
+        if self.group_weights is None:
+            return None
+        if self.penalty != "group":
+            raise ValueError(f"group_weights weights the group penalty; got "
+                             f"penalty={self.penalty!r} (use penalty='group')")
+        if self.robust is not None or self.robust_sigma is not None:
+            raise ValueError("group_weights cannot be combined with robust or robust_sigma "
+                             "(their penalties are stated on the unweighted features)")
+        w = np.asarray(self.group_weights, dtype=np.float64)
+        if w.shape != (n_features,) or np.any(np.isnan(w)) or np.any(w <= 0):
+            raise ValueError(f"group_weights must be {n_features} positive values (inf "
+                             f"allowed), one per feature; got {self.group_weights!r}")
+        return 1.0 / w
 
     def _warm_start_model(self, X):
         """The previous model on standardised data when ``warm_start`` can use it, else None."""
@@ -417,7 +466,7 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
             n_jobs=n_threads,
             robust_sigma=(None if self.robust_sigma is None
                           else self.robust_sigma / scale_u),
-            sample_weight=sample_weight)
+            sample_weight=sample_weight, fit_bias=self._fit_bias())
         record["loss_curve"] += list(hist.train_loss)
         record["n_iter"] += hist.n_iter
         record["converged"] &= hist.converged
@@ -445,7 +494,7 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
                 random_state=seed,
                 verbose=self.verbose, model_penalty=self._model_penalty(scale_u),
                 constraint=self.constraint, group=group, c_ridge=c_ridge,
-                sample_weight=sample_weight)
+                sample_weight=sample_weight, train_bias=self._fit_bias())
             record["n_iter"] += int(ghist["n_iter"])
             # fit_gradient returns its last iterate; a fine-tuning stage that ends above its
             # starting objective (steps too long for an already fitted model: Adam's first
@@ -489,7 +538,8 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
 
         return initial_model(X, Y, loss, n_hidden=self.n_hidden, kappa=self.kappa,
                              activation=act, pen_cd=pen, group=group, c_ridge=c_ridge,
-                             random_state=seed, sample_weight=sample_weight)
+                             random_state=seed, sample_weight=sample_weight,
+                             fit_bias=self._fit_bias())
 
     @staticmethod
     def _sample_weight(sample_weight, X):
@@ -750,6 +800,23 @@ _DOC_PARAMS = r"""
         None means 1 (unless inside a ``joblib.parallel_config(n_jobs=...)`` block), -1 all
         cores, -2 all but one; 0 is an error. Keep None on few cores: the block solvers do
         many small products, which extra threads slow down.
+    fit_bias : bool or "auto", default="auto"
+        Fit the state bias b of :math:`x = \phi(Ax + Bu + b)` (the output intercept c is
+        always fitted). False keeps b = 0 on the standardised features (``model_`` then has
+        :math:`b = -B\bar u` on the raw ones): the model of the sparse teachers of [arXiv
+        §7.2]. ``"auto"``: False for ``penalty="group"`` with a BCD stage (``solver="bcd"``
+        or ``"bcd+gradient"``), True otherwise. There the unpenalised b grows while the
+        penalty shrinks B and leaves ReLU states always on (a worse fit, and column norms
+        that do not rank the features; ``experiments/README.md``, ``bcd_diagnosis.py`` and
+        ``cv_support.py``); the gradient solver fits better with b.
+    group_weights : array-like of shape (n_features,) or None, default=None
+        With ``penalty="group"``: one positive weight :math:`w_j` per feature, for the
+        weighted penalty :math:`\alpha\sum_j w_j\|[B; D]e_j\|_r` (on the standardised
+        features); ``np.inf`` leaves feature j out. None: all 1. The adaptive group lasso
+        (Wang & Leng 2008) takes :math:`w_j = 1/\|\hat\beta_j\|^\gamma` from a first fit;
+        :class:`~lifted_idl.ImplicitRegressorCV` does so with ``selection="adaptive"``.
+        Applied by fitting on the features :math:`u_j/w_j` and scaling the fitted columns
+        back, so every solver takes it.
 """
 
 _DOC_ATTRS = r"""

@@ -113,7 +113,8 @@ def test_cv_results_and_the_choice(sparse_data, selection):
 
 def test_final_model_is_the_base_fit_at_alpha_(sparse_data):
     U, y, _ = sparse_data
-    est = ImplicitRegressorCV(alphas=3, cv=2, penalty="group", **FAST).fit(U, y)
+    est = ImplicitRegressorCV(alphas=3, cv=2, penalty="group", selection="min",
+                              **FAST).fit(U, y)
     ref = ImplicitRegressor(penalty="group", alpha=est.alpha_, **FAST).fit(U, y)
     for name in "ABCD":
         np.testing.assert_array_equal(getattr(est.model_, name), getattr(ref.model_, name))
@@ -184,10 +185,14 @@ def test_zero_weights_equal_dropping_the_samples(sparse_data):
     splits_full = [(halves[1], halves[0]), (halves[0], halves[1])]
     splits_kept = [(new[np.intersect1d(tr, keep)], new[np.intersect1d(te, keep)])
                    for tr, te in splits_full]
-    kw = dict(FAST, penalty="group", alphas=3)
+    # the grid: the same to rounding; then one explicit grid for both, since the BCD fits
+    # with b = 0 (fit_bias="auto") amplify a 1e-16 change of alpha to 1e-4 in the scores
+    amax = alpha_max(U[keep], y[keep])
+    assert alpha_max(U, y, sample_weight=w) == pytest.approx(amax, rel=1e-12)
+    kw = dict(FAST, penalty="group", alphas=alpha_grid(amax, 3, 1e-3), selection="min")
     weighted = ImplicitRegressorCV(cv=splits_full, **kw).fit(U, y, sample_weight=w)
     dropped = ImplicitRegressorCV(cv=splits_kept, **kw).fit(U[keep], y[keep])
-    np.testing.assert_allclose(weighted.alphas_, dropped.alphas_, rtol=1e-12)
+    np.testing.assert_array_equal(weighted.alphas_, dropped.alphas_)
     for k in range(2):
         np.testing.assert_allclose(weighted.cv_results_[f"split{k}_test_score"],
                                    dropped.cv_results_[f"split{k}_test_score"], rtol=1e-8)
@@ -221,3 +226,102 @@ def test_support_is_dropped_when_the_penalty_changes(sparse_data):
     assert hasattr(est, "support_")
     est.set_params(penalty="l2").fit(U, y)
     assert not hasattr(est, "support_")
+
+
+def test_column_rescaling_is_the_weighted_group_penalty():
+    """The reparametrisation behind ``group_weights``: a model (B~, D~) on the features
+    u_j / w_j is (B~, D~) diag(1/w) on u, with the same predictions, and its plain group
+    penalty is the weighted one of the model on u."""
+    from lifted_idl import ImplicitModel
+    from lifted_idl.estimators import _scale_columns
+    from lifted_idl.penalties import GroupPenalty
+
+    rng = np.random.default_rng(3)
+    n, p, q = 5, 7, 2
+    A = rng.standard_normal((n, n))
+    A *= 0.4 / np.abs(A).sum(1).max()
+    tilde = ImplicitModel(A, rng.standard_normal((n, p)), rng.standard_normal((q, n)),
+                          rng.standard_normal((q, p)), b=rng.standard_normal(n),
+                          c=rng.standard_normal(q))
+    w = rng.uniform(0.2, 5.0, p)
+    U = rng.standard_normal((30, p))
+    model = _scale_columns(tilde, 1.0 / w)
+    np.testing.assert_allclose(model.predict(U), tilde.predict(U / w), rtol=1e-10,
+                               atol=1e-12)
+    for ord_ in (2, np.inf):
+        pen = GroupPenalty(0.7, ord_)
+        weighted = 0.7 * float(w @ pen.column_norms({"B": model.B, "D": model.D}))
+        assert pen.value({"B": tilde.B, "D": tilde.D}) == pytest.approx(weighted, rel=1e-12)
+
+
+def test_group_weights_fit(sparse_data):
+    U, y, _ = sparse_data
+    p = U.shape[1]
+    kw = dict(penalty="group", alpha=0.01, n_hidden=4, max_iter=10, random_state=0)
+    plain = ImplicitRegressor(**kw).fit(U, y)
+    ones = ImplicitRegressor(group_weights=np.ones(p), **kw).fit(U, y)
+    for name in "ABCD":  # unit weights: the same fit, bit for bit
+        np.testing.assert_array_equal(getattr(ones.model_, name), getattr(plain.model_, name))
+    # an infinite weight leaves its feature out; a finite one does not
+    w = np.ones(p)
+    w[[0, 5]] = np.inf
+    out = ImplicitRegressor(group_weights=w, **kw).fit(U, y)
+    assert np.all(out.feature_importances_[[0, 5]] == 0)
+    assert np.all(out.model_.B[:, [0, 5]] == 0) and np.all(out.model_.D[:, [0, 5]] == 0)
+    assert np.any(out.feature_importances_ > 0)
+    # the weighted threshold: every column zero above alpha_max(group_weights), not below
+    w = np.linspace(0.5, 4.0, p)
+    amax = alpha_max(U, y, group_weights=w)
+    assert amax == pytest.approx(float(np.max(
+        np.linalg.norm(_std(U).T @ -_std(y)[:, None] / len(y), axis=1) / w)))
+    kw.update(n_hidden=6, max_iter=30)
+    above = ImplicitRegressor(group_weights=w, **dict(kw, alpha=1.01 * amax)).fit(U, y)
+    assert not np.any(above.feature_importances_ > 0)
+    below = ImplicitRegressor(group_weights=w, **dict(kw, alpha=0.3 * amax)).fit(U, y)
+    assert np.any(below.feature_importances_ > 0)
+    for bad in (np.ones(p - 1), -np.ones(p), np.full(p, np.nan)):
+        with pytest.raises(ValueError, match="group_weights"):
+            ImplicitRegressor(group_weights=bad, **kw).fit(U, y)
+    with pytest.raises(ValueError, match="group_weights"):
+        ImplicitRegressor(group_weights=np.ones(p), alpha=0.01).fit(U, y)
+
+
+def _std(a):
+    return (a - a.mean(0)) / a.std(0)
+
+
+def test_fit_bias_false_keeps_the_state_bias_zero(sparse_data):
+    U, y, _ = sparse_data
+    for solver in ("bcd", "gradient"):
+        est = ImplicitRegressor(penalty="group", alpha=0.01, fit_bias=False, solver=solver,
+                                gradient_max_iter=20, **FAST).fit(U, y)
+        assert np.all(est._scaled_model.b == 0), solver
+        # on the raw features the bias is what the centring of the inputs puts there
+        Us = (U - est._mean_u) / est._scale_u
+        np.testing.assert_allclose(est.model_.b, -est._scaled_model.B @ (est._mean_u
+                                                                          / est._scale_u))
+        np.testing.assert_allclose(est.predict(U), est._scaled_model.predict(Us).ravel()
+                                   * y.std() + y.mean(), rtol=1e-8, atol=1e-8)
+
+
+def test_adaptive_selection(sparse_data):
+    """selection="adaptive": the second stage is the CV path of the base estimator with the
+    weights (max_k s_k / s_j) from the first stage's refit (column norms s), on its own grid;
+    a feature the first stage dropped stays out."""
+    U, y, _ = sparse_data
+    kw = dict(alphas=3, cv=2, penalty="group", **FAST)
+    est = ImplicitRegressorCV(selection="adaptive", **kw).fit(U, y)
+    first = est.first_stage_
+    plain = ImplicitRegressorCV(selection="min", **kw).fit(U, y)
+    assert first["alpha_"] == plain.alpha_
+    np.testing.assert_array_equal(first["feature_importances_"], plain.feature_importances_)
+    s = first["feature_importances_"]
+    with np.errstate(divide="ignore"):
+        np.testing.assert_allclose(est.group_weights_, s.max() / s)
+    np.testing.assert_allclose(est.alphas_, alpha_grid(
+        alpha_max(U, y, group_weights=est.group_weights_), 3, est.eps))
+    assert not np.any(est.support_ & (s == 0))
+    ref = ImplicitRegressor(penalty="group", alpha=est.alpha_, group_weights=est.group_weights_,
+                            **FAST).fit(U, y)
+    np.testing.assert_array_equal(est.predict(U), ref.predict(U))
+    np.testing.assert_array_equal(est.support_, ref.feature_importances_ > 0)

@@ -88,8 +88,9 @@ class BCDBlocks(Blocks):
     def __init__(self, U, Y, loss, activation, *, kappa, pen_ab, pen_cd, group=None,
                  c_ridge=0.0, fit_intercept=True, block_solver="fast", block_tol=1e-6,
                  block_max_iter=100, robust_sigma=None, n_jobs=None, ab_method="fast",
-                 ab_max_iter=5, sample_weight=None):
+                 ab_max_iter=5, sample_weight=None, fit_bias=True):
         self.U, self.Y, self.loss, self.activation = U, Y, loss, activation
+        self.fit_bias = fit_bias
         self.w = unit_mean_weights(sample_weight, U.shape[0])
         if self.w is not None and robust_sigma is not None:
             raise ValueError("sample_weight is not supported with robust_sigma (the robust "
@@ -152,15 +153,18 @@ class BCDBlocks(Blocks):
         pen = self.pen_ab if self.group is None else self.group.restrict("ab", {"D": CD[1]})
         if self.robust_sigma is None and self.ab_mm:
             r = blocks.solve_ab(X, self.U, P, lamv, self.kappa, self.activation, pen, init=W,
-                                method="mm", tol=self.kw["tol"], max_iter=self.ab_max_iter,
+                                fit_bias=self.fit_bias, method="mm", tol=self.kw["tol"],
+                                max_iter=self.ab_max_iter,
                                 sample_weight=self.w, **self.ab_kw)
             r.converged = True  # a fixed number of descent steps
         elif self.robust_sigma is None:
             r = blocks.solve_ab(X, self.U, P, lamv, self.kappa, self.activation, pen, init=W,
-                                sample_weight=self.w, **self.kw, **self.ab_kw)
+                                fit_bias=self.fit_bias, sample_weight=self.w, **self.kw,
+                                **self.ab_kw)
         else:
             r = blocks.solve_ab_robust(X, self.U, P, lamv, self.kappa, self.activation, pen,
-                                       self.robust_sigma, init=W, **self.kw, **self.ab_kw)
+                                       self.robust_sigma, init=W, fit_bias=self.fit_bias,
+                                       **self.kw, **self.ab_kw)
         yield "AB", r.value, CD, r.converged
         if self.group is not None and self.group.alpha > 0:
             # the joint (B, D) step zeroes whole columns; the anchor re-solves (C, D, c) from
@@ -185,7 +189,7 @@ def block_method(block_solver) -> dict:
 
 
 def initial_model(U, Y, loss, *, n_hidden, kappa, activation, pen_cd, group=None, c_ridge=0.0,
-                  random_state=None, fit_intercept=True, sample_weight=None):
+                  random_state=None, fit_intercept=True, sample_weight=None, fit_bias=True):
     """The model BCD starts from: random features (:func:`random_feature_init`, A = 0) with
     (C, D, c) solved on their states (weighted by ``sample_weight``) — round 0 of
     :func:`fit_bcd`, anchored by the same engine, with the (C, D, c) block solved to its own
@@ -194,10 +198,11 @@ def initial_model(U, Y, loss, *, n_hidden, kappa, activation, pen_cd, group=None
     Y = np.ascontiguousarray(Y, dtype=np.float64)
     problem = BCDBlocks(U, Y, loss, activation, kappa=kappa, pen_ab=NoPenalty(), pen_cd=pen_cd,
                         group=group, c_ridge=c_ridge, fit_intercept=fit_intercept,
-                        block_tol=1e-8, block_max_iter=1000, sample_weight=sample_weight)
+                        block_tol=1e-8, block_max_iter=1000, sample_weight=sample_weight,
+                        fit_bias=fit_bias)
     engine = RoundEngine(problem, RoundSettings())
-    return engine.anchor(random_feature_init(U, n_hidden, activation, random_state,
-                                             kappa)).model
+    A, B, b = random_feature_init(U, n_hidden, activation, random_state, kappa)
+    return engine.anchor((A, B, b if fit_bias else np.zeros_like(b))).model
 
 
 def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_model=None,
@@ -208,7 +213,7 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
             block_max_iter=100, ab_method="fast", ab_max_iter=5, fit_intercept=True,
             validation=None, robust_sigma=None, group=None, c_ridge=0.0, n_jobs=None,
             random_state=None, verbose=0, callback=None, sample_weight=None,
-            record_relaxed=True):
+            record_relaxed=True, fit_bias=True):
     r"""Train an implicit model by block-coordinate descent on the relaxation (docs/theory.md §8).
 
     A fit is one run of the anchored-round engine (:class:`~lifted_idl.training.rounds.
@@ -340,6 +345,11 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
     ab_max_iter : int
         MM steps per round with ``ab_method="mm"``.
     fit_intercept : bool
+    fit_bias : bool, default=True
+        Fit the state bias b. False keeps b = 0 (the model :math:`x = \phi(Ax + Bu)` of the
+        [arXiv §7.2] teachers): with a group penalty the unpenalised b can grow against the
+        shrinking columns of B and put ReLU states in their always-on (linear) regime
+        (``experiments/README.md``, ``bcd_diagnosis.py``).
     group : GroupPenalty, optional
         The feature-selection penalty :math:`\mathcal P(B, D) = \alpha\sum_j \|[B; D]e_j\|_r`
         of [IDL (5.1)], on top of ``pen_ab`` and ``pen_cd``. It couples the two weight blocks:
@@ -388,11 +398,14 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
     Y = np.ascontiguousarray(Y, dtype=np.float64)
     if init_model is None:
         W = random_feature_init(U, n_hidden, activation, random_state, kappa)
+        W = W if fit_bias else (W[0], W[1], np.zeros_like(W[2]))
     else:
         W = (project_inf_norm_ball(np.asarray(init_model.A, dtype=np.float64), kappa),
              np.array(init_model.B, dtype=np.float64),
              (np.zeros(init_model.A.shape[0]) if init_model.b is None
               else np.array(init_model.b, dtype=np.float64)))
+        if not fit_bias:
+            W = (W[0], W[1], np.zeros(W[0].shape[0]))
     pen_ab = check_weight_penalty(pen_ab, "pen_ab", "ab")
     pen_cd = check_weight_penalty(pen_cd, "pen_cd", "cd")
     if group is not None and not group.alpha and not c_ridge:
@@ -406,7 +419,7 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
                         block_solver=block_solver, block_tol=block_tol,
                         block_max_iter=block_max_iter, robust_sigma=robust_sigma,
                         n_jobs=n_jobs, ab_method=ab_method, ab_max_iter=ab_max_iter,
-                        sample_weight=sample_weight)
+                        sample_weight=sample_weight, fit_bias=fit_bias)
     settings = RoundSettings(lam=lam, lam_increase=lam_increase, lam_decrease=lam_decrease,
                              lam_min=lam_min, lam_max=lam_max, mu=mu,
                              per_state_lam=per_state_lam, x_step=x_step,
