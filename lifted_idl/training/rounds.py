@@ -520,30 +520,43 @@ class RoundEngine:
                     residuals = residuals[-k:] + [self.blocks.residuals(st)]
                     hist.pred_change.append(self._rms(residuals[-1] - residuals[-2]))
             pool = accepted_scores if s.patience == "accepted" else scores
-            if len(pool) > k:
-                past = min(pool[:-k])
-                if past - best[0] <= s.tol * k * abs(past):
-                    hist.converged, hist.stopped_by = True, "objective"
-                    break
-            if (s.pred_tol is not None and new is not None and len(residuals) > k
-                    and self._rms(residuals[-1] - residuals[0]) <= s.pred_tol * k):
-                hist.converged, hist.stopped_by = True, "predictions"
+            reason = self._stop_reason(pool, best[0], residuals if new is not None else None)
+            if reason is not None:
+                hist.converged, hist.stopped_by = True, reason
                 break
         else:
             hist.stopped_by = "max_iter"
             if warn and max_iter > 0:
-                moving = ("" if s.pred_tol is None else
-                          f" and its training predictions still moving by more than "
-                          f"pred_tol={s.pred_tol:g}")
-                warnings.warn(
-                    f"{self.label} stopped at max_iter={max_iter} rounds while the objective was "
-                    f"still improving by more than tol={s.tol:g}{moving} per round over the "
-                    f"last {s.n_iter_no_change} rounds; the best round ({best[2]}) is returned; "
-                    f"raise max_iter to train further.", ConvergenceWarning,
-                    stacklevel=3)
+                self._warn_max_iter(max_iter, best[2])
         hist.best_round = best[2]
         hist.time = time.perf_counter() - t0
         return best[1], hist
+
+    def _stop_reason(self, pool, best, residuals):
+        """``"objective"`` when the best score improved on the best of ``pool`` before its last
+        ``n_iter_no_change`` entries by at most ``tol`` per round (relative); ``"predictions"``
+        when the last accepted round's ``residuals`` (None after a rejected round) moved by at
+        most ``pred_tol`` per round over them; else None."""
+        s, k = self.settings, self.settings.n_iter_no_change
+        if len(pool) > k:
+            past = min(pool[:-k])
+            if past - best <= s.tol * k * abs(past):
+                return "objective"
+        if (s.pred_tol is not None and residuals is not None and len(residuals) > k
+                and self._rms(residuals[-1] - residuals[0]) <= s.pred_tol * k):
+            return "predictions"
+        return None
+
+    def _warn_max_iter(self, max_iter, best_round):
+        s = self.settings
+        moving = ("" if s.pred_tol is None else
+                  f" and its training predictions still moving by more than "
+                  f"pred_tol={s.pred_tol:g}")
+        warnings.warn(
+            f"{self.label} stopped at max_iter={max_iter} rounds while the objective was "
+            f"still improving by more than tol={s.tol:g}{moving} per round over the "
+            f"last {s.n_iter_no_change} rounds; the best round ({best_round}) is returned; "
+            f"raise max_iter to train further.", ConvergenceWarning, stacklevel=4)
 
     def _rms(self, R):
         """Root mean square of the rows ``R`` (m, q) over samples (weighted by the blocks'
