@@ -255,7 +255,9 @@ def _relaxed_loss(base, sel, alpha, Xtr, ytr, Xte, yte, classes, swtr=None, swte
     if not sel.any():
         return _prior_loss(ytr, yte, classes, swtr, swte)
     beta = float(alpha if base.c_ridge is None else base.c_ridge)
-    refit = clone(base).set_params(alpha=0.0, c_ridge=beta, warm_start=False)
+    # no group penalty, so no group weights (they are per feature of the full X)
+    refit = clone(base).set_params(alpha=0.0, c_ridge=beta, warm_start=False,
+                                   group_weights=None)
     _fit_quiet(refit, Xtr[:, sel], ytr, swtr)
     return _validation_loss(refit, Xte[:, sel], yte, classes, swte)
 

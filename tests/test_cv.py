@@ -325,3 +325,25 @@ def test_adaptive_selection(sparse_data):
                             **FAST).fit(U, y)
     np.testing.assert_array_equal(est.predict(U), ref.predict(U))
     np.testing.assert_array_equal(est.support_, ref.feature_importances_ > 0)
+
+
+def test_relaxed_scores_with_group_weights(sparse_data):
+    """The relaxed refits drop the group penalty, and with it the per-feature group weights:
+    a weighted base scores each path point as the unweighted refit on the kept features
+    (the weights once reached the refit on the kept columns only, a shape error)."""
+    from sklearn.model_selection import KFold
+
+    from lifted_idl.cv import _relaxed_loss
+
+    U, y, _ = sparse_data
+    w = np.linspace(0.5, 2.0, U.shape[1])
+    folds = list(KFold(2).split(U))
+    est = ImplicitRegressorCV(alphas=3, cv=folds, penalty="group", selection="relaxed",
+                              group_weights=w, **FAST).fit(U, y)
+    res = est.cv_results_
+    plain = ImplicitRegressor(penalty="group", **FAST)
+    for k, (tr, te) in enumerate(folds):
+        for i, a in enumerate(est.alphas_):
+            sel = res["feature_importances"][k, i] > 0
+            ref = _relaxed_loss(plain, sel, a, U[tr], y[tr], U[te], y[te], None)
+            assert res[f"split{k}_relaxed_test_score"][i] == pytest.approx(-ref, rel=1e-12)
