@@ -43,14 +43,30 @@ r"""The cross-validated estimators (issue 14): support recovery and diabetes.
    else the default returns to ``"min"``. Diabetes is not rerun: its defaults (penalty l2)
    are not touched by either change.
 
+4. *Support recovery, third rule* (``CONFIG_RELAXED_STAGE``; declared in one commit, with
+   the package's change, before its fresh seeds were run, once). The second rule got 2 of 5
+   (``experiments/README.md``): its second stage, chosen by the minimum validation loss,
+   took the smallest strength of its grid on every seed, where the folds keep a few
+   irrelevant features, while the folds keep exactly the true 8 over several strengths
+   before it. What changed: the adaptive second stage now chooses by the relaxed rule (each
+   fold's path point refit on its kept features without the group penalty; the lowest
+   mean validation loss of the refits). Same teacher, estimator, defaults and support rule
+   as part 3. Bar: exact on at least 4 of the 5 fresh seeds
+   ``CONFIG_RELAXED_STAGE["fresh_seeds"]`` (9201–9205), never run before this commit
+   (7301–7305, 9101–9105 were the earlier rules'; 8501–8505 stay unused). Development
+   seeds 0, 1, 2 only were tried (``experiments/README.md``). Whatever the result, the
+   relaxed second stage stays the package's default only if it recovers the support
+   exactly on at least as many fresh seeds as its first stage (``"min"``, reported from the
+   same fit).
+
 The design seeds (``CONFIG["design_seeds"]``) were used while writing the estimators and
 choosing the grid; the fresh seeds were drawn after this docstring and ``CONFIG`` were written
 and were run once.
 
 Run ``python experiments/cv_support.py --adaptive`` for part 3 (writes
-``cv_support_adaptive.json``); ``python experiments/cv_support.py`` or ``lifted-idl
-experiment cv_support`` for parts 1 and 2, which write
-``cv_support.json`` and ``cv_support.png`` into ``experiments/results/``.
+``cv_support_adaptive.json``), ``--relaxed-stage`` for part 4 (``cv_support_relaxed.json``);
+``python experiments/cv_support.py`` or ``lifted-idl experiment cv_support`` for parts 1 and
+2, which write ``cv_support.json`` and ``cv_support.png`` into ``experiments/results/``.
 ``--diagnose SEED ...`` (development seeds only, never the fresh ones) runs
 :func:`diagnose_seed` instead and writes ``cv_support_dev.json``: along the CV grid, the
 support of the fit on all the training data and of the folds' averaged importances, and
@@ -104,6 +120,19 @@ CONFIG_ADAPTIVE = {
     "n_jobs": 5,
 }
 
+
+CONFIG_RELAXED_STAGE = {
+    **{k: CONFIG_ADAPTIVE[k] for k in ("teacher", "estimator", "support_rule", "also_reported",
+                                        "bar")},
+    "defaults": "every other parameter at the package default: selection='adaptive' with its "
+                "second stage chosen by relaxed refits, fit_bias='auto' (b = 0 here), "
+                "alphas=10, eps=1e-3, cv=5",
+    "default_rule": "the relaxed second stage stays the default iff its exact count on the "
+                    "fresh seeds >= that of its first stage ('min')",
+    "development_seeds": [0, 1, 2],
+    "fresh_seeds": [9201, 9202, 9203, 9204, 9205],
+    "n_jobs": 2,
+}
 
 def precision_recall(selected, support) -> tuple[float, float]:
     """Precision and recall of a boolean mask ``selected`` against the index set ``support``."""
@@ -197,12 +226,16 @@ def adaptive_seed(seed: int) -> dict:
     return out
 
 
-def main_adaptive(out_dir="experiments/results", seeds=None, n_jobs: int | None = None) -> dict:
-    """Part 3: :func:`adaptive_seed` on ``seeds`` (default the fresh seeds of
-    ``CONFIG_ADAPTIVE``); writes ``cv_support_adaptive.json``."""
+def main_adaptive(out_dir="experiments/results", seeds=None, n_jobs: int | None = None,
+                  part: int = 3) -> dict:
+    """Part 3 (or 4): :func:`adaptive_seed` on ``seeds`` (default the fresh seeds of
+    ``CONFIG_ADAPTIVE``, or of ``CONFIG_RELAXED_STAGE``); writes ``cv_support_adaptive.json``
+    (``cv_support_relaxed.json``)."""
     from joblib import Parallel, delayed
 
-    seeds, n_jobs = run_settings(CONFIG_ADAPTIVE, seeds, n_jobs, seed_key="fresh_seeds")
+    config = CONFIG_ADAPTIVE if part == 3 else CONFIG_RELAXED_STAGE
+    name = "adaptive" if part == 3 else "relaxed"
+    seeds, n_jobs = run_settings(config, seeds, n_jobs, seed_key="fresh_seeds")
     t0 = time.perf_counter()
     per_seed = Parallel(n_jobs=n_jobs)(delayed(adaptive_seed)(s) for s in seeds)
     summary = {}
@@ -213,13 +246,15 @@ def main_adaptive(out_dir="experiments/results", seeds=None, n_jobs: int | None 
                       "recall": [r["recall"] for r in rows],
                       "n_selected": [r["n_selected"] for r in rows]}
         print(f"{s}: exact support on {summary[s]['exact']} of {len(rows)}")
-    data = {"experiment": "cv_support, part 3 (adaptive selection, b = 0)",
+    data = {"experiment": f"cv_support, part {part} (adaptive selection, b = 0"
+                          f"{', relaxed second stage' if part == 4 else ''})",
             "source": "issue 14; [arXiv §7.2] teacher", "config": CONFIG,
-            "config_adaptive": CONFIG_ADAPTIVE, "seeds": seeds, "summary": summary,
+            f"config_{name}": config, "seeds": seeds, "summary": summary,
             "support_seeds": per_seed,
-            "run": run_info("cv_support.py --adaptive", time.perf_counter() - t0),
+            "run": run_info(f"cv_support.py --{'adaptive' if part == 3 else 'relaxed-stage'}",
+                            time.perf_counter() - t0),
             "source_state": source_state()}
-    write_json(data, output_dir(out_dir) / "cv_support_adaptive.json")
+    write_json(data, output_dir(out_dir) / f"cv_support_{name}.json")
     return data
 
 
@@ -401,6 +436,8 @@ if __name__ == "__main__":
     parser.add_argument("--no-diabetes", action="store_true")
     parser.add_argument("--adaptive", action="store_true",
                         help="part 3 (CONFIG_ADAPTIVE) on its fresh seeds, or on --seeds")
+    parser.add_argument("--relaxed-stage", action="store_true",
+                        help="part 4 (CONFIG_RELAXED_STAGE) on its fresh seeds, or on --seeds")
     parser.add_argument("--diagnose", type=int, nargs="+", default=None, metavar="SEED",
                         help="development seeds: diagnose_seed on each, to cv_support_dev.json")
     args = parser.parse_args()
@@ -416,8 +453,9 @@ if __name__ == "__main__":
                     "source_state": source_state()},
                    output_dir(args.out_dir) / "cv_support_dev.json")
         sys.exit(0)
-    if args.adaptive:
-        main_adaptive(out_dir=args.out_dir, seeds=args.seeds, n_jobs=args.n_jobs)
+    if args.adaptive or args.relaxed_stage:
+        main_adaptive(out_dir=args.out_dir, seeds=args.seeds, n_jobs=args.n_jobs,
+                      part=4 if args.relaxed_stage else 3)
         sys.exit(0)
     main(out_dir=args.out_dir, seeds=args.seeds, n_jobs=args.n_jobs,
          diabetes=not args.no_diabetes)

@@ -285,8 +285,9 @@ def _cv_results(paths, alphas, relaxed, group):
 
 #: the exponent gamma of the adaptive weights, w_j = (max_k s_k / s_j)^gamma
 _ADAPTIVE_GAMMA = 1.0
-#: how the adaptive (second) stage chooses its strength
-_ADAPTIVE_STAGE2 = "min"
+#: how the adaptive (second) stage chooses its strength: "relaxed" (refits on the kept
+#: features without the penalty) or "min" (the penalised fits; experiments/README.md)
+_ADAPTIVE_STAGE2 = "relaxed"
 
 
 def _adaptive_weights(importances, weights=None):
@@ -468,9 +469,10 @@ _DOC_CV = r"""
         second stage cross-validates again, along its own grid from :func:`alpha_max` with
         the weights, the base estimator with ``group_weights`` :math:`w_j = \max_k s_k /
         s_j` (inf where :math:`s_j = 0`: a feature the first stage dropped stays out), and
-        chooses by the lowest validation loss. Features the first fit barely uses are
-        penalised the most, so the second stage drops them at strengths that still keep
-        the strong ones (it costs a second path). With BCD, ``"min"`` keeps many
+        chooses by the relaxed rule (the refits of its path points on their kept
+        features). Features the first fit barely uses are penalised the most, so the second
+        stage drops them at strengths that still keep the strong ones (it costs a second
+        path and its refits). With BCD, ``"min"`` keeps many
         irrelevant features and the relaxed rule drops weak relevant ones
         (``experiments/README.md``). Ignored by the other penalties.
     n_jobs : int or None, default=None

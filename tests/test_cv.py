@@ -321,6 +321,8 @@ def test_adaptive_selection(sparse_data):
     np.testing.assert_allclose(est.alphas_, alpha_grid(
         alpha_max(U, y, group_weights=est.group_weights_), 3, est.eps))
     assert not np.any(est.support_ & (s == 0))
+    # the second stage chooses by its relaxed refits
+    assert est.best_index_ == np.argmax(est.cv_results_["mean_relaxed_test_score"])
     ref = ImplicitRegressor(penalty="group", alpha=est.alpha_, group_weights=est.group_weights_,
                             **FAST).fit(U, y)
     np.testing.assert_array_equal(est.predict(U), ref.predict(U))
