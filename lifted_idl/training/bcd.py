@@ -398,14 +398,13 @@ def fit_bcd(U, Y, loss, *, n_hidden, kappa, activation, pen_ab, pen_cd, init_mod
     Y = np.ascontiguousarray(Y, dtype=np.float64)
     if init_model is None:
         W = random_feature_init(U, n_hidden, activation, random_state, kappa)
-        W = W if fit_bias else (W[0], W[1], np.zeros_like(W[2]))
     else:
         W = (project_inf_norm_ball(np.asarray(init_model.A, dtype=np.float64), kappa),
              np.array(init_model.B, dtype=np.float64),
              (np.zeros(init_model.A.shape[0]) if init_model.b is None
               else np.array(init_model.b, dtype=np.float64)))
-        if not fit_bias:
-            W = (W[0], W[1], np.zeros(W[0].shape[0]))
+    if not fit_bias:
+        W = (W[0], W[1], np.zeros_like(W[2]))
     pen_ab = check_weight_penalty(pen_ab, "pen_ab", "ab")
     pen_cd = check_weight_penalty(pen_cd, "pen_cd", "cd")
     if group is not None and not group.alpha and not c_ridge:
