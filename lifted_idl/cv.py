@@ -385,7 +385,11 @@ class _BaseImplicitCV(_DenseTags, BaseEstimator):
                 alphas, results, best = self._cv_stage(
                     base, X, y, folds, _ADAPTIVE_STAGE2 == "relaxed", classes, sw)
             adaptive["group_weights_"] = base.group_weights
-        final = self._refit(base, float(alphas[best]), X, y, sw)
+        if adaptive and weights is None and not (self.warm_start
+                                                 and hasattr(self, "best_estimator_")):
+            final = first  # no feature kept: the first stage's refit is the final one
+        else:
+            final = self._refit(base, float(alphas[best]), X, y, sw)
         fitted = {**adaptive, "alphas_": alphas, "alpha_": float(alphas[best]),
                   "best_index_": best,
                   "cv_results_": results, "n_splits_": len(folds), "best_estimator_": final,

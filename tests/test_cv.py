@@ -329,6 +329,24 @@ def test_adaptive_selection(sparse_data):
     np.testing.assert_array_equal(est.support_, ref.feature_importances_ > 0)
 
 
+def test_adaptive_without_kept_features_refits_once(sparse_data, monkeypatch):
+    """When the first stage keeps no feature there is no second stage, and its refit on all
+    the data is the final model: one fit on the whole data set, not two."""
+    U, y, _ = sparse_data
+    whole = []
+    fit = ImplicitRegressor.fit
+
+    def counting_fit(self, X, *args, **kwargs):
+        whole.append(X.shape[0] == U.shape[0])
+        return fit(self, X, *args, **kwargs)
+
+    monkeypatch.setattr(ImplicitRegressor, "fit", counting_fit)
+    est = ImplicitRegressorCV(alphas=[1e6], cv=2, penalty="group", selection="adaptive",
+                              **FAST).fit(U, y)
+    assert not est.support_.any() and est.group_weights_ is None
+    assert sum(whole) == 1
+
+
 def test_relaxed_scores_with_group_weights(sparse_data):
     """The relaxed refits drop the group penalty, and with it the per-feature group weights:
     a weighted base scores each path point as the unweighted refit on the kept features
