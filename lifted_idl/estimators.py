@@ -10,9 +10,9 @@ Solvers (theory §8):
 
 ``"bcd"``
     block-coordinate descent on the Fenchel-divergence relaxation
-    (:func:`lifted_idl.training.bcd.fit_bcd`), started (without a warm start, and except for
-    ``penalty="group"`` and ``robust_sigma``) from a few gradient epochs on the
-    random-feature model;
+    (:func:`lifted_idl.training.bcd.fit_bcd`); for classification started (without a warm
+    start, and except for ``penalty="group"`` and ``robust_sigma``) from a few gradient
+    epochs on the random-feature model;
 ``"gradient"``
     projected gradient with implicit differentiation [IDL §6.2]
     (:func:`lifted_idl.training.gradient.fit_gradient`);
@@ -55,8 +55,10 @@ _BCD_TOL = 1e-3
 _BCD_TOL_SAMPLES = 1000
 _GRADIENT_TOL = 1e-4
 #: gradient epochs (Adam, ``learning_rate``) from the random-feature start before BCD's
-#: rounds: the cost of a few rounds, sparing more rounds than that (measured in issue 13:
-#: digits n_hidden 64 55 -> 17 rounds, friedman1 n_hidden 20 97 -> 73, the teacher 130 -> 111)
+#: rounds, for the cross-entropy: the cost of a few rounds, sparing more rounds than that
+#: (measured in issue 13: digits n_hidden 64 55 -> 17 rounds). Not for the squared loss, where
+#: the random-feature start's least-squares readout is already a good start: friedman1 took
+#: fewer rounds but ended worse (RMSE +0.01 at n_hidden 20, +0.02-0.03 at 100, no faster there)
 _BCD_WARMUP_EPOCHS = 10
 
 
@@ -361,7 +363,7 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
             warnings.simplefilter("always", ConvergenceWarning)
             model = init
             if self.solver in ("bcd", "bcd+gradient"):
-                if init is None and self._bcd_warmup():
+                if init is None and self._bcd_warmup(loss):
                     init = self._fit_gradient_stage(X, Y, loss, act, pen, group, c_ridge, None,
                                                     seed, scale_u, record, sw, warmup=True)
                 model = self._fit_bcd_stage(X, Y, loss, act, pen, group, c_ridge, init,
@@ -377,13 +379,13 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
             model = _scale_columns(model, mult)
         return model, record
 
-    def _bcd_warmup(self) -> bool:
+    def _bcd_warmup(self, loss) -> bool:
         """Whether a BCD stage without a warm start begins with ``_BCD_WARMUP_EPOCHS`` gradient
-        epochs: not for the group penalty (its BCD path, which ranks the features, starts from
-        random features) nor for ``robust_sigma`` (whose (A, B, b) step is robust while the
-        gradient stage is not)."""
-        return (_BCD_WARMUP_EPOCHS > 0 and self.penalty != "group"
-                and self.robust_sigma is None)
+        epochs: for the cross-entropy ``loss`` only (classification), and not for the group
+        penalty (its BCD path, which ranks the features, starts from random features) nor for
+        ``robust_sigma`` (whose (A, B, b) step is robust while the gradient stage is not)."""
+        return (_BCD_WARMUP_EPOCHS > 0 and isinstance(loss, SoftmaxCrossEntropy)
+                and self.penalty != "group" and self.robust_sigma is None)
 
     def _fit_bias(self) -> bool:
         """``fit_bias`` resolved: ``"auto"`` is False for the group penalty with a BCD stage,
@@ -713,8 +715,8 @@ _DOC_PARAMS = r"""
     activation : {"relu", "tanh", "leaky_relu"} or Activation, default="relu"
     solver : {"bcd", "gradient", "bcd+gradient"}, default="bcd"
         Block-coordinate descent on the Fenchel relaxation, projected gradient with implicit
-        differentiation, or BCD followed by gradient fine-tuning (theory §8). A BCD stage
-        that starts from random features (no warm start) first trains them for 10 gradient
+        differentiation, or BCD followed by gradient fine-tuning (theory §8). A classifier's BCD
+        stage that starts from random features (no warm start) first trains them for 10 gradient
         epochs (Adam, ``learning_rate``; part of its start, not counted in ``n_iter_`` nor
         in ``loss_curve_``), about the cost of a few rounds, and its rounds start from that
         model, which spares more rounds than the epochs cost. Not with ``penalty="group"``

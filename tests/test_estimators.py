@@ -20,7 +20,6 @@ from lifted_idl import (
     ImplicitModel,
     ImplicitRegressor,
     SolverError,
-    estimators,
 )
 from lifted_idl.datasets import make_teacher
 
@@ -240,9 +239,6 @@ def test_finetuning_that_ends_uphill_keeps_the_bcd_model(teacher, monkeypatch):
     U, y, _, _, _ = teacher
     import lifted_idl.training.gradient as gradient_module
 
-    # the BCD stage starts from random features (the warm-up calls fit_gradient too)
-    monkeypatch.setattr(estimators, "_BCD_WARMUP_EPOCHS", 0)
-
     def uphill(model, *args, **kwargs):
         worse = model.replace(C=np.zeros_like(model.C))
         return worse, {"loss": [10.0], "loss_initial": 1.0, "n_iter": 1, "converged": True}
@@ -264,8 +260,6 @@ def test_finetuning_retries_with_shorter_steps(teacher, monkeypatch):
     U, y, _, _, _ = teacher
     import lifted_idl.training.gradient as gradient_module
 
-    # the BCD stage starts from random features (the warm-up calls fit_gradient too)
-    monkeypatch.setattr(estimators, "_BCD_WARMUP_EPOCHS", 0)
     rates = []
 
     def downhill_below(threshold):

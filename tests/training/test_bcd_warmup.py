@@ -13,23 +13,23 @@ from lifted_idl.exceptions import ConvergenceWarning
 
 def _data():
     U, y, *_ = make_teacher(120, 10, n_features=4, n_hidden=6, random_state=3)
-    return U, y
+    return U, (y > np.median(y)).astype(int)
 
 
 def test_default_bcd_fit_is_bcd_from_the_warmup_model():
-    # one default fit = the gradient solver stopped at _BCD_WARMUP_EPOCHS epochs, then BCD
-    # warm-started from its model: the same weights, and no ConvergenceWarning for the
-    # epochs cut short by design
+    # one default classifier fit = the gradient solver stopped at _BCD_WARMUP_EPOCHS epochs,
+    # then BCD warm-started from its model: the same weights, and no ConvergenceWarning for
+    # the epochs cut short by design
     U, y = _data()
     k = est_mod._BCD_WARMUP_EPOCHS
     assert k > 0
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
-        one = ImplicitRegressor(n_hidden=6, random_state=0, max_iter=400).fit(U, y)
+        one = ImplicitClassifier(n_hidden=6, random_state=0, max_iter=400).fit(U, y)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        two = ImplicitRegressor(n_hidden=6, random_state=0, max_iter=400, solver="gradient",
-                                gradient_max_iter=k, warm_start=True).fit(U, y)
+        two = ImplicitClassifier(n_hidden=6, random_state=0, max_iter=400, solver="gradient",
+                                 gradient_max_iter=k, warm_start=True).fit(U, y)
     warm = two.loss_curve_[-1]
     two.set_params(solver="bcd").fit(U, y)
     for name in "ABCDbc":
@@ -45,13 +45,16 @@ def test_default_bcd_fit_is_bcd_from_the_warmup_model():
     assert np.all(np.diff(bcd) <= 1e-12 * np.abs(bcd[:-1])) and bcd[-1] < bcd[0]
 
 
-@pytest.mark.parametrize("kw", [dict(penalty="group", alpha=0.01),
-                                dict(robust_sigma=0.05)])
-def test_no_warmup_for_group_penalty_and_robust_step(kw, monkeypatch):
-    # the group-penalty path and the robust (A, B, b) step start from random features: the
-    # fit is the same with the warm-up switched off
+@pytest.mark.parametrize("Est, kw", [(ImplicitClassifier, dict(penalty="group", alpha=0.01)),
+                                     (ImplicitClassifier, dict(robust_sigma=0.05)),
+                                     (ImplicitRegressor, {})])
+def test_no_warmup_for_regression_group_penalty_and_robust_step(Est, kw, monkeypatch):
+    # regression, the group-penalty path and the robust (A, B, b) step start from random
+    # features: the fit is the same with the warm-up switched off
     U, y = _data()
-    ref = ImplicitRegressor(n_hidden=6, random_state=0, max_iter=15, **kw)
+    if Est is ImplicitRegressor:
+        y = U @ np.arange(1.0, U.shape[1] + 1.0)
+    ref = Est(n_hidden=6, random_state=0, max_iter=15, **kw)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         a = ref.fit(U, y).model_
@@ -64,7 +67,6 @@ def test_no_warmup_for_group_penalty_and_robust_step(kw, monkeypatch):
 def test_warmup_skipped_on_warm_start():
     # a warm-started BCD fit continues from the previous model, not from a new warm-up
     U, y = _data()
-    y = (y > np.median(y)).astype(int)
     clf = ImplicitClassifier(n_hidden=6, random_state=0, max_iter=5, warm_start=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
