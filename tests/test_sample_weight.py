@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 from sklearn.preprocessing import StandardScaler
 
-from lifted_idl import ConvergenceWarning, ImplicitClassifier, ImplicitRegressor, blocks
+from lifted_idl import (
+    ConvergenceWarning,
+    ImplicitClassifier,
+    ImplicitRegressor,
+    blocks,
+    estimators,
+)
 from lifted_idl.activations import get_activation
 from lifted_idl.estimators import _standardise
 from lifted_idl.losses import SoftmaxCrossEntropy, SquaredLoss, unit_mean_weights
@@ -232,17 +238,26 @@ def _outputs(est, X):
 @pytest.mark.parametrize("Est", [ImplicitRegressor, ImplicitClassifier])
 @pytest.mark.parametrize("params", _SOLVERS, ids=lambda d: d["solver"] + str(d.get("n_hidden",
                                                                                       "")))
-def test_estimator_integer_weights_equal_repeats(Est, params):
+def test_estimator_integer_weights_equal_repeats(Est, params, monkeypatch):
     X, y, yc, w = _data()
     t = y if Est is ImplicitRegressor else yc
     est = dict(n_hidden=6, random_state=0)
     est.update(params)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        a = Est(**est).fit(X, t, sample_weight=w)
-        b = Est(**est).fit(*_rep(X, t, w=w))
-    np.testing.assert_allclose(_outputs(a, X), _outputs(b, X), rtol=1e-8, atol=1e-8)
-    np.testing.assert_allclose(a.loss_curve_, b.loss_curve_, rtol=1e-8)
+    # a classifier's BCD stage starts with a gradient warm-up that agrees to rounding (1e-9),
+    # which its rounds then carry to about 1e-7: BCD itself is checked to 1e-8 with the
+    # warm-up off, the whole default fit to 1e-5
+    warmups = ([True, False] if Est is ImplicitClassifier and params["solver"] != "gradient"
+               else [True])
+    for warmup in warmups:
+        if not warmup:
+            monkeypatch.setattr(estimators, "_BCD_WARMUP_EPOCHS", 0)
+        tol = 1e-5 if warmup and len(warmups) == 2 else 1e-8
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            a = Est(**est).fit(X, t, sample_weight=w)
+            b = Est(**est).fit(*_rep(X, t, w=w))
+        np.testing.assert_allclose(_outputs(a, X), _outputs(b, X), rtol=tol, atol=tol)
+        np.testing.assert_allclose(a.loss_curve_, b.loss_curve_, rtol=tol)
 
 
 @pytest.mark.parametrize("Est", [ImplicitRegressor, ImplicitClassifier])

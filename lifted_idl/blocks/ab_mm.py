@@ -224,29 +224,40 @@ def _qp_admm(prob, W0p, q, beta, thr, Z, Y, rows, tol, max_iter):
     """
     n = prob.n
     rho = prob.rho0
-    V = prob.V
+    V, VT = prob.V, prob.V.T
+    kappa = prob.kappa
     z, u = Z[rows], Y[rows]
     base = (W0p @ prob.Gc - q) @ V  # in the eigenbasis
     inv = _eig_inverse(prob, rho + beta)
     t = None if thr is None else thr[:, None] / rho
     live = np.arange(rows.size)  # the rows still iterating: z, u, base, inv, t cut to them
-    zl, ul = z, u
+    zl, ul = z, u  # u = Y[rows] is a copy: updated in place
     it = 0
     done = np.zeros(rows.size, dtype=bool)
     while it < max_iter:
         it += 1
-        w = ((base + rho * ((zl - ul) @ V)) * inv) @ V.T
+        w = (zl - ul) @ V
+        w *= rho
+        w += base
+        w *= inv
+        w = w @ VT
         wr = RELAX * w
         wr += (1.0 - RELAX) * zl
         v = wr + ul
         if t is not None:
             v = np.sign(v) * np.maximum(np.abs(v) - t, 0.0)
-        v[:, :n] = project_l1_rows(v[:, :n], prob.kappa)
-        ul = ul + (wr - v)
-        res = np.maximum(np.abs(w - v).max(axis=1, initial=0.0),
-                         np.abs(v - zl).max(axis=1, initial=0.0))
+        project_l1_rows(v[:, :n], kappa, every_row=True)
+        wr -= v
+        ul += wr
+        w -= v
+        np.abs(w, out=w)
+        d = v - zl
+        np.abs(d, out=d)
+        np.maximum(w, d, out=w)
+        res = w.max(axis=1, initial=0.0)
+        np.abs(v, out=d)
         zl = v
-        done = res <= tol * np.maximum(1.0, np.abs(v).max(axis=1, initial=0.0))
+        done = res <= tol * np.maximum(1.0, d.max(axis=1, initial=0.0))
         if done.all():
             break
         if done.sum() * 4 >= done.size:  # drop the finished rows

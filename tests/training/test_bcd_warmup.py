@@ -1,0 +1,76 @@
+"""The gradient warm-up of the estimators' BCD stage (``_BCD_WARMUP_EPOCHS``)."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from lifted_idl import ImplicitClassifier, ImplicitRegressor
+from lifted_idl import estimators as est_mod
+from lifted_idl.datasets import make_teacher
+from lifted_idl.exceptions import ConvergenceWarning
+
+
+def _data():
+    U, y, *_ = make_teacher(120, 10, n_features=4, n_hidden=6, random_state=3)
+    return U, (y > np.median(y)).astype(int)
+
+
+def test_default_bcd_fit_is_bcd_from_the_warmup_model():
+    # one default classifier fit = the gradient solver stopped at _BCD_WARMUP_EPOCHS epochs,
+    # then BCD warm-started from its model: the same weights, and no ConvergenceWarning for
+    # the epochs cut short by design
+    U, y = _data()
+    k = est_mod._BCD_WARMUP_EPOCHS
+    assert k > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        one = ImplicitClassifier(n_hidden=6, random_state=0, max_iter=400).fit(U, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        two = ImplicitClassifier(n_hidden=6, random_state=0, max_iter=400, solver="gradient",
+                                 gradient_max_iter=k, warm_start=True).fit(U, y)
+    warm = two.loss_curve_[-1]
+    two.set_params(solver="bcd").fit(U, y)
+    for name in "ABCDbc":
+        np.testing.assert_allclose(getattr(one.model_, name), getattr(two.model_, name),
+                                   rtol=1e-10, atol=1e-12)
+    assert one.converged_
+    # the record holds BCD's rounds only (n_iter_ <= max_iter): round 0 is the anchored
+    # warm-up model (its (C, D, c) re-solved: at most the warm-up's objective), and the
+    # objective never rises from there
+    assert one.n_iter_ == two.n_iter_ <= 400
+    bcd = np.array(one.loss_curve_)
+    assert bcd.size == one.n_iter_ + 1 and bcd[0] <= warm * (1 + 1e-9)
+    assert np.all(np.diff(bcd) <= 1e-12 * np.abs(bcd[:-1])) and bcd[-1] < bcd[0]
+
+
+@pytest.mark.parametrize("Est, kw", [(ImplicitClassifier, dict(penalty="group", alpha=0.01)),
+                                     (ImplicitClassifier, dict(robust_sigma=0.05)),
+                                     (ImplicitRegressor, {})])
+def test_no_warmup_for_regression_group_penalty_and_robust_step(Est, kw, monkeypatch):
+    # regression, the group-penalty path and the robust (A, B, b) step start from random
+    # features: the fit is the same with the warm-up switched off
+    U, y = _data()
+    if Est is ImplicitRegressor:
+        y = U @ np.arange(1.0, U.shape[1] + 1.0)
+    ref = Est(n_hidden=6, random_state=0, max_iter=15, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = ref.fit(U, y).model_
+        monkeypatch.setattr(est_mod, "_BCD_WARMUP_EPOCHS", 0)
+        b = ref.fit(U, y).model_
+    for name in "ABCD":
+        assert np.array_equal(getattr(a, name), getattr(b, name))
+
+
+def test_warmup_skipped_on_warm_start():
+    # a warm-started BCD fit continues from the previous model, not from a new warm-up
+    U, y = _data()
+    clf = ImplicitClassifier(n_hidden=6, random_state=0, max_iter=5, warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(U, y)
+        first = clf.loss_curve_[-1]
+        clf.fit(U, y)
+    assert clf.n_iter_ <= 5 and clf.loss_curve_[0] <= first * (1 + 1e-9)
