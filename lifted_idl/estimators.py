@@ -54,11 +54,11 @@ _AB_MM_WIDE_HIDDEN = 64
 _BCD_TOL = 1e-3
 _BCD_TOL_SAMPLES = 1000
 _GRADIENT_TOL = 1e-4
-#: gradient epochs (Adam, ``learning_rate``) from the random-feature start before BCD's
-#: rounds, for the cross-entropy: the cost of a few rounds, sparing more rounds than that
-#: (measured in issue 13: digits n_hidden 64 55 -> 17 rounds). Not for the squared loss, where
-#: the random-feature start's least-squares readout is already a good start: friedman1 took
-#: fewer rounds but ended worse (RMSE +0.01 at n_hidden 20, +0.02-0.03 at 100, no faster there)
+#: ``warmup_epochs="auto"``: gradient epochs (Adam, ``learning_rate``) from the random-feature
+#: start before BCD's rounds, for the cross-entropy: the cost of a few rounds, sparing more
+#: rounds than that (benchmarks/README.md, "BCD's warm-up"). 0 for the squared loss, where
+#: the random-feature start's least-squares readout is already a good start and friedman1
+#: took fewer rounds but ended worse
 _BCD_WARMUP_EPOCHS = 10
 
 
@@ -236,6 +236,8 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
         "robust_sigma": [None, Interval(numbers.Real, 0, None, closed="left")],
         "fit_bias": ["boolean", StrOptions({"auto"})],
         "group_weights": [None, "array-like"],
+        "warmup_epochs": [StrOptions({"auto"}), Interval(numbers.Integral, 0, None,
+                                                          closed="left")],
     }
 
     def __init__(self, n_hidden=20, *, kappa=0.5, activation="relu", solver="bcd",
@@ -247,7 +249,7 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
                  verbose=0,
                  n_jobs=None, robust=None, robust_alpha=0.0, robust_smoothing=0.1,
                  constraint="inf_norm", robust_sigma=None, fit_bias="auto",
-                 group_weights=None):
+                 group_weights=None, warmup_epochs="auto"):
         self.n_hidden = n_hidden
         self.kappa = kappa
         self.activation = activation
@@ -280,6 +282,7 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
         self.robust_sigma = robust_sigma
         self.fit_bias = fit_bias
         self.group_weights = group_weights
+        self.warmup_epochs = warmup_epochs
 
     # ------------------------------------------------------------------------------------------
     def _check_robust_options(self):
@@ -363,7 +366,7 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
             warnings.simplefilter("always", ConvergenceWarning)
             model = init
             if self.solver in ("bcd", "bcd+gradient"):
-                if init is None and self._bcd_warmup(loss):
+                if init is None and self._warmup_epochs(loss) > 0:
                     init = self._fit_gradient_stage(X, Y, loss, act, pen, group, c_ridge, None,
                                                     seed, scale_u, record, sw, warmup=True)
                 model = self._fit_bcd_stage(X, Y, loss, act, pen, group, c_ridge, init,
@@ -379,13 +382,20 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
             model = _scale_columns(model, mult)
         return model, record
 
-    def _bcd_warmup(self, loss) -> bool:
-        """Whether a BCD stage without a warm start begins with ``_BCD_WARMUP_EPOCHS`` gradient
-        epochs: for the cross-entropy ``loss`` only (classification), and not for the group
-        penalty (its BCD path, which ranks the features, starts from random features) nor for
-        ``robust_sigma`` (whose (A, B, b) step is robust while the gradient stage is not)."""
-        return (_BCD_WARMUP_EPOCHS > 0 and isinstance(loss, SoftmaxCrossEntropy)
-                and self.penalty != "group" and self.robust_sigma is None)
+    def _warmup_epochs(self, loss) -> int:
+        """``warmup_epochs`` resolved: ``"auto"`` is ``_BCD_WARMUP_EPOCHS`` for the cross-entropy
+        ``loss`` (classification), 0 for the squared loss, for the group penalty (its BCD path,
+        which ranks the features, starts from random features) and for ``robust_sigma`` (whose
+        (A, B, b) step is robust while the gradient epochs are not; an explicit count raises
+        there)."""
+        if self.warmup_epochs != "auto":
+            if self.warmup_epochs > 0 and self.robust_sigma is not None:
+                raise ValueError("warmup_epochs > 0 cannot be combined with robust_sigma (the "
+                                 "warm-up's gradient epochs are not robust); use 0 or 'auto'")
+            return int(self.warmup_epochs)
+        auto = (isinstance(loss, SoftmaxCrossEntropy) and self.penalty != "group"
+                and self.robust_sigma is None)
+        return _BCD_WARMUP_EPOCHS if auto else 0
 
     def _fit_bias(self) -> bool:
         """``fit_bias`` resolved: ``"auto"`` is False for the group penalty with a BCD stage,
@@ -496,7 +506,7 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
                             record, sample_weight=None, warmup=False):
         """Gradient training from ``model`` (random features when None), or the fine-tuning
         of a BCD model (``solver="bcd+gradient"``); updates ``record``. ``warmup``: the
-        ``_BCD_WARMUP_EPOCHS`` epochs before a BCD stage (:meth:`_bcd_warmup`), which end at
+        ``warmup_epochs`` epochs before a BCD stage (:meth:`_warmup_epochs`), which end at
         their epoch count by design (no ConvergenceWarning for that) and are part of the BCD
         stage's start (not in ``record``)."""
         from .training.gradient import fit_gradient
@@ -515,7 +525,7 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
                                             category=ConvergenceWarning)
                 tuned, ghist = fit_gradient(
                     model, X, Y, loss, kappa=self.kappa, pen_ab=pen, pen_cd=pen,
-                    max_iter=_BCD_WARMUP_EPOCHS if warmup else self.gradient_max_iter,
+                    max_iter=self._warmup_epochs(loss) if warmup else self.gradient_max_iter,
                     batch_size=bs,
                     learning_rate=lr, tol=_GRADIENT_TOL if self.tol is None else self.tol,
                     random_state=seed,
@@ -715,12 +725,9 @@ _DOC_PARAMS = r"""
     activation : {"relu", "tanh", "leaky_relu"} or Activation, default="relu"
     solver : {"bcd", "gradient", "bcd+gradient"}, default="bcd"
         Block-coordinate descent on the Fenchel relaxation, projected gradient with implicit
-        differentiation, or BCD followed by gradient fine-tuning (theory §8). A classifier's BCD
-        stage that starts from random features (no warm start) first trains them for 10 gradient
-        epochs (Adam, ``learning_rate``; part of its start, not counted in ``n_iter_`` nor
-        in ``loss_curve_``), about the cost of a few rounds, and its rounds start from that
-        model, which spares more rounds than the epochs cost. Not with ``penalty="group"``
-        (whose BCD path starts from random features) nor with ``robust_sigma``. The fine-tuning
+        differentiation, or BCD followed by gradient fine-tuning (theory §8). A BCD stage
+        that starts from random features (no warm start) may first train them for a few
+        gradient epochs (``warmup_epochs``). The fine-tuning
         stage is kept only if it ends below the BCD model's training objective; otherwise it
         is retried from the BCD model with the learning rate divided by 4, three times at
         most, and the BCD model is kept if none of the tries improves on it.
@@ -851,6 +858,17 @@ _DOC_PARAMS = r"""
         :class:`~lifted_idl.ImplicitRegressorCV` does so with ``selection="adaptive"``.
         Applied by fitting on the features :math:`u_j/w_j` and scaling the fitted columns
         back, so every solver takes it.
+    warmup_epochs : int or "auto", default="auto"
+        Gradient epochs (Adam, ``learning_rate``, the ``batch_size`` rule) on the
+        random-feature model before the rounds of a BCD stage that does not warm start; the
+        rounds start from the model they reach. They are part of the start: not counted in
+        ``n_iter_`` nor ``loss_curve_``, and their epoch cap raises no ConvergenceWarning.
+        ``"auto"``: 10 for classification (the cross-entropy, whose block steps are iterative:
+        a few cheap epochs spare many rounds), 0 for regression (the least-squares readout of
+        the random features is already a good start) and for ``penalty="group"`` (its path
+        ranks the features from the random-feature start) and ``robust_sigma`` (the epochs
+        are not robust; an explicit count > 0 raises there). Set 0 to start the rounds from
+        the random features; measurements in ``benchmarks/README.md`` ("BCD's warm-up").
 """
 
 _DOC_ATTRS = r"""

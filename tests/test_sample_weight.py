@@ -16,7 +16,6 @@ from lifted_idl import (
     ImplicitClassifier,
     ImplicitRegressor,
     blocks,
-    estimators,
 )
 from lifted_idl.activations import get_activation
 from lifted_idl.estimators import _standardise
@@ -238,7 +237,7 @@ def _outputs(est, X):
 @pytest.mark.parametrize("Est", [ImplicitRegressor, ImplicitClassifier])
 @pytest.mark.parametrize("params", _SOLVERS, ids=lambda d: d["solver"] + str(d.get("n_hidden",
                                                                                       "")))
-def test_estimator_integer_weights_equal_repeats(Est, params, monkeypatch):
+def test_estimator_integer_weights_equal_repeats(Est, params):
     X, y, yc, w = _data()
     t = y if Est is ImplicitRegressor else yc
     est = dict(n_hidden=6, random_state=0)
@@ -249,13 +248,12 @@ def test_estimator_integer_weights_equal_repeats(Est, params, monkeypatch):
     warmups = ([True, False] if Est is ImplicitClassifier and params["solver"] != "gradient"
                else [True])
     for warmup in warmups:
-        if not warmup:
-            monkeypatch.setattr(estimators, "_BCD_WARMUP_EPOCHS", 0)
+        kw = {**est, "warmup_epochs": "auto" if warmup else 0}
         tol = 1e-5 if warmup and len(warmups) == 2 else 1e-8
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            a = Est(**est).fit(X, t, sample_weight=w)
-            b = Est(**est).fit(*_rep(X, t, w=w))
+            a = Est(**kw).fit(X, t, sample_weight=w)
+            b = Est(**kw).fit(*_rep(X, t, w=w))
         np.testing.assert_allclose(_outputs(a, X), _outputs(b, X), rtol=tol, atol=tol)
         np.testing.assert_allclose(a.loss_curve_, b.loss_curve_, rtol=tol)
 

@@ -1,4 +1,4 @@
-"""The gradient warm-up of the estimators' BCD stage (``_BCD_WARMUP_EPOCHS``)."""
+"""The gradient warm-up of the estimators' BCD stage (``warmup_epochs``)."""
 
 import warnings
 
@@ -48,7 +48,7 @@ def test_default_bcd_fit_is_bcd_from_the_warmup_model():
 @pytest.mark.parametrize("Est, kw", [(ImplicitClassifier, dict(penalty="group", alpha=0.01)),
                                      (ImplicitClassifier, dict(robust_sigma=0.05)),
                                      (ImplicitRegressor, {})])
-def test_no_warmup_for_regression_group_penalty_and_robust_step(Est, kw, monkeypatch):
+def test_no_warmup_for_regression_group_penalty_and_robust_step(Est, kw):
     # regression, the group-penalty path and the robust (A, B, b) step start from random
     # features: the fit is the same with the warm-up switched off
     U, y = _data()
@@ -58,8 +58,7 @@ def test_no_warmup_for_regression_group_penalty_and_robust_step(Est, kw, monkeyp
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         a = ref.fit(U, y).model_
-        monkeypatch.setattr(est_mod, "_BCD_WARMUP_EPOCHS", 0)
-        b = ref.fit(U, y).model_
+        b = ref.set_params(warmup_epochs=0).fit(U, y).model_
     for name in "ABCD":
         assert np.array_equal(getattr(a, name), getattr(b, name))
 
@@ -74,3 +73,26 @@ def test_warmup_skipped_on_warm_start():
         first = clf.loss_curve_[-1]
         clf.fit(U, y)
     assert clf.n_iter_ <= 5 and clf.loss_curve_[0] <= first * (1 + 1e-9)
+
+
+def test_warmup_epochs_parameter():
+    # an explicit count is that many epochs (also for regression); 0 switches "auto" off;
+    # a count > 0 with the robust (A, B, b) step raises
+    U, y = _data()
+    yr = U @ np.arange(1.0, U.shape[1] + 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for Est, t, auto in [(ImplicitClassifier, y, est_mod._BCD_WARMUP_EPOCHS),
+                             (ImplicitRegressor, yr, 0)]:
+            fits = {k: Est(n_hidden=6, random_state=0, max_iter=10, warmup_epochs=k).fit(U, t)
+                    for k in ["auto", 0, 3, auto]}
+            assert np.array_equal(fits["auto"].model_.A, fits[auto].model_.A)
+            assert not np.array_equal(fits[0].model_.A, fits[3].model_.A)
+            ref = Est(n_hidden=6, random_state=0, solver="gradient", gradient_max_iter=3,
+                      warm_start=True).fit(U, t)
+            ref.set_params(solver="bcd", max_iter=10).fit(U, t)
+            np.testing.assert_allclose(fits[3].model_.A, ref.model_.A, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="robust_sigma"):
+        ImplicitClassifier(n_hidden=6, robust_sigma=0.05, warmup_epochs=2).fit(U, y)
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        ImplicitClassifier(warmup_epochs=-1).fit(U, y)
