@@ -50,10 +50,18 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 import scipy.optimize
-from scipy.special import logsumexp, softmax
 
 from .._validation import check_real
-from ..losses import SoftmaxCrossEntropy, SquaredLoss, get_loss, unit_mean_weights
+from ..losses import (
+    SoftmaxCrossEntropy,
+    SquaredLoss,
+    _row_shift,
+    get_loss,
+    log_partition_and_softmax,
+    logsumexp_rows,
+    softmax_rows,
+    unit_mean_weights,
+)
 from ..penalties import GroupView, L1View, L2View, ZeroView
 from ._common import (
     BlockResult,
@@ -317,12 +325,12 @@ def _softmax_parts(Mx, Y, W, c, w=None):
     m = Mx.shape[0]
     Z = Mx @ W.T
     Z += c
-    S = softmax(Z, axis=1)
+    lse, S = log_partition_and_softmax(Z)
     if w is None:
-        f = float(logsumexp(Z, axis=1).sum() - np.vdot(Y, Z)) / m
+        f = float(lse.sum() - np.vdot(Y, Z)) / m
         G = (S - Y) / m
     else:
-        f = float(w @ (logsumexp(Z, axis=1) - (Y * Z).sum(axis=1))) / m
+        f = float(w @ (lse - np.einsum("ij,ij->i", Y, Z))) / m
         G = (S - Y) * (w / m)[:, None]
     return f, G, S
 
@@ -434,15 +442,15 @@ def _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None, r
     def value(Wa):
         Z = Ma @ Wa.T
         if w is None:
-            f = float(logsumexp(Z, axis=1).sum() - np.vdot(Y, Z)) / m
+            f = float(logsumexp_rows(Z).sum() - np.vdot(Y, Z)) / m
         else:
-            f = float(ws @ (logsumexp(Z, axis=1) - (Y * Z).sum(axis=1)))
+            f = float(ws @ (logsumexp_rows(Z) - np.einsum("ij,ij->i", Y, Z)))
         return f + 0.5 * float(np.vdot(Wa * pa, Wa)), Z
 
     f, Z = value(Wa)
     ok, it = False, 0
     for it in range(max_iter + 1):
-        S = softmax(Z, axis=1)
+        S = softmax_rows(Z)
         g = (((S - Y) / m) if w is None else (S - Y) * ws[:, None]).T @ Ma + Wa * pa
         if it == 0:
             tol = _relative_tol(tol, rtol, g)
@@ -520,7 +528,7 @@ def _softmax_newton_cg(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None, rtol
     def value(Wa):  # the objective and the softmax, from one exponential
         Z = Ma @ Wa.T
         f = 0.5 * float(np.vdot(Wa * pa, Wa)) - float(np.vdot(Yw, Z))
-        zmax = Z.max(axis=1)
+        zmax = _row_shift(Z)
         Z -= zmax[:, None]
         E = np.exp(Z, out=Z)
         tot = E @ ones  # a product: faster than a reduction over short rows
@@ -797,7 +805,7 @@ class _GroupCD:
     def hessian(self, V):
         """Hessian of the loss in ``vec(V)`` (row-major: output k, column j at k*dx + j)."""
         q, dx = self.q, self.dx
-        S = softmax(self.Mx @ V.T, axis=1)
+        S = softmax_rows(self.Mx @ V.T)
         H4 = np.empty((q, dx, q, dx))
         for k in range(q):
             for l_ in range(k, q):
