@@ -510,12 +510,20 @@ def _softmax_newton_cg(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None, rtol
     inexact solve whose CG systems are solved no further than that tolerance either), or
     when no step decreases the objective at double precision (converged if the gradient is
     then at most ``1e3 * tol``). Returns ``(x, n_iter, converged)``.
+
+    With ``rtol`` the CG products with the Hessian (and its diagonal) are computed in single
+    precision: their relative rounding, about :math:`10^{-7}`, is far below the relative
+    residual CG is asked for (at least ``rtol / 2``), while the gradient, the objective and
+    the Armijo test stay in double precision, so every step is still a checked descent step
+    (half the cost of the products; the exact solve keeps double precision throughout).
     """
     m, r = Mt.shape
     q = Y.shape[1]
     ni = 1 if fit_intercept else 0
     Ma = np.hstack([Mt, np.ones((m, 1))]) if ni else Mt
-    Ma2 = Ma * Ma
+    # the products of CG: single precision for an inexact solve (see above)
+    Mh = Ma.astype(np.float32) if rtol is not None else Ma
+    Mh2 = Mh * Mh
     pa = np.concatenate([pw, np.zeros(ni)])
     Wa = np.empty((q, r + ni))
     Wa[:, :r] = x0[: q * r].reshape(q, r)
@@ -551,7 +559,7 @@ def _softmax_newton_cg(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None, rtol
             break
         # the forcing min(1/2, |g|^(1/2))|g|, but never below tol/2: the next gradient is
         # about the CG residual, and a residual under tol/2 ends the solve at that step
-        step = _softmax_pcg(Ma, Ma2, S, Sw, pa, g, max(0.5 * tol, min(0.5, np.sqrt(gn)) * gn))
+        step = _softmax_pcg(Mh, Mh2, S, Sw, pa, g, max(0.5 * tol, min(0.5, np.sqrt(gn)) * gn))
         slope = float(np.vdot(g, step))
         if not slope < 0:
             break
@@ -573,16 +581,20 @@ def _softmax_pcg(Ma, Ma2, S, Sw, pa, g, eps):
     r"""An approximate Newton step: conjugate gradients on :math:`Hs = -g` from 0, with the
     Hessian's diagonal as preconditioner, until the residual's 2-norm is at most ``eps`` (or
     after as many iterations as variables). ``Ma2``: the squared design, ``Sw``: the softmax
-    times the sample weights over m. Every iterate from 0 is a descent direction."""
+    times the sample weights over m. Every iterate from 0 is a descent direction. The products
+    with the design are computed in its precision (``Ma`` in single precision: see
+    :func:`_softmax_newton_cg`); the CG vectors stay in double precision."""
+    dt = Ma.dtype
+    S, Sw = S.astype(dt, copy=False), Sw.astype(dt, copy=False)
     dg = (Sw * (1.0 - S)).T @ Ma2 + pa
     pinv = 1.0 / np.maximum(dg, 1e-12 * max(float(dg.max(initial=0.0)), 1e-300))
-    ones = np.ones(g.shape[0])
+    ones = np.ones(g.shape[0], dtype=dt)
 
     def hvp(P):
-        T = Ma @ P.T
+        T = Ma @ P.T.astype(dt, copy=False)
         T *= Sw
         T -= S * (T @ ones)[:, None]
-        Hp = T.T @ Ma
+        Hp = (T.T @ Ma).astype(np.float64, copy=False)
         Hp += P * pa
         return Hp
 
