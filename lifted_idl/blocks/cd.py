@@ -373,17 +373,24 @@ def _softmax_ridge_newton(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter, den
     pw = alpha * m / sv ** 2  # ridge weights of the whitened columns
     scale = np.sqrt(m) / sv / np.sqrt(0.5 + pw)
     to_w = Vr * scale  # W = Wt @ to_w.T
-    Mt = (Mc @ Vr) * scale
     pw = pw / (0.5 + pw)
     nw = q * r
     ni = q if fit_intercept else 0
+    # the whitened design with the intercept's column of ones last, written in place: no
+    # (m, d) temporaries besides it (each fresh one costs its page faults)
+    Ma = np.empty((m, r + (1 if fit_intercept else 0)))
+    np.matmul(Mc, to_w, out=Ma[:, :r])
+    del Mc
+    if fit_intercept:
+        Ma[:, r] = 1.0
     if W0 is None:
         W0, c0 = np.zeros((q, d)), np.zeros(q)
     x0 = np.concatenate([(W0 @ Vr / scale).ravel(),
                          (c0 + W0 @ mbar)[:ni]])
     dense = nw + ni <= dense_max
     newton = _softmax_dense_newton if dense else _softmax_newton_cg
-    xs, nit, ok = newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w, rtol)
+    xs, nit, ok = newton(Ma, Y, pw, fit_intercept, x0, tol, max_iter, w, rtol,
+                         augmented=True)
     Wt, c = xs[:nw].reshape(q, r), (xs[nw:] if ni else np.zeros(q))
     W = Wt @ to_w.T
     c = c - W @ mbar if fit_intercept else np.zeros(q)
@@ -411,7 +418,8 @@ def _armijo(value, Wa, f, step, slope):
         t *= 0.5
 
 
-def _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None, rtol=None):
+def _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None, rtol=None,
+                          augmented=False):
     r"""Damped Newton with the explicit Hessian, for the whitened problem of
     :func:`_softmax_ridge_newton` when it has few variables (:math:`q(r + 1)` up to about a
     hundred): one Hessian costs :math:`q^2 m r^2/2` flops and a Cholesky solve, against the
@@ -426,13 +434,14 @@ def _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None, r
     ``rtol`` times its norm at ``x0`` (an inexact solve; None: exact).
 
     ``x0`` and the returned point use :func:`_softmax_ridge_newton`'s packing
-    (the q×r weights row by row, then the q intercepts); ``w``: unit-mean sample weights."""
-    m, r = Mt.shape
+    (the q×r weights row by row, then the q intercepts); ``w``: unit-mean sample weights;
+    ``augmented``: ``Mt`` already holds the intercept's column of ones last."""
+    ni = 1 if fit_intercept else 0
+    m, r = Mt.shape[0], Mt.shape[1] - (ni if augmented else 0)
     ws = None if w is None else w / m
     q = Y.shape[1]
-    ni = 1 if fit_intercept else 0
     ra = r + ni
-    Ma = np.hstack([Mt, np.ones((m, 1))]) if ni else Mt
+    Ma = Mt if augmented or not ni else np.hstack([Mt, np.ones((m, 1))])
     pa = np.concatenate([pw, np.zeros(ni)])
     Wa = np.empty((q, ra))
     Wa[:, :r] = x0[: q * r].reshape(q, r)
@@ -488,9 +497,10 @@ def _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None, r
     return x, it, ok
 
 
-def _softmax_newton_cg(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None, rtol=None):
+def _softmax_newton_cg(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None, rtol=None,
+                       augmented=False):
     r"""Newton-CG for the whitened problem of :func:`_softmax_ridge_newton` when it has many
-    variables (``Mt``, ``pw``, ``x0`` and the returned point as for
+    variables (``Mt``, ``pw``, ``x0``, ``augmented`` and the returned point as for
     :func:`_softmax_dense_newton`; ``w``: unit-mean sample weights).
 
     Each Newton step runs conjugate gradients on exact Hessian-vector products
@@ -517,13 +527,13 @@ def _softmax_newton_cg(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None, rtol
     the Armijo test stay in double precision, so every step is still a checked descent step
     (half the cost of the products; the exact solve keeps double precision throughout).
     """
-    m, r = Mt.shape
-    q = Y.shape[1]
     ni = 1 if fit_intercept else 0
-    Ma = np.hstack([Mt, np.ones((m, 1))]) if ni else Mt
+    m, r = Mt.shape[0], Mt.shape[1] - (ni if augmented else 0)
+    q = Y.shape[1]
+    Ma = Mt if augmented or not ni else np.hstack([Mt, np.ones((m, 1))])
     # the products of CG: single precision for an inexact solve (see above)
     Mh = Ma.astype(np.float32) if rtol is not None else Ma
-    Mh2 = Mh * Mh
+    Mh2 = np.square(Mh)
     pa = np.concatenate([pw, np.zeros(ni)])
     Wa = np.empty((q, r + ni))
     Wa[:, :r] = x0[: q * r].reshape(q, r)
