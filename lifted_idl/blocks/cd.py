@@ -379,8 +379,10 @@ def _softmax_ridge_newton(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter, den
     # the whitened design with the intercept's column of ones last, written in place: no
     # (m, d) temporaries besides it (each fresh one costs its page faults)
     Ma = np.empty((m, r + (1 if fit_intercept else 0)))
-    np.matmul(Mc, to_w, out=Ma[:, :r])
-    del Mc
+    Mt = Ma[:, :r]
+    np.matmul(Mc, Vr, out=Mt)
+    Mt *= scale
+    del Mc, Mt
     if fit_intercept:
         Ma[:, r] = 1.0
     if W0 is None:
