@@ -15,6 +15,76 @@ from scipy.special import logsumexp, softmax
 __all__ = ["Loss", "SquaredLoss", "SoftmaxCrossEntropy", "get_loss", "unit_mean_weights"]
 
 
+def _row_shift(Z):
+    """The row maxima of ``Z`` (m, q), with the non-finite ones replaced by 0 (the shift of
+    SciPy's ``logsumexp``: a row holding +inf gives +inf, a row of -inf gives -inf, NaN stays
+    NaN). The maxima are taken on a column-major copy: a reduction over the short rows of a
+    row-major matrix costs several times the copy."""
+    zmax = np.asfortranarray(Z).max(axis=1)
+    bad = ~np.isfinite(zmax)
+    if bad.any():
+        zmax[bad] = 0.0
+    return zmax
+
+
+def _shifted_exp(Z):
+    """``(exp(Z - shift), shift)`` row by row, with the shift of :func:`_row_shift`."""
+    zmax = _row_shift(Z)
+    E = Z - zmax[:, None]
+    np.exp(E, out=E)
+    return E, zmax
+
+
+def _row_sums(E):
+    """Row sums of a non-negative (m, q) matrix as a product (faster than a reduction over
+    short rows; inf and NaN propagate as in a sum)."""
+    return E @ np.ones(E.shape[1], dtype=E.dtype)
+
+
+def _is_plain(Z) -> bool:
+    """A 2-D floating matrix with at least one column: the case of the NumPy kernels below
+    (anything else goes to SciPy)."""
+    return (isinstance(Z, np.ndarray) and Z.ndim == 2 and Z.shape[1] > 0
+            and Z.dtype.kind == "f")
+
+
+def log_partition_and_softmax(Z):
+    r"""``(logsumexp_rows(Z), softmax_rows(Z))`` from one exponential: the log-partition
+    :math:`\log\sum_k e^{z_{sk}}` and the softmax of every row of ``Z`` (m, q), as
+    ``scipy.special.logsumexp(Z, axis=1)`` and ``scipy.special.softmax(Z, axis=1)`` (equal up
+    to rounding, with their results on rows holding +inf, -inf or NaN: a log-partition of
+    +inf, -inf or NaN and a softmax of NaN) at a fraction of their cost on short rows (the
+    kernel of every cross-entropy value and gradient of BCD)."""
+    if not _is_plain(Z):
+        return logsumexp(Z, axis=1), softmax(Z, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        E, zmax = _shifted_exp(Z)
+        tot = _row_sums(E)
+        E /= tot[:, None]
+        lse = np.log(tot)
+    lse += zmax
+    bad = ~np.isfinite(lse)
+    if bad.any():  # +inf, only -inf, or NaN in the row: SciPy's softmax is NaN there
+        E[bad] = np.nan
+    return lse, E
+
+
+def logsumexp_rows(Z):
+    """The log-partition of every row of ``Z`` (:func:`log_partition_and_softmax`)."""
+    if not _is_plain(Z):
+        return logsumexp(Z, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        E, zmax = _shifted_exp(Z)
+        out = np.log(_row_sums(E))
+    out += zmax
+    return out
+
+
+def softmax_rows(Z):
+    """The softmax of every row of ``Z`` (:func:`log_partition_and_softmax`)."""
+    return log_partition_and_softmax(Z)[1]
+
+
 def unit_mean_weights(sample_weight, m: int):
     r"""Sample weights rescaled to mean 1, :math:`\tilde w_s = m\,w_s/\sum_t w_t`, or None.
 
@@ -133,13 +203,13 @@ class SoftmaxCrossEntropy(Loss):
     smoothness = 0.5  # the softmax Jacobian has spectral norm <= 1/2
 
     def value(self, Y, Yhat, sample_weight=None):
-        v = logsumexp(Yhat, axis=1) - (Y * Yhat).sum(axis=1)
+        v = logsumexp_rows(Yhat) - np.einsum("ij,ij->i", Y, Yhat)
         if sample_weight is None:
             return float(v.sum()) / max(Y.shape[0], 1)
         return _weighted_mean(v, unit_mean_weights(sample_weight, Y.shape[0]))
 
     def grad(self, Y, Yhat, sample_weight=None):
-        return _mean_rows(softmax(Yhat, axis=1) - Y, sample_weight)
+        return _mean_rows(softmax_rows(Yhat) - Y, sample_weight)
 
     def cvxpy(self, Y, Yhat_expr, sample_weight=None):
         import cvxpy as cp
@@ -153,11 +223,11 @@ class SoftmaxCrossEntropy(Loss):
         return unit_mean_weights(sample_weight, Y.shape[0]) @ per_sample / m
 
     def sample_values(self, Y, Yhat):
-        return logsumexp(Yhat, axis=1) - (Y * Yhat).sum(axis=1)
+        return logsumexp_rows(Yhat) - np.einsum("ij,ij->i", Y, Yhat)
 
     def sample_hessians(self, Y, Yhat):
         r""":math:`\mathrm{diag}(s) - ss^\top` with :math:`s = \mathrm{softmax}(\hat y_s)`."""
-        S = softmax(Yhat, axis=1)
+        S = softmax_rows(Yhat)
         H = -S[:, :, None] * S[:, None, :]
         i = np.arange(S.shape[1])
         H[:, i, i] += S

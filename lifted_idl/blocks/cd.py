@@ -50,10 +50,18 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 import scipy.optimize
-from scipy.special import logsumexp, softmax
 
 from .._validation import check_real
-from ..losses import SoftmaxCrossEntropy, SquaredLoss, get_loss, unit_mean_weights
+from ..losses import (
+    SoftmaxCrossEntropy,
+    SquaredLoss,
+    _row_shift,
+    get_loss,
+    log_partition_and_softmax,
+    logsumexp_rows,
+    softmax_rows,
+    unit_mean_weights,
+)
 from ..penalties import GroupView, L1View, L2View, ZeroView
 from ._common import (
     BlockResult,
@@ -317,12 +325,12 @@ def _softmax_parts(Mx, Y, W, c, w=None):
     m = Mx.shape[0]
     Z = Mx @ W.T
     Z += c
-    S = softmax(Z, axis=1)
+    lse, S = log_partition_and_softmax(Z)
     if w is None:
-        f = float(logsumexp(Z, axis=1).sum() - np.vdot(Y, Z)) / m
+        f = float(lse.sum() - np.vdot(Y, Z)) / m
         G = (S - Y) / m
     else:
-        f = float(w @ (logsumexp(Z, axis=1) - (Y * Z).sum(axis=1))) / m
+        f = float(w @ (lse - np.einsum("ij,ij->i", Y, Z))) / m
         G = (S - Y) * (w / m)[:, None]
     return f, G, S
 
@@ -365,17 +373,26 @@ def _softmax_ridge_newton(M, Y, alpha, fit_intercept, W0, c0, tol, max_iter, den
     pw = alpha * m / sv ** 2  # ridge weights of the whitened columns
     scale = np.sqrt(m) / sv / np.sqrt(0.5 + pw)
     to_w = Vr * scale  # W = Wt @ to_w.T
-    Mt = (Mc @ Vr) * scale
     pw = pw / (0.5 + pw)
     nw = q * r
     ni = q if fit_intercept else 0
+    # the whitened design with the intercept's column of ones last, written in place: no
+    # (m, d) temporaries besides it (each fresh one costs its page faults)
+    Ma = np.empty((m, r + (1 if fit_intercept else 0)))
+    Mt = Ma[:, :r]
+    np.matmul(Mc, Vr, out=Mt)
+    Mt *= scale
+    del Mc, Mt
+    if fit_intercept:
+        Ma[:, r] = 1.0
     if W0 is None:
         W0, c0 = np.zeros((q, d)), np.zeros(q)
     x0 = np.concatenate([(W0 @ Vr / scale).ravel(),
                          (c0 + W0 @ mbar)[:ni]])
     dense = nw + ni <= dense_max
     newton = _softmax_dense_newton if dense else _softmax_newton_cg
-    xs, nit, ok = newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w, rtol)
+    xs, nit, ok = newton(Ma, Y, pw, fit_intercept, x0, tol, max_iter, w, rtol,
+                         augmented=True)
     Wt, c = xs[:nw].reshape(q, r), (xs[nw:] if ni else np.zeros(q))
     W = Wt @ to_w.T
     c = c - W @ mbar if fit_intercept else np.zeros(q)
@@ -403,7 +420,8 @@ def _armijo(value, Wa, f, step, slope):
         t *= 0.5
 
 
-def _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None, rtol=None):
+def _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None, rtol=None,
+                          augmented=False):
     r"""Damped Newton with the explicit Hessian, for the whitened problem of
     :func:`_softmax_ridge_newton` when it has few variables (:math:`q(r + 1)` up to about a
     hundred): one Hessian costs :math:`q^2 m r^2/2` flops and a Cholesky solve, against the
@@ -418,13 +436,14 @@ def _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None, r
     ``rtol`` times its norm at ``x0`` (an inexact solve; None: exact).
 
     ``x0`` and the returned point use :func:`_softmax_ridge_newton`'s packing
-    (the q×r weights row by row, then the q intercepts); ``w``: unit-mean sample weights."""
-    m, r = Mt.shape
+    (the q×r weights row by row, then the q intercepts); ``w``: unit-mean sample weights;
+    ``augmented``: ``Mt`` already holds the intercept's column of ones last."""
+    ni = 1 if fit_intercept else 0
+    m, r = Mt.shape[0], Mt.shape[1] - (ni if augmented else 0)
     ws = None if w is None else w / m
     q = Y.shape[1]
-    ni = 1 if fit_intercept else 0
     ra = r + ni
-    Ma = np.hstack([Mt, np.ones((m, 1))]) if ni else Mt
+    Ma = Mt if augmented or not ni else np.hstack([Mt, np.ones((m, 1))])
     pa = np.concatenate([pw, np.zeros(ni)])
     Wa = np.empty((q, ra))
     Wa[:, :r] = x0[: q * r].reshape(q, r)
@@ -434,15 +453,15 @@ def _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None, r
     def value(Wa):
         Z = Ma @ Wa.T
         if w is None:
-            f = float(logsumexp(Z, axis=1).sum() - np.vdot(Y, Z)) / m
+            f = float(logsumexp_rows(Z).sum() - np.vdot(Y, Z)) / m
         else:
-            f = float(ws @ (logsumexp(Z, axis=1) - (Y * Z).sum(axis=1)))
+            f = float(ws @ (logsumexp_rows(Z) - np.einsum("ij,ij->i", Y, Z)))
         return f + 0.5 * float(np.vdot(Wa * pa, Wa)), Z
 
     f, Z = value(Wa)
     ok, it = False, 0
     for it in range(max_iter + 1):
-        S = softmax(Z, axis=1)
+        S = softmax_rows(Z)
         g = (((S - Y) / m) if w is None else (S - Y) * ws[:, None]).T @ Ma + Wa * pa
         if it == 0:
             tol = _relative_tol(tol, rtol, g)
@@ -480,9 +499,10 @@ def _softmax_dense_newton(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None, r
     return x, it, ok
 
 
-def _softmax_newton_cg(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None, rtol=None):
+def _softmax_newton_cg(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None, rtol=None,
+                       augmented=False):
     r"""Newton-CG for the whitened problem of :func:`_softmax_ridge_newton` when it has many
-    variables (``Mt``, ``pw``, ``x0`` and the returned point as for
+    variables (``Mt``, ``pw``, ``x0``, ``augmented`` and the returned point as for
     :func:`_softmax_dense_newton`; ``w``: unit-mean sample weights).
 
     Each Newton step runs conjugate gradients on exact Hessian-vector products
@@ -502,12 +522,20 @@ def _softmax_newton_cg(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None, rtol
     inexact solve whose CG systems are solved no further than that tolerance either), or
     when no step decreases the objective at double precision (converged if the gradient is
     then at most ``1e3 * tol``). Returns ``(x, n_iter, converged)``.
+
+    With ``rtol`` the CG products with the Hessian (and its diagonal) are computed in single
+    precision: their relative rounding, about :math:`10^{-7}`, is far below the relative
+    residual CG is asked for (at least ``rtol / 2``), while the gradient, the objective and
+    the Armijo test stay in double precision, so every step is still a checked descent step
+    (half the cost of the products; the exact solve keeps double precision throughout).
     """
-    m, r = Mt.shape
-    q = Y.shape[1]
     ni = 1 if fit_intercept else 0
-    Ma = np.hstack([Mt, np.ones((m, 1))]) if ni else Mt
-    Ma2 = Ma * Ma
+    m, r = Mt.shape[0], Mt.shape[1] - (ni if augmented else 0)
+    q = Y.shape[1]
+    Ma = Mt if augmented or not ni else np.hstack([Mt, np.ones((m, 1))])
+    # the products of CG: single precision for an inexact solve (see above)
+    Mh = Ma.astype(np.float32) if rtol is not None else Ma
+    Mh2 = np.square(Mh)
     pa = np.concatenate([pw, np.zeros(ni)])
     Wa = np.empty((q, r + ni))
     Wa[:, :r] = x0[: q * r].reshape(q, r)
@@ -520,7 +548,7 @@ def _softmax_newton_cg(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None, rtol
     def value(Wa):  # the objective and the softmax, from one exponential
         Z = Ma @ Wa.T
         f = 0.5 * float(np.vdot(Wa * pa, Wa)) - float(np.vdot(Yw, Z))
-        zmax = Z.max(axis=1)
+        zmax = _row_shift(Z)
         Z -= zmax[:, None]
         E = np.exp(Z, out=Z)
         tot = E @ ones  # a product: faster than a reduction over short rows
@@ -543,7 +571,7 @@ def _softmax_newton_cg(Mt, Y, pw, fit_intercept, x0, tol, max_iter, w=None, rtol
             break
         # the forcing min(1/2, |g|^(1/2))|g|, but never below tol/2: the next gradient is
         # about the CG residual, and a residual under tol/2 ends the solve at that step
-        step = _softmax_pcg(Ma, Ma2, S, Sw, pa, g, max(0.5 * tol, min(0.5, np.sqrt(gn)) * gn))
+        step = _softmax_pcg(Mh, Mh2, S, Sw, pa, g, max(0.5 * tol, min(0.5, np.sqrt(gn)) * gn))
         slope = float(np.vdot(g, step))
         if not slope < 0:
             break
@@ -565,16 +593,20 @@ def _softmax_pcg(Ma, Ma2, S, Sw, pa, g, eps):
     r"""An approximate Newton step: conjugate gradients on :math:`Hs = -g` from 0, with the
     Hessian's diagonal as preconditioner, until the residual's 2-norm is at most ``eps`` (or
     after as many iterations as variables). ``Ma2``: the squared design, ``Sw``: the softmax
-    times the sample weights over m. Every iterate from 0 is a descent direction."""
+    times the sample weights over m. Every iterate from 0 is a descent direction. The products
+    with the design are computed in its precision (``Ma`` in single precision: see
+    :func:`_softmax_newton_cg`); the CG vectors stay in double precision."""
+    dt = Ma.dtype
+    S, Sw = S.astype(dt, copy=False), Sw.astype(dt, copy=False)
     dg = (Sw * (1.0 - S)).T @ Ma2 + pa
     pinv = 1.0 / np.maximum(dg, 1e-12 * max(float(dg.max(initial=0.0)), 1e-300))
-    ones = np.ones(g.shape[0])
+    ones = np.ones(g.shape[0], dtype=dt)
 
     def hvp(P):
-        T = Ma @ P.T
+        T = Ma @ P.T.astype(dt, copy=False)
         T *= Sw
         T -= S * (T @ ones)[:, None]
-        Hp = T.T @ Ma
+        Hp = (T.T @ Ma).astype(np.float64, copy=False)
         Hp += P * pa
         return Hp
 
@@ -797,7 +829,7 @@ class _GroupCD:
     def hessian(self, V):
         """Hessian of the loss in ``vec(V)`` (row-major: output k, column j at k*dx + j)."""
         q, dx = self.q, self.dx
-        S = softmax(self.Mx @ V.T, axis=1)
+        S = softmax_rows(self.Mx @ V.T)
         H4 = np.empty((q, dx, q, dx))
         for k in range(q):
             for l_ in range(k, q):

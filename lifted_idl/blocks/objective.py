@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..activations import ReLU
 from ..losses import get_loss, unit_mean_weights
 from ..penalties import GroupPenalty
 from ._common import (
@@ -68,9 +69,36 @@ def _pre_activation(X, U, A, B, b):
 def _divergence(act, P, Z, lam, w=None):
     r""":math:`\frac1m\sum_i \lambda_i \sum_s w_s F(P_{si}, Z_{si})` (``w``: unit-mean
     sample weights, :func:`~lifted_idl.losses.unit_mean_weights`; None: all 1)."""
-    F = act.fenchel(P, Z)
-    cols = F.sum(axis=0) if w is None else w @ F
+    if type(act) is ReLU and P.size and float(P.min()) >= 0:
+        cols = _relu_divergence_columns(P, Z, w)
+    else:
+        F = act.fenchel(P, Z)
+        cols = F.sum(axis=0) if w is None else w @ F
     return float((cols @ lam)) / max(P.shape[0], 1)
+
+
+def _relu_divergence_columns(P, Z, w=None):
+    r"""Column sums (weighted by ``w``) of the ReLU divergence on its domain :math:`P \ge 0`,
+    :math:`F(p, z) = \tfrac12 z_+^2 + \tfrac12 p^2 - pz = \tfrac12(z_+ - p)^2 + p\,z_-`
+    (:math:`z = z_+ - z_-`): two non-negative terms, so no cancellation near the equilibrium
+    (where the three terms of the first form nearly cancel), in a few passes over the data
+    and one (m, n) temporary instead of the dozen passes and several temporaries of the
+    generic :meth:`~lifted_idl.activations.Activation.fenchel`."""
+    E = np.maximum(Z, 0.0)
+    E -= Z  # z_-
+    if w is None:
+        neg = np.einsum("ij,ij->j", P, E)
+    else:
+        E *= P
+        neg = w @ E
+    np.maximum(Z, 0.0, out=E)
+    E -= P  # z_+ - p
+    if w is None:
+        sq = np.einsum("ij,ij->j", E, E)
+    else:
+        E *= E
+        sq = w @ E
+    return 0.5 * sq + neg
 
 
 def _coupling(X, P, mu, w=None):

@@ -149,16 +149,20 @@ def solve_p(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, *, init=None,
     E = U @ D.T
     E += c
     w = unit_mean_weights(sample_weight, X.shape[0])
-    init_obj = (None if init is None
-                else _p_objective(Z, C, E, X, Y, lam, mu, act, loss, init, w))
+    init_obj = obj = None
     if method == "cvxpy":
         P, n_iter, conv, solver = _p_cvxpy(Z, C, E, X, Y, lam, mu, act, loss, tol, max_iter,
                                            cvxpy_solver, w)
     else:
-        P, n_iter, conv = _p_newton(Z, C, E, X, Y, lam, mu, act, loss, init, tol, max_iter,
-                                    rtol)
+        P, n_iter, conv, v_start, v_end = _p_newton(Z, C, E, X, Y, lam, mu, act, loss, init,
+                                                    tol, max_iter, rtol)
         solver = "newton"
-    obj = _p_objective(Z, C, E, X, Y, lam, mu, act, loss, P, w)
+        if v_start is not None:  # started at init: both objectives from the sample values
+            init_obj, obj = _objectives_from_samples(act, Z, lam, w, v_start, v_end)
+    if init is not None and init_obj is None:
+        init_obj = _p_objective(Z, C, E, X, Y, lam, mu, act, loss, init, w)
+    if obj is None:
+        obj = _p_objective(Z, C, E, X, Y, lam, mu, act, loss, P, w)
     return keep_better(BlockResult(P, float(obj), int(n_iter), bool(conv), solver), init,
                        init_obj)
 
@@ -174,6 +178,22 @@ def _fstar_derivs(act, P):
         return np.arctanh(P), 1.0 / ((1.0 - P) * (1.0 + P))
     # sigmoid
     return np.log(P) - np.log1p(-P), 1.0 / (P * (1.0 - P))
+
+
+def _objectives_from_samples(act, Z, lam, w, v_start, v_end):
+    r"""The P objective at the start and at the end of :func:`_p_newton` from its per-sample
+    values (:func:`_sample_values`: m times each sample's terms without
+    :math:`\sum_i\lambda_if(z_{si})`, which the start and the end share), weighted by the
+    unit-mean ``w``: ``(None, None)`` when a value is not finite (then :func:`_p_objective`
+    decides). Spares the two evaluations of the whole objective that the Newton iteration has
+    already done sample by sample."""
+    m = max(Z.shape[0], 1)
+    with np.errstate(all="ignore"):
+        fz = act.f(Z) @ lam
+    tot = [float(v.sum() if w is None else w @ v) for v in (v_start + fz, v_end + fz)]
+    if not np.isfinite(tot).all():
+        return None, None
+    return tot[0] / m, tot[1] / m
 
 
 def _into_domain(act, P):
@@ -233,6 +253,10 @@ def _p_newton(Z, C, E, X, Y, lam, mu, act, loss, init, tol, max_iter, rtol=None)
     row's scaled projected gradient step is at most ``rtol`` times the largest one at the
     start; for ReLU a sample already there is frozen as well (it has met the tolerance of
     the solve).
+
+    Returns ``(P, n_iter, converged, v_start, v_end)``: the per-sample values
+    (:func:`_sample_values`) at the start and at the returned P when the iteration started at
+    ``init`` itself (already in the domain), else None.
     """
     freeze = isinstance(act, ReLU)
     lo, hi = _box(act)
@@ -241,10 +265,13 @@ def _p_newton(Z, C, E, X, Y, lam, mu, act, loss, init, tol, max_iter, rtol=None)
     else:
         P = _into_domain(act, init)
     P = np.ascontiguousarray(P, dtype=np.float64)  # a new array: rows are written in place
+    at_init = init is not None and np.array_equal(P, init)
     CC = (C.T[:, :, None] * C.T[:, None, :]).reshape(C.shape[1], -1)  # row i: C[:, i] C[:, i]^T
     # ReLU: the gradient's constant part lam Z + mu X, once
     ZX = lam * Z + mu * X if isinstance(act, ReLU) else None
-    batch = (Z, E, X, Y, ZX, _sample_values(P, Z, C, E, X, Y, lam, mu, act, loss))
+    v_start = _sample_values(P, Z, C, E, X, Y, lam, mu, act, loss)
+    v_end = v_start.copy()  # every sample's value at its current P
+    batch = (Z, E, X, Y, ZX, v_start)
     Pa = P
     rows = None  # the samples still iterating (None: all of them)
     frozen_top = 0.0  # max |P| over the frozen samples
@@ -279,12 +306,16 @@ def _p_newton(Z, C, E, X, Y, lam, mu, act, loss, init, tol, max_iter, rtol=None)
         batch = (Za, Ea, Xa, Ya, ZXa, va)
         if rows is None:
             P = Pa
+            v_end = va
         else:
             P[rows] = Pa
+            v_end[rows] = va
         if not ok:
             # no sample could make progress: we are at the rounding floor of the objective
             break
-    return P, n_iter, converged
+    if not at_init:
+        return P, n_iter, converged, None, None
+    return P, n_iter, converged, v_start, v_end
 
 
 def _projected_gradient(P, Z, C, E, X, Y, ZX, lam, mu, act, loss, lo, hi):

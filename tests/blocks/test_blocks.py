@@ -65,6 +65,32 @@ def test_relaxed_objective_zero_divergence_at_equilibrium(act, loss):
     assert J3["divergence"] == np.inf
 
 
+def test_relu_divergence_matches_the_fenchel_form():
+    """The ReLU divergence of the objectives (two non-negative terms) equals the generic
+    Fenchel form f(z) + f*(p) - pz up to rounding, weighted or not, is non-negative, and is
+    inf outside the domain p >= 0."""
+    from lifted_idl.blocks.objective import _divergence
+
+    rng = np.random.default_rng(21)
+    m, n = 50, 7
+    Z = rng.standard_normal((m, n))
+    P = np.maximum(Z + 0.3 * rng.standard_normal((m, n)), 0.0)
+    P[:5] = np.maximum(Z[:5], 0.0)  # rows at their equilibrium: divergence 0 there
+    lam = rng.random(n) + 0.5
+    w = rng.random(m)
+    w *= m / w.sum()
+    act = ReLU()
+    for wt in (None, w):
+        F = act.fenchel(P, Z)
+        want = float((F.sum(axis=0) if wt is None else wt @ F) @ lam) / m
+        got = _divergence(act, P, Z, lam, wt)
+        assert got >= 0 and got == pytest.approx(want, rel=1e-13)
+    assert _divergence(act, np.maximum(Z[:5], 0.0), Z[:5], lam) == 0.0
+    Pn = P.copy()
+    Pn[3, 2] = -1e-9
+    assert _divergence(act, Pn, Z, lam) == np.inf
+
+
 def test_relaxed_objective_with_group():
     rng = np.random.default_rng(2)
     m, n, p, q = 30, 4, 5, 2

@@ -216,6 +216,37 @@ def test_softmax_newton_rtol_stops_relative_to_the_warm_start(dense_max):
     assert 1e3 * grad_norm(xe) < grad_norm(x) <= rtol * grad_norm(x0)
 
 
+@pytest.mark.parametrize("rtol", [1e-3, 1e-6])
+def test_softmax_newton_cg_single_precision_products_meet_rtol(rtol):
+    """With ``rtol`` Newton-CG computes its Hessian products in single precision: the solve
+    still meets tight relative tolerances (the gradient is double precision), and lands
+    on the exact solve's point up to the gradient it stops at."""
+    from scipy.special import softmax
+
+    from lifted_idl.blocks import cd as cd_mod
+
+    rng = np.random.default_rng(13)
+    m, r, q = 300, 20, 5
+    Mt = rng.standard_normal((m, r))
+    Y = np.eye(q)[np.argmax(Mt[:, :q] * 3 + rng.standard_normal((m, q)), axis=1)]
+    pw = np.full(r, 1e-3)
+    Ma = np.hstack([Mt, np.ones((m, 1))])
+    pa = np.append(pw, 0.0)
+
+    def grad_norm(x):
+        Wa = np.hstack([x[:q * r].reshape(q, r), x[q * r:, None]])
+        g = (softmax(Ma @ Wa.T, axis=1) - Y).T @ Ma / m + Wa * pa
+        return np.linalg.norm(g)
+
+    x0 = 0.3 * rng.standard_normal(q * (r + 1))
+    x, _, ok = cd_mod._softmax_newton_cg(Mt, Y, pw, True, x0, 1e-12, 100, None, rtol)
+    xe, _, oke = cd_mod._softmax_newton_cg(Mt, Y, pw, True, x0, 1e-12, 100)
+    assert ok and oke
+    assert grad_norm(x) <= rtol * grad_norm(x0)
+    # strong convexity (ridge): |x - x*| <= |g(x)| / min(pw)
+    assert np.linalg.norm(x - xe) <= grad_norm(x) / 1e-3
+
+
 def test_solve_cd_rtol_warm_start_only():
     """``solve_cd``'s ``rtol``: from ``init``, fewer Newton steps and an objective between the
     start's and the optimum's; without ``init`` (a cold start) the exact solve."""

@@ -126,3 +126,30 @@ def test_p_rtol_stops_relative_to_the_start(act, loss):
     assert exact.objective <= fast.objective < p_objective(*args, act, loss, start)
     with pytest.raises(ValueError, match="rtol"):
         solve_p(*args, act, loss, rtol=1.0)
+
+
+@pytest.mark.parametrize("act", ACTS, ids=["relu", "tanh"])
+@pytest.mark.parametrize("loss", LOSSES, ids=["sq", "ce"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weighted"])
+def test_p_objectives_from_sample_values(act, loss, weighted):
+    """From a warm start in the domain the reported objectives come from the Newton
+    iteration's per-sample values: they equal the objective evaluated afresh (the weighted
+    one: the plain objective on the samples repeated by their integer weights), at the
+    returned P and at the start (the start is returned when nothing beats it)."""
+    d = instance(14, act, loss, m=60)
+    rng = np.random.default_rng(3)
+    w = rng.integers(0, 4, 60) if weighted else None
+    keys = ("A", "B", "b", "C", "D", "c", "X", "U", "Y", "lam", "mu")
+    args = [d[k] for k in keys]
+    rows = np.repeat(np.arange(60), w) if weighted else np.arange(60)
+    rep = [d[k][rows] if k in ("X", "U", "Y") else d[k] for k in keys]
+    start = d["P"]
+    for kw in (dict(rtol=0.1), dict(tol=1e-10)):
+        r = solve_p(*args, act, loss, init=start, sample_weight=w, **kw)
+        assert r.solver == "newton"
+        assert r.objective == pytest.approx(p_objective(*rep, act, loss, r.value[rows]),
+                                            rel=1e-13)
+    # started at the optimum: nothing beats it, and the start's objective is the same number
+    again = solve_p(*args, act, loss, init=r.value, sample_weight=w, tol=1e-10)
+    assert again.objective == pytest.approx(p_objective(*rep, act, loss, r.value[rows]),
+                                            rel=1e-13)
