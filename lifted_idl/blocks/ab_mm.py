@@ -249,18 +249,22 @@ def _qp_admm(prob, W0p, q, beta, thr, Z, Y, rows, tol, max_iter):
         project_l1_rows(v[:, :n], kappa, every_row=True)
         wr -= v
         ul += wr
-        w -= v
-        np.abs(w, out=w)
-        d = v - zl
-        np.abs(d, out=d)
-        np.maximum(w, d, out=w)
-        res = w.max(axis=1, initial=0.0)
-        np.abs(v, out=d)
+        # the residual max(|w - v|, |v - z|) and max|v| per row, in one reduction (maxima are
+        # exact: the same numbers as two)
+        buf = np.empty((2,) + v.shape)
+        np.subtract(w, v, out=buf[0])
+        np.abs(buf[0], out=buf[0])
+        np.subtract(v, zl, out=buf[1])
+        np.abs(buf[1], out=buf[1])
+        np.maximum(buf[0], buf[1], out=buf[0])
+        np.abs(v, out=buf[1])
+        res, vmax = np.maximum.reduce(buf, axis=2, initial=0.0)
         zl = v
-        done = res <= tol * np.maximum(1.0, d.max(axis=1, initial=0.0))
-        if done.all():
+        done = res <= tol * np.maximum(1.0, vmax)
+        n_done = np.count_nonzero(done)
+        if n_done == done.size:
             break
-        if done.sum() * 4 >= done.size:  # drop the finished rows
+        if n_done * 4 >= done.size:  # drop the finished rows
             z[live], u[live] = zl, ul
             keep = ~done
             live, zl, ul, base, inv = live[keep], zl[keep], ul[keep], base[keep], inv[keep]
