@@ -280,8 +280,9 @@ class Blocks:
     def model(self, W, CD):
         A, B, b = W
         C, D, c = CD
-        return ImplicitModel(A, B, C, D, b=b, c=c if self.fit_intercept else None,
-                             activation=self.activation)
+        # the weights come from the block solvers, the activation from the checked settings
+        return ImplicitModel._trusted(A, B, C, D, b=b, c=c if self.fit_intercept else None,
+                                      activation=self.activation)
 
     def residuals(self, st):
         r"""The per-sample gradient of the loss with respect to the outputs at the training
@@ -296,9 +297,14 @@ class Blocks:
         """The true equilibrium of weights W (from X0); returns ``(X, converged)``."""
         A, B, b = W
         q, p, n = self.Y.shape[1], self.U.shape[1], A.shape[0]
-        proto = ImplicitModel(A, B, np.zeros((q, n)), np.zeros((q, p)), b=b,
-                              activation=self.activation)
-        res = proto.solve(self.U, X0=X0, warn=False)
+        proto = ImplicitModel._trusted(A, B, np.zeros((q, n)), np.zeros((q, p)), b=b,
+                                       activation=self.activation)
+        # U is checked (and cast to its compute dtype) on the first solve only: the same
+        # training inputs every round
+        checked = getattr(self, "_checked_U", None)
+        if checked is None or checked[0] is not self.U:
+            checked = self._checked_U = (self.U, proto._check_input(self.U)[0])
+        res = proto._solve_trusted(checked[1], X0=X0, warn=False)
         return res.X, res.converged
 
 

@@ -8,7 +8,8 @@ from lifted_idl.activations import get_activation
 from lifted_idl.datasets import make_teacher
 from lifted_idl.losses import SoftmaxCrossEntropy, SquaredLoss
 from lifted_idl.penalties import L2Penalty
-from lifted_idl.training.bcd import fit_bcd, true_objective
+from lifted_idl.training.bcd import fit_bcd
+from lifted_idl.training.objective import true_objective
 
 
 @pytest.fixture(scope="module")
@@ -373,3 +374,25 @@ def test_extrapolate_first_judges_the_extrapolated_point_first(data, monkeypatch
             assert n_solves[k] == 2, k
         else:
             assert n_solves[k] == 1, k
+
+
+def test_blocks_objective_is_the_true_objective(data):
+    """BCDBlocks.objective (the outputs of the checked training inputs, no re-check per round)
+    is :func:`true_objective` of the model at its equilibrium, bit for bit, with and without
+    sample weights."""
+    from lifted_idl.training.bcd import BCDBlocks, random_feature_init
+
+    U, Y = data[:2]
+    act = get_activation("relu")
+    w = np.random.default_rng(0).uniform(0.5, 2.0, U.shape[0])
+    for sw in (None, w):
+        bl = BCDBlocks(U, Y, SquaredLoss(), act, kappa=0.9, pen_ab=L2Penalty(1e-2),
+                       pen_cd=L2Penalty(1e-3), sample_weight=sw)
+        W = random_feature_init(U, 6, act, 0, 0.9)
+        X, _ = bl.equilibrium(W, None)
+        CD, _ = bl.cd_step(W, X, None)
+        model = bl.model(W, CD)
+        want = true_objective(model, U, Y, SquaredLoss(), L2Penalty(1e-2), L2Penalty(1e-3), X,
+                              sample_weight=bl.w)
+        assert bl.objective(W, CD, X, model) == want
+        assert np.array_equal(X, model.equilibrium(U))
