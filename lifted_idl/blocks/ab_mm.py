@@ -187,14 +187,25 @@ class _MMProblem:
         return self.act.derivative(Z).mean(axis=0) / self.gamma
 
     # --- the model ----------------------------------------------------------------------
-    def model_decrease(self, W0, W1, g, c):
-        r""":math:`Q_i(w^1) - Q_i(w^0)` for curvatures ``c`` (per row)."""
+    def model_terms(self, W0, W1, g):
+        r"""The terms of the model along :math:`\Delta = w^1 - w^0` per row:
+        ``(g'Delta, Delta'G Delta, pen(w^1), pen(w^0))``."""
         D = W1 - W0
         Dp = D[:, :self.npen]
-        quad = (Dp @ self.Gc * Dp).sum(axis=1)
+        quad = np.add.reduce(Dp @ self.Gc * Dp, axis=1)
         if self.fit_bias:
             quad += self.m * D[:, -1] ** 2
-        return (g * D).sum(axis=1) + 0.5 * c * quad + self.pen_rows(W1) - self.pen_rows(W0)
+        return np.add.reduce(g * D, axis=1), quad, self.pen_rows(W1), self.pen_rows(W0)
+
+    @staticmethod
+    def decrease(terms, c):
+        r""":math:`Q_i(w^1) - Q_i(w^0)` for curvatures ``c`` from :meth:`model_terms`."""
+        lin, quad, pen1, pen0 = terms
+        return lin + 0.5 * c * quad + pen1 - pen0
+
+    def model_decrease(self, W0, W1, g, c):
+        r""":math:`Q_i(w^1) - Q_i(w^0)` for curvatures ``c`` (per row)."""
+        return self.decrease(self.model_terms(W0, W1, g), c)
 
 
 def _eig_inverse(prob, shift):
@@ -440,12 +451,14 @@ def _active_set(prob, W0p, q, beta, Z):
     return W
 
 
-def _curvature_ratio(prob, W0, W1, g, f0, f1, rows):
-    r"""The curvature of the smooth part along ``W1 - W0`` relative to the majoriser's:
-    :math:`(f_1 - f_0 - g^\top\Delta - \Delta\mathrm{pen}) / (\tfrac{c^0_i}2\Delta^\top
-    G\Delta)` per row (0 for a zero step)."""
-    lin = (g * (W1 - W0)).sum(axis=1) + prob.pen_rows(W1) - prob.pen_rows(W0)
-    quad = prob.model_decrease(W0, W1, g, prob.c0[rows]) - lin
+def _curvature_ratio(prob, terms, f0, f1, rows):
+    r"""The curvature of the smooth part along the step of ``terms``
+    (:meth:`_MMProblem.model_terms`) relative to the majoriser's: :math:`(f_1 - f_0 -
+    g^\top\Delta - \Delta\mathrm{pen}) / (\tfrac{c^0_i}2\Delta^\top G\Delta)` per row
+    (0 for a zero step)."""
+    gd, _, pen1, pen0 = terms
+    lin = gd + pen1 - pen0
+    quad = prob.decrease(terms, prob.c0[rows]) - lin
     return np.where(quad > 0, (f1 - f0 - lin) / np.where(quad > 0, quad, 1.0), 0.0)
 
 
@@ -469,13 +482,20 @@ def _mm_step(prob, rows, W, Z, f, g, theta, duals, inner_tol, inner_max_iter):
         W0 = W[todo]
         Wt = _mm_qp(prob, W0, g[todo], c, du, inner_tol, inner_max_iter)
         duals[glob] = du
-        dt = prob.model_decrease(W0, Wt, g[todo], c)
+        terms = prob.model_terms(W0, Wt, g[todo])
+        dt = prob.decrease(terms, c)
         worse = ~(dt <= 0)  # no model decrease (an inexact QP solve, rounding): keep the row
-        Wt[worse] = W0[worse]
-        dt[worse] = 0.0
+        if worse.any():
+            Wt[worse] = W0[worse]
+            dt[worse] = 0.0
+            # the terms of the zero step of those rows: 0, 0 and pen(w^0) twice
+            terms[0][worse], terms[1][worse] = 0.0, 0.0
+            terms = (terms[0], terms[1], np.where(worse, terms[3], terms[2]), terms[3])
         Zt = prob.M @ Wt.T
-        ft = prob.values(Wt, Zt, glob)
-        rt = _curvature_ratio(prob, W0, Wt, g[todo], f[todo], ft, glob)
+        # all the rows (distinct indices): a slice, so that P is not gathered column by column
+        sel = slice(None) if glob.size == prob.n else glob
+        ft = prob.values(Wt, Zt, sel)
+        rt = _curvature_ratio(prob, terms, f[todo], ft, sel)
         ok = ft <= f[todo] + dt + 1e-12 * np.maximum(np.abs(f[todo]), 1.0)
         ok |= theta[glob] >= 1.0  # the majoriser: holds up to rounding (checked below)
         acc = todo[ok]
@@ -504,7 +524,7 @@ def _accelerated_step(prob, W, Z, f, W_prev, Z_prev, t, theta, duals, itol, inne
     beta = (t - 1.0) / t_new
     Yw = W + beta[:, None] * (W - W_prev)
     Zy = Z + (Z - Z_prev) * beta[None, :]
-    fy = prob.values(Yw, Zy, rows)
+    fy = prob.values(Yw, Zy, slice(None))  # all the rows
     W1, Z1, f1, dec, ratio = _mm_step(prob, rows, Yw, Zy, fy, prob.grad(Zy), theta, duals,
                                       itol, inner_max_iter)
     bad = ~(f1 <= f) | (np.abs(W1[:, :prob.n]).sum(axis=1) > prob.kappa * (1 + 1e-12))
