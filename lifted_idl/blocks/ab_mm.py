@@ -222,6 +222,26 @@ def _solve_eig(prob, R, shift):
     return ((R @ prob.V) * _eig_inverse(prob, shift)) @ prob.V.T
 
 
+def _project_l1_all(V, kappa, div):
+    r""":func:`~._common.project_l1_rows` with ``every_row=True`` (``V`` in place) for the ADMM
+    z-update, bit for bit: with the magnitudes negated, an ascending in-place sort and a
+    cumulative sum over contiguous rows give :math:`-(c_j)` for the decreasing cumulative sums
+    :math:`c_j`, and :math:`-\theta = \min_j (-c_j + \kappa)/j` (negation is exact, so every
+    rounding is that of the original); ``div`` is ``arange(1, d + 1)``."""
+    absV = np.abs(V)
+    s = np.negative(absV)
+    s.sort(axis=1)
+    np.add.accumulate(s, axis=1, out=s)
+    s += kappa
+    s /= div
+    neg_theta = np.minimum.reduce(s, axis=1)  # -theta of project_l1_rows, before its clamp
+    np.minimum(neg_theta, 0.0, out=neg_theta)
+    absV += neg_theta[:, None]
+    np.maximum(absV, 0.0, out=absV)
+    np.copysign(absV, V, out=V)
+    return V
+
+
 def _qp_admm(prob, W0p, q, beta, thr, Z, Y, rows, tol, max_iter):
     r"""ADMM on the rows ``rows``: minimise :math:`q^\top w + \tfrac12 (w - w^0)^\top G_c
     (w - w^0) + \tfrac\beta2\|w\|^2 + \mathrm{thr}\|w\|_1 + I(\|w_A\|_1 \le \kappa)` per row.
@@ -243,6 +263,7 @@ def _qp_admm(prob, W0p, q, beta, thr, Z, Y, rows, tol, max_iter):
     t = None if thr is None else thr[:, None] / rho
     live = np.arange(rows.size)  # the rows still iterating: z, u, base, inv, t cut to them
     zl, ul = z, u  # u = Y[rows] is a copy: updated in place
+    div = np.arange(1.0, n + 1.0)
     it = 0
     done = np.zeros(rows.size, dtype=bool)
     while it < max_iter:
@@ -257,21 +278,21 @@ def _qp_admm(prob, W0p, q, beta, thr, Z, Y, rows, tol, max_iter):
         v = wr + ul
         if t is not None:
             v = np.sign(v) * np.maximum(np.abs(v) - t, 0.0)
-        project_l1_rows(v[:, :n], kappa, every_row=True)
+        _project_l1_all(v[:, :n], kappa, div)
         wr -= v
         ul += wr
-        # the residual max(|w - v|, |v - z|) and max|v| per row, in one reduction (maxima are
-        # exact: the same numbers as two)
-        buf = np.empty((2,) + v.shape)
+        # |w - v|, |v - z| and |v| in one buffer, one abs and one reduction: per row the
+        # residual max(|w - v|, |v - z|) and max|v| (maxima are exact: the same numbers as
+        # separate reductions)
+        buf = np.empty((3,) + v.shape)
         np.subtract(w, v, out=buf[0])
-        np.abs(buf[0], out=buf[0])
         np.subtract(v, zl, out=buf[1])
-        np.abs(buf[1], out=buf[1])
-        np.maximum(buf[0], buf[1], out=buf[0])
-        np.abs(v, out=buf[1])
-        res, vmax = np.maximum.reduce(buf, axis=2, initial=0.0)
+        buf[2] = v
+        np.abs(buf, out=buf)
+        red = np.maximum.reduce(buf, axis=2, initial=0.0)
+        res = np.maximum(red[0], red[1])
         zl = v
-        done = res <= tol * np.maximum(1.0, vmax)
+        done = res <= tol * np.maximum(1.0, red[2])
         n_done = np.count_nonzero(done)
         if n_done == done.size:
             break
