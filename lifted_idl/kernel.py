@@ -272,9 +272,12 @@ def _iterate(step, Z0, X0, tol, max_iter, method, nonneg=False, step_scale=1.0):
             res = _row_abs_max(diff, xp)  # diff becomes the next output buffer
             scale = _row_scale(new, xp, nonneg)
             Xa, buf = new, diff  # the old iterate's storage becomes the next output buffer
-            fin = xp.isfinite(scale)  # a NaN/inf iterate has a NaN/inf row norm
-            conv = (res <= thr * scale) & fin
-            stop = conv | ~fin
+            # stop where res <= thr * scale (converged) or where the iterate is NaN/inf (its
+            # row norm, and so the limit, is NaN/inf: the comparison below is False); the old
+            # iterate is finite (checked start, non-finite rows stopped), so a finite scale
+            # means a finite residual
+            lim = thr * scale
+            stop = ~(res > lim)
             if alive is not None:
                 stop &= alive
             n_stop = int(xp.count_nonzero(stop))
@@ -285,7 +288,7 @@ def _iterate(step, Z0, X0, tol, max_iter, method, nonneg=False, step_scale=1.0):
             X[orig] = Xa[rows]
             res_end[orig] = res[rows]
             scale_end[orig] = scale[rows]
-            ok[orig] = conv[rows]
+            ok[orig] = (res[rows] <= lim[rows]) & xp.isfinite(scale[rows])
             if alive is None:
                 alive = xp.ones(Xa.shape[0], dtype=bool)
             alive[rows] = False

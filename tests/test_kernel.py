@@ -381,3 +381,20 @@ def test_row_abs_max_equals_row_inf():
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(work, np.abs(M))
     assert _row_abs_max(np.empty((4, 0)), np).shape == (4,)
+
+
+def test_diverging_rows_stop_and_the_others_converge(rng):
+    """Rows whose iterates overflow stop as unconverged while the rest converge to the fixed
+    point, each row as if solved alone (the per-row stop test of the shared loop)."""
+    A = np.array([[0.0, 0.0], [0.0, 3.0]])  # x2 = relu(3 x2 + z2): diverges for z2 > 0
+    Z0 = rng.standard_normal((40, 2))
+    Z0[:, 1] = np.where(np.arange(40) % 3 == 0, 1.0, -1.0)  # every third row diverges
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        res = kernel.picard(A, Z0, RELU, max_iter=3000)
+        alone = [kernel.picard(A, Z0[i:i + 1], RELU, max_iter=3000) for i in range(40)]
+    diverge = np.arange(40) % 3 == 0
+    assert res.n_unconverged == diverge.sum() and res.n_iter < 3000
+    for i in np.flatnonzero(~diverge):
+        assert alone[i].converged and np.array_equal(res.X[i], alone[i].X[0])
+    assert not any(alone[i].converged for i in np.flatnonzero(diverge))
