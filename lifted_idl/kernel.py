@@ -176,11 +176,23 @@ def _row_inf(M, xp):
     return xp.maximum(M.max(axis=1), -M.min(axis=1))
 
 
+def _row_abs_max(M, xp):
+    """Row-wise infinity norm that overwrites ``M`` with ``abs(M)`` (one pass and one
+    reduction; for a work array whose contents are not needed afterwards). The same numbers as
+    :func:`_row_inf` (a maximum is exact; NaN and inf rows stay NaN and inf)."""
+    if M.shape[1] == 0:
+        return xp.zeros(M.shape[0], dtype=M.dtype)
+    xp.abs(M, out=M)
+    return np.maximum.reduce(M, axis=1) if xp is np else M.max(axis=1)
+
+
 def _row_scale(M, xp, nonneg):
     """Row-wise infinity norm of an iterate; one reduction when the range is nonnegative."""
     if M.shape[1] == 0:
         return xp.zeros(M.shape[0], dtype=M.dtype)
-    return M.max(axis=1) if nonneg else _row_inf(M, xp)
+    if not nonneg:
+        return _row_inf(M, xp)
+    return np.maximum.reduce(M, axis=1) if xp is np else M.max(axis=1)
 
 
 def _relative(res, scale, xp):
@@ -257,15 +269,18 @@ def _iterate(step, Z0, X0, tol, max_iter, method, nonneg=False, step_scale=1.0):
             n_iter = it
             new = step(Xa, Z0a, buf, it == 1 and X0 is None)
             diff = xp.subtract(new, Xa, out=Xa)
-            res = _row_inf(diff, xp)
+            res = _row_abs_max(diff, xp)  # diff becomes the next output buffer
             scale = _row_scale(new, xp, nonneg)
             Xa, buf = new, diff  # the old iterate's storage becomes the next output buffer
-            fin = xp.isfinite(scale)  # a NaN/inf iterate has a NaN/inf row norm
-            conv = (res <= thr * scale) & fin
-            stop = conv | ~fin
+            # stop where res <= thr * scale (converged) or where the iterate is NaN/inf (its
+            # row norm, and so the limit, is NaN/inf: the comparison below is False); the old
+            # iterate is finite (checked start, non-finite rows stopped), so a finite scale
+            # means a finite residual
+            lim = thr * scale
+            stop = ~(res > lim)
             if alive is not None:
                 stop &= alive
-            n_stop = int(stop.sum())
+            n_stop = int(xp.count_nonzero(stop))
             if not n_stop:
                 continue
             rows = xp.flatnonzero(stop)
@@ -273,7 +288,7 @@ def _iterate(step, Z0, X0, tol, max_iter, method, nonneg=False, step_scale=1.0):
             X[orig] = Xa[rows]
             res_end[orig] = res[rows]
             scale_end[orig] = scale[rows]
-            ok[orig] = conv[rows]
+            ok[orig] = (res[rows] <= lim[rows]) & xp.isfinite(scale[rows])
             if alive is None:
                 alive = xp.ones(Xa.shape[0], dtype=bool)
             alive[rows] = False

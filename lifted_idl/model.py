@@ -139,6 +139,29 @@ class ImplicitModel:
             factors = (cast(L), cast(R))
         self.factors = factors
 
+    @classmethod
+    def _trusted(cls, A, B, C, D, b=None, c=None, activation="relu") -> ImplicitModel:
+        """The model of the constructor from NumPy arrays of consistent shapes and finite
+        values that the caller has already checked, without the constructor's validation: the
+        trainers build one (or two) per round from the weights their block solvers return. The
+        arrays are copied and cast to their common floating dtype, as by the constructor."""
+        arrays = [A, B, C, D] + [v for v in (b, c) if v is not None]
+        dtype = np.result_type(*[a.dtype for a in arrays])
+        if dtype not in _FLOATS:
+            dtype = np.dtype(np.float64)
+
+        def cast(M):
+            return None if M is None else np.array(M, dtype=dtype, copy=True)
+
+        self = object.__new__(cls)
+        d = self.__dict__
+        d["_cache"] = {}
+        d["A"], d["B"], d["C"], d["D"] = cast(A), cast(B), cast(C), cast(D)
+        d["b"], d["c"] = cast(b), cast(c)
+        d["activation"] = get_activation(activation)
+        d["factors"] = None
+        return self
+
     def __setattr__(self, name, value):
         if name in _PARAMS:
             self.__dict__.get("_cache", {}).clear()
@@ -548,6 +571,13 @@ class ImplicitModel:
         """
         U = self._to_device(U, kwargs.pop("device", None))
         return self._predict(U, **kwargs)
+
+    def _solve_trusted(self, U, X0=None, warn=True) -> kernel.FixedPointResult:
+        """:meth:`solve` with the default settings on a float32/float64 NumPy ``U`` (and warm
+        start ``X0``) that the caller has checked (shapes, finite values): the trainers' per-round
+        equilibria, without re-checking the same training inputs every round."""
+        plan = self._plan("auto", None, None, None, False, U.dtype)
+        return self._run(U, np, plan, X0, warn)
 
     def _run_whole(self, U, xp, plan, X0, warn):
         """One solve over all the rows of ``U`` (no chunking), its input checked in full;

@@ -365,3 +365,36 @@ def test_cupy_matches_numpy(rng, random_A):
         gpu = kernel.solve(cp.asarray(A), cp.asarray(Z0), TANH, method, alpha=0.7)
         assert isinstance(gpu.X, cp.ndarray) and gpu.n_iter == ref.n_iter
         np.testing.assert_allclose(gpu.X.get(), ref.X, atol=1e-12)
+
+
+def test_row_abs_max_equals_row_inf():
+    """The in-place residual norm of the iteration loop gives _row_inf's numbers, bit for bit,
+    NaN and inf rows included, and leaves abs(M) behind."""
+    from lifted_idl.kernel import _row_abs_max, _row_inf
+
+    rng = np.random.default_rng(0)
+    M = np.asfortranarray(rng.standard_normal((50, 7)))
+    M[3, 2], M[5, 0], M[7, 4], M[9] = np.nan, np.inf, -np.inf, -0.0
+    want = _row_inf(M, np)
+    work = M.copy(order="F")
+    got = _row_abs_max(work, np)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(work, np.abs(M))
+    assert _row_abs_max(np.empty((4, 0)), np).shape == (4,)
+
+
+def test_diverging_rows_stop_and_the_others_converge(rng):
+    """Rows whose iterates overflow stop as unconverged while the rest converge to the fixed
+    point, each row as if solved alone (the per-row stop test of the shared loop)."""
+    A = np.array([[0.0, 0.0], [0.0, 3.0]])  # x2 = relu(3 x2 + z2): diverges for z2 > 0
+    Z0 = rng.standard_normal((40, 2))
+    Z0[:, 1] = np.where(np.arange(40) % 3 == 0, 1.0, -1.0)  # every third row diverges
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        res = kernel.picard(A, Z0, RELU, max_iter=3000)
+        alone = [kernel.picard(A, Z0[i:i + 1], RELU, max_iter=3000) for i in range(40)]
+    diverge = np.arange(40) % 3 == 0
+    assert res.n_unconverged == diverge.sum() and res.n_iter < 3000
+    for i in np.flatnonzero(~diverge):
+        assert alone[i].converged and np.array_equal(res.X[i], alone[i].X[0])
+    assert not any(alone[i].converged for i in np.flatnonzero(diverge))

@@ -264,3 +264,28 @@ def test_device_argument():
     else:
         with pytest.raises(ValueError, match="CuPy"):
             M.predict(U, device="cuda")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_trusted_constructor_and_solve_equal_the_checked_ones(rng, dtype):
+    """``_trusted`` (the trainers' per-round models, no validation) builds the constructor's
+    model: the same arrays, copied and cast alike, and ``_solve_trusted`` the same states as
+    ``solve``, bit for bit."""
+    params = {k: v.astype(dtype) for k, v in _params(rng, n=7, p=4).items()}
+    ref = ImplicitModel(**params, activation="relu")
+    got = ImplicitModel._trusted(**params, activation="relu")
+    for k in ("A", "B", "C", "D", "b", "c"):
+        a, g = getattr(ref, k), getattr(got, k)
+        assert g.dtype == a.dtype and np.array_equal(g, a)
+        assert not np.shares_memory(g, params[k])
+    assert got.activation == ref.activation and got.factors is None
+    assert got.well_posedness == ref.well_posedness
+    U = rng.standard_normal((40, 4)).astype(dtype)
+    X0 = rng.uniform(0, 1, (40, 7)).astype(dtype)
+    for warm in (None, X0):
+        want, res = ref.solve(U, X0=warm, warn=False), got._solve_trusted(U, X0=warm, warn=False)
+        assert np.array_equal(res.X, want.X) and res.n_iter == want.n_iter
+    mixed = ImplicitModel._trusted(params["A"].astype(np.float32), params["B"], params["C"],
+                                   params["D"])
+    assert mixed.dtype == ImplicitModel(params["A"].astype(np.float32), params["B"],
+                                        params["C"], params["D"]).dtype

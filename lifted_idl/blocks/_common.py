@@ -571,10 +571,12 @@ def project_l1_rows(V: np.ndarray, kappa: float, *, every_row: bool = False) -> 
             return V
         whole = 2 * n_out > V.shape[0]
     sub = absV if whole else absV[outside]
-    css = np.cumsum(np.sort(sub, axis=1)[:, ::-1], axis=1)
+    # the ufuncs' accumulate / reduce: np.cumsum and ndarray.max without their Python wrappers
+    # (the same operations, bit for bit; this runs thousands of times per fit on small arrays)
+    css = np.add.accumulate(np.sort(sub, axis=1)[:, ::-1], axis=1)
     css -= kappa
     css /= np.arange(1.0, V.shape[1] + 1.0)
-    theta = css.max(axis=1)
+    theta = np.maximum.reduce(css, axis=1)
     if whole:
         np.maximum(theta, 0.0, out=theta)  # the rows inside: theta = 0, V unchanged
     sub -= theta[:, None]

@@ -187,14 +187,25 @@ class _MMProblem:
         return self.act.derivative(Z).mean(axis=0) / self.gamma
 
     # --- the model ----------------------------------------------------------------------
-    def model_decrease(self, W0, W1, g, c):
-        r""":math:`Q_i(w^1) - Q_i(w^0)` for curvatures ``c`` (per row)."""
+    def model_terms(self, W0, W1, g):
+        r"""The terms of the model along :math:`\Delta = w^1 - w^0` per row:
+        ``(g'Delta, Delta'G Delta, pen(w^1), pen(w^0))``."""
         D = W1 - W0
         Dp = D[:, :self.npen]
-        quad = (Dp @ self.Gc * Dp).sum(axis=1)
+        quad = np.add.reduce(Dp @ self.Gc * Dp, axis=1)
         if self.fit_bias:
             quad += self.m * D[:, -1] ** 2
-        return (g * D).sum(axis=1) + 0.5 * c * quad + self.pen_rows(W1) - self.pen_rows(W0)
+        return np.add.reduce(g * D, axis=1), quad, self.pen_rows(W1), self.pen_rows(W0)
+
+    @staticmethod
+    def decrease(terms, c):
+        r""":math:`Q_i(w^1) - Q_i(w^0)` for curvatures ``c`` from :meth:`model_terms`."""
+        lin, quad, pen1, pen0 = terms
+        return lin + 0.5 * c * quad + pen1 - pen0
+
+    def model_decrease(self, W0, W1, g, c):
+        r""":math:`Q_i(w^1) - Q_i(w^0)` for curvatures ``c`` (per row)."""
+        return self.decrease(self.model_terms(W0, W1, g), c)
 
 
 def _eig_inverse(prob, shift):
@@ -209,6 +220,26 @@ def _solve_eig(prob, R, shift):
     r"""Solve :math:`(G_c + \mathrm{shift}_i I)x_i = r_i` for every row of ``R`` (pseudo-inverse
     on the null space of :math:`G_c` where the shift is 0)."""
     return ((R @ prob.V) * _eig_inverse(prob, shift)) @ prob.V.T
+
+
+def _project_l1_all(V, kappa, div):
+    r""":func:`~._common.project_l1_rows` with ``every_row=True`` (``V`` in place) for the ADMM
+    z-update, bit for bit: with the magnitudes negated, an ascending in-place sort and a
+    cumulative sum over contiguous rows give :math:`-(c_j)` for the decreasing cumulative sums
+    :math:`c_j`, and :math:`-\theta = \min_j (-c_j + \kappa)/j` (negation is exact, so every
+    rounding is that of the original); ``div`` is ``arange(1, d + 1)``."""
+    absV = np.abs(V)
+    s = np.negative(absV)
+    s.sort(axis=1)
+    np.add.accumulate(s, axis=1, out=s)
+    s += kappa
+    s /= div
+    neg_theta = np.minimum.reduce(s, axis=1)  # -theta of project_l1_rows, before its clamp
+    np.minimum(neg_theta, 0.0, out=neg_theta)
+    absV += neg_theta[:, None]
+    np.maximum(absV, 0.0, out=absV)
+    np.copysign(absV, V, out=V)
+    return V
 
 
 def _qp_admm(prob, W0p, q, beta, thr, Z, Y, rows, tol, max_iter):
@@ -232,6 +263,7 @@ def _qp_admm(prob, W0p, q, beta, thr, Z, Y, rows, tol, max_iter):
     t = None if thr is None else thr[:, None] / rho
     live = np.arange(rows.size)  # the rows still iterating: z, u, base, inv, t cut to them
     zl, ul = z, u  # u = Y[rows] is a copy: updated in place
+    div = np.arange(1.0, n + 1.0)
     it = 0
     done = np.zeros(rows.size, dtype=bool)
     while it < max_iter:
@@ -246,21 +278,25 @@ def _qp_admm(prob, W0p, q, beta, thr, Z, Y, rows, tol, max_iter):
         v = wr + ul
         if t is not None:
             v = np.sign(v) * np.maximum(np.abs(v) - t, 0.0)
-        project_l1_rows(v[:, :n], kappa, every_row=True)
+        _project_l1_all(v[:, :n], kappa, div)
         wr -= v
         ul += wr
-        w -= v
-        np.abs(w, out=w)
-        d = v - zl
-        np.abs(d, out=d)
-        np.maximum(w, d, out=w)
-        res = w.max(axis=1, initial=0.0)
-        np.abs(v, out=d)
+        # |w - v|, |v - z| and |v| in one buffer, one abs and one reduction: per row the
+        # residual max(|w - v|, |v - z|) and max|v| (maxima are exact: the same numbers as
+        # separate reductions)
+        buf = np.empty((3,) + v.shape)
+        np.subtract(w, v, out=buf[0])
+        np.subtract(v, zl, out=buf[1])
+        buf[2] = v
+        np.abs(buf, out=buf)
+        red = np.maximum.reduce(buf, axis=2, initial=0.0)
+        res = np.maximum(red[0], red[1])
         zl = v
-        done = res <= tol * np.maximum(1.0, d.max(axis=1, initial=0.0))
-        if done.all():
+        done = res <= tol * np.maximum(1.0, red[2])
+        n_done = np.count_nonzero(done)
+        if n_done == done.size:
             break
-        if done.sum() * 4 >= done.size:  # drop the finished rows
+        if n_done * 4 >= done.size:  # drop the finished rows
             z[live], u[live] = zl, ul
             keep = ~done
             live, zl, ul, base, inv = live[keep], zl[keep], ul[keep], base[keep], inv[keep]
@@ -436,12 +472,14 @@ def _active_set(prob, W0p, q, beta, Z):
     return W
 
 
-def _curvature_ratio(prob, W0, W1, g, f0, f1, rows):
-    r"""The curvature of the smooth part along ``W1 - W0`` relative to the majoriser's:
-    :math:`(f_1 - f_0 - g^\top\Delta - \Delta\mathrm{pen}) / (\tfrac{c^0_i}2\Delta^\top
-    G\Delta)` per row (0 for a zero step)."""
-    lin = (g * (W1 - W0)).sum(axis=1) + prob.pen_rows(W1) - prob.pen_rows(W0)
-    quad = prob.model_decrease(W0, W1, g, prob.c0[rows]) - lin
+def _curvature_ratio(prob, terms, f0, f1, rows):
+    r"""The curvature of the smooth part along the step of ``terms``
+    (:meth:`_MMProblem.model_terms`) relative to the majoriser's: :math:`(f_1 - f_0 -
+    g^\top\Delta - \Delta\mathrm{pen}) / (\tfrac{c^0_i}2\Delta^\top G\Delta)` per row
+    (0 for a zero step)."""
+    gd, _, pen1, pen0 = terms
+    lin = gd + pen1 - pen0
+    quad = prob.decrease(terms, prob.c0[rows]) - lin
     return np.where(quad > 0, (f1 - f0 - lin) / np.where(quad > 0, quad, 1.0), 0.0)
 
 
@@ -465,13 +503,20 @@ def _mm_step(prob, rows, W, Z, f, g, theta, duals, inner_tol, inner_max_iter):
         W0 = W[todo]
         Wt = _mm_qp(prob, W0, g[todo], c, du, inner_tol, inner_max_iter)
         duals[glob] = du
-        dt = prob.model_decrease(W0, Wt, g[todo], c)
+        terms = prob.model_terms(W0, Wt, g[todo])
+        dt = prob.decrease(terms, c)
         worse = ~(dt <= 0)  # no model decrease (an inexact QP solve, rounding): keep the row
-        Wt[worse] = W0[worse]
-        dt[worse] = 0.0
+        if worse.any():
+            Wt[worse] = W0[worse]
+            dt[worse] = 0.0
+            # the terms of the zero step of those rows: 0, 0 and pen(w^0) twice
+            terms[0][worse], terms[1][worse] = 0.0, 0.0
+            terms = (terms[0], terms[1], np.where(worse, terms[3], terms[2]), terms[3])
         Zt = prob.M @ Wt.T
-        ft = prob.values(Wt, Zt, glob)
-        rt = _curvature_ratio(prob, W0, Wt, g[todo], f[todo], ft, glob)
+        # all the rows (distinct indices): a slice, so that P is not gathered column by column
+        sel = slice(None) if glob.size == prob.n else glob
+        ft = prob.values(Wt, Zt, sel)
+        rt = _curvature_ratio(prob, terms, f[todo], ft, sel)
         ok = ft <= f[todo] + dt + 1e-12 * np.maximum(np.abs(f[todo]), 1.0)
         ok |= theta[glob] >= 1.0  # the majoriser: holds up to rounding (checked below)
         acc = todo[ok]
@@ -500,7 +545,7 @@ def _accelerated_step(prob, W, Z, f, W_prev, Z_prev, t, theta, duals, itol, inne
     beta = (t - 1.0) / t_new
     Yw = W + beta[:, None] * (W - W_prev)
     Zy = Z + (Z - Z_prev) * beta[None, :]
-    fy = prob.values(Yw, Zy, rows)
+    fy = prob.values(Yw, Zy, slice(None))  # all the rows
     W1, Z1, f1, dec, ratio = _mm_step(prob, rows, Yw, Zy, fy, prob.grad(Zy), theta, duals,
                                       itol, inner_max_iter)
     bad = ~(f1 <= f) | (np.abs(W1[:, :prob.n]).sum(axis=1) > prob.kappa * (1 + 1e-12))

@@ -36,7 +36,7 @@ from .._validation import check_choice
 from ..losses import SoftmaxCrossEntropy, get_loss, unit_mean_weights
 from ..penalties import NoPenalty
 from ..wellposedness import project_inf_norm_ball
-from .objective import check_weight_penalty, group_terms, true_objective
+from .objective import check_weight_penalty, group_terms, training_objective
 from .rounds import Blocks, History, RoundEngine, RoundSettings
 
 __all__ = ["BCDHistory", "random_feature_init", "fit_bcd"]
@@ -128,10 +128,13 @@ class BCDBlocks(Blocks):
         return r.value, r.converged
 
     def objective(self, W, CD, X, model):
-        return true_objective(model, self.U, self.Y, self.loss, self.pen_ab, self.pen_cd, X,
-                              group=self.group,
-                              c_ridge=self.c_ridge if self.group is not None else 0.0,
-                              sample_weight=self.w)
+        # true_objective at the equilibrium X, with the outputs of the checked training
+        # inputs (model.output would check U again every round)
+        Yhat = model._output(X, self.U, np)
+        return training_objective(self.loss.value(self.Y, Yhat, sample_weight=self.w),
+                                  model.A, model.B, model.C, model.D, pen_ab=self.pen_ab,
+                                  pen_cd=self.pen_cd, group=self.group,
+                                  c_ridge=self.c_ridge if self.group is not None else 0.0)
 
     def p_step(self, W, CD, X, lamv, mu):
         r = blocks.solve_p(*W, *CD, X, self.U, self.Y, lamv, mu, self.activation, self.loss,

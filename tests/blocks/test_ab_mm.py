@@ -294,3 +294,24 @@ def test_zero_step_of_loose_qps_is_not_convergence(monkeypatch):
                                       True, init, tol, 3, accelerate=False)
     assert n_iter >= 2
     assert max(np.abs(A - init[0]).max(), np.abs(B - init[1]).max()) > 1e-4
+
+
+@pytest.mark.parametrize("scale", [0.05, 0.3, 2.0])  # most rows inside / mixed / outside
+def test_admm_projection_is_project_l1_rows_bit_for_bit(scale):
+    """The ADMM z-update's projection (negated magnitudes, contiguous cumulative sums) returns
+    the numbers and signed zeros of project_l1_rows(every_row=True), the path it replaced, on a
+    view of the first columns, ties included."""
+    from lifted_idl.blocks.ab_mm import _project_l1_all
+
+    rng = np.random.default_rng(5)
+    for trial in range(20):
+        V = rng.standard_normal((30, 6)) * rng.uniform(0, scale, (30, 1))
+        if trial % 2:
+            V = np.round(V, 2)  # equal magnitudes
+        V[0] = -0.0
+        W = np.hstack([V, rng.standard_normal((30, 2))])
+        ref = project_l1_rows(V.copy(), 0.6, every_row=True)
+        got = W.copy()
+        _project_l1_all(got[:, :6], 0.6, np.arange(1.0, 7.0))
+        assert np.array_equal(got[:, :6], ref) and np.array_equal(got[:, 6:], W[:, 6:])
+        assert np.array_equal(np.signbit(got[:, :6]), np.signbit(ref))

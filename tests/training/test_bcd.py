@@ -8,7 +8,8 @@ from lifted_idl.activations import get_activation
 from lifted_idl.datasets import make_teacher
 from lifted_idl.losses import SoftmaxCrossEntropy, SquaredLoss
 from lifted_idl.penalties import L2Penalty
-from lifted_idl.training.bcd import fit_bcd, true_objective
+from lifted_idl.training.bcd import fit_bcd
+from lifted_idl.training.objective import true_objective
 
 
 @pytest.fixture(scope="module")
@@ -373,3 +374,48 @@ def test_extrapolate_first_judges_the_extrapolated_point_first(data, monkeypatch
             assert n_solves[k] == 2, k
         else:
             assert n_solves[k] == 1, k
+
+
+def test_blocks_objective_is_the_true_objective(data):
+    """BCDBlocks.objective (the outputs of the checked training inputs, no re-check per round)
+    is :func:`true_objective` of the model at its equilibrium, bit for bit, with and without
+    sample weights."""
+    from lifted_idl.training.bcd import BCDBlocks, random_feature_init
+
+    U, Y = data[:2]
+    act = get_activation("relu")
+    w = np.random.default_rng(0).uniform(0.5, 2.0, U.shape[0])
+    for sw in (None, w):
+        bl = BCDBlocks(U, Y, SquaredLoss(), act, kappa=0.9, pen_ab=L2Penalty(1e-2),
+                       pen_cd=L2Penalty(1e-3), sample_weight=sw)
+        W = random_feature_init(U, 6, act, 0, 0.9)
+        X, _ = bl.equilibrium(W, None)
+        CD, _ = bl.cd_step(W, X, None)
+        model = bl.model(W, CD)
+        want = true_objective(model, U, Y, SquaredLoss(), L2Penalty(1e-2), L2Penalty(1e-3), X,
+                              sample_weight=bl.w)
+        assert bl.objective(W, CD, X, model) == want
+        assert np.array_equal(X, model.equilibrium(U))
+
+
+def test_round_projection_is_project_inf_norm_ball_bit_for_bit():
+    """The extrapolation's projection (the sort method's test at every index at once) returns
+    project_inf_norm_ball's numbers and signed zeros: ties, kappa = 0, a radius equal to a
+    row's norm, rows all inside; non-finite weights still raise its error."""
+    from lifted_idl.training.rounds import _project_rows
+    from lifted_idl.wellposedness import project_inf_norm_ball
+
+    rng = np.random.default_rng(3)
+    for trial in range(600):
+        n = int(rng.integers(1, 12))
+        d = n if trial % 2 else int(rng.integers(1, 15))
+        A = rng.standard_normal((n, d)) * rng.uniform(1e-3, 1.0)
+        A *= rng.uniform(size=(n, d)) < rng.uniform(0.1, 1.0)  # zeros and -0.0
+        if trial % 3 == 0:
+            A = np.round(A, 1 + trial % 2)  # equal magnitudes
+        kappa = (0.0, 0.5, float(np.abs(A).sum(axis=1).max()), 1e3)[trial % 4]
+        want, got = project_inf_norm_ball(A, kappa), _project_rows(A, kappa)
+        assert np.array_equal(got, want) and np.array_equal(np.signbit(got), np.signbit(want))
+        assert not np.shares_memory(got, A)
+    with pytest.raises(ValueError, match="finite"):
+        _project_rows(np.array([[np.nan, 1.0]]), 0.5)
