@@ -557,9 +557,11 @@ def project_l1_rows(V: np.ndarray, kappa: float, *, every_row: bool = False) -> 
     number of entries above :math:`\theta^*`; rows inside the ball (all terms
     :math:`\le 0`) need no separate treatment. One sort, one cumulative sum and one maximum
     per call; where fewer than half of the rows leave the ball, only those rows are sorted.
-    ``every_row=True`` sorts every row without counting those outside first (the same
-    result, with fewer array operations: for the small arrays of an inner loop whose rows
-    mostly leave the ball, such as the ADMM z-update of :mod:`.ab_mm`).
+    ``every_row=True`` sorts every row without counting those outside first, with fewer
+    array operations: for the small arrays of an inner loop whose rows mostly leave the
+    ball, such as the ADMM z-update of :mod:`.ab_mm`. The result is the same but for a row
+    whose l1 norm rounds to :math:`\kappa`: the sorted sum may exceed it by an ulp where the
+    unsorted one does not, and the row then shrinks by a threshold of about an ulp.
     """
     absV = np.abs(V)
     if every_row:

@@ -243,6 +243,7 @@ def test_project_l1_rows_matches_wellposedness():
 def test_project_l1_rows_every_row_is_bit_equal(scale):
     # every_row=True sorts all rows, inside the ball too: their threshold is 0, so they (and
     # a signed zero) must come back bit for bit, and the rows outside as the default path
+    # (rows whose l1 norm rounds to kappa, where the two sums may differ by an ulp, aside)
     rng = np.random.default_rng(17)
     V = rng.standard_normal((30, 6)) * rng.uniform(0, scale, (30, 1))
     V[0] = -0.0
