@@ -96,8 +96,8 @@ no earlier run of this script used (its seeds were 0–19). Development: seeds 0
 with exactly these settings (no setting was changed after them): exact on both. The fresh
 seeds are run once (``--cv-bcd fresh``); whatever the outcome it is reported, and neither the
 rule nor the seeds change after. The same run also computes, per seed, the gradient arm with
-its declared relaxed rule (the side-by-side figure ``model_recovery_cv.png``) and, for the
-bar line "best validation MSE along the BCD group-lasso path within 1.2x of the gradient
+its declared relaxed rule (side by side with it at the bottom of ``model_recovery.png``) and,
+for the bar line "best validation MSE along the BCD group-lasso path within 1.2x of the gradient
 path's", two ``group_lasso_path`` runs on the plain stage's grid (``CV_PATHS``): its defaults
 (20 rounds, b fitted, warm-started from the largest strength down) and the configuration of
 ``bcd_diagnosis.py`` (b = 0, independent fits, 100 rounds, :math:`\beta = \alpha`); those are
@@ -590,16 +590,19 @@ def _summary(results, trainer) -> dict:
     return out
 
 
-def _plot(results, groups=()):
+def _plot(results, groups=(), fig=None):
     """Rows: seeds 0-4 (learned column norms, validation paths); last row: the chosen support
-    sizes of every seed under the 1-SE and the relaxed rules (``groups``: (label, results))."""
+    sizes of every seed under the 1-SE and the relaxed rules (``groups``: (label, results)).
+    ``fig``: a (sub)figure to draw on (then no layout call); default a new figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     k = len(results)
-    fig = plt.figure(figsize=(16, 2.7 * k + 3.2))
+    own = fig is None
+    if own:
+        fig = plt.figure(figsize=(16, 2.7 * k + 3.2))
     gs = fig.add_gridspec(k + 1, 3, height_ratios=[2.7] * k + [3.2])
     for i, res in enumerate(results):
         row = [fig.add_subplot(gs[i, j]) for j in range(3)]
@@ -687,7 +690,8 @@ def _plot(results, groups=()):
                   [name for _, name, _, _ in rules], fontsize=7, loc="upper right")
     fig.suptitle("[arXiv §7.2] model recovery: teacher n = 20, p = 100, 10 active columns; "
                  "student n = 10, group penalty (l2); support = nonzero columns", fontsize=11)
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     return fig
 
 
@@ -835,13 +839,26 @@ def main(out_dir="experiments/results", seeds=None, heldout: bool = True,
             "source_state": source_state()}
     if previous is not None:
         data["previous_run"] = previous
+    cv_block = _carried_cv(out / "model_recovery.json")
+    if cv_block is not None:  # CONFIG_CV_BCD's results are carried over unchanged
+        data["cv_bcd"] = cv_block
     write_json(data, out / "model_recovery.json")
-    save_png(_plot(results, (("seen seeds 0-9", results + held),
-                             ("fresh seeds 10-19", new))), out / "model_recovery.png")
+    cv_rows = (cv_block or {}).get("fresh", {}).get("per_seed")
+    save_png(_figure(results, held, new, _arrays(cv_rows) if cv_rows else None),
+             out / "model_recovery.png")
     return data
 
 
-def _plot_cv(rows, title):
+def _carried_cv(path: Path):
+    """The ``cv_bcd`` block (``main_cv``) of the existing results file, or None."""
+    import json
+
+    if not path.exists():
+        return None
+    return json.loads(path.read_text()).get("cv_bcd")
+
+
+def _plot_cv(rows, title, fig=None):
     """Per seed: learned against true column norms for the gradient arm (adaptive, relaxed
     rule) and the CV-estimator BCD arm (the [arXiv §7.2] figure), and the validation MSE
     along the plain gradient path and the two BCD paths of ``CV_PATHS``."""
@@ -851,7 +868,10 @@ def _plot_cv(rows, title):
     import matplotlib.pyplot as plt
 
     k = len(rows)
-    fig, axes = plt.subplots(k, 3, figsize=(16, 2.7 * k + 0.6), squeeze=False)
+    own = fig is None
+    if own:
+        fig = plt.figure(figsize=(16, 2.7 * k + 0.6))
+    axes = fig.subplots(k, 3, squeeze=False)
     for row, res in zip(axes, rows, strict=True):
         true_norms = np.asarray(res["true_norms"], dtype=float)
         p = true_norms.size
@@ -889,8 +909,58 @@ def _plot_cv(rows, title):
                      "gradient", fontsize=8)
         ax.legend(fontsize=6)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     return fig
+
+
+def _arrays(rows):
+    """Per-seed results read back from the JSON, with ``norms`` and ``true_norms`` as arrays
+    (what the plots expect)."""
+    def conv(obj):
+        if isinstance(obj, dict):
+            return {k: (np.asarray(v, dtype=float) if k in ("norms", "true_norms") else conv(v))
+                    for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [conv(v) for v in obj]
+        return obj
+
+    return conv(rows)
+
+
+def _figure(results, held, new, cv_rows=None):
+    """``model_recovery.png``: the main run's figure (seeds 0-4, and the support sizes of the
+    seen and fresh seeds); below it, when ``cv_rows`` (``CONFIG_CV_BCD``'s fresh seeds) are
+    given, the gradient arm beside the CV-estimator BCD arm on those seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = (("seen seeds 0-9", results + held), ("fresh seeds 10-19", new))
+    if not cv_rows:
+        return _plot(results, groups)
+    h1, h2 = 2.7 * len(results) + 3.2, 2.7 * len(cv_rows) + 0.8
+    fig = plt.figure(figsize=(16, h1 + h2), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[h1, h2])
+    _plot(results, groups, fig=top)
+    seeds = [r["seed"] for r in cv_rows]
+    _plot_cv(cv_rows, f"BCD by ImplicitRegressorCV (package defaults; declared before fresh "
+             f"seeds {seeds[0]}-{seeds[-1]} were run) beside gradient (adaptive + relaxed); "
+             "support = nonzero columns", fig=bottom)
+    return fig
+
+
+def replot(out_dir="experiments/results") -> None:
+    """Redraw ``model_recovery.png`` from ``model_recovery.json`` (no fit)."""
+    import json
+
+    out = output_dir(out_dir)
+    data = json.loads((out / "model_recovery.json").read_text())
+    cv = data.get("cv_bcd", {}).get("fresh", {}).get("per_seed")
+    save_png(_figure(_arrays(data["seeds"]), _arrays(data["heldout_seeds"]),
+                     _arrays(data["fresh_seeds"]), _arrays(cv) if cv else None),
+             out / "model_recovery.png")
 
 
 def main_cv(out_dir="experiments/results", stage: str = "fresh", seeds=None,
@@ -904,8 +974,8 @@ def main_cv(out_dir="experiments/results", stage: str = "fresh", seeds=None,
         are, and ``cv_bcd[stage]`` is written (with ``cv_bcd.config``).
     stage : {"fresh", "development"}
         ``"fresh"``: ``CONFIG_CV_BCD["fresh_seeds"]``, once (refused when the file already has
-        them); writes ``model_recovery_cv.png``. ``"development"``: ``seeds`` from
-        ``CONFIG_CV_BCD["development_seeds"]`` only.
+        them); redraws ``model_recovery.png`` with its rows added. ``"development"``:
+        ``seeds`` from ``CONFIG_CV_BCD["development_seeds"]`` only.
     seeds : sequence of int, optional
         Development seeds (default all of them).
     n_jobs : int, optional
@@ -967,10 +1037,7 @@ def main_cv(out_dir="experiments/results", stage: str = "fresh", seeds=None,
     block[stage]["summary"] = summary
     write_json(data, path)
     if stage == "fresh":
-        save_png(_plot_cv(rows, "[arXiv §7.2] model recovery, fresh seeds "
-                          f"{seeds[0]}-{seeds[-1]}: gradient (adaptive + relaxed) beside BCD "
-                          "(ImplicitRegressorCV, package defaults); support = nonzero columns"),
-                 output_dir(out_dir) / "model_recovery_cv.png")
+        replot(out_dir)
     return block[stage]
 
 
@@ -987,8 +1054,12 @@ if __name__ == "__main__":
                              "the gradient arm) and merge it into model_recovery.json")
     parser.add_argument("--seeds", type=int, nargs="*", default=None,
                         help="with --cv-bcd development: which development seeds")
+    parser.add_argument("--replot", action="store_true",
+                        help="redraw model_recovery.png from model_recovery.json (no fit)")
     args = parser.parse_args()
-    if args.cv_bcd is not None:
+    if args.replot:
+        replot(args.out_dir)
+    elif args.cv_bcd is not None:
         main_cv(out_dir=args.out_dir, stage=args.cv_bcd, seeds=args.seeds, n_jobs=args.n_jobs)
     else:
         main(out_dir=args.out_dir, bcd=not args.no_bcd, n_jobs=args.n_jobs)
