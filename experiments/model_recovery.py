@@ -590,6 +590,21 @@ def _summary(results, trainer) -> dict:
     return out
 
 
+def _norm_bars(ax, norms, on, true, title):
+    """The [arXiv §7.2] panel: learned column norms over their maximum (red on the true
+    support ``on``, grey off it) and the teacher's scaled norms ``true``."""
+    norms = np.asarray(norms, dtype=float)
+    learned = norms / max(norms.max(), 1e-300)
+    x = np.arange(norms.size)
+    ax.bar(x[~on], learned[~on], color="0.55", width=1.0, label="learned, not in support")
+    ax.bar(x[on], learned[on], color="C3", width=1.0, label="learned, true support")
+    ax.plot(x[on], true[on], "kv", ms=4, label="teacher (scaled)")
+    ax.set_title(title, fontsize=8)
+    ax.set_xlim(-1, norms.size)
+    ax.set_xlabel("feature j", fontsize=8)
+    ax.legend(fontsize=6, loc="upper right")
+
+
 def _plot(results, groups=(), fig=None):
     """Rows: seeds 0-4 (learned column norms, validation paths); last row: the chosen support
     sizes of every seed under the 1-SE and the relaxed rules (``groups``: (label, results)).
@@ -607,7 +622,6 @@ def _plot(results, groups=(), fig=None):
     for i, res in enumerate(results):
         row = [fig.add_subplot(gs[i, j]) for j in range(3)]
         p = len(res["true_norms"])
-        x = np.arange(p)
         on = np.zeros(p, dtype=bool)
         on[res["support"]] = True
         true = res["true_norms"] / res["true_norms"].max()
@@ -616,16 +630,10 @@ def _plot(results, groups=(), fig=None):
                 ax.set_axis_off()
                 continue
             ch = res[trainer]["adaptive_1se"]
-            learned = ch["norms"] / max(ch["norms"].max(), 1e-300)
-            ax.bar(x[~on], learned[~on], color="0.55", width=1.0, label="learned, not in support")
-            ax.bar(x[on], learned[on], color="C3", width=1.0, label="learned, true support")
-            ax.plot(x[on], true[on], "kv", ms=4, label="teacher (scaled)")
-            ax.set_title(f"seed {res['seed']}, {trainer}: $\\|[B;D]e_j\\|$/max, adaptive + 1-SE "
-                         f"(prec {ch['precision']:.2f}, rec {ch['recall']:.2f}, "
-                         f"{ch['n_selected']} nonzero)", fontsize=8)
-            ax.set_xlim(-1, p)
-            ax.set_xlabel("feature j", fontsize=8)
-            ax.legend(fontsize=6, loc="upper right")
+            _norm_bars(ax, ch["norms"], on, true,
+                       f"seed {res['seed']}, {trainer}: $\\|[B;D]e_j\\|$/max, adaptive + 1-SE "
+                       f"(prec {ch['precision']:.2f}, rec {ch['recall']:.2f}, "
+                       f"{ch['n_selected']} nonzero)")
         ax = row[2]
         for trainer, style in (("gradient", "o-"), ("bcd", "s--")):
             if trainer not in res:
@@ -875,24 +883,16 @@ def _plot_cv(rows, title, fig=None):
     for row, res in zip(axes, rows, strict=True):
         true_norms = np.asarray(res["true_norms"], dtype=float)
         p = true_norms.size
-        x = np.arange(p)
         on = np.zeros(p, dtype=bool)
         on[np.asarray(res["support"], dtype=int)] = True
         true = true_norms / true_norms.max()
         arms = (("gradient, adaptive + relaxed", res["gradient"]["adaptive_relaxed"]),
                 ("BCD, ImplicitRegressorCV (support_)", res["cv_bcd"]))
         for ax, (label, ch) in zip(row[:2], arms, strict=True):
-            norms = np.asarray(ch["norms"], dtype=float)
-            learned = norms / max(norms.max(), 1e-300)
-            ax.bar(x[~on], learned[~on], color="0.55", width=1.0, label="learned, not in support")
-            ax.bar(x[on], learned[on], color="C3", width=1.0, label="learned, true support")
-            ax.plot(x[on], true[on], "kv", ms=4, label="teacher (scaled)")
-            ax.set_title(f"seed {res['seed']}, {label}:\n$\\|[B;D]e_j\\|$/max (prec "
-                         f"{ch['precision']:.2f}, rec {ch['recall']:.2f}, {ch['n_selected']} "
-                         f"kept, val MSE {ch['val_mse']:.3f})", fontsize=8)
-            ax.set_xlim(-1, p)
-            ax.set_xlabel("feature j", fontsize=8)
-            ax.legend(fontsize=6, loc="upper right")
+            _norm_bars(ax, ch["norms"], on, true,
+                       f"seed {res['seed']}, {label}:\n$\\|[B;D]e_j\\|$/max (prec "
+                       f"{ch['precision']:.2f}, rec {ch['recall']:.2f}, {ch['n_selected']} "
+                       f"kept, val MSE {ch['val_mse']:.3f})")
         ax = row[2]
         pts = res["gradient"]["plain_path"]
         ax.semilogx([pt["fraction"] for pt in pts], [pt["val_mse"] for pt in pts], "o-",

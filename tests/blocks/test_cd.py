@@ -186,20 +186,16 @@ def test_softmax_newton_cg_line_search_takes_the_point_it_evaluated(monkeypatch)
     np.testing.assert_allclose(seen[1], softmax(Ma @ Wa1.T, axis=1), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("dense_max", [10**6, 0], ids=["dense", "cg"])
-def test_softmax_newton_rtol_stops_relative_to_the_warm_start(dense_max):
-    """The Newton solvers of the cross-entropy block with ``rtol``: the (whitened) gradient
-    ends at most ``rtol`` times its norm at the start, short of the exact solve's, in fewer
-    Newton steps."""
+def _softmax_problem(seed, m, r, q, signal, penalty):
+    """A random cross-entropy + ridge problem of the (C, D, c) solvers: the whitened design
+    ``Mt``, one-hot ``Y`` (classes from the first q columns times ``signal`` plus noise), the
+    ridge weights ``pw``, the norm of the objective's gradient at a flat point, and a start."""
     from scipy.special import softmax
 
-    from lifted_idl.blocks import cd as cd_mod
-
-    rng = np.random.default_rng(11)
-    m, r, q, rtol = 200, 6, 3, 0.05
+    rng = np.random.default_rng(seed)
     Mt = rng.standard_normal((m, r))
-    Y = np.eye(q)[np.argmax(Mt[:, :q] * 2 + rng.standard_normal((m, q)), axis=1)]
-    pw = np.full(r, 0.01)
+    Y = np.eye(q)[np.argmax(Mt[:, :q] * signal + rng.standard_normal((m, q)), axis=1)]
+    pw = np.full(r, penalty)
     Ma = np.hstack([Mt, np.ones((m, 1))])
     pa = np.append(pw, 0.0)
 
@@ -208,7 +204,18 @@ def test_softmax_newton_rtol_stops_relative_to_the_warm_start(dense_max):
         g = (softmax(Ma @ Wa.T, axis=1) - Y).T @ Ma / m + Wa * pa
         return np.linalg.norm(g)
 
-    x0 = 0.3 * rng.standard_normal(q * (r + 1))
+    return Mt, Y, pw, grad_norm, 0.3 * rng.standard_normal(q * (r + 1))
+
+
+@pytest.mark.parametrize("dense_max", [10**6, 0], ids=["dense", "cg"])
+def test_softmax_newton_rtol_stops_relative_to_the_warm_start(dense_max):
+    """The Newton solvers of the cross-entropy block with ``rtol``: the (whitened) gradient
+    ends at most ``rtol`` times its norm at the start, short of the exact solve's, in fewer
+    Newton steps."""
+    from lifted_idl.blocks import cd as cd_mod
+
+    rtol = 0.05
+    Mt, Y, pw, grad_norm, x0 = _softmax_problem(11, 200, 6, 3, 2.0, 0.01)
     newton = cd_mod._softmax_dense_newton if dense_max else cd_mod._softmax_newton_cg
     x, it, ok = newton(Mt, Y, pw, True, x0, 1e-10, 100, None, rtol)
     xe, ite, oke = newton(Mt, Y, pw, True, x0, 1e-10, 100)
@@ -221,24 +228,9 @@ def test_softmax_newton_cg_single_precision_products_meet_rtol(rtol):
     """With ``rtol`` Newton-CG computes its Hessian products in single precision: the solve
     still meets tight relative tolerances (the gradient is double precision), and lands
     on the exact solve's point up to the gradient it stops at."""
-    from scipy.special import softmax
-
     from lifted_idl.blocks import cd as cd_mod
 
-    rng = np.random.default_rng(13)
-    m, r, q = 300, 20, 5
-    Mt = rng.standard_normal((m, r))
-    Y = np.eye(q)[np.argmax(Mt[:, :q] * 3 + rng.standard_normal((m, q)), axis=1)]
-    pw = np.full(r, 1e-3)
-    Ma = np.hstack([Mt, np.ones((m, 1))])
-    pa = np.append(pw, 0.0)
-
-    def grad_norm(x):
-        Wa = np.hstack([x[:q * r].reshape(q, r), x[q * r:, None]])
-        g = (softmax(Ma @ Wa.T, axis=1) - Y).T @ Ma / m + Wa * pa
-        return np.linalg.norm(g)
-
-    x0 = 0.3 * rng.standard_normal(q * (r + 1))
+    Mt, Y, pw, grad_norm, x0 = _softmax_problem(13, 300, 20, 5, 3.0, 1e-3)
     x, _, ok = cd_mod._softmax_newton_cg(Mt, Y, pw, True, x0, 1e-12, 100, None, rtol)
     xe, _, oke = cd_mod._softmax_newton_cg(Mt, Y, pw, True, x0, 1e-12, 100)
     assert ok and oke
