@@ -1,16 +1,18 @@
 """BCD's gradient warm-up (``warmup_epochs``): CPU time, rounds and test score against no warm-up.
 
 A BCD stage that starts from random features may first train them for a few gradient epochs
-(``warmup_epochs``; ``"auto"`` is 10 for classification and 0 for regression). This script
-fits the estimator defaults with ``warmup_epochs`` in ``--epochs`` (0 is the baseline) on
-digits (n_hidden 64, ``bench_scaling.py``'s split), iris, breast cancer and wine (n_hidden 20,
-stratified 70/30 splits) and friedman1 (m = 2000, n_hidden 20, ``bench_scaling.py``'s data),
-and prints per data set and count the mean over seeds of the CPU and wall seconds (each the
-minimum over ``--repeats`` fits), the BCD rounds, the test accuracy (RMSE for friedman1), and
-the CPU-time ratio to no warm-up measured in the same run. One BLAS thread.
+(``warmup_epochs``; ``"auto"`` is 10 for classification and for regression from 8000 training
+samples on, 0 below). This script fits the estimator defaults with ``warmup_epochs`` in
+``--epochs`` (0 is the baseline) on digits (n_hidden 64, ``bench_scaling.py``'s split), iris,
+breast cancer and wine (n_hidden 20, stratified 70/30 splits), friedman1 (``friedman1:M``: M
+training points, n_hidden 20, ``bench_scaling.py``'s data) and the teacher of
+``bench_training.py`` (``teacher:M``: M training and 2000 test points, n_hidden 20), and prints
+per data set and count the mean over seeds of the CPU and wall seconds (each the minimum over
+``--repeats`` fits), the BCD rounds, the test accuracy (RMSE for regression), and the CPU-time
+ratio to no warm-up measured in the same run. One BLAS thread.
 
 Run:  python benchmarks/bench_warmup.py [--seeds 3] [--epochs 0,5,10,20] [--repeats 1]
-          [--datasets digits,iris,breast_cancer,wine,friedman1]
+          [--datasets digits,iris,breast_cancer,wine,friedman1:2000,teacher:4000,...]
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_scaling import digits, friedman  # noqa: E402
 
 from lifted_idl import ImplicitClassifier, ImplicitRegressor  # noqa: E402
+from lifted_idl.datasets import make_teacher  # noqa: E402
 
 SMALL = {"iris": load_iris, "breast_cancer": load_breast_cancer, "wine": load_wine}
 
@@ -41,8 +44,12 @@ def load(name, seed):
     """``(Xtr, ytr, Xte, yte, n_hidden, classification)``."""
     if name == "digits":
         return (*digits(seed), 64, True)
-    if name == "friedman1":
-        return (*friedman(2000, seed), 20, False)
+    if ":" in name:
+        kind, m = name.split(":")
+        if kind == "friedman1":
+            return (*friedman(int(m), seed), 20, False)
+        U, y, Ut, yt, _ = make_teacher(int(m), 2000, random_state=seed)
+        return U, y, Ut, yt, 20, False
     X, y = SMALL[name](return_X_y=True)
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=seed, stratify=y)
     return Xtr, ytr, Xte, yte, 20, True
@@ -71,13 +78,13 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", default="0,5,10,20")
     ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--datasets", default="digits,iris,breast_cancer,wine,friedman1")
+    ap.add_argument("--datasets", default="digits,iris,breast_cancer,wine,friedman1:2000")
     args = ap.parse_args(argv)
     counts = [int(e) for e in args.epochs.split(",")]
     if counts[0] != 0:
         counts = [0] + counts
     print(f"# seeds 0-{args.seeds - 1}; min of {args.repeats} fit(s) per seed; CPU / wall s; "
-          "score = test accuracy (RMSE for friedman1)")
+          "score = test accuracy (RMSE for regression)")
     print("| data | warmup_epochs | cpu | wall | rounds | score | cpu / no warm-up |")
     print("|---|---|---|---|---|---|---|")
     with threadpool_limits(1):

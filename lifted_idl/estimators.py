@@ -56,10 +56,13 @@ _BCD_TOL_SAMPLES = 1000
 _GRADIENT_TOL = 1e-4
 #: ``warmup_epochs="auto"``: gradient epochs (Adam, ``learning_rate``) from the random-feature
 #: start before BCD's rounds, for the cross-entropy: the cost of a few rounds, sparing more
-#: rounds than that (benchmarks/README.md, "BCD's warm-up"). 0 for the squared loss, where
-#: the random-feature start's least-squares readout is already a good start and friedman1
-#: took fewer rounds but ended worse
+#: rounds than that (benchmarks/README.md, "BCD's warm-up"). For the squared loss only from
+#: ``_WARMUP_REGRESSION_SAMPLES`` training rows on: below, the random-feature start's exact
+#: least-squares readout is already a good start (friedman1 and the teacher at m <= 4000 took
+#: fewer rounds but ended worse); from 8000 rows an epoch is 40 or more minibatch steps and
+#: the warm-up ended both faster and better
 _BCD_WARMUP_EPOCHS = 10
+_WARMUP_REGRESSION_SAMPLES = 8000
 
 
 def _default_bcd_tol(n_samples: float) -> float:
@@ -366,7 +369,7 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
             warnings.simplefilter("always", ConvergenceWarning)
             model = init
             if self.solver in ("bcd", "bcd+gradient"):
-                if init is None and self._warmup_epochs(loss) > 0:
+                if init is None and self._warmup_epochs(loss, X.shape[0]) > 0:
                     init = self._fit_gradient_stage(X, Y, loss, act, pen, group, c_ridge, None,
                                                     seed, scale_u, record, sw, warmup=True)
                 model = self._fit_bcd_stage(X, Y, loss, act, pen, group, c_ridge, init,
@@ -382,19 +385,21 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
             model = _scale_columns(model, mult)
         return model, record
 
-    def _warmup_epochs(self, loss) -> int:
+    def _warmup_epochs(self, loss, n_samples) -> int:
         """``warmup_epochs`` resolved: ``"auto"`` is ``_BCD_WARMUP_EPOCHS`` for the cross-entropy
-        ``loss`` (classification), 0 for the squared loss, for the group penalty (its BCD path,
-        which ranks the features, starts from random features) and for ``robust_sigma`` (whose
-        (A, B, b) step is robust while the gradient epochs are not; an explicit count raises
-        there)."""
+        ``loss`` (classification) and for the squared loss from ``_WARMUP_REGRESSION_SAMPLES``
+        training rows (``n_samples``) on; 0 for smaller regression problems, for the group
+        penalty (its BCD path, which ranks the features, starts from random features) and for
+        ``robust_sigma`` (whose (A, B, b) step is robust while the gradient epochs are not; an
+        explicit count raises there)."""
         if self.warmup_epochs != "auto":
             if self.warmup_epochs > 0 and self.robust_sigma is not None:
                 raise ValueError("warmup_epochs > 0 cannot be combined with robust_sigma (the "
                                  "warm-up's gradient epochs are not robust); use 0 or 'auto'")
             return int(self.warmup_epochs)
-        auto = (isinstance(loss, SoftmaxCrossEntropy) and self.penalty != "group"
-                and self.robust_sigma is None)
+        auto = ((isinstance(loss, SoftmaxCrossEntropy)
+                 or n_samples >= _WARMUP_REGRESSION_SAMPLES)
+                and self.penalty != "group" and self.robust_sigma is None)
         return _BCD_WARMUP_EPOCHS if auto else 0
 
     def _fit_bias(self) -> bool:
@@ -525,7 +530,8 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
                                             category=ConvergenceWarning)
                 tuned, ghist = fit_gradient(
                     model, X, Y, loss, kappa=self.kappa, pen_ab=pen, pen_cd=pen,
-                    max_iter=self._warmup_epochs(loss) if warmup else self.gradient_max_iter,
+                    max_iter=(self._warmup_epochs(loss, X.shape[0]) if warmup
+                              else self.gradient_max_iter),
                     batch_size=bs,
                     learning_rate=lr, tol=_GRADIENT_TOL if self.tol is None else self.tol,
                     random_state=seed,
@@ -864,11 +870,13 @@ _DOC_PARAMS = r"""
         rounds start from the model they reach. They are part of the start: not counted in
         ``n_iter_`` nor ``loss_curve_``, and their epoch cap raises no ConvergenceWarning.
         ``"auto"``: 10 for classification (the cross-entropy, whose block steps are iterative:
-        a few cheap epochs spare many rounds), 0 for regression (the least-squares readout of
-        the random features is already a good start) and for ``penalty="group"`` (its path
-        ranks the features from the random-feature start) and ``robust_sigma`` (the epochs
-        are not robust; an explicit count > 0 raises there). Set 0 to start the rounds from
-        the random features; measurements in ``benchmarks/README.md`` ("BCD's warm-up").
+        a few cheap epochs spare many rounds) and for regression from 8000 training samples
+        on (an epoch is then 40 or more minibatch steps); 0 for smaller regression problems
+        (the least-squares readout of the random features is already a good start), for
+        ``penalty="group"`` (its path ranks the features from the random-feature start) and
+        ``robust_sigma`` (the epochs are not robust; an explicit count > 0 raises there).
+        Set 0 to start the rounds from the random features; measurements in
+        ``benchmarks/README.md`` ("BCD's warm-up").
 """
 
 _DOC_ATTRS = r"""

@@ -96,3 +96,20 @@ def test_warmup_epochs_parameter():
         ImplicitClassifier(n_hidden=6, robust_sigma=0.05, warmup_epochs=2).fit(U, y)
     with pytest.raises(ValueError, match="warmup_epochs"):
         ImplicitClassifier(warmup_epochs=-1).fit(U, y)
+
+
+def test_auto_warmup_for_regression_from_the_sample_threshold(monkeypatch):
+    # regression warms up from _WARMUP_REGRESSION_SAMPLES training rows on (lowered here to
+    # keep the test small): at the threshold "auto" is the 10-epoch fit, one row below it the
+    # random-feature start
+    U, _ = _data()
+    y = U @ np.arange(1.0, U.shape[1] + 1.0) + np.sin(3 * U[:, 0])
+    monkeypatch.setattr(est_mod, "_WARMUP_REGRESSION_SAMPLES", U.shape[0])
+    kw = dict(n_hidden=6, random_state=0, max_iter=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for X, t, k in [(U, y, est_mod._BCD_WARMUP_EPOCHS), (U[1:], y[1:], 0)]:
+            auto = ImplicitRegressor(**kw).fit(X, t).model_
+            ref = ImplicitRegressor(warmup_epochs=k, **kw).fit(X, t).model_
+            other = ImplicitRegressor(warmup_epochs=0 if k else 10, **kw).fit(X, t).model_
+            assert np.array_equal(auto.A, ref.A) and not np.array_equal(auto.A, other.A)
