@@ -236,6 +236,9 @@ def paths(seed, U, Y, Uv, Yv, support) -> dict:
                                "cpu_s": time.process_time() - t0}
     for name, v in variants.items():
         t0 = time.process_time()
+        # group_lasso_path's defaults before they became independent b = 0 fits (the
+        # settings this diagnosis was run with); a variant's own settings override them
+        v = {"fit_bias": True, "warm_start": True, **v}
         path = group_lasso_path(U, Y, amax * fr, ord=RECOVERY["group_ord"], **kw, **v)
         out[name] = {"points": _path_rows(path, amax, support),
                      "cpu_s": time.process_time() - t0}

@@ -61,3 +61,20 @@ def test_cv_bcd_arm_support_is_the_estimators_nonzero_columns():
     assert np.all(np.asarray(est.best_estimator_._scaled_model.b) == 0)
     assert np.array_equal(np.flatnonzero(est.support_), out["selected"])
     assert out["val_mse"] == pytest.approx(np.mean((est.predict(Uv) - yv) ** 2))
+
+
+def test_path_line_fresh_seeds_never_used_before():
+    """The path line's fresh seeds are disjoint from every seed of the script's earlier
+    configurations and committed results (the CV arm's fresh seeds included)."""
+    fresh = set(mr.CONFIG_PATH_LINE["fresh_seeds"])
+    assert len(fresh) == 5
+    c = mr.CONFIG
+    used = (set(c["seeds"]) | set(c["heldout_seeds"]) | set(c["fresh_seeds"])
+            | set(mr.CONFIG_CV_BCD["fresh_seeds"]) | set(mr.CONFIG_CV_BCD["development_seeds"])
+            | set(range(5)))
+    assert not fresh & used
+    data = json.loads((EXPERIMENTS / "results" / "model_recovery.json").read_text())
+    for key in ("seeds", "heldout_seeds", "fresh_seeds"):
+        assert not fresh & {int(r["seed"]) for r in data.get(key, [])}
+    cv = data.get("cv_bcd", {}).get("fresh", {})
+    assert not fresh & {int(r["seed"]) for r in cv.get("per_seed", [])}

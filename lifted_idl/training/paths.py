@@ -473,15 +473,16 @@ def plot_frank_wolfe_path(path, ax=None):
 
 def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden: int = 10,
                      kappa: float = 0.5, U_val=None, Y_val=None, activation="relu",
-                     random_state=None, n_rounds: int = 20, tol: float = 1e-4,
-                     c_ridge: float | str = 1e-3, rounds: RoundSettings | None = None,
-                     init_model=None, order: str = "decreasing", fit_bias: bool = True,
-                     warm_start: bool = True) -> list[PathPoint]:
+                     random_state=None, n_rounds: int = 300, tol: float = 1e-4,
+                     c_ridge: float | str = "alpha", rounds: RoundSettings | None = None,
+                     init_model=None, order: str = "decreasing", fit_bias: bool = False,
+                     warm_start: bool = False) -> list[PathPoint]:
     r"""Path of the group penalty [IDL (5.1)] over a grid of strengths, in anchored BCD.
 
     For every strength :math:`\alpha` in ``alphas`` (largest first, as
-    :func:`sklearn.linear_model.lasso_path`, unless ``order="increasing"``), warm-started
-    from the previous point, runs anchored BCD rounds (as
+    :func:`sklearn.linear_model.lasso_path`, unless ``order="increasing"``), from the same
+    random-feature start (or, with ``warm_start=True``, from the previous point), runs anchored
+    BCD rounds (as
     :func:`~lifted_idl.training.bcd.fit_bcd`, theory §8) on
 
     .. math:: \min\ \mathcal L(Y, XC^\top + UD^\top + c) + \alpha\sum_{j=1}^p
@@ -514,7 +515,13 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
     start, with most ReLU states always on (linear): the penalty shrinks B while the
     unpenalised bias b stays. ``order="increasing"`` or ``warm_start=False`` avoid the first;
     ``fit_bias=False`` removes the second where the states need no offset (the [arXiv §7.2]
-    teacher); started at Adam's model, BCD keeps it and lowers its objective further.
+    teacher); started at Adam's model, BCD keeps it and lowers its objective further. The
+    defaults therefore fit every point on its own (``warm_start=False``: each point is what
+    :class:`~lifted_idl.ImplicitRegressor` fits at that strength, a fit being a path of length
+    one), without the state bias (as the estimators' ``fit_bias="auto"`` for the group
+    penalty), with :math:`\beta = \alpha` (``c_ridge="alpha"``, the estimators' default) and
+    up to 300 rounds (``experiments/model_recovery.py`` compares them with the gradient
+    paths; figures in ``experiments/README.md``).
 
     Parameters
     ----------
@@ -535,12 +542,13 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
     activation : str or Activation, default="relu"
     random_state : int, Generator or None
         Seeds the random-feature initialisation (unless ``init_model``).
-    n_rounds : int, default=20
-        Anchored BCD rounds per strength.
+    n_rounds : int, default=300
+        Anchored BCD rounds per strength at most (``tol`` stops them earlier), as the
+        estimators' ``max_iter``.
     tol : float, default=1e-4
         Rounds at a strength stop once the objective improved by less than ``tol`` (relative)
         over ``rounds.n_iter_no_change`` accepted rounds.
-    c_ridge : float or "alpha", default=1e-3
+    c_ridge : float or "alpha", default="alpha"
         :math:`\beta \ge 0`, the ridge on C; ``"alpha"``: :math:`\beta = \alpha` at every
         point. With the group penalty on B the balance of the rescaling
         :math:`(B, b, C) \to (sB, sb, C/s)` is set by :math:`\beta/\alpha`; a fixed small
@@ -563,14 +571,14 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
         trained first, and lets the penalty remove features as it grows (the continuation of
         the gradient paths of ``experiments/model_recovery.py``).
 
-    warm_start : bool, default=True
+    warm_start : bool, default=False
         Start every point from the previous one (a continuation path), or, with False, every
         point from the same initialisation (random features or ``init_model``) with the
         divergence weight reset: independent fits, as the folds of
         :class:`~lifted_idl.ImplicitRegressorCV` run them. Warm starts carry a point's basin
         to the next (from the largest strength down, the stationary point B = 0), so the
-        independent fits can validate better at the cost of more rounds.
-    fit_bias : bool, default=True
+        independent fits validate better at the cost of more rounds.
+    fit_bias : bool, default=False
         Fit the state bias b. With False, b = 0 (also from ``init_model``) and the states are
         :math:`x = \phi(Ax + Bu)`, the model of the [arXiv §7.2] teacher. Under the group
         penalty the unpenalised b is what lets the rounds move ReLU states into their

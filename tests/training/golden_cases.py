@@ -133,7 +133,7 @@ def group_path():
     U, Y, _, _ = _regression()
     return _path_out(group_lasso_path(U, Y[:, 0], [0.1, 0.03, 0.01], n_hidden=5, kappa=0.5,
                                       random_state=1, n_rounds=6, tol=1e-4, c_ridge=1e-3,
-                                      rounds=PATH_ROUNDS))
+                                      rounds=PATH_ROUNDS, fit_bias=True, warm_start=True))
 
 
 def fw_path_cd():

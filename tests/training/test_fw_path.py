@@ -188,7 +188,8 @@ def test_group_path_objective_and_collapse(data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         path = group_lasso_path(U, y, [0.05 * amax, 20 * amax], n_hidden=N_HIDDEN, U_val=Uv,
-                                Y_val=yv, random_state=0, n_rounds=15, c_ridge=1e-2)
+                                Y_val=yv, random_state=0, n_rounds=15, c_ridge=1e-2,
+                                fit_bias=True, warm_start=True)
     assert [pt.params["alpha"] for pt in path] == [20 * amax, 0.05 * amax]
     G = GroupPenalty(1.0)
     for pt in path:
@@ -216,7 +217,7 @@ def test_group_path_zeroes_noise_features_exactly():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         (pt,) = group_lasso_path(U, y, [0.05], n_hidden=N_HIDDEN, random_state=0, n_rounds=10,
-                                 c_ridge=1e-2)
+                                 c_ridge=1e-2, fit_bias=True)
     norms = pt.column_norms
     assert np.all(norms[2:] == 0.0) and np.all(norms[:2] > 1e-2), norms
 
@@ -246,10 +247,10 @@ def test_group_path_decreasing_start_is_stuck_at_b_zero_increasing_is_not(data):
     alphas = [0.05 * amax, 20 * amax]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        down = group_lasso_path(U, y, alphas, n_hidden=N_HIDDEN, random_state=0, n_rounds=15,
-                                c_ridge="alpha")
-        up = group_lasso_path(U, y, alphas, n_hidden=N_HIDDEN, random_state=0, n_rounds=15,
-                              c_ridge="alpha", order="increasing")
+        kw = {"n_hidden": N_HIDDEN, "random_state": 0, "n_rounds": 15, "fit_bias": True,
+              "warm_start": True}
+        down = group_lasso_path(U, y, alphas, **kw)
+        up = group_lasso_path(U, y, alphas, order="increasing", **kw)
     assert [pt.params["alpha"] for pt in up] == sorted(alphas)
     assert [pt.params["alpha"] for pt in down] == sorted(alphas)[::-1]
     G = GroupPenalty(1.0)
@@ -268,18 +269,17 @@ def test_group_path_decreasing_start_is_stuck_at_b_zero_increasing_is_not(data):
 
 
 def test_group_path_cold_points_are_independent_fits(data):
-    """``warm_start=False``: every point is the one-point path at its strength (same start,
-    same divergence weight), bit for bit; ``fit_bias=False`` keeps b at 0."""
+    """The defaults (``warm_start=False``, ``fit_bias=False``): every point is the one-point
+    path at its strength (same start, same divergence weight), bit for bit, and b stays 0."""
     U, y, _, _ = data
     amax = np.abs(U.T @ (y - y.mean())).max() / len(y)
     alphas = [0.3 * amax, 0.03 * amax]
-    kw = {"n_hidden": N_HIDDEN, "random_state": 0, "n_rounds": 6, "c_ridge": "alpha",
-          "fit_bias": False}
+    kw = {"n_hidden": N_HIDDEN, "random_state": 0, "n_rounds": 6}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        path = group_lasso_path(U, y, alphas, warm_start=False, **kw)
+        path = group_lasso_path(U, y, alphas, **kw)
         singles = [group_lasso_path(U, y, [a], **kw)[0] for a in alphas]
-        warm = group_lasso_path(U, y, alphas, **kw)
+        warm = group_lasso_path(U, y, alphas, warm_start=True, **kw)
     for pt, one in zip(path, singles, strict=True):
         assert pt.params == one.params
         for name in ("A", "B", "C", "D", "b"):
