@@ -37,6 +37,17 @@ def run_settings(config: dict, seeds=None, n_jobs=None, seed_key: str = "seeds")
     return [int(s) for s in seeds], int(n_jobs)
 
 
+def map_seeds(fn, seeds, n_jobs: int) -> list:
+    """``[fn(s) for s in seeds]``, in ``n_jobs`` forked worker processes when ``n_jobs > 1``
+    (one seed per task, results in the order of ``seeds``)."""
+    if n_jobs <= 1:
+        return [fn(s) for s in seeds]
+    import multiprocessing as mp
+
+    with mp.get_context("fork").Pool(n_jobs) as pool:
+        return pool.map(fn, seeds, chunksize=1)
+
+
 def rmse(pred, target) -> float:
     r"""Root-mean-square error over all entries, :math:`\sqrt{\mathrm{mean}((\hat y - y)^2)}`.
 

@@ -50,7 +50,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _paper import output_dir, quiet, run_info, run_settings, source_state, write_json  # noqa: E402
+from _paper import map_seeds, output_dir, quiet, run_info, run_settings, source_state, write_json  # noqa: E402
 from model_recovery import CONFIG as RECOVERY  # noqa: E402
 from model_recovery import _alpha_max, _data, _gradient_path, precision_recall, support_of  # noqa: E402
 
@@ -292,13 +292,7 @@ def main(out_dir="experiments/results", seeds=None, n_jobs=None) -> dict:
     seeds, n_jobs = run_settings(CONFIG, seeds, n_jobs)
     out = output_dir(out_dir)
     t0 = time.perf_counter()
-    if n_jobs <= 1:
-        results = [run_seed(s) for s in seeds]
-    else:
-        import multiprocessing as mp
-
-        with mp.get_context("fork").Pool(n_jobs) as pool:
-            results = pool.map(run_seed, seeds, chunksize=1)
+    results = map_seeds(run_seed, seeds, n_jobs)
     names = [k for k, v in results[0]["paths"].items() if isinstance(v, dict)]
     summary = {
         "path_best_val_mse": {k: [r["paths"][k]["best"]["val_mse"] for r in results]

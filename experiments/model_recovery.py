@@ -124,7 +124,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _paper import output_dir, quiet, run_info, run_settings, save_png, source_state, write_json  # noqa: E402
+from _paper import (  # noqa: E402
+    map_seeds,
+    output_dir,
+    quiet,
+    run_info,
+    run_settings,
+    save_png,
+    source_state,
+    write_json,
+)
 
 from lifted_idl import ImplicitModel, ImplicitRegressorCV  # noqa: E402
 from lifted_idl.datasets import make_teacher  # noqa: E402
@@ -1102,13 +1111,7 @@ def main_path_line(out_dir="experiments/results", n_jobs: int | None = None) -> 
         raise ValueError(f"{path} already holds the path line's fresh seeds (run once)")
     seeds, n_jobs = run_settings(CONFIG_PATH_LINE, None, n_jobs, seed_key="fresh_seeds")
     t0 = time.perf_counter()
-    if n_jobs <= 1:
-        rows = [path_line_seed(s) for s in seeds]
-    else:
-        import multiprocessing as mp
-
-        with mp.get_context("fork").Pool(n_jobs) as pool:
-            rows = pool.map(path_line_seed, seeds, chunksize=1)
+    rows = map_seeds(path_line_seed, seeds, n_jobs)
     k = sum(r["within_1.2"] for r in rows)
     data["path_line"] = {"config": CONFIG_PATH_LINE, "per_seed": rows,
                          "summary": {"within_1.2": k, "of": len(rows), "bar_met": k >= 4,
