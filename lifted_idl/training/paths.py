@@ -563,10 +563,11 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
     init_model : ImplicitModel, optional
         Start from this model (its A projected onto the ball) instead of random features.
     order : {"decreasing", "increasing"}, default="decreasing"
-        The order in which the strengths are fitted, each warm-started from the previous one.
+        The order in which the strengths are fitted (and returned); it matters with
+        ``warm_start=True``, where each point starts from the previous one.
         ``"decreasing"`` is the order of :func:`sklearn.linear_model.lasso_path`; for this
         nonconvex problem its first point, at or above :math:`\alpha_{\max}`, is the
-        stationary point B = 0 that the later points never leave (see above).
+        stationary point B = 0 that warm-started later points never leave (see above).
         ``"increasing"`` starts from the weakest penalty, where the random features are
         trained first, and lets the penalty remove features as it grows (the continuation of
         the gradient paths of ``experiments/model_recovery.py``).
