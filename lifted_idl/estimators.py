@@ -306,6 +306,10 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
                 "robust_sigma selects the robust-counterpart (A,B) step of BCD; use "
                 "solver='bcd' or 'bcd+gradient' (got solver='gradient')"
             )
+        if (self.robust_sigma is not None and self.warmup_epochs != "auto"
+                and self.warmup_epochs > 0):
+            raise ValueError("warmup_epochs > 0 cannot be combined with robust_sigma (the "
+                             "warm-up's gradient epochs are not robust); use 0 or 'auto'")
 
     def _model_penalty(self, scale_u):
         """The robustness penalty on the raw-feature model, or None (theory §7, [IDL (4.7)])."""
@@ -369,9 +373,10 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
             warnings.simplefilter("always", ConvergenceWarning)
             model = init
             if self.solver in ("bcd", "bcd+gradient"):
-                if init is None and self._warmup_epochs(loss, X.shape[0]) > 0:
+                epochs = 0 if init is not None else self._warmup_epochs(loss, X.shape[0])
+                if epochs > 0:
                     init = self._fit_gradient_stage(X, Y, loss, act, pen, group, c_ridge, None,
-                                                    seed, scale_u, record, sw, warmup=True)
+                                                    seed, scale_u, record, sw, warmup=epochs)
                 model = self._fit_bcd_stage(X, Y, loss, act, pen, group, c_ridge, init,
                                             validation, seed, n_threads, scale_u, record, sw)
             if self.solver in ("gradient", "bcd+gradient"):
@@ -391,11 +396,8 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
         training rows (``n_samples``) on; 0 for smaller regression problems, for the group
         penalty (its BCD path, which ranks the features, starts from random features) and for
         ``robust_sigma`` (whose (A, B, b) step is robust while the gradient epochs are not; an
-        explicit count raises there)."""
+        explicit count raises there, in :meth:`_check_robust_options`)."""
         if self.warmup_epochs != "auto":
-            if self.warmup_epochs > 0 and self.robust_sigma is not None:
-                raise ValueError("warmup_epochs > 0 cannot be combined with robust_sigma (the "
-                                 "warm-up's gradient epochs are not robust); use 0 or 'auto'")
             return int(self.warmup_epochs)
         auto = ((isinstance(loss, SoftmaxCrossEntropy)
                  or n_samples >= _WARMUP_REGRESSION_SAMPLES)
@@ -508,10 +510,10 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
         return model
 
     def _fit_gradient_stage(self, X, Y, loss, act, pen, group, c_ridge, model, seed, scale_u,
-                            record, sample_weight=None, warmup=False):
+                            record, sample_weight=None, warmup=0):
         """Gradient training from ``model`` (random features when None), or the fine-tuning
-        of a BCD model (``solver="bcd+gradient"``); updates ``record``. ``warmup``: the
-        ``warmup_epochs`` epochs before a BCD stage (:meth:`_warmup_epochs`), which end at
+        of a BCD model (``solver="bcd+gradient"``); updates ``record``. ``warmup`` > 0: that
+        many epochs before a BCD stage (:meth:`_warmup_epochs`) instead, which end at
         their epoch count by design (no ConvergenceWarning for that) and are part of the BCD
         stage's start (not in ``record``)."""
         from .training.gradient import fit_gradient
@@ -530,8 +532,7 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
                                             category=ConvergenceWarning)
                 tuned, ghist = fit_gradient(
                     model, X, Y, loss, kappa=self.kappa, pen_ab=pen, pen_cd=pen,
-                    max_iter=(self._warmup_epochs(loss, X.shape[0]) if warmup
-                              else self.gradient_max_iter),
+                    max_iter=warmup if warmup else self.gradient_max_iter,
                     batch_size=bs,
                     learning_rate=lr, tol=_GRADIENT_TOL if self.tol is None else self.tol,
                     random_state=seed,
