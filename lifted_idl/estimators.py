@@ -63,6 +63,10 @@ _GRADIENT_TOL = 1e-4
 #: the warm-up ended both faster and better
 _BCD_WARMUP_EPOCHS = 10
 _WARMUP_REGRESSION_SAMPLES = 8000
+#: ``pred_tol="auto"``: BCD's prediction test for classifiers whose rounds start from a trained
+#: model (the warm-up's, or the previous fit's): the RMS change of the class probabilities per
+#: round below which the fit has settled (benchmarks/README.md, "Stopping BCD")
+_BCD_PRED_TOL = 1e-3
 
 
 def _default_bcd_tol(n_samples: float) -> float:
@@ -241,6 +245,8 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
         "group_weights": [None, "array-like"],
         "warmup_epochs": [StrOptions({"auto"}), Interval(numbers.Integral, 0, None,
                                                           closed="left")],
+        "pred_tol": [None, StrOptions({"auto"}), Interval(numbers.Real, 0, None,
+                                                          closed="left")],
     }
 
     def __init__(self, n_hidden=20, *, kappa=0.5, activation="relu", solver="bcd",
@@ -252,7 +258,7 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
                  verbose=0,
                  n_jobs=None, robust=None, robust_alpha=0.0, robust_smoothing=0.1,
                  constraint="inf_norm", robust_sigma=None, fit_bias="auto",
-                 group_weights=None, warmup_epochs="auto"):
+                 group_weights=None, warmup_epochs="auto", pred_tol="auto"):
         self.n_hidden = n_hidden
         self.kappa = kappa
         self.activation = activation
@@ -286,6 +292,7 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
         self.fit_bias = fit_bias
         self.group_weights = group_weights
         self.warmup_epochs = warmup_epochs
+        self.pred_tol = pred_tol
 
     # ------------------------------------------------------------------------------------------
     def _check_robust_options(self):
@@ -378,7 +385,8 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
                     init = self._fit_gradient_stage(X, Y, loss, act, pen, group, c_ridge, None,
                                                     seed, scale_u, record, sw, warmup=epochs)
                 model = self._fit_bcd_stage(X, Y, loss, act, pen, group, c_ridge, init,
-                                            validation, seed, n_threads, scale_u, record, sw)
+                                            validation, seed, n_threads, scale_u, record, sw,
+                                            pred_tol=self._pred_tol(loss, init is not None))
             if self.solver in ("gradient", "bcd+gradient"):
                 model = self._fit_gradient_stage(X, Y, loss, act, pen, group, c_ridge, model,
                                                  seed, scale_u, record, sw)
@@ -403,6 +411,14 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
                  or n_samples >= _WARMUP_REGRESSION_SAMPLES)
                 and self.penalty != "group" and self.robust_sigma is None)
         return _BCD_WARMUP_EPOCHS if auto else 0
+
+    def _pred_tol(self, loss, trained_start) -> float | None:
+        """``pred_tol`` resolved: ``"auto"`` is ``_BCD_PRED_TOL`` for the cross-entropy ``loss``
+        (classification) when BCD's rounds start from a trained model (``trained_start``: the
+        warm-up's or, with ``warm_start``, the previous fit's), None otherwise."""
+        if self.pred_tol != "auto":
+            return None if self.pred_tol is None else float(self.pred_tol)
+        return _BCD_PRED_TOL if trained_start and isinstance(loss, SoftmaxCrossEntropy) else None
 
     def _fit_bias(self) -> bool:
         """``fit_bias`` resolved: ``"auto"`` is False for the group penalty with a BCD stage,
@@ -485,8 +501,9 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
         return _default_bcd_tol(n_samples)
 
     def _fit_bcd_stage(self, X, Y, loss, act, pen, group, c_ridge, init, validation, seed,
-                       n_threads, scale_u, record, sample_weight=None):
-        """The BCD stage (:func:`~lifted_idl.training.bcd.fit_bcd`); updates ``record``."""
+                       n_threads, scale_u, record, sample_weight=None, pred_tol=None):
+        """The BCD stage (:func:`~lifted_idl.training.bcd.fit_bcd`); updates ``record``.
+        ``pred_tol``: the prediction test's tolerance (:meth:`_pred_tol`) or None."""
         from .training.bcd import fit_bcd
 
         model, hist = fit_bcd(
@@ -494,8 +511,8 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
             pen_ab=pen, pen_cd=pen, group=group, c_ridge=c_ridge,
             init_model=init, lam=self.lam, lam_min=self.lam_min, mu=self.mu,
             max_iter=self.max_iter, tol=self._bcd_tol(X.shape[0], sample_weight),
-            n_iter_no_change=self.n_iter_no_change, block_solver=self.block_solver,
-            ab_method="mm" if self._ab_mm() else "fast",
+            n_iter_no_change=self.n_iter_no_change, pred_tol=pred_tol,
+            block_solver=self.block_solver, ab_method="mm" if self._ab_mm() else "fast",
             ab_max_iter=_AB_MM_STEPS if self.n_hidden < _AB_MM_WIDE_HIDDEN else 1,
             record_relaxed=False,
             validation=validation, random_state=seed, verbose=self.verbose,
@@ -790,7 +807,8 @@ _DOC_PARAMS = r"""
         training samples and :math:`10^{-3}\sqrt{1000/m}` on m samples beyond: the
         statistical error of the training objective shrinks like :math:`1/\sqrt m`, and on
         more data further rounds keep lowering the test error (``benchmarks/README.md``).
-        Raise it for a quicker, rougher fit; lower it to run BCD further.
+        Raise it for a quicker, rougher fit; lower it to run BCD further. BCD's
+        classifiers also stop on ``pred_tol``.
     n_iter_no_change : int, default=5
         BCD: the (accepted) rounds over which the mean relative decrease is compared with
         ``tol``; gradient solver: epochs without an improvement of ``tol`` before stopping.
@@ -878,6 +896,21 @@ _DOC_PARAMS = r"""
         ``robust_sigma`` (the epochs are not robust; an explicit count > 0 raises there).
         Set 0 to start the rounds from the random features; measurements in
         ``benchmarks/README.md`` ("BCD's warm-up").
+    pred_tol : float, None or "auto", default="auto"
+        BCD also stops when its training predictions have settled: when the class
+        probabilities (fitted values of the standardised targets for regression) moved by
+        less than ``pred_tol`` per accepted round, root mean square over samples and outputs,
+        on average over the last ``n_iter_no_change`` rounds (``bcd_history_.stopped_by`` is
+        then ``"predictions"``). On nearly separable classes the cross-entropy keeps falling
+        by a steady fraction per round, its weights growing against the penalty, long after
+        the probabilities, and the predictions, have stopped changing; ``tol`` alone then runs
+        dozens of rounds for nothing. ``"auto"``: 1e-3 for classification when the rounds
+        start from a trained model (after the warm-up of ``warmup_epochs``, or from the
+        previous fit with ``warm_start``); None, the objective test alone, for regression
+        (where the fit keeps improving while its values move little) and from random
+        features (whose first rounds move the probabilities slowly while the fit still
+        improves). Lower it, or set None, to run the rounds further; measurements in
+        ``benchmarks/README.md`` ("Stopping BCD").
 """
 
 _DOC_ATTRS = r"""

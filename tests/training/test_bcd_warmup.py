@@ -113,3 +113,69 @@ def test_auto_warmup_for_regression_from_the_sample_threshold(monkeypatch):
             ref = ImplicitRegressor(warmup_epochs=k, **kw).fit(X, t).model_
             other = ImplicitRegressor(warmup_epochs=0 if k else 10, **kw).fit(X, t).model_
             assert np.array_equal(auto.A, ref.A) and not np.array_equal(auto.A, other.A)
+
+
+def _separable():
+    # two well-separated blobs: the penalised cross-entropy keeps falling by a steady fraction
+    # per round long after the probabilities have settled
+    rng = np.random.default_rng(0)
+    U = np.vstack([rng.normal(-2.0, 1.0, (60, 3)), rng.normal(2.0, 1.0, (60, 3))])
+    return U, np.repeat([0, 1], 60)
+
+
+def test_classifier_stops_when_its_probabilities_settle():
+    # pred_tol="auto" after the warm-up: the run ends on the prediction test at the first
+    # accepted round whose mean change over the last n_iter_no_change rounds is below
+    # _BCD_PRED_TOL, where the objective test alone runs on; the rounds are the same up to
+    # there (the test only decides where to stop)
+    U, y = _separable()
+    k, tol = 5, est_mod._BCD_PRED_TOL
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        auto = ImplicitClassifier(n_hidden=6, random_state=0, n_iter_no_change=k).fit(U, y)
+        full = ImplicitClassifier(n_hidden=6, random_state=0, n_iter_no_change=k,
+                                  pred_tol=None).fit(U, y)
+        fixed = ImplicitClassifier(n_hidden=6, random_state=0, n_iter_no_change=k,
+                                   pred_tol=tol).fit(U, y)
+    h = auto.bcd_history_
+    assert h.stopped_by == "predictions" and auto.converged_
+    assert len(h.pred_change) == h.n_accepted >= k
+    assert full.bcd_history_.stopped_by == "objective" and full.bcd_history_.pred_change == []
+    assert full.n_iter_ > auto.n_iter_
+    np.testing.assert_array_equal(auto.loss_curve_, full.loss_curve_[:auto.n_iter_ + 1])
+    np.testing.assert_array_equal(auto.loss_curve_, fixed.loss_curve_)
+    assert auto.score(U, y) == full.score(U, y) == 1.0
+
+
+@pytest.mark.parametrize("Est, kw, active", [
+    (ImplicitClassifier, {}, True),
+    (ImplicitClassifier, dict(warmup_epochs=0), False),  # from random features
+    (ImplicitClassifier, dict(pred_tol=None), False),
+    (ImplicitRegressor, {}, False),
+    (ImplicitRegressor, dict(pred_tol=1e-3), True),
+])
+def test_pred_tol_auto_resolution(Est, kw, active):
+    # "auto" is the prediction test for classification from a trained start only; an explicit
+    # value applies everywhere (history.pred_change is recorded exactly when the test runs)
+    U, y = _separable()
+    if Est is ImplicitRegressor:
+        y = U @ np.arange(1.0, U.shape[1] + 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = Est(n_hidden=6, random_state=0, max_iter=8, **kw).fit(U, y)
+    assert bool(est.bcd_history_.pred_change) is active
+
+
+def test_pred_tol_auto_on_warm_start_and_validation():
+    # a warm-started refit starts from the previous (trained) model: "auto" runs the test
+    U, y = _separable()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = ImplicitClassifier(n_hidden=6, random_state=0, max_iter=8, warmup_epochs=0,
+                                 warm_start=True).fit(U, y)
+        assert clf.bcd_history_.pred_change == []
+        clf.fit(U, y)
+    assert clf.bcd_history_.pred_change
+    for bad in (-1.0, "fast"):
+        with pytest.raises(ValueError, match="pred_tol"):
+            ImplicitClassifier(pred_tol=bad).fit(U, y)
