@@ -47,7 +47,7 @@ from lifted_idl.blocks.objective import _ab_objective
 from lifted_idl.blocks.x import _x_agd, _x_newton
 from lifted_idl.losses import SoftmaxCrossEntropy, SquaredLoss
 from lifted_idl.penalties import L1Penalty, L2Penalty, NoPenalty
-from lifted_idl.wellposedness import project_inf_norm_ball
+from lifted_idl.wellposedness import _project_l1_rows, project_inf_norm_ball
 
 #: The baseline: the cvxpy formulation solved by Clarabel (the package's cvxpy solver when the
 #: measurements below were recorded; ``method="cvxpy"`` now picks OSQP for quadratic programs,
@@ -101,7 +101,8 @@ def _ab_fista(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter):
         gW = G.T @ Mc
         Wn = Wy - stepW_col * gW
         Wn = pen.prox(Wn, stepW_col)
-        Wn[:, :n] = _common.project_l1_rows(Wn[:, :n], kappa)
+        WnA = Wn[:, :n]
+        _project_l1_rows(WnA, kappa, out=WnA)
         if fit_bias:
             bn = by - step_b * G.sum(axis=0)
         else:

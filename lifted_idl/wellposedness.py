@@ -17,6 +17,7 @@ Implements theory §2–3:
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 
@@ -387,7 +388,7 @@ def project_inf_norm_ball(A, kappa, method: str = "sort", tol: float = 1e-12,
     is separable across rows: each row :math:`a` is projected onto the l1 ball of radius
     :math:`\kappa_i`, i.e. soft-thresholded, :math:`a \mapsto \mathrm{sign}(a)\max(|a| -
     \theta, 0)`, with :math:`\theta \ge 0` the root of :math:`\sum_j \max(|a_j| - \theta, 0) =
-    \kappa_i` (:math:`\theta = 0` for rows already inside; theory §3).
+    \kappa_i` (:math:`\theta = 0` for rows already inside; theory §3, eq. (8)).
 
     Parameters
     ----------
@@ -396,12 +397,13 @@ def project_inf_norm_ball(A, kappa, method: str = "sort", tol: float = 1e-12,
     kappa : float or array of shape (n,)
         Radius, one for all rows or one per row, finite and :math:`\ge 0`.
     method : {"sort", "bisection"}
-        ``"sort"`` (default): exact (Duchi et al. 2008), all rows at once: one row-wise sort, one
-        cumulative sum, and a vectorized binary search over the breakpoints (no Python loop over
-        rows). ``"bisection"``: the paper's vectorized bisection on :math:`\theta` over
+        ``"sort"`` (default): exact (Duchi et al. 2008), all rows at once with one row-wise
+        sort and one cumulative sum (:func:`_project_l1_rows`, the projection the solvers use
+        in their inner loops); rows inside the ball come back unchanged bit for bit.
+        ``"bisection"``: the paper's vectorized bisection on :math:`\theta` over
         :math:`[0, \max_j |a_j|]`, stopped when the bracket is below ``tol`` times
-        :math:`\max_j|a_j|`; it returns the feasible end of the bracket, so rows never leave the
-        ball.
+        :math:`\max_j|a_j|`; it returns the feasible end of the bracket, so rows never leave
+        the ball. Keep the default unless you want the paper's algorithm.
     tol : float, default=1e-12
         Relative bracket width for ``"bisection"`` (floored at 4 machine epsilons of the
         dtype).
@@ -411,7 +413,8 @@ def project_inf_norm_ball(A, kappa, method: str = "sort", tol: float = 1e-12,
 
     Returns
     -------
-    array of shape (n, d), in the namespace of ``A``.
+    array of shape (n, d), in the namespace of ``A``
+        A new array (never ``A`` itself).
     """
     xp = get_namespace(A)
     if xp is np:
@@ -429,6 +432,8 @@ def project_inf_norm_ball(A, kappa, method: str = "sort", tol: float = 1e-12,
     k_np = check_kappa(kappa, n)
     dtype = A.dtype if A.dtype in (np.float32, np.float64) else np.dtype(np.float64)
     A = A.astype(dtype, copy=False)
+    if method == "sort":
+        return _project_l1_rows(A, k_np if k_np.ndim else float(k_np), xp=xp)
     absA = xp.abs(A)
     kap = xp.asarray(k_np, dtype=dtype)
     outside = absA.sum(axis=1) > kap
@@ -443,10 +448,7 @@ def project_inf_norm_ball(A, kappa, method: str = "sort", tol: float = 1e-12,
         ksub = kap[idx] if kap.ndim else kap
     if ksub.ndim == 0:
         ksub = xp.full(sub.shape[0], float(k_np), dtype=dtype)
-    if method == "sort":
-        theta = _theta_sort(sub, ksub, xp)
-    else:
-        theta = _theta_bisection(sub, ksub, xp, float(tol), int(max_iter))
+    theta = _theta_bisection(sub, ksub, xp, float(tol), int(max_iter))
     # soft thresholding a - clip(a, -theta, theta) = sign(a) max(|a| - theta, 0)
     th = theta[:, None]
     shrunk = xp.maximum(rowsA, -th)
@@ -459,34 +461,119 @@ def project_inf_norm_ball(A, kappa, method: str = "sort", tol: float = 1e-12,
     return out
 
 
-def _theta_sort(absA, kappa, xp):
-    r"""Threshold :math:`\theta` per row (rows known to lie outside the ball); sorts ``absA``
-    in place.
+#: Arrays with at most this many entries are projected without first finding the rows outside
+#: the ball: every row is sorted (rows inside get the threshold 0). Above it, the row norms are
+#: summed first and only the rows that may lie outside are sorted when they are at most half.
+#: Both ways give the same numbers; this only trades a reduction against sorting rows needlessly
+#: (benchmarks/bench_projection.py, the small-array table).
+_SORT_ALL_SIZE = 1024
 
-    With :math:`s_1 \ge s_2 \ge \dots` the sorted magnitudes and :math:`c_j = \sum_{i \le j}
-    s_i`, the test :math:`g(j) = j s_j - c_j + \kappa > 0` holds exactly for
-    :math:`j \le \rho`; then :math:`\theta = (c_\rho - \kappa)/\rho` (:math:`\theta = s_1` when
-    :math:`\kappa = 0`). :math:`\rho` is found by a binary search run on all rows at once.
+
+@functools.lru_cache(maxsize=32)
+def _row_constants(d: int, dtype) -> tuple:
+    """For rows of ``d`` entries of ``dtype``: the divisors ``1, 2, ..., d`` and the weights
+    ``1 + 4 d eps`` (read-only; shared by every call with that width and dtype) whose product
+    with a row of magnitudes bounds, above its rounding in any summation order, the row's l1
+    norm summed in decreasing order (:func:`_project_l1_rows`)."""
+    div = np.arange(1, d + 1, dtype=dtype)
+    weights = np.full(d, 1.0 + 4.0 * d * float(np.finfo(dtype).eps), dtype=dtype)
+    div.flags.writeable = weights.flags.writeable = False
+    return div, weights
+
+
+def _project_l1_rows(V, kappa, out=None, xp=np):
+    r"""Project every row of ``V`` onto the l1 ball of radius :math:`\kappa` (theory §3).
+
+    The exact soft threshold of eq. (8) with, per row,
+
+    .. math:: \theta = \max\Big(0,\ \max_{1 \le j \le d} \frac{c_j - \kappa}{j}\Big),
+              \qquad c_j = \textstyle\sum_{k \le j} s_k ,
+
+    where :math:`s_1 \ge s_2 \ge \dots \ge s_d` are the row's magnitudes sorted in decreasing
+    order (Duchi et al. 2008). The root :math:`\theta^*` of eq. (8) bounds every term (the
+    :math:`j` largest magnitudes less :math:`\theta^*` sum to at most :math:`\kappa`), with
+    equality at :math:`j` = the number of entries above :math:`\theta^*`; so the maximum is
+    :math:`\theta^*` for a row outside the ball and :math:`\le 0` for a row inside, whose
+    :math:`\theta = 0` leaves it unchanged bit for bit (signed zeros too). "Inside" means
+    :math:`c_d \le \kappa`: the l1 norm summed in decreasing order, which for a row on the
+    sphere can differ from ``abs(v).sum()`` by an ulp.
+
+    This is the one implementation of the projection: the public
+    :func:`project_inf_norm_ball` validates its input and calls it, and the block solvers call
+    it directly in their inner loops (the ADMM z-update of :mod:`.blocks.ab_mm` thousands of
+    times per fit on arrays of a few hundred entries), so it does no checks and as few array
+    operations as it can: the magnitudes are negated, sorted ascending in place and summed
+    over contiguous rows, which gives :math:`-c_j` exactly (negation is exact), hence
+    :math:`-\theta` as a minimum. Small arrays sort every row; larger ones first sum the row
+    norms and, when at most half of the rows may lie outside, sort only those
+    (:data:`_SORT_ALL_SIZE`; the results are the same either way).
+
+    Parameters
+    ----------
+    V : array of shape (n, d), float32 or float64
+        The rows, finite (not checked). May be a view, e.g. the first columns of a wider
+        array.
+    kappa : float or array of shape (n,)
+        The radius, one for all rows or one per row, :math:`\ge 0` (not checked).
+    out : array of shape (n, d), optional
+        Where to write the result; pass ``V`` itself to project in place (what the solvers'
+        inner loops do). By default a new array.
+    xp : module, default=numpy
+        The array namespace of ``V`` (NumPy or CuPy).
+
+    Returns
+    -------
+    array of shape (n, d)
+        ``out`` when given, else a new array.
     """
-    n, d = absA.shape
-    absA.sort(axis=1)  # ascending, in place
-    desc = absA[:, ::-1]
-    css = xp.cumsum(desc, axis=1)
-    rows = xp.arange(n)
-    lo = xp.zeros(n, dtype=xp.int64)  # g(lo) holds (g(0) by convention)
-    hi = xp.full(n, d + 1, dtype=xp.int64)  # g(hi) fails (g(d + 1) by convention)
-    for _ in range(int(np.ceil(np.log2(d + 2))) + 1):
-        mid = (lo + hi) // 2
-        midc = xp.clip(mid, 1, d)
-        ok = absA[rows, d - midc] * midc.astype(absA.dtype) > css[rows, midc - 1] - kappa
-        step = (hi - lo) > 1
-        lo = xp.where(step & ok, mid, lo)
-        hi = xp.where(step & ~ok, mid, hi)
-    rho = lo
-    rhoc = xp.maximum(rho, 1)
-    theta = (css[rows, rhoc - 1] - kappa) / rhoc.astype(absA.dtype)
-    theta = xp.where(rho > 0, theta, absA[:, d - 1])
-    return xp.maximum(theta, 0)
+    n, d = V.shape
+    if d == 0:
+        return V.copy() if out is None else out
+    if getattr(kappa, "ndim", 0):  # one radius per row: a column
+        kappa = xp.reshape(xp.asarray(kappa, dtype=V.dtype), (n, 1))
+    absV = xp.abs(V)
+    if n * d > _SORT_ALL_SIZE:
+        # a row whose norm, enlarged by its rounding in any summation order, is at most kappa
+        # has c_d <= kappa (theta = 0): only the others can move
+        weights = _row_constants(d, V.dtype)[1]
+        norms = absV @ (weights if xp is np else xp.asarray(weights))
+        near = norms > (kappa[:, 0] if getattr(kappa, "ndim", 0) else kappa)
+        k = int(xp.count_nonzero(near))
+        if 2 * k <= n:
+            if out is None:
+                out = V.copy()
+            elif out is not V:
+                out[...] = V
+            if k:
+                rows = xp.flatnonzero(near)
+                out[rows] = _soft_threshold(absV[rows], V[rows],
+                                            kappa[rows] if getattr(kappa, "ndim", 0) else kappa,
+                                            None, xp)
+            return out
+    return _soft_threshold(absV, V, kappa, out, xp)
+
+
+def _soft_threshold(absV, V, kappa, out, xp):
+    r"""The rows ``V`` (magnitudes ``absV``, overwritten; at least one column) soft-thresholded
+    at the :math:`\theta` of :func:`_project_l1_rows` (``kappa`` a number or a column), into
+    ``out`` (None: a new array)."""
+    if xp is np:  # the ufuncs' methods: np.cumsum and ndarray.min without their wrappers
+        s = np.negative(absV)
+        s.sort(axis=1)  # -s_1 <= -s_2 <= ...
+        np.add.accumulate(s, axis=1, out=s)  # -c_j
+        s += kappa
+        s /= _row_constants(V.shape[1], V.dtype)[0]  # -(c_j - kappa) / j
+        neg_theta = np.minimum.reduce(s, axis=1, initial=0.0)  # -theta, clamped at 0
+    else:
+        s = -absV
+        s.sort(axis=1)
+        s = xp.cumsum(s, axis=1)
+        s += kappa
+        s /= xp.asarray(_row_constants(V.shape[1], V.dtype)[0])
+        neg_theta = xp.minimum(s.min(axis=1), 0.0)
+    absV += neg_theta[:, None]
+    xp.maximum(absV, 0.0, out=absV)
+    return xp.copysign(absV, V, out=absV if out is None else out)
 
 
 def _theta_bisection(absA, kappa, xp, tol, max_iter):

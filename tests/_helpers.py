@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from lifted_idl.activations import ReLU, Tanh
-from lifted_idl.blocks._common import project_l1_rows
 from lifted_idl.losses import SoftmaxCrossEntropy, SquaredLoss
 from lifted_idl.penalties import L1Penalty, L2Penalty, NoPenalty
 from lifted_idl.wellposedness import project_inf_norm_ball
@@ -112,7 +111,7 @@ def ab_kkt_residual(X, U, P, lam, kappa, act, pen, A, B, b):
     gA, gB, gb = G.T @ X + pen.ridge * A, G.T @ U, G.sum(axis=0)
     M = np.hstack([X, U, np.ones((m, 1))])
     t = 1.0 / (lam.max() * np.linalg.eigvalsh(M.T @ M)[-1] / m + pen.ridge)
-    An = project_l1_rows(A - t * gA, kappa)
+    An = project_inf_norm_ball(A - t * gA, kappa)
     Bn = pen.prox_part(B - t * gB, t)
     return max(np.abs(An - A).max(), np.abs(Bn - B).max(), np.abs(t * gb).max()) / t
 

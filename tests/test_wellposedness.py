@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from fractions import Fraction
 
 import cvxpy as cp
 import numpy as np
@@ -12,6 +13,7 @@ from lifted_idl import ImplicitModel
 from lifted_idl.activations import BlockSoftmax, Blockwise
 from lifted_idl.exceptions import ConvergenceWarning, IllPosedModelError
 from lifted_idl.wellposedness import (
+    _project_l1_rows,
     averaged_step,
     block_gain_matrix,
     dag_levels,
@@ -333,6 +335,146 @@ def test_bisection_warns_when_stopped_early_and_stays_feasible(rng):
     with pytest.warns(ConvergenceWarning, match="max_iter=3"):
         P = project_inf_norm_ball(A, 0.7, method="bisection", max_iter=3)
     assert np.abs(P).sum(axis=1).max() <= 0.7 + 1e-12
+
+
+# the row kernel behind project_inf_norm_ball and the solvers' inner loops
+def _exact_l1_projection(a, kappa):
+    """Brute force in exact rational arithmetic: the soft threshold at the root theta of
+    sum_j max(|a_j| - theta, 0) = kappa, found by trying every support size k (the root is
+    theta_k = (sum of the k largest - kappa) / k when it lies in [s_{k+1}, s_k)); rounded once
+    to float64 at the end."""
+    s = sorted((Fraction(abs(float(x))) for x in a), reverse=True)
+    kap = Fraction(float(kappa))
+    if sum(s) <= kap:
+        return np.asarray(a, dtype=np.float64).copy()
+    theta, csum = s[0], Fraction(0)  # kappa = 0: everything goes to zero
+    for k in range(1, len(s) + 1):
+        csum += s[k - 1]
+        t = (csum - kap) / k
+        if (s[k] if k < len(s) else 0) <= t < s[k - 1]:
+            theta = t
+            break
+    return np.array([float(np.sign(x) * max(Fraction(abs(float(x))) - theta, Fraction(0)))
+                     for x in a])
+
+
+def _kernel_rows(rng, n, d, dtype, frac_out):
+    """Rows for the kernel: about ``frac_out`` of them outside the ball of radius 1 (scalar
+    case), with ties, zero rows, -0.0 entries, a single nonzero, and rows exactly on their
+    sphere (dyadic entries: every summation order gives their l1 norm exactly); the per-row
+    radii put those rows on the sphere, one on it to rounding and one just outside."""
+    V = rng.standard_normal((n, d)) * 0.5 / d  # l1 norms about 0.4
+    out = rng.uniform(size=n) < frac_out
+    V[out] *= rng.uniform(3.0, 50.0, (int(out.sum()), 1))
+    V[::7] = np.round(V[::7] * 4) / 4  # ties (and zeros)
+    V[1] = 0.0
+    V[2] = -0.0
+    V[3, 1:] = -0.0
+    V[5] = np.round(rng.standard_normal(d) * 8) / 8
+    V = V.astype(dtype)
+    kap = rng.uniform(0.0, 3.0, n)
+    kap[:2] = 0.0
+    kap[5] = np.abs(V[5]).sum()  # exactly on the sphere
+    kap[6] = 0.0 if d == 1 else float(np.abs(V[6]).max()) * 1e-3
+    eps = float(np.finfo(dtype).eps)
+    kap[7] = np.abs(V[7]).sum()  # on the sphere to rounding
+    kap[8] = float(_sorted_norm(V[8])) * (1 - 8 * d * eps)  # just outside
+    return V, kap.astype(dtype).astype(np.float64)
+
+
+def _sorted_norm(v):
+    """The l1 norm summed in decreasing order of magnitude, in v's dtype (the kernel's test
+    for rows inside the ball)."""
+    return np.cumsum(np.sort(np.abs(v))[::-1], dtype=v.dtype)[-1] if v.size else 0.0
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape, frac_out", [((12, 7), 1.0), ((9, 1), 0.5), ((30, 9), 0.3),
+                                             ((60, 24), 0.2), ((60, 24), 0.9)])
+def test_l1_kernel_matches_exact_projection_and_kkt(dtype, shape, frac_out):
+    """_project_l1_rows against the projection in rational arithmetic, one radius and one per
+    row, small arrays (every row sorted) and large ones (rows outside found first, few or
+    most of them): equal to a few ulps of the row's l1 norm; feasible to rounding; rows
+    inside unchanged bit for bit (signed zeros too); on rows outside the KKT condition
+    sum_j max(|a_j| - theta, 0) = kappa with one theta for every nonzero entry and
+    |a_j| <= theta on the entries set to zero."""
+    rng = np.random.default_rng(shape[0] * 100 + shape[1] + int(10 * frac_out))
+    V, kap = _kernel_rows(rng, *shape, dtype, frac_out)
+    eps = float(np.finfo(dtype).eps)
+    d = shape[1]
+    for kappa in (1.0, kap):
+        P = _project_l1_rows(V, kappa)
+        assert P.dtype == dtype and not np.shares_memory(P, V)
+        for i, (a, p) in enumerate(zip(V, P, strict=True)):
+            k = float(np.broadcast_to(kappa, (shape[0],))[i])
+            norm1 = float(np.abs(a.astype(np.float64)).sum())
+            scale = max(norm1, k, 1e-300)
+            np.testing.assert_allclose(p, _exact_l1_projection(a, k), rtol=0,
+                                       atol=4 * d * eps * scale)
+            assert np.abs(p.astype(np.float64)).sum() <= k + 2 * d * eps * scale
+            if _sorted_norm(a) <= np.asarray(k, dtype=dtype):
+                assert np.array_equal(p, a) and np.array_equal(np.signbit(p), np.signbit(a))
+                continue
+            nz = p != 0
+            theta = (np.abs(a) - np.abs(p)).astype(np.float64)
+            if nz.any():
+                assert np.all(np.sign(p[nz]) == np.sign(a[nz]))
+                th = float(np.median(theta[nz]))
+                np.testing.assert_allclose(theta[nz], th, rtol=0, atol=4 * eps * scale)
+                assert np.all(np.abs(a[~nz]) <= th + 4 * eps * scale)
+                kkt = np.maximum(np.abs(a.astype(np.float64)) - th, 0.0).sum()
+                assert kkt == pytest.approx(k, rel=0, abs=4 * d * eps * scale)
+            else:  # everything shrinks to zero only when kappa rounds to 0
+                assert k <= 2 * d * eps * scale
+    assert np.array_equal(_project_l1_rows(V[5:6], kap[5:6]), V[5:6])  # on the sphere
+
+
+@pytest.mark.parametrize("shape, frac_out", [((10, 8), 0.5), ((60, 24), 0.2),
+                                             ((60, 24), 0.9)])
+def test_l1_kernel_in_place_on_views_and_the_same_on_every_path(shape, frac_out):
+    """In place on a view (the first columns of a wider array, as the solvers call it), into
+    another array, or into a new one: the same numbers and signed zeros, the other columns
+    and the input untouched; and the same as projecting each row alone (a 1-row array takes
+    the path that sorts every row, a large one finds the rows outside first)."""
+    rng = np.random.default_rng(11)
+    V, kap = _kernel_rows(rng, *shape, np.float64, frac_out)
+    n, d = shape
+    for kappa in (1.0, kap):
+        want = np.vstack([_project_l1_rows(V[i:i + 1], np.atleast_1d(kappa)[i:i + 1]
+                                           if np.ndim(kappa) else kappa) for i in range(n)])
+        W = np.hstack([V, rng.standard_normal((n, 3))])
+        W0 = W.copy()
+        view = W[:, :d]
+        assert _project_l1_rows(view, kappa, out=view) is view
+        target = np.full_like(V, np.nan)
+        got_out = _project_l1_rows(V, kappa, out=target)
+        got_new = _project_l1_rows(V, kappa)
+        assert got_out is target and np.array_equal(V, W0[:, :d])
+        np.testing.assert_array_equal(W[:, d:], W0[:, d:])
+        for got in (W[:, :d], got_out, got_new):
+            assert np.array_equal(got, want) and np.array_equal(np.signbit(got),
+                                                                np.signbit(want))
+    assert _project_l1_rows(np.empty((3, 0)), 1.0).shape == (3, 0)
+
+
+def test_l1_kernel_array_namespace_path_matches_numpy():
+    """The branch that runs on another array namespace (CuPy) with its generic calls, run here
+    on NumPy through a stand-in namespace: the same numbers and signed zeros as the NumPy
+    branch, small and large arrays, one radius and one per row."""
+    import types
+
+    names = ("abs", "asarray", "reshape", "count_nonzero", "flatnonzero", "cumsum",
+             "minimum", "maximum", "copysign")
+    xp = types.SimpleNamespace(**{k: getattr(np, k) for k in names})
+    rng = np.random.default_rng(12)
+    for shape, frac_out in (((12, 7), 1.0), ((60, 24), 0.2), ((60, 24), 0.9)):
+        for dtype in (np.float64, np.float32):
+            V, kap = _kernel_rows(rng, *shape, dtype, frac_out)
+            for kappa in (1.0, kap):
+                want = _project_l1_rows(V, kappa)
+                got = _project_l1_rows(V, kappa, xp=xp)
+                assert np.array_equal(got, want)
+                assert np.array_equal(np.signbit(got), np.signbit(want))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -541,55 +541,6 @@ def ab_result(objective, A, B, b, n_iter, converged, solver, init, init_objectiv
     return keep_better(res, init, init_objective)
 
 
-def project_l1_rows(V: np.ndarray, kappa: float, *, every_row: bool = False) -> np.ndarray:
-    r"""Project every row of ``V`` onto :math:`\{a : \|a\|_1 \le \kappa\}`, in place.
-
-    The exact soft-thresholding of theory §3 (the same map as
-    :func:`lifted_idl.wellposedness.project_inf_norm_ball`), without its input validation:
-    it runs inside the solvers' inner loops on arrays already checked. ``V`` may be a view
-    (e.g. the first columns of a larger array); rows already inside the ball are left
-    bit-for-bit unchanged.
-
-    Each row's threshold is :math:`\theta = \max_j (\sum_{k \le j} |v|_{(k)} - \kappa) / j`
-    over the magnitudes sorted in decreasing order, clamped at 0: the root :math:`\theta^*`
-    of :math:`\sum_k \max(|v_k| - \theta^*, 0) = \kappa` bounds every term (the j largest
-    magnitudes minus :math:`\theta^*` sum to at most :math:`\kappa`), with equality at the
-    number of entries above :math:`\theta^*`; rows inside the ball (all terms
-    :math:`\le 0`) need no separate treatment. One sort, one cumulative sum and one maximum
-    per call; where fewer than half of the rows leave the ball, only those rows are sorted.
-    ``every_row=True`` sorts every row without counting those outside first, with fewer
-    array operations: for the small arrays of an inner loop whose rows mostly leave the
-    ball, such as the ADMM z-update of :mod:`.ab_mm`. The result is the same but for a row
-    whose l1 norm rounds to :math:`\kappa`: the sorted sum may exceed it by an ulp where the
-    unsorted one does not, and the row then shrinks by a threshold of about an ulp.
-    """
-    absV = np.abs(V)
-    if every_row:
-        whole = True
-    else:
-        outside = absV.sum(axis=1) > kappa
-        n_out = np.count_nonzero(outside)
-        if n_out == 0:
-            return V
-        whole = 2 * n_out > V.shape[0]
-    sub = absV if whole else absV[outside]
-    # the ufuncs' accumulate / reduce: np.cumsum and ndarray.max without their Python wrappers
-    # (the same operations, bit for bit; this runs thousands of times per fit on small arrays)
-    css = np.add.accumulate(np.sort(sub, axis=1)[:, ::-1], axis=1)
-    css -= kappa
-    css /= np.arange(1.0, V.shape[1] + 1.0)
-    theta = np.maximum.reduce(css, axis=1)
-    if whole:
-        np.maximum(theta, 0.0, out=theta)  # the rows inside: theta = 0, V unchanged
-    sub -= theta[:, None]
-    np.maximum(sub, 0.0, out=sub)
-    if whole:
-        np.copysign(sub, V, out=V)
-    else:
-        V[outside] = np.copysign(sub, V[outside])
-    return V
-
-
 # --------------------------------------------------------------------------------------------
 # row-separable blocks: rows solved in parallel
 # --------------------------------------------------------------------------------------------

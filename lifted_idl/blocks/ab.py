@@ -64,7 +64,7 @@ import numpy as np
 from .._validation import check_choice
 from ..losses import unit_mean_weights
 from ..penalties import GroupView, L1View, L2View, ZeroView, l1_thresholds
-from ..wellposedness import project_inf_norm_ball
+from ..wellposedness import _project_l1_rows, project_inf_norm_ball
 from ._common import (
     BlockResult,
     ab_cvxpy_solve,
@@ -78,7 +78,6 @@ from ._common import (
     check_options,
     get_block_penalty,
     get_fenchel_activation,
-    project_l1_rows,
     solve_row_chunks,
 )
 from ._newton import (
@@ -271,7 +270,8 @@ class _ABRows:
         elif self.l1:
             thr = steps * self.alpha
             V[:, :npen] = np.sign(V[:, :npen]) * np.maximum(np.abs(V[:, :npen]) - thr, 0.0)
-        V[:, :n] = project_l1_rows(V[:, :n], self.kappa)
+        VA = V[:, :n]
+        _project_l1_rows(VA, self.kappa, out=VA)
         return V
 
 
@@ -411,7 +411,8 @@ def _ab_newton_rows(M, P, lam, steps, rn2, kappa, act, pen, n, npen, W, tol, max
         Zn = np.empty((m, r))
 
         def trial(Wt, rows, work=work):
-            Wt[:, :n] = project_l1_rows(Wt[:, :n], kappa)
+            WtA = Wt[:, :n]
+            _project_l1_rows(WtA, kappa, out=WtA)
             return rp.values(Wt, work[rows])
 
         todo = np.flatnonzero(np.abs(delta).max(axis=1) > 0)
@@ -502,7 +503,8 @@ class _GroupAB:
     def prox(self, V, row_steps, col_steps):
         """Prox of ball + group at ``V`` in the metric (row steps on A, column steps on B)."""
         n, npen = self.n, self.npen
-        V[:, :n] = project_l1_rows(V[:, :n], self.kappa)
+        VA = V[:, :n]
+        _project_l1_rows(VA, self.kappa, out=VA)
         V[:, n:npen] = self.pen.prox_part(V[:, n:npen], col_steps)
         return V
 
@@ -620,7 +622,8 @@ def _group_trial(prob: _GroupAB, Wt, W):
     B that the step takes through zero (against its direction in ``W``) stops at zero, the
     group analogue."""
     n, npen = prob.n, prob.npen
-    Wt[:, :n] = project_l1_rows(_clip_signs(Wt[:, :n], W[:, :n]), prob.kappa)
+    WtA = _clip_signs(Wt[:, :n], W[:, :n])
+    _project_l1_rows(WtA, prob.kappa, out=WtA)
     if prob.pen.ord == 2:
         WB = W[:, n:npen]
         cross = ((Wt[:, n:npen] * WB).sum(axis=0) <= 0) & np.any(WB != 0, axis=0)
@@ -700,7 +703,8 @@ class _RowMajorant:
         n, npen = self.prob.n, self.prob.npen
         st = steps[:, None]
         V = Wr - st * gr
-        V[:, :n] = project_l1_rows(V[:, :n], self.prob.kappa)
+        VA = V[:, :n]
+        _project_l1_rows(VA, self.prob.kappa, out=VA)
         VB = V[:, n:npen]
         thr = st * self.alpha
         if self.l2:
@@ -989,7 +993,8 @@ def _row_searches(prob, W, g, Z, step, tied, moving, zero_cols, damp):
     Zr = np.empty_like(Z)
 
     def trial(Wq, rows):
-        Wq[:, :n] = project_l1_rows(_clip_signs(Wq[:, :n], W[rows, :n]), prob.kappa)
+        WqA = _clip_signs(Wq[:, :n], W[rows, :n])
+        _project_l1_rows(WqA, prob.kappa, out=WqA)
         return maj.values(Wq, rows)
 
     a, _ = armijo_rows(W, step, s_cur, slopes, np.flatnonzero(moving & (slopes < 0)),

@@ -44,30 +44,30 @@ W, so :math:`Z_y` costs no product), and keeps that step where it lands feasible
 :math:`f_i(w^k)`; elsewhere it restarts (:math:`\beta = 0`) with the plain step from
 :math:`w^k`. The objective therefore still never increases.
 
-**The QP.** In the centred parametrisation of :mod:`._newton` (:math:`M = [X - \bar x,\ U -
-\bar u,\ \mathbf 1]`, free bias) the bias decouples: :math:`G = \mathrm{diag}(G_c, m)`, and the
-bias step is closed form. For the ridge and no penalty the QP is first solved without the
-constraint (one solve through the eigendecomposition of :math:`G_c`); only rows that leave the
-ball go on, and their answer lies on the sphere :math:`\|a\|_1 = \kappa`. For those rows ADMM
-on the split :math:`w = z` (the quadratic and the ridge in the w-update, :math:`(G_c + (\rho_i
-+ \alpha/(\theta c_i)) I)w = r_i` through the same eigendecomposition; the l1-ball projection
-:func:`~._common.project_l1_rows`, theory §3, in the z-update) runs to its tolerance, at most
-:data:`ADMM_WARMUP` iterations; on the rows it has not settled by then (late in a fit, where
-the tolerance is tight, ADMM can take hundreds of iterations on an ill-conditioned or
+**The QP.** In the centred parametrisation of :mod:`._newton` (:math:`M = [X - \bar x,\ U - \bar
+u,\ \mathbf 1]`, free bias) the bias decouples: :math:`G = \mathrm{diag}(G_c, m)`, and the bias
+step is closed form. For the ridge and no penalty the QP is first solved without the constraint
+(one solve through the eigendecomposition of :math:`G_c`); only rows that leave the ball go on, and
+their answer lies on the sphere :math:`\|a\|_1 = \kappa`. For those rows ADMM on the split :math:`w
+= z` (the quadratic and the ridge in the w-update, :math:`(G_c + (\rho_i + \alpha/(\theta c_i)) I)w
+= r_i` through the same eigendecomposition; the l1-ball projection
+:func:`~lifted_idl.wellposedness._project_l1_rows`, theory §3, in the z-update) runs to its
+tolerance, at most :data:`ADMM_WARMUP` iterations; on the rows it has not settled by then (late in
+a fit, where the tolerance is tight, ADMM can take hundreds of iterations on an ill-conditioned or
 rank-deficient Gram matrix), one face solve of a primal active-set method on the face of ADMM's
 point finishes the QP (:func:`_active_set`; exact when ADMM found the face, and
-:data:`ACTIVE_SET_ROUNDS` rounds run the method further): the free part :math:`\beta` is
-eliminated (its Schur complement, through the eigendecomposition of :math:`G_{c,\beta\beta}`,
-so only the n coordinates of a remain); on a face (support F, signs s) the KKT system of
-:math:`\min \tfrac12 a^\top S a - \rho^\top a` s.t. :math:`s^\top a_F = \kappa` is one
-:math:`(|F| + 1)`-dimensional solve per row; a coordinate whose sign would flip stops the step
-at zero and leaves the face, and at a face's optimum the coordinates whose gradient exceeds the
-ball's multiplier enter it. Every point of the method is feasible, and a row keeps the better
-of it and the ADMM point. This path runs where a face solve costs few ADMM iterations
-(:data:`FACE_COST`: few states, or many inputs, which the Schur complement removes); elsewhere,
-and with the l1 penalty (whose prox also zeroes coordinates of :math:`\beta`), ADMM runs alone
-to the inner tolerance. ADMM warm-starts its duals from the previous MM step. Either way the
-model decrease of the answer is checked (a row with none keeps its point).
+:data:`ACTIVE_SET_ROUNDS` rounds run the method further): the free part :math:`\beta` is eliminated
+(its Schur complement, through the eigendecomposition of :math:`G_{c,\beta\beta}`, so only the n
+coordinates of a remain); on a face (support F, signs s) the KKT system of :math:`\min \tfrac12
+a^\top S a - \rho^\top a` s.t. :math:`s^\top a_F = \kappa` is one :math:`(|F| + 1)`-dimensional
+solve per row; a coordinate whose sign would flip stops the step at zero and leaves the face, and
+at a face's optimum the coordinates whose gradient exceeds the ball's multiplier enter it. Every
+point of the method is feasible, and a row keeps the better of it and the ADMM point. This path
+runs where a face solve costs few ADMM iterations (:data:`FACE_COST`: few states, or many inputs,
+which the Schur complement removes); elsewhere, and with the l1 penalty (whose prox also zeroes
+coordinates of :math:`\beta`), ADMM runs alone to the inner tolerance. ADMM warm-starts its duals
+from the previous MM step. Either way the model decrease of the answer is checked (a row with none
+keeps its point).
 
 Only the zero, ridge and l1 penalties are handled here; :func:`~.ab.solve_ab` sends the group
 penalty to its exact solver.
@@ -78,7 +78,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..penalties import L1View, L2View
-from ._common import project_l1_rows
+from ..wellposedness import _project_l1_rows
 from ._newton import design, from_internal, to_internal
 
 __all__: list[str] = []
@@ -222,26 +222,6 @@ def _solve_eig(prob, R, shift):
     return ((R @ prob.V) * _eig_inverse(prob, shift)) @ prob.V.T
 
 
-def _project_l1_all(V, kappa, div):
-    r""":func:`~._common.project_l1_rows` with ``every_row=True`` (``V`` in place) for the ADMM
-    z-update, bit for bit: with the magnitudes negated, an ascending in-place sort and a
-    cumulative sum over contiguous rows give :math:`-(c_j)` for the decreasing cumulative sums
-    :math:`c_j`, and :math:`-\theta = \min_j (-c_j + \kappa)/j` (negation is exact, so every
-    rounding is that of the original); ``div`` is ``arange(1, d + 1)``."""
-    absV = np.abs(V)
-    s = np.negative(absV)
-    s.sort(axis=1)
-    np.add.accumulate(s, axis=1, out=s)
-    s += kappa
-    s /= div
-    neg_theta = np.minimum.reduce(s, axis=1)  # -theta of project_l1_rows, before its clamp
-    np.minimum(neg_theta, 0.0, out=neg_theta)
-    absV += neg_theta[:, None]
-    np.maximum(absV, 0.0, out=absV)
-    np.copysign(absV, V, out=V)
-    return V
-
-
 def _qp_admm(prob, W0p, q, beta, thr, Z, Y, rows, tol, max_iter):
     r"""ADMM on the rows ``rows``: minimise :math:`q^\top w + \tfrac12 (w - w^0)^\top G_c
     (w - w^0) + \tfrac\beta2\|w\|^2 + \mathrm{thr}\|w\|_1 + I(\|w_A\|_1 \le \kappa)` per row.
@@ -263,7 +243,6 @@ def _qp_admm(prob, W0p, q, beta, thr, Z, Y, rows, tol, max_iter):
     t = None if thr is None else thr[:, None] / rho
     live = np.arange(rows.size)  # the rows still iterating: z, u, base, inv, t cut to them
     zl, ul = z, u  # u = Y[rows] is a copy: updated in place
-    div = np.arange(1.0, n + 1.0)
     it = 0
     done = np.zeros(rows.size, dtype=bool)
     while it < max_iter:
@@ -278,7 +257,8 @@ def _qp_admm(prob, W0p, q, beta, thr, Z, Y, rows, tol, max_iter):
         v = wr + ul
         if t is not None:
             v = np.sign(v) * np.maximum(np.abs(v) - t, 0.0)
-        _project_l1_all(v[:, :n], kappa, div)
+        vA = v[:, :n]
+        _project_l1_rows(vA, kappa, out=vA)
         wr -= v
         ul += wr
         # |w - v|, |v - z| and |v| in one buffer, one abs and one reduction: per row the
@@ -334,7 +314,8 @@ def _mm_qp(prob, W0, g, c, duals, inner_tol, inner_max_iter):
         todo = np.flatnonzero(~inside)
     if todo.size:
         Z = W0p.copy()
-        Z[:, :n] = project_l1_rows(Z[:, :n], prob.kappa)
+        ZA = Z[:, :n]
+        _project_l1_rows(ZA, prob.kappa, out=ZA)
         rho = prob.rho0
         Y = duals / (rho * c[:, None])  # scaled dual of the problem divided by c
         _, slow = _qp_admm(prob, W0p[todo], q[todo], beta[todo],
@@ -600,7 +581,7 @@ def ab_mm(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter, *, adapt
     if init is None:
         W = np.zeros((n, prob.M.shape[1]))
     else:
-        A0 = project_l1_rows(np.array(init[0], dtype=np.float64), kappa)
+        A0 = _project_l1_rows(np.asarray(init[0], dtype=np.float64), kappa)
         W = to_internal(A0, init[1], init[2], prob.mbar, fit_bias)
     Z = prob.M @ W.T
     f = prob.values(W, Z, slice(None))

@@ -79,7 +79,7 @@ import numpy as np
 from .._validation import check_radius
 from ..activations import ReLU
 from ..penalties import L1View, L2View
-from ..wellposedness import project_inf_norm_ball
+from ..wellposedness import _project_l1_rows, project_inf_norm_ball
 from ._common import (
     BlockResult,
     ab_cvxpy_solve,
@@ -95,7 +95,6 @@ from ._common import (
     check_options,
     get_block_penalty,
     get_fenchel_activation,
-    project_l1_rows,
     solve_row_chunks,
 )
 from ._newton import (
@@ -355,7 +354,8 @@ class _Rows:
         if self.l1:
             thr = steps * self.alpha
             V[:, :n] = np.sign(V[:, :n]) * np.maximum(np.abs(V[:, :n]) - thr, 0.0)
-        V[:, :n] = project_l1_rows(V[:, :n], self.kappa)
+        VA = V[:, :n]
+        _project_l1_rows(VA, self.kappa, out=VA)
         np.maximum(V[:, n:n + 2 * p], 0.0, out=V[:, n:n + 2 * p])
         return V
 
@@ -510,7 +510,8 @@ def _newton_rows(Mt, n, p, P, lam, steps, kappa, pen, sigma, W, tol, max_iter):
         def trial(Wt, rows, work=work, sgn=sgn):
             # projection arc: b stays in its face orthant (|b| is linear there), a in the ball
             Wt[:, n:npen] *= (Wt[:, n:npen] * sgn[rows, n:npen]) > 0
-            Wt[:, :n] = project_l1_rows(Wt[:, :n], kappa)
+            WtA = Wt[:, :n]
+            _project_l1_rows(WtA, kappa, out=WtA)
             return rp.values(Wt, work[rows]), None
 
         _, todo = armijo_rows(Wr, delta, fr, gd, np.arange(r), trial, Wn, fn)

@@ -231,53 +231,6 @@ def lam_vector(C, lam_scale, eps=1e-2):
     return lam_scale * (w + eps)
 
 
-def _project_rows(A, kappa):
-    r""":func:`~lifted_idl.wellposedness.project_inf_norm_ball` (its ``"sort"`` method) of a
-    float64 matrix and a scalar radius, bit for bit, without its input checks and its binary
-    search (the extrapolation of every round projects A).
-
-    The binary search finds, per row, the last :math:`j` with :math:`s_j j > c_j - \kappa`
-    (:math:`s` the decreasing magnitudes, :math:`c` their cumulative sums), a test that holds
-    for :math:`j \le \rho` and fails after; here it is evaluated at every :math:`j` at once
-    and :math:`\rho` is the count where it holds, the same index, and then the same formulas.
-    Where rounding makes the test of some row non-monotone (the search could then stop
-    elsewhere), and for non-finite entries, a per-row radius or another dtype, the function
-    itself runs."""
-    if np.ndim(kappa) or not isinstance(A, np.ndarray) or A.dtype != np.float64 or A.ndim != 2:
-        return project_inf_norm_ball(A, kappa)
-    kappa = float(kappa)
-    absA = np.abs(A)
-    norms = absA.sum(axis=1)
-    if not np.isfinite(norms).all():  # raises the checks' error
-        return project_inf_norm_ball(A, kappa)
-    outside = norms > kappa
-    n_out = int(np.count_nonzero(outside))
-    if n_out == 0:
-        return A.copy()
-    whole = n_out == A.shape[0]
-    sub, rowsA = (absA, A) if whole else (absA[outside], A[outside])
-    d = A.shape[1]
-    sub.sort(axis=1)
-    desc = sub[:, ::-1]
-    css = np.cumsum(desc, axis=1)
-    holds = desc * np.arange(1.0, d + 1.0) > css - kappa
-    if not np.all(holds[:, :-1] | ~holds[:, 1:]):
-        return project_inf_norm_ball(A, kappa)
-    rho = np.count_nonzero(holds, axis=1)
-    rhoc = np.maximum(rho, 1)
-    theta = (css[np.arange(sub.shape[0]), rhoc - 1] - kappa) / rhoc.astype(np.float64)
-    theta = np.maximum(np.where(rho > 0, theta, sub[:, d - 1]), 0)
-    th = theta[:, None]
-    shrunk = np.maximum(rowsA, -th)  # a - clip(a, -theta, theta), as the function
-    np.minimum(shrunk, th, out=shrunk)
-    np.subtract(rowsA, shrunk, out=shrunk)
-    if whole:
-        return shrunk
-    out = A.copy()
-    out[outside] = shrunk
-    return out
-
-
 class Blocks:
     """The block steps and the objective of one anchored-BCD problem.
 
@@ -322,7 +275,7 @@ class Blocks:
         r"""The extrapolated weights made feasible: A onto :math:`\|A\|_\infty \le \kappa`
         (a subclass whose weights carry more constraints projects onto those too)."""
         A, B, b = W
-        return _project_rows(A, self.kappa), B, b
+        return project_inf_norm_ball(A, self.kappa), B, b
 
     def model(self, W, CD):
         A, B, b = W

@@ -34,7 +34,6 @@ from _helpers import (
 from lifted_idl.activations import ReLU, Tanh
 from lifted_idl.blocks import ab as ab_module
 from lifted_idl.blocks import ab_objective, solve_ab
-from lifted_idl.blocks._common import project_l1_rows
 from lifted_idl.losses import SquaredLoss
 from lifted_idl.penalties import GroupPenalty, L2Penalty, NoPenalty
 from lifted_idl.wellposedness import inf_norm, project_inf_norm_ball
@@ -192,7 +191,7 @@ def group_problem(seed, ord, fixed="mixed", alpha=0.05, ridge=0.0):
 def random_point(rng, prob, zero_col=True):
     n, p, d = prob.n, prob.p, prob.d
     W = 0.3 * rng.standard_normal((n, d))
-    W[:, :n] = project_l1_rows(W[:, :n], prob.kappa)
+    W[:, :n] = project_inf_norm_ball(W[:, :n], prob.kappa)
     if zero_col:
         W[:, n + p - 3] = 0.0  # a zero column (its fixed part is zero too)
         W[:, n + p - 2] *= 1e-13
@@ -304,7 +303,7 @@ def test_group_newton_bcd_tolerance_does_not_stop_short(group_ord, seed):
     fast, ref = check_against_cvxpy(X, U, P, lam, 0.9, act, pen, tol=1e-6, max_iter=100)
     rng = np.random.default_rng(seed)
     A, B, b = ref.value
-    init = (project_l1_rows(A + 0.05 * rng.standard_normal(A.shape), 0.9),
+    init = (project_inf_norm_ball(A + 0.05 * rng.standard_normal(A.shape), 0.9),
             B + 0.05 * rng.standard_normal(B.shape), b)
     check_against_cvxpy(X, U, P, lam, 0.9, act, pen, tol=1e-6, max_iter=100, init=init)
     # started at its own solution it stops at once, where it is

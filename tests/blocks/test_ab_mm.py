@@ -2,8 +2,8 @@
 
 Checked: every MM step decreases its model and the model bounds the objective's change (so the
 objective never increases); run to convergence, the answer matches the exact Newton solver and
-the cvxpy formulation; the l1-ball constraint holds exactly; the batched l1-ball projection
-matches cvxpy's.
+the cvxpy formulation; the l1-ball constraint holds exactly (the l1-ball projection itself is
+tested in tests/test_wellposedness.py).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pytest
 
 from lifted_idl.activations import LeakyReLU, ReLU, Tanh
 from lifted_idl.blocks import ab_objective, solve_ab
-from lifted_idl.blocks._common import project_l1_rows
 from lifted_idl.blocks.ab_mm import ab_mm
 from lifted_idl.penalties import GroupPenalty, L1Penalty, L2Penalty, NoPenalty
+from lifted_idl.wellposedness import project_inf_norm_ball
 
 ACTS = {"relu": ReLU(), "tanh": Tanh(), "leaky_relu": LeakyReLU(0.1)}
 
@@ -48,7 +48,7 @@ def test_mm_steps_decrease_model_and_objective(act, adaptive, accelerate):
     model bounds the objective's change; with it, the objective still never increases."""
     act = ACTS[act]
     X, U, P, lam, init = instance(0, act)
-    init = (project_l1_rows(init[0].copy(), 0.4), init[1], init[2])
+    init = (project_inf_norm_ball(init[0], 0.4), init[1], init[2])
     trace = []
     A, B, b, n_iter, _ = ab_mm(X, U, P, lam, 0.4, act, L2Penalty(0.01).restrict("ab"), True,
                                init, 1e-12, 30,
@@ -101,7 +101,7 @@ def test_mm_ball_holds_exactly_and_never_above_init(seed):
                      max_iter=max_iter)
         assert np.abs(r.value[0]).sum(axis=1).max() <= 0.2 * (1 + 1e-12)
     # from a feasible start the returned objective is never above the start's
-    A0 = project_l1_rows(init[0].copy(), 0.2)
+    A0 = project_inf_norm_ball(init[0], 0.2)
     obj0 = ab_objective(X, U, P, lam, 0.2, act, NoPenalty(), A0, init[1], init[2])
     r = solve_ab(X, U, P, lam, 0.2, act, NoPenalty(), init=(A0, init[1], init[2]),
                  method="mm", max_iter=2)
@@ -133,70 +133,6 @@ def test_bad_method_names_the_options():
     X, U, P, lam, _ = instance(0, ReLU())
     with pytest.raises(ValueError, match="'mm'"):
         solve_ab(X, U, P, lam, 0.5, "relu", "l2", method="newton")
-
-
-def _project_bisection(v, kappa):
-    """Brute force: the projection is soft(v, t) with the t >= 0 where its l1 norm is kappa
-    (t = 0 inside the ball), found by bisection to machine precision."""
-    if np.abs(v).sum() <= kappa:
-        return v.copy()
-    lo, hi = 0.0, float(np.abs(v).max())
-    for _ in range(200):
-        t = 0.5 * (lo + hi)
-        if np.maximum(np.abs(v) - t, 0.0).sum() > kappa:
-            lo = t
-        else:
-            hi = t
-    return np.sign(v) * np.maximum(np.abs(v) - 0.5 * (lo + hi), 0.0)
-
-
-@pytest.mark.parametrize("seed", range(3))
-def test_batched_l1_projection_matches_brute_force_and_cvxpy(seed):
-    import cvxpy as cp
-
-    rng = np.random.default_rng(seed)
-    V = rng.standard_normal((12, 7)) * rng.uniform(0.05, 2.0, (12, 1))
-    V[3] = 0.0
-    V[5, :3] = 0.0
-    V[7] = [1.0, -1.0, 1.0, 0.5, -0.5, 0.0, 0.0]  # ties
-    kappa = 1.3
-    Pj = project_l1_rows(V.copy(), kappa)
-    for v, pv in zip(V, Pj, strict=True):
-        np.testing.assert_allclose(pv, _project_bisection(v, kappa), rtol=0, atol=1e-12)
-        assert np.abs(pv).sum() <= kappa * (1 + 1e-12)
-        if np.abs(v).sum() <= kappa:
-            np.testing.assert_array_equal(pv, v)
-    for v, pv in zip(V[:4], Pj[:4], strict=True):  # and the cvxpy projection, to its accuracy
-        x = cp.Variable(v.size)
-        prob = cp.Problem(cp.Minimize(cp.sum_squares(x - v)), [cp.norm1(x) <= kappa])
-        prob.solve(solver=cp.CLARABEL)
-        np.testing.assert_allclose(pv, x.value, atol=1e-4)
-        assert np.sum((pv - v) ** 2) <= prob.value + 1e-9
-
-
-@pytest.mark.parametrize("scale", [0.05, 0.2, 1.0], ids=["most-inside", "mixed", "outside"])
-def test_l1_projection_on_views_matches_brute_force(scale):
-    """In place on a view (the first columns of a wider array, as in the MM solver's z-update):
-    the sorted rows only (most rows inside the ball) and all rows at once (most outside) agree
-    with the bisection; rows inside, the other columns and zero rows stay bit-for-bit; ties,
-    kappa = 0 and a single column are handled."""
-    rng = np.random.default_rng(7)
-    for kappa in (0.0, 0.8):
-        for d in (1, 9):
-            W = rng.standard_normal((40, d + 3)) * scale
-            W[::5, :d] = np.round(W[::5, :d] * 4) / 4  # ties
-            W[3, :d] = 0.0
-            W0 = W.copy()
-            out = project_l1_rows(W[:, :d], kappa)
-            assert np.shares_memory(out, W)
-            np.testing.assert_array_equal(W[:, d:], W0[:, d:])
-            for v, pv in zip(W0[:, :d], W[:, :d], strict=True):
-                if np.abs(v).sum() <= kappa:
-                    np.testing.assert_array_equal(pv, v)
-                else:
-                    np.testing.assert_allclose(pv, _project_bisection(v, kappa), rtol=0,
-                                               atol=1e-12)
-                    assert np.abs(pv).sum() == pytest.approx(kappa, rel=1e-12, abs=1e-15)
 
 
 @pytest.mark.filterwarnings("ignore::lifted_idl.exceptions.ConvergenceWarning")
@@ -245,7 +181,7 @@ def test_mm_qp_active_set_matches_cvxpy(seed, pen, monkeypatch):
     prob = mod._MMProblem(X, U, P, lam, kappa, act, pen.restrict("ab"), True)
     rng = np.random.default_rng(seed)
     W0 = 0.1 * rng.standard_normal((7, prob.M.shape[1]))
-    W0[:, :7] = project_l1_rows(W0[:, :7], kappa)
+    W0[:, :7] = project_inf_norm_ball(W0[:, :7], kappa)
     g = prob.grad(prob.M @ W0.T)
     c = prob.c0 * rng.uniform(0.05, 1.0, 7)
     assert prob.face
@@ -280,7 +216,7 @@ def test_zero_step_of_loose_qps_is_not_convergence(monkeypatch):
 
     act = ACTS["relu"]
     X, U, P, lam, init = instance(3, act)
-    init = (project_l1_rows(init[0].copy(), 0.4), init[1], init[2])
+    init = (project_inf_norm_ball(init[0], 0.4), init[1], init[2])
     tol = 1e-8
     real = mm._mm_step
 
@@ -294,24 +230,3 @@ def test_zero_step_of_loose_qps_is_not_convergence(monkeypatch):
                                       True, init, tol, 3, accelerate=False)
     assert n_iter >= 2
     assert max(np.abs(A - init[0]).max(), np.abs(B - init[1]).max()) > 1e-4
-
-
-@pytest.mark.parametrize("scale", [0.05, 0.3, 2.0])  # most rows inside / mixed / outside
-def test_admm_projection_is_project_l1_rows_bit_for_bit(scale):
-    """The ADMM z-update's projection (negated magnitudes, contiguous cumulative sums) returns
-    the numbers and signed zeros of project_l1_rows(every_row=True), the path it replaced, on a
-    view of the first columns, ties included."""
-    from lifted_idl.blocks.ab_mm import _project_l1_all
-
-    rng = np.random.default_rng(5)
-    for trial in range(20):
-        V = rng.standard_normal((30, 6)) * rng.uniform(0, scale, (30, 1))
-        if trial % 2:
-            V = np.round(V, 2)  # equal magnitudes
-        V[0] = -0.0
-        W = np.hstack([V, rng.standard_normal((30, 2))])
-        ref = project_l1_rows(V.copy(), 0.6, every_row=True)
-        got = W.copy()
-        _project_l1_all(got[:, :6], 0.6, np.arange(1.0, 7.0))
-        assert np.array_equal(got[:, :6], ref) and np.array_equal(got[:, 6:], W[:, 6:])
-        assert np.array_equal(np.signbit(got[:, :6]), np.signbit(ref))

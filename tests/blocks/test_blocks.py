@@ -25,7 +25,7 @@ from lifted_idl.blocks import (
     solve_x,
     x_objective,
 )
-from lifted_idl.blocks._common import project_l1_rows, solve_cvxpy
+from lifted_idl.blocks._common import solve_cvxpy
 from lifted_idl.exceptions import SolverError
 from lifted_idl.losses import SquaredLoss
 from lifted_idl.penalties import GroupPenalty, L1Penalty, L2Penalty, NoPenalty
@@ -228,33 +228,6 @@ def test_cvxpy_failure_raises_solver_error():
     prob = cp.Problem(cp.Minimize(x), [x >= 1, x <= 0])
     with pytest.raises(SolverError, match=r"\(A, B\) block.*infeasible"):
         solve_cvxpy(prob, "(A, B)", 1e-8, 100)
-
-
-def test_project_l1_rows_matches_wellposedness():
-    rng = np.random.default_rng(16)
-    V = rng.standard_normal((40, 7)) * rng.uniform(0, 2, (40, 1))
-    V[0] = 0.0
-    got = project_l1_rows(V.copy(), 0.6)
-    assert np.allclose(got, project_inf_norm_ball(V, 0.6), atol=1e-14)
-    assert np.all(np.abs(got).sum(axis=1) <= 0.6 * (1 + 1e-12))
-
-
-@pytest.mark.parametrize("scale", [0.05, 0.3, 2.0])  # most rows inside / mixed / outside
-def test_project_l1_rows_every_row_is_bit_equal(scale):
-    # every_row=True sorts all rows, inside the ball too: their threshold is 0, so they (and
-    # a signed zero) must come back bit for bit, and the rows outside as the default path
-    # (rows whose l1 norm rounds to kappa, where the two sums may differ by an ulp, aside)
-    rng = np.random.default_rng(17)
-    V = rng.standard_normal((30, 6)) * rng.uniform(0, scale, (30, 1))
-    V[0] = -0.0
-    W = np.hstack([V, rng.standard_normal((30, 2))])  # a view of the first columns, as ADMM
-    ref = project_l1_rows(V.copy(), 0.6)
-    got = W.copy()
-    project_l1_rows(got[:, :6], 0.6, every_row=True)
-    assert np.array_equal(got[:, :6], ref) and np.array_equal(got[:, 6:], W[:, 6:])
-    assert np.array_equal(np.signbit(got[:, :6]), np.signbit(ref))
-    inside = np.abs(V).sum(axis=1) <= 0.6
-    assert inside.any() and np.array_equal(got[inside, :6], V[inside])
 
 
 def test_keep_better_returns_init_when_worse():

@@ -396,26 +396,3 @@ def test_blocks_objective_is_the_true_objective(data):
                               sample_weight=bl.w)
         assert bl.objective(W, CD, X, model) == want
         assert np.array_equal(X, model.equilibrium(U))
-
-
-def test_round_projection_is_project_inf_norm_ball_bit_for_bit():
-    """The extrapolation's projection (the sort method's test at every index at once) returns
-    project_inf_norm_ball's numbers and signed zeros: ties, kappa = 0, a radius equal to a
-    row's norm, rows all inside; non-finite weights still raise its error."""
-    from lifted_idl.training.rounds import _project_rows
-    from lifted_idl.wellposedness import project_inf_norm_ball
-
-    rng = np.random.default_rng(3)
-    for trial in range(600):
-        n = int(rng.integers(1, 12))
-        d = n if trial % 2 else int(rng.integers(1, 15))
-        A = rng.standard_normal((n, d)) * rng.uniform(1e-3, 1.0)
-        A *= rng.uniform(size=(n, d)) < rng.uniform(0.1, 1.0)  # zeros and -0.0
-        if trial % 3 == 0:
-            A = np.round(A, 1 + trial % 2)  # equal magnitudes
-        kappa = (0.0, 0.5, float(np.abs(A).sum(axis=1).max()), 1e3)[trial % 4]
-        want, got = project_inf_norm_ball(A, kappa), _project_rows(A, kappa)
-        assert np.array_equal(got, want) and np.array_equal(np.signbit(got), np.signbit(want))
-        assert not np.shares_memory(got, A)
-    with pytest.raises(ValueError, match="finite"):
-        _project_rows(np.array([[np.nan, 1.0]]), 0.5)
