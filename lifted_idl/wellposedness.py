@@ -399,7 +399,8 @@ def project_inf_norm_ball(A, kappa, method: str = "sort", tol: float = 1e-12,
     method : {"sort", "bisection"}
         ``"sort"`` (default): exact (Duchi et al. 2008), all rows at once with one row-wise
         sort and one cumulative sum (:func:`_project_l1_rows`, the projection the solvers use
-        in their inner loops); rows inside the ball come back unchanged bit for bit.
+        in their inner loops); rows inside the ball (their l1 norm, summed in decreasing order
+        of magnitude, at most :math:`\kappa_i`) come back unchanged bit for bit.
         ``"bisection"``: the paper's vectorized bisection on :math:`\theta` over
         :math:`[0, \max_j |a_j|]`, stopped when the bracket is below ``tol`` times
         :math:`\max_j|a_j|`; it returns the feasible end of the bracket, so rows never leave
