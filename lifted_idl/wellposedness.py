@@ -464,20 +464,23 @@ def project_inf_norm_ball(A, kappa, method: str = "sort", tol: float = 1e-12,
 
 #: Arrays with at most this many entries are projected without first finding the rows outside
 #: the ball: every row is sorted (rows inside get the threshold 0). Above it, the row norms are
-#: summed first and only the rows that may lie outside are sorted when they are at most half.
-#: Both ways give the same numbers; this only trades a reduction against sorting rows needlessly
-#: (benchmarks/bench_projection.py, the small-array table).
+#: bounded first and only the rows that may lie outside are sorted when they are at most two
+#: thirds of them. Both ways give the same numbers; this only trades a matrix-vector product
+#: against sorting rows needlessly (benchmarks/bench_projection.py, the small-array table).
 _SORT_ALL_SIZE = 1024
 
 
 @functools.lru_cache(maxsize=32)
 def _row_constants(d: int, dtype) -> tuple:
-    """For rows of ``d`` entries of ``dtype``: the divisors ``1, 2, ..., d`` and the weights
-    ``1 + 4 d eps`` (read-only; shared by every call with that width and dtype) whose product
+    r"""For rows of ``d`` entries of ``dtype``: the divisors ``1, 2, ..., d`` and the weights
+    ``1 + 2 d eps`` (read-only; shared by every call with that width and dtype) whose product
     with a row of magnitudes bounds, above its rounding in any summation order, the row's l1
-    norm summed in decreasing order (:func:`_project_l1_rows`)."""
+    norm summed in decreasing order (:func:`_project_l1_rows`): a sum of d nonnegative terms
+    in any order, with or without fused multiply-adds, is within a relative
+    :math:`d\,\mathrm{eps}/2` of the exact one (to first order), so the two sums differ by
+    less than :math:`d\,\mathrm{eps}`."""
     div = np.arange(1, d + 1, dtype=dtype)
-    weights = np.full(d, 1.0 + 4.0 * d * float(np.finfo(dtype).eps), dtype=dtype)
+    weights = np.full(d, 1.0 + 2.0 * d * float(np.finfo(dtype).eps), dtype=dtype)
     div.flags.writeable = weights.flags.writeable = False
     return div, weights
 
@@ -505,8 +508,8 @@ def _project_l1_rows(V, kappa, out=None, xp=np):
     times per fit on arrays of a few hundred entries), so it does no checks and as few array
     operations as it can: the magnitudes are negated, sorted ascending in place and summed
     over contiguous rows, which gives :math:`-c_j` exactly (negation is exact), hence
-    :math:`-\theta` as a minimum. Small arrays sort every row; larger ones first sum the row
-    norms and, when at most half of the rows may lie outside, sort only those
+    :math:`-\theta` as a minimum. Small arrays sort every row; larger ones first bound the row
+    norms and, when at most two thirds of the rows may lie outside, sort only those
     (:data:`_SORT_ALL_SIZE`; the results are the same either way).
 
     Parameters
@@ -532,49 +535,47 @@ def _project_l1_rows(V, kappa, out=None, xp=np):
         return V.copy() if out is None else out
     if getattr(kappa, "ndim", 0):  # one radius per row: a column
         kappa = xp.reshape(xp.asarray(kappa, dtype=V.dtype), (n, 1))
-    absV = xp.abs(V)
-    if n * d > _SORT_ALL_SIZE:
-        # a row whose norm, enlarged by its rounding in any summation order, is at most kappa
-        # has c_d <= kappa (theta = 0): only the others can move
-        weights = _row_constants(d, V.dtype)[1]
-        norms = absV @ (weights if xp is np else xp.asarray(weights))
-        near = norms > (kappa[:, 0] if getattr(kappa, "ndim", 0) else kappa)
-        k = int(xp.count_nonzero(near))
-        if 2 * k <= n:
-            if out is None:
-                out = V.copy()
-            elif out is not V:
-                out[...] = V
-            if k:
-                rows = xp.flatnonzero(near)
-                out[rows] = _soft_threshold(absV[rows], V[rows],
-                                            kappa[rows] if getattr(kappa, "ndim", 0) else kappa,
-                                            None, xp)
-            return out
-    return _soft_threshold(absV, V, kappa, out, xp)
+    if n * d <= _SORT_ALL_SIZE:
+        return _soft_threshold(V, kappa, out, xp)
+    # a row whose norm, enlarged by its rounding in any summation order, is at most kappa has
+    # c_d <= kappa (theta = 0): only the others can move
+    buf = xp.abs(V)
+    near = buf @ xp.asarray(_row_constants(d, V.dtype)[1]) > (
+        kappa[:, 0] if getattr(kappa, "ndim", 0) else kappa)
+    k = int(xp.count_nonzero(near))
+    if 3 * k > 2 * n:
+        return _soft_threshold(V, kappa, out, xp, buf)
+    if out is None:
+        out = buf
+    if out is not V:
+        out[...] = V
+    if k:
+        rows = xp.flatnonzero(near)
+        out[rows] = _soft_threshold(V[rows], kappa[rows] if getattr(kappa, "ndim", 0) else kappa,
+                                    None, xp)
+    return out
 
 
-def _soft_threshold(absV, V, kappa, out, xp):
-    r"""The rows ``V`` (magnitudes ``absV``, overwritten; at least one column) soft-thresholded
-    at the :math:`\theta` of :func:`_project_l1_rows` (``kappa`` a number or a column), into
-    ``out`` (None: a new array)."""
+def _soft_threshold(V, kappa, out, xp, buf=None):
+    r"""The rows ``V`` (at least one column) soft-thresholded at the :math:`\theta` of
+    :func:`_project_l1_rows` (``kappa`` a number or a column), into ``out`` (None: into
+    ``buf``, an array of V's shape to overwrite, or a new one)."""
+    s = xp.copysign(V, -1.0) if buf is None else xp.copysign(V, -1.0, out=buf)  # -|v|
+    s.sort(axis=1)  # -s_1 <= -s_2 <= ...
     if xp is np:  # the ufuncs' methods: np.cumsum and ndarray.min without their wrappers
-        s = np.negative(absV)
-        s.sort(axis=1)  # -s_1 <= -s_2 <= ...
         np.add.accumulate(s, axis=1, out=s)  # -c_j
         s += kappa
         s /= _row_constants(V.shape[1], V.dtype)[0]  # -(c_j - kappa) / j
         neg_theta = np.minimum.reduce(s, axis=1, initial=0.0)  # -theta, clamped at 0
     else:
-        s = -absV
-        s.sort(axis=1)
         s = xp.cumsum(s, axis=1)
         s += kappa
         s /= xp.asarray(_row_constants(V.shape[1], V.dtype)[0])
         neg_theta = xp.minimum(s.min(axis=1), 0.0)
-    absV += neg_theta[:, None]
-    xp.maximum(absV, 0.0, out=absV)
-    return xp.copysign(absV, V, out=absV if out is None else out)
+    r = xp.abs(V, out=s)
+    r += neg_theta[:, None]
+    xp.maximum(r, 0.0, out=r)
+    return xp.copysign(r, V, out=r if out is None else out)
 
 
 def _theta_bisection(absA, kappa, xp, tol, max_iter):
