@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +29,7 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_scaling import timed_fit  # noqa: E402
 from bench_warmup import load  # noqa: E402
 
 from lifted_idl import ConvergenceWarning, ImplicitClassifier  # noqa: E402
@@ -40,19 +39,15 @@ def fit_once(name, seed, setting, repeats):
     """``(cpu, wall, iterations, accuracy, warnings)`` of one fit (minimum times over
     ``repeats``); ``setting`` is a ``pred_tol`` value or ``"mlp"``."""
     Xtr, ytr, Xte, yte, n_hidden, _ = load(name, seed)
-    cpu = wall = np.inf
-    for _ in range(repeats):
-        if setting == "mlp":
-            est = make_pipeline(StandardScaler(), MLPClassifier((n_hidden,), max_iter=2000,
-                                                                random_state=seed))
-        else:
-            est = make_pipeline(StandardScaler(), ImplicitClassifier(
+    if setting == "mlp":
+        def new():
+            return make_pipeline(StandardScaler(), MLPClassifier((n_hidden,), max_iter=2000,
+                                                                 random_state=seed))
+    else:
+        def new():
+            return make_pipeline(StandardScaler(), ImplicitClassifier(
                 n_hidden=n_hidden, random_state=seed, pred_tol=setting))
-        c0, w0 = time.process_time(), time.perf_counter()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            est.fit(Xtr, ytr)
-        cpu, wall = min(cpu, time.process_time() - c0), min(wall, time.perf_counter() - w0)
+    est, cpu, wall, caught = timed_fit(new, Xtr, ytr, repeats)
     n_warn = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
     return cpu, wall, est[-1].n_iter_, float(np.mean(est.predict(Xte) == yte)), n_warn
 

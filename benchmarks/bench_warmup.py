@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +30,7 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_scaling import digits, friedman  # noqa: E402
+from bench_scaling import digits, friedman, timed_fit  # noqa: E402
 
 from lifted_idl import ImplicitClassifier, ImplicitRegressor  # noqa: E402
 from lifted_idl.datasets import make_teacher  # noqa: E402
@@ -58,15 +56,10 @@ def load(name, seed):
 def fit_once(name, seed, epochs, repeats):
     Xtr, ytr, Xte, yte, n_hidden, classification = load(name, seed)
     cls = ImplicitClassifier if classification else ImplicitRegressor
-    cpu = wall = np.inf
-    for _ in range(repeats):
-        est = make_pipeline(StandardScaler(), cls(n_hidden=n_hidden, random_state=seed,
-                                                  warmup_epochs=epochs))
-        c0, w0 = time.process_time(), time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            est.fit(Xtr, ytr)
-        cpu, wall = min(cpu, time.process_time() - c0), min(wall, time.perf_counter() - w0)
+    est, cpu, wall, _ = timed_fit(
+        lambda: make_pipeline(StandardScaler(), cls(n_hidden=n_hidden, random_state=seed,
+                                                    warmup_epochs=epochs)),
+        Xtr, ytr, repeats)
     pred = est.predict(Xte)
     score = (float(np.mean(pred == yte)) if classification
              else float(np.sqrt(np.mean((pred - yte) ** 2))))
