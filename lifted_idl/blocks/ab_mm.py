@@ -32,7 +32,10 @@ small on many samples (ReLU: the inactive ones). Each row therefore carries a sc
 \phi'(z_{si})` (a Gauss–Newton guess, not a majoriser) and lowered after every accepted step; a
 step is accepted only if :math:`f_i(w^{k+1}) \le Q_i(w^{k+1})`, i.e. if the model with that
 :math:`\theta_i` bounds the objective at the new point; otherwise :math:`\theta_i` is raised
-(to the curvature the failed step measured, at least doubled, at most 1) and the row's QP
+to :math:`\theta_i'` (the curvature the failed step measured, at least doubled, at most 1).
+The row first tries the shortened step :math:`w^k + (\theta_i/\theta_i')(w^{QP} - w^k)` along
+its QP's direction, near the minimiser of the raised model along it (no product: Z is affine in
+W; no QP), under the same test with :math:`\theta_i'`; only if that fails is the row's QP
 solved again. At :math:`\theta_i = 1` the test holds by the majoriser argument, so every
 accepted step decreases :math:`f_i` by at least the model decrease
 :math:`Q_i(w^k) - Q_i(w^{k+1}) \ge 0`, and a row whose step would not decrease it keeps
@@ -108,6 +111,9 @@ ACTIVE_SET_ROUNDS = 1
 ADD_FRACTION = 0.1
 #: iteration cap of each ADMM solve (lowered to ADMM_WARMUP where the face solve runs)
 INNER_MAX_ITER = 500
+#: a row that fails the acceptance test first tries the shortened step along its QP's
+#: direction (:func:`_shortened`: no product, no QP) before its QP is solved again
+SHORTEN = True
 
 
 class _MMProblem:
@@ -464,6 +470,46 @@ def _curvature_ratio(prob, terms, f0, f1, rows):
     return np.where(quad > 0, (f1 - f0 - lin) / np.where(quad > 0, quad, 1.0), 0.0)
 
 
+def _shortened(prob, todo, glob, ok, W0, Wt, Z, Zt, f, g, rt, theta, W1, Z1, f1, dec, ratio):
+    r"""The rows that failed the acceptance test (``~ok``) tried at the shortened step
+    :math:`w^k + t_i(w^{QP} - w^k)`, :math:`t_i = \theta_i / \theta_i'`, along their QP's
+    direction, with :math:`\theta_i'` the raised curvature (the curvature the failed step
+    measured, ``rt``, at least doubled, at most 1).
+
+    Along the direction the model :math:`Q_i` with :math:`\theta_i'` is minimised near
+    :math:`t_i` (exactly so without a penalty and the ball); the point is feasible where
+    :math:`w^k` is (the feasible set is convex) and :math:`Z` is affine in W, so the trial costs
+    no product and no QP. A row whose point passes the test of :func:`_mm_step` with
+    :math:`\theta_i'` (:math:`f_i \le Q_i`, its model decrease :math:`\le 0`, inside the ball)
+    is accepted: its outputs are written, its ``theta`` raised to :math:`\theta_i'` and its
+    ``ok`` set. ``todo``, ``glob``, ``ok``, ``W0``, ``Wt``, ``Zt``, ``rt`` are those of the
+    current attempt of :func:`_mm_step` (rows ``todo`` of its arrays); the others its whole
+    arrays."""
+    fail = np.flatnonzero(~ok)
+    gf = glob[fail]
+    th_new = np.minimum(1.0, np.maximum(2.0 * theta[gf], 1.1 * rt[fail]))
+    t = theta[gf] / th_new
+    W0f = W0[fail]
+    Wb = W0f + t[:, None] * (Wt[fail] - W0f)
+    Zf = Z[:, todo[fail]]
+    Zb = Zf + (Zt[:, fail] - Zf) * t[None, :]
+    fb = prob.values(Wb, Zb, gf)
+    terms = prob.model_terms(W0f, Wb, g[todo[fail]])
+    db = prob.decrease(terms, th_new * prob.c0[gf])
+    f0 = f[todo[fail]]
+    good = (db <= 0) & (fb <= f0 + db + 1e-12 * np.maximum(np.abs(f0), 1.0))
+    good &= np.abs(Wb[:, :prob.n]).sum(axis=1) <= prob.kappa * (1 + 1e-12)
+    if not good.any():
+        return
+    k = fail[good]
+    rows = todo[k]
+    W1[rows], Z1[:, rows], f1[rows], dec[rows] = Wb[good], Zb[:, good], fb[good], db[good]
+    ratio[rows] = _curvature_ratio(prob, tuple(x[good] for x in terms), f0[good], fb[good],
+                                   gf[good])
+    theta[gf[good]] = th_new[good]
+    ok[k] = True
+
+
 def _mm_step(prob, rows, W, Z, f, g, theta, duals, inner_tol, inner_max_iter):
     r"""One MM step on the rows ``rows`` from the points ``W`` (their pre-activations ``Z`` and
     objectives ``f``), with the per-row curvature scales ``theta`` (raised in place where a
@@ -500,9 +546,13 @@ def _mm_step(prob, rows, W, Z, f, g, theta, duals, inner_tol, inner_max_iter):
         rt = _curvature_ratio(prob, terms, f[todo], ft, sel)
         ok = ft <= f[todo] + dt + 1e-12 * np.maximum(np.abs(f[todo]), 1.0)
         ok |= theta[glob] >= 1.0  # the majoriser: holds up to rounding (checked below)
-        acc = todo[ok]
-        W1[acc], Z1[:, acc], f1[acc], dec[acc], ratio[acc] = (Wt[ok], Zt[:, ok], ft[ok],
-                                                              dt[ok], rt[ok])
+        plain = ok.copy()
+        if SHORTEN and not ok.all():  # accepts some of the failed rows (ok set, outputs written)
+            _shortened(prob, todo, glob, ok, W0, Wt, Z, Zt, f, g, rt, theta, W1, Z1, f1, dec,
+                       ratio)
+        acc = todo[plain]
+        W1[acc], Z1[:, acc], f1[acc], dec[acc], ratio[acc] = (Wt[plain], Zt[:, plain],
+                                                              ft[plain], dt[plain], rt[plain])
         todo = todo[~ok]
         if todo.size == 0:
             break

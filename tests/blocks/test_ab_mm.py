@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from lifted_idl.activations import LeakyReLU, ReLU, Tanh
+from lifted_idl.blocks import ab_mm as ab_mm_module
 from lifted_idl.blocks import ab_objective, solve_ab
 from lifted_idl.blocks.ab_mm import ab_mm
 from lifted_idl.penalties import GroupPenalty, L1Penalty, L2Penalty, NoPenalty
@@ -65,6 +66,52 @@ def test_mm_steps_decrease_model_and_objective(act, adaptive, accelerate):
     obj = ab_objective(X, U, P, lam, 0.4, act, L2Penalty(0.01), A, B, b)
     obj0 = ab_objective(X, U, P, lam, 0.4, act, L2Penalty(0.01), *init)
     assert obj - obj0 == pytest.approx(last - first, rel=1e-8, abs=1e-12)
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh"])
+def test_shortened_steps_keep_the_model_bound_and_spare_qps(act, monkeypatch):
+    """A row that fails the acceptance test first tries the shortened step along its QP's
+    direction (``_shortened``): every row accepted there is inside the ball, its objective
+    lies below its model at the raised curvature (a model decrease <= 0), and its theta was
+    raised; run to convergence, the MM steps solve fewer QPs with the shortened steps than
+    without them and reach the same block optimum."""
+    act = ACTS[act]
+    X, U, P, lam, init = instance(4, act, m=200, n=8, p=4)
+    kappa, pen = 0.4, L2Penalty(0.01).restrict("ab")
+    init = (project_inf_norm_ball(init[0], kappa), init[1], init[2])
+    qps, shortened = [], []
+    real_qp, real_short = ab_mm_module._mm_qp, ab_mm_module._shortened
+
+    def count_qp(*args):
+        qps.append(1)
+        return real_qp(*args)
+
+    def check_short(prob, todo, glob, ok, W0, Wt, Z, Zt, f, g, rt, theta, W1, Z1, f1, dec,
+                    ratio):
+        before, th0 = ok.copy(), theta.copy()
+        real_short(prob, todo, glob, ok, W0, Wt, Z, Zt, f, g, rt, theta, W1, Z1, f1, dec,
+                   ratio)
+        k = np.flatnonzero(ok & ~before)
+        rows = todo[k]
+        assert np.all(dec[rows] <= 0.0)
+        assert np.all(f1[rows] <= f[rows] + dec[rows] + 1e-12 * np.maximum(1, np.abs(f[rows])))
+        assert np.all(np.abs(W1[rows, :prob.n]).sum(axis=1) <= kappa * (1 + 1e-12))
+        assert np.all(theta[glob[k]] > th0[glob[k]])
+        shortened.append(k.size)
+
+    monkeypatch.setattr(ab_mm_module, "_mm_qp", count_qp)
+    monkeypatch.setattr(ab_mm_module, "_shortened", check_short)
+    out = {}
+    for shorten in (True, False):
+        monkeypatch.setattr(ab_mm_module, "SHORTEN", shorten)
+        qps.clear()
+        A, B, b, _, converged = ab_mm(X, U, P, lam, kappa, act, pen, True, init, 1e-10, 2000)
+        assert converged
+        out[shorten] = (len(qps), ab_objective(X, U, P, lam, kappa, act, L2Penalty(0.01),
+                                               A, B, b))
+    assert sum(shortened) > 0
+    assert out[True][0] < out[False][0]
+    assert out[True][1] == pytest.approx(out[False][1], rel=1e-8)
 
 
 @pytest.mark.parametrize("act", ["relu", "tanh", "leaky_relu"])
