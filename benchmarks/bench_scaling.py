@@ -13,7 +13,9 @@ n_hidden in {10, 20, 50, 100, 200} at m = 2000; with ``--digits``, also digits (
 70 / 30 split) against ``MLPClassifier``. For every point it prints the mean over seeds of the
 CPU time (``time.process_time``; the minimum over ``--repeats`` fits of each seed) beside the
 wall time, the test RMSE (accuracy for digits), and the ratios to the MLP measured in the same
-run. Then the log-log slopes of CPU time against m (500 -> 32000) and against n_hidden
+run, and the CPU time per round of BCD, per epoch of gradient training and per iteration of
+the MLP (the fit's CPU time over its count: the start, e.g. BCD's warm-up, included). Then the
+log-log slopes of CPU time against m (500 -> 32000) and against n_hidden
 (20 -> 200), and a PNG of both sweeps.
 
 BLAS is limited to one thread (many small products are much slower threaded on few cores).
@@ -103,6 +105,9 @@ def point(models, n_hidden, seeds, loader, task, repeats):
         runs = [fit_once(model, n_hidden, s, loader(s), task, repeats) for s in seeds]
         out[model] = {k: float(np.mean([r[k] for r in runs])) for k in
                       ("cpu", "wall", "score", "n_iter")}
+        # CPU seconds per round (BCD) / epoch (gradient) / iteration (MLP), the start included
+        out[model]["cpu_per_iter"] = float(np.mean([r["cpu"] / max(r["n_iter"], 1)
+                                                    for r in runs]))
         out[model]["per_seed_score"] = [r["score"] for r in runs]
         out[model]["per_seed_cpu"] = [r["cpu"] for r in runs]
         out[model]["n_converged"] = int(sum(r["converged"] for r in runs))
@@ -119,6 +124,7 @@ def show(label, res, task):
                      f"{unit}/mlp {r['score'] / base['score']:6.3f}")
         print(f"{label:>18s}  {model:9s} cpu {r['cpu']:8.2f} s  wall {r['wall']:8.2f} s  "
               f"{unit} {r['score']:.4f}  rounds {r['n_iter']:7.1f}  "
+              f"ms/round {1e3 * r['cpu_per_iter']:7.2f}  "
               f"converged {r['n_converged']}/{len(r['per_seed_score'])}{ratio}", flush=True)
 
 

@@ -4,15 +4,18 @@ A BCD stage that starts from random features may first train them for a few grad
 (``warmup_epochs``; ``"auto"`` is 10 for classification and for regression from 8000 training
 samples on, 0 below). This script fits the estimator defaults with ``warmup_epochs`` in
 ``--epochs`` (0 is the baseline) on digits (n_hidden 64, ``bench_scaling.py``'s split), iris,
-breast cancer and wine (n_hidden 20, stratified 70/30 splits), friedman1 (``friedman1:M``: M
+breast cancer and wine (n_hidden 20, stratified 70/30 splits), diabetes (regression, n_hidden
+20, 70/30 split), friedman1 (``friedman1:M``: M
 training points, n_hidden 20, ``bench_scaling.py``'s data) and the teacher of
 ``bench_training.py`` (``teacher:M``: M training and 2000 test points, n_hidden 20), and prints
 per data set and count the mean over seeds of the CPU and wall seconds (each the minimum over
 ``--repeats`` fits), the BCD rounds, the test accuracy (RMSE for regression), and the CPU-time
-ratio to no warm-up measured in the same run. One BLAS thread.
+ratio to no warm-up measured in the same run. One BLAS thread. A count at least the gradient
+solver's epoch cap (``gradient_max_iter``, 300) starts the rounds from the gradient solver's own
+fit: the warm-up stops on its tolerance like ``solver="gradient"``.
 
 Run:  python benchmarks/bench_warmup.py [--seeds 3] [--epochs 0,5,10,20] [--repeats 1]
-          [--datasets digits,iris,breast_cancer,wine,friedman1:2000,teacher:4000,...]
+          [--datasets digits,iris,breast_cancer,wine,diabetes,friedman1:2000,teacher:4000,...]
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from sklearn.datasets import load_breast_cancer, load_iris, load_wine
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris, load_wine
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -35,7 +38,8 @@ from bench_scaling import digits, friedman, timed_fit  # noqa: E402
 from lifted_idl import ImplicitClassifier, ImplicitRegressor  # noqa: E402
 from lifted_idl.datasets import make_teacher  # noqa: E402
 
-SMALL = {"iris": load_iris, "breast_cancer": load_breast_cancer, "wine": load_wine}
+SMALL = {"iris": load_iris, "breast_cancer": load_breast_cancer, "wine": load_wine,
+         "diabetes": load_diabetes}
 
 
 def load(name, seed):
@@ -49,8 +53,10 @@ def load(name, seed):
         U, y, Ut, yt, _ = make_teacher(int(m), 2000, random_state=seed)
         return U, y, Ut, yt, 20, False
     X, y = SMALL[name](return_X_y=True)
-    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=seed, stratify=y)
-    return Xtr, ytr, Xte, yte, 20, True
+    classification = name != "diabetes"
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=seed,
+                                          stratify=y if classification else None)
+    return Xtr, ytr, Xte, yte, 20, classification
 
 
 def fit_once(name, seed, epochs, repeats):
