@@ -68,7 +68,8 @@ class BlockResult:
     converged : bool
         Whether the solver met its tolerance. The caller warns when it did not.
     solver : str
-        ``"closed_form"``, ``"cd"`` (coordinate descent), ``"newton_cg"``, ``"lbfgsb"``,
+        ``"closed_form"``, ``"scalar"`` (the P block through its scalar residual: a finite
+        exact method, ``n_iter`` 0), ``"cd"`` (coordinate descent), ``"newton_cg"``, ``"lbfgsb"``,
         ``"newton"``, ``"agd"`` (accelerated gradient), ``"prox_grad"``, ``"frank_wolfe"``,
         ``"cvxpy:NAME"`` with ``NAME`` the cvxpy solver that solved it (``"cvxpy:OSQP"``,
         ``"cvxpy:CLARABEL"``, ...), or ``"init"`` when the starting point was kept because the

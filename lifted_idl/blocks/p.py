@@ -24,7 +24,12 @@ projected Newton method for the bound :math:`P \ge 0` (Newton on the free variab
 projected gradient on the :math:`\varepsilon`-active ones, Armijo search along the projection
 arc); for tanh and sigmoid a damped Newton method that keeps :math:`P` strictly inside the
 domain. Line searches are per sample, vectorized. For the squared loss with ReLU the method
-stops at the exact NNLS solution once the active set is identified.
+stops at the exact NNLS solution once the active set is identified. With one output (the
+regressors' case), ReLU and the squared loss the fast solver instead solves the block through
+its scalar residual (:func:`_p_relu_scalar`): the KKT conditions give every state as a
+function of the residual, whose equation is scalar, piecewise linear and increasing; exact, in
+a few matrix–vector products (``tol``, ``rtol`` and ``max_iter`` do not apply; ``solver`` is
+``"scalar"``).
 
 The cvxpy formulation (``method="cvxpy"``) is one problem over all of P (the loss's own cvxpy
 expression, :math:`f^*` through ``f_conj_cvxpy``), solved by the solver of its class
@@ -59,6 +64,11 @@ __all__ = ["solve_p"]
 _ARMIJO = 1e-4
 _MAX_HALVINGS = 50
 _EXACT = 1e-12  # a relative scaled Newton step at the rounding level
+#: ReLU with the squared loss and one output: the exact solver through the scalar residual
+#: (:func:`_p_relu_scalar`) instead of the Newton iteration
+SCALAR_RESIDUAL = True
+#: its semismooth Newton steps at most, before the sorted breakpoints finish the samples left
+_SCALAR_STEPS = 4
 
 
 def _check(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, init):
@@ -153,6 +163,10 @@ def solve_p(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, *, init=None,
     if method == "cvxpy":
         P, n_iter, conv, solver = _p_cvxpy(Z, C, E, X, Y, lam, mu, act, loss, tol, max_iter,
                                            cvxpy_solver, w)
+    elif SCALAR_RESIDUAL and isinstance(act, ReLU) and isinstance(loss, SquaredLoss) \
+            and C.shape[0] == 1:
+        P, n_iter, conv, solver = (_p_relu_scalar(Z, C, E, X, Y, lam, mu, init), 0, True,
+                                  "scalar")
     else:
         P, n_iter, conv, v_start, v_end = _p_newton(Z, C, E, X, Y, lam, mu, act, loss, init,
                                                     tol, max_iter, rtol)
@@ -228,6 +242,94 @@ def _box(act):
         return low, high
     margin = np.finfo(np.float64).eps * (high - low)
     return low + margin, high - margin
+
+
+def _p_relu_scalar(Z, C, E, X, Y, lam, mu, init=None):
+    r"""The exact P block for ReLU, the squared loss and one output, through its scalar residual.
+
+    Per sample (m times its terms), with :math:`\kappa_i = \lambda_i + \mu`, :math:`a_i =
+    (\lambda_i z_i + \mu x_i)/\kappa_i` and the output's weights :math:`c`, the block is
+    :math:`\min_{p \ge 0} \tfrac12 r^2 + \sum_i \tfrac{\kappa_i}2 (p_i - a_i)^2` with the
+    residual :math:`r = c^\top p + e - y`. Its KKT conditions give :math:`p_i = \max(0, a_i -
+    b_i r)`, :math:`b_i = c_i/\kappa_i`, so r solves the scalar equation
+
+    .. math:: h(r) = r - \sum_i c_i \max(0, a_i - b_i r) - (e - y) = 0 ,
+
+    whose left side is continuous, piecewise linear and increasing (slope :math:`1 + \sum_{i
+    \in S} c_i^2/\kappa_i \ge 1` on the active set :math:`S = \{i: a_i > b_i r\}`): the
+    root is unique (the block is strictly convex). On a fixed active set h is linear, with the
+    root :math:`r_S = (e - y + \sum_{i \in S} c_i a_i)/(1 + \sum_{i \in S} c_i^2/\kappa_i)`;
+    when the active set at :math:`r_S` is S itself, :math:`h(r_S) = 0`. From the residual at
+    ``init`` (BCD's warm start: the anchored states; else at :math:`\max(a, 0)`) every sample
+    takes such steps (a semismooth Newton step on h) until its active set repeats, at most
+    :data:`_SCALAR_STEPS`; the few samples left then get the root from their sorted breakpoints
+    :math:`t_i = a_i/b_i` (:func:`_relu_scalar_sorted`). Exact up to rounding: the Newton
+    iteration's answer, with a few matrix-vector products."""
+    kap = lam + mu
+    A0 = lam * Z
+    A0 += mu * X
+    A0 /= kap  # a: the minimiser of the separable terms, entry by entry
+    c = C[0]
+    b = c / kap
+    w = c * b
+    e = (E - Y)[:, 0]
+    CA = A0 * c
+    start = np.maximum(A0, 0.0) if init is None else init
+    r = start @ c + e
+    rows = np.arange(Z.shape[0])
+    R = np.empty_like(r)
+    for _ in range(_SCALAR_STEPS):
+        Aa, CAa, ea = A0[rows], CA[rows], e[rows]
+        S = (Aa - r[:, None] * b) > 0
+        r = (np.einsum("ij,ij->i", S, CAa) + ea) / (1.0 + S @ w)
+        same = (((Aa - r[:, None] * b) > 0) == S).all(axis=1)
+        R[rows[same]] = r[same]
+        rows, r = rows[~same], r[~same]
+        if rows.size == 0:
+            break
+    if rows.size:
+        R[rows] = _relu_scalar_sorted(A0[rows], c, b, e[rows])
+    P = A0
+    P -= R[:, None] * b
+    np.maximum(P, 0.0, out=P)
+    return P
+
+
+def _relu_scalar_sorted(A0, c, b, e):
+    """The root r of :func:`_p_relu_scalar`'s h for every row, from its sorted breakpoints:
+    between two consecutive ones the active set is fixed (:math:`c_i > 0`: :math:`t_i > r`;
+    :math:`c_i < 0`: :math:`t_i < r`), so prefix sums give h at each breakpoint, the count of
+    negative values the segment holding the root (h increases), and that segment's linear
+    equation the root."""
+    m = A0.shape[0]
+    nz = np.flatnonzero(c)
+    if nz.size == 0:
+        return e.copy()
+    cz, bz, a = c[nz], b[nz], A0[:, nz]
+    T = a / bz
+    order = np.argsort(T, axis=1)
+    Ts = np.take_along_axis(T, order, axis=1)
+    pos = cz[order] > 0  # the sorted terms with c_i > 0
+    wts = (cz * bz)[order]  # c_i^2 / kappa_i: the slope an active term adds
+    vals = np.take_along_axis(a, order, axis=1) * cz[order]  # c_i a_i
+    k = nz.size
+    # cumulative sums with a leading 0 of the c > 0 and the c < 0 terms: on segment j (between
+    # the sorted breakpoints j - 1 and j) the active terms are the c > 0 ones at positions
+    # >= j and the c < 0 ones at positions < j
+    cum = np.zeros((4, m, k + 1))
+    np.cumsum(np.where(pos, wts, 0.0), axis=1, out=cum[0, :, 1:])
+    np.cumsum(np.where(pos, 0.0, wts), axis=1, out=cum[1, :, 1:])
+    np.cumsum(np.where(pos, vals, 0.0), axis=1, out=cum[2, :, 1:])
+    np.cumsum(np.where(pos, 0.0, vals), axis=1, out=cum[3, :, 1:])
+    slope = 1.0 + (cum[0, :, -1:] - cum[0]) + cum[1]  # (m, k + 1), per segment
+    inter = (cum[2, :, -1:] - cum[2]) + cum[3]
+    h = Ts * slope[:, :k] - inter[:, :k] - e[:, None]  # h at breakpoint j, from segment j
+    seg = np.count_nonzero(h < 0, axis=1)
+    rows = np.arange(m)
+    r = (inter[rows, seg] + e) / slope[rows, seg]
+    lo = np.where(seg > 0, Ts[rows, np.maximum(seg - 1, 0)], -np.inf)  # rounding: r stays
+    hi = np.where(seg < k, Ts[rows, np.minimum(seg, k - 1)], np.inf)  # in its segment
+    return np.clip(r, lo, hi)
 
 
 def _p_newton(Z, C, E, X, Y, lam, mu, act, loss, init, tol, max_iter, rtol=None):

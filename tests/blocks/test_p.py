@@ -79,12 +79,14 @@ def test_sigmoid_p_block():
 def test_p_relu_frozen_samples_match_iterating_all(q, monkeypatch):
     """ReLU samples leave the Newton batch once their step is at the rounding level: the answer
     is the one of iterating every sample (freezing off), an exact NNLS point (KKT per entry),
-    for the scalar (q = 1) and the batched (q > 1) Woodbury solves."""
+    for the scalar (q = 1; the scalar-residual solver off) and the batched (q > 1) Woodbury
+    solves."""
     import lifted_idl.blocks.p as pmod
 
     act, loss = ReLU(), SquaredLoss()
     d = instance(31, act, loss, m=300, n=12, q=q)
     args = [d[k] for k in ("A", "B", "b", "C", "D", "c", "X", "U", "Y", "lam", "mu")]
+    monkeypatch.setattr(pmod, "SCALAR_RESIDUAL", False)  # Newton for q = 1 too
     fast = solve_p(*args, act, loss, tol=1e-10)
     monkeypatch.setattr(pmod, "_EXACT", 0.0)  # no sample is ever frozen
     every = solve_p(*args, act, loss, tol=1e-10)
@@ -153,3 +155,50 @@ def test_p_objectives_from_sample_values(act, loss, weighted):
     again = solve_p(*args, act, loss, init=r.value, sample_weight=w, tol=1e-10)
     assert again.objective == pytest.approx(p_objective(*rep, act, loss, r.value[rows]),
                                             rel=1e-13)
+
+
+@pytest.mark.parametrize("steps", [4, 1, 0], ids=["newton", "one-step", "sorted"])
+def test_p_relu_scalar_residual_is_the_exact_nnls(steps, monkeypatch):
+    """ReLU, the squared loss and one output: the solver through the scalar residual (its
+    semismooth Newton steps, then the sorted breakpoints for the samples left; ``steps`` = 0
+    sends every sample to the breakpoints) returns the NNLS point of the Newton iteration and
+    of cvxpy, and meets the KKT conditions entry by entry; outputs with zero, positive and
+    negative weights, starts from ``init`` and from the default."""
+    import lifted_idl.blocks.p as pmod
+
+    act, loss = ReLU(), SquaredLoss()
+    monkeypatch.setattr(pmod, "_SCALAR_STEPS", steps)
+    for seed in range(6):
+        d = instance(40 + seed, act, loss, m=150, n=9, q=1)
+        d["C"][0, seed % 9] = 0.0  # a state the output ignores: p = max(a, 0)
+        args = [d[k] for k in ("A", "B", "b", "C", "D", "c", "X", "U", "Y", "lam", "mu")]
+        for init in (None, d["X"]):
+            fast = solve_p(*args, act, loss, init=init)
+            assert fast.solver == "scalar" and fast.converged
+            P = fast.value
+            g = p_gradient(d, act, loss, P) * P.shape[0]
+            assert P.min() >= 0.0 and g.min() > -1e-10 and np.abs(P * g).max() < 1e-10
+            assert (P == 0).any() and (P > 0).any()
+            with monkeypatch.context() as mp:
+                mp.setattr(pmod, "SCALAR_RESIDUAL", False)
+                newton = solve_p(*args, act, loss, init=init, tol=1e-12)
+            assert newton.solver == "newton"
+            np.testing.assert_allclose(P, newton.value, rtol=0, atol=1e-11)
+            assert fast.objective <= newton.objective + 1e-13 * abs(newton.objective)
+        if seed == 0:
+            ref = solve_p(*args, act, loss, method="cvxpy")
+            assert rel(fast.objective, ref.objective) < RTOL
+
+
+def test_p_relu_scalar_residual_without_output_weights():
+    r"""All output weights zero: the residual does not depend on P, and P is the positive part
+    of the separable terms' minimiser :math:`(\lambda z + \mu x)/(\lambda + \mu)`."""
+    act, loss = ReLU(), SquaredLoss()
+    d = instance(50, act, loss, m=40, n=5, q=1)
+    d["C"][:] = 0.0
+    args = [d[k] for k in ("A", "B", "b", "C", "D", "c", "X", "U", "Y", "lam", "mu")]
+    r = solve_p(*args, act, loss)
+    Z = d["X"] @ d["A"].T + d["U"] @ d["B"].T + d["b"]
+    want = np.maximum((d["lam"] * Z + d["mu"] * d["X"]) / (d["lam"] + d["mu"]), 0.0)
+    assert r.solver == "scalar"
+    np.testing.assert_allclose(r.value, want, rtol=1e-14, atol=1e-15)
