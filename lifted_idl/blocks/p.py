@@ -276,17 +276,26 @@ def _p_relu_scalar(Z, C, E, X, Y, lam, mu, init=None):
     CA = A0 * c
     start = np.maximum(A0, 0.0) if init is None else init
     r = start @ c + e
-    rows = np.arange(Z.shape[0])
     R = np.empty_like(r)
+    rows = None  # the samples still iterating (None: all of them)
+    Aa, CAa, ea = A0, CA, e
+    S = np.greater(Aa - np.multiply.outer(r, b), 0.0)
     for _ in range(_SCALAR_STEPS):
-        Aa, CAa, ea = A0[rows], CA[rows], e[rows]
-        S = (Aa - r[:, None] * b) > 0
-        r = (np.einsum("ij,ij->i", S, CAa) + ea) / (1.0 + S @ w)
-        same = (((Aa - r[:, None] * b) > 0) == S).all(axis=1)
-        R[rows[same]] = r[same]
-        rows, r = rows[~same], r[~same]
+        Sf = S.astype(np.float64)
+        r = (np.einsum("ij,ij->i", Sf, CAa) + ea) / (1.0 + Sf @ w)
+        S_new = np.greater(Aa - np.multiply.outer(r, b), 0.0)
+        moved = (S_new != S).any(axis=1)
+        if rows is None:
+            R[~moved] = r[~moved]
+            rows = np.flatnonzero(moved)
+        else:
+            R[rows[~moved]] = r[~moved]
+            rows = rows[moved]
         if rows.size == 0:
             break
+        Aa, CAa, ea, r, S = A0[rows], CA[rows], e[rows], r[moved], S_new[moved]
+    if rows is None:  # no step was taken (_SCALAR_STEPS = 0)
+        rows = np.arange(Z.shape[0])
     if rows.size:
         R[rows] = _relu_scalar_sorted(A0[rows], c, b, e[rows])
     P = A0
