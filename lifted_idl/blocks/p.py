@@ -122,8 +122,10 @@ def solve_p(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, *, init=None,
     tol : float, default=1e-8
         Newton stops when the scaled (projected) gradient step
         :math:`|P - \Pi(P - \nabla/\mathrm{diag}\,\nabla^2)|` is below ``tol * max(1, max|P|)``
-        entrywise; cvxpy: the solver's tolerances (clipped to [1e-10, 1e-6]).
+        entrywise; cvxpy: the solver's tolerances (clipped to [1e-10, 1e-6]). Not used by
+        the exact solver of ReLU with the squared loss and one output (``solver="scalar"``).
     max_iter : int, default=2000
+        Newton iterations at most (not used by the scalar solver either).
     cvxpy_solver : {None, "CLARABEL", "ECOS", "OSQP", "HIGHS"}, default=None
         With ``method="cvxpy"``: the solver; None picks it by the problem's class (see
         :mod:`lifted_idl.blocks`).
@@ -136,7 +138,8 @@ def solve_p(A, B, b, C, D, c, X, U, Y, lam, mu, activation, loss, *, init=None,
         comparison with ``init`` and the cvxpy formulation are weighted (the cvxpy twin thus
         checks this invariance).
     rtol : float in (0, 1), optional
-        An inexact solve (``method="fast"``): Newton also stops once the largest entry of the
+        An inexact solve (``method="fast"``, not the scalar solver, which is exact anyway):
+        Newton also stops once the largest entry of the
         scaled projected gradient step (the quantity of ``tol``) is at most ``rtol`` times
         its value at the start (``init``, or :math:`P^0`); for ReLU a sample already there
         stops moving (the block is separable). Every Newton step is a descent step, so the
@@ -315,23 +318,25 @@ def _relu_scalar_sorted(A0, c, b, e):
     if nz.size == 0:
         return e.copy()
     cz, bz, a = c[nz], b[nz], A0[:, nz]
-    T = a / bz
+    with np.errstate(divide="ignore", invalid="ignore"):  # b_i may underflow to 0
+        T = a / bz
     order = np.argsort(T, axis=1)
     Ts = np.take_along_axis(T, order, axis=1)
     pos = cz[order] > 0  # the sorted terms with c_i > 0
     wts = (cz * bz)[order]  # c_i^2 / kappa_i: the slope an active term adds
     vals = np.take_along_axis(a, order, axis=1) * cz[order]  # c_i a_i
     k = nz.size
-    # cumulative sums with a leading 0 of the c > 0 and the c < 0 terms: on segment j (between
-    # the sorted breakpoints j - 1 and j) the active terms are the c > 0 ones at positions
-    # >= j and the c < 0 ones at positions < j
+    # on segment j (between the sorted breakpoints j - 1 and j) the active terms are the c > 0
+    # ones at positions >= j and the c < 0 ones at positions < j: suffix sums of the former
+    # (ending in 0) and prefix sums of the latter (starting at 0), each summed in its own
+    # direction (a total minus a prefix cancels where one weight dominates)
     cum = np.zeros((4, m, k + 1))
-    np.cumsum(np.where(pos, wts, 0.0), axis=1, out=cum[0, :, 1:])
+    np.cumsum(np.where(pos, wts, 0.0)[:, ::-1], axis=1, out=cum[0, :, k - 1::-1])
     np.cumsum(np.where(pos, 0.0, wts), axis=1, out=cum[1, :, 1:])
-    np.cumsum(np.where(pos, vals, 0.0), axis=1, out=cum[2, :, 1:])
+    np.cumsum(np.where(pos, vals, 0.0)[:, ::-1], axis=1, out=cum[2, :, k - 1::-1])
     np.cumsum(np.where(pos, 0.0, vals), axis=1, out=cum[3, :, 1:])
-    slope = 1.0 + (cum[0, :, -1:] - cum[0]) + cum[1]  # (m, k + 1), per segment
-    inter = (cum[2, :, -1:] - cum[2]) + cum[3]
+    slope = 1.0 + cum[0] + cum[1]  # (m, k + 1), per segment
+    inter = cum[2] + cum[3]
     h = Ts * slope[:, :k] - inter[:, :k] - e[:, None]  # h at breakpoint j, from segment j
     seg = np.count_nonzero(h < 0, axis=1)
     rows = np.arange(m)

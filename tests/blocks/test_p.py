@@ -157,11 +157,12 @@ def test_p_objectives_from_sample_values(act, loss, weighted):
                                             rel=1e-13)
 
 
-@pytest.mark.parametrize("steps", [4, 1, 0], ids=["newton", "one-step", "sorted"])
+@pytest.mark.parametrize("steps", [4, 2, 1, 0], ids=["newton", "two-step", "one-step", "sorted"])
 def test_p_relu_scalar_residual_is_the_exact_nnls(steps, monkeypatch):
     """ReLU, the squared loss and one output: the solver through the scalar residual (its
-    semismooth Newton steps, then the sorted breakpoints for the samples left; ``steps`` = 0
-    sends every sample to the breakpoints) returns the NNLS point of the Newton iteration and
+    semismooth Newton steps, then the sorted breakpoints for the samples left; ``steps`` = 2
+    sends a subset of the samples that moved in the first step to the breakpoints, ``steps`` =
+    0 every sample) returns the NNLS point of the Newton iteration and
     of cvxpy, and meets the KKT conditions entry by entry; outputs with zero, positive and
     negative weights, starts from ``init`` and from the default."""
     import lifted_idl.blocks.p as pmod
@@ -190,9 +191,14 @@ def test_p_relu_scalar_residual_is_the_exact_nnls(steps, monkeypatch):
             assert rel(fast.objective, ref.objective) < RTOL
 
 
-def test_p_relu_scalar_residual_without_output_weights():
+@pytest.mark.parametrize("steps", [4, 0], ids=["newton", "sorted"])
+def test_p_relu_scalar_residual_without_output_weights(steps, monkeypatch):
     r"""All output weights zero: the residual does not depend on P, and P is the positive part
-    of the separable terms' minimiser :math:`(\lambda z + \mu x)/(\lambda + \mu)`."""
+    of the separable terms' minimiser :math:`(\lambda z + \mu x)/(\lambda + \mu)`, on the
+    Newton path and on the sorted one (which has no breakpoint then)."""
+    import lifted_idl.blocks.p as pmod
+
+    monkeypatch.setattr(pmod, "_SCALAR_STEPS", steps)
     act, loss = ReLU(), SquaredLoss()
     d = instance(50, act, loss, m=40, n=5, q=1)
     d["C"][:] = 0.0
@@ -202,3 +208,30 @@ def test_p_relu_scalar_residual_without_output_weights():
     want = np.maximum((d["lam"] * Z + d["mu"] * d["X"]) / (d["lam"] + d["mu"]), 0.0)
     assert r.solver == "scalar"
     np.testing.assert_allclose(r.value, want, rtol=1e-14, atol=1e-15)
+
+
+def test_p_relu_scalar_sorted_root_with_a_dominant_weight():
+    r"""The sorted-breakpoint root where one output weight dominates the others by 10^4 (its
+    state inactive at the root): the segments' slopes and intercepts are summed without
+    cancellation, so the root matches a bisection of the increasing function h to rounding."""
+    from lifted_idl.blocks.p import _relu_scalar_sorted
+
+    rng = np.random.default_rng(0)
+    m, n = 300, 30
+    A0 = rng.standard_normal((m, n))
+    A0[:, 0] = -10.0
+    c = rng.standard_normal(n)
+    c[0] = 1e4
+    b = c / 2.0
+    e = rng.standard_normal(m) - rng.standard_normal(m)
+
+    def h(r):
+        return r - np.maximum(0.0, A0 - r[:, None] * b) @ c - e
+
+    lo, hi = np.full(m, -1e9), np.full(m, 1e9)
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        neg = h(mid) < 0
+        lo, hi = np.where(neg, mid, lo), np.where(neg, hi, mid)
+    r = _relu_scalar_sorted(A0, c, b, e)
+    np.testing.assert_allclose(r, 0.5 * (lo + hi), rtol=0, atol=1e-13)
