@@ -614,7 +614,8 @@ def ab_mm(X, U, P, lam, kappa, act, pen, fit_bias, init, tol, max_iter, *, adapt
         majoriser itself (:math:`\theta = 1`).
     accelerate : bool, default=True
         Extrapolated steps with restarts; ``False``: plain MM steps, each a minimiser of the
-        model at the current point.
+        model at the current point (or, for a row that failed the acceptance test, its
+        shortened step along the QP's direction, ``SHORTEN``).
     trace : list, optional
         Appended with ``(f_before, f_after, model_decrease)`` row vectors per MM step (for
         tests).

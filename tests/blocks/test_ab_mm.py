@@ -72,8 +72,9 @@ def test_mm_steps_decrease_model_and_objective(act, adaptive, accelerate):
 def test_shortened_steps_keep_the_model_bound_and_spare_qps(act, monkeypatch):
     """A row that fails the acceptance test first tries the shortened step along its QP's
     direction (``_shortened``): every row accepted there is inside the ball, its objective
-    lies below its model at the raised curvature (a model decrease <= 0), and its theta was
-    raised; run to convergence, the MM steps solve fewer QPs with the shortened steps than
+    lies below its model at the raised curvature (a model decrease <= 0), its theta was
+    raised, and its pre-activations and objective (computed without a product) are those of
+    its new weights; run to convergence, the MM steps solve fewer QPs with the shortened steps than
     without them and reach the same block optimum."""
     act = ACTS[act]
     X, U, P, lam, init = instance(4, act, m=200, n=8, p=4)
@@ -97,6 +98,12 @@ def test_shortened_steps_keep_the_model_bound_and_spare_qps(act, monkeypatch):
         assert np.all(f1[rows] <= f[rows] + dec[rows] + 1e-12 * np.maximum(1, np.abs(f[rows])))
         assert np.all(np.abs(W1[rows, :prob.n]).sum(axis=1) <= kappa * (1 + 1e-12))
         assert np.all(theta[glob[k]] > th0[glob[k]])
+        # the pre-activations and objectives it computed without a product are those of the
+        # accepted rows
+        Zr = prob.M @ W1[rows].T
+        np.testing.assert_allclose(Z1[:, rows], Zr, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(f1[rows], prob.values(W1[rows], Zr, glob[k]), rtol=1e-12,
+                                   atol=1e-12)
         shortened.append(k.size)
 
     monkeypatch.setattr(ab_mm_module, "_mm_qp", count_qp)
