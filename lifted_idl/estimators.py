@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from contextlib import nullcontext
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -34,7 +35,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from .activations import Activation, get_activation
 from .blocks import CVXPY_SOLVERS
-from .exceptions import ConvergenceWarning
+from .exceptions import ConvergenceWarning, _record_convergence
 from .losses import SoftmaxCrossEntropy, SquaredLoss
 from .model import ImplicitModel
 from .penalties import GroupPenalty, NoPenalty, get_penalty
@@ -376,8 +377,9 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
                                                       where=mult > 0))
         record = {"loss_curve": [], "n_iter": 0, "converged": True}
         X, Y, sw, validation = self._validation_split(X, Y, seed, stratify, sample_weight)
-        with threadpool_limits(n_threads), warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
+        # convergence problems are warned as they happen (through the user's filters) and
+        # noted for this fit alone, in this thread (_record_convergence)
+        with threadpool_limits(n_threads), _record_convergence() as notes:
             model = init
             if self.solver in ("bcd", "bcd+gradient"):
                 epochs = 0 if init is not None else self._warmup_epochs(loss, X.shape[0])
@@ -390,10 +392,8 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
             if self.solver in ("gradient", "bcd+gradient"):
                 model = self._fit_gradient_stage(X, Y, loss, act, pen, group, c_ridge, model,
                                                  seed, scale_u, record, sw)
-        for w in caught:  # re-issue, and record, convergence problems
-            if issubclass(w.category, ConvergenceWarning):
-                record["converged"] = False
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if notes:
+            record["converged"] = False
         if mult is not None:
             model = _scale_columns(model, mult)
         return model, record
@@ -543,7 +543,9 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
         fine_tune = self.solver == "bcd+gradient" and not warmup
         lr = self.learning_rate
         for _ in range(_FINE_TUNE_TRIES if fine_tune else 1):
-            with warnings.catch_warnings():
+            # the warm-up's notes stay out of the fit's: it is a start, and its epoch cap is
+            # reached by design
+            with warnings.catch_warnings(), (_record_convergence() if warmup else nullcontext()):
                 if warmup:
                     warnings.filterwarnings("ignore", message="fit_gradient stopped at max_iter",
                                             category=ConvergenceWarning)

@@ -59,7 +59,6 @@ iteration, whole-batch test, used by :mod:`lifted_idl.training.gradient`) and
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,7 +66,7 @@ import numpy as np
 from ._array import check_finite, get_namespace
 from ._validation import check_int, check_max_iter, check_real, check_tol
 from .activations import get_activation
-from .exceptions import ConvergenceWarning, IllPosedModelError
+from .exceptions import IllPosedModelError, _warn_convergence
 from .wellposedness import is_well_posed
 
 __all__ = [
@@ -210,13 +209,10 @@ def _warn(result: FixedPointResult, tol: float, max_iter: int):
             if not np.isfinite(result.residual)
             else f"max_iter={max_iter} iterations reached"
         )
-        warnings.warn(
+        _warn_convergence(
             f"Fixed-point iteration ({result.method}) did not converge for "
             f"{result.n_unconverged} sample(s) ({why}): relative residual "
-            f"{result.residual:.3e} > tol={tol:.1e}.",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
+            f"{result.residual:.3e} > tol={tol:.1e}.", stacklevel=3)
 
 
 def _iterate_order(xp) -> str:
@@ -788,12 +784,9 @@ def solve_adjoint(A, Psi, R, *, alpha: float = 1.0, tol: float | None = None,
     n_unconv = 0 if converged else V.shape[0]
     res = FixedPointResult(V, it, residual, converged, n_unconv, "adjoint")
     if warn and not converged:
-        warnings.warn(
+        _warn_convergence(
             f"Adjoint fixed-point iteration [IDL (6.6)] did not converge in max_iter={max_iter} "
-            f"iterations: relative step {residual:.3e} > tol={tol:.1e}.",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
+            f"iterations: relative step {residual:.3e} > tol={tol:.1e}.", stacklevel=2)
     return res
 
 

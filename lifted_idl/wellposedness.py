@@ -18,7 +18,6 @@ Implements theory §2–3:
 from __future__ import annotations
 
 import functools
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +32,7 @@ from ._validation import (
     check_tol,
 )
 from .activations import Activation, Blockwise, get_activation
-from .exceptions import ConvergenceWarning, IllPosedModelError
+from .exceptions import IllPosedModelError, _warn_convergence
 
 __all__ = [
     "inf_norm",
@@ -597,13 +596,10 @@ def _theta_bisection(absA, kappa, xp, tol, max_iter):
             break
     else:
         gap = float(((hi - lo) / xp.maximum(width, xp.finfo(absA.dtype).tiny)).max())
-        warnings.warn(
+        _warn_convergence(
             f"project_inf_norm_ball(method='bisection') stopped at max_iter={max_iter} with a "
             f"bracket {gap:.3g} times wider than tol={tol:g}; the result is feasible but not "
-            "the exact projection",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
+            "the exact projection", stacklevel=3)
     return hi
 
 

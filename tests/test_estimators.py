@@ -234,6 +234,43 @@ def test_nonconvergence_recorded(teacher):
     assert any(issubclass(w.category, ConvergenceWarning) for w in rec)
 
 
+def test_nonconvergence_recorded_whatever_the_filters(teacher):
+    """A user's filter on the package's modules silences its ConvergenceWarnings (they are
+    issued from the package's modules, not re-issued from a file path), and converged_ is
+    recorded all the same."""
+    U, y, _, _, _ = teacher
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", category=ConvergenceWarning, module="lifted_idl")
+        reg = ImplicitRegressor(n_hidden=6, max_iter=1, tol=0.0, random_state=0).fit(U, y)
+    assert not reg.converged_
+    assert not any(issubclass(w.category, ConvergenceWarning) for w in rec)
+
+
+def test_convergence_of_fits_in_threads_is_their_own():
+    """Fits running side by side in threads each record their own convergence: the one that
+    converges says so while the other one, next to it, stops at max_iter (the warnings
+    machinery is process-wide; the notes behind converged_ are per thread)."""
+    import threading
+
+    rng = np.random.default_rng(0)
+    U = rng.standard_normal((300, 5))
+    y = U @ rng.standard_normal(5) + 0.1 * rng.standard_normal(300)
+    alone = ImplicitRegressor(n_hidden=5, max_iter=200, tol=0.5, random_state=0).fit(U, y)
+    assert alone.converged_
+    for _ in range(5):
+        good = ImplicitRegressor(n_hidden=5, max_iter=200, tol=0.5, random_state=0)
+        bad = ImplicitRegressor(n_hidden=5, max_iter=2, tol=0.0, random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            threads = [threading.Thread(target=e.fit, args=(U, y)) for e in (good, bad)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        assert good.converged_ and not bad.converged_
+
+
 def test_finetuning_that_ends_uphill_keeps_the_bcd_model(teacher, monkeypatch):
     """bcd+gradient never returns a model worse (in training objective) than its BCD stage."""
     U, y, _, _, _ = teacher

@@ -38,7 +38,7 @@ from .._validation import (
 )
 from .._validation import check_n_jobs as _check_n_jobs
 from ..activations import Activation, LeakyReLU, ReLU, Sigmoid, Tanh, get_activation
-from ..exceptions import ConvergenceWarning, SolverError
+from ..exceptions import SolverError, _warn_convergence
 from ..penalties import (
     BlockView,
     GroupPenalty,
@@ -461,8 +461,8 @@ def solve_cvxpy(problem, block: str, tol: float, max_iter: int,
             return True, n_iter, name
         failures.append(f"{name} returned status {status!r}")
         if status == cp.OPTIMAL_INACCURATE and name == order[-1]:
-            warnings.warn(f"{block} block: cvxpy/{name} returned status {status!r}",
-                          ConvergenceWarning, stacklevel=3)
+            _warn_convergence(f"{block} block: cvxpy/{name} returned status {status!r}",
+                              stacklevel=3)
             return False, n_iter, name
     raise SolverError(f"{block} block: cvxpy: " + "; ".join(failures))
 

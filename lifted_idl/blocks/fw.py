@@ -36,7 +36,6 @@ l1 balls as ``sum(abs(.))`` constraints, and are solved by the solver of the pro
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,7 +49,7 @@ from .._validation import (
     check_tol,
 )
 from ..activations import Activation, get_activation
-from ..exceptions import ConvergenceWarning
+from ..exceptions import _warn_convergence
 from ..losses import Loss, SoftmaxCrossEntropy, SquaredLoss, get_loss
 from ..wellposedness import project_inf_norm_ball
 from ._common import BlockResult, check_cvxpy_solver, solve_cvxpy
@@ -269,12 +268,9 @@ def _check_iter(tol, max_iter, method="fast"):
 
 
 def _warn_unconverged(name, gap, tol, scale, max_iter):
-    warnings.warn(
+    _warn_convergence(
         f"{name} stopped at max_iter={max_iter} with Frank-Wolfe gap {gap:.3e} > "
-        f"tol * scale = {tol * scale:.3e}; increase max_iter or tol",
-        ConvergenceWarning,
-        stacklevel=3,
-    )
+        f"tol * scale = {tol * scale:.3e}; increase max_iter or tol", stacklevel=3)
 
 
 # ----------------------------------------------------------------------------------------------

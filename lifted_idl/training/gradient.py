@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,7 +52,7 @@ from .. import kernel
 from .._array import check_finite, get_namespace
 from .._validation import check_choice, check_int, check_max_iter, check_real, check_tol
 from ..activations import get_activation
-from ..exceptions import ConvergenceWarning, IllPosedModelError
+from ..exceptions import IllPosedModelError, _warn_convergence
 from ..kernel import solve_adjoint  # also importable from here, as before
 from ..losses import Loss, get_loss, unit_mean_weights
 from ..model import ImplicitModel
@@ -985,19 +984,13 @@ def _warn_outcome(trainer: _GradientTrainer, converged: bool):
     """ConvergenceWarnings for an unfinished run and for inexact fixed-point solves."""
     opts = trainer.opts
     if not converged:
-        warnings.warn(
+        _warn_convergence(
             f"fit_gradient stopped at max_iter={opts.max_iter} epochs before the objective "
             f"stalled (tol={opts.tol:g}, n_iter_no_change={opts.n_iter_no_change}); the last "
-            "iterate is returned. Increase max_iter or the learning rate.",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
+            "iterate is returned. Increase max_iter or the learning rate.", stacklevel=3)
     failures = trainer.counters["failures"]
     if failures:
-        warnings.warn(
+        _warn_convergence(
             f"{failures} forward/adjoint fixed-point solve(s) missed "
             f"solver_tol={trainer.stol:.1e} within {trainer.max_iter} iterations; gradients "
-            "may be inexact.",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
+            "may be inexact.", stacklevel=3)

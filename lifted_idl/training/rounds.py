@@ -40,13 +40,12 @@ objective (``bound_first``): the (C, D, c) solve is then spent on the point that
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .._validation import check_choice
-from ..exceptions import ConvergenceWarning
+from ..exceptions import _warn_convergence
 from ..model import ImplicitModel
 from ..wellposedness import project_inf_norm_ball
 
@@ -558,11 +557,11 @@ class RoundEngine:
         moving = ("" if s.pred_tol is None else
                   f" and its training predictions still moving by more than "
                   f"pred_tol={s.pred_tol:g}")
-        warnings.warn(
+        _warn_convergence(
             f"{self.label} stopped at max_iter={max_iter} rounds while the objective was "
             f"still improving by more than tol={s.tol:g}{moving} per round over the "
             f"last {s.n_iter_no_change} rounds; the best round ({best_round}) is returned; "
-            f"raise max_iter to train further.", ConvergenceWarning, stacklevel=4)
+            f"raise max_iter to train further.", stacklevel=4)
 
     def _rms(self, R):
         """Root mean square of the rows ``R`` (m, q) over samples (weighted by the blocks'
