@@ -350,14 +350,15 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
             )
         return max(int(joblib.effective_n_jobs(self.n_jobs)), 1)
 
-    def _fit(self, X, Y, loss, stratify=None, scale_u=None, sample_weight=None):
+    def _fit(self, X, Y, loss, stratify=None, scale_u=None, sample_weight=None, classes=None):
         """Train on standardised data; returns (model on standardised data, record).
 
         Reads the estimator's parameters (and its previous model for ``warm_start``) and
         changes nothing on it: :meth:`_commit` stores the result. The stages: BCD
         (:meth:`_fit_bcd_stage`), gradient training or fine-tuning
         (:meth:`_fit_gradient_stage`), as ``solver`` says. ``sample_weight``: positive
-        weights (see :meth:`_sample_weight`) or None."""
+        weights (see :meth:`_sample_weight`) or None; ``classes``: a classifier's classes
+        (a warm start needs the previous fit's)."""
         from threadpoolctl import threadpool_limits
 
         self._check_robust_options()
@@ -368,7 +369,7 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
         c_ridge = 0.0
         if group is not None:
             c_ridge = float(self.alpha if self.c_ridge is None else self.c_ridge)
-        init = self._warm_start_model(X)
+        init = self._warm_start_model(X, Y, act, classes)
         mult = self._column_multipliers(X.shape[1])
         if mult is not None:  # the weighted group penalty as a rescaling of the columns
             X = X * mult
@@ -450,13 +451,24 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
                              f"allowed), one per feature; got {self.group_weights!r}")
         return 1.0 / w
 
-    def _warm_start_model(self, X):
-        """The previous model on standardised data when ``warm_start`` can use it, else None."""
+    def _warm_start_model(self, X, Y, act, classes=None):
+        """The previous model on standardised data when ``warm_start`` can use it, else None:
+        the same number of states, features and outputs, the activation ``act``, and for a
+        classifier the same ``classes`` (a relabelled target would start from the output
+        rows of other classes). Without ``fit_bias`` its state bias is set to 0 (the solvers
+        keep it where it starts)."""
         if not (self.warm_start and hasattr(self, "_scaled_model")):
             return None
         init = self._scaled_model
-        if init.n_states != self.n_hidden or init.n_features != X.shape[1]:
+        if (init.n_states != self.n_hidden or init.n_features != X.shape[1]
+                or init.n_outputs != Y.shape[1] or init.activation != act):
             return None
+        if classes is not None:
+            old = getattr(self, "classes_", None)
+            if old is None or old.shape != classes.shape or not np.array_equal(old, classes):
+                return None
+        if not self._fit_bias() and np.any(init.b != 0):
+            init = init.replace(b=np.zeros_like(init.b))
         return init
 
     def _validation_split(self, X, Y, seed, stratify, sample_weight=None):
@@ -842,7 +854,9 @@ _DOC_PARAMS = r"""
         choose ``"exact"`` for the reference block solve.
     random_state : int, RandomState instance or None, default=None
     warm_start : bool, default=False
-        Start from the previous fit's model when its shape matches.
+        Start from the previous fit's model when its shape (states, features, outputs), its
+        activation and, for a classifier, its classes match; otherwise start afresh. Without
+        ``fit_bias`` the start's state bias is set to 0.
     verbose : int, default=0
         Print progress of the solvers.
     robust : {None, "lipschitz", "sensitivity"}, default=None
@@ -1078,7 +1092,7 @@ class ImplicitClassifier(ClassifierMixin, _BaseImplicit):
         mean_u, scale_u, Us, _ = _standardise(X, "X", sw)
         model, record = self._fit(Us, Y.astype(np.float64), SoftmaxCrossEntropy(),
                                   stratify=y if self.early_stopping else None, scale_u=scale_u,
-                                  sample_weight=sw)
+                                  sample_weight=sw, classes=classes)
         model = _centre_logits(model)
         state = self._fitted_state(model, record, mean_u, scale_u)
         state.update(seen, classes_=classes)

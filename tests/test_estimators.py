@@ -21,6 +21,7 @@ from lifted_idl import (
     ImplicitRegressor,
     SolverError,
 )
+from lifted_idl.activations import get_activation
 from lifted_idl.datasets import make_teacher
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -141,6 +142,37 @@ def test_warm_start_continues(teacher):
     first = reg.loss_curve_[-1]
     reg.fit(U, y)
     assert min(reg.loss_curve_) <= first + 1e-9
+
+
+@pytest.mark.parametrize("solver", ["gradient", "bcd"])
+def test_warm_start_starts_afresh_when_the_previous_model_does_not_fit(solver):
+    """warm_start reuses the previous model only where it fits the new problem: with other
+    classes (fewer, or the same number relabelled), another number of outputs or another
+    activation the refit is the cold fit, bit for bit; without fit_bias the start's state
+    bias is 0."""
+    X, y = make_classification(120, 5, n_informative=3, n_classes=3, n_clusters_per_class=1,
+                               random_state=0)
+    fast = dict(n_hidden=4, max_iter=3, gradient_max_iter=5, solver=solver, random_state=0)
+
+    def refit_is_cold(cls, first, second, **changes):
+        warm = cls(warm_start=True, **fast).fit(X, first)
+        warm.set_params(**changes).fit(X, second)
+        cold = cls(**fast).set_params(**changes).fit(X, second)
+        np.testing.assert_array_equal(warm.predict(X), cold.predict(X))
+        return warm
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        refit_is_cold(ImplicitClassifier, y, (y > 0).astype(int))  # 3 -> 2 classes
+        refit_is_cold(ImplicitClassifier, y, np.array(["c", "a", "b"])[y])  # relabelled
+        Y = np.column_stack([X[:, 0], X[:, 1] - X[:, 2]])
+        refit_is_cold(ImplicitRegressor, Y[:, 0], Y)  # 1 -> 2 outputs
+        est = refit_is_cold(ImplicitRegressor, Y[:, 0], Y[:, 0], activation="tanh")
+        assert est.model_.activation == get_activation("tanh")
+        est = ImplicitRegressor(warm_start=True, **fast).fit(X, Y[:, 0])
+        assert np.any(est._scaled_model.b != 0)  # the model on the standardised features
+        est.set_params(fit_bias=False).fit(X, Y[:, 0])
+        np.testing.assert_array_equal(est._scaled_model.b, 0.0)
 
 
 def test_verbose_reports_progress(teacher, capsys):
