@@ -33,7 +33,7 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from .activations import Activation, get_activation
+from .activations import Activation, ReLU, Sigmoid, Tanh, get_activation
 from .blocks import CVXPY_SOLVERS
 from .exceptions import ConvergenceWarning, _record_convergence
 from .losses import SoftmaxCrossEntropy, SquaredLoss
@@ -298,6 +298,13 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
     # ------------------------------------------------------------------------------------------
     def _check_robust_options(self):
         gradient_stage = self.solver in ("gradient", "bcd+gradient")
+        if self.solver != "gradient" and not isinstance(get_activation(self.activation),
+                                                        (ReLU, Tanh, Sigmoid)):
+            raise ValueError(
+                f"solver={self.solver!r} trains ReLU, tanh and sigmoid models (its P block "
+                f"needs their Fenchel divergences, theory §8); activation="
+                f"{self.activation!r} needs solver='gradient'"
+            )
         if self.robust is not None and not gradient_stage:
             raise ValueError(
                 f"robust={self.robust!r} is a penalty of the gradient solver; use "
@@ -761,6 +768,9 @@ _DOC_PARAMS = r"""
         through A, lower it for cheaper equilibria and a more damped model; the default is
         measured in ``benchmarks/README.md``.
     activation : {"relu", "tanh", "leaky_relu"} or Activation, default="relu"
+        The state activation φ. BCD (``solver="bcd"`` and ``"bcd+gradient"``) trains ReLU,
+        tanh and sigmoid models; ``"leaky_relu"`` and other activations need
+        ``solver="gradient"``.
     solver : {"bcd", "gradient", "bcd+gradient"}, default="bcd"
         Block-coordinate descent on the Fenchel relaxation, projected gradient with implicit
         differentiation, or BCD followed by gradient fine-tuning (theory §8). A BCD stage

@@ -435,3 +435,26 @@ def test_default_bcd_tol_shrinks_beyond_1000_samples(m):
     assert _first_converged_round(hist, tol, 5) == hist.n_iter
     if m > 1000:  # the looser tolerance of 1000 samples would have stopped it earlier
         assert _first_converged_round(hist, 1e-3, 5) < hist.n_iter
+
+
+def test_leaky_relu_needs_the_gradient_solver():
+    """BCD's P block has the ReLU, tanh and sigmoid divergences only: a leaky-ReLU estimator
+    with a BCD stage is refused before any training (it used to fail inside the first round,
+    and in every fold of the CV estimators), and trains with solver="gradient"."""
+    from lifted_idl import ImplicitRegressorCV
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 3))
+    y = X @ np.array([1.0, -1.0, 0.5])
+    for solver in ("bcd", "bcd+gradient"):
+        est = ImplicitRegressor(n_hidden=3, activation="leaky_relu", solver=solver)
+        with pytest.raises(ValueError, match="needs solver='gradient'"):
+            est.fit(X, y)
+        assert not hasattr(est, "model_")
+    with pytest.raises(ValueError, match="needs solver='gradient'"):
+        ImplicitRegressorCV(alphas=2, cv=2, n_hidden=3, activation="leaky_relu").fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = ImplicitRegressor(n_hidden=3, activation="leaky_relu", solver="gradient",
+                                gradient_max_iter=5, random_state=0).fit(X, y)
+    assert est.model_.activation == get_activation("leaky_relu")
