@@ -32,7 +32,6 @@ from sklearn.utils.validation import (
     _get_feature_names,
     check_is_fitted,
     check_X_y,
-    validate_data,
 )
 
 from .estimators import (
@@ -437,8 +436,12 @@ class _BaseImplicitCV(_DenseTags, BaseEstimator):
         return self.best_estimator_.feature_importances_
 
     def _checked(self, X):
+        """``X`` as given, for the refit estimator, which checks it (its shape, values and
+        feature names: those of this fit, set on it by :meth:`_fit_cv`) the way its own fit
+        saw the data; checked here as well, an array would be a second copy and a DataFrame
+        would reach it without its names (a warning at every call)."""
         check_is_fitted(self)
-        return validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return X
 
     def predict(self, X):
         """Predictions of the estimator refit at ``alpha_``."""

@@ -367,3 +367,34 @@ def test_relaxed_scores_with_group_weights(sparse_data):
             sel = res["feature_importances"][k, i] > 0
             ref = _relaxed_loss(plain, sel, a, U[tr], y[tr], U[te], y[te], None)
             assert res[f"split{k}_relaxed_test_score"][i] == pytest.approx(-ref, rel=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["regressor", "classifier"])
+def test_dataframe_fit_predicts_on_dataframes_without_warnings(kind):
+    """Fitted on a DataFrame, the CV estimators predict on DataFrames with its columns
+    without a warning (they used to hand the refit estimator, which has the names, a bare
+    array: a warning at every call), warn on a bare array, refuse reordered columns, and
+    give the same numbers either way (to rounding: a DataFrame's array is column-major)."""
+    pd = pytest.importorskip("pandas")
+    X, labels = make_classification(80, 4, n_informative=3, n_redundant=0, random_state=0)
+    df = pd.DataFrame(X, columns=list("abcd"))
+    if kind == "regressor":
+        est, y, methods = ImplicitRegressorCV, X @ np.arange(4.0), ["predict", "score"]
+    else:
+        est, y = ImplicitClassifierCV, labels
+        methods = ["predict", "predict_proba", "decision_function", "predict_log_proba",
+                   "score"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fitted = est(alphas=2, cv=2, **FAST).fit(df, y)
+    assert list(fitted.feature_names_in_) == list("abcd")
+    for name in methods:
+        args = (y,) if name == "score" else ()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = getattr(fitted, name)(df, *args)
+        with pytest.warns(UserWarning, match="feature names"):
+            bare = getattr(fitted, name)(X, *args)
+        np.testing.assert_allclose(got, bare, rtol=1e-12, atol=1e-12)  # memory layouts
+    with pytest.raises(ValueError, match="feature names"):
+        fitted.predict(df[list("badc")])
