@@ -357,18 +357,43 @@ class _BaseImplicitCV(_DenseTags, BaseEstimator):
                          group_weights=group_weights)
         return alpha_grid(amax, int(self.alphas), self.eps)
 
-    def _fit_cv(self, X, y, names, classes=None, sample_weight=None):
+    def _weighted(self, X, sample_weight, groups):
+        """``(sw, groups)``: the weights checked as the base estimators check theirs (length,
+        finite, non-negative, not all 0; None for None) and the samples' groups (for a
+        group-aware splitter) checked for length. Samples of weight 0 stay: the folds index
+        the samples as given (explicit splits, groups); :meth:`_fit_cv` checks that every
+        fold has weight on both sides."""
+        self._base_class._sample_weight(sample_weight, X)  # raises on bad weights
+        sw = (None if sample_weight is None
+              else _check_sample_weight(sample_weight, X, dtype=np.float64))
+        if groups is not None:
+            groups = np.asarray(groups)
+            if groups.ndim != 1 or groups.shape[0] != X.shape[0]:
+                raise ValueError(f"groups must hold one label per sample ({X.shape[0]}); "
+                                 f"got shape {groups.shape}")
+        return sw, groups
+
+    def _fit_cv(self, X, y, names, classes=None, sample_weight=None, groups=None):
         """The whole CV fit into locals, then every fitted attribute at once (a fit that
-        raises or is interrupted leaves the estimator as it was)."""
+        raises or is interrupted leaves the estimator as it was). ``sample_weight`` and
+        ``groups`` as :meth:`_weighted` returns them."""
         if self.penalty == "none":
             raise ValueError("penalty='none' has no alpha to cross-validate; use "
                              f"{self._base_class.__name__} or another penalty")
         base = self._base()
         base._check_robust_options()
         base._column_multipliers(X.shape[1])  # group_weights checked before any fit
-        sw = None if sample_weight is None else _check_sample_weight(sample_weight, X)
+        sw = sample_weight
         cv = check_cv(self.cv, y, classifier=is_classifier(self))
-        folds = list(cv.split(X, y))
+        folds = list(cv.split(X, y, groups))
+        if sw is not None:
+            for k, (train, test) in enumerate(folds):
+                for part, rows in (("training", train), ("validation", test)):
+                    if not np.any(sw[rows] > 0):
+                        raise ValueError(
+                            f"fold {k}: every sample of its {part} part has weight 0; "
+                            "choose splits (cv) that give both parts a sample of positive "
+                            "weight")
         group = self.penalty == "group"
         relaxed = self.selection == "relaxed" and group
         alphas, results, best = self._cv_stage(base, X, y, folds, relaxed, classes, sw)
@@ -554,14 +579,17 @@ class ImplicitRegressorCV(_MultiOutputTags, RegressorMixin, _BaseImplicitCV):
     )
     _base_class = ImplicitRegressor
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, groups=None):
         """Cross-validate ``alpha`` on ``X`` (n_samples, n_features), ``y``; refit at
         ``alpha_``. ``sample_weight`` weights the fits, the validation losses and the grid
-        (as in :meth:`ImplicitRegressor.fit`). A fit that raises leaves the estimator as it
-        was."""
+        (as in :meth:`ImplicitRegressor.fit`; every fold needs a sample of positive weight
+        on both sides). ``groups``: the samples' group labels, for a group-aware ``cv``
+        such as :class:`~sklearn.model_selection.GroupKFold`. A fit that raises leaves the
+        estimator as it was."""
         self._validate_params()
         X, y, names = _checked_xy(X, y, multi_output=True, y_numeric=True)
-        return self._fit_cv(X, y, names, sample_weight=sample_weight)
+        sw, groups = self._weighted(X, sample_weight, groups)
+        return self._fit_cv(X, y, names, sample_weight=sw, groups=groups)
 
 
 class ImplicitClassifierCV(ClassifierMixin, _BaseImplicitCV):
@@ -591,18 +619,22 @@ class ImplicitClassifierCV(ClassifierMixin, _BaseImplicitCV):
     )
     _base_class = ImplicitClassifier
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, groups=None):
         """Cross-validate ``alpha`` on ``X`` and labels ``y``; refit at ``alpha_``.
         ``sample_weight`` weights the fits, the validation losses and the grid (as in
-        :meth:`ImplicitClassifier.fit`). A fit that raises leaves the estimator as it was."""
+        :meth:`ImplicitClassifier.fit`; every fold needs a sample of positive weight on both
+        sides). ``groups``: the samples' group labels, for a group-aware ``cv`` such as
+        :class:`~sklearn.model_selection.GroupKFold`. A fit that raises leaves the estimator
+        as it was."""
         self._validate_params()
         X, y, names = _checked_xy(X, y)
+        sw, groups = self._weighted(X, sample_weight, groups)
         check_classification_targets(y)
         classes = np.unique(y)
         if classes.shape[0] < 2:
             raise ValueError(
                 f"The classifier needs at least 2 classes; got 1 class ({classes[0]!r})")
-        return self._fit_cv(X, y, names, classes=classes, sample_weight=sample_weight)
+        return self._fit_cv(X, y, names, classes=classes, sample_weight=sw, groups=groups)
 
     def decision_function(self, X):
         """The refit classifier's logits (their difference for two classes)."""

@@ -398,3 +398,46 @@ def test_dataframe_fit_predicts_on_dataframes_without_warnings(kind):
         np.testing.assert_allclose(got, bare, rtol=1e-12, atol=1e-12)  # memory layouts
     with pytest.raises(ValueError, match="feature names"):
         fitted.predict(df[list("badc")])
+
+
+def test_groups_reach_a_group_aware_splitter():
+    """``fit(..., groups=g)`` with ``cv=GroupKFold`` draws the folds from the groups: the same
+    fit as the explicit list of those splits; a wrong length is refused."""
+    from sklearn.model_selection import GroupKFold
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 3))
+    y = X @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.standard_normal(60)
+    g = np.repeat(np.arange(6), 10)
+    by_groups = ImplicitRegressorCV(alphas=2, cv=GroupKFold(3), **FAST).fit(X, y, groups=g)
+    splits = list(GroupKFold(3).split(X, y, g))
+    explicit = ImplicitRegressorCV(alphas=2, cv=splits, **FAST).fit(X, y)
+    assert by_groups.alpha_ == explicit.alpha_ and by_groups.n_splits_ == 3
+    np.testing.assert_array_equal(by_groups.cv_results_["mean_test_score"],
+                                  explicit.cv_results_["mean_test_score"])
+    with pytest.raises(ValueError, match="groups must hold one label per sample"):
+        ImplicitRegressorCV(alphas=2, cv=GroupKFold(3), **FAST).fit(X, y, groups=g[:-1])
+
+
+@pytest.mark.parametrize("kind", ["regressor", "classifier"])
+def test_cv_sample_weights_are_checked_like_the_base_estimators(kind):
+    """The CV estimators check sample weights as the base estimators do (a negative or NaN
+    weight is refused by name; a negative one used to fail inside an SVD), and a fold whose
+    validation part has weight 0 only is refused by name (it used to fail in the validation
+    loss with a message about all the weights)."""
+    from sklearn.model_selection import KFold
+
+    X, labels = make_classification(60, 4, n_informative=3, n_redundant=0, random_state=1)
+    est, y = ((ImplicitRegressorCV, X @ np.arange(4.0)) if kind == "regressor"
+              else (ImplicitClassifierCV, labels))
+    for bad, match in ((-1.0, "Negative values"), (np.nan, "NaN")):
+        w = np.ones(60)
+        w[0] = bad
+        with pytest.raises(ValueError, match=match):
+            est(alphas=2, cv=3, **FAST).fit(X, y, sample_weight=w)
+    w = np.ones(60)
+    w[:15] = 0.0
+    with pytest.raises(ValueError, match="fold 0: every sample of its validation part"):
+        est(alphas=2, cv=KFold(4), **FAST).fit(X, y, sample_weight=w)
+    assert est(alphas=2, cv=KFold(4, shuffle=True, random_state=0), **FAST).fit(
+        X, y, sample_weight=w).alpha_ > 0
