@@ -75,9 +75,11 @@ class ImplicitModel:
     Parameters are copied and keep the floating dtype they are given (float32 or float64;
     integers become float64; mixed inputs take the wider type). Inference runs in the dtype of
     the input when it is float32 or float64, so float32 data stays float32. The well-posedness
-    certificate (theory §2) is computed once, on first use, and cached; assigning a parameter
-    attribute clears the cache (treat the arrays as immutable — use :meth:`replace`). The model
-    pickles as its arrays and settings only.
+    certificate (theory §2) is computed once, on first use, and cached. Assigning a parameter
+    attribute (``model.C = ...``) checks the value as the constructor does (a bad one raises and
+    leaves the model as it was), stores a copy, and clears the cache; assigning A drops
+    low-rank factors, as :meth:`replace` does. Treat the arrays as immutable: an in-place change
+    is not seen by the cache. The model pickles as its arrays and settings only.
 
     Examples
     --------
@@ -163,8 +165,17 @@ class ImplicitModel:
         return self
 
     def __setattr__(self, name, value):
+        d = self.__dict__
+        if name in _PARAMS and "factors" in d:
+            # a built model (``factors`` is set last): the new value is checked as the
+            # constructor checks it, through :meth:`replace` (a bad value raises and the model
+            # stays as it was); every parameter then comes from that new model
+            new = self.replace(**{name: value})
+            d.update({k: new.__dict__[k] for k in _PARAMS})
+            d["_cache"] = {}
+            return
         if name in _PARAMS:
-            self.__dict__.get("_cache", {}).clear()
+            d.get("_cache", {}).clear()
         object.__setattr__(self, name, value)
 
     # ------------------------------------------------------------------------------------------
@@ -480,7 +491,7 @@ class ImplicitModel:
         if method == "averaged" and alpha is None:
             alpha = wp.alpha if wp.certificate == "mu_inf" else self._nemon_alpha()
         if max_iter is None and method != "triangular":
-            eff_tol = kernel.default_tol(dtype) if tol is None else float(tol)
+            eff_tol = kernel._check_tol(tol, dtype)  # a bad tol is named here
             max_iter = self._default_max_iter(wp, eff_tol)
         return dict(method=method, levels=levels, tol=tol, max_iter=max_iter,
                     alpha=1.0 if alpha is None else alpha, dtype=np.dtype(dtype))
@@ -497,9 +508,13 @@ class ImplicitModel:
         # in the layout the fixed-point iterations work in (kernel._iterate_order)
         Z0 = xp.empty((U.shape[0], self.n_states), dtype=U.dtype,
                       order=kernel._iterate_order(xp))
-        xp.matmul(U, P["B"].T, out=Z0)
-        if P["b"] is not None:
-            Z0 += P["b"]
+        with np.errstate(over="ignore", invalid="ignore"):
+            xp.matmul(U, P["B"].T, out=Z0)
+            if P["b"] is not None:
+                Z0 += P["b"]
+        if not bool(xp.isfinite(Z0).all()):  # U itself is finite (checked)
+            raise ValueError(f"the input U is too large for this model: U B^T + b overflows "
+                             f"{U.dtype} (largest |U| entry {float(xp.abs(U).max()):.3g})")
         return kernel.solve(P["A"], Z0, self.activation, plan["method"], tol=plan["tol"],
                             max_iter=plan["max_iter"], X0=X0, alpha=plan["alpha"],
                             levels=plan["levels"], factors=P.get("factors"), warn=warn,
@@ -552,14 +567,26 @@ class ImplicitModel:
                 f"X has shape {shape}; expected {(U.shape[0], self.n_states)} "
                 "(one state row per row of U)"
             )
-        return self._output(X, U, xp)
+        return self._finite_output(X, U, xp)
 
     def _output(self, X, U, xp):
+        """:math:`XC^\top + UD^\top + c`, unchecked (the trainers': an overflow there is an
+        infinite objective, which their tests reject)."""
         P = self._params_for(U.dtype, xp)
         Y = X @ P["C"].T
         Y += U @ P["D"].T
         if P["c"] is not None:
             Y += P["c"]
+        return Y
+
+    def _finite_output(self, X, U, xp):
+        """:meth:`_output` for the user: a ValueError where it overflows (finite inputs so
+        large that an output is inf or NaN are never returned as a prediction)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            Y = self._output(X, U, xp)
+        if not bool(xp.isfinite(Y).all()):
+            raise ValueError(f"the input U is too large for this model: its outputs overflow "
+                             f"{Y.dtype} (largest |U| entry {float(xp.abs(U).max()):.3g})")
         return Y
 
     def predict(self, U, **kwargs):
@@ -597,12 +624,12 @@ class ImplicitModel:
         chunk = self._check_batch_size(batch_size, m)
         if chunk is None:
             res, U = self._run_whole(U, xp, plan, X0, warn)
-            Y = self._output(res.X, U, xp)
+            Y = self._finite_output(res.X, U, xp)
             return Y if post is None else post(Y)
         out = []
 
         def store(sl, Uc, res):
-            Y = self._output(res.X, Uc, xp)
+            Y = self._finite_output(res.X, Uc, xp)
             if post is not None:
                 Y = post(Y)
             if not out:

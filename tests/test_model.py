@@ -289,3 +289,49 @@ def test_trusted_constructor_and_solve_equal_the_checked_ones(rng, dtype):
                                    params["D"])
     assert mixed.dtype == ImplicitModel(params["A"].astype(np.float32), params["B"],
                                         params["C"], params["D"]).dtype
+
+
+def test_outputs_that_overflow_raise_instead_of_returning_inf():
+    """Finite inputs so large that the pre-activations or the outputs overflow raise a
+    ValueError naming the input (whole and chunked, predict and output) instead of returning
+    inf or NaN; inputs just below still predict."""
+    model = ImplicitModel([[0.5]], [[1e200]], [[1e100]], [[0.0]])
+    ok = model.predict(np.array([[1e-100]]))
+    assert np.isfinite(ok).all() and ok[0, 0] == pytest.approx(2e200)
+    for u, where in ((1e110, "U B\\^T \\+ b overflows"), (1e10, "outputs overflow")):
+        U = np.array([[1.0], [u]])
+        with pytest.raises(ValueError, match=where):
+            model.predict(U)
+        with pytest.raises(ValueError, match=where):
+            model.predict(U, batch_size=1)
+    with pytest.raises(ValueError, match="outputs overflow"):
+        model.output(np.array([[1e300]]), np.array([[0.0]]))
+
+
+def test_assigning_a_parameter_checks_it_like_the_constructor(rng, make_model):
+    """``model.C = value`` is checked as the constructor checks it: NaN or a wrong shape
+    raises and leaves the model (and its predictions) as they were; a good value is stored as
+    a copy; assigning A drops the low-rank factors, as replace() does."""
+    model = make_model(rng)
+    U = rng.standard_normal((4, model.n_features))
+    before = model.predict(U)
+    for value in (np.full_like(model.C, np.nan), model.C[:, :-1]):
+        with pytest.raises(ValueError):
+            model.C = value
+        np.testing.assert_array_equal(model.predict(U), before)
+    C = np.zeros_like(model.C)
+    model.C = C
+    C[...] = 1.0  # the model holds a copy
+    np.testing.assert_allclose(model.predict(U), U @ model.D.T + model.c, rtol=1e-14)
+    L = rng.standard_normal((3, 1)) * 0.2
+    low = ImplicitModel.from_low_rank(L, L, np.ones((3, 2)), np.ones((1, 3)), np.ones((1, 2)))
+    low.A = np.zeros((3, 3))
+    assert low.factors is None
+
+
+def test_a_bad_solver_tolerance_is_named(rng, make_model):
+    model = make_model(rng)
+    U = rng.standard_normal((2, model.n_features))
+    for tol in (float("nan"), "abc", -1.0):
+        with pytest.raises(ValueError, match="tol must be finite"):
+            model.predict(U, tol=tol)

@@ -289,7 +289,7 @@ class Blocks:
         loss, :math:`\mathrm{softmax}(\hat y_s) - y_s` for the cross-entropy (the targets are
         fixed, so its change between rounds is that of the fitted values, or of the class
         probabilities)."""
-        Yhat = st.model.output(st.X, self.U)
+        Yhat = st.model._output(st.X, self.U, np)  # the training inputs: checked once
         return self.loss.grad(self.Y, Yhat) * max(self.U.shape[0], 1)
 
     def equilibrium(self, W, X0):
