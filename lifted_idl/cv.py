@@ -326,6 +326,8 @@ class _BaseImplicitCV(_DenseTags, BaseEstimator):
         "eps": [Interval(numbers.Real, 0, 1, closed="neither")],
         "cv": ["cv_object"],
         "selection": [StrOptions({"min", "relaxed", "adaptive"})],
+        # no alpha to cross-validate without a penalty
+        "penalty": [StrOptions({"l2", "l1", "group"})],
         "n_jobs": [None, Interval(numbers.Integral, None, -1, closed="right"),
                    Interval(numbers.Integral, 1, None, closed="left")],
     }
@@ -377,9 +379,6 @@ class _BaseImplicitCV(_DenseTags, BaseEstimator):
         """The whole CV fit into locals, then every fitted attribute at once (a fit that
         raises or is interrupted leaves the estimator as it was). ``sample_weight`` and
         ``groups`` as :meth:`_weighted` returns them."""
-        if self.penalty == "none":
-            raise ValueError("penalty='none' has no alpha to cross-validate; use "
-                             f"{self._base_class.__name__} or another penalty")
         base = self._base()
         base._check_robust_options()
         base._column_multipliers(X.shape[1])  # group_weights checked before any fit

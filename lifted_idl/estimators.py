@@ -951,6 +951,10 @@ _DOC_ATTRS = r"""
     converged_ : bool
         Whether every solver stage met its tolerance (also recorded when warnings are lost in
         parallel workers).
+    bcd_history_ : History
+        The BCD stage's record (:class:`lifted_idl.training.rounds.History`): the true
+        training objective per round, the rounds accepted, the divergence weights, and
+        ``stopped_by``, which test ended the rounds. Set by fits with a BCD stage only.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Defined when X has string feature names.

@@ -8,6 +8,7 @@ import joblib
 import numpy as np
 import pytest
 from sklearn.datasets import make_classification
+from sklearn.utils._param_validation import InvalidParameterError
 
 from lifted_idl import (
     ConvergenceWarning,
@@ -152,7 +153,7 @@ def test_explicit_alphas_are_honoured():
 
 def test_bad_input_raises():
     Xc, yc = make_classification(30, 3, n_informative=2, n_redundant=0, random_state=1)
-    with pytest.raises(ValueError, match="penalty='none'"):
+    with pytest.raises(InvalidParameterError, match="'penalty' parameter"):
         ImplicitClassifierCV(penalty="none", **FAST).fit(Xc, yc)
     with pytest.raises(ValueError, match="alphas"):
         ImplicitClassifierCV(alphas=[0.1, -1.0], **FAST).fit(Xc, yc)
@@ -204,7 +205,7 @@ def test_failed_fit_leaves_the_estimator_as_it_was(sparse_data):
     U, y, _ = sparse_data
     est = ImplicitRegressorCV(alphas=2, cv=2, **FAST).fit(U, y)
     before = est.predict(U)
-    with pytest.raises(ValueError, match="penalty='none'"):
+    with pytest.raises(InvalidParameterError, match="'penalty' parameter"):
         est.set_params(penalty="none").fit(U[:, :5], y)
     assert est.n_features_in_ == U.shape[1]
     np.testing.assert_array_equal(est.predict(U), before)
