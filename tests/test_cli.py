@@ -520,3 +520,120 @@ def test_predict_never_unpickles_a_model_file(work, tmp_path, capsys):
         assert not marker.exists()
     pickle.loads(bad.read_bytes())  # the payload is live: unpickling writes its file
     assert marker.exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# output files: replaced whole or not at all
+# ----------------------------------------------------------------------------------------------
+_FSIZE = """
+import resource, sys
+import matplotlib.figure, matplotlib.font_manager  # caches written before the limit
+import lifted_idl.cli.commands
+from lifted_idl.cli import main
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _run_with_file_size_limit(limit, argv, cwd):
+    """The command in a subprocess whose writes fail past ``limit`` bytes of a file (EFBIG)."""
+    return subprocess.run([sys.executable, "-c", _FSIZE, str(limit), *argv], env=_env(),
+                          cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def _snapshot(directory):
+    return {p.name: p.read_bytes() for p in Path(directory).iterdir()}
+
+
+def test_predict_out_is_replaced_whole_or_not_at_all(work, tmp_path):
+    out = tmp_path / "pred.csv"
+    old_mask = os.umask(0o027)
+    try:
+        assert main(["predict", "--model", str(work["reg"]), "--csv", str(work["reg_csv"]),
+                     "--out", str(out)]) == 0
+    finally:
+        os.umask(old_mask)
+    assert out.stat().st_mode & 0o777 == 0o640  # the umask's mode, as open() gives
+    before = _snapshot(tmp_path)
+    header, rows = read_csv(work["reg_csv"])
+    big = write_csv(work["dir"] / "big.csv", header, rows * 10)  # about 30 kB of predictions
+    r = _run_with_file_size_limit(2048, ["predict", "--model", str(work["reg"]), "--csv",
+                                         str(big), "--out", str(out)], tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith(f"lifted-idl: error: cannot write {out}: File too large")
+    assert _snapshot(tmp_path) == before  # the old file byte for byte, no temporary file
+
+
+def test_analyze_sensitivity_png_is_replaced_whole_or_not_at_all(work, tmp_path):
+    argv = ["analyze", "--model", str(work["clf"]), "--out-dir", str(tmp_path)]
+    assert main(argv) == 0
+    before = _snapshot(tmp_path)
+    assert len(before["sensitivity.png"]) > 4096
+    r = _run_with_file_size_limit(4096, argv, tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "sensitivity.png: File too large" in r.stderr
+    assert _snapshot(tmp_path) == before
+
+
+class _HalfWriter:
+    """A text file that writes half of what it is given, then fails as a full disk does."""
+
+    def __init__(self, fh):
+        self._fh = fh
+
+    def write(self, text):
+        self._fh.write(text[: len(text) // 2])
+        self._fh.flush()
+        raise OSError(28, "No space left on device")
+
+    def __getattr__(self, name):
+        return getattr(self._fh, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._fh.close()
+
+
+def _fail_text_writes_midway(monkeypatch):
+    import io
+
+    real_open = io.open
+
+    def fake_open(file, mode="r", *a, **k):
+        fh = real_open(file, mode, *a, **k)
+        return _HalfWriter(fh) if "w" in mode and "b" not in mode else fh
+
+    monkeypatch.setattr(io, "open", fake_open)
+
+
+def test_fit_keeps_the_old_model_and_summary_when_the_summary_write_fails(
+        work, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "m.npz"
+    argv = ["fit", "--csv", str(work["reg_csv"]), "--target", "y", "--out", str(out), *FAST]
+    assert main(argv) == 0
+    before = _snapshot(tmp_path)
+    capsys.readouterr()
+    _fail_text_writes_midway(monkeypatch)
+    assert main([*argv, "--random-state", "1"]) == 2  # another model
+    err = capsys.readouterr().err.splitlines()[-1]  # after the fit's warnings
+    assert err == f"lifted-idl: error: cannot write {out.with_suffix('.json')}: No space " \
+        "left on device"
+    assert _snapshot(tmp_path) == before  # neither file replaced, no temporary file
+
+
+def test_analyze_keeps_the_old_report_when_its_write_fails(work, tmp_path, capsys,
+                                                           monkeypatch):
+    argv = ["analyze", "--model", str(work["clf"]), "--csv", str(work["clf_csv"]),
+            "--out-dir", str(tmp_path)]
+    assert main(argv) == 0
+    before = _snapshot(tmp_path)
+    capsys.readouterr()
+    _fail_text_writes_midway(monkeypatch)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == f"lifted-idl: error: cannot write {tmp_path / 'analysis.json'}: No space " \
+        "left on device\n"
+    assert _snapshot(tmp_path) == before

@@ -26,6 +26,7 @@ from ._common import (
     EXIT_OK,
     PROG,
     CLIError,
+    atomic_write,
     jsonable,
     one_line,
 )
@@ -124,11 +125,19 @@ def _cmd_fit(args) -> int:
               "another --alpha", file=sys.stderr)
     say(f"  train: {_format_scores(train)}")
     print(f"test score: {_format_scores(test)}")
-    save_bundle(est, out, data.task, data.feature_names, data.target, data.source)
     summary = _fit_summary(est, data, fit_time, no_state, train, test)
     summary_path = out.with_suffix(".json")
+    if summary_path.is_dir():
+        raise CLIError(f"cannot write the summary {summary_path}: it is a directory")
+    # the summary is written in full to a temporary file before the model is saved, and
+    # replaces the old one after: a failure at either step leaves the previous pair as it was
     try:
-        summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(summary_path) as fh:
+            fh.write(json.dumps(summary, indent=2) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+            save_bundle(est, out, data.task, data.feature_names, data.target, data.source)
     except OSError as err:
         raise CLIError(f"cannot write {summary_path}: {err.strerror or err}") from None
     say(f"  saved the model to {out} and a summary to {summary_path}")
@@ -242,7 +251,8 @@ def _cmd_predict(args) -> int:
         out = Path(args.out)
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(buf.getvalue())
+            with atomic_write(out) as fh:
+                fh.write(buf.getvalue())
         except OSError as err:
             raise CLIError(f"cannot write {out}: {err.strerror or err}") from None
         print(f"{PROG} predict: wrote {table.X.shape[0]} predictions to {out}", file=sys.stderr)
@@ -272,7 +282,8 @@ def _heatmap(S: np.ndarray, feature_names, output_names, path: Path) -> None:
     ax.set_xlabel("feature", fontsize=8)
     ax.set_ylabel("output", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=100)
 
 
 def _try(fn, *a, **k):
@@ -354,7 +365,8 @@ def _cmd_analyze(args) -> int:
         _report_scores(bundle, data, S, args.eps, report)
     path = out_dir / "analysis.json"
     try:
-        path.write_text(json.dumps(jsonable(report), indent=2) + "\n")
+        with atomic_write(path) as fh:
+            fh.write(json.dumps(jsonable(report), indent=2) + "\n")
     except OSError as err:
         raise CLIError(f"cannot write {path}: {err.strerror or err}") from None
     print(f"report: {path}")
