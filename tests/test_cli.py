@@ -313,6 +313,10 @@ def test_errors_exit_2_with_message(work, exp_dir, tmp_path, capsys, monkeypatch
     (["fit", "--batch-size", "0"], "argument --batch-size: must be a str among {'auto'} or an"
      " int in the range [1, inf); got '0'"),
     (["fit", "--max-iter", "2.5"], "argument --max-iter: must be an int"),
+    (["fit", "--fit-bias", "maybe"], "argument --fit-bias: must be true or false or a str "
+     "among {'auto'}; got 'maybe'"),
+    (["fit", "--group-weights", "1,x"], "argument --group-weights: must be None or "
+     "comma-separated numbers; got '1,x'"),
     (["fit", "--bogus"], "unrecognized arguments: --bogus"),
     (["predict", "--csv", "x.csv"], "the following arguments are required: --model"),
     (["frobnicate"], "argument COMMAND: invalid choice: 'frobnicate'"),
@@ -352,6 +356,49 @@ def test_fit_options_are_the_estimators_parameters(work, tmp_path, capsys):
                  "--batch-size", "auto", "--n-jobs", "-1", *FAST]) == 0
     est = load(out)
     assert (est.penalty, est.c_ridge, est.group_ord, est.n_jobs) == ("group", None, "inf", -1)
+
+
+def test_fit_bias_takes_true_false_and_auto():
+    from lifted_idl.cli import build_parser
+
+    for words, value in [(("true", "True", "YES", "1"), True),
+                         (("false", "False", "no", "0"), False)]:
+        for word in words:
+            assert build_parser().parse_args(["fit", "--fit-bias", word]).fit_bias is value
+    assert build_parser().parse_args(["fit", "--fit-bias", "auto"]).fit_bias == "auto"
+
+
+def test_fit_bias_false_fits_without_the_state_bias(work, tmp_path):
+    out = tmp_path / "m.npz"
+    argv = ["fit", "--csv", str(work["reg_csv"]), "--target", "y", "--out", str(out), *FAST]
+    assert main([*argv, "--fit-bias", "false"]) == 0
+    est = load(out)
+    assert est.fit_bias is False
+    np.testing.assert_array_equal(est._scaled_model.b, 0.0)  # b = 0 on standardised data
+    assert main([*argv, "--fit-bias", "true"]) == 0
+    est = load(out)
+    assert est.fit_bias is True and np.any(est._scaled_model.b != 0)
+
+
+def test_group_weights_reach_the_estimator(work, tmp_path, monkeypatch):
+    import lifted_idl.cli.commands as commands
+    from lifted_idl.cli import build_parser
+
+    parsed = build_parser().parse_args(["fit", "--group-weights", "1, 2.5,inf"])
+    assert parsed.group_weights == [1.0, 2.5, np.inf]
+    assert build_parser().parse_args(["fit", "--group-weights", "none"]).group_weights is None
+    saved = []
+    monkeypatch.setattr(commands, "save_bundle", lambda est, *a: saved.append(est))
+    out = tmp_path / "m.npz"
+    assert main(["fit", "--csv", str(work["reg_csv"]), "--target", "y", "--out", str(out),
+                 "--penalty", "group", "--group-weights", "1,inf,1", *FAST]) == 0
+    est, = saved
+    assert est.get_params()["group_weights"] == [1.0, np.inf, 1.0]
+    B = np.asarray(est.model_.B)
+    # weight inf leaves feature 'b' out: its column of B is 0, the others are not
+    assert np.all(B[:, 1] == 0) and np.any(B[:, 0] != 0) and np.any(B[:, 2] != 0)
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["params"]["group_weights"] == [1.0, "inf", 1.0]
 
 
 def test_fit_says_when_the_model_has_no_implicit_part(work, tmp_path, capsys, monkeypatch):

@@ -30,6 +30,8 @@ from ._common import (
 _COMMAND_OWNED = ("random_state", "verbose", "warm_start")
 #: the command's defaults where they differ from the estimators'
 _COMMAND_DEFAULTS = {"early_stopping": True}
+#: the words a value of a parameter that takes a bool among other values may be spelled as
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,25 +53,52 @@ class EstimatorOption:
     help: str
 
     def convert(self, text: str):
-        """The parameter value of a command-line word, checked against the constraints."""
-        from sklearn.utils._param_validation import _NoneConstraint
+        """The parameter value of a command-line word, checked against the constraints.
+
+        ``none`` is None where None is allowed; ``true``/``false`` (also ``yes``/``no`` and
+        ``1``/``0``, in any case) a bool where a bool is; a comma-separated list of numbers
+        (``inf`` allowed) a list of floats where an array-like is; else the word as an option
+        string, an int or a float, the first the constraints accept.
+        """
+        from sklearn.utils._param_validation import _ArrayLikes, _Booleans, _NoneConstraint
 
         candidates = []
-        if text.lower() == "none" and any(isinstance(c, _NoneConstraint)
-                                          for c in self.constraints):
+        word = text.strip().lower()
+        if word == "none" and self._takes(_NoneConstraint):
             candidates.append(None)
         if text in self.choices:
             candidates.append(text)
+        if word in _TRUE + _FALSE and self._takes(_Booleans):
+            candidates.append(word in _TRUE)
         for cast in (int, float):
             try:
                 candidates.append(cast(text))
             except ValueError:
                 pass
+        if self._takes(_ArrayLikes):
+            try:
+                candidates.append([float(v) for v in text.split(",")])
+            except ValueError:
+                pass
         for value in candidates:
             if any(c.is_satisfied_by(value) for c in self.constraints):
                 return value
-        wanted = " or ".join(str(c) for c in self.constraints)
+        wanted = " or ".join(_describe(c) for c in self.constraints)
         raise argparse.ArgumentTypeError(f"must be {wanted}; got {text!r}")
+
+    def _takes(self, kind) -> bool:
+        return any(isinstance(c, kind) for c in self.constraints)
+
+
+def _describe(constraint) -> str:
+    """A constraint in the words of the command line."""
+    from sklearn.utils._param_validation import _ArrayLikes, _Booleans
+
+    if isinstance(constraint, _Booleans):
+        return "true or false"
+    if isinstance(constraint, _ArrayLikes):
+        return "comma-separated numbers"
+    return str(constraint)
 
 
 def _doc_summaries(doc: str) -> dict:
@@ -145,8 +174,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="default: detected from the target column")
     src.add_argument("--test-size", type=float, default=DEFAULT_TEST_SIZE,
                      help="held-out fraction (default %(default)s)")
-    from sklearn.utils._param_validation import StrOptions, _NoneConstraint
-
     est = fit.add_argument_group(
         "estimator (the parameters of ImplicitRegressor / ImplicitClassifier; default: the "
         "estimator's own, except --early-stopping)")
@@ -159,14 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
                              default=_COMMAND_DEFAULTS.get(opt.name, argparse.SUPPRESS),
                              help=text)
             continue
-        metavar = opt.name.upper()
-        if opt.choices:
-            metavar = "{" + ",".join(opt.choices) + "}"
-            if any(not isinstance(c, (StrOptions, _NoneConstraint)) for c in opt.constraints):
-                metavar += "|" + opt.name.upper()
-        if any(isinstance(c, _NoneConstraint) for c in opt.constraints):
-            metavar += "|none"
-        est.add_argument(opt.flag, dest=opt.name, type=opt.convert, metavar=metavar,
+        est.add_argument(opt.flag, dest=opt.name, type=opt.convert, metavar=_metavar(opt),
                          default=argparse.SUPPRESS, help=text)
     est.add_argument("--random-state", type=int, default=DEFAULT_SEED,
                      help="seed of the split and of the solver (default %(default)s)")
@@ -206,6 +226,28 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--experiments-dir", metavar="DIR",
                      help="default: experiments/ next to the package, else ./experiments")
     return parser
+
+
+def _metavar(opt: EstimatorOption) -> str:
+    """``{a,b}|true|false|NUM,NUM,...|NAME|none``: the parts that ``opt`` takes."""
+    from sklearn.utils._param_validation import (
+        StrOptions,
+        _ArrayLikes,
+        _Booleans,
+        _NoneConstraint,
+    )
+
+    parts = ["{" + ",".join(opt.choices) + "}"] if opt.choices else []
+    other = [c for c in opt.constraints if not isinstance(c, (StrOptions, _NoneConstraint))]
+    if any(isinstance(c, _Booleans) for c in other):
+        parts.append("true|false")
+    if any(isinstance(c, _ArrayLikes) for c in other):
+        parts.append("NUM,NUM,...")
+    if any(not isinstance(c, (_Booleans, _ArrayLikes)) for c in other) or not parts:
+        parts.append(opt.name.upper())
+    if opt._takes(_NoneConstraint):
+        parts.append("none")
+    return "|".join(parts)
 
 
 def parse(argv) -> argparse.Namespace:
