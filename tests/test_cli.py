@@ -147,6 +147,38 @@ def test_predict_round_trip_classifier_to_stdout(work, capsys):
     assert np.mean(np.array(pred) == work["labels"]) > 0.8  # the tiny model did learn
 
 
+def test_analyze_dataset_matches_the_model_features_by_name(tmp_path, capsys):
+    from sklearn.datasets import load_diabetes
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_diabetes()
+    names = list(bunch.feature_names)[::-1]  # diabetes' columns in reverse order
+    X = bunch.data[:, ::-1]
+    rows = [[repr(float(v)) for v in x] + [repr(float(t))]
+            for x, t in zip(X, bunch.target, strict=True)]
+    model = tmp_path / "m.npz"
+    assert main(["fit", "--csv", str(write_csv(tmp_path / "d.csv", names + ["y"], rows)),
+                 "--target", "y", "--out", str(model), *FAST]) == 0
+    capsys.readouterr()
+    assert main(["analyze", "--model", str(model), "--dataset", "diabetes", "--out-dir",
+                 str(tmp_path / "a")]) == 0
+    report = json.loads((tmp_path / "a" / "analysis.json").read_text())
+    _, Xte, _, yte = train_test_split(bunch.data, bunch.target, test_size=0.25,
+                                      random_state=0)
+    est = load(model)
+    assert report["scores"]["r2"] == pytest.approx(est.score(Xte[:, ::-1], yte), rel=1e-12)
+    # a model of other columns, as many as diabetes has: refused, naming both sets of names
+    other = write_csv(tmp_path / "o.csv", [f"f{j}" for j in range(10)] + ["y"], rows)
+    assert main(["fit", "--csv", str(other), "--target", "y", "--out", str(model), *FAST]) == 0
+    capsys.readouterr()
+    assert main(["analyze", "--model", str(model), "--dataset", "diabetes", "--out-dir",
+                 str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lifted-idl: error: data set 'diabetes' lacks the model's features "
+                          "'f0', 'f1'") and err.count("\n") == 1
+    assert "the model was trained on ['f0'" in err and "the data set has ['age'" in err
+
+
 def test_analyze_classifier(work, capsys):
     from lifted_idl.robustness import certified_accuracy, lipschitz_bound
 
@@ -278,7 +310,8 @@ def _error_cases(work, exp_dir, tmp_path):
         (["predict", "--model", str(not_model), "--csv", rc], "is a pickle"),
         (["predict", "--model", str(work["reg"]), "--csv", rc, "--proba"], "needs a classifier"),
         (["analyze", "--model", str(work["reg"]), "--dataset", "iris"],
-         "has 4 features; the model expects 3"),
+         "data set 'iris' lacks the model's features 'a', 'b', 'c': the model was trained on "
+         "['a', 'b', 'c'], the data set has ['sepal length (cm)'"),
         (["analyze", "--model", str(work["clf"]), "--csv", rc], "column 'animal' not found"),
         (["experiment", "nothing", "--experiments-dir", str(exp_dir)],
          "unknown experiment 'nothing'"),

@@ -322,16 +322,33 @@ def _analysis_data(args, bundle: _Bundle):
     test_size = src.get("test_size") or DEFAULT_TEST_SIZE
     seed = src.get("random_state", DEFAULT_SEED)
     data = _load_dataset(name, test_size, seed)
-    p = int(bundle.estimator.n_features_in_)
-    if data.X_test.shape[1] != p:
-        raise CLIError(
-            f"data set {name!r} has {data.X_test.shape[1]} features; the model expects {p}"
-        )
+    X = _dataset_features(bundle, name, data)
     if data.task != bundle.task:
         raise CLIError(f"data set {name!r} is a {data.task} task; the model does "
                        f"{bundle.task}")
-    return data.X_test, data.y_test, f"test split of data set {name!r} " \
-        f"({data.X_test.shape[0]} samples)"
+    return X, data.y_test, f"test split of data set {name!r} ({X.shape[0]} samples)"
+
+
+def _dataset_features(bundle: _Bundle, name: str, data: _Split) -> np.ndarray:
+    """The model's feature columns of a data set's test split, found by name as ``predict``
+    finds them in a CSV file (by count for a model without feature names)."""
+    names = bundle.feature_names
+    if names is None:
+        p = int(bundle.estimator.n_features_in_)
+        if data.X_test.shape[1] != p:
+            raise CLIError(
+                f"data set {name!r} has {data.X_test.shape[1]} features; the model expects {p}"
+            )
+        return data.X_test
+    cols = {f: j for j, f in enumerate(data.feature_names)}
+    missing = [f for f in names if f not in cols]
+    if missing:
+        which = "feature" if len(missing) == 1 else "features"
+        raise CLIError(
+            f"data set {name!r} lacks the model's {which} {', '.join(map(repr, missing))}: "
+            f"the model was trained on {names}, the data set has {data.feature_names}"
+        )
+    return data.X_test[:, [cols[f] for f in names]]
 
 
 def _class_index(est, y) -> np.ndarray:

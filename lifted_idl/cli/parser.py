@@ -209,8 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--model", required=True, metavar="PATH", help="file written by fit")
     ana.add_argument("--csv", metavar="PATH", help="evaluation data, with the target column")
     ana.add_argument("--dataset", metavar="NAME",
-                     help="built-in evaluation data (its test split); default: the model's "
-                     "own built-in training data set, if any")
+                     help="built-in evaluation data (its test split; the model's feature "
+                     "columns are found in it by name); default: the model's own built-in "
+                     "training data set, if any")
     ana.add_argument("--eps", type=float, default=DEFAULT_EPS,
                      help="radius of the l_inf ball for the certified accuracy (regression: "
                      "the output change bound), per standardised feature: feature j may move "
