@@ -179,6 +179,38 @@ def test_analyze_dataset_matches_the_model_features_by_name(tmp_path, capsys):
     assert "the model was trained on ['f0'" in err and "the data set has ['age'" in err
 
 
+def _strict_json(path: Path):
+    def refuse(constant):
+        raise AssertionError(f"{path} holds {constant}, which is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_regression_scores_at_huge_scale_are_those_at_unit_scale(work, tmp_path, capsys):
+    import warnings
+
+    header, rows = read_csv(work["reg_csv"])
+    huge = write_csv(tmp_path / "huge.csv", header,
+                     [[repr(float(v) * 1e200) for v in r] for r in rows])
+    scores = {}
+    for name, path in [("unit", work["reg_csv"]), ("huge", huge)]:
+        out = tmp_path / f"{name}.npz"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert main(["fit", "--csv", str(path), "--target", "y", "--out", str(out),
+                         *FAST]) == 0
+        assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]
+        assert "nan" not in capsys.readouterr().out
+        scores[name] = _strict_json(out.with_suffix(".json"))
+        assert main(["analyze", "--model", str(out), "--csv", str(path), "--out-dir",
+                     str(tmp_path / name)]) == 0
+        scores[name]["analysis"] = _strict_json(tmp_path / name / "analysis.json")["scores"]
+    for part in ("train_scores", "test_scores", "analysis"):
+        unit, big = scores["unit"][part], scores["huge"][part]
+        assert np.isfinite(big["r2"]) and big["r2"] == pytest.approx(unit["r2"], rel=1e-6)
+        assert big["rmse"] == pytest.approx(unit["rmse"] * 1e200, rel=1e-6)
+
+
 def test_analyze_classifier(work, capsys):
     from lifted_idl.robustness import certified_accuracy, lipschitz_bound
 

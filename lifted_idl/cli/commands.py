@@ -63,13 +63,32 @@ def _estimator(task: str, args) -> object:
 
 
 def _scores(est, task, X, y) -> dict:
+    """Accuracy, or R^2 and RMSE, of ``est`` on ``(X, y)``.
+
+    The regression scores are computed on ``y`` and the predictions divided by the largest
+    magnitude among them (R^2 does not change; the RMSE is scaled back), so that targets
+    near 1e200 do not overflow in the squares (R^2 = nan, RMSE = inf) nor ones near 1e-200
+    underflow.
+    """
     if task == "classification":
         return {"accuracy": float(est.score(X, y))}
     from sklearn.metrics import mean_squared_error, r2_score
 
-    pred = est.predict(X)
-    return {"r2": float(r2_score(y, pred)),
-            "rmse": float(np.sqrt(mean_squared_error(y, pred)))}
+    y = np.asarray(y, dtype=np.float64)
+    pred = np.asarray(est.predict(X), dtype=np.float64)
+    both = np.abs(np.concatenate([y.ravel(), pred.ravel()]))
+    scale = float(np.max(both[np.isfinite(both)], initial=0.0))
+    if scale == 0.0:
+        scale = 1.0
+    with np.errstate(over="ignore"):  # an RMSE beyond the largest float is inf
+        return {"r2": float(r2_score(y / scale, pred / scale)),
+                "rmse": float(scale * np.sqrt(mean_squared_error(y / scale, pred / scale)))}
+
+
+def _json_text(obj) -> str:
+    """``obj`` as indented JSON text; non-finite numbers as strings ("nan", "inf"), never the
+    invalid NaN/Infinity of :func:`json.dumps`."""
+    return json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n"
 
 
 def _format_scores(scores: dict) -> str:
@@ -134,7 +153,7 @@ def _cmd_fit(args) -> int:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(summary_path) as fh:
-            fh.write(json.dumps(summary, indent=2) + "\n")
+            fh.write(_json_text(summary))
             fh.flush()
             os.fsync(fh.fileno())
             save_bundle(est, out, data.task, data.feature_names, data.target, data.source)
@@ -383,7 +402,7 @@ def _cmd_analyze(args) -> int:
     path = out_dir / "analysis.json"
     try:
         with atomic_write(path) as fh:
-            fh.write(json.dumps(jsonable(report), indent=2) + "\n")
+            fh.write(_json_text(report))
     except OSError as err:
         raise CLIError(f"cannot write {path}: {err.strerror or err}") from None
     print(f"report: {path}")
