@@ -252,6 +252,29 @@ def test_detect_task(labels, task):
     assert _detect_task(labels) == task
 
 
+def test_integers_beyond_2_to_53_are_not_int64_labels(tmp_path, capsys):
+    from lifted_idl.cli.data import _as_labels
+
+    big = np.array([2.0**63, 2.0**64, 1e300] * 10)
+    assert _detect_task(big) == "regression"
+    assert _detect_task(np.array([0.0, 2.0**53 - 1] * 5)) == "classification"
+    # distinct, not all wrapped to -2**63: the integers as text
+    assert list(_as_labels(big[:3])) == ["9223372036854775808", "18446744073709551616",
+                                         str(int(1e300))]
+    rng = np.random.default_rng(0)
+    path = write_csv(tmp_path / "big.csv", ["a", "y"],
+                     [[repr(float(v)), str(2**63 * (1 + k % 2))]
+                      for k, v in enumerate(rng.standard_normal(30))])
+    out = tmp_path / "m.npz"
+    argv = ["fit", "--csv", str(path), "--target", "y", "--out", str(out), *FAST]
+    assert main(argv) == 0  # detected as a regression
+    assert json.loads(out.with_suffix(".json").read_text())["task"] == "regression"
+    assert main([*argv, "--task", "classification"]) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["classes"] == [
+        "18446744073709551616", "9223372036854775808"]
+    capsys.readouterr()
+
+
 def test_python_m_lifted_idl_fit_default_dataset(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))

@@ -23,6 +23,9 @@ from ._common import (
 
 # integer-valued numeric targets with at most this many distinct values count as class labels
 _MAX_AUTO_CLASSES = 20
+# integers are labels only below this magnitude: every one of them is exact in a float64 (so
+# distinct numbers in the file stay distinct) and fits an int64
+_MAX_EXACT_INT = 2.0 ** 53
 
 
 @dataclass
@@ -191,22 +194,33 @@ def _feature_columns(path: Path, header, cols, target, features) -> list[str]:
     return features
 
 
+def _integer_labels(y: np.ndarray) -> bool:
+    """Whether numbers ``y`` are integers of magnitude below 2**53 (exact, and int64)."""
+    return bool(np.all(y == np.round(y)) and np.all(np.abs(y) < _MAX_EXACT_INT))
+
+
 def _detect_task(y: np.ndarray) -> str:
-    """``classification`` for text labels or few integer values, else ``regression``."""
+    """``classification`` for text labels or few integer values (of magnitude below 2**53),
+    else ``regression``."""
     if y.dtype == object:
         return "classification"
     n_unique = np.unique(y).size
-    integral = bool(np.all(y == np.round(y)))
-    if integral and n_unique <= _MAX_AUTO_CLASSES and n_unique <= max(2, y.size // 2):
+    if _integer_labels(y) and n_unique <= _MAX_AUTO_CLASSES and n_unique <= max(2, y.size // 2):
         return "classification"
     return "regression"
 
 
 def _as_labels(y: np.ndarray) -> np.ndarray:
-    """Class labels: integers stay integers (``3``, not ``3.0``), text stays text."""
-    if y.dtype != object and np.all(y == np.round(y)):
+    """Class labels: integers stay integers (``3``, not ``3.0``), text stays text.
+
+    Integers of magnitude 2**53 or more become their decimal text (an int64 cast wraps them
+    from 2**63 on, and scikit-learn takes such floats for a continuous target).
+    """
+    if y.dtype == object or not np.all(y == np.round(y)):
+        return y
+    if _integer_labels(y):
         return y.astype(np.int64)
-    return y
+    return np.array([str(int(v)) for v in y], dtype=object)
 
 
 def _split(X, y, task, test_size, random_state):
