@@ -5,8 +5,10 @@ with a one-line ModelFileError without ever unpickling."""
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import pickle
+import stat
 import zipfile
 
 import joblib
@@ -237,3 +239,28 @@ def test_npz_archive_holds_only_npy_members(data, tmp_path):
     with zipfile.ZipFile(path) as zf:
         assert all(n.endswith(".npy") for n in zf.namelist())
     assert read_metadata(path)["user"] == {"note": "hello"}
+
+
+@pytest.mark.skipif(not hasattr(os, "fchmod"), reason="POSIX permissions")
+def test_saved_files_get_the_permissions_open_gives(data, tmp_path):
+    X, y = data
+    reg = ImplicitRegressor(n_hidden=3, max_iter=1, random_state=0).fit(X, y)
+    old = os.umask(0o022)
+    try:
+        for mask, mode in [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)]:
+            os.umask(mask)
+            path = save(reg, tmp_path / f"u{mask:o}.npz")
+            assert stat.S_IMODE(path.stat().st_mode) == mode, oct(mask)
+            with open(tmp_path / f"o{mask:o}.txt", "w"):
+                pass
+            assert stat.S_IMODE((tmp_path / f"o{mask:o}.txt").stat().st_mode) == mode
+        # a file saved over keeps its permissions, as open(path, "w") keeps them
+        os.umask(0o022)
+        kept = tmp_path / "kept.npz"
+        kept.write_bytes(b"")
+        kept.chmod(0o600)
+        save(reg, kept)
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+        np.testing.assert_array_equal(load(kept).predict(X), reg.predict(X))
+    finally:
+        os.umask(old)
