@@ -32,9 +32,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +51,8 @@ FORMAT_VERSION = 1
 _META = "metadata"
 _MODEL_ARRAYS = ("A", "B", "C", "D", "b", "c")
 _PICKLE_PROTOCOL_BYTE = 0x80
+#: deflate's largest expansion: a deflated member never holds more bytes per stored byte
+_MAX_DEFLATE_RATIO = 1032
 
 
 # ----------------------------------------------------------------------------------------------
@@ -285,6 +289,56 @@ def _new_file_mode(path: Path) -> int:
 # ----------------------------------------------------------------------------------------------
 # reading
 # ----------------------------------------------------------------------------------------------
+def _read_arrays(path: Path) -> dict:
+    """The arrays of an ``.npz`` archive by name, as ``numpy.load(path, allow_pickle=False)``
+    reads them; every member must be an ``.npy`` array whose header's shape and dtype account
+    for the member's size (checked before its array is allocated, so that a small file cannot
+    claim a huge array)."""
+    disk_size = path.stat().st_size
+    arrays = {}
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            name = info.filename
+            if not name.endswith(".npy") or name[:-4] in arrays:
+                raise ValueError(f"member {name!r} is not an .npy array of its own")
+            arrays[name[:-4]] = _read_member(zf, info, disk_size)
+    return arrays
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, disk_size: int) -> np.ndarray:
+    """The array of one ``.npy`` member; ValueError where the sizes do not add up."""
+    name = info.filename
+    if info.flag_bits & 0x1:
+        raise ValueError(f"member {name!r} is encrypted")
+    if info.compress_type == zipfile.ZIP_STORED:
+        sizes_ok = info.compress_size == info.file_size
+    elif info.compress_type == zipfile.ZIP_DEFLATED:
+        sizes_ok = info.file_size <= _MAX_DEFLATE_RATIO * info.compress_size + 1024
+    else:
+        raise ValueError(f"member {name!r} uses the unsupported compression method "
+                         f"{info.compress_type}")
+    if not sizes_ok or info.compress_size > disk_size:
+        raise ValueError(f"member {name!r} claims {info.file_size} bytes from "
+                         f"{info.compress_size} stored in a file of {disk_size}")
+    with zf.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"member {name!r} has .npy format version {version}")
+        if dtype.hasobject:
+            raise ValueError(f"member {name!r} holds Python objects, which are never "
+                             "unpickled")
+        size = fh.tell() + math.prod(shape) * dtype.itemsize
+    if size != info.file_size:
+        raise ValueError(f"member {name!r} claims shape {shape} of {dtype} ({size} bytes "
+                         f"with its header) but holds {info.file_size} bytes")
+    with zf.open(info) as fh:
+        return np.lib.format.read_array(fh, allow_pickle=False)
+
+
 def _read(path):
     """(metadata, arrays) of a model file, checked; never unpickles."""
     path = Path(path)
@@ -305,11 +359,13 @@ def _read(path):
             "'model.npz'))"
         )
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
+        arrays = _read_arrays(path)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, zlib.error) as err:
         msg = " ".join(str(err).split())
         raise ModelFileError(f"{path} is not a readable model file ({msg})") from None
+    except MemoryError:
+        raise ModelFileError(f"{path} holds arrays too large for the memory available; "
+                             "not loaded") from None
     raw = arrays.pop(_META, None)
     if raw is None or raw.shape != () or raw.dtype.kind != "U":
         raise ModelFileError(f"{path} has no lifted_idl metadata; not a model file")

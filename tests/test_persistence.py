@@ -4,11 +4,13 @@ with a one-line ModelFileError without ever unpickling."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pathlib
 import pickle
 import stat
+import struct
 import zipfile
 
 import joblib
@@ -264,3 +266,67 @@ def test_saved_files_get_the_permissions_open_gives(data, tmp_path):
         np.testing.assert_array_equal(load(kept).predict(X), reg.predict(X))
     finally:
         os.umask(old)
+
+
+def _npy(array=None, header=None):
+    """The bytes of an .npy member: ``array`` saved, or ``header``'s dict with no data."""
+    buf = io.BytesIO()
+    if header is None:
+        np.save(buf, array, allow_pickle=False)
+    else:
+        np.lib.format.write_array_header_1_0(buf, header)
+    return buf.getvalue()
+
+
+def test_members_must_hold_the_data_their_headers_claim(data, tmp_path):
+    X, y = data
+    reg = ImplicitRegressor(n_hidden=3, max_iter=2, random_state=0).fit(X, y)
+    good = save(reg, tmp_path / "good.npz")
+    with np.load(good, allow_pickle=False) as npz:
+        members = {k: npz[k] for k in npz.files}
+    # a genuine file deflated (numpy.savez_compressed) is the same model file
+    packed = tmp_path / "packed.npz"
+    np.savez_compressed(packed, **members)
+    again = load(packed)
+    np.testing.assert_array_equal(again.predict(X), reg.predict(X))
+    assert again.loss_curve_ == reg.loss_curve_
+    # a small archive whose member's header claims 8 TB: refused before any allocation
+    bomb = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(bomb, "w") as zf:
+        zf.writestr("metadata.npy", _npy(header={"descr": "<f8", "fortran_order": False,
+                                                 "shape": (10 ** 12,)}) + b"\0" * 64)
+    assert bomb.stat().st_size < 1024
+    # a deflated member whose sizes claim a 1e6-fold expansion (deflate expands 1032-fold at
+    # most), its header in agreement with them
+    n = 4 * 10 ** 8
+    head = _npy(header={"descr": "<f8", "fortran_order": False, "shape": (n,)})
+    deflated = tmp_path / "deflated.npz"
+    with zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("metadata.npy", head + b"\0" * 4096)
+    raw = bytearray(deflated.read_bytes())
+    central = raw.index(b"PK\x01\x02")
+    raw[central + 24:central + 28] = struct.pack("<I", len(head) + 8 * n)
+    deflated.write_bytes(bytes(raw))
+    with zipfile.ZipFile(deflated) as zf:
+        assert zf.infolist()[0].file_size == len(head) + 8 * n
+    # a genuine member whose header says one element fewer (or more) than it holds
+    for extra, name in [(1, "longer.npz"), (-1, "shorter.npz")]:
+        curve = members["loss_curve"]
+        head = {"descr": curve.dtype.str, "fortran_order": False,
+                "shape": (curve.shape[0] + extra,)}
+        with zipfile.ZipFile(tmp_path / name, "w") as zf:
+            for k, v in members.items():
+                body = _npy(v) if k != "loss_curve" else _npy(header=head) + curve.tobytes()
+                zf.writestr(f"{k}.npy", body)
+    # a member that is not an .npy array
+    other = tmp_path / "other.npz"
+    other.write_bytes(good.read_bytes())
+    with zipfile.ZipFile(other, "a") as zf:
+        zf.writestr("notes.txt", "hello")
+    cases = [(bomb, "claims shape"), (deflated, "claims 3200000128 bytes from"),
+             (tmp_path / "longer.npz", "claims shape"), (tmp_path / "shorter.npz", "claims shape"),
+             (other, "'notes.txt' is not an .npy array")]
+    for path, message in cases:
+        with pytest.raises(ModelFileError, match=f"not a readable model file .*{message}") as info:
+            load(path)
+        assert "\n" not in str(info.value) and path.name in str(info.value)
