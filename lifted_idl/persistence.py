@@ -96,7 +96,12 @@ def _activation_from_spec(spec):
         if not isinstance(blocks, list) or not all(
                 isinstance(b, list) and len(b) == 2 and isinstance(b[0], int) for b in blocks):
             raise ModelFileError(f"bad Blockwise activation description {spec!r}")
-        return Blockwise([(size, _activation_from_spec(a)) for size, a in blocks])
+        parts = [(size, _activation_from_spec(a)) for size, a in blocks]
+        try:
+            return Blockwise(parts)
+        except ValueError as err:
+            raise ModelFileError(f"bad Blockwise activation description {spec!r}: "
+                                 f"{err}") from None
     cls = _REGISTRY.get(spec["name"])
     params = spec.get("params", {})
     if cls is None or not isinstance(params, dict) or not all(
@@ -371,8 +376,9 @@ def _read(path):
         raise ModelFileError(f"{path} has no lifted_idl metadata; not a model file")
     try:
         meta = json.loads(str(raw))
-    except ValueError:
-        raise ModelFileError(f"{path}: its metadata is not valid JSON") from None
+    except (ValueError, RecursionError):
+        raise ModelFileError(f"{path}: its metadata is not valid JSON (or is nested too "
+                             "deeply to read)") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not a lifted_idl model file (format "
                              f"{meta.get('format') if isinstance(meta, dict) else None!r})")
@@ -382,7 +388,11 @@ def _read(path):
             f"lifted_idl ({_version()}) reads version {FORMAT_VERSION} (written by lifted_idl "
             f"{meta.get('lifted_idl_version')!r})"
         )
-    if meta.get("sha256") != _digest(meta, arrays):
+    try:
+        digest = _digest(meta, arrays)
+    except RecursionError:
+        raise ModelFileError(f"{path}: its metadata is nested too deeply to read") from None
+    if meta.get("sha256") != digest:
         raise ModelFileError(f"{path} was modified after it was written (its checksum does "
                              "not match); refusing to load it")
     return meta, arrays
@@ -394,10 +404,19 @@ def _version():
     return __version__
 
 
+def _file_activation(spec, path):
+    """The activation of a description read from the file at ``path`` (named if refused)."""
+    try:
+        return _activation_from_spec(spec)
+    except ModelFileError as err:
+        raise ModelFileError(f"{path}: {err}") from None
+
+
 def _build_model(meta, arrays, key, path):
     from .model import ImplicitModel
 
-    entry = meta.get("models", {}).get(key)
+    models = meta.get("models")
+    entry = models.get(key) if isinstance(models, dict) else None
     if not isinstance(entry, dict) or not isinstance(entry.get("arrays"), list):
         raise ModelFileError(f"{path}: model {key!r} is missing from the file")
     got = {}
@@ -407,10 +426,10 @@ def _build_model(meta, arrays, key, path):
             raise ModelFileError(f"{path}: array {key}.{name} is missing or not float")
         got[name] = a
     factors = (got.pop("L"), got.pop("R")) if "L" in got and "R" in got else None
+    activation = _file_activation(entry.get("activation"), path)
     try:
         return ImplicitModel(got.get("A"), got.get("B"), got.get("C"), got.get("D"),
-                             b=got.get("b"), c=got.get("c"),
-                             activation=_activation_from_spec(entry.get("activation")),
+                             b=got.get("b"), c=got.get("c"), activation=activation,
                              factors=factors)
     except ValueError as err:
         if isinstance(err, ModelFileError):
@@ -425,7 +444,10 @@ def _build_estimator(meta, arrays, path):
     est = _unfitted_estimator(meta, path)
     model = _build_model(meta, arrays, "model_", path)
     scaled = _build_model(meta, arrays, "scaled", path)
-    fitted = meta.get("fitted") or {}
+    fitted = meta.get("fitted")
+    if not isinstance(fitted, dict):
+        raise ModelFileError(f"{path}: the fitted attributes of the {type(est).__name__} are "
+                             "missing from the file")
     state = {"model_": model, "_scaled_model": scaled,
              "_mean_u": arrays.get("mean_u"), "_scale_u": arrays.get("scale_u"),
              "loss_curve_": [float(v) for v in arrays.get("loss_curve", [])],
@@ -453,9 +475,13 @@ def _unfitted_estimator(meta, path):
 
     cls = {"ImplicitRegressor": ImplicitRegressor,
            "ImplicitClassifier": ImplicitClassifier}[meta["kind"]]
-    params = dict(meta.get("params") or {})
+    params = meta.get("params")
+    if not isinstance(params, dict):
+        raise ModelFileError(f"{path}: the parameters of the {cls.__name__} are missing "
+                             "from the file")
+    params = dict(params)
     if isinstance(params.get("activation"), dict):
-        params["activation"] = _activation_from_spec(params["activation"].get("activation"))
+        params["activation"] = _file_activation(params["activation"].get("activation"), path)
     try:
         est = cls(**params)
         est._validate_params()

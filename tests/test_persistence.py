@@ -330,3 +330,45 @@ def test_members_must_hold_the_data_their_headers_claim(data, tmp_path):
         with pytest.raises(ModelFileError, match=f"not a readable model file .*{message}") as info:
             load(path)
         assert "\n" not in str(info.value) and path.name in str(info.value)
+
+
+
+def test_malformed_metadata_is_refused_by_name(data, tmp_path):
+    """Forged files (the checksum recomputed with the module's own _digest): malformed
+    metadata is a one-line ModelFileError naming the file."""
+    X, y = data
+    reg = ImplicitRegressor(n_hidden=4, max_iter=2, random_state=0).fit(X, y)
+    good = save(reg, tmp_path / "good.npz")
+
+    def put(key, value, *inside):
+        def edit(meta):
+            for k in inside:
+                meta = meta[k]
+            meta[key] = value
+        return edit
+
+    bad_blocks = {"name": "blockwise", "blocks": [[-2, {"name": "relu"}], [6, {"name": "relu"}]]}
+    edits = [
+        ("models_list", put("models", []), "model 'model_' is missing"),
+        ("models_str", put("models", "x"), "model 'model_' is missing"),
+        ("fitted_list", put("fitted", [1]), "fitted attributes of the ImplicitRegressor"),
+        ("fitted_none", put("fitted", None), "fitted attributes of the ImplicitRegressor"),
+        ("params_list", put("params", [1, 2]), "parameters of the ImplicitRegressor"),
+        ("params_pairs", put("params", [["n_hidden", 4]]), "parameters of the ImplicitRegressor"),
+        ("param_activation", put("activation", {"activation": {"name": "os.system"}}, "params"),
+         "unknown activation"),
+        ("block_sizes", put("activation", bad_blocks, "models", "model_"),
+         "bad Blockwise activation"),
+    ]
+    cases = [(_rewrite(good, tmp_path / f"{name}.npz", edit_meta=edit), message)
+             for name, edit, message in edits]
+    # metadata nested deeper than the JSON parser goes
+    deep = tmp_path / "deep.npz"
+    with np.load(good, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files if k != "metadata"}
+    np.savez(deep, metadata=np.array("[" * 100000 + "]" * 100000), **arrays)
+    cases.append((deep, "nested too deeply"))
+    for path, message in cases:
+        with pytest.raises(ModelFileError, match=message) as info:
+            load(path)
+        assert "\n" not in str(info.value) and str(path) in str(info.value), path
