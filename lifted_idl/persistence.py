@@ -448,9 +448,12 @@ def _build_estimator(meta, arrays, path):
     if not isinstance(fitted, dict):
         raise ModelFileError(f"{path}: the fitted attributes of the {type(est).__name__} are "
                              "missing from the file")
+    curve = arrays.get("loss_curve")
+    if curve is None or curve.ndim != 1 or curve.dtype.kind != "f":
+        raise ModelFileError(f"{path}: array loss_curve is missing or not a 1-D float array")
     state = {"model_": model, "_scaled_model": scaled,
              "_mean_u": arrays.get("mean_u"), "_scale_u": arrays.get("scale_u"),
-             "loss_curve_": [float(v) for v in arrays.get("loss_curve", [])],
+             "loss_curve_": [float(v) for v in curve],
              "n_iter_": fitted.get("n_iter_"), "converged_": fitted.get("converged_"),
              "n_features_in_": fitted.get("n_features_in_")}
     ok = _common_state_ok(state, fitted.get("feature_names_in_"))
@@ -463,6 +466,11 @@ def _build_estimator(meta, arrays, path):
     if not ok:
         raise ModelFileError(f"{path}: the fitted attributes of the {type(est).__name__} are "
                              "inconsistent with its model; refusing to load it")
+    mean, scale = state["_mean_u"], state["_scale_u"]
+    if not (mean.dtype.kind == scale.dtype.kind == "f" and np.all(np.isfinite(mean))
+            and np.all(np.isfinite(scale)) and np.all(scale > 0)):
+        raise ModelFileError(f"{path}: the feature means (mean_u) and scales (scale_u) must "
+                             "be finite floats, the scales positive; refusing to load it")
     est._commit(state)
     return est
 
@@ -500,17 +508,23 @@ def _common_state_ok(state, names) -> bool:
           and all(isinstance(state[k], np.ndarray) and state[k].shape == (p,)
                   for k in ("_mean_u", "_scale_u")))
     if names is not None:
-        ok = ok and isinstance(names, list) and len(names) == p
+        ok = ok and isinstance(names, list) and len(names) == p and all(
+            isinstance(n, str) for n in names)
         state["feature_names_in_"] = np.asarray(names, dtype=object)
     return ok
 
 
 def _classifier_state(state, arrays, fitted, ok) -> bool:
-    """Add ``classes_`` to ``state``; whether they agree with the model (and ``ok`` so far)."""
+    """Add ``classes_`` to ``state``; whether they agree with the model (and ``ok`` so far):
+    distinct numbers (finite) or strings, one per output."""
     classes = arrays.get("classes")
+    kind = fitted.get("classes_kind")
     ok = ok and classes is not None and classes.ndim == 1 and (
-        classes.shape[0] == state["model_"].n_outputs)
-    if ok and fitted.get("classes_kind") == "str_object":
+        classes.shape[0] == state["model_"].n_outputs) and classes.dtype.kind in "biufU" and (
+        kind == "array" or (kind == "str_object" and classes.dtype.kind == "U"))
+    ok = ok and (classes.dtype.kind != "f" or bool(np.all(np.isfinite(classes)))) and (
+        np.unique(classes).shape[0] == classes.shape[0])
+    if ok and kind == "str_object":
         classes = classes.astype(object)
     state["classes_"] = classes
     return ok

@@ -372,3 +372,68 @@ def test_malformed_metadata_is_refused_by_name(data, tmp_path):
         with pytest.raises(ModelFileError, match=message) as info:
             load(path)
         assert "\n" not in str(info.value) and str(path) in str(info.value), path
+
+
+def test_forged_arrays_are_refused(data, tmp_path):
+    """Forged files (the checksum recomputed with _digest) whose arrays a fit cannot produce:
+    each is a one-line ModelFileError naming the file; the genuine files load bit for bit."""
+    X, y = data
+    reg = ImplicitRegressor(n_hidden=4, max_iter=2, random_state=0).fit(X, y)
+    k = np.digitize(y, [-0.3, 0.3])
+    clf = ImplicitClassifier(n_hidden=4, max_iter=2, random_state=0).fit(
+        X, np.array(["lo", "mid", "hi"], dtype=object)[k])
+    good_reg, good_clf = save(reg, tmp_path / "reg.npz"), save(clf, tmp_path / "clf.npz")
+    low = ImplicitModel.from_low_rank(0.1 * np.ones((4, 1)), 0.1 * np.ones((4, 1)),
+                                      np.ones((4, 3)), np.ones((1, 4)), np.zeros((1, 3)))
+    good_low = save(low, tmp_path / "low.npz")
+    for good, obj in [(good_reg, reg), (good_clf, clf)]:
+        again = load(good)
+        np.testing.assert_array_equal(again._mean_u, obj._mean_u)
+        np.testing.assert_array_equal(again._scale_u, obj._scale_u)
+        assert again.loss_curve_ == obj.loss_curve_
+    np.testing.assert_array_equal(load(good_clf).classes_, clf.classes_)
+    np.testing.assert_array_equal(load(good_low).factors[0], low.factors[0])
+
+    def put(name, value):
+        def edit(arrays):
+            arrays[name] = value(arrays[name]) if callable(value) else value
+        return edit
+
+    def drop_array(name):
+        def edit(arrays):
+            del arrays[name]
+        return edit
+
+    p = X.shape[1]
+    cases = [
+        (good_reg, "neg_scale", None, put("scale_u", np.negative), "scales positive"),
+        (good_reg, "zero_scale", None, put("scale_u", np.zeros(p)), "scales positive"),
+        (good_reg, "nan_scale", None, put("scale_u", np.full(p, np.nan)), "finite floats"),
+        (good_reg, "str_scale", None, put("scale_u", np.array(["1"] * p)), "finite floats"),
+        (good_reg, "inf_mean", None, put("mean_u", np.full(p, np.inf)), "finite floats"),
+        (good_reg, "str_mean", None, put("mean_u", np.array(["a"] * p)), "finite floats"),
+        (good_reg, "int_mean", None, put("mean_u", np.zeros(p, dtype=np.int64)),
+         "finite floats"),
+        (good_reg, "curve_2d", None, put("loss_curve", lambda c: c.reshape(1, -1)),
+         "loss_curve"),
+        (good_reg, "curve_str", None, put("loss_curve", np.array(["x"])), "loss_curve"),
+        (good_reg, "no_curve", None, drop_array("loss_curve"), "loss_curve"),
+        (good_reg, "names_int", lambda m: m["fitted"].update(feature_names_in_=[1, 2, 3]),
+         None, "inconsistent"),
+        (good_clf, "dup_classes", None, put("classes", np.array(["hi", "hi", "lo"])),
+         "inconsistent"),
+        (good_clf, "bytes_classes", lambda m: m["fitted"].update(classes_kind="array"),
+         put("classes", np.array([b"hi", b"lo", b"mid"])), "inconsistent"),
+        (good_clf, "nan_classes", lambda m: m["fitted"].update(classes_kind="array"),
+         put("classes", np.array([0.5, 1.5, np.nan])), "inconsistent"),
+        (good_clf, "complex_classes", lambda m: m["fitted"].update(classes_kind="array"),
+         put("classes", np.array([0, 1, 2j])), "inconsistent"),
+        (good_clf, "int_as_str_object", lambda m: m["fitted"].update(classes_kind="str_object"),
+         put("classes", np.array([0, 1, 2])), "inconsistent"),
+    ]
+    for src, name, edit_meta, edit_arrays, message in cases:
+        path = _rewrite(src, tmp_path / f"{name}.npz", edit_meta=edit_meta,
+                        edit_arrays=edit_arrays)
+        with pytest.raises(ModelFileError, match=message) as info:
+            load(path)
+        assert "\n" not in str(info.value) and str(path) in str(info.value), name
