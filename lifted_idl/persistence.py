@@ -412,20 +412,30 @@ def _file_activation(spec, path):
         raise ModelFileError(f"{path}: {err}") from None
 
 
-def _build_model(meta, arrays, key, path):
+def _build_model(meta, arrays, key, path, used):
+    """The model ``key`` of a model file; the names of its arrays are added to ``used``."""
     from .model import ImplicitModel
 
     models = meta.get("models")
     entry = models.get(key) if isinstance(models, dict) else None
     if not isinstance(entry, dict) or not isinstance(entry.get("arrays"), list):
         raise ModelFileError(f"{path}: model {key!r} is missing from the file")
+    names = entry["arrays"]
+    if not all(isinstance(n, str) and n in _MODEL_ARRAYS + ("L", "R") for n in names) or (
+            len(set(names)) != len(names)):
+        raise ModelFileError(f"{path}: model {key!r} lists arrays {names!r}; a model has "
+                             f"{', '.join(_MODEL_ARRAYS)} and the low-rank factors L, R of A")
+    if ("L" in names) != ("R" in names):
+        raise ModelFileError(f"{path}: model {key!r} has the low-rank factor "
+                             f"{'L' if 'L' in names else 'R'} of A without its partner")
     got = {}
-    for name in entry["arrays"]:
+    for name in names:
         a = arrays.get(f"{key}.{name}")
         if a is None or a.dtype not in (np.float32, np.float64):
             raise ModelFileError(f"{path}: array {key}.{name} is missing or not float")
         got[name] = a
-    factors = (got.pop("L"), got.pop("R")) if "L" in got and "R" in got else None
+        used.add(f"{key}.{name}")
+    factors = (got.pop("L"), got.pop("R")) if "L" in got else None
     activation = _file_activation(entry.get("activation"), path)
     try:
         return ImplicitModel(got.get("A"), got.get("B"), got.get("C"), got.get("D"),
@@ -437,13 +447,14 @@ def _build_model(meta, arrays, key, path):
         raise ModelFileError(f"{path}: bad model {key!r}: {err}") from None
 
 
-def _build_estimator(meta, arrays, path):
-    """The fitted estimator of a model file, its parameters and fitted attributes checked."""
+def _build_estimator(meta, arrays, path, used):
+    """The fitted estimator of a model file, its parameters and fitted attributes checked;
+    the names of the arrays it reads are added to ``used``."""
     from .estimators import ImplicitClassifier
 
     est = _unfitted_estimator(meta, path)
-    model = _build_model(meta, arrays, "model_", path)
-    scaled = _build_model(meta, arrays, "scaled", path)
+    model = _build_model(meta, arrays, "model_", path, used)
+    scaled = _build_model(meta, arrays, "scaled", path, used)
     fitted = meta.get("fitted")
     if not isinstance(fitted, dict):
         raise ModelFileError(f"{path}: the fitted attributes of the {type(est).__name__} are "
@@ -451,6 +462,7 @@ def _build_estimator(meta, arrays, path):
     curve = arrays.get("loss_curve")
     if curve is None or curve.ndim != 1 or curve.dtype.kind != "f":
         raise ModelFileError(f"{path}: array loss_curve is missing or not a 1-D float array")
+    used.update(("mean_u", "scale_u", "loss_curve"))
     state = {"model_": model, "_scaled_model": scaled,
              "_mean_u": arrays.get("mean_u"), "_scale_u": arrays.get("scale_u"),
              "loss_curve_": [float(v) for v in curve],
@@ -459,6 +471,7 @@ def _build_estimator(meta, arrays, path):
     ok = _common_state_ok(state, fitted.get("feature_names_in_"))
     if isinstance(est, ImplicitClassifier):
         ok = _classifier_state(state, arrays, fitted, ok)
+        used.add("classes")
     else:
         state["_y_ndim"] = fitted.get("y_ndim")
         ok = ok and state["_y_ndim"] in (1, 2) and (state["_y_ndim"] == 2
@@ -563,8 +576,15 @@ def load(path):
     """
     meta, arrays = _read(path)
     kind = meta.get("kind")
+    used: set = set()
     if kind == "ImplicitModel":
-        return _build_model(meta, arrays, "model", path)
-    if kind in ("ImplicitRegressor", "ImplicitClassifier"):
-        return _build_estimator(meta, arrays, path)
-    raise ModelFileError(f"{path} holds an unknown kind of object {kind!r}")
+        obj = _build_model(meta, arrays, "model", path, used)
+    elif kind in ("ImplicitRegressor", "ImplicitClassifier"):
+        obj = _build_estimator(meta, arrays, path, used)
+    else:
+        raise ModelFileError(f"{path} holds an unknown kind of object {kind!r}")
+    extra = sorted(set(arrays) - used)
+    if extra:
+        raise ModelFileError(f"{path} holds {len(extra)} array(s) that are not part of "
+                             f"an {kind} ({', '.join(map(repr, extra[:5]))}); refusing to load it")
+    return obj

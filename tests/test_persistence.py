@@ -399,9 +399,19 @@ def test_forged_arrays_are_refused(data, tmp_path):
             arrays[name] = value(arrays[name]) if callable(value) else value
         return edit
 
+    def lone(factor):
+        def edit(meta):
+            meta["models"]["model"]["arrays"].remove("R" if factor == "L" else "L")
+        return edit
+
     def drop_array(name):
         def edit(arrays):
             del arrays[name]
+        return edit
+
+    def listed(name):
+        def edit(meta):
+            meta["models"]["model_"]["arrays"].append(name)
         return edit
 
     p = X.shape[1]
@@ -418,6 +428,9 @@ def test_forged_arrays_are_refused(data, tmp_path):
          "loss_curve"),
         (good_reg, "curve_str", None, put("loss_curve", np.array(["x"])), "loss_curve"),
         (good_reg, "no_curve", None, drop_array("loss_curve"), "loss_curve"),
+        (good_reg, "extra", None, put("extra", np.zeros(3)), "not part of an ImplicitRegressor"),
+        (good_reg, "listed_extra", listed("Q"), put("model_.Q", np.zeros((4, 1))),
+         "lists arrays"),
         (good_reg, "names_int", lambda m: m["fitted"].update(feature_names_in_=[1, 2, 3]),
          None, "inconsistent"),
         (good_clf, "dup_classes", None, put("classes", np.array(["hi", "hi", "lo"])),
@@ -430,6 +443,8 @@ def test_forged_arrays_are_refused(data, tmp_path):
          put("classes", np.array([0, 1, 2j])), "inconsistent"),
         (good_clf, "int_as_str_object", lambda m: m["fitted"].update(classes_kind="str_object"),
          put("classes", np.array([0, 1, 2])), "inconsistent"),
+        (good_low, "lone_L", lone("L"), drop_array("model.R"), "factor L of A without"),
+        (good_low, "lone_R", lone("R"), drop_array("model.L"), "factor R of A without"),
     ]
     for src, name, edit_meta, edit_arrays, message in cases:
         path = _rewrite(src, tmp_path / f"{name}.npz", edit_meta=edit_meta,
