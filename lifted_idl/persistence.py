@@ -10,7 +10,8 @@ and loading never runs code from the file. The metadata holds
 * for each saved model, its activation by name and parameters (``{"name": "leaky_relu",
   "params": {"slope": 0.01}}``; a :class:`~lifted_idl.activations.Blockwise` map as its list
   of blocks) and the names of its arrays;
-* for an estimator: its ``get_params()``, ``classes_``' kind, ``feature_names_in_``,
+* for an estimator: its ``get_params()`` (``group_weights`` as an array of the file, given
+  back as the list, tuple or array it was), ``classes_``' kind, ``feature_names_in_``,
   ``n_features_in_``, and a training summary (``n_iter_``, ``converged_``, the final
   training objective; ``loss_curve_`` is an array of the file);
 * ``user``: the caller's own JSON metadata (the ``lifted-idl`` command keeps the task, the
@@ -151,6 +152,34 @@ def _json_param(name, value):
     raise ModelFileError(f"cannot save the parameter {name}={value!r} in a model file")
 
 
+#: the types a ``group_weights`` parameter is saved as, and given back as
+_WEIGHTS_TYPES = {"list": list, "tuple": tuple, "array": np.ndarray}
+
+
+def _weights_ok(w, n_features) -> bool:
+    """Whether ``w`` is an array of ``group_weights`` :meth:`fit` accepts for ``n_features``
+    features: floats, one per feature, positive (inf allowed)."""
+    return (w.dtype.kind == "f" and w.shape == (n_features,) and not np.any(np.isnan(w))
+            and bool(np.all(w > 0)))
+
+
+def _group_weights_param(weights, n_features, arrays: dict):
+    """The metadata of a ``group_weights`` parameter (None, or the array ``group_weights`` of
+    the file and the type it is given back as), the array added to ``arrays``."""
+    if weights is None:
+        return None
+    kind = next((k for k, t in _WEIGHTS_TYPES.items() if isinstance(weights, t)), "array")
+    try:
+        w = np.array(weights, dtype=np.float64)
+    except (TypeError, ValueError):
+        w = np.empty(0)
+    if not _weights_ok(w, n_features):
+        raise ModelFileError(f"cannot save the parameter group_weights={weights!r}: it is not "
+                             f"{n_features} positive numbers, one per feature")
+    arrays["group_weights"] = w
+    return {"array": "group_weights", "type": kind}
+
+
 def _digest(meta: dict, arrays: dict) -> str:
     h = hashlib.sha256()
     body = {k: v for k, v in meta.items() if k != "sha256"}
@@ -168,7 +197,10 @@ def _estimator_payload(est, arrays: dict) -> dict:
 
     if not isinstance(getattr(est, "__dict__", {}).get("model_"), ImplicitModel):
         raise ModelFileError(f"cannot save an unfitted {type(est).__name__}; fit it first")
-    meta = {"params": {k: _json_param(k, v) for k, v in est.get_params(deep=False).items()}}
+    params = est.get_params(deep=False)
+    weights = params.pop("group_weights", None)
+    meta = {"params": {k: _json_param(k, v) for k, v in params.items()}}
+    meta["params"]["group_weights"] = _group_weights_param(weights, est.n_features_in_, arrays)
     meta["models"] = {"model_": _model_entry(est.model_, "model_", arrays),
                       "scaled": _model_entry(est._scaled_model, "scaled", arrays)}
     arrays["mean_u"] = np.asarray(est._mean_u, dtype=np.float64)
@@ -452,7 +484,7 @@ def _build_estimator(meta, arrays, path, used):
     the names of the arrays it reads are added to ``used``."""
     from .estimators import ImplicitClassifier
 
-    est = _unfitted_estimator(meta, path)
+    est = _unfitted_estimator(meta, arrays, path, used)
     model = _build_model(meta, arrays, "model_", path, used)
     scaled = _build_model(meta, arrays, "scaled", path, used)
     fitted = meta.get("fitted")
@@ -479,6 +511,10 @@ def _build_estimator(meta, arrays, path, used):
     if not ok:
         raise ModelFileError(f"{path}: the fitted attributes of the {type(est).__name__} are "
                              "inconsistent with its model; refusing to load it")
+    weights = est.group_weights
+    if weights is not None and len(weights) != state["n_features_in_"]:
+        raise ModelFileError(f"{path}: group_weights has {len(weights)} weights for "
+                             f"{state['n_features_in_']} features; refusing to load it")
     mean, scale = state["_mean_u"], state["_scale_u"]
     if not (mean.dtype.kind == scale.dtype.kind == "f" and np.all(np.isfinite(mean))
             and np.all(np.isfinite(scale)) and np.all(scale > 0)):
@@ -488,8 +524,9 @@ def _build_estimator(meta, arrays, path, used):
     return est
 
 
-def _unfitted_estimator(meta, path):
-    """The estimator of ``meta["kind"]`` with the saved parameters, validated."""
+def _unfitted_estimator(meta, arrays, path, used):
+    """The estimator of ``meta["kind"]`` with the saved parameters, validated (the array
+    ``group_weights`` it reads is added to ``used``)."""
     from sklearn.utils._param_validation import InvalidParameterError
 
     from .estimators import ImplicitClassifier, ImplicitRegressor
@@ -503,6 +540,19 @@ def _unfitted_estimator(meta, path):
     params = dict(params)
     if isinstance(params.get("activation"), dict):
         params["activation"] = _file_activation(params["activation"].get("activation"), path)
+    weights = params.get("group_weights")
+    if weights is not None:
+        w = arrays.get("group_weights")
+        if not (isinstance(weights, dict) and weights.get("array") == "group_weights"
+                and isinstance(weights.get("type"), str) and weights["type"] in _WEIGHTS_TYPES
+                and w is not None):
+            raise ModelFileError(f"{path}: bad group_weights parameter {weights!r}")
+        used.add("group_weights")
+        if not (w.ndim == 1 and _weights_ok(w, w.shape[0])):
+            raise ModelFileError(f"{path}: array group_weights is not a vector of positive "
+                                 "floats (inf allowed)")
+        kind = _WEIGHTS_TYPES[weights["type"]]
+        params["group_weights"] = w if kind is np.ndarray else kind(w.tolist())
     try:
         est = cls(**params)
         est._validate_params()

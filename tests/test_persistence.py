@@ -452,3 +452,64 @@ def test_forged_arrays_are_refused(data, tmp_path):
         with pytest.raises(ModelFileError, match=message) as info:
             load(path)
         assert "\n" not in str(info.value) and str(path) in str(info.value), name
+
+
+def test_group_weights_round_trip(data, tmp_path):
+    from lifted_idl import ImplicitRegressorCV
+
+    X, y = data
+    for weights in ([1, 2, 1], (1.0, 0.5, 3.0), np.array([1.0, np.inf, 2.0])):
+        reg = ImplicitRegressor(n_hidden=4, max_iter=2, penalty="group", alpha=1e-3,
+                                group_weights=weights, random_state=0).fit(X, y)
+        again, meta = _round_trip(reg, tmp_path)
+        params, saved = again.get_params(), reg.get_params()
+        assert type(params["group_weights"]) is type(weights)
+        np.testing.assert_array_equal(params.pop("group_weights"), saved.pop("group_weights"))
+        assert params == saved
+        np.testing.assert_array_equal(again.predict(X), reg.predict(X))
+        assert meta["params"]["group_weights"]["array"] == "group_weights"
+    assert again.get_params()["group_weights"].dtype == np.float64
+    # the adaptive group lasso's second stage gives the best estimator an array of weights
+    cv = ImplicitRegressorCV(n_hidden=4, penalty="group", alphas=2, cv=2, max_iter=2,
+                             random_state=0).fit(X, y)
+    best = cv.best_estimator_
+    assert best.group_weights is not None
+    again, _ = _round_trip(best, tmp_path, "cv.npz")
+    np.testing.assert_array_equal(again.group_weights, best.group_weights)
+    np.testing.assert_array_equal(again.predict(X), best.predict(X))
+    # weights that fit would refuse cannot be saved
+    reg.set_params(group_weights=[1.0, 2.0])
+    with pytest.raises(ModelFileError, match="cannot save the parameter group_weights"):
+        save(reg, tmp_path / "short.npz")
+    # and a file whose weights fit would refuse is not loaded
+    good = save(again, tmp_path / "good.npz")
+
+    def put(value):
+        def edit(arrays):
+            arrays["group_weights"] = value
+        return edit
+
+    def param(value):
+        def edit(meta):
+            meta["params"]["group_weights"] = value
+        return edit
+
+    cases = [
+        (None, put(-np.ones(3)), "not a vector of positive floats"),
+        (None, put(np.array([1.0, np.nan, 1.0])), "not a vector of positive floats"),
+        (None, put(np.zeros(3)), "not a vector of positive floats"),
+        (None, put(np.ones((3, 1))), "not a vector of positive floats"),
+        (None, put(np.array(["1", "1", "1"])), "not a vector of positive floats"),
+        (None, put(np.ones(2)), "2 weights for 3 features"),
+        (param([1, 1, 1]), None, "bad group_weights parameter"),
+        (param({"array": "group_weights", "type": "set"}), None, "bad group_weights parameter"),
+        (param({"array": "group_weights", "type": ["list"]}), None,
+         "bad group_weights parameter"),
+        (param(None), None, "not part of an ImplicitRegressor"),
+    ]
+    for k, (edit_meta, edit_arrays, message) in enumerate(cases):
+        path = _rewrite(good, tmp_path / f"bad{k}.npz", edit_meta=edit_meta,
+                        edit_arrays=edit_arrays)
+        with pytest.raises(ModelFileError, match=message) as info:
+            load(path)
+        assert "\n" not in str(info.value) and str(path) in str(info.value), k
