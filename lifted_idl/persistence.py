@@ -234,6 +234,29 @@ def _estimator_payload(est, arrays: dict) -> dict:
     return meta
 
 
+def _check_user_metadata(metadata) -> None:
+    """ModelFileError unless JSON writes ``metadata`` as the checksum does (sorted keys) and
+    reads it back with the same keys: every dictionary key a string."""
+    stack, seen = [metadata], set()
+    while stack:
+        item = stack.pop()
+        if not isinstance(item, (dict, list, tuple)) or id(item) in seen:
+            continue
+        seen.add(id(item))  # a cycle is refused by json.dumps below
+        if isinstance(item, dict):
+            bad = [k for k in item if not isinstance(k, str)]
+            if bad:
+                raise ModelFileError(f"metadata keys must be strings, as JSON writes them; got "
+                                     f"the key {bad[0]!r} ({type(bad[0]).__name__})")
+            stack.extend(item.values())
+        else:
+            stack.extend(item)
+    try:
+        json.dumps(metadata, sort_keys=True)
+    except (TypeError, ValueError, RecursionError) as err:
+        raise ModelFileError(f"metadata is not JSON-serialisable: {err}") from None
+
+
 def save(obj, path, *, metadata: dict | None = None) -> Path:
     """Write a fitted estimator or an :class:`~lifted_idl.ImplicitModel` to a model file.
 
@@ -247,7 +270,8 @@ def save(obj, path, *, metadata: dict | None = None) -> Path:
         ``open(path, "w")`` would give it: those of the file it replaces, else ``0o666``
         less the umask.
     metadata : dict, optional
-        Extra JSON-serialisable data, returned by :func:`read_metadata` under ``"user"``.
+        Extra JSON-serialisable data (dictionaries with string keys), returned by
+        :func:`read_metadata` under ``"user"``.
 
     Returns
     -------
@@ -256,8 +280,9 @@ def save(obj, path, *, metadata: dict | None = None) -> Path:
     Raises
     ------
     ModelFileError
-        For an unfitted estimator, another type, or an activation (or parameter) that
-        cannot be described by name (pickle such objects instead).
+        For an unfitted estimator, another type, an activation (or parameter) that
+        cannot be described by name (pickle such objects instead), or ``metadata`` that
+        JSON cannot hold as it is (a key that is not a string).
     """
     from . import __version__
     from .estimators import ImplicitClassifier, ImplicitRegressor
@@ -276,10 +301,7 @@ def save(obj, path, *, metadata: dict | None = None) -> Path:
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
             "lifted_idl_version": __version__, "kind": type(obj).__name__, **meta}
     if metadata is not None:
-        try:
-            json.dumps(metadata)
-        except (TypeError, ValueError) as err:
-            raise ModelFileError(f"metadata is not JSON-serialisable: {err}") from None
+        _check_user_metadata(metadata)
         meta["user"] = metadata
     meta["sha256"] = _digest(meta, arrays)
     path = Path(path)

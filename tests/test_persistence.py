@@ -513,3 +513,21 @@ def test_group_weights_round_trip(data, tmp_path):
         with pytest.raises(ModelFileError, match=message) as info:
             load(path)
         assert "\n" not in str(info.value) and str(path) in str(info.value), k
+
+
+def test_metadata_json_cannot_hold_is_refused(data, tmp_path):
+    X, y = data
+    reg = ImplicitRegressor(n_hidden=3, max_iter=1, random_state=0).fit(X, y)
+    for bad in ({1: "a", "b": 2}, {1: "a"}, {"a": [{"b": {2.5: 1}}]}, {"a": ({None: 1},)}):
+        with pytest.raises(ModelFileError, match="metadata keys must be strings") as info:
+            save(reg, tmp_path / "m.npz", metadata=bad)
+        assert "\n" not in str(info.value)
+    with pytest.raises(ModelFileError, match="not JSON-serialisable"):
+        save(reg, tmp_path / "m.npz", metadata={"a": object()})
+    assert not list(tmp_path.iterdir())  # nothing written
+    # string keys at every depth, tuples and NaN are fine: read back as JSON reads them
+    path = save(reg, tmp_path / "m.npz",
+                metadata={"a": {"b": [1, {"c": None}]}, "t": (1, 2), "x": float("nan")})
+    user = read_metadata(path)["user"]
+    assert user["a"] == {"b": [1, {"c": None}]} and user["t"] == [1, 2]
+    assert np.isnan(user["x"])
