@@ -34,14 +34,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from ._files import atomic_write
 from .exceptions import ModelFileError
 
 __all__ = ["save", "load", "read_metadata", "FORMAT_VERSION"]
@@ -305,44 +304,9 @@ def save(obj, path, *, metadata: dict | None = None) -> Path:
         meta["user"] = metadata
     meta["sha256"] = _digest(meta, arrays)
     path = Path(path)
-    mode = _new_file_mode(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
-                               dir=path.parent if str(path.parent) else ".")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if hasattr(os, "fchmod"):  # mkstemp creates the file with mode 0600
-                os.fchmod(fh.fileno(), mode)
-            np.savez(fh, **{_META: np.array(json.dumps(meta))}, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "wb") as fh:
+        np.savez(fh, **{_META: np.array(json.dumps(meta))}, **arrays)
     return path
-
-
-def _umask() -> int:
-    """The process's umask: from ``/proc/self/status`` where the system has it (Linux), else
-    by setting it and restoring it at once (``os.umask`` returns the previous mask)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _new_file_mode(path: Path) -> int:
-    """The permissions ``open(path, "w")`` would leave: those of the file already at ``path``,
-    else ``0o666`` less the umask."""
-    try:
-        return os.stat(path).st_mode & 0o777
-    except OSError:
-        return 0o666 & ~_umask()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -24,9 +24,8 @@ Every failure (bad input, a bad option value, a file that cannot be read or writ
 file that is not one, an unexpected error) prints one line ``lifted-idl: error: ...`` on
 stderr and exits with status 2; Ctrl-C, at any time, prints ``lifted-idl: interrupted`` and
 exits with status 130. Model files are read without unpickling: a pickle is refused. Every
-output file is written to a temporary file beside it and renamed into place
-(``atomic_write`` of ``lifted_idl.cli._common``): a failed write leaves the previous file as it
-was.
+output file is written to a temporary file beside it and renamed into place, as model files
+are (``lifted_idl._files.atomic_write``): a failed write leaves the previous file as it was.
 
 The package is split into :mod:`~lifted_idl.cli.parser` (the options),
 :mod:`~lifted_idl.cli.data` (CSV tables, data sets, model files) and

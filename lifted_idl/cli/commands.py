@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._files import atomic_write
 from ._common import (
     DEFAULT_DATASET,
     DEFAULT_SEED,
@@ -26,7 +27,6 @@ from ._common import (
     EXIT_OK,
     PROG,
     CLIError,
-    atomic_write,
     jsonable,
     one_line,
 )
