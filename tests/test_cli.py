@@ -127,6 +127,14 @@ def test_predict_ignores_an_empty_target_column_and_reads_bare_estimators(work, 
                  str(out)]) == 0
     got = np.array([float(r[0]) for r in read_csv(out)[1]])
     np.testing.assert_array_equal(got, est.predict(work["U"]))
+    # saved with the caller's own metadata, which need not be a dict: still read (it used to
+    # fail with an AttributeError on a list)
+    for k, meta in enumerate(([1, 2], {"cli": [3]}, "note")):
+        other = save(est, tmp_path / f"meta{k}.npz", metadata=meta)
+        assert main(["predict", "--model", str(other), "--csv", str(features_only), "--out",
+                     str(out)]) == 0
+        got = np.array([float(r[0]) for r in read_csv(out)[1]])
+        np.testing.assert_array_equal(got, est.predict(work["U"]))
 
 
 def test_predict_round_trip_classifier_to_stdout(work, capsys):

@@ -317,8 +317,14 @@ def load_bundle(path) -> _Bundle:
             f"{path} holds a bare ImplicitModel, not a fitted estimator (expected a file "
             f"written by '{PROG} fit' or lifted_idl.save of a fitted estimator)"
         )
-    cli = (meta.get("user") or {}).get("cli") or {}
+    user = meta.get("user")
+    cli = user.get("cli") if isinstance(user, dict) else None
+    if not isinstance(cli, dict):  # a model saved by lifted_idl.save with other metadata
+        cli = {}
     names = cli.get("feature_names")
+    if names is not None and not (isinstance(names, list)
+                                  and all(isinstance(n, str) for n in names)):
+        raise CLIError(f"{path}: its metadata's feature names are not a list of strings")
     if names is None and getattr(obj, "feature_names_in_", None) is not None:
         names = [str(n) for n in obj.feature_names_in_]
     task = "classification" if hasattr(obj, "classes_") else "regression"
