@@ -172,6 +172,14 @@ def _rewrite(src, dst, edit_meta=None, edit_arrays=None, rehash=True):
     return dst
 
 
+def _assert_refused(path, message):
+    """``load(path)`` raises a one-line ModelFileError naming the file and matching
+    ``message``."""
+    with pytest.raises(ModelFileError, match=message) as info:
+        load(path)
+    assert "\n" not in str(info.value) and str(path) in str(info.value), path
+
+
 def test_other_versions_modified_and_inconsistent_files_are_refused(data, tmp_path):
     X, y = data
     reg = ImplicitRegressor(n_hidden=4, max_iter=2, random_state=0).fit(X, y)
@@ -369,9 +377,7 @@ def test_malformed_metadata_is_refused_by_name(data, tmp_path):
     np.savez(deep, metadata=np.array("[" * 100000 + "]" * 100000), **arrays)
     cases.append((deep, "nested too deeply"))
     for path, message in cases:
-        with pytest.raises(ModelFileError, match=message) as info:
-            load(path)
-        assert "\n" not in str(info.value) and str(path) in str(info.value), path
+        _assert_refused(path, message)
 
 
 def test_forged_arrays_are_refused(data, tmp_path):
@@ -447,11 +453,8 @@ def test_forged_arrays_are_refused(data, tmp_path):
         (good_low, "lone_R", lone("R"), drop_array("model.L"), "factor R of A without"),
     ]
     for src, name, edit_meta, edit_arrays, message in cases:
-        path = _rewrite(src, tmp_path / f"{name}.npz", edit_meta=edit_meta,
-                        edit_arrays=edit_arrays)
-        with pytest.raises(ModelFileError, match=message) as info:
-            load(path)
-        assert "\n" not in str(info.value) and str(path) in str(info.value), name
+        _assert_refused(_rewrite(src, tmp_path / f"{name}.npz", edit_meta=edit_meta,
+                                 edit_arrays=edit_arrays), message)
 
 
 def test_group_weights_round_trip(data, tmp_path):
@@ -508,11 +511,8 @@ def test_group_weights_round_trip(data, tmp_path):
         (param(None), None, "not part of an ImplicitRegressor"),
     ]
     for k, (edit_meta, edit_arrays, message) in enumerate(cases):
-        path = _rewrite(good, tmp_path / f"bad{k}.npz", edit_meta=edit_meta,
-                        edit_arrays=edit_arrays)
-        with pytest.raises(ModelFileError, match=message) as info:
-            load(path)
-        assert "\n" not in str(info.value) and str(path) in str(info.value), k
+        _assert_refused(_rewrite(good, tmp_path / f"bad{k}.npz", edit_meta=edit_meta,
+                                 edit_arrays=edit_arrays), message)
 
 
 def test_metadata_json_cannot_hold_is_refused(data, tmp_path):

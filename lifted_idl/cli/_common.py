@@ -39,3 +39,8 @@ def jsonable(v):
     if isinstance(v, dict):
         return {str(k): jsonable(x) for k, x in v.items()}
     return str(v)
+
+
+def missing_list(noun: str, missing) -> str:
+    """``"<noun> 'a'"`` or ``"<noun>s 'a', 'b'"``: the names ``missing`` for an error line."""
+    return f"{noun}{'' if len(missing) == 1 else 's'} {', '.join(map(repr, missing))}"

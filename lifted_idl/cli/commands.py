@@ -28,6 +28,7 @@ from ._common import (
     PROG,
     CLIError,
     jsonable,
+    missing_list,
     one_line,
 )
 from .data import (
@@ -362,9 +363,8 @@ def _dataset_features(bundle: _Bundle, name: str, data: _Split) -> np.ndarray:
     cols = {f: j for j, f in enumerate(data.feature_names)}
     missing = [f for f in names if f not in cols]
     if missing:
-        which = "feature" if len(missing) == 1 else "features"
         raise CLIError(
-            f"data set {name!r} lacks the model's {which} {', '.join(map(repr, missing))}: "
+            f"data set {name!r} lacks the model's {missing_list('feature', missing)}: "
             f"the model was trained on {names}, the data set has {data.feature_names}"
         )
     return data.X_test[:, [cols[f] for f in names]]

@@ -18,6 +18,7 @@ from ._common import (
     DATASETS,
     PROG,
     CLIError,
+    missing_list,
     one_line,
 )
 
@@ -182,9 +183,8 @@ def _feature_columns(path: Path, header, cols, target, features) -> list[str]:
         return features
     missing = [f for f in features if f not in cols]
     if missing:
-        which = "column" if len(missing) == 1 else "columns"
         raise CLIError(
-            f"{path}: missing feature {which} {', '.join(map(repr, missing))} "
+            f"{path}: missing feature {missing_list('column', missing)} "
             f"(the model needs {len(features)} feature columns: {features})"
         )
     if target is not None and target in features:
