@@ -234,6 +234,28 @@ class _Gains:
             out[a:b] = e
         return out
 
+    def block_norms(self, R: np.ndarray) -> np.ndarray:
+        r""":math:`\|R_{s,l}\|_{p_l}` of every row s of ``R`` (shape (m, n)) and block l: shape
+        (m, L) (:math:`|R|` in the componentwise case)."""
+        if self.componentwise:
+            return np.abs(R)
+        return np.stack([np.linalg.norm(R[:, a:b], ord=pn, axis=1)
+                         for (a, b), pn in zip(self.slices, self.norms, strict=True)], axis=1)
+
+    def solve_error(self, model: ImplicitModel, U: np.ndarray, X: np.ndarray) -> np.ndarray:
+        r"""Per-sample bounds :math:`\eta` on the block norms of the error of computed states
+        ``X`` at inputs ``U``, shape (m, L): with the residual :math:`r = X - \phi(XA^\top +
+        UB^\top + b)` and the true equilibrium :math:`x^*`, :math:`\|(x - x^*)_l\| \le
+        \|r_l\| + \sum_k N(A,\gamma)_{lk}\|(x - x^*)_k\|`, so :math:`\eta = (I -
+        N(A,\gamma))^{-1}\|r\|` (needs :math:`\lambda_{PF}(N(A,\gamma)) < 1`)."""
+        A = np.asarray(to_numpy(model.A), dtype=np.float64)
+        B = np.asarray(to_numpy(model.B), dtype=np.float64)
+        Z = X @ A.T + U @ B.T
+        if model.b is not None:
+            Z += np.asarray(to_numpy(model.b), dtype=np.float64)
+        R = X - np.asarray(to_numpy(model.activation(Z)), dtype=np.float64)
+        return self.resolvent_times(self.block_norms(R).T).T
+
     def pf(self) -> float:
         """:math:`\\lambda_{PF}(N(A,\\gamma))` (an eigenvalue computation; used for messages)."""
         if self.n_blocks == 0:

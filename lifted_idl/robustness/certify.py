@@ -21,8 +21,9 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .._array import to_numpy
 from .._validation import check_choice, check_real
-from ._common import ModelLike, _as_model, _check_U, _labels_to_index
+from ._common import ModelLike, _as_model, _check_U, _Gains, _labels_to_index
 from .bounds import _norm_arg, pairwise_sensitivity
 from .lp import LPRelaxation
 
@@ -50,8 +51,11 @@ def certified_radius(clf: ModelLike, X: ArrayLike, y: ArrayLike,
 
     with :math:`\|S_{yk}\|_* = S_{yk}\mathbf 1` for the l-infinity ball, :math:`\|S_{yk}\|_2`
     for the l2 ball and :math:`\max_j S_{yk,j}` for the l1 ball (the dual norms). Every input
-    :math:`u` with :math:`\|u - u^0\| < r` is classified y. The radius is 0 when the sample is
-    misclassified or tied, and ``inf`` when no margin depends on the input.
+    :math:`u` with :math:`\|u - u^0\| < r` is classified y. The margins are those of the
+    computed equilibrium less a bound on the solver's error (:math:`N(C_y - C_k)\,\eta`, with
+    :math:`\eta = (I - N(A,\gamma))^{-1}\|r\|` from the fixed-point residual r). The radius
+    is 0 when the sample is misclassified or tied (or its margin is within that error), and
+    ``inf`` when no margin depends on the input.
 
     Parameters
     ----------
@@ -82,9 +86,17 @@ def certified_radius(clf: ModelLike, X: ArrayLike, y: ArrayLike,
         den = np.linalg.norm(P, axis=2)
     else:
         den = P.max(axis=2, initial=0.0)
-    Y = model.predict(X)
+    # the margins at the computed states, less a rigorous bound on what the solver's error
+    # can change them by (|(C_y - C_k)(x - x*)| <= N(C_y - C_k) eta): a tiny margin is not
+    # certified on the strength of rounding
+    g = _Gains(model)
+    Xs = np.asarray(to_numpy(model.equilibrium(X)), dtype=np.float64)
+    Y = np.asarray(to_numpy(model.output(Xs, X)), dtype=np.float64)
     m, q = Y.shape
-    margins = Y[np.arange(m), lab][:, None] - Y  # (m, q)
+    C = np.asarray(to_numpy(model.C), dtype=np.float64)
+    NdC = g.NC((C[:, None, :] - C[None, :, :]).reshape(q * q, -1)).reshape(q, q, -1)
+    err = np.einsum("ikl,il->ik", NdC[lab], g.solve_error(model, X, Xs))
+    margins = Y[np.arange(m), lab][:, None] - Y - err  # (m, q)
     dens = den[lab]  # (m, q)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(dens > 0, margins / np.where(dens > 0, dens, 1.0), np.inf)

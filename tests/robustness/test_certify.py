@@ -160,3 +160,19 @@ def test_certify_argument_errors():
     with pytest.raises(ValueError, match="q >= 2"):
         certified_radius(model.replace(C=model.C[:1], D=model.D[:1], c=model.c[:1]), U,
                          np.zeros(4, dtype=int))
+
+
+def test_certified_radius_discounts_the_solvers_error():
+    """A margin smaller than what the fixed-point solver's error can change it by is not
+    certified: with lambda = 0.999 the computed state is about 1e-4 off, and the label whose
+    logit the computed state puts ahead by 5e-5 is in truth behind (it was certified, while
+    lp_certify, which bounds that error, refused it)."""
+    a = 0.999
+    t = 1 / (1 - a) - 5e-5
+    model = ImplicitModel(np.array([[a]]), np.array([[1.0]]), np.array([[1.0], [0.0]]),
+                          np.zeros((2, 1)), c=np.array([0.0, t]))
+    U = np.array([[1.0]])
+    assert model.predict(U)[0].argmax() == 1  # the computed logits: label 1 ahead
+    assert certified_radius(model, U, np.array([1]))[0] == 0.0
+    assert certified_accuracy(model, U, np.array([1]), 1e-8) == 0.0
+    assert not lp_certify(model, U, np.array([1]), 1e-8)[0]
