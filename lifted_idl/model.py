@@ -401,10 +401,10 @@ class ImplicitModel:
         ----------
         U : array of shape (m, p)
         method : {"auto", "picard", "averaged", "triangular", "lowrank", "anderson"}
-            ``"auto"`` picks exact back-substitution for DAG-structured A [IDL §3], the low-rank
-            iteration when factors are known (theory §6), Picard under the inf-norm or PF
-            certificate [IDL Thm 2.2], and the averaged iteration under the
-            :math:`\\mu_\\infty` certificate [NEMON]. ``"anderson"`` is opt-in, for slowly
+            ``"auto"`` picks exact back-substitution for DAG-structured A [IDL §3], the
+            averaged iteration under the :math:`\\mu_\\infty` certificate [NEMON] (where
+            Picard need not converge), the low-rank iteration when factors are known (theory
+            §6), and Picard under the inf-norm or PF certificate [IDL Thm 2.2]. ``"anderson"`` is opt-in, for slowly
             contracting problems (see :mod:`lifted_idl.kernel`).
         tol : float, optional
             Per-sample relative tolerance (default 1e-10 in float64, 1e-5 in float32).
@@ -473,10 +473,10 @@ class ImplicitModel:
         if method == "auto":
             if self._levels() is not None:
                 method = "triangular"
+            elif wp.certificate == "mu_inf":  # Picard, low-rank or not, need not converge
+                method = "averaged"
             elif self.factors is not None:
                 method = "lowrank"
-            elif wp.certificate == "mu_inf":
-                method = "averaged"
             else:
                 method = "picard"
         levels = None

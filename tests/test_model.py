@@ -202,6 +202,14 @@ def test_auto_method_selection(rng, make_model, strictly_upper):
     res = lr.solve(U)
     assert res.method == "lowrank"
     np.testing.assert_allclose(res.X, lr.solve(U, method="picard").X, atol=1e-12)
+    # low rank certified by mu_inf only -> averaged (Picard, low-rank or not, oscillates
+    # there), and the result is the fixed point
+    lm = ImplicitModel.from_low_rank(np.array([[-3.0], [0.5]]), np.array([[1.0], [0.0]]),
+                                     np.eye(2), np.ones((1, 2)), np.zeros((1, 2)))
+    assert lm.well_posedness.certificate == "mu_inf"
+    res = lm.solve(np.array([[1.0, 0.0]]))
+    assert res.method == "averaged" and res.converged
+    np.testing.assert_allclose(res.X, [[0.25, 0.125]], atol=1e-9)
     # the low-rank factors survive replace() unless A changes
     assert lr.replace(C=np.ones((1, 6)), D=np.zeros((1, 4))).factors is not None
     assert lr.replace(A=lr.A * 0.5).factors is None
