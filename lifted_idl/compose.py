@@ -507,7 +507,9 @@ def from_mlp(mlp) -> ImplicitModel:
     sklearn.exceptions.NotFittedError
         If ``mlp`` is not fitted.
     ValueError
-        If its activation is not supported or its fitted weights are inconsistent.
+        If its activation is not supported, a regressor's output activation is not the
+        identity (``loss="poisson"``: an exponential output), or its fitted weights are
+        inconsistent.
     """
     from sklearn.exceptions import NotFittedError
     from sklearn.neural_network import MLPClassifier, MLPRegressor
@@ -529,6 +531,13 @@ def from_mlp(mlp) -> ImplicitModel:
         raise ValueError(
             f"from_mlp(): mlp.activation={name!r} is not supported; expected one of "
             f"{sorted(_MLP_ACTIVATIONS)}"
+        )
+    out = getattr(mlp, "out_activation_", "identity")
+    if isinstance(mlp, MLPRegressor) and out != "identity":
+        raise ValueError(
+            f"from_mlp(): the regressor's output activation is {out!r} (loss="
+            f"{getattr(mlp, 'loss', None)!r}); an implicit model's output is affine in its "
+            "state, so only the identity output (the squared loss) has an exact implicit form"
         )
     Ws = [np.asarray(W) for W in mlp.coefs_]
     bs = [np.asarray(v) for v in mlp.intercepts_]

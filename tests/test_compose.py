@@ -490,3 +490,17 @@ def test_relu_parts_keep_plain_relu():
     rng = np.random.default_rng(20)
     m = concatenate(rand_model(rng, 2, 2, 1), rand_model(rng, 3, 2, 1))
     assert isinstance(m.activation, ReLU)
+
+
+def test_from_mlp_refuses_a_regressor_with_a_nonlinear_output():
+    """MLPRegressor(loss="poisson") predicts exp of its last layer, which no implicit model
+    (affine in its state) reproduces: refused (it used to return the logarithm of the
+    predictions)."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mlp = MLPRegressor(hidden_layer_sizes=(4,), loss="poisson", max_iter=20,
+                           random_state=0).fit(X, np.exp(X[:, 0]))
+    with pytest.raises(ValueError, match="output activation is 'exp'"):
+        from_mlp(mlp)
