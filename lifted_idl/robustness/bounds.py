@@ -198,8 +198,9 @@ def lipschitz_bound(model: ModelLike, norm: str | float = "inf",
     r"""An upper bound on the Lipschitz constant of :math:`u \mapsto \hat y(u)`.
 
     ``kind="sensitivity"`` (theory §7, [IDL Thm 4.2]): from :math:`|\Delta\hat y| \le
-    S|\Delta u|`, the constant :math:`\|S\|` in the induced norm ``norm`` (inf, 2 or 1; the
-    tightest of the three kinds in the inf-norm).
+    S|\Delta u|`, the constant :math:`\|S\|` in the induced norm ``norm`` (inf, 2 or 1; in
+    the inf-norm never above ``"rho"``; ``"nemon"`` can be below it where A has negative
+    diagonal entries).
 
     ``kind="rho"`` [IDL §4.3] (inf-norm, CONE maps):
 

@@ -217,8 +217,8 @@ class SensitivityPenalty(Penalty):
         S = |C|\,M\,|B| + |D|,\qquad M = (I - |A|)^{-1},\qquad
         \|S\|_\infty = \max_k \big(|C| M |B|\mathbf 1 + |D|\mathbf 1\big)_k,
 
-    the tightest of the package's l-infinity Lipschitz bounds for slopes in [0, 1] (ReLU, leaky
-    ReLU, tanh; for sigmoid it is an upper bound of the :math:`\Gamma`-weighted one). It needs
+    never above the :math:`\rho` bound for slopes in [0, 1] (ReLU, leaky ReLU, tanh; for
+    sigmoid it is an upper bound of the :math:`\Gamma`-weighted one). It needs
     :math:`\lambda_{PF}(|A|) < 1` (guaranteed by :math:`\|A\|_\infty \le \kappa < 1`), so it is
     offered with the ``"inf_norm"`` training constraint only.
 
