@@ -404,8 +404,8 @@ class ImplicitModel:
             ``"auto"`` picks exact back-substitution for DAG-structured A [IDL §3], the
             averaged iteration under the :math:`\\mu_\\infty` certificate [NEMON] (where
             Picard need not converge), the low-rank iteration when factors are known (theory
-            §6), and Picard under the inf-norm or PF certificate [IDL Thm 2.2]. ``"anderson"`` is opt-in, for slowly
-            contracting problems (see :mod:`lifted_idl.kernel`).
+            §6), and Picard under the inf-norm or PF certificate [IDL Thm 2.2]. ``"anderson"``
+            is opt-in, for slowly contracting problems (see :mod:`lifted_idl.kernel`).
         tol : float, optional
             Per-sample relative tolerance (default 1e-10 in float64, 1e-5 in float32).
         max_iter : int, optional
