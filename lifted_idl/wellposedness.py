@@ -261,6 +261,7 @@ def dag_levels(A, tol: float = 0.0, activation=None):
         :math:`O(n^2)`.
     """
     A = _as_matrix(A)
+    tol = check_real("tol", tol, 0.0)
     n = A.shape[0]
     dep = np.abs(A) > tol
     act = None if activation is None else get_activation(activation)

@@ -605,3 +605,13 @@ def test_project_mu_inf_bad_input():
         project_mu_inf(np.zeros((2, 2)), float("nan"))
     with pytest.raises(ValueError, match="NaN"):
         project_mu_inf(np.array([[np.inf, 0.0], [0.0, 0.0]]), 0.5)
+
+
+def test_dag_levels_checks_its_tolerance():
+    """A NaN or negative tol is refused (NaN used to call a fully cyclic A acyclic)."""
+    from lifted_idl.wellposedness import dag_levels
+
+    assert dag_levels(np.ones((3, 3))) is None
+    for tol in (np.nan, -1.0):
+        with pytest.raises(ValueError, match="tol"):
+            dag_levels(np.ones((3, 3)), tol=tol)

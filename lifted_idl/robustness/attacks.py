@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .._array import to_numpy
-from .._validation import check_choice, check_int
+from .._validation import check_choice, check_finite_matrix, check_int
 from ..kernel import solve_adjoint, solve_adjoint_direct
 from ._common import (
     ModelLike,
@@ -107,9 +107,7 @@ def input_gradient(model: ModelLike, U: ArrayLike, G: ArrayLike,
     """
     m = _as_model(model)
     U = _check_U(m, U)
-    G = np.asarray(to_numpy(G), dtype=np.float64)
-    if G.shape != (U.shape[0], m.n_outputs):
-        raise ValueError(f"G must have shape {(U.shape[0], m.n_outputs)}; got shape {G.shape}")
+    G = check_finite_matrix("G", to_numpy(G), (U.shape[0], m.n_outputs))
     act = m.activation
     if not act.componentwise:
         raise ValueError(
@@ -120,8 +118,8 @@ def input_gradient(model: ModelLike, U: ArrayLike, G: ArrayLike,
     B = np.asarray(to_numpy(m.B), dtype=np.float64)
     C = np.asarray(to_numpy(m.C), dtype=np.float64)
     D = np.asarray(to_numpy(m.D), dtype=np.float64)
-    if X is None:
-        X = m.equilibrium(U)
+    X = (m.equilibrium(U) if X is None
+         else check_finite_matrix("X", to_numpy(X), (U.shape[0], m.n_states)))
     X = np.asarray(to_numpy(X), dtype=np.float64)
     Z = X @ A.T + U @ B.T
     if m.b is not None:
@@ -182,6 +180,9 @@ def _attack(obj, U, k, sigma, target, y, task, rank):
     sig = _check_sigma(sigma, p, name="sigma")
     task = _task(obj, model, task)
     q = model.n_outputs
+    if mm == 0:  # nothing to attack
+        return AttackResult(U.copy(), np.zeros((0, k), dtype=np.intp), np.zeros((0, q)),
+                            np.zeros(0, dtype=np.intp))
     X = model.equilibrium(U)
     Y = model.output(X, U)
     tgt = _target_index(obj, model, target, mm, task)

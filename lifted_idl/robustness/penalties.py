@@ -49,6 +49,8 @@ def _params(params) -> dict:
     for k in _KEYS:
         if out[k].ndim != 2:
             raise ValueError(f"params[{k!r}] must be 2-D; got shape {out[k].shape}")
+        if not np.all(np.isfinite(out[k])):
+            raise ValueError(f"params[{k!r}] must be finite; got NaN or inf")
     n = out["A"].shape[0]
     if out["A"].shape != (n, n):
         raise ValueError(f"params['A'] must be square; got shape {out['A'].shape}")

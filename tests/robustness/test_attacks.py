@@ -186,3 +186,25 @@ def test_attack_argument_errors():
         gradient_attack(model, np.zeros((3, 5)), 1)
     with pytest.raises(ValueError, match="G"):
         input_gradient(model, U, np.zeros((3, 3)))
+
+
+def test_input_gradient_and_attacks_check_their_arrays():
+    """A NaN cotangent G or NaN/mis-shaped states X are refused by name (they used to give a
+    NaN gradient, or the silently wrong G D); an attack on no samples returns an empty
+    result (it used to fail inside numpy)."""
+    rng = np.random.default_rng(0)
+    A = project_inf_norm_ball(rng.standard_normal((4, 4)), 0.5)
+    model = ImplicitModel(A, rng.standard_normal((4, 3)), rng.standard_normal((2, 4)),
+                          rng.standard_normal((2, 3)))
+    U = rng.standard_normal((5, 3))
+    G = np.ones((5, 2))
+    with pytest.raises(ValueError, match="G"):
+        input_gradient(model, U, np.full((5, 2), np.nan))
+    with pytest.raises(ValueError, match="X"):
+        input_gradient(model, U, G, X=np.full((5, 4), np.nan))
+    with pytest.raises(ValueError, match="X"):
+        input_gradient(model, U, G, X=np.zeros((5, 3)))
+    for attack in (sensitivity_attack, gradient_attack):
+        res = attack(model, np.zeros((0, 3)), k=1)
+        assert res.U_adv.shape == (0, 3) and res.features.shape == (0, 1)
+        assert res.Y_adv.shape == (0, 2) and res.target.shape == (0,)

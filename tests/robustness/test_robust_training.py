@@ -471,3 +471,20 @@ def test_robust_block_init_and_bad_input():
         solve_ab_robust(X, U, P - 1.0, lam, 0.6, "relu", "none", 0.1)
     with pytest.raises(ValueError, match="method"):
         solve_ab_robust(X, U, P, lam, 0.6, "relu", "none", 0.1, method="scs")
+
+
+def test_robustness_penalties_refuse_non_finite_weights():
+    """NaN weights are refused by name (the penalties used to return NaN values and
+    gradients, or a raw LinAlgError for NaN in A)."""
+    rng = np.random.default_rng(0)
+    good = {"A": 0.1 * rng.standard_normal((3, 3)), "B": rng.standard_normal((3, 2)),
+            "C": rng.standard_normal((1, 3)), "D": rng.standard_normal((1, 2))}
+    for pen in (LipschitzSurrogatePenalty(1.0), SensitivityPenalty(1.0)):
+        assert np.isfinite(pen.value(good))
+        for key in ("A", "B", "C", "D"):
+            bad = dict(good)
+            bad[key] = np.full_like(good[key], np.nan)
+            with pytest.raises(ValueError, match=f"params\\['{key}'\\] must be finite"):
+                pen.value(bad)
+            with pytest.raises(ValueError, match="must be finite"):
+                pen.grad(bad)
