@@ -29,6 +29,7 @@ from lifted_idl import ConvergenceWarning, ImplicitModel  # noqa: E402
 from lifted_idl.training.gradient import fit_gradient  # noqa: E402
 
 __all__ = [
+    "command_line",
     "output_dir",
     "write_json",
     "save_png",
@@ -37,6 +38,18 @@ __all__ = [
     "accuracy",
     "run_info",
 ]
+
+
+def command_line(doc: str, argv=None) -> str:
+    """The ``--out-dir`` of a script's command line (``--help`` prints ``doc``'s first line
+    and the option, and exits before anything runs)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    parser.add_argument("--out-dir", default="experiments/results",
+                        help="where the JSON and PNG go (relative: from the repository root; "
+                             "default: %(default)s)")
+    return parser.parse_args(argv).out_dir
 
 
 def output_dir(out_dir: str | Path = "experiments/results") -> Path:

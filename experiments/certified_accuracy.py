@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from _common import (  # noqa: E402
     accuracy,
+    command_line,
     digits_split,
     output_dir,
     run_info,
@@ -153,7 +154,7 @@ def main(out_dir: str | Path = "experiments/results") -> dict:
 
 
 if __name__ == "__main__":
-    res = main()
+    res = main(command_line(__doc__))
     print("eps:", res["eps"])
     for name, r in res["models"].items():
         print(f"{name:12s} clean {100 * r['clean_test_accuracy']:.2f}%  "

@@ -42,6 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import command_line  # noqa: E402
 from _paper import (  # noqa: E402
     output_dir,
     quiet,
@@ -320,7 +321,7 @@ def _figure(path, U, y, ug, curves, two, net):
 
 
 if __name__ == "__main__":
-    r = main()
+    r = main(command_line(__doc__))
     sm = r["summary"]
     for key, paper in (("after_ab_train_rmse", 1.77), ("after_cd_train_rmse", 0.56),
                        ("mlp_3x25_train_rmse", 0.65)):

@@ -41,6 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import command_line  # noqa: E402
 from _paper import (  # noqa: E402
     output_dir,
     quiet,
@@ -241,7 +242,7 @@ def _figure(path, runs, res):
 
 
 if __name__ == "__main__":
-    r = main()
+    r = main(command_line(__doc__))
     for k, v in r["digits"]["summary"].items():
         print(f"{k}: test accuracy {v['mean']:.4f} +- {v['std']:.4f} over {N_RUNS} runs")
     print(f"bcd (run 0): {r['bcd_run0']['test_accuracy']:.4f}")

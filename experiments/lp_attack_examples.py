@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from _common import (  # noqa: E402
     accuracy,
+    command_line,
     digits_split,
     output_dir,
     run_info,
@@ -150,7 +151,7 @@ def main(out_dir: str | Path = "experiments/results") -> dict:
 
 
 if __name__ == "__main__":
-    res = main()
+    res = main(command_line(__doc__))
     for ex in res["examples"]:
         for name in ("box", "sparse"):
             e = ex[name]

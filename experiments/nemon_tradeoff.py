@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from _common import (  # noqa: E402
     accuracy,
+    command_line,
     digits_split,
     output_dir,
     run_info,
@@ -208,7 +209,7 @@ def main(out_dir: str | Path = "experiments/results") -> dict:
 
 
 if __name__ == "__main__":
-    res = main()
+    res = main(command_line(__doc__))
     for p in res["points"] + [res["unsmoothed"]]:
         print(f"alpha={p['alpha']:<7g} smooth={p['smoothing']:<4g} clean "
               f"{100 * p['clean_test_accuracy']:.2f}%  L_nemon {p['lipschitz_nemon']:9.3f}  "

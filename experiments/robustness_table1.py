@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from _common import (  # noqa: E402
     accuracy,
+    command_line,
     digits_split,
     output_dir,
     run_info,
@@ -153,7 +154,7 @@ def main(out_dir: str | Path = "experiments/results") -> dict:
 
 
 if __name__ == "__main__":
-    res = main()
+    res = main(command_line(__doc__))
     for r in res["table"]:
         print(f"sigma={r['sigma']:<5} {r['percent_perturbed']:5.1f}% k={r['k']:2d}  "
               f"sensitivity {100 * r['sensitivity_success']:6.2f}%  "

@@ -41,6 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import command_line  # noqa: E402
 from _paper import (  # noqa: E402
     fit_nonconstant,
     output_dir,
@@ -206,7 +207,7 @@ def _figure(path, trials, summary, methods):
 
 
 if __name__ == "__main__":
-    r = main()
+    r = main(command_line(__doc__))
     for m, v in r["summary"].items():
         print(f"{m:18s} train {v['train_rmse']['mean']:.4f} +- {v['train_rmse']['std']:.4f}  "
               f"test {v['test_rmse']['mean']:.4f} +- {v['test_rmse']['std']:.4f}")
