@@ -86,8 +86,11 @@ def alpha_max(X, Y, *, penalty: str = "group", group_ord=2, classifier: bool = F
       on C (``c_ridge``, which defaults to ``alpha``) puts C when the states are constant.
       This is the model a fit started from the all-zero columns would stay at; the
       estimators start from a random-feature model (:math:`B \ne 0`), and at
-      :math:`1.01\,\alpha_{\max}` their BCD fits end with every column zero
-      (``tests/test_cv.py``).
+      :math:`1.01\,\alpha_{\max}` their BCD fits end with every column zero for
+      ``group_ord=2`` (``tests/test_cv.py``). For ``"inf"`` the zero model is stationary but
+      need not be the fit: under the max-norm of a column, its n entries in B cost what one
+      does, and fits can keep features above it (in the measured case, up to about
+      :math:`2\,\alpha_{\max}`).
     * ``penalty="l1"``: :math:`\max_{j,k}|G_{jk}|`, the lasso :math:`\alpha_{\max}` of the
       linear part; by the same argument (with also the gradient in C zero, since the states
       are constant and R has zero mean) the zero model is stationary from there up.

@@ -7,8 +7,10 @@ r"""Sparsity paths: anchored BCD rounds with sparse blocks, warm-started along a
   Frank–Wolfe blocks.
 
 Both run on the round engine of :mod:`lifted_idl.training.rounds`, as
-:func:`~lifted_idl.training.bcd.fit_bcd` does: a path point is a fit warm-started from the
-previous point, with the divergence weight carried along.
+:func:`~lifted_idl.training.bcd.fit_bcd` does. A point of :func:`frank_wolfe_path` is a fit
+warm-started from the previous point, with the divergence weight carried along; a point of
+:func:`group_lasso_path` is a fit of its own from the random-feature start (with
+``warm_start=True``, the same continuation as Frank–Wolfe's).
 """
 
 from __future__ import annotations
@@ -558,8 +560,8 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
     rounds : RoundSettings, optional
         The constants of the anchored rounds (divergence weight and its continuation,
         extrapolation, patience); default ``RoundSettings()``, those of
-        :func:`~lifted_idl.training.bcd.fit_bcd`. The divergence weight is carried from one
-        point to the next.
+        :func:`~lifted_idl.training.bcd.fit_bcd`. With ``warm_start=True`` the divergence
+        weight is carried from one point to the next; otherwise each point starts from it.
     init_model : ImplicitModel, optional
         Start from this model (its A projected onto the ball) instead of random features.
     order : {"decreasing", "increasing"}, default="decreasing"
