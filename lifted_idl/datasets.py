@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._validation import check_int, check_real
 from .model import ImplicitModel
 
 __all__ = ["make_teacher", "make_function_fit", "make_tanh_teacher", "load_builtin", "BUILTIN"]
@@ -40,8 +41,13 @@ def make_teacher(n_train=500, n_test=500, *, n_features=10, n_hidden=20, n_outpu
     U_train, y_train, U_test, y_test, info
         ``y`` is 1-D when ``n_outputs == 1``; ``info`` has the teacher ``model`` and ``support``.
     """
+    n_train, n_test = check_int("n_train", n_train, 0), check_int("n_test", n_test, 0)
+    n, p = check_int("n_hidden", n_hidden, 1), check_int("n_features", n_features, 1)
+    q = check_int("n_outputs", n_outputs, 1)
+    a_norm = check_real("a_norm", a_norm, 0.0, 1.0, closed="left")  # a well-posed teacher
+    noise = check_real("noise", noise, 0.0)
+    sparse_columns = check_int("sparse_columns", sparse_columns, 1, p, allow_none=True)
     rng = _rng(random_state)
-    n, p, q = n_hidden, n_features, n_outputs
     A = rng.standard_normal((n, n))
     A *= a_norm / np.abs(A).sum(axis=1).max()
     B = rng.standard_normal((n, p))
@@ -67,6 +73,7 @@ def make_teacher(n_train=500, n_test=500, *, n_features=10, n_hidden=20, n_outpu
 def make_function_fit(n_train=200, n_test=1000, *, random_state=0):
     r""":math:`f(u) = 5\cos(\pi u)\exp(-|u|/2)`, :math:`u \sim U[-5, 5]`, noise :math:`U[-1,1]`
     [IDL §7.1]. Returns ``U_train, y_train, U_test, y_test`` (U of shape (m, 1))."""
+    n_train, n_test = check_int("n_train", n_train, 0), check_int("n_test", n_test, 0)
     rng = _rng(random_state)
     u = rng.uniform(-5, 5, n_train + n_test)
     y = 5 * np.cos(np.pi * u) * np.exp(-np.abs(u) / 2) + rng.uniform(-1, 1, u.shape)

@@ -179,3 +179,22 @@ def test_check_finite_matrix_rejects_naming_argument_and_value():
 def test_nonfinite_message_singular_and_scalar():
     assert nonfinite_message("a", (), np.nan, 1) == \
         "a must be finite; got a = nan (a contains NaN or inf in 1 entry)"
+
+
+def test_dataset_makers_check_their_arguments():
+    """make_teacher and make_function_fit name a bad argument (a negative n_train used to give
+    silently wrong splits, a negative a_norm a teacher with ||A||_inf = 1, a bad
+    sparse_columns numpy's message); good ones give the shapes asked for."""
+    from lifted_idl.datasets import make_function_fit, make_teacher
+
+    U, y, Ut, yt, info = make_teacher(7, 3, n_features=4, n_hidden=3, sparse_columns=2)
+    assert U.shape == (7, 4) and Ut.shape == (3, 4) and info["support"].size == 2
+    bad = [dict(n_train=-1), dict(n_test=-1), dict(noise=-1.0), dict(a_norm=-1.0),
+           dict(a_norm=1.0), dict(sparse_columns=11), dict(sparse_columns=0),
+           dict(n_hidden=0)]
+    for kw in bad:
+        name = next(iter(kw))
+        with pytest.raises(ValueError, match=name):
+            make_teacher(**kw)
+    with pytest.raises(ValueError, match="n_train"):
+        make_function_fit(-1)
