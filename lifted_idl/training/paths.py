@@ -440,8 +440,11 @@ def plot_frank_wolfe_path(path, ax=None):
     -------
     tuple of two Axes
     """
-    if not path or not all(isinstance(pt, PathPoint) for pt in path):
-        raise ValueError("path must be a non-empty list of PathPoint (from frank_wolfe_path)")
+    if not path or not all(isinstance(pt, PathPoint) for pt in path) or not all(
+            pt.params.get("kappa_c") is not None or pt.params.get("kappa_b") is not None
+            for pt in path):
+        raise ValueError("path must be a non-empty list of PathPoint from frank_wolfe_path "
+                         "(points with a budget kappa_c or kappa_b)")
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -606,6 +609,9 @@ def group_lasso_path(U, Y, alphas, *, ord=2, task: str = "regression", n_hidden:
     kappa = check_real("kappa", kappa, 0, 1.0, closed="neither")
     n_rounds = check_int("n_rounds", n_rounds, 0)
     tol = check_real("tol", tol, 0, closed="neither")
+    for name, flag in (("warm_start", warm_start), ("fit_bias", fit_bias)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False; got {name}={flag!r}")
     ridge_tied = isinstance(c_ridge, str)
     if ridge_tied:
         check_choice("c_ridge", c_ridge, ("alpha",))

@@ -157,6 +157,10 @@ def test_plot_shows_the_path(data):
     plt.close("all")
     with pytest.raises(ValueError, match="non-empty list of PathPoint"):
         plot_frank_wolfe_path([])
+    # a group-lasso path has no budgets to plot against (it used to fail with a KeyError)
+    group = group_lasso_path(U, y, [0.1], n_hidden=N_HIDDEN, random_state=0, n_rounds=1)
+    with pytest.raises(ValueError, match="from frank_wolfe_path"):
+        plot_frank_wolfe_path(group)
 
 
 def test_path_errors(data):
@@ -177,6 +181,9 @@ def test_path_errors(data):
         group_lasso_path(U, y, [-1.0])
     with pytest.raises(ValueError, match="ord must be 2 or np.inf"):
         group_lasso_path(U, y, [0.1], ord=3)
+    for flag in ("warm_start", "fit_bias"):  # a string used to be taken for True
+        with pytest.raises(ValueError, match=f"{flag} must be True or False"):
+            group_lasso_path(U, y, [0.1], **{flag: "no"})
 
 
 # --------------------------------------------------------------------------------------------
