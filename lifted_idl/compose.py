@@ -465,52 +465,9 @@ _MLP_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "logistic": "sigmoid",
                     "identity": "identity"}
 
 
-def from_mlp(mlp) -> ImplicitModel:
-    r"""The exact implicit form of a fitted scikit-learn ``MLPRegressor`` or ``MLPClassifier``.
-
-    For the network :math:`x_0 = u`, :math:`x_{l+1} = \phi(W_l x_l + b_l)`
-    (:math:`l = 0, \dots, L-1`), :math:`\hat y = W_L x_L + b_L`, with
-    :math:`W_l` = ``coefs_[l].T`` and :math:`b_l` = ``intercepts_[l]``, the state is
-    :math:`x = (x_L, \dots, x_1)` and [IDL (3.2), §3.2; theory §5]
-
-    .. math::
-
-        \left(\begin{array}{c|c} A & B \\ \hline C & D \end{array}\right) =
-        \left(\begin{array}{cccc|c}
-        0 & W_{L-1} & & & 0 \\ & 0 & \ddots & & \vdots \\ & & \ddots & W_1 & 0 \\
-        & & & 0 & W_0 \\ \hline W_L & 0 & \cdots & 0 & 0 \end{array}\right), \qquad
-        b = \begin{pmatrix} b_{L-1} \\ \vdots \\ b_0 \end{pmatrix}, \quad c = b_L.
-
-    :math:`A` is strictly upper block triangular, so the model is well-posed whatever the
-    weights, and :meth:`ImplicitModel.solve` computes the equilibrium exactly by
-    back-substitution (``method == "triangular"``), which is the network's forward pass.
-
-    Parameters
-    ----------
-    mlp : sklearn.neural_network.MLPRegressor or MLPClassifier
-        Fitted, with ``activation`` in ``{"relu", "tanh", "logistic", "identity"}``
-        (``"logistic"`` becomes the ``"sigmoid"`` activation).
-
-    Returns
-    -------
-    ImplicitModel
-        ``n = sum(hidden_layer_sizes)`` states, in the dtype of ``mlp.coefs_``. Its output is
-        the network's last *pre-activation* layer: for a regressor (identity output) it equals
-        ``mlp.predict`` (as a 2-D array); for a classifier, ``mlp.predict_proba`` is the
-        softmax of it (multiclass) or the logistic function of it (binary: the probability of
-        ``classes_[1]``; multilabel: column-wise).
-
-    Raises
-    ------
-    TypeError
-        If ``mlp`` is not an ``MLPRegressor`` or ``MLPClassifier``.
-    sklearn.exceptions.NotFittedError
-        If ``mlp`` is not fitted.
-    ValueError
-        If its activation is not supported, a regressor's output activation is not the
-        identity (``loss="poisson"``: an exponential output), or its fitted weights are
-        inconsistent.
-    """
+def _mlp_layers(mlp):
+    """The checked ``(activation name, weights, intercepts)`` of a fitted scikit-learn MLP for
+    :func:`from_mlp` (its Raises section)."""
     from sklearn.exceptions import NotFittedError
     from sklearn.neural_network import MLPClassifier, MLPRegressor
     from sklearn.utils.validation import check_is_fitted
@@ -557,6 +514,56 @@ def from_mlp(mlp) -> ImplicitModel:
                 f"from_mlp(): mlp.coefs_[{k}] takes {W.shape[0]} inputs but layer {k - 1} has "
                 f"{Ws[k - 1].shape[1]} units"
             )
+    return name, Ws, bs
+
+
+def from_mlp(mlp) -> ImplicitModel:
+    r"""The exact implicit form of a fitted scikit-learn ``MLPRegressor`` or ``MLPClassifier``.
+
+    For the network :math:`x_0 = u`, :math:`x_{l+1} = \phi(W_l x_l + b_l)`
+    (:math:`l = 0, \dots, L-1`), :math:`\hat y = W_L x_L + b_L`, with
+    :math:`W_l` = ``coefs_[l].T`` and :math:`b_l` = ``intercepts_[l]``, the state is
+    :math:`x = (x_L, \dots, x_1)` and [IDL (3.2), §3.2; theory §5]
+
+    .. math::
+
+        \left(\begin{array}{c|c} A & B \\ \hline C & D \end{array}\right) =
+        \left(\begin{array}{cccc|c}
+        0 & W_{L-1} & & & 0 \\ & 0 & \ddots & & \vdots \\ & & \ddots & W_1 & 0 \\
+        & & & 0 & W_0 \\ \hline W_L & 0 & \cdots & 0 & 0 \end{array}\right), \qquad
+        b = \begin{pmatrix} b_{L-1} \\ \vdots \\ b_0 \end{pmatrix}, \quad c = b_L.
+
+    :math:`A` is strictly upper block triangular, so the model is well-posed whatever the
+    weights, and :meth:`ImplicitModel.solve` computes the equilibrium exactly by
+    back-substitution (``method == "triangular"``), which is the network's forward pass.
+
+    Parameters
+    ----------
+    mlp : sklearn.neural_network.MLPRegressor or MLPClassifier
+        Fitted, with ``activation`` in ``{"relu", "tanh", "logistic", "identity"}``
+        (``"logistic"`` becomes the ``"sigmoid"`` activation).
+
+    Returns
+    -------
+    ImplicitModel
+        ``n = sum(hidden_layer_sizes)`` states, in the dtype of ``mlp.coefs_``. Its output is
+        the network's last *pre-activation* layer: for a regressor (identity output) it equals
+        ``mlp.predict`` (as a 2-D array); for a classifier, ``mlp.predict_proba`` is the
+        softmax of it (multiclass) or the logistic function of it (binary: the probability of
+        ``classes_[1]``; multilabel: column-wise).
+
+    Raises
+    ------
+    TypeError
+        If ``mlp`` is not an ``MLPRegressor`` or ``MLPClassifier``.
+    sklearn.exceptions.NotFittedError
+        If ``mlp`` is not fitted.
+    ValueError
+        If its activation is not supported, a regressor's output activation is not the
+        identity (``loss="poisson"``: an exponential output), or its fitted weights are
+        inconsistent.
+    """
+    name, Ws, bs = _mlp_layers(mlp)
     dtype = np.result_type(*Ws, *bs)
     if dtype not in _FLOATS:
         dtype = np.dtype(np.float64)

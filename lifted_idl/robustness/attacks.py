@@ -171,20 +171,11 @@ def _target_index(obj, model, target, m, task):
     return t.astype(np.intp)
 
 
-def _attack(obj, U, k, sigma, target, y, task, rank):
-    """Run a top-k sign attack. ``rank`` is "sensitivity" or "gradient"."""
-    model = _as_model(obj)
-    U = _check_U(model, U)
-    mm, p = U.shape
-    k = _check_attack_k(k, p)
-    sig = _check_sigma(sigma, p, name="sigma")
-    task = _task(obj, model, task)
-    q = model.n_outputs
-    if mm == 0:  # nothing to attack
-        return AttackResult(U.copy(), np.zeros((0, k), dtype=np.intp), np.zeros((0, q)),
-                            np.zeros(0, dtype=np.intp))
-    X = model.equilibrium(U)
-    Y = model.output(X, U)
+def _attack_pairs(obj, model, target, y, task, Y):
+    """``(lab, comp, tgt)``: each sample's label (None for regression), the output indices its
+    attack works on, shape (m, T) (the competing classes or the outputs pushed), and the
+    targets asked for (None: every competitor)."""
+    mm, q = Y.shape
     tgt = _target_index(obj, model, target, mm, task)
     if task == "classification":
         if q < 2:
@@ -207,6 +198,24 @@ def _attack(obj, U, k, sigma, target, y, task, rank):
             raise ValueError("y is only used for classification attacks; got y for regression")
         lab = None
         comp = (np.broadcast_to(np.arange(q), (mm, q)) if tgt is None else tgt[:, None])
+    return lab, comp, tgt
+
+
+def _attack(obj, U, k, sigma, target, y, task, rank):
+    """Run a top-k sign attack. ``rank`` is "sensitivity" or "gradient"."""
+    model = _as_model(obj)
+    U = _check_U(model, U)
+    mm, p = U.shape
+    k = _check_attack_k(k, p)
+    sig = _check_sigma(sigma, p, name="sigma")
+    task = _task(obj, model, task)
+    q = model.n_outputs
+    if mm == 0:  # nothing to attack
+        return AttackResult(U.copy(), np.zeros((0, k), dtype=np.intp), np.zeros((0, q)),
+                            np.zeros(0, dtype=np.intp))
+    X = model.equilibrium(U)
+    Y = model.output(X, U)
+    lab, comp, tgt = _attack_pairs(obj, model, target, y, task, Y)
     T = comp.shape[1]
     rows = np.repeat(np.arange(mm), T)
     cflat = comp.reshape(-1)
