@@ -512,13 +512,18 @@ class ImplicitModel:
             xp.matmul(U, P["B"].T, out=Z0)
             if P["b"] is not None:
                 Z0 += P["b"]
-        if not bool(xp.isfinite(Z0).all()):  # U itself is finite (checked)
+        try:  # the kernel checks Z0 (finite, shape) once; its error is renamed here
+            return kernel.solve(P["A"], Z0, self.activation, plan["method"], tol=plan["tol"],
+                                max_iter=plan["max_iter"], X0=X0, alpha=plan["alpha"],
+                                levels=plan["levels"], factors=P.get("factors"), warn=warn,
+                                force=True)
+        except ValueError:
+            if bool(xp.isfinite(Z0).all()):
+                raise
+            # U itself is finite (checked): U B^T + b overflowed
             raise ValueError(f"the input U is too large for this model: U B^T + b overflows "
-                             f"{U.dtype} (largest |U| entry {float(xp.abs(U).max()):.3g})")
-        return kernel.solve(P["A"], Z0, self.activation, plan["method"], tol=plan["tol"],
-                            max_iter=plan["max_iter"], X0=X0, alpha=plan["alpha"],
-                            levels=plan["levels"], factors=P.get("factors"), warn=warn,
-                            force=True)
+                             f"{U.dtype} (largest |U| entry {float(xp.abs(U).max()):.3g})"
+                             ) from None
 
     def _nemon_alpha(self) -> float:
         a = self._cache.get("alpha")
@@ -570,7 +575,7 @@ class ImplicitModel:
         return self._finite_output(X, U, xp)
 
     def _output(self, X, U, xp):
-        """:math:`XC^\top + UD^\top + c`, unchecked (the trainers': an overflow there is an
+        """:math:`XC^\\top + UD^\\top + c`, unchecked (the trainers': an overflow there is an
         infinite objective, which their tests reject)."""
         P = self._params_for(U.dtype, xp)
         Y = X @ P["C"].T
