@@ -472,7 +472,7 @@ class _BaseImplicit(_DenseTags, BaseEstimator):
             return None
         if classes is not None:
             old = getattr(self, "classes_", None)
-            if old is None or old.shape != classes.shape or not np.array_equal(old, classes):
+            if old is None or not np.array_equal(old, classes):  # shapes included
                 return None
         if not self._fit_bias() and np.any(init.b != 0):
             init = init.replace(b=np.zeros_like(init.b))
