@@ -155,8 +155,7 @@ def _cmd_fit(args) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(summary_path) as fh:
             fh.write(_json_text(summary))
-            fh.flush()
-            os.fsync(fh.fileno())
+            fh.flush()  # a failed write (a full disk) shows before the model is replaced
             save_bundle(est, out, data.task, data.feature_names, data.target, data.source)
     except OSError as err:
         raise CLIError(f"cannot write {summary_path}: {err.strerror or err}") from None
